@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine:
+# the Debian packages (eSpeak NG, libusb, libGL, sox, Chromium for browser tests)
+# and a virtual environment in .venv from pyproject.toml (exact pins).
+# Usage: bash scripts/setup.sh [dev|train]   (dev adds the test tools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extra="${1:-}"
+
+debs=(espeak-ng libespeak-ng1 libusb-1.0-0 libgl1 libgomp1 libglib2.0-0 libportaudio2 sox)
+[ "$extra" = "dev" ] && debs+=(chromium)
+missing=()
+for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py="${PYTHON:-}"
+if [ -z "$py" ]; then
+  for c in python3.11 "$HOME/.pyenv/versions/3.11.7/bin/python3" python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; assert sys.version_info[:2]==(3,11)' 2>/dev/null; then py="$c"; break; fi
+  done
+fi
+[ -n "$py" ] || { echo "setup: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+spec="."; [ -n "$extra" ] && spec=".[$extra]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
+echo "setup: ready (.venv, extra='${extra}')"
