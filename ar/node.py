@@ -1,0 +1,179 @@
+"""Renderer node: draws the monitor view from Frame + SegResult + AssistantState.
+
+Live: newest frame only; the newest segmentation and state are drawn only if fresh
+(``ar.overlay`` decides). Replay: frame k is drawn with the SegResult and
+AssistantState of frame k (waiting for them, bounded), and the picture goes back to
+the replay driver in the ``Rendered`` credit, so the annotated video is deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import cv2
+
+from assistant import messages as m
+from assistant.node import Node
+
+log = logging.getLogger(__name__)
+
+# In replay, how long to wait for a producer's message for a frame before drawing
+# without it (and saying so): a producer that died must not stall the replay forever.
+REPLAY_WAIT_S = 10.0
+
+
+class RendererNode(Node):
+    NAME = "renderer"
+    TOPICS = ("frame", "seg", "state", "node_status")
+    STREAM_TYPES = ("frame", "seg", "state")
+
+    def setup(self) -> None:
+        from ar import overlay  # imported here: nothing heavy at import time
+
+        self.overlay = overlay
+        self.rs = self.settings.render
+        self.frame: m.Frame | None = None
+        self.frame_header: m.Header | None = None
+        self.seg: m.SegResult | None = None
+        self.state_msg: m.AssistantState | None = None
+        self.nodes_status: dict[str, str] = {}
+        self.dirty = False
+        self.frozen_frame: m.Frame | None = None
+        self.rendered = 0
+        self.writer = None
+        self.web = None
+        self.window = bool(self.rs.window and os.environ.get("DISPLAY"))
+        nodes = self.settings.launcher.nodes
+        self.wait_seg = "segmentation" in nodes
+        self.wait_state = "assistant" in nodes
+        # replay buffers, keyed by frame id
+        self.r_frames: dict[int, tuple[m.Header, m.Frame]] = {}
+        self.r_segs: dict[int, m.SegResult] = {}
+        self.r_states: dict[int, m.AssistantState] = {}
+        self.r_next = 0
+        self.r_waiting_since: float | None = None
+        if self.rs.web_port and not self.replay:
+            from ar.web import WebView
+            self.web = WebView(port=self.rs.web_port).start()
+            log.info("browser view on http://127.0.0.1:%d/", self.rs.web_port)
+
+    # ------------------------------------------------------------------ messages
+    def handle(self, header: m.Header, msg: m.Message) -> None:
+        if isinstance(msg, m.NodeStatus):
+            self.nodes_status[msg.node] = "online" if msg.state == "online" else "offline"
+            self.dirty = True
+            return
+        if self.replay:
+            if isinstance(msg, m.Frame):
+                self.r_frames[msg.frame_id] = (header, msg)
+            elif isinstance(msg, m.SegResult):
+                self.r_segs[msg.frame_id] = msg
+            elif isinstance(msg, m.AssistantState):
+                self.r_states[msg.frame_id] = msg
+            return
+        if isinstance(msg, m.Frame):
+            self.frame, self.frame_header = msg, header
+            self.dirty = True
+        elif isinstance(msg, m.SegResult):
+            self.seg = msg
+        elif isinstance(msg, m.AssistantState):
+            self.state_msg = msg
+            self.dirty = True
+
+    def tick(self, now: float) -> None:
+        if self.replay:
+            self._tick_replay(now)
+        elif self.dirty and self.frame is not None:
+            self.dirty = False
+            self._render_live(now)
+
+    # ------------------------------------------------------------------ live
+    def _render_live(self, now: float) -> None:
+        state = self.state_msg
+        frame = self.frame
+        if state is not None and state.frozen:
+            if self.frozen_frame is None:
+                self.frozen_frame = frame
+            frame = self.frozen_frame
+        else:
+            self.frozen_frame = None
+        t0 = time.monotonic()
+        img = self.overlay.render_monitor(frame, self.seg, state, now, self.rs,
+                                          node_status=self._status())
+        render_ms = (time.monotonic() - t0) * 1000
+        self._output(img)
+        self.rendered += 1
+        latency = (time.monotonic() - self.frame_header.t_mono) * 1000
+        self.publish(m.Rendered(frame_id=frame.frame_id, render_ms=render_ms, latency_ms=latency))
+
+    def _status(self) -> dict:
+        status = dict(self.nodes_status)
+        if self.state_msg is not None:
+            for k, v in (self.state_msg.nodes or {}).items():
+                status.setdefault(k, v)
+        return status
+
+    def _output(self, img) -> None:
+        if self.rs.video_path:
+            if self.writer is None:
+                self.writer = cv2.VideoWriter(self.rs.video_path, cv2.VideoWriter_fourcc(*"mp4v"),
+                                              self.settings.source.fps, (img.shape[1], img.shape[0]))
+            self.writer.write(img)
+        if self.web is not None:
+            self.web.publish(img, {"frames": self.rendered, "nodes": self._status()})
+        if self.window:
+            cv2.imshow("ultrasound assistant (not for clinical use)", img)
+            cv2.waitKey(1)
+
+    # ------------------------------------------------------------------ replay
+    def _tick_replay(self, now: float) -> None:
+        while self.r_next in self.r_frames:
+            k = self.r_next
+            have_seg = (not self.wait_seg) or k in self.r_segs
+            have_state = (not self.wait_state) or k in self.r_states
+            if not (have_seg and have_state):
+                if self.r_waiting_since is None:
+                    self.r_waiting_since = now
+                if now - self.r_waiting_since < REPLAY_WAIT_S:
+                    return
+                log.warning("frame %d: drawn without %s (producer late or offline)", k,
+                            "segmentation" if not have_seg else "assistant state")
+            self.r_waiting_since = None
+            header, frame = self.r_frames.pop(k)
+            seg = self.r_segs.pop(k, None)
+            state = self.r_states.pop(k, None)
+            if state is not None and state.frozen:
+                if self.frozen_frame is None:
+                    self.frozen_frame = frame
+                frame_drawn = self.frozen_frame
+            else:
+                self.frozen_frame = None
+                frame_drawn = frame
+            if seg is not None and frame_drawn.frame_id != frame.frame_id:
+                seg = None  # a frozen picture keeps no overlay of newer frames
+            t0 = time.monotonic()
+            # Replay draws with the frame's own clock, so staleness never depends on
+            # how fast this machine is: output is the same on every run.
+            img = self.overlay.render_monitor(frame_drawn, seg, state, header.t_mono, self.rs,
+                                              node_status=self._status())
+            render_ms = (time.monotonic() - t0) * 1000
+            self.publish(m.Rendered(frame_id=k, render_ms=render_ms,
+                                    latency_ms=(time.monotonic() - header.t_mono) * 1000,
+                                    image=img))
+            self.rendered += 1
+            self.r_next += 1
+            # Drop anything older than what we drew (e.g. a late result after a timeout).
+            for d in (self.r_segs, self.r_states):
+                for old in [i for i in d if i < self.r_next]:
+                    del d[old]
+
+    def stats(self) -> dict:
+        return {"rendered": self.rendered}
+
+    def teardown(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        if self.web is not None:
+            self.web.stop()

@@ -1,0 +1,230 @@
+"""Frame sources: video files (mp4, avi), image folders, a camera index, the simulator.
+
+A source yields :class:`SourceFrame` items. Pixel spacing and imaging depth come from
+config, else from a sidecar JSON beside the file (``clip.mp4.json`` or ``clip.json``
+with ``spacing_mm`` / ``depth_mm``), else depth / image height. A missing, corrupt or
+truncated file raises :class:`SourceError` naming the file (and frame); a bad frame
+mid-stream is logged and skipped, and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# A video whose frames keep failing is corrupt, not just noisy.
+MAX_CONSECUTIVE_BAD = 10
+
+
+class SourceError(RuntimeError):
+    """A frame source that cannot be used: names the file or device and what went wrong."""
+
+
+@dataclass
+class SourceFrame:
+    index: int  # position in the source (frames skipped as bad keep their index)
+    media_time_s: float
+    image: np.ndarray  # uint8 grey (H, W) or BGR (H, W, 3)
+    spacing_mm: float
+    depth_mm: float
+
+
+def to_ultrasound_image(img: np.ndarray) -> np.ndarray:
+    """B-mode video is grey: a colour frame whose channels agree becomes (H, W)."""
+    if img.ndim == 3 and img.shape[2] == 3:
+        b, g, r = img[..., 0], img[..., 1], img[..., 2]
+        if (np.abs(b.astype(np.int16) - g).max() <= 8 and np.abs(g.astype(np.int16) - r).max() <= 8):
+            return np.ascontiguousarray(g)
+        return img
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
+def _sidecar(path: Path) -> dict:
+    for cand in (Path(str(path) + ".json"), path.with_suffix(".json")):
+        if cand.is_file():
+            try:
+                data = json.loads(cand.read_text())
+            except ValueError as exc:
+                raise SourceError(f"{cand}: sidecar is not valid JSON: {exc}") from None
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def _geometry(settings, height: int, sidecar: dict) -> tuple[float, float]:
+    """(spacing_mm, depth_mm) from config first, then the file's sidecar, then derived."""
+    depth = float(sidecar.get("depth_mm", settings.depth_mm))
+    if settings.spacing_mm > 0:
+        spacing = settings.spacing_mm
+    elif "spacing_mm" in sidecar:
+        spacing = float(sidecar["spacing_mm"])
+    else:
+        spacing = depth / height
+    if "depth_mm" not in sidecar and settings.spacing_mm > 0:
+        depth = spacing * height
+    return spacing, depth
+
+
+def probe_video(path: str | Path) -> dict:
+    """Open a video to check it: frame count, fps, size. Raises SourceError."""
+    p = Path(path)
+    if not p.exists():
+        raise SourceError(f"{p}: video file not found")
+    if not p.is_file():
+        raise SourceError(f"{p}: not a file")
+    cap = cv2.VideoCapture(str(p))
+    try:
+        if not cap.isOpened():
+            raise SourceError(f"{p}: cannot open as a video (corrupt or unsupported format)")
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise SourceError(f"{p}: no readable frame (corrupt or empty video)")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        return {"fps": fps if 0 < fps < 1000 else 0.0, "frames": count,
+                "width": frame.shape[1], "height": frame.shape[0]}
+    finally:
+        cap.release()
+
+
+def iter_video(path: str | Path, settings, loop: bool = False) -> Iterator[SourceFrame]:
+    """Every frame of a video file, in order; bad frames are logged and skipped."""
+    p = Path(path)
+    info = probe_video(p)
+    fps = info["fps"] or settings.fps
+    sidecar = _sidecar(p)
+    spacing, depth = _geometry(settings, info["height"], sidecar)
+    while True:
+        cap = cv2.VideoCapture(str(p))
+        index, bad_run, yielded = 0, 0, 0
+        try:
+            while True:
+                ok = cap.grab()
+                if not ok:
+                    if info["frames"] and index < info["frames"] - 1 and bad_run < MAX_CONSECUTIVE_BAD:
+                        log.warning("%s: frame %d could not be read; skipped", p, index)
+                        index += 1
+                        bad_run += 1
+                        continue
+                    break
+                ok, frame = cap.retrieve()
+                if not ok or frame is None or frame.size == 0:
+                    log.warning("%s: frame %d could not be decoded; skipped", p, index)
+                    index += 1
+                    bad_run += 1
+                    if bad_run >= MAX_CONSECUTIVE_BAD:
+                        raise SourceError(f"{p}: {bad_run} bad frames in a row at frame {index}: "
+                                          "the file is corrupt")
+                    continue
+                bad_run = 0
+                yield SourceFrame(index, index / fps, to_ultrasound_image(frame), spacing, depth)
+                yielded += 1
+                index += 1
+        finally:
+            cap.release()
+        if info["frames"] and yielded < info["frames"] * 0.9 and index < info["frames"] * 0.9:
+            raise SourceError(f"{p}: truncated: stream ended at frame {index} of "
+                              f"{info['frames']} announced")
+        if not loop:
+            return
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    d = Path(folder)
+    if not d.exists():
+        raise SourceError(f"{d}: image folder not found")
+    if not d.is_dir():
+        raise SourceError(f"{d}: not a folder")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SourceError(f"{d}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the folder")
+    return files
+
+
+def iter_images(folder: str | Path, settings, loop: bool = False) -> Iterator[SourceFrame]:
+    files = list_images(folder)
+    sidecar = _sidecar(Path(folder))
+    while True:
+        good = 0
+        for i, f in enumerate(files):
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            if img is None or img.size == 0:
+                log.warning("%s: image %d (%s) could not be read; skipped", folder, i, f.name)
+                continue
+            if img.dtype != np.uint8:
+                img = cv2.convertScaleAbs(img, alpha=255.0 / max(1, int(img.max())))
+            img = to_ultrasound_image(img)
+            spacing, depth = _geometry(settings, img.shape[0], sidecar)
+            good += 1
+            yield SourceFrame(i, i / settings.fps, img, spacing, depth)
+        if good == 0:
+            raise SourceError(f"{folder}: none of the {len(files)} images could be read")
+        if not loop:
+            return
+
+
+def iter_camera(index: int, settings) -> Iterator[SourceFrame]:
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        raise SourceError(f"camera {index}: could not be opened (no such device?)")
+    try:
+        i, bad = 0, 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                bad += 1
+                if bad > MAX_CONSECUTIVE_BAD:
+                    raise SourceError(f"camera {index}: stopped delivering frames")
+                continue
+            bad = 0
+            img = to_ultrasound_image(frame)
+            spacing, depth = _geometry(settings, img.shape[0], {})
+            yield SourceFrame(i, i / settings.fps, img, spacing, depth)
+            i += 1
+    finally:
+        cap.release()
+
+
+def iter_simulated(settings, seconds: float | None = None) -> Iterator[SourceFrame]:
+    """Frames from the project's own PECS II simulator (no files needed)."""
+    from models import simulator  # heavy-ish: imported only when used
+
+    fps = settings.fps
+    i = 0
+    while seconds is None or i < seconds * fps:
+        sim = simulator.simulate_frame(settings.seed + i)
+        yield SourceFrame(i, i / fps, sim.image, sim.spacing_mm, sim.depth_mm)
+        i += 1
+
+
+def open_source(settings, loop: bool | None = None) -> Iterator[SourceFrame]:
+    """The frame iterator for ``settings`` (a SourceSettings)."""
+    loop = settings.loop if loop is None else loop
+    if settings.kind == "video":
+        return iter_video(settings.path, settings, loop=loop)
+    if settings.kind == "images":
+        return iter_images(settings.path, settings, loop=loop)
+    if settings.kind == "camera":
+        return iter_camera(settings.camera_index, settings)
+    return iter_simulated(settings)
+
+
+def open_path(path: str | Path, settings) -> Iterator[SourceFrame]:
+    """A replay input: a video file or an image folder, every frame once."""
+    p = Path(path)
+    if p.is_dir():
+        return iter_images(p, settings, loop=False)
+    if p.suffix.lower() not in VIDEO_SUFFIXES and p.exists():
+        raise SourceError(f"{p}: not a video ({', '.join(sorted(VIDEO_SUFFIXES))}) or image folder")
+    return iter_video(p, settings, loop=False)

@@ -1,0 +1,32 @@
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def wait_for(cond, timeout_s: float = 10.0, interval_s: float = 0.01, what: str = "condition"):
+    """Poll ``cond`` until it is truthy or the timeout passes (then fail the test)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval_s)
+    v = cond()
+    if not v:
+        pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+    return v
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return SHARED

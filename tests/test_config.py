@@ -1,0 +1,59 @@
+"""config.yaml is read strictly: unknown keys and bad values name the key and line."""
+import pytest
+
+from assistant.config import ConfigError, load_settings, parse_settings, default_config_path
+
+
+def test_shipped_config_loads():
+    s = load_settings(default_config_path())
+    assert s.bus.pub_endpoint == "auto" and s.source.kind in ("simulated", "video", "images", "camera")
+
+
+def test_empty_config_gives_defaults():
+    s = parse_settings("", "x.yaml")
+    assert s.render.width_px == 1280
+
+
+@pytest.mark.parametrize("text,line,key,expect", [
+    ("bus:\n  heartbeat_ms: 500\n  hartbeat: 3\n", 3, "bus.hartbeat", "unknown key"),
+    ("sauce:\n  kind: video\n", 1, "sauce", "unknown key"),
+    ("bus:\n  heartbeat_ms: fast\n", 2, "bus.heartbeat_ms", "expected an integer, got 'fast'"),
+    ("source:\n  kind: dvd\n", 2, "source.kind", "expected one of simulated, video, images, camera"),
+    ("source:\n  fps: [1, 2]\n", 2, "source.fps", "expected a float, got a list"),
+    ("render:\n  window: maybe\n", 2, "render.window", "expected true or false"),
+    ("launcher:\n  nodes: source\n", 2, "launcher.nodes", "expected a list"),
+    ("bus: 3\n", 1, "bus", "expected a mapping"),
+])
+def test_errors_name_key_line_and_expectation(text, line, key, expect):
+    with pytest.raises(ConfigError) as ei:
+        parse_settings(text, "cfg.yaml")
+    msg = str(ei.value)
+    assert msg.startswith(f"cfg.yaml:{line}: {key}: "), msg
+    assert expect in msg
+
+
+def test_cross_field_checks():
+    with pytest.raises(ConfigError, match="launcher.nodes: unknown node 'camera'"):
+        parse_settings("launcher:\n  nodes: [source, camera]\n", "c.yaml")
+    with pytest.raises(ConfigError, match="source.path: required"):
+        parse_settings("source:\n  kind: video\n", "c.yaml")
+    with pytest.raises(ConfigError, match="binds beyond this machine"):
+        parse_settings("bus:\n  pub_endpoint: tcp://0.0.0.0:5555\n", "c.yaml")
+    s = parse_settings("bus:\n  pub_endpoint: tcp://127.0.0.1:5555\n", "c.yaml")
+    assert s.bus.pub_endpoint == "tcp://127.0.0.1:5555"
+    with pytest.raises(ConfigError, match="source.fps: expected a positive"):
+        parse_settings("source:\n  fps: -1\n", "c.yaml")
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"c.yaml:3: not valid YAML"):
+        parse_settings("bus:\n  - a: [\n", "c.yaml")
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_checked_too():
+    s = parse_settings("", "c.yaml", overrides={"source": {"kind": "video", "path": "a.mp4"}})
+    assert s.source.path == "a.mp4"
+    with pytest.raises(ConfigError, match="source.colour: unknown key"):
+        parse_settings("", "c.yaml", overrides={"source": {"colour": 1}})
