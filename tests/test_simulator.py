@@ -1,0 +1,109 @@
+"""The PECS II simulator: determinism, ground truth where it says, clips on disk."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from models.classes import CLASS_INDEX, CLASSES
+from models.simulator import NeedleParams, SimParams, make_demo_clip, render_clip, simulate_frame
+
+
+def test_same_seed_same_frame_and_seeds_differ():
+    a = simulate_frame(7)
+    b = simulate_frame(7)
+    c = simulate_frame(8)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
+    assert a.needle == b.needle
+    assert a.image.shape == a.labels.shape == (542, 562)
+    assert a.image.dtype == np.uint8 and a.labels.dtype == np.uint8
+    assert not np.array_equal(a.image, c.image)
+    # the images differ in content, not in a few pixels
+    assert np.mean(a.image != c.image) > 0.5
+    assert a.labels.max() < len(CLASSES)
+
+
+def test_spacing_and_depth_agree():
+    f = simulate_frame(3, SimParams(depth_mm=35.0, size=(300, 320)))
+    assert f.image.shape == (300, 320)
+    assert f.depth_mm == 35.0
+    assert f.spacing_mm == pytest.approx(35.0 / 300)
+
+
+def test_vessel_label_is_where_the_simulator_says_and_is_anechoic():
+    f = simulate_frame(11, SimParams(needle=None))
+    cx, cy = f.vessel["centre_px"]
+    r = f.vessel["radius_px"]
+    ys, xs = np.nonzero(f.labels == CLASS_INDEX["vessel"])
+    assert len(xs) > 0.6 * np.pi * r * r
+    assert abs(xs.mean() - cx) < 2 and abs(ys.mean() - cy) < 2
+    # the lumen is dark against the muscle around it (anechoic blood)
+    inner = (np.hypot(*np.meshgrid(np.arange(562) - cx, np.arange(542) - cy)) < 0.4 * r)
+    muscle = np.isin(f.labels, [CLASS_INDEX["pec_major"], CLASS_INDEX["pec_minor"]])
+    assert f.image[inner].mean() < 0.5 * f.image[muscle].mean()
+
+
+def test_needle_ground_truth_matches_params():
+    sp_depth = 40.0
+    n = NeedleParams(entry_x_mm=2.0, angle_deg=30.0, length_mm=20.0, direction=1)
+    f = simulate_frame(5, SimParams(depth_mm=sp_depth, needle=n, probe_x_mm=0.0))
+    tip_x_mm, tip_y_mm = n.tip_mm()
+    assert f.needle["visible"]
+    tx, ty = f.needle["tip_px"]
+    assert tx == pytest.approx(tip_x_mm / f.spacing_mm - 0.5, abs=1e-6)
+    assert ty == pytest.approx(tip_y_mm / f.spacing_mm - 0.5, abs=1e-6)
+    needle = f.labels == CLASS_INDEX["needle"]
+    # the labelled shaft reaches the tip and the shaft is bright in the image
+    ys, xs = np.nonzero(needle)
+    assert np.hypot(xs - tx, ys - ty).min() < 3
+    assert f.image[needle].mean() > f.image[~needle].mean() + 30
+
+
+def test_missed_needle_is_faint_and_not_labelled():
+    n = NeedleParams(entry_x_mm=2.0, angle_deg=30.0, length_mm=20.0, visibility=0.1)
+    f = simulate_frame(5, SimParams(needle=n))
+    assert not f.needle["visible"]
+    assert not (f.labels == CLASS_INDEX["needle"]).any()
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="size"):
+        simulate_frame(0, SimParams(size=(10, 10000)))
+    with pytest.raises(TypeError, match="seed"):
+        simulate_frame("abc")
+    with pytest.raises(ValueError, match="n_frames"):
+        render_clip("/nonexistent/x.mp4", n_frames=0)
+
+
+def test_render_clip_writes_video_masks_and_json(tmp_path):
+    meta = render_clip(tmp_path / "c.mp4", n_frames=8, fps=10, seed=2, size=(120, 140),
+                       needle_start_s=0.0, needle_arrive_s=0.7, inject_start_s=0.5)
+    cap = cv2.VideoCapture(str(tmp_path / "c.mp4"))
+    n = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape[:2] == (120, 140)
+        n += 1
+    assert n == 8
+    labels = np.load(tmp_path / "c_masks.npz")["labels"]
+    assert labels.shape == (8, 120, 140)
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["n_frames"] == 8 and len(saved["frames"]) == 8
+    assert saved["spacing_mm"] == pytest.approx(saved["depth_mm"] / 120)
+    assert saved["frames"][-1]["injecting"]
+    assert meta["frames"][0]["needle"] == saved["frames"][0]["needle"]
+
+
+def test_demo_clip_is_deterministic_and_tells_the_story(tmp_path):
+    a = make_demo_clip(str(tmp_path / "a.mp4"), seconds=1.5, fps=10, seed=3)
+    b = make_demo_clip(str(tmp_path / "b.mp4"), seconds=1.5, fps=10, seed=3)
+    assert a["size"] == [542, 562] and a["n_frames"] == 15
+    la = np.load(tmp_path / "a_masks.npz")["labels"]
+    lb = np.load(tmp_path / "b_masks.npz")["labels"]
+    assert np.array_equal(la, lb)
+    assert [f["needle"] for f in a["frames"]] == [f["needle"] for f in b["frames"]]
+    # no needle at the start, needle and injection by the end
+    assert a["frames"][0]["needle"]["tip_px"] is None
+    assert a["frames"][-1]["needle"]["visible"] and a["frames"][-1]["injecting"]
