@@ -8,9 +8,34 @@ from dataclasses import dataclass
 class AssistantSettings:
     block: str = "pecs2"
     operator: str = "anonymous"
-    session_db: str = ""  # empty: the user's data folder
-    quality_low_threshold: float = 50.0
+    session_db: str = ""  # empty: the user's data folder (assistant.records.default_db_path)
+    quality_low_threshold: float = 50.0  # below this for quality_low_alert_s: spoken alert
     quality_low_alert_s: float = 10.0
-    pleura_alert_mm: float = 5.0
-    artery_alert_mm: float = 3.0
-    needle_lost_alert_s: float = 2.0
+    quality_adequate_threshold: float = 60.0  # "adequate view" in the teaching figures
+    pleura_alert_mm: float = 5.0  # tip this close to the pleura: spoken alert
+    artery_alert_mm: float = 3.0  # tip this close to a vessel: spoken alert
+    danger_rearm_factor: float = 1.5  # the alert re-arms once the tip is this x farther
+    needle_lost_alert_s: float = 2.0  # needle unseen this long while advancing: alert
+    needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
+    needle_track_window_s: float = 2.0
+    confirm_timeout_s: float = 8.0  # an unanswered "say yes or no" is cancelled after this
+    alert_show_s: float = 5.0  # how long an alert stays in AssistantState.alerts
+    frame_buffer: int = 8  # recent Frames kept to pair a SegResult with its image
+    quality_history_len: int = 600  # samples kept in State (the records keep them all)
+
+    def __post_init__(self) -> None:
+        for name in ("quality_low_alert_s", "pleura_alert_mm", "artery_alert_mm",
+                     "needle_lost_alert_s", "confirm_timeout_s", "alert_show_s",
+                     "needle_track_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"assistant.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("quality_low_threshold", "quality_adequate_threshold"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"assistant.{name} must be within 0..100, "
+                                 f"got {getattr(self, name)!r}")
+        if self.danger_rearm_factor < 1:
+            raise ValueError(f"assistant.danger_rearm_factor must be >= 1, "
+                             f"got {self.danger_rearm_factor!r}")
+        if self.frame_buffer < 2 or self.quality_history_len < 1:
+            raise ValueError("assistant.frame_buffer must be >= 2 and "
+                             "assistant.quality_history_len >= 1")

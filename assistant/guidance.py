@@ -1,0 +1,213 @@
+"""Needle guidance: depth, distance to the target, nearest danger. Pure functions.
+
+Conventions (image pixels, x right, y down; mm = px * spacing_mm):
+
+* ``depth_mm``: the needle tracker's depth of the tip below the skin line, else tip y
+  times the spacing.
+* ``to_target_mm``: signed distance from the tip to the target, **positive when the
+  tip is above it** (still has to go deeper). For a plane block it is the vertical
+  distance to the target plane at the tip's x; for a perineural block the distance to
+  the nearest pixel of the target nerve (0 inside it).
+* ``target_plane_px``: polyline ``[[x, y], ...]`` along the boundary between the two
+  classes of ``preset.target_plane`` (upper class directly above the lower one).
+* ``nearest_danger``: ``{"name": "pleura"|"artery", "distance_mm"}``, the distance from
+  the tip to the nearest pixel of a class in ``preset.avoid``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from assistant.blocks import DANGER_NAME, SPOKEN_CLASS, BlockPreset
+from models.classes import CLASSES
+
+log = logging.getLogger(__name__)
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+         "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: float) -> str:
+    """A number rounded to an integer, in English words: 18 -> "eighteen"."""
+    n = int(round(float(n)))
+    if n < 0:
+        return "minus " + number_words(-n)
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + ("" if ones == 0 else " " + _ONES[ones])
+    if n < 1000:
+        hundreds, rest = divmod(n, 100)
+        words = _ONES[hundreds] + " hundred"
+        return words if rest == 0 else f"{words} and {number_words(rest)}"
+    if n < 1_000_000:
+        thousands, rest = divmod(n, 1000)
+        words = number_words(thousands) + " thousand"
+        return words if rest == 0 else f"{words} {number_words(rest)}"
+    return str(n)
+
+
+def plane_polyline(labels: np.ndarray, upper: int, lower: int, step_px: int = 8,
+                   max_gap_frac: float = 0.12) -> list[list[int]]:
+    """Points on the boundary where class ``upper`` lies directly above ``lower``.
+
+    Per sampled column: the deepest ``upper`` pixel above the first ``lower`` pixel and
+    that ``lower`` pixel, if no more than ``max_gap_frac`` of the image height apart
+    (a fascia between the muscles is allowed); the point is their midpoint.
+    """
+    h, w = labels.shape
+    max_gap = max(2, int(max_gap_frac * h))
+    pts: list[list[int]] = []
+    for x in range(step_px // 2, w, step_px):
+        col = labels[:, x]
+        low_rows = np.flatnonzero(col == lower)
+        if low_rows.size == 0:
+            continue
+        lt = int(low_rows[0])
+        up_rows = np.flatnonzero(col[:lt] == upper)
+        if up_rows.size == 0:
+            continue
+        ub = int(up_rows[-1])
+        if lt - ub <= max_gap:
+            pts.append([int(x), int(round((ub + lt) / 2))])
+    return pts
+
+
+def _class_index(name: str, classes: Sequence[str]) -> int | None:
+    try:
+        return list(classes).index(name)
+    except ValueError:
+        return None
+
+
+def distance_to_class_px(labels: np.ndarray, idx: int, tip_xy: Sequence[float]) -> float | None:
+    """Euclidean distance (px) from the tip to the nearest pixel of class ``idx``."""
+    ys, xs = np.nonzero(labels == idx)
+    if ys.size == 0:
+        return None
+    return float(np.sqrt(np.min((xs - tip_xy[0]) ** 2 + (ys - tip_xy[1]) ** 2)))
+
+
+def _spacing(spacing_mm: float | None, needle: dict) -> float | None:
+    if spacing_mm is not None:
+        if not spacing_mm > 0:
+            raise ValueError(f"spacing_mm must be > 0 mm per pixel, got {spacing_mm!r}")
+        return float(spacing_mm)
+    # no frame spacing yet: the tracker's tip in mm and px give it
+    tip_px, tip_mm = needle.get("tip_px"), needle.get("tip_mm")
+    if tip_px and tip_mm and tip_px[1]:
+        return float(tip_mm[1]) / float(tip_px[1])
+    return None
+
+
+def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPreset,
+                     spacing_mm: float | None, classes: Sequence[str] = CLASSES) -> dict:
+    """Guidance for the renderer and the speech answers (keys: module docstring).
+
+    The target is computed even without a needle (so "where is the target" works); the
+    tip-relative keys are only there when the needle is visible.
+    """
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D array of class indices, got "
+                         f"{getattr(labels, 'shape', type(labels).__name__)}")
+    needle = needle or {}
+    sp = _spacing(spacing_mm, needle)
+    g: dict = {"visible": bool(needle.get("visible")), "spacing_mm": sp}
+    h, _w = labels.shape
+
+    # the target, independent of the needle
+    plane: list[list[int]] = []
+    target_idx = None
+    if preset.target_plane:
+        u, lo = (_class_index(c, classes) for c in preset.target_plane)
+        if u is not None and lo is not None:
+            plane = plane_polyline(labels, u, lo)
+        if plane:
+            g["target_plane_px"] = plane
+            g["target_y_px"] = float(np.mean([p[1] for p in plane]))
+    else:
+        target_idx = _class_index(preset.target_class, classes)
+        if target_idx is not None:
+            ys, xs = np.nonzero(labels == target_idx)
+            if ys.size:
+                g["target_px"] = [float(xs.mean()), float(ys.mean())]
+                g["target_y_px"] = float(ys.mean())
+    if "target_y_px" in g and sp:
+        g["target_depth_mm"] = g["target_y_px"] * sp
+
+    tip = needle.get("tip_px")
+    if not g["visible"] or not tip:
+        return g
+    tx, ty = float(tip[0]), float(tip[1])
+    g["tip_px"] = [tx, ty]
+    if needle.get("depth_mm") is not None:
+        g["depth_mm"] = float(needle["depth_mm"])
+    elif sp:
+        g["depth_mm"] = ty * sp
+    if needle.get("angle_deg") is not None:
+        g["angle_deg"] = float(needle["angle_deg"])
+
+    if sp:
+        if plane:
+            xs_p = np.array([p[0] for p in plane], dtype=float)
+            ys_p = np.array([p[1] for p in plane], dtype=float)
+            # beyond the ends the plane is held flat: the nearest end's depth
+            plane_y = float(np.interp(tx, xs_p, ys_p))
+            g["to_target_mm"] = (plane_y - ty) * sp
+        elif target_idx is not None and "target_px" in g:
+            inside = labels[int(min(max(ty, 0), h - 1)),
+                            int(min(max(tx, 0), labels.shape[1] - 1))] == target_idx
+            d = 0.0 if inside else distance_to_class_px(labels, target_idx, (tx, ty))
+            sign = 1.0 if ty <= g["target_px"][1] else -1.0
+            g["to_target_mm"] = sign * float(d) * sp
+        dangers = {}
+        for cls in preset.avoid:
+            idx = _class_index(cls, classes)
+            if idx is None:
+                continue
+            d = distance_to_class_px(labels, idx, (tx, ty))
+            if d is not None:
+                name = DANGER_NAME.get(cls, SPOKEN_CLASS.get(cls, cls))
+                dangers[name] = min(d * sp, dangers.get(name, float("inf")))
+        if dangers:
+            g["dangers_mm"] = dangers
+            name = min(dangers, key=dangers.get)
+            g["nearest_danger"] = {"name": name, "distance_mm": dangers[name]}
+    return g
+
+
+def target_word(preset: BlockPreset) -> str:
+    return "plane" if preset.target_plane else SPOKEN_CLASS.get(preset.target_class, "target")
+
+
+def depth_sentence(g: dict | None, preset: BlockPreset) -> str:
+    """The answer to "needle depth": "depth eighteen millimetres, three above the plane"."""
+    if not g or not g.get("visible") or g.get("depth_mm") is None:
+        return "needle not seen"
+    text = f"depth {number_words(g['depth_mm'])} millimetres"
+    to_t = g.get("to_target_mm")
+    if to_t is not None:
+        word = target_word(preset)
+        mm = abs(to_t)
+        if mm < 0.5:
+            text += f", at the {word}"
+        else:
+            text += f", {number_words(mm)} {'above' if to_t > 0 else 'below'} the {word}"
+    return text
+
+
+def target_sentence(g: dict | None, preset: BlockPreset) -> str:
+    """The answer to "where is the target"."""
+    if not g or "target_y_px" not in g:
+        return f"{preset.target_text} not seen"
+    text = preset.target_text
+    if g.get("target_depth_mm") is not None:
+        text += f", {number_words(g['target_depth_mm'])} millimetres deep"
+    to_t = g.get("to_target_mm")
+    if g.get("visible") and to_t is not None and abs(to_t) >= 0.5:
+        text += f", {number_words(abs(to_t))} {'below' if to_t > 0 else 'above'} the tip"
+    return text

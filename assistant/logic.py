@@ -1,0 +1,640 @@
+"""The assistant's decisions: ``reduce(state, msg, header, now_s) -> (state, actions)``.
+
+Pure: no sockets, no clock, no files. The node (``assistant/node.py``) feeds every
+``Frame``, ``SegResult``, ``SpeechCommand`` and ``NodeStatus`` it receives, plus a
+:class:`Tick` a few times a second for the timers, and executes the returned actions
+in order (see docs/ASSISTANT.md for the contract). ``now_s`` is the time base: media
+time in replay, ``time.monotonic()`` live; replay is deterministic because nothing
+here reads a clock.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from assistant.blocks import SPOKEN_CLASS, BlockPreset, default_presets, find_preset
+from assistant.guidance import compute_guidance, depth_sentence, number_words, target_sentence
+from assistant.logic_settings import AssistantSettings
+from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
+                                SpeechCommand)
+from assistant.quality import quality_score
+from models.classes import LAYERS
+
+log = logging.getLogger(__name__)
+
+LAYER_NAMES = tuple(LAYERS) + ("all",)
+BLOCK_IDS = ("pecs1", "pecs2", "interscalene", "supraclavicular", "axillary", "femoral")
+WORDS = ("yes", "no", "stop", "go", "up", "down", "left", "right", "on", "off")
+#: every canonical command id the recogniser may send
+COMMANDS: tuple[str, ...] = (
+    *(f"show.{x}" for x in LAYER_NAMES), *(f"hide.{x}" for x in LAYER_NAMES),
+    "quality_score", "needle_depth", "where_target", "freeze", "unfreeze",
+    "record_start", "record_stop", "injection_start", "injection_stop",
+    "block_next", "block_previous", *(f"block.{b}" for b in BLOCK_IDS),
+    "repeat", "help", "mute", "unmute", *WORDS,
+)
+ROLES = ("operator", "supervisor")
+PRIORITIES = ("alert", "answer", "ack")
+
+HELP_TEXT = ("You can say: show or hide nerve, vessel, fascia, muscle, bone, pleura, "
+             "needle or all; quality score; needle depth; where is the target; freeze; "
+             "unfreeze; start or stop recording; injection start; injection stop; next "
+             "block; previous block; or a block name; repeat; mute; unmute; up or down "
+             "for a depth hint; left or right to move the panel; on or off for the overlay.")
+
+_NODE_WORDS = {"seg": "segmentation", "segmentation": "segmentation", "speech": "speech",
+               "tts": "speech output", "renderer": "display", "ar": "display",
+               "source": "video source"}
+
+
+# ----------------------------------------------------------------------------- inputs
+
+@dataclass(frozen=True)
+class Tick:
+    """Timer input from the node (a few per second): pending-confirmation timeout,
+    quality-low and needle-lost alerts, alert expiry."""
+
+    now_s: float
+
+
+# ----------------------------------------------------------------------------- actions
+
+@dataclass(frozen=True)
+class Speak:
+    """Say ``text``; priority "alert" interrupts other speech, then "answer", "ack"."""
+
+    text: str
+    priority: str = "answer"
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """An Event for events.jsonl and the session record.
+
+    kind: command_heard | action | alert | node | recording | injection | info
+    """
+
+    kind: str
+    text: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SetRecording:
+    """Start/stop recording the session's video (the node owns the writer)."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
+class PublishState:
+    """Something the renderer draws changed: publish ``to_state_message(state)``."""
+
+
+@dataclass(frozen=True)
+class RecordSample:
+    """A time-series sample for the session store: kind "quality" or "needle"."""
+
+    kind: str
+    t_s: float
+    data: dict
+
+
+Action = Speak | LogEvent | SetRecording | PublishState | RecordSample
+
+
+# ----------------------------------------------------------------------------- state
+
+@dataclass(frozen=True)
+class Pending:
+    """A command waiting for "yes" (or "no"; cancelled at ``deadline_s``)."""
+
+    command: str
+    role: str
+    prompt: str
+    deadline_s: float
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """A recent Frame, kept to pair a SegResult with its image and spacing."""
+
+    frame_id: int
+    image: np.ndarray = field(repr=False, compare=False)
+    spacing_mm: float
+    depth_mm: float
+
+
+@dataclass(frozen=True)
+class ActiveAlert:
+    key: str  # "pleura", "artery", "needle_lost", "quality_low", "node:<name>"
+    level: str  # "danger" | "warning"
+    text: str
+    until_s: float
+
+
+@dataclass(frozen=True)
+class State:
+    """Everything the assistant knows. Immutable: ``reduce`` returns a new one.
+
+    Mapping fields (``layers``, ``nodes``, ``guidance``, ``quality_parts``) are never
+    changed in place: a change makes a new dict.
+    """
+
+    settings: AssistantSettings
+    presets: tuple[BlockPreset, ...]
+    block: str
+    layers: Mapping[str, bool]
+    overlay_on: bool = True
+    frozen: bool = False
+    recording: bool = False
+    muted: bool = False
+    injecting: bool = False
+    injection_start_s: float | None = None
+    panel: str = "right"  # "left" | "right": where the renderer puts the info panel
+    depth_hint: str = ""  # "increase depth" | "decrease depth" (from up/down)
+    pending: Pending | None = None
+    last_answer: str = ""
+    last_heard: str = ""
+    now_s: float = 0.0
+    frame_id: int = -1
+    frames: tuple[FrameInfo, ...] = ()
+    spacing_mm: float | None = None
+    quality: float | None = None
+    quality_reason: str = ""
+    quality_parts: Mapping[str, Any] = field(default_factory=dict)
+    quality_history: tuple[tuple[float, float], ...] = ()
+    quality_low_since_s: float | None = None
+    quality_alerted: bool = False
+    guidance: Mapping[str, Any] = field(default_factory=dict)
+    needle_track: tuple[tuple[float, float], ...] = ()  # (t_s, depth_mm) while visible
+    needle_last_seen_s: float | None = None
+    needle_advancing: bool = False
+    needle_lost_alerted: bool = False
+    dangers_alerted: frozenset[str] = frozenset()
+    nodes: Mapping[str, str] = field(default_factory=dict)
+    alerts: tuple[ActiveAlert, ...] = ()
+
+    @property
+    def preset(self) -> BlockPreset:
+        return find_preset(self.presets, self.block)
+
+
+def initial_state(settings: AssistantSettings | None = None,
+                  presets: Sequence[BlockPreset] | None = None) -> State:
+    """The state at session start: settings' block, all layers shown, overlay on."""
+    settings = settings or AssistantSettings()
+    presets = tuple(presets) if presets else default_presets()
+    find_preset(presets, settings.block)  # a clear error for a block not in the presets
+    return State(settings=settings, presets=presets, block=settings.block,
+                 layers={name: True for name in LAYERS})
+
+
+# ----------------------------------------------------------------------------- reduce
+
+def reduce(state: State, msg: Any, header: Header | None = None,
+           now_s: float | None = None) -> tuple[State, list[Action]]:
+    """One input -> (new state, actions to execute in order).
+
+    ``msg``: Frame, SegResult, SpeechCommand, NodeStatus or Tick. ``now_s`` defaults to
+    ``Tick.now_s`` for a Tick and is required otherwise.
+    """
+    if now_s is None:
+        if isinstance(msg, Tick):
+            now_s = msg.now_s
+        else:
+            raise ValueError(f"reduce: now_s is required for a {type(msg).__name__}")
+    now_s = float(now_s)
+    state = dataclasses.replace(state, now_s=now_s)
+    actions: list[Action] = []
+    state = _expire(state, now_s, actions)
+    if isinstance(msg, SpeechCommand):
+        state = _on_command(state, msg, now_s, actions)
+    elif isinstance(msg, SegResult):
+        state = _on_seg(state, msg, now_s, actions)
+    elif isinstance(msg, Frame):
+        state = _on_frame(state, msg)
+    elif isinstance(msg, NodeStatus):
+        state = _on_node(state, msg, now_s, actions)
+    elif isinstance(msg, Tick):
+        state = _timers(state, now_s, actions)
+    else:
+        raise TypeError(f"reduce: cannot handle a {type(msg).__name__} "
+                        f"(expected Frame, SegResult, SpeechCommand, NodeStatus or Tick)")
+    return state, actions
+
+
+def to_state_message(state: State, frame_id: int | None = None) -> AssistantState:
+    """The AssistantState the renderer draws (alerts still showing at ``state.now_s``)."""
+    g = dict(state.guidance)
+    g.pop("dangers_mm", None)
+    g["panel"] = state.panel
+    if state.depth_hint:
+        g["depth_hint"] = state.depth_hint
+    if state.injecting:
+        g["injecting"] = True
+    alerts = [{"level": a.level, "text": a.text} for a in state.alerts
+              if a.until_s >= state.now_s]
+    return AssistantState(
+        frame_id=state.frame_id if frame_id is None else int(frame_id),
+        block=state.block, layers=dict(state.layers), overlay_on=state.overlay_on,
+        quality=state.quality, quality_reason=state.quality_reason, guidance=g,
+        alerts=alerts, frozen=state.frozen, recording=state.recording, muted=state.muted,
+        pending_confirmation=state.pending.prompt if state.pending else None,
+        nodes=dict(state.nodes), last_heard=state.last_heard)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _say(state: State, text: str, priority: str, actions: list) -> State:
+    """Speak unless muted (alerts are spoken even when muted: safety over silence);
+    answers and alerts are remembered for "repeat"."""
+    assert priority in PRIORITIES
+    if priority == "alert" or not state.muted:
+        actions.append(Speak(text, priority))
+    if priority in ("answer", "alert"):
+        state = dataclasses.replace(state, last_answer=text)
+    return state
+
+
+def _alert(state: State, key: str, level: str, text: str, now_s: float, actions: list,
+           speak: bool = True, data: dict | None = None) -> State:
+    """Show an alert (replacing one with the same key); speak and log it once."""
+    alert = ActiveAlert(key, level, text, now_s + state.settings.alert_show_s)
+    state = dataclasses.replace(
+        state, alerts=tuple(a for a in state.alerts if a.key != key) + (alert,))
+    if speak:
+        state = _say(state, text, "alert", actions)
+        actions.append(LogEvent("alert", text, {"key": key, **(data or {})}))
+    return state
+
+
+def _expire(state: State, now_s: float, actions: list) -> State:
+    if state.pending and now_s > state.pending.deadline_s:
+        p = state.pending
+        actions.append(LogEvent("action", f"cancelled (no answer): {p.command}",
+                                {"command": p.command, "role": p.role, "reason": "timeout"}))
+        state = dataclasses.replace(state, pending=None)
+        state = _say(state, "cancelled", "ack", actions)
+        actions.append(PublishState())
+    if any(a.until_s < now_s for a in state.alerts):
+        state = dataclasses.replace(state, alerts=tuple(a for a in state.alerts
+                                                        if a.until_s >= now_s))
+        actions.append(PublishState())
+    return state
+
+
+# ----------------------------------------------------------------------------- commands
+
+def _needs_confirmation(state: State, cmd: str) -> str | None:
+    """The prompt if ``cmd`` must be confirmed now, else None.
+
+    Confirmed: stopping a recording (losing it by a misheard word is costly), and
+    changing the block while recording (the presets, alerts and figures change).
+    """
+    if cmd in ("record_stop", "stop") and state.recording:
+        return "stop recording? say yes or no"
+    if state.recording and (cmd in ("block_next", "block_previous") or cmd.startswith("block.")):
+        target = _block_target(state, cmd)
+        if target is not None and target.id != state.block:
+            return f"switch to {target.name}? say yes or no"
+    return None
+
+
+def _block_target(state: State, cmd: str) -> BlockPreset | None:
+    ids = [p.id for p in state.presets]
+    i = ids.index(state.block)
+    if cmd == "block_next":
+        return state.presets[(i + 1) % len(ids)]
+    if cmd == "block_previous":
+        return state.presets[(i - 1) % len(ids)]
+    bid = cmd.split(".", 1)[1]
+    return state.presets[ids.index(bid)] if bid in ids else None
+
+
+def _on_command(state: State, msg: SpeechCommand, now_s: float, actions: list) -> State:
+    cmd, role = str(msg.command), str(msg.role)
+    data = {"command": cmd, "heard": msg.heard, "role": role,
+            "confidence": float(msg.confidence), "start_s": msg.start_s, "end_s": msg.end_s}
+    who = "supervisor" if role == "supervisor" else "operator"
+    actions.append(LogEvent("command_heard", f"{who}: {msg.heard} -> {cmd}", data))
+    state = dataclasses.replace(state, last_heard=str(msg.heard))
+    if role not in ROLES:
+        log.error("speech command %r has unknown role %r (expected one of %s); ignored",
+                  cmd, role, ", ".join(ROLES))
+        actions.append(LogEvent("info", f"ignored command with unknown role {role!r}", data))
+        return state
+    if cmd not in COMMANDS and not _known_block_command(state, cmd):
+        log.error("unknown command id %r (heard %r); ignored", cmd, msg.heard)
+        actions.append(LogEvent("info", f"unknown command {cmd!r}", data))
+        return _say(state, "sorry, I can't do that", "ack", actions)
+
+    if cmd in ("yes", "no"):
+        return _answer_pending(state, cmd, role, now_s, actions)
+    prompt = _needs_confirmation(state, cmd)
+    if prompt:
+        state = dataclasses.replace(state, pending=Pending(
+            cmd, role, prompt, now_s + state.settings.confirm_timeout_s))
+        actions.append(LogEvent("action", f"asked to confirm: {cmd}", {**data, "prompt": prompt}))
+        actions.append(PublishState())
+        return _say(state, prompt, "answer", actions)
+    return _execute(state, cmd, role, now_s, actions)
+
+
+def _known_block_command(state: State, cmd: str) -> bool:
+    # presets from config may add blocks beyond the six canonical ids
+    return cmd.startswith("block.") and cmd.split(".", 1)[1] in {p.id for p in state.presets}
+
+
+def _answer_pending(state: State, cmd: str, role: str, now_s: float, actions: list) -> State:
+    p = state.pending
+    if p is None:
+        return _say(state, "nothing to confirm", "ack", actions)
+    # the one who asked answers; a supervisor may answer for the operator
+    if role != p.role and role != "supervisor":
+        actions.append(LogEvent("info", f"{role} cannot answer the {p.role}'s question",
+                                {"command": cmd, "role": role, "pending": p.command}))
+        return state
+    state = dataclasses.replace(state, pending=None)
+    actions.append(PublishState())
+    if cmd == "no":
+        actions.append(LogEvent("action", f"cancelled: {p.command}",
+                                {"command": p.command, "role": role, "reason": "no"}))
+        return _say(state, "cancelled", "ack", actions)
+    actions.append(LogEvent("action", f"confirmed: {p.command}",
+                            {"command": p.command, "role": role}))
+    return _execute(state, p.command, p.role, now_s, actions)
+
+
+def _execute(state: State, cmd: str, role: str, now_s: float, actions: list) -> State:
+    """Carry out an accepted (and, if needed, confirmed) command."""
+    rep = dataclasses.replace
+    sup = role == "supervisor"
+
+    def act(text: str, **data: Any) -> None:
+        actions.append(LogEvent("action", text, {"command": cmd, "role": role, **data}))
+
+    if cmd.startswith(("show.", "hide.")):
+        verb, layer = cmd.split(".", 1)
+        on = verb == "show"
+        names = list(state.layers) if layer == "all" else [layer]
+        layers = {**state.layers, **{n: on for n in names}}
+        # asking to see a layer implies wanting the overlay
+        state = rep(state, layers=layers, overlay_on=state.overlay_on or on)
+        act(f"{verb} {layer}")
+        actions.append(PublishState())
+        return _say(state, "OK", "ack", actions)
+    if cmd == "quality_score":
+        if state.quality is None:
+            return _say(state, "no quality score yet", "answer", actions)
+        return _say(state, f"{number_words(state.quality)}: {state.quality_reason}",
+                    "answer", actions)
+    if cmd == "needle_depth":
+        return _say(state, depth_sentence(state.guidance, state.preset), "answer", actions)
+    if cmd == "where_target":
+        return _say(state, target_sentence(state.guidance, state.preset), "answer", actions)
+    if cmd in ("freeze", "unfreeze"):
+        state = rep(state, frozen=cmd == "freeze")
+        act(cmd)
+        actions.append(PublishState())
+        return _say(state, "frozen" if state.frozen else "live", "ack", actions)
+    if cmd in ("record_start", "go"):
+        if state.recording:
+            return _say(state, "already recording", "ack", actions)
+        state = rep(state, recording=True)
+        actions += [SetRecording(True),
+                    LogEvent("recording", "recording started", {"command": cmd, "role": role}),
+                    PublishState()]
+        return _say(state, "recording", "ack", actions)
+    if cmd in ("record_stop", "stop"):
+        if not state.recording:
+            return _say(state, "not recording", "ack", actions)
+        state = rep(state, recording=False)
+        actions += [SetRecording(False),
+                    LogEvent("recording", "recording stopped", {"command": cmd, "role": role}),
+                    PublishState()]
+        return _say(state, "recording stopped", "ack", actions)
+    if cmd == "injection_start":
+        if state.injecting:
+            return _say(state, "injection already marked", "ack", actions)
+        state = rep(state, injecting=True, injection_start_s=now_s)
+        actions += [LogEvent("injection", "injection start",
+                             {"mark": "start", "role": role, "t_s": now_s}), PublishState()]
+        return _say(state, "injection start", "ack", actions)
+    if cmd == "injection_stop":
+        if not state.injecting:
+            return _say(state, "no injection running", "ack", actions)
+        dur = now_s - (state.injection_start_s if state.injection_start_s is not None else now_s)
+        state = rep(state, injecting=False, injection_start_s=None)
+        actions += [LogEvent("injection", "injection stop",
+                             {"mark": "stop", "role": role, "t_s": now_s, "duration_s": dur}),
+                    PublishState()]
+        return _say(state, f"injection stopped, {number_words(dur)} seconds", "ack", actions)
+    if cmd in ("block_next", "block_previous") or cmd.startswith("block."):
+        target = _block_target(state, cmd)
+        if target is None:  # not reachable from _on_command; kept for direct calls
+            return _say(state, "sorry, I don't know that block", "ack", actions)
+        if target.id != state.block:
+            # a new block: old quality, guidance and alerts belong to the old preset
+            state = rep(state, block=target.id, quality=None, quality_reason="",
+                        quality_parts={}, quality_low_since_s=None, quality_alerted=False,
+                        guidance={}, dangers_alerted=frozenset(), alerts=())
+            act(f"block {target.id}", block=target.id)
+            actions.append(PublishState())
+        return _say(state, target.name, "ack", actions)
+    if cmd == "repeat":
+        return _say(state, state.last_answer or "nothing to repeat", "answer", actions)
+    if cmd == "help":
+        actions.append(LogEvent("info", "help", {"commands": list(COMMANDS)}))
+        return _say(state, HELP_TEXT, "answer", actions)
+    if cmd == "mute":
+        state = _say(state, "muted", "ack", actions)  # the last word before silence
+        state = rep(state, muted=True)
+        act("mute")
+        actions.append(PublishState())
+        return state
+    if cmd == "unmute":
+        state = rep(state, muted=False)
+        act("unmute")
+        actions.append(PublishState())
+        return _say(state, "sound on", "ack", actions)
+    if cmd in ("up", "down"):
+        hint = "decrease depth" if cmd == "up" else "increase depth"
+        state = rep(state, depth_hint=hint)
+        act(f"depth hint: {hint}")
+        actions.append(PublishState())
+        # a supervisor's nudge is a prompt to the operator: say who suggests it
+        return _say(state, f"supervisor suggests {hint}" if sup else hint, "answer", actions)
+    if cmd in ("left", "right"):
+        state = rep(state, panel=cmd)
+        act(f"panel {cmd}")
+        actions.append(PublishState())
+        return _say(state, "OK", "ack", actions)
+    if cmd in ("on", "off"):
+        state = rep(state, overlay_on=cmd == "on")
+        act(f"overlay {cmd}")
+        actions.append(PublishState())
+        return _say(state, "overlay on" if state.overlay_on else "overlay off", "ack", actions)
+    # COMMANDS and this function must agree; a test walks every id
+    raise AssertionError(f"command {cmd!r} is in COMMANDS but has no handler")
+
+
+# ----------------------------------------------------------------------------- frames, seg
+
+def _on_frame(state: State, msg: Frame) -> State:
+    if not (isinstance(msg.spacing_mm, (int, float)) and msg.spacing_mm > 0):
+        log.error("frame %s has spacing_mm %r; must be > 0 mm per pixel; ignored",
+                  msg.frame_id, msg.spacing_mm)
+        return state
+    info = FrameInfo(int(msg.frame_id), msg.image, float(msg.spacing_mm), float(msg.depth_mm))
+    frames = (state.frames + (info,))[-state.settings.frame_buffer:]
+    return dataclasses.replace(state, frames=frames, spacing_mm=info.spacing_mm)
+
+
+def _frame_images(state: State, frame_id: int) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                        float | None]:
+    """(image, previous image, spacing) for the frame a SegResult segments."""
+    image = prev = None
+    spacing = state.spacing_mm
+    for i, f in enumerate(state.frames):
+        if f.frame_id == frame_id:
+            image, spacing = f.image, f.spacing_mm
+            earlier = [g for g in state.frames[:i] if g.frame_id < frame_id]
+            if earlier:
+                prev = earlier[-1].image
+            break
+    return image, prev, spacing
+
+
+def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
+    rep = dataclasses.replace
+    s = state.settings
+    preset = state.preset
+    image, prev, spacing = _frame_images(state, int(seg.frame_id))
+    labels = seg.labels
+    try:
+        if image is not None and getattr(image, "shape", None) is not None \
+                and image.shape[:2] != labels.shape:
+            # a resized frame cannot be compared pixel for pixel with the labels
+            image = prev = None
+        if prev is not None and prev.shape != image.shape:
+            prev = None
+        q = quality_score(image, labels, seg.confidence, preset, prev_image=prev,
+                          spacing_mm=spacing, classes=seg.classes)
+        g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes)
+    except (ValueError, TypeError) as exc:
+        log.error("segmentation of frame %s rejected: %s", seg.frame_id, exc)
+        actions.append(LogEvent("info", f"bad segmentation result: {exc}",
+                                {"frame_id": int(seg.frame_id)}))
+        return state
+
+    history = (state.quality_history + ((now_s, q.score),))[-s.quality_history_len:]
+    state = rep(state, frame_id=int(seg.frame_id), quality=q.score, quality_reason=q.reason,
+                quality_parts=_summary(q.parts), quality_history=history, guidance=g)
+    actions.append(RecordSample("quality", now_s, {"score": q.score, "reason": q.reason,
+                                                   "frame_id": int(seg.frame_id)}))
+    if seg.needle:
+        actions.append(RecordSample("needle", now_s, {
+            "visible": g["visible"], "depth_mm": g.get("depth_mm"),
+            "to_target_mm": g.get("to_target_mm"), "tip_px": g.get("tip_px"),
+            "nearest_danger": g.get("nearest_danger"), "frame_id": int(seg.frame_id)}))
+
+    # quality low for a while
+    if q.score < s.quality_low_threshold:
+        if state.quality_low_since_s is None:
+            state = rep(state, quality_low_since_s=now_s)
+    else:
+        state = rep(state, quality_low_since_s=None, quality_alerted=False)
+
+    # needle track: advancing = deeper by needle_advance_min_mm within the window
+    if g["visible"] and g.get("depth_mm") is not None:
+        depth = float(g["depth_mm"])
+        track = tuple(p for p in state.needle_track if now_s - p[0] <= s.needle_track_window_s)
+        track = track + ((now_s, depth),)
+        advancing = state.needle_advancing
+        shallowest = min(p[1] for p in track)
+        deepest = max(p[1] for p in track)
+        if depth - shallowest >= s.needle_advance_min_mm:
+            advancing = True
+        elif deepest - depth >= s.needle_advance_min_mm:
+            advancing = False  # withdrawing
+        state = rep(state, needle_track=track, needle_last_seen_s=now_s,
+                    needle_advancing=advancing, needle_lost_alerted=False,
+                    alerts=tuple(a for a in state.alerts if a.key != "needle_lost"))
+
+    # dangers: speak once on entering the zone, keep showing while inside, re-arm
+    # only once clearly out (hysteresis: no chatter at the edge)
+    alerted = set(state.dangers_alerted)
+    for name, dist in (g.get("dangers_mm") or {}).items() if g["visible"] else ():
+        limit = s.pleura_alert_mm if name == "pleura" else s.artery_alert_mm
+        if dist <= limit:
+            text = f"stop, {name} {number_words(dist)} millimetres"
+            state = _alert(state, name, "danger", text, now_s, actions,
+                           speak=name not in alerted, data={"distance_mm": dist})
+            alerted.add(name)
+        elif dist > limit * s.danger_rearm_factor:
+            alerted.discard(name)
+    state = rep(state, dangers_alerted=frozenset(alerted))
+    state = _timers(state, now_s, actions)
+    actions.append(PublishState())
+    return state
+
+
+def _summary(parts: Mapping[str, Any]) -> dict:
+    """The JSON-friendly top level of the quality parts (for state and records)."""
+    return {k: v for k, v in parts.items() if isinstance(v, (int, float))}
+
+
+def _timers(state: State, now_s: float, actions: list) -> State:
+    s = state.settings
+    if (state.quality_low_since_s is not None and not state.quality_alerted
+            and now_s - state.quality_low_since_s >= s.quality_low_alert_s):
+        text = f"quality low: {state.quality_reason}" if state.quality_reason else "quality low"
+        state = _alert(state, "quality_low", "warning", text, now_s, actions,
+                       data={"quality": state.quality})
+        state = dataclasses.replace(state, quality_alerted=True)
+    seg_offline = any(v == "offline" for k, v in state.nodes.items()
+                      if _NODE_WORDS.get(k) == "segmentation")
+    if (not seg_offline and state.needle_advancing and not state.needle_lost_alerted
+            and state.needle_last_seen_s is not None
+            and not state.guidance.get("visible")
+            and now_s - state.needle_last_seen_s > s.needle_lost_alert_s):
+        state = _alert(state, "needle_lost", "danger", "needle lost, stop advancing", now_s,
+                       actions, data={"last_seen_s": state.needle_last_seen_s})
+        state = dataclasses.replace(state, needle_lost_alerted=True)
+        actions.append(PublishState())
+    return state
+
+
+# ----------------------------------------------------------------------------- nodes
+
+def _on_node(state: State, msg: NodeStatus, now_s: float, actions: list) -> State:
+    name = str(msg.node)
+    spoken = _NODE_WORDS.get(name, name.replace("_", " "))
+    new = "offline" if msg.state in ("offline", "failed") else "online"
+    old = state.nodes.get(name)
+    actions.append(LogEvent("node", f"{name} {msg.state}",
+                            {"node": name, "state": msg.state, "detail": msg.detail,
+                             "restarts": int(msg.restarts)}))
+    state = dataclasses.replace(state, nodes={**state.nodes, name: new})
+    if new == old and msg.state != "failed":
+        return state  # repeated status: said already
+    if new == "offline":
+        text = f"{spoken} failed" if msg.state == "failed" else f"{spoken} offline"
+        if spoken == "segmentation":
+            # what a dead segmentation fed must not be shown or used stale
+            state = dataclasses.replace(state, guidance={}, quality=None, quality_reason="",
+                                        quality_low_since_s=None, needle_advancing=False,
+                                        needle_track=())
+        state = _alert(state, f"node:{name}", "warning", text, now_s, actions,
+                       data={"node": name})
+    elif old == "offline":
+        state = dataclasses.replace(state, alerts=tuple(a for a in state.alerts
+                                                        if a.key != f"node:{name}"))
+        state = _say(state, f"{spoken} back", "answer", actions)
+    actions.append(PublishState())
+    return state
