@@ -134,7 +134,7 @@ class Launcher:
                         if p.proc is not None and p.proc.poll() is not None and p.restarts == 0]
             if not waiting:
                 return
-            if dead and self._stop.is_set():
+            if self._stop.is_set():
                 break
             time.sleep(0.02)
         raise RuntimeError(f"nodes not ready after {timeout_s:.0f} s: {', '.join(waiting)} "
@@ -273,7 +273,13 @@ def run_forever(launcher: Launcher) -> int:
     signal.signal(signal.SIGTERM, handler)
     launcher.start()
     try:
-        while not stop.wait(0.2):
+        try:
+            launcher.wait_ready()
+            print(f"all nodes ready: {', '.join(launcher.nodes)}", file=sys.stderr, flush=True)
+        except RuntimeError as exc:
+            if not stop.is_set():
+                print(f"warning: {exc}", file=sys.stderr, flush=True)
+        while not stop.wait(0.1):
             pass
     finally:
         launcher.stop()

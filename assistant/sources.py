@@ -112,30 +112,29 @@ def iter_video(path: str | Path, settings, loop: bool = False) -> Iterator[Sourc
             while True:
                 ok = cap.grab()
                 if not ok:
+                    # Either the end, or a damaged frame: try further before deciding.
                     if info["frames"] and index < info["frames"] - 1 and bad_run < MAX_CONSECUTIVE_BAD:
-                        log.warning("%s: frame %d could not be read; skipped", p, index)
                         index += 1
                         bad_run += 1
                         continue
                     break
                 ok, frame = cap.retrieve()
                 if not ok or frame is None or frame.size == 0:
-                    log.warning("%s: frame %d could not be decoded; skipped", p, index)
                     index += 1
                     bad_run += 1
-                    if bad_run >= MAX_CONSECUTIVE_BAD:
-                        raise SourceError(f"{p}: {bad_run} bad frames in a row at frame {index}: "
-                                          "the file is corrupt")
                     continue
+                if bad_run:
+                    log.warning("%s: frames %d-%d could not be decoded; skipped", p,
+                                index - bad_run, index - 1)
                 bad_run = 0
                 yield SourceFrame(index, index / fps, to_ultrasound_image(frame), spacing, depth)
                 yielded += 1
                 index += 1
         finally:
             cap.release()
-        if info["frames"] and yielded < info["frames"] * 0.9 and index < info["frames"] * 0.9:
-            raise SourceError(f"{p}: truncated: stream ended at frame {index} of "
-                              f"{info['frames']} announced")
+        if info["frames"] and yielded < info["frames"] * 0.9:
+            raise SourceError(f"{p}: truncated or corrupt: only {yielded} of {info['frames']} "
+                              f"announced frames could be read (stream ended at frame {index - bad_run})")
         if not loop:
             return
 

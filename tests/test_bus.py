@@ -1,0 +1,119 @@
+"""The bus in threads over real ipc:// sockets: fan-out, newest-only, malformed
+messages, reliable commands with retries."""
+import threading
+
+import numpy as np
+import pytest
+import zmq
+
+from assistant import messages as m
+from assistant.bus import BusClient, Endpoints, Proxy, ReliableSender, newest_only
+from assistant.config import Settings
+from assistant.node import Node
+from conftest import wait_for
+
+
+@pytest.fixture
+def bus(tmp_path):
+    ctx = zmq.Context()
+    ep = Endpoints(pub=f"ipc://{tmp_path}/pub", sub=f"ipc://{tmp_path}/sub")
+    proxy = Proxy(ep, ctx).start()
+    yield ep, ctx
+    proxy.stop()
+    ctx.term()
+
+
+def subscribed(client: BusClient, probe: BusClient, topic_msg) -> None:
+    """Wait until ``client`` receives what ``probe`` publishes (no sleeping)."""
+    def got():
+        probe.publish(topic_msg)
+        return client.recv(20) is not None
+    wait_for(got, 5, what="subscription to be live")
+    client.drain()
+
+
+def test_frame_fan_out_and_malformed_dropped(bus):
+    ep, ctx = bus
+    a = BusClient(ep, "a", ("frame", "say"), ctx=ctx)
+    b = BusClient(ep, "b", (), ctx=ctx)
+    subscribed(a, b, m.Say(text="ping"))
+    img = np.random.default_rng(1).integers(0, 255, (542, 562), np.uint8)
+    b.publish(m.Frame(frame_id=7, media_time_s=0.35, image=img, spacing_mm=0.07, depth_mm=40))
+    # A malformed message on the same topic: counted, logged, dropped; the next one arrives.
+    b.pub.send_multipart([b"frame", b"{broken", b"{}"])
+    b.publish(m.Say(text="after"))
+    got = []
+    wait_for(lambda: got.extend(a.drain()) or len(got) >= 2, 5, what="two good messages")
+    assert isinstance(got[0][1], m.Frame) and np.array_equal(got[0][1].image, img)
+    assert got[1][1].text == "after"
+    assert a.stats["decode_errors"] == 1
+    a.close(); b.close()
+
+
+def test_newest_only_keeps_commands_and_latest_frame():
+    def h(t):
+        return m.Header(type=t, source="x")
+    batch = [(h("frame"), 1), (h("speech_cmd"), "c1"), (h("frame"), 2), (h("seg"), "s1"),
+             (h("frame"), 3), (h("speech_cmd"), "c2")]
+    out = newest_only(batch, ("frame", "seg"))
+    assert [x[1] for x in out] == ["c1", "s1", 3, "c2"]
+
+
+class Echo(Node):
+    """A node in a thread that acknowledges 'say' (reliable) but drops the first copy
+    of each, to force a retry."""
+    NAME = "echo"
+    TOPICS = ("say",)
+
+    def setup(self):
+        self.handled = []
+        self.seen_first = set()
+
+    def _dispatch(self, header, msg):
+        if isinstance(msg, m.Say) and header.msg_id not in self.seen_first:
+            self.seen_first.add(header.msg_id)  # simulate a lost message: no ack
+            return
+        super()._dispatch(header, msg)
+
+    def handle(self, header, msg):
+        self.handled.append(msg.text)
+
+
+def test_reliable_command_is_retried_acked_and_deduplicated(bus):
+    ep, ctx = bus
+    settings = Settings()
+    node = Echo(settings, ep, ctx=ctx)
+    t = threading.Thread(target=node.run, daemon=True)
+    t.start()
+    wait_for(lambda: node.ready, 10, what="node ready")
+    sender = BusClient(ep, "sender", ("ack",), ctx=ctx)
+    rel = ReliableSender(sender, timeout_ms=50, retries=5)
+    probe = BusClient(ep, "probe", (), ctx=ctx)
+    subscribed(sender, probe, m.Ack(to="sender"))
+
+    msg_id = rel.send(m.Say(text="quality seventy"))
+
+    def acked():
+        for h, msg in sender.drain():
+            if isinstance(msg, m.Ack):
+                rel.on_ack(h, msg)
+        rel.tick()
+        return not rel.pending
+    wait_for(acked, 5, what="acknowledgement")
+    # a duplicate of the same message id is acknowledged again but handled once
+    sender.publish(m.Say(text="quality seventy"), msg_id=msg_id)
+    wait_for(lambda: any(isinstance(x[1], m.Ack) for x in sender.drain()), 5, what="second ack")
+    assert node.handled == ["quality seventy"]
+    node.stop(); t.join(5)
+    sender.close(); probe.close()
+
+
+def test_reliable_sender_gives_up_after_retries(bus):
+    ep, ctx = bus
+    sender = BusClient(ep, "lonely", ("ack",), ctx=ctx)
+    rel = ReliableSender(sender, timeout_ms=10, retries=2)
+    rel.send(m.Say(text="nobody listens"))
+    failed = []
+    wait_for(lambda: failed.extend(rel.tick()) or failed, 5, what="give-up")
+    assert failed[0].text == "nobody listens" and not rel.pending
+    sender.close()

@@ -1,0 +1,145 @@
+"""Real processes over real ipc:// sockets: the launcher, restarts, clean stops."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant import messages as m
+from assistant.bus import BusClient
+from assistant.config import load_settings
+from assistant.launcher import Launcher
+from conftest import ROOT, wait_for
+from test_sources import make_video
+
+
+def write_config(tmp_path: Path, nodes=("source",), extra: str = "") -> Path:
+    video = make_video(tmp_path / "clip.mp4", n=40, size=(160, 120))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"""
+bus:
+  pub_endpoint: ipc://{tmp_path}/bus-pub
+  sub_endpoint: ipc://{tmp_path}/bus-sub
+  heartbeat_ms: 100
+source:
+  kind: video
+  path: {video}
+  fps: 40
+launcher:
+  nodes: [{", ".join(nodes)}]
+  restart_backoff_ms: 100
+{extra}""")
+    return cfg
+
+
+def children_of_run(tmp_path: Path) -> list[int]:
+    """Pids of node processes started for this run (their command line names its sockets)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "assistant.node_main" in cmd and str(tmp_path) in cmd:
+            pids.append(int(d.name))
+    return pids
+
+
+def test_sigkill_node_is_restarted_and_announced(tmp_path):
+    cfg = write_config(tmp_path)
+    settings = load_settings(cfg)
+    events = tmp_path / "events.jsonl"
+    with Launcher(settings, str(cfg), events_path=str(events), log_dir=str(tmp_path / "logs")) as la:
+        la.wait_ready(60)
+        c = BusClient(la.endpoints, "test", ("frame", "node_status"), ctx=la.ctx)
+        frames = []
+
+        def pump():
+            for h, msg in c.drain():
+                frames.append((h, msg))
+            return frames
+        wait_for(lambda: any(isinstance(x[1], m.Frame) for x in pump()), 20, what="first frame")
+        old_pid = la.kill_node("source", signal.SIGKILL)
+        frames.clear()
+        wait_for(lambda: any(isinstance(x[1], m.NodeStatus) and x[1].state == "online"
+                             for x in pump()), 30, what="source back online")
+        states = [x[1].state for x in frames if isinstance(x[1], m.NodeStatus)]
+        assert states[:3] == ["offline", "restarted", "online"]
+        info = la.node_info("source")
+        assert info.pid != old_pid and info.restarts == 1
+        n0 = len(frames)
+        wait_for(lambda: len([x for x in pump() if isinstance(x[1], m.Frame)]) > 3, 20,
+                 what="frames flowing again")
+        c.close()
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    texts = [x["text"] for x in lines if x["kind"] == "node"]
+    assert texts[:3] == ["source offline", "source restarted", "source online"]
+    assert not children_of_run(tmp_path)
+
+
+def test_ctrl_c_stops_everything_within_two_seconds(tmp_path):
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:  # the launcher says when every node is ready
+            if "all nodes ready" in line:
+                break
+        assert children_of_run(tmp_path), "no node process started"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(5)
+        elapsed = time.monotonic() - t0
+        wait_for(lambda: not children_of_run(tmp_path), 1, what="no node left")
+        assert elapsed < 2.0, f"took {elapsed:.2f} s to stop"
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_sigterm_on_launcher_stops_nodes(tmp_path):
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "all nodes ready" in line:
+                break
+        pids = children_of_run(tmp_path)
+        assert pids
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)
+        wait_for(lambda: not children_of_run(tmp_path), 2, what="nodes gone after SIGTERM")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_killed_launcher_leaves_no_orphan(tmp_path):
+    """Even a SIGKILLed launcher leaves nothing: nodes die with their parent."""
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "all nodes ready" in line:
+            break
+    assert children_of_run(tmp_path)
+    proc.kill()
+    proc.wait(5)
+    wait_for(lambda: not children_of_run(tmp_path), 5, what="orphans to exit")
+
+
+def test_bad_config_stops_with_one_clear_error(tmp_path):
+    cfg = write_config(tmp_path, extra="render:\n  widht_px: 3\n")
+    r = subprocess.run([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert f"{cfg}:" in r.stderr and "render.widht_px: unknown key" in r.stderr
+    assert "Traceback" not in r.stderr
