@@ -61,6 +61,9 @@ LEVEL_RANK = {"alert": 0, "warning": 1, "info": 2}
 
 #: class name -> layer name (inverse of models.classes.LAYERS)
 CLASS_LAYER = {c: layer for layer, cs in LAYERS.items() for c in cs}
+#: classes a label must never cover (weight of their pixels when placing labels)
+TARGET_CLASSES = ("nerve", "vessel", "pleura")
+LABEL_AVOID_WEIGHT = 50
 SEG_NODE = "segmentation"
 ASSISTANT_NODE = "assistant"
 SOURCE_NODE = "source"
@@ -279,7 +282,7 @@ class _Canvas:
         p0, p1 = _ipt(p0), _ipt(p1)
         cv2.line(self.img, p0, p1, colour, thickness, cv2.LINE_AA if aa else cv2.LINE_8)
         if self.mask is not None:
-            cv2.line(self.mask, p0, p1, 255, thickness + 2)
+            cv2.line(self.mask, p0, p1, 255, thickness + 4)
 
     def polylines(self, polys: list, colour, thickness=1, closed=False, aa=True):
         if not polys:
@@ -287,13 +290,13 @@ class _Canvas:
         polys = [np.round(np.asarray(p)).astype(np.int32).reshape(-1, 1, 2) for p in polys]
         cv2.polylines(self.img, polys, closed, colour, thickness, cv2.LINE_AA if aa else cv2.LINE_8)
         if self.mask is not None:
-            cv2.polylines(self.mask, polys, closed, 255, thickness + 2)
+            cv2.polylines(self.mask, polys, closed, 255, thickness + 4)
 
     def circle(self, c, r, colour, thickness=1):
         c = _ipt(c)
         cv2.circle(self.img, c, int(r), colour, thickness, cv2.LINE_AA)
         if self.mask is not None:
-            cv2.circle(self.mask, c, int(r), 255, -1 if thickness < 0 else thickness + 2)
+            cv2.circle(self.mask, c, int(r), 255, -1 if thickness < 0 else thickness + 4)
 
 
 def _ipt(p) -> tuple[int, int]:
@@ -377,6 +380,7 @@ class RenderInfo:
     labels_screen: np.ndarray | None = None
     chrome_mask: np.ndarray | None = None  # footprint of UI chrome (only when track_chrome)
     label_boxes: dict = field(default_factory=dict)  # class name -> (x0, y0, x1, y1) on screen
+    label_texts: dict = field(default_factory=dict)  # class name -> its label text
     needle_drawn: bool = False
     plane_px: np.ndarray | None = None  # target plane drawn (image px)
     to_target_mm: float | None = None
@@ -460,6 +464,14 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
             end = sp[np.argmax(sp[:, 0])]
             cv.text(f"target plane {name}".strip(), (min(end[0] - 150, x0 + w - 190), end[1] + 18),
                     PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
+        tpt = _target_point(state.guidance) if (assistant_ok and ok and state.overlay_on) else None
+        if tpt is not None and plane_px is None:
+            st_ = layout.image_to_screen(tpt)
+            cv.circle(st_, 16, (0, 0, 0), 4)
+            cv.circle(st_, 16, PLANE_COLOUR, 2)
+            cv.text("target", (st_[0] + 20, st_[1] - 12), PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
+            if occupied is not None:
+                cv2.circle(occupied, _ipt(st_ - (layout.x0, layout.y0)), 22, LABEL_AVOID_WEIGHT, -1)
         if ok and class_shown("needle", state):
             _draw_needle(cv, layout, frame, seg, state if assistant_ok else None, plane_px, settings, info,
                          occupied)
@@ -467,13 +479,15 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
             # labels last, placed clear of structures, the plane and the needle path
             if info.plane_px is not None:
                 sp = layout.image_to_screen(info.plane_px) - (layout.x0, layout.y0)
-                cv2.polylines(occupied, [np.round(sp).astype(np.int32).reshape(-1, 1, 2)], False, 1, 9)
+                cv2.polylines(occupied, [np.round(sp).astype(np.int32).reshape(-1, 1, 2)], False,
+                              LABEL_AVOID_WEIGHT, 9)
             integ = cv2.integral(occupied)
             placed: list = []
             for name, text, poly, colour in label_jobs:
                 box = _place_label(cv, layout, text, poly, integ, placed, colour, settings)
                 if box is not None:
                     info.label_boxes[name] = box
+                    info.label_texts[name] = text
         _draw_ruler(cv, layout, frame, settings)
     else:
         messages.append(("no image", ALERT_RED))
@@ -518,7 +532,14 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         info.drawn_classes[name] = "unsure" if unsure else "sure"
     kind = cv2.LUT(labels_s, shown_lut)
     shown = cv2.inRange(kind, 1, 2)
-    occupied = shown // 255
+    # label placement cost per pixel: any structure 1, a small target (nerve, vessel) much
+    # more, so a label may sit on a muscle but never on what the needle is aimed at or avoids
+    weight_lut = np.where(shown_lut > 0, 1, 0).astype(np.uint8)
+    for name in TARGET_CLASSES:
+        if name in classes:
+            i = classes.index(name)
+            weight_lut[i] = LABEL_AVOID_WEIGHT if shown_lut[i] else 0
+    occupied = cv2.LUT(labels_s, weight_lut)
     shown_labels = cv2.bitwise_and(labels_s, labels_s, mask=shown) if cv.mask is not None else labels_s
     if not plan:
         return shown_labels, [], occupied
@@ -613,7 +634,7 @@ def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray
         lx = min(max(lx, rx0 + 2), rx1 - bw - 2)
         ly = min(max(ly, ry0 + 2), ry1 - bh - 2)
         box = (int(lx), int(ly), int(lx + bw), int(ly + bh))
-        cost = _box_overlap(integ, layout, box) * 10 + i  # prefer order when equally clear
+        cost = _box_overlap(integ, layout, box) * 4 + i  # prefer order when equally clear
         if any(_intersects(box, p) for p in placed):
             cost += 10 ** 7
         if best_cost is None or cost < best_cost:
@@ -659,6 +680,18 @@ def _plane_from_guidance(guidance: dict | None) -> np.ndarray | None:
             xa, xb = 0.0, 1e5
         return np.array([[xa, y], [xb, y]], np.float64)
     return None
+
+
+def _target_point(guidance: dict | None):
+    """``target_px`` (x, y) of a perineural block's target, None if absent or malformed."""
+    if not isinstance(guidance, dict) or guidance.get("target_px") is None:
+        return None
+    try:
+        x, y = float(guidance["target_px"][0]), float(guidance["target_px"][1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        log.warning("guidance.target_px is not (x, y): %r", guidance.get("target_px"))
+        return None
+    return (x, y) if math.isfinite(x) and math.isfinite(y) else None
 
 
 def _num(d: dict | None, key: str) -> float | None:
@@ -717,9 +750,9 @@ def _draw_needle(cv: _Canvas, layout: MonitorLayout, frame: Frame, seg: SegResul
         if okc:
             cv.polylines(dashed_segments([p0, p1], 12, 8), colour, 1)
             if occupied is not None:  # keep structure labels off the path
-                cv2.line(occupied, (p0[0] - x0, p0[1] - y0), (p1[0] - x0, p1[1] - y0), 1, 9)
+                cv2.line(occupied, (p0[0] - x0, p0[1] - y0), (p1[0] - x0, p1[1] - y0), LABEL_AVOID_WEIGHT, 9)
         if entry is not None and occupied is not None:
-            cv2.line(occupied, _ipt(se - (x0, y0)), _ipt(st - (x0, y0)), 1, 9)
+            cv2.line(occupied, _ipt(se - (x0, y0)), _ipt(st - (x0, y0)), LABEL_AVOID_WEIGHT, 9)
     info.needle_drawn = True
     cv.circle(st, 7, (0, 0, 0), 3)
     cv.circle(st, 7, colour, 2)
@@ -863,7 +896,13 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
             cv.text(f"needle depth {depth:.1f} mm", (px + 10, y), TEXT, 0.5, 1)
             y += 20
         if tt is not None:
-            cv.text(f"to target plane {tt:+.1f} mm", (px + 10, y), TEXT, 0.5, 1)
+            cv.text(f"to target {tt:+.1f} mm", (px + 10, y), TEXT, 0.5, 1)
+            y += 20
+        nd = g.get("nearest_danger")
+        if isinstance(nd, dict) and _num(nd, "distance_mm") is not None:
+            dmm = _num(nd, "distance_mm")
+            cv.text(f"nearest {nd.get('name', 'danger')}: {dmm:.1f} mm", (px + 10, y),
+                    ALERT_RED if dmm < 5 else TEXT, 0.5, 1)
             y += 20
         if state.last_heard:
             cv.text(_clip_text(f'heard: "{state.last_heard}"', PANEL_W - 20, 0.42), (px + 10, y), DIM, 0.42, 1)

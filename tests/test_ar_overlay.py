@@ -1,0 +1,330 @@
+"""The monitor view: overlay pixels against the masks, staleness, unsure classes, chrome."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ar.overlay import (ALERT_RED, MonitorLayout, dashed_segments, monitor_layout, render_monitor,
+                        render_monitor_info, seg_usable)
+from ar.plane import target_plane_from_labels, tip_to_plane_mm
+from ar.settings import RenderSettings
+from ar.testframes import synthetic_scene
+from models.classes import CLASS_INDEX, CLASSES, COLOURS_BGR
+
+S = RenderSettings()
+NOW = 100.05  # synthetic_scene's frame is at t_mono 100.0: 50 ms old
+
+
+def _expected_blend(base: np.ndarray, colour, alpha: float) -> np.ndarray:
+    """Independent reference: integer alpha A/256, round half to even."""
+    a = int(round(alpha * 256))
+    num = base.astype(np.int64) * (256 - a) + np.asarray(colour, np.int64) * a
+    return np.rint(num / 256.0).astype(np.uint8)
+
+
+def _screen_labels(layout: MonitorLayout, labels: np.ndarray) -> np.ndarray:
+    """Labels on screen computed here from pixel-centre nearest sampling (not the layout's maps)."""
+    ih, iw = labels.shape
+    sx = np.minimum(np.floor((np.arange(layout.w) + 0.5) * iw / layout.w).astype(int), iw - 1)
+    sy = np.minimum(np.floor((np.arange(layout.h) + 0.5) * ih / layout.h).astype(int), ih - 1)
+    return labels[sy[:, None], sx[None, :]]
+
+
+def _interior(lab: np.ndarray, r: int) -> np.ndarray:
+    """Pixels whose (2r+1)^2 neighbourhood all carry their own label (away from outlines)."""
+    h, w = lab.shape
+    pad = np.pad(lab, r, mode="edge")
+    same = np.ones_like(lab, bool)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            same &= pad[r + dy:r + dy + h, r + dx:r + dx + w] == lab
+    return same
+
+
+def _rect(img, layout):
+    x0, y0, w, h = layout.rect
+    return img[y0:y0 + h, x0:x0 + w]
+
+
+def _base(frame, seg, state):
+    """The same screen with every overlay switched off by voice."""
+    off = dataclasses.replace(state, overlay_on=False)
+    return render_monitor_info(frame, seg, off, NOW, S, track_chrome=True)
+
+
+def test_fill_matches_mask_exactly_and_outside_is_unchanged():
+    frame, seg, state = synthetic_scene()
+    out, info = render_monitor_info(frame, seg, state, NOW, S, track_chrome=True)
+    base, binfo = _base(frame, seg, state)
+    assert out.shape == (S.height_px, S.width_px, 3) and out.dtype == np.uint8
+    assert info.seg_drawn and binfo.layout == info.layout
+    layout = info.layout
+    lab = _screen_labels(layout, seg.labels)
+    # the layout's own resampling is the pixel-centre nearest one
+    assert np.array_equal(layout.resize_labels(seg.labels), lab)
+    o, b = _rect(out, layout), _rect(base, layout)
+    chrome = _rect(info.chrome_mask, layout) > 0
+    assert not _rect(binfo.chrome_mask, layout).any(), "overlay off must leave the image bare"
+    assert np.array_equal(b, layout.resize_image(frame.image))
+    inner = _interior(lab, S.outline_px) & ~chrome
+    checked = 0
+    for name in ("pec_major", "pec_minor", "serratus", "vessel", "nerve", "bone"):
+        idx = CLASS_INDEX[name]
+        m = (lab == idx) & inner
+        # the test must see most of each structure, or it proves nothing
+        assert m.sum() > 0.6 * (lab == idx).sum(), name
+        exp = _expected_blend(b[m], COLOURS_BGR[name], S.fill_alpha)
+        assert np.array_equal(o[m], exp), f"{name}: fill differs from the alpha blend"
+        checked += m.sum()
+    assert checked > 100_000
+    # outside every mask (background and the needle, drawn as a line) nothing changes but chrome
+    outside = ((lab == 0) | (lab == CLASS_INDEX["needle"])) & ~chrome
+    assert outside.sum() > 0.5 * ((lab == 0) | (lab == CLASS_INDEX["needle"])).sum()
+    assert np.array_equal(o[outside], b[outside])
+    # outline: the band next to a boundary carries the class colour itself
+    edge = (lab == CLASS_INDEX["vessel"]) & ~_interior(lab, 1) & ~chrome
+    assert edge.sum() > 20
+    assert (o[edge] == COLOURS_BGR["vessel"]).all(axis=1).mean() > 0.95
+
+
+def test_hidden_layer_and_overlay_off():
+    frame, seg, state = synthetic_scene()
+    hide = dataclasses.replace(state, layers={**state.layers, "muscle": False})
+    out, info = render_monitor_info(frame, seg, hide, NOW, S, track_chrome=True)
+    base, _ = _base(frame, seg, state)
+    layout = info.layout
+    lab = _screen_labels(layout, seg.labels)
+    chrome = _rect(info.chrome_mask, layout) > 0
+    o, b = _rect(out, layout), _rect(base, layout)
+    for name in ("pec_major", "pec_minor", "serratus"):
+        m = (lab == CLASS_INDEX[name]) & ~chrome
+        assert m.sum() > 1000 and np.array_equal(o[m], b[m]), f"{name} drawn though muscle hidden"
+        assert name not in info.drawn_classes
+    m = (lab == CLASS_INDEX["vessel"]) & _interior(lab, S.outline_px) & ~chrome
+    assert np.array_equal(o[m], _expected_blend(b[m], COLOURS_BGR["vessel"], S.fill_alpha))
+    # overlay off: the whole image area is the bare image
+    off = dataclasses.replace(state, overlay_on=False)
+    out2 = render_monitor(frame, seg, off, NOW, S)
+    assert np.array_equal(_rect(out2, layout), layout.resize_image(frame.image))
+
+
+def test_low_confidence_class_is_hatched_and_labelled_unsure():
+    frame, seg, state = synthetic_scene(confidence={"vessel": 0.3})
+    out, info = render_monitor_info(frame, seg, state, NOW, S, track_chrome=True)
+    base, _ = _base(frame, seg, state)
+    layout = info.layout
+    lab = _screen_labels(layout, seg.labels)
+    assert info.drawn_classes["vessel"] == "unsure" and info.drawn_classes["nerve"] == "sure"
+    assert "unsure" in info.label_texts["vessel"] and "30%" in info.label_texts["vessel"]
+    assert "unsure" not in info.label_texts["nerve"]
+    o, b = _rect(out, layout), _rect(base, layout)
+    m = (lab == CLASS_INDEX["vessel"]) & _interior(lab, S.outline_px) & ~(_rect(info.chrome_mask, layout) > 0)
+    blended = (o[m] == _expected_blend(b[m], COLOURS_BGR["vessel"], S.fill_alpha)).all(axis=1)
+    bare = (o[m] == b[m]).all(axis=1)
+    # hatched: every pixel is either the blend (stripe) or the bare image (gap), both in quantity
+    assert (blended | bare).all()
+    frac = (blended & ~bare).mean()
+    expected = S.hatch_width_px / S.hatch_period_px
+    assert abs(frac - expected) < 0.12, frac
+    # its outline is dashed: part of the boundary band is not in the class colour
+    edge = (lab == CLASS_INDEX["vessel"]) & ~_interior(lab, 1)
+    solid = (o[edge] == COLOURS_BGR["vessel"]).all(axis=1).mean()
+    assert 0.2 < solid < 0.8, solid
+
+
+def test_min_confidence_setting_is_honoured():
+    frame, seg, state = synthetic_scene(confidence={"vessel": 0.3})
+    _, info = render_monitor_info(frame, seg, state, NOW, dataclasses.replace(S, min_confidence=0.2))
+    assert info.drawn_classes["vessel"] == "sure"
+
+
+def test_labels_do_not_cover_small_targets_or_leave_the_image():
+    frame, seg, state = synthetic_scene()
+    _, info = render_monitor_info(frame, seg, state, NOW, S, track_chrome=True)
+    layout = info.layout
+    lab = _screen_labels(layout, seg.labels)
+    assert set(info.label_boxes) >= {"nerve", "vessel", "pec_minor", "serratus"}
+    for name, (x0, y0, x1, y1) in info.label_boxes.items():
+        assert layout.x0 <= x0 < x1 <= layout.x0 + layout.w and layout.y0 <= y0 < y1 <= layout.y0 + layout.h
+        under = lab[y0 - layout.y0:y1 - layout.y0, x0 - layout.x0:x1 - layout.x0]
+        for target in ("nerve", "vessel"):
+            assert not (under == CLASS_INDEX[target]).any(), f"label of {name} covers the {target}"
+    boxes = list(info.label_boxes.values())
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1], "labels overlap"
+
+
+# ----------------------------------------------------------------------------- staleness
+
+def test_seg_usable_rules():
+    frame, seg, _ = synthetic_scene(frame_id=7, t_mono=50.0)
+    assert seg_usable(frame, seg, 50.01, 500) == (True, "")
+    assert seg_usable(frame, None, 50.0, 500) == (False, "no segmentation yet")
+    # live: an older frame's segmentation, 812 ms after its frame was taken
+    old = dataclasses.replace(seg, frame_id=3)
+    assert seg_usable(frame, old, 50.812, 500) == (False, "segmentation stale 812 ms")
+    ok, reason = seg_usable(frame, old, 50.2, 500)
+    assert ok and reason == ""
+    # ... but not if it lags the shown frame by more than stale_ms of media time
+    lag = dataclasses.replace(old, media_time_s=frame.media_time_s - 0.7)
+    assert seg_usable(frame, lag, 50.2, 500) == (False, "segmentation stale 700 ms")
+    # replay pairs frame k with seg k only
+    rframe = dataclasses.replace(frame, replay=True)
+    assert seg_usable(rframe, seg, 999.0, 500) == (True, "")
+    ok, reason = seg_usable(rframe, old, 50.01, 500)
+    assert not ok and "frame 3" in reason
+    small = dataclasses.replace(seg, labels=seg.labels[:100, :100])
+    ok, reason = seg_usable(frame, small, 50.0, 500)
+    assert not ok and "does not match" in reason
+
+
+def test_stale_segmentation_is_not_drawn_and_says_why():
+    frame, seg, state = synthetic_scene(t_mono=100.0)
+    old = dataclasses.replace(seg, frame_id=seg.frame_id - 1)
+    out, info = render_monitor_info(frame, old, state, 100.812, S, track_chrome=True)
+    assert not info.seg_drawn and info.seg_reason == "segmentation stale 812 ms"
+    assert "segmentation stale 812 ms" in info.messages
+    layout = info.layout
+    assert np.array_equal(_rect(out, layout), layout.resize_image(frame.image)), "stale mask drawn"
+    assert not info.drawn_classes and not info.needle_drawn and info.plane_px is None
+    # the segmentation node offline: hidden too, whatever the timestamps say
+    out, info = render_monitor_info(frame, seg, state, NOW, S, node_status={"segmentation": "offline"})
+    assert not info.seg_drawn and info.seg_reason == "segmentation offline"
+    assert np.array_equal(_rect(out, layout), layout.resize_image(frame.image))
+
+
+def test_assistant_offline_hides_alerts_and_guidance():
+    frame, seg, state = synthetic_scene()
+    st = dataclasses.replace(state, alerts=[{"level": "alert", "text": "needle near pleura"}],
+                             guidance={**state.guidance, "to_target_mm": 3.0})
+    banner = slice(S.height_px - 56, S.height_px)
+    out, info = render_monitor_info(frame, seg, st, NOW, S)
+    assert (out[banner] == ALERT_RED).all(axis=2).sum() > 5000
+    assert info.to_target_mm == 3.0  # guidance wins over the renderer's own estimate
+    out, info = render_monitor_info(frame, seg, st, NOW, S, node_status={"assistant": "offline"})
+    assert (out[banner] == ALERT_RED).all(axis=2).sum() == 0
+    assert any("assistant offline" in m for m in info.messages)
+    assert info.to_target_mm != 3.0  # estimated from the labels' plane instead
+
+
+# ----------------------------------------------------------------------------- needle and plane
+
+def test_needle_tip_path_and_distance():
+    frame, seg, state = synthetic_scene(needle_t=0.5)
+    out, info = render_monitor_info(frame, seg, state, NOW, S, track_chrome=True)
+    assert info.needle_drawn
+    layout = info.layout
+    tip = seg.needle["tip_px"]
+    sx, sy = np.round(layout.image_to_screen(tip)).astype(int)
+    ring = out[sy - 9:sy + 10, sx - 9:sx + 10]
+    assert (ring == 255).all(axis=2).sum() > 30  # the white tip marker
+    # the projected path continues beyond the tip (dashed, white), along the shaft
+    d = np.array(tip) - np.array(seg.needle["entry_px"])
+    d /= np.hypot(*d)
+    hits = 0
+    for k in range(40, 200, 4):
+        px, py = np.round(layout.image_to_screen(np.array(tip) + d * k)).astype(int)
+        hits += int((out[py - 1:py + 2, px - 1:px + 2] > 200).all(axis=2).any())
+    assert 10 < hits < 40  # dashed: some samples on dashes, some in gaps
+    exp = tip_to_plane_mm(tip, info.plane_px, frame.spacing_mm)
+    assert exp is not None and exp > 0 and info.to_target_mm == pytest.approx(exp)
+    # the needle layer switched off: no marker
+    off = dataclasses.replace(state, layers={**state.layers, "needle": False})
+    _, info2 = render_monitor_info(frame, seg, off, NOW, S)
+    assert not info2.needle_drawn
+
+
+def test_target_plane_from_labels_follows_the_boundary():
+    h, w = 200, 300
+    xs = np.arange(w)
+    boundary = (100 + 10 * np.sin(xs / 30)).astype(int)
+    labels = np.zeros((h, w), np.uint8)
+    rows = np.arange(h)[:, None]
+    labels[(rows < boundary - 2) & (rows > 20)] = CLASS_INDEX["pec_minor"]
+    labels[(rows >= boundary + 2) & (rows < 180)] = CLASS_INDEX["serratus"]
+    poly = target_plane_from_labels(labels, "pec_minor", "serratus", step_px=1)
+    assert poly.shape == (w, 2)
+    truth = (boundary - 3 + boundary + 2) / 2.0
+    assert np.abs(poly[:, 1] - truth[poly[:, 0].astype(int)]).max() <= 1.0
+    # the other way round there is no boundary; a class that is absent neither
+    assert target_plane_from_labels(labels, "serratus", "pec_minor").shape == (0, 2)
+    assert target_plane_from_labels(labels, "pec_major", "pec_minor").shape == (0, 2)
+    assert len(target_plane_from_labels(labels, "pec_minor", "serratus", max_gap_px=2)) == 0
+    with pytest.raises(ValueError, match="unknown class 'pec_mnior'"):
+        target_plane_from_labels(labels, "pec_mnior", "serratus")
+    with pytest.raises(ValueError, match="2-D"):
+        target_plane_from_labels(labels[None], "pec_minor", "serratus")
+
+
+def test_guidance_polyline_is_drawn_where_given():
+    frame, seg, state = synthetic_scene()
+    plane = [[50, 400], [500, 420]]
+    st = dataclasses.replace(state, guidance={"target_plane_px": plane})
+    out, info = render_monitor_info(frame, seg, st, NOW, S)
+    assert np.allclose(info.plane_px, plane)
+    layout = info.layout
+    mx, my = np.round(layout.image_to_screen([275, 410])).astype(int)
+    patch = out[my - 3:my + 4, mx - 3:mx + 4]
+    assert ((patch == (255, 0, 255)).all(axis=2)).any()
+
+
+# ----------------------------------------------------------------------------- chrome and inputs
+
+def test_chrome_always_says_not_for_clinical_use_and_handles_missing_inputs():
+    for frame, seg, state in [(None, None, None), synthetic_scene()]:
+        out, info = render_monitor_info(frame, seg, state, NOW, S, track_chrome=True)
+        assert out.shape == (720, 1280, 3)
+        # the warning text (orange-yellow) is in the top strip's right part
+        strip = out[:30, 1000:]
+        assert ((strip == (0, 200, 255)).all(axis=2)).sum() > 100
+    _, info = render_monitor_info(None, None, None, NOW, S)
+    assert "no image" in info.messages
+    frame, seg, state = synthetic_scene()
+    _, info = render_monitor_info(frame, None, None, NOW, S)
+    assert "no segmentation yet" in info.messages and "no assistant state yet" in info.messages
+
+
+def test_other_screen_sizes():
+    frame, seg, state = synthetic_scene()
+    s = dataclasses.replace(S, width_px=1920, height_px=1080)
+    out, info = render_monitor_info(frame, seg, state, NOW, s)
+    assert out.shape == (1080, 1920, 3) and info.seg_drawn
+    assert info.layout.x0 + info.layout.w <= 1920 - 300
+
+
+def test_bad_input_is_named():
+    frame, seg, state = synthetic_scene()
+    with pytest.raises(ValueError, match="image must be uint8"):
+        render_monitor(dataclasses.replace(frame, image=frame.image.astype(np.float32)), seg, state, NOW, S)
+    with pytest.raises(ValueError, match="spacing_mm must be a positive number"):
+        render_monitor(dataclasses.replace(frame, spacing_mm=0.0), seg, state, NOW, S)
+    with pytest.raises(ValueError, match="labels must be uint8"):
+        render_monitor(frame, dataclasses.replace(seg, labels=seg.labels.astype(np.int64)), state, NOW, S)
+    with pytest.raises(ValueError, match="min_confidence"):
+        RenderSettings(min_confidence=1.5)
+    with pytest.raises(TypeError, match="RenderSettings"):
+        render_monitor(frame, seg, state, NOW, {"width_px": 1280})
+
+
+def test_layout_maps_round_trip():
+    layout = monitor_layout((542, 562), S)
+    pts = np.array([[0, 0], [561, 541], [100.5, 200.25]])
+    assert np.allclose(layout.screen_to_image(layout.image_to_screen(pts)), pts)
+    # pixel (0, 0)'s centre lies inside the first screen pixels of the rect
+    sx, sy = layout.image_to_screen([0, 0])
+    assert layout.x0 <= sx < layout.x0 + layout.scale and layout.y0 <= sy < layout.y0 + layout.scale
+
+
+def test_dashed_segments_cover_half_the_length():
+    segs = dashed_segments([[0, 0], [100, 0]], 10, 10)
+    assert len(segs) == 5
+    assert sum(np.hypot(*(s[-1] - s[0])) for s in segs) == pytest.approx(50)
+    bent = dashed_segments([[0, 0], [15, 0], [15, 15]], 10, 3)
+    assert any(len(s) == 3 for s in bent)  # the dash over the corner keeps the corner
+
+
+def test_classes_table_has_a_colour_for_every_drawn_class():
+    assert all(c in COLOURS_BGR for c in CLASSES[1:])
