@@ -43,7 +43,7 @@ class Node:
         self.ready = False  # our SUB has seen our own heartbeat: subscriptions are live
         self._seen_reliable: deque[str] = deque(maxlen=512)
         self._seen_set: set[str] = set()
-        self.state = "starting"
+        self.life = "starting"  # starting | ready | stopping (sent in heartbeats)
 
     # ------------------------------------------------------------------ overridables
     def setup(self) -> None:
@@ -102,14 +102,14 @@ class Node:
         self._hb_seq += 1
         stats = {**{k: int(v) for k, v in self.bus.stats.items()}, **self.stats()}
         self.bus.publish(m.Heartbeat(node=self.NAME, pid=os.getpid(), seq=self._hb_seq,
-                                     state=self.state, stats=stats))
+                                     state=self.life, stats=stats))
 
     def _dispatch(self, header: m.Header, msg: m.Message) -> None:
         if isinstance(msg, m.Heartbeat):
             if msg.pid == os.getpid() and msg.node == self.NAME and not self.ready:
                 self.ready = True
-                if self.state == "starting":
-                    self.state = "ready"
+                if self.life == "starting":
+                    self.life = "ready"
                     self._hb_due = 0.0  # tell everyone at once
             if "hb" not in self.TOPICS:
                 return
@@ -128,7 +128,12 @@ class Node:
             self.ack(header)
             if not self.first_time(header):
                 return
-        self.handle(header, msg)
+        try:
+            self.handle(header, msg)
+        except Exception:
+            # One bad message must not take the node down: logged, counted, dropped.
+            self.bus.stats["handler_errors"] += 1
+            log.exception("%s: error handling %s from %s", self.NAME, header.type, header.source)
 
     def run(self) -> int:
         """Loop until stopped. Returns the exit code."""
@@ -154,7 +159,7 @@ class Node:
                 self.reliable.tick()
                 self.tick(time.monotonic())
         finally:
-            self.state = "stopping"
+            self.life = "stopping"
             try:
                 self.teardown()
             finally:

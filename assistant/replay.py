@@ -11,6 +11,7 @@ every run: two runs give the same annotations.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -44,6 +45,8 @@ class ReplaySummary:
     events_count: int
     latency_ms_p50: float
     latency_ms_p95: float
+    startup_s: float = 0.0  # starting the processes, not counted in wall_s
+    digest: str = ""  # sha256 of every rendered frame, in order: equal runs, equal digests
 
     @property
     def speed(self) -> float:
@@ -107,13 +110,16 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
     writer = None
     latencies: list[float] = []
     bar = _Progress(total, progress)
-    t0 = time.monotonic()
+    t_start = time.monotonic()
+    t0 = t_start
+    digest = hashlib.sha256()
     sent = done = 0
     try:
         launcher.start()
         launcher.wait_ready()
         client = BusClient(launcher.endpoints, "replay", ("rendered", "control"), ctx=launcher.ctx)
         _wait_subscribed(client)
+        t0 = time.monotonic()  # throughput counts frames, not process start-up
         launcher.client.publish(m.Event(kind="info", text=f"replay of {video.name} started",
                                         data={"frames": total, "fps": fps,
                                               "audio": Path(audio).name if audio else None}))
@@ -165,7 +171,9 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                                              fps, (img.shape[1], img.shape[0]))
                     if not writer.isOpened():
                         raise ReplayError(f"{annotated}: cannot open a video writer")
-                writer.write(np.ascontiguousarray(img))
+                img = np.ascontiguousarray(img)
+                digest.update(img.tobytes())
+                writer.write(img)
                 latencies.append(msg.latency_ms)
                 done += 1
                 bar.update()
@@ -203,6 +211,7 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
         # Give the event writer a moment to see the last events (bounded wait on a condition).
         _wait_for(lambda: launcher.events.count >= 2, 2.0)
     finally:
+        t_end = time.monotonic()
         bar.close()
         if writer is not None:
             writer.release()
@@ -211,13 +220,14 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
         except NameError:
             pass
         launcher.stop()
-    wall = time.monotonic() - t0
+    wall = t_end - t0
     lat = np.array(latencies) if latencies else np.zeros(1)
     return ReplaySummary(frames=done, fps=fps, wall_s=wall, media_s=done / fps,
                          annotated=str(annotated), events=str(events),
                          events_count=launcher.events.count,
                          latency_ms_p50=float(np.percentile(lat, 50)),
-                         latency_ms_p95=float(np.percentile(lat, 95)))
+                         latency_ms_p95=float(np.percentile(lat, 95)),
+                         startup_s=t0 - t_start, digest=digest.hexdigest())
 
 
 def _wait_for(cond, timeout_s: float) -> bool:

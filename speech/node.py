@@ -1,0 +1,130 @@
+"""Speech recognition node: audio in (microphone, a WAV file played in real time, or
+the replay's AudioChunks), SpeechCommand out (reliable, acknowledged).
+
+Live audio arrives on another thread (PortAudio's callback or the WAV pacer) and is
+handed to the node loop through a bounded queue; the recognizer runs in the loop.
+No microphone: a clear message, voice disabled, the node keeps running (heartbeats),
+so everything else goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+
+from assistant import messages as m
+from assistant.node import Node
+
+log = logging.getLogger(__name__)
+
+
+class SpeechNode(Node):
+    NAME = "speech"
+    TOPICS = ("audio", "speaking")
+
+    def setup(self) -> None:
+        from speech.listener import CommandListener
+
+        self.listener = CommandListener(self.settings.speech)
+        self.audio_q: queue.Queue = queue.Queue(maxsize=200)  # ~10 s of 50 ms blocks
+        self.mic = None
+        self.pacer: threading.Thread | None = None
+        self.heard_count = 0
+        self.voice_enabled = True
+        self.t0 = time.monotonic()
+        if not self.replay:
+            self._open_input(self.settings.speech.input)
+
+    def _open_input(self, spec: str) -> None:
+        from speech.audio import AudioFileError, NoMicrophoneError, open_microphone, read_wav
+
+        if spec in ("", "none"):
+            log.info("speech input is 'none': voice control off")
+            self.voice_enabled = False
+            return
+        if spec == "mic" or spec.startswith("mic:"):
+            device = spec.split(":", 1)[1] if ":" in spec else None
+            if device is not None and device.isdigit():
+                device = int(device)
+            try:
+                self.mic = open_microphone(device, self._push)
+                log.info("listening on microphone %s", device if device is not None else "(default)")
+            except NoMicrophoneError as exc:
+                log.error("%s", exc)
+                self.voice_enabled = False
+                self.publish(m.Event(kind="alert", text=str(exc)))
+            return
+        try:
+            samples, _ = read_wav(spec)
+        except (AudioFileError, OSError) as exc:
+            log.error("speech input %s: %s; voice control disabled", spec, exc)
+            self.voice_enabled = False
+            self.publish(m.Event(kind="alert", text=f"speech input failed: {exc}"))
+            return
+        self.pacer = threading.Thread(target=self._pace_wav, args=(samples,), daemon=True)
+        self.pacer.start()
+
+    def _pace_wav(self, samples: np.ndarray) -> None:
+        """Play a WAV into the recognizer at real-time speed (a stand-in microphone)."""
+        from speech.audio import chunks
+        start = time.monotonic()
+        for piece, t in chunks(samples, 50):
+            delay = start + t - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            self._push(piece, t)
+
+    def _push(self, samples: np.ndarray, t: float) -> None:
+        try:
+            self.audio_q.put_nowait((samples, t))
+        except queue.Full:
+            log.warning("speech: audio queue full; a block was dropped")
+
+    def handle(self, header: m.Header, msg: m.Message) -> None:
+        if isinstance(msg, m.AudioChunk) and self.replay:
+            self._feed(msg.samples, msg.start_s)
+            if msg.final:
+                self._emit(self.listener.flush())
+            self.publish(m.SpeechProgress(upto_s=msg.start_s + len(msg.samples) / msg.sample_rate))
+        elif isinstance(msg, m.SpeakingState) and not self.replay:
+            # Replay audio holds none of the assistant's own speech: no muting there.
+            self.listener.set_speaking(msg.speaking, self._stream_time())
+
+    def _stream_time(self) -> float:
+        return self.listener._t if hasattr(self.listener, "_t") else 0.0
+
+    def _feed(self, samples: np.ndarray, start_s: float) -> None:
+        self._emit(self.listener.feed(np.asarray(samples, dtype=np.int16), start_s))
+
+    def _emit(self, heard_list) -> None:
+        for h in heard_list:
+            self.heard_count += 1
+            role = getattr(h, "role", "operator")
+            self.send_reliable(m.SpeechCommand(command=h.command, heard=h.heard,
+                                               confidence=float(h.confidence), start_s=h.start_s,
+                                               end_s=h.end_s, role=role))
+            if h.needs_confirmation:
+                self.listener.expect_reply()
+
+    def tick(self, now: float) -> None:
+        for _ in range(50):
+            try:
+                samples, t = self.audio_q.get_nowait()
+            except queue.Empty:
+                break
+            self._feed(samples, t)
+
+    def stats(self) -> dict:
+        return {"commands": self.heard_count, "voice": self.voice_enabled}
+
+    def teardown(self) -> None:
+        if self.mic is not None:
+            try:
+                self.mic.stop()
+                self.mic.close()
+            except Exception:  # PortAudio on its way out
+                pass
