@@ -11,10 +11,12 @@ every run: two runs give the same annotations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import queue
+import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +48,7 @@ class ReplaySummary:
     latency_ms_p50: float
     latency_ms_p95: float
     startup_s: float = 0.0  # starting the processes, not counted in wall_s
-    digest: str = ""  # sha256 of every rendered frame, in order: equal runs, equal digests
+    digest: str = ""  # CRC-32 chain over every rendered frame: equal runs, equal digests
 
     @property
     def speed(self) -> float:
@@ -65,6 +67,51 @@ def _count_frames(path: Path) -> int:
         from assistant.sources import list_images
         return len(list_images(path))
     return probe_video(path)["frames"]
+
+
+class _VideoWriter:
+    """Encodes on its own thread (OpenCV releases the GIL), so encoding overlaps with the
+    pipeline; the queue is bounded, so a slow disk slows the replay instead of growing."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps
+        self.q: queue.Queue = queue.Queue(maxsize=8)
+        self.error: Exception | None = None
+        self.crc = 0
+        self.t = threading.Thread(target=self._run, name="video-writer", daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        writer = None
+        try:
+            while True:
+                img = self.q.get()
+                if img is None:
+                    break
+                if writer is None:
+                    writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
+                                             self.fps, (img.shape[1], img.shape[0]))
+                    if not writer.isOpened():
+                        raise ReplayError(f"{self.path}: cannot open a video writer")
+                writer.write(img)
+        except Exception as exc:  # reported by close()
+            self.error = exc
+            while self.q.get() is not None:  # keep draining so put() never blocks forever
+                pass
+        finally:
+            if writer is not None:
+                writer.release()
+
+    def write(self, img: np.ndarray) -> None:
+        img = np.ascontiguousarray(img)
+        self.crc = zlib.crc32(img.data, self.crc)
+        self.q.put(img)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.t.join()
+        if self.error:
+            raise ReplayError(f"{self.path}: writing the video failed: {self.error}")
 
 
 class _Progress:
@@ -112,7 +159,6 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
     bar = _Progress(total, progress)
     t_start = time.monotonic()
     t0 = t_start
-    digest = hashlib.sha256()
     sent = done = 0
     try:
         launcher.start()
@@ -165,15 +211,9 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                     continue
                 if msg.image is None:
                     raise ReplayError(f"renderer sent no image for frame {done}")
-                img = msg.image
                 if writer is None:
-                    writer = cv2.VideoWriter(str(annotated), cv2.VideoWriter_fourcc(*"mp4v"),
-                                             fps, (img.shape[1], img.shape[0]))
-                    if not writer.isOpened():
-                        raise ReplayError(f"{annotated}: cannot open a video writer")
-                img = np.ascontiguousarray(img)
-                digest.update(img.tobytes())
-                writer.write(img)
+                    writer = _VideoWriter(annotated, fps)
+                writer.write(msg.image)
                 latencies.append(msg.latency_ms)
                 done += 1
                 bar.update()
@@ -211,10 +251,10 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
         # Give the event writer a moment to see the last events (bounded wait on a condition).
         _wait_for(lambda: launcher.events.count >= 2, 2.0)
     finally:
-        t_end = time.monotonic()
         bar.close()
         if writer is not None:
-            writer.release()
+            writer.close()
+        t_end = time.monotonic()
         try:
             client.close()
         except NameError:
@@ -227,7 +267,8 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                          events_count=launcher.events.count,
                          latency_ms_p50=float(np.percentile(lat, 50)),
                          latency_ms_p95=float(np.percentile(lat, 95)),
-                         startup_s=t0 - t_start, digest=digest.hexdigest())
+                         startup_s=t0 - t_start,
+                         digest=f"{writer.crc:08x}" if writer else "")
 
 
 def _wait_for(cond, timeout_s: float) -> bool:
