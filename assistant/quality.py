@@ -3,13 +3,14 @@
 score = 100 * weighted mean of three parts (weights renormalised over the parts that
 can be measured; see docs/ASSISTANT.md):
 
-* **structures** (weight 0.60): mean over the block's key structures of
-  ``present * (0.5 + 0.3 * confidence + 0.2 * location)``. ``present``: at least
+* **structures** (weight 0.55): mean over the block's key structures of
+  ``present * (0.3 + 0.4 * confidence + 0.3 * location)``. ``present``: at least
   ``MIN_AREA_FRAC`` of the image labelled with the class; ``confidence``: the model's
   confidence for the class (1 when not given, e.g. ground-truth masks); ``location``:
   1 when the structure's centre lies inside the preset's expected depth band, falling
   linearly to 0 a quarter of the image height outside it.
-* **image** (weight 0.25): mean of contrast (RMS contrast of the imaged area),
+* **image** (weight 0.30): half the mean, half the minimum (one bad factor
+  spoils a view) of contrast (RMS contrast of the imaged area),
   speckle signal-to-noise (median local mean/std in tissue, relative to 1.91, the
   value for fully developed speckle), shadowing (1 - share of columns whose lower
   half is dark) and depth setting (image depth against the preset's range when the
@@ -32,7 +33,7 @@ from models.classes import CLASSES
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = {"structures": 0.60, "image": 0.25, "steadiness": 0.15}
+WEIGHTS = {"structures": 0.55, "image": 0.30, "steadiness": 0.15}
 MIN_AREA_FRAC = 0.0005  # of the image; below this a class counts as not seen
 RAYLEIGH_SNR = 1.91  # mean/std of fully developed speckle (Rayleigh amplitude)
 CONTRAST_FULL = 0.18  # RMS contrast (std / 255) at which contrast scores 1
@@ -84,7 +85,7 @@ def structure_part(labels: np.ndarray, confidence: Sequence[float] | None,
             cy = float(ys.mean()) / h
             outside = max(lo - cy, cy - hi, 0.0)
             loc = float(np.clip(1.0 - outside / 0.25, 0.0, 1.0))
-        s = (0.5 + 0.3 * conf + 0.2 * loc) if present else 0.0
+        s = (0.3 + 0.4 * conf + 0.3 * loc) if present else 0.0
         details[name] = {"present": present, "area_px": area, "confidence": conf,
                          "location": loc, "score": s}
         scores.append(s)
@@ -150,7 +151,8 @@ def image_part(image: np.ndarray, labels: np.ndarray | None, preset: BlockPreset
         depth = 1.0
     factors = {"contrast": contrast, "snr": snr, "shadow": shadow, "depth": depth,
                "snr_value": snr_val, "shadow_frac": shadow_frac, "depth_detail": depth_detail}
-    return float(np.mean([contrast, snr, shadow, depth])), factors
+    vals4 = [contrast, snr, shadow, depth]
+    return 0.5 * float(np.mean(vals4)) + 0.5 * float(min(vals4)), factors
 
 
 def steadiness_part(image: np.ndarray, prev_image: np.ndarray) -> float:
@@ -182,7 +184,11 @@ def quality_score(image: np.ndarray | None, labels: np.ndarray,
     weighted = {"structures": s_struct}
     factors: dict = {}
     if img is not None:
-        s_img, factors = image_part(img, labels, preset, spacing_mm)
+        # half resolution for frames of 256 px and more: the statistics barely change
+        # (speckle mean/std is scale-free) and the cost drops fourfold
+        k = 2 if min(img.shape) >= 256 else 1
+        s_img, factors = image_part(img[::k, ::k], labels[::k, ::k], preset,
+                                    None if spacing_mm is None else spacing_mm * k)
         parts["image"] = s_img
         parts["image_factors"] = factors
         weighted["image"] = s_img
@@ -206,15 +212,20 @@ def _reason(details: dict, factors: dict, weighted: dict, wsum: float, total: fl
         if not d["present"]:
             losses.append((w_struct / n, f"{spoken} not seen"))
         else:
-            losses.append((w_struct / n * 0.3 * (1 - d["confidence"]), f"{spoken} unsure"))
-            losses.append((w_struct / n * 0.2 * (1 - d["location"]), f"{spoken} out of place"))
+            losses.append((w_struct / n * 0.4 * (1 - d["confidence"]), f"{spoken} unsure"))
+            losses.append((w_struct / n * 0.3 * (1 - d["location"]), f"{spoken} out of place"))
     if "image" in weighted:
-        w_img = 100 * WEIGHTS["image"] / wsum / 4
+        w_img = 100 * WEIGHTS["image"] / wsum
+        keys = ("contrast", "snr", "shadow", "depth")
+        worst = min(keys, key=lambda k: factors.get(k, 1.0))
         depth_word = {"shallow": "increase depth", "deep": "decrease depth"}.get(
             factors.get("depth_detail", ""), "adjust depth")
         for key, text in (("contrast", "low contrast"), ("snr", "noisy image"),
                           ("shadow", "shadowing"), ("depth", depth_word)):
-            losses.append((w_img * (1 - factors.get(key, 1.0)), text))
+            miss = 1 - factors.get(key, 1.0)
+            # its share of the mean, plus the minimum's half if it is the worst factor
+            losses.append((w_img * (0.125 * miss + (0.5 * miss if key == worst else 0.0)),
+                           text))
     if "steadiness" in weighted:
         losses.append((100 * WEIGHTS["steadiness"] / wsum * (1 - weighted["steadiness"]),
                        "probe moving"))
