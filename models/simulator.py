@@ -443,11 +443,14 @@ class _Scene:
         rows = np.clip(np.round(ys).astype(np.int64), 0, h - 1)
         att[rows, cols] += 6.0 * n.visibility
         if n.visibility >= 0.3:
-            thick = max(3, int(round(0.8 / sp)))
+            # a band 0.8 mm (>= 3 px) wide with square ends, so the labelled end is the tip
+            half = max(1.5, 0.4 / sp)
+            nx, ny = -uy * half, ux * half
             s = 4  # sub-pixel drawing
-            p0 = (int(round(e_px[0] * 2 ** s)), int(round(e_px[1] * 2 ** s)))
-            p1 = (int(round(tip_px[0] * 2 ** s)), int(round(tip_px[1] * 2 ** s)))
-            cv2.line(labels, p0, p1, _NEEDLE, thickness=thick, lineType=cv2.LINE_8, shift=s)
+            quad = np.array([[e_px[0] + nx, e_px[1] + ny], [tip_px[0] + nx, tip_px[1] + ny],
+                             [tip_px[0] - nx, tip_px[1] - ny], [e_px[0] - nx, e_px[1] - ny]])
+            cv2.fillConvexPoly(labels, np.round(quad * 2 ** s).astype(np.int32), _NEEDLE,
+                               lineType=cv2.LINE_8, shift=s)
             info["visible"] = bool((labels == _NEEDLE).any())
         return info
 
