@@ -1,0 +1,110 @@
+"""HTML report: content, de-identification, CLI errors, and rendering in Chromium."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from assistant import report
+from assistant.records import SessionStore, pseudonym
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _session(st: SessionStore, operator: str, wall: float, shift_s: float) -> int:
+    sid = st.start_session(operator, "pecs2", start_s=0.0, started_wall=wall,
+                           notes="patient was anxious", source="scan_0042_roe.mp4")
+    for i in range(120):
+        t = i * 0.1
+        st.add_quality(sid, t, min(95.0, 20.0 + 8.0 * max(0.0, t - shift_s)), "serratus not seen")
+        st.add_needle(sid, t, i > 30, depth_mm=i * 0.15 if i > 30 else None)
+    st.add_event(sid, 2.0, "command_heard", "Dr Jane Roe said: show fascia",
+                 {"role": "operator", "heard": "show fascia", "command": "show.fascia"})
+    st.add_event(sid, 3.0, "command_heard", "supervisor: down",
+                 {"role": "supervisor", "heard": "down", "command": "down"})
+    st.add_event(sid, 8.0, "injection", "injection start", {"mark": "start"})
+    st.add_event(sid, 10.0, "injection", "injection stop", {"mark": "stop"})
+    st.add_event(sid, 9.0, "alert", "stop, pleura four millimetres", {"key": "pleura"})
+    st.end_session(sid, 12.0)
+    return sid
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    path = tmp_path / "sessions.sqlite"
+    with SessionStore(path) as st:
+        for k, shift in enumerate((5.0, 3.0, 1.0)):
+            _session(st, "Dr Jane Roe", 1000.0 + k, shift)
+    return path
+
+
+def test_session_report_has_figures_plots_and_no_external_resources(db, tmp_path):
+    out = tmp_path / "r.html"
+    assert report.main(["3", "--db", str(db), "--out", str(out)]) == 0
+    html = out.read_text()
+    for plot_id in ("quality-plot", "needle-plot", "learning-curve", "learning-curve-time"):
+        assert f'id="{plot_id}"' in html
+    assert "not for clinical use" in html
+    assert "Dr Jane Roe" in html and "patient was anxious" in html
+    assert "share of time with an adequate view" in html
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing fetched
+    assert "<script" not in html
+
+
+def test_deidentified_report_drops_names_and_free_text(db, tmp_path):
+    out = tmp_path / "d.html"
+    assert report.main(["1", "--db", str(db), "--out", str(out), "--deidentify"]) == 0
+    html = out.read_text()
+    assert "Jane" not in html and "Roe" not in html
+    assert "anxious" not in html and "scan_0042" not in html
+    assert "show fascia" not in html  # heard words are free text
+    assert pseudonym("Dr Jane Roe") in html
+    assert "supervisor: down" in html  # the supervisor prompt stays, as a command id
+
+
+def test_operator_report_and_usage_errors(db, tmp_path, capsys):
+    out = tmp_path / "op.html"
+    assert report.main(["--operator", "Dr Jane Roe", "--db", str(db), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert 'id="learning-curve"' in html and html.count("<tr><td>") == 3
+    assert report.main(["--db", str(db)]) == 2
+    assert report.main(["1", "--operator", "x", "--db", str(db)]) == 2
+    assert report.main(["99", "--db", str(db), "--out", str(out)]) == 2
+    assert "no session '99'" in capsys.readouterr().err
+    assert report.main(["--operator", "Nobody", "--db", str(db), "--out", str(out)]) == 2
+    assert report.main(["1", "--db", str(tmp_path / "none.sqlite")]) == 2
+
+
+def test_plot_breaks_the_line_where_the_needle_is_not_seen():
+    svg = report.svg_line_plot("p", "t", [("d", [0, 1, 2, 3, 4], [1.0, 2.0, None, 3.0, 4.0])],
+                               "x", "y")
+    assert svg.count("<polyline") == 2
+
+
+def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip(f"chromium not found at {CHROMIUM}")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_report_opens_in_headless_chromium_with_its_plots(db, tmp_path):
+    out = tmp_path / "r.html"
+    assert report.main(["2", "--db", str(db), "--out", str(out)]) == 0
+    res = _chromium(["--dump-dom", out.as_uri()], tmp_path)
+    dom = res.stdout
+    assert res.returncode == 0, res.stderr[-2000:]
+    # the DOM Chromium built (not our file text): svg elements with drawn lines
+    for plot_id in ("quality-plot", "needle-plot", "learning-curve"):
+        m = re.search(rf'<svg[^>]*id="{plot_id}".*?</svg>', dom, re.S)
+        assert m, f"{plot_id} not in the DOM"
+        assert re.search(r'<polyline[^>]*points="[\d., -]+"', m.group(0)), plot_id
+    png = tmp_path / "shot.png"
+    res = _chromium(["--screenshot=" + str(png), "--window-size=900,1600", out.as_uri()],
+                    tmp_path)
+    assert png.exists() and png.stat().st_size > 10_000, res.stderr[-2000:]
