@@ -51,13 +51,17 @@ class AssistantNode(Node):
         self.cur_media_t: float | None = None
 
     def _open_records(self) -> None:
+        """The session record (SQLite, committed per write). A failure is logged and the
+        assistant goes on without it: records must never take guidance down."""
+        from assistant.records import SessionStore
+
+        a = self.settings.assistant
         try:
-            from assistant import records
-        except ImportError:
-            return
-        try:
-            self.records = records.open_session_store(self.settings.assistant)
-        except Exception as exc:  # records must never take the assistant down
+            self.records = SessionStore(a.session_db or None)
+            self.session_id = self.records.start_session(
+                a.operator, a.block, start_s=0.0,
+                source="replay" if self.replay else self.settings.source.kind)
+        except Exception as exc:
             log.error("session record unavailable: %s", exc)
             self.records = None
 
@@ -165,7 +169,7 @@ class AssistantNode(Node):
         if self.records is None:
             return
         try:
-            self.records.handle_action(a)
+            self.records.record_action(self.session_id, a, self.state.now_s)
         except Exception as exc:
             log.error("session record write failed: %s", exc)
 
@@ -179,6 +183,7 @@ class AssistantNode(Node):
     def teardown(self) -> None:
         if self.records is not None:
             try:
+                self.records.end_session(self.session_id, self.state.now_s)
                 self.records.close()
-            except Exception:
-                pass
+            except Exception as exc:
+                log.error("closing the session record failed: %s", exc)

@@ -30,3 +30,9 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _private_data_home(tmp_path, monkeypatch):
+    """Session records of tests go to a temporary folder, never the user's."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
