@@ -213,7 +213,7 @@ def reduce(state: State, msg: Any, header: Header | None = None,
     actions: list[Action] = []
     state = _expire(state, now_s, actions)
     if isinstance(msg, SpeechCommand):
-        state = _on_command(state, msg, now_s, actions)
+        state = _on_command(state, msg, header, now_s, actions)
     elif isinstance(msg, SegResult):
         state = _on_seg(state, msg, now_s, actions)
     elif isinstance(msg, Frame):
@@ -316,10 +316,13 @@ def _block_target(state: State, cmd: str) -> BlockPreset | None:
     return state.presets[ids.index(bid)] if bid in ids else None
 
 
-def _on_command(state: State, msg: SpeechCommand, now_s: float, actions: list) -> State:
+def _on_command(state: State, msg: SpeechCommand, header: Header | None, now_s: float,
+                actions: list) -> State:
     cmd, role = str(msg.command), str(msg.role)
     data = {"command": cmd, "heard": msg.heard, "role": role,
             "confidence": float(msg.confidence), "start_s": msg.start_s, "end_s": msg.end_s}
+    if header is not None:
+        data["msg_id"] = header.msg_id  # ties the record to the bus log
     who = "supervisor" if role == "supervisor" else "operator"
     actions.append(LogEvent("command_heard", f"{who}: {msg.heard} -> {cmd}", data))
     state = dataclasses.replace(state, last_heard=str(msg.heard))
@@ -388,6 +391,8 @@ def _execute(state: State, cmd: str, role: str, now_s: float, actions: list) -> 
         act(f"{verb} {layer}")
         actions.append(PublishState())
         return _say(state, "OK", "ack", actions)
+    if cmd in ("quality_score", "needle_depth", "where_target") and _seg_offline(state):
+        return _say(state, "segmentation offline", "answer", actions)
     if cmd == "quality_score":
         if state.quality is None:
             return _say(state, "no quality score yet", "answer", actions)
@@ -442,7 +447,8 @@ def _execute(state: State, cmd: str, role: str, now_s: float, actions: list) -> 
             # a new block: old quality, guidance and alerts belong to the old preset
             state = rep(state, block=target.id, quality=None, quality_reason="",
                         quality_parts={}, quality_low_since_s=None, quality_alerted=False,
-                        guidance={}, dangers_alerted=frozenset(), alerts=())
+                        guidance={}, dangers_alerted=frozenset(),
+                        alerts=tuple(a for a in state.alerts if a.key.startswith("node:")))
             act(f"block {target.id}", block=target.id)
             actions.append(PublishState())
         return _say(state, target.name, "ack", actions)
@@ -589,6 +595,11 @@ def _summary(parts: Mapping[str, Any]) -> dict:
     return {k: v for k, v in parts.items() if isinstance(v, (int, float))}
 
 
+def _seg_offline(state: State) -> bool:
+    return any(v == "offline" for k, v in state.nodes.items()
+               if _NODE_WORDS.get(k) == "segmentation")
+
+
 def _timers(state: State, now_s: float, actions: list) -> State:
     s = state.settings
     if (state.quality_low_since_s is not None and not state.quality_alerted
@@ -597,9 +608,7 @@ def _timers(state: State, now_s: float, actions: list) -> State:
         state = _alert(state, "quality_low", "warning", text, now_s, actions,
                        data={"quality": state.quality})
         state = dataclasses.replace(state, quality_alerted=True)
-    seg_offline = any(v == "offline" for k, v in state.nodes.items()
-                      if _NODE_WORDS.get(k) == "segmentation")
-    if (not seg_offline and state.needle_advancing and not state.needle_lost_alerted
+    if (not _seg_offline(state) and state.needle_advancing and not state.needle_lost_alerted
             and state.needle_last_seen_s is not None
             and not state.guidance.get("visible")
             and now_s - state.needle_last_seen_s > s.needle_lost_alert_s):

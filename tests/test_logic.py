@@ -417,3 +417,23 @@ def test_needle_lost_without_advancing_is_not_an_alert():
     for k in range(1, 40):
         s, acts = reduce(s, Tick(1 + k * 0.1))
         assert not speaks(acts, "alert")
+
+
+def test_questions_while_segmentation_is_offline_say_so():
+    s = initial_state()
+    s, _ = run(s, [(0, seg(1, pecs_labels()))])
+    s, _ = reduce(s, NodeStatus(node="segmentation", state="offline"), None, 1)
+    for q in ("quality_score", "needle_depth", "where_target"):
+        s, acts = reduce(s, cmd(q), None, 2)
+        assert speaks(acts) == ["segmentation offline"]
+    # a block change keeps the node alert on screen
+    s, _ = reduce(s, cmd("block.pecs1"), None, 2.5)
+    assert [a["text"] for a in to_state_message(s).alerts] == ["segmentation offline"]
+
+
+def test_command_record_carries_the_bus_message_id():
+    from assistant.messages import Header
+
+    h = Header(type="speech_cmd", source="speech:1")
+    _, acts = reduce(initial_state(), cmd("freeze"), h, 0)
+    assert events(acts, "command_heard")[0].data["msg_id"] == h.msg_id
