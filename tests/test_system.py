@@ -143,3 +143,34 @@ def test_bad_config_stops_with_one_clear_error(tmp_path):
     assert r.returncode == 2
     assert f"{cfg}:" in r.stderr and "render.widht_px: unknown key" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_dead_node_is_said_aloud_and_others_keep_running(tmp_path):
+    """SIGKILL one node while the others run: the assistant says it is offline, then back;
+    the renderer keeps drawing frames throughout."""
+    cfg = write_config(tmp_path, nodes=("source", "speech", "assistant", "renderer"),
+                       extra="speech:\n  input: none\ntts:\n  output: none\n")
+    settings = load_settings(cfg)
+    with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
+        la.wait_ready(60)
+        c = BusClient(la.endpoints, "test", ("event", "rendered"), ctx=la.ctx)
+        seen = []
+
+        def pump():
+            seen.extend(c.drain())
+            return seen
+        wait_for(lambda: any(isinstance(x[1], m.Rendered) for x in pump()), 30, what="rendering")
+        renderer_pid = la.node_info("renderer").pid
+        la.kill_node("speech", signal.SIGKILL)
+
+        def said(text):
+            return any(isinstance(x[1], m.Event) and x[1].kind == "speech" and x[1].text == text
+                       for x in pump())
+        wait_for(lambda: said("speech offline"), 20, what="'speech offline' said")
+        wait_for(lambda: said("speech back"), 30, what="'speech back' said")
+        n = len([x for x in seen if isinstance(x[1], m.Rendered)])
+        wait_for(lambda: len([x for x in pump() if isinstance(x[1], m.Rendered)]) > n + 5, 20,
+                 what="renderer still drawing")
+        assert la.node_info("renderer").pid == renderer_pid  # never restarted
+        assert la.node_info("speech").restarts == 1
+        c.close()
