@@ -1,0 +1,364 @@
+"""The head-mounted view: the scene camera with the ultrasound panel beside the probe hand.
+
+* :class:`HandTracker` finds hands with mediapipe's classic Hands solution
+  (``mediapipe==0.10.14`` bundles its model; it runs offline on the CPU). The model is
+  created on the first :meth:`HandTracker.detect`, never at import.
+* :func:`panel_target` (pure) says where the panel should be for a hand;
+  :func:`update_anchor` (pure) moves the panel there smoothly: exponential smoothing with a
+  dead zone (small hand tremor does not move the panel) and a fall-back to a fixed corner
+  when no hand has been seen for ``hand_timeout_s``.
+* :func:`make_panel`, :func:`compose_view` and :func:`compose_stereo` draw the panel and
+  the 3D cue into the scene (mono, or side by side for a headset with a small horizontal
+  disparity for the panel so it floats in front of the scene).
+* :class:`HmdView` strings them together for the renderer node, timing hand tracking
+  separately from drawing.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ar.settings import HmdSettings
+from assistant.messages import NOT_FOR_CLINICAL_USE
+
+log = logging.getLogger(__name__)
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL_BORDER_BGR = (233, 180, 86)  # sky blue frame around the floating panel
+HEADER_H = 22
+
+
+# ----------------------------------------------------------------------------- hands
+
+@dataclass(frozen=True)
+class Hand:
+    """One detected hand in scene pixels. ``handedness`` is the person's own hand
+    ("left"/"right") for a camera that is *not* mirrored (head-mounted or room camera)."""
+
+    handedness: str
+    score: float
+    landmarks_px: np.ndarray  # (21, 2) float (x, y)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        xs, ys = self.landmarks_px[:, 0], self.landmarks_px[:, 1]
+        return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.bbox
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+
+def check_mediapipe_runtime() -> None:
+    """mediapipe 0.10.14's classic solutions need protobuf 4.x; a newer protobuf (pulled by
+    onnx in the training extra) breaks them deep inside. Fail early and say so."""
+    try:
+        import google.protobuf as pb
+    except ImportError as exc:  # pragma: no cover - mediapipe itself needs it
+        raise RuntimeError("hand tracking needs protobuf (a mediapipe dependency)") from exc
+    major = int(pb.__version__.split(".")[0])
+    if major >= 5:
+        raise RuntimeError(
+            f"hand tracking: mediapipe 0.10.14 needs protobuf<5, this environment has protobuf "
+            f"{pb.__version__} (the 'train' extra's onnx requires protobuf>=6). Use a runtime "
+            f"environment without it, or: pip install protobuf==4.25.8")
+
+
+class HandTracker:
+    """mediapipe Hands, created lazily. ``static_images`` for unrelated photos (tests);
+    video mode (default) tracks between frames, which is faster and steadier."""
+
+    def __init__(self, settings: HmdSettings = HmdSettings(), static_images: bool = False,
+                 mirrored: bool = False):
+        self.settings = settings
+        self.static_images = static_images
+        self.mirrored = mirrored
+        self._hands = None
+
+    def _model(self):
+        if self._hands is None:
+            check_mediapipe_runtime()
+            import mediapipe as mp  # heavy: only when the head-mounted view is used
+
+            self._hands = mp.solutions.hands.Hands(
+                static_image_mode=self.static_images, max_num_hands=self.settings.max_hands,
+                min_detection_confidence=self.settings.min_detection_confidence,
+                min_tracking_confidence=0.5, model_complexity=0)
+            log.info("mediapipe hands ready")
+        return self._hands
+
+    def detect(self, bgr: np.ndarray) -> list[Hand]:
+        if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+            raise ValueError(f"scene image must be uint8 (H, W, 3) BGR, got "
+                             f"{getattr(bgr, 'dtype', type(bgr).__name__)} {getattr(bgr, 'shape', '')}")
+        h, w = bgr.shape[:2]
+        res = self._model().process(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        hands: list[Hand] = []
+        if not res.multi_hand_landmarks:
+            return hands
+        for lms, hd in zip(res.multi_hand_landmarks, res.multi_handedness or []):
+            pts = np.array([(lm.x * w, lm.y * h) for lm in lms.landmark], np.float64)
+            cls = hd.classification[0]
+            label = cls.label.lower()
+            # mediapipe labels hands as if the image were a mirrored selfie
+            if not self.mirrored:
+                label = {"left": "right", "right": "left"}.get(label, label)
+            hands.append(Hand(label, float(cls.score), pts))
+        return hands
+
+    def close(self) -> None:
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None
+
+
+def choose_probe_hand(hands: list[Hand], probe_hand: str = "any") -> Hand | None:
+    """The hand holding the probe: the named one if seen, else the biggest (nearest) hand."""
+    if not hands:
+        return None
+    if probe_hand in ("left", "right"):
+        named = [h for h in hands if h.handedness == probe_hand]
+        if named:
+            return max(named, key=lambda h: h.score)
+    return max(hands, key=lambda h: (h.bbox[2] - h.bbox[0]) * (h.bbox[3] - h.bbox[1]))
+
+
+# ----------------------------------------------------------------------------- anchor (pure)
+
+def panel_target(hand_bbox, panel_wh: tuple[int, int], frame_wh: tuple[int, int],
+                 gap_px: float) -> tuple[float, float]:
+    """Top-left of a panel beside the hand: on the side with more room (so it does not
+    cover the hand or the probe), vertically centred on the hand, inside the frame."""
+    x0, y0, x1, y1 = (float(v) for v in hand_bbox)
+    pw, ph = panel_wh
+    fw, fh = frame_wh
+    right_room = fw - (x1 + gap_px)
+    left_room = x0 - gap_px
+    if right_room >= pw or right_room >= left_room:
+        x = x1 + gap_px
+    else:
+        x = x0 - gap_px - pw
+    y = (y0 + y1) / 2 - ph / 2
+    return float(min(max(x, 0), fw - pw)), float(min(max(y, 0), fh - ph))
+
+
+def corner_anchor(panel_wh: tuple[int, int], frame_wh: tuple[int, int], margin_px: int = 16) -> tuple[float, float]:
+    """The fixed fall-back place: the top-right corner."""
+    return float(frame_wh[0] - panel_wh[0] - margin_px), float(margin_px)
+
+
+@dataclass(frozen=True)
+class AnchorState:
+    x: float
+    y: float
+    t: float  # time of the last update
+    last_seen_t: float | None  # when a hand was last seen
+    moving: bool = False
+    on_hand: bool = False  # following a hand (False: at or going to the corner)
+
+
+def update_anchor(state: AnchorState | None, target: tuple[float, float] | None, now: float,
+                  settings: HmdSettings, corner: tuple[float, float]) -> AnchorState:
+    """One step of the panel's motion (pure).
+
+    The panel moves toward ``target`` (the hand's place) with exponential smoothing of time
+    constant ``smoothing_tau_s`` (frame-rate independent); it starts moving only when the
+    goal is more than ``dead_zone_px`` away and settles when within half a pixel. Without a
+    hand it stays put for ``hand_timeout_s`` (a hand briefly lost), then goes to ``corner``.
+    """
+    if state is None:
+        if target is not None:
+            return AnchorState(float(target[0]), float(target[1]), now, now, False, True)
+        return AnchorState(float(corner[0]), float(corner[1]), now, None, False, False)
+    dt = max(0.0, now - state.t)
+    if target is not None:
+        goal, seen, on_hand = target, now, True
+    elif state.last_seen_t is not None and now - state.last_seen_t <= settings.hand_timeout_s:
+        goal, seen, on_hand = (state.x, state.y), state.last_seen_t, True
+    else:
+        goal, seen, on_hand = corner, state.last_seen_t, False
+    gx, gy = float(goal[0]), float(goal[1])
+    dist = math.hypot(gx - state.x, gy - state.y)
+    moving = state.moving or dist > settings.dead_zone_px
+    x, y = state.x, state.y
+    if moving:
+        k = 1.0 if settings.smoothing_tau_s <= 0 else 1.0 - math.exp(-dt / settings.smoothing_tau_s)
+        x += k * (gx - x)
+        y += k * (gy - y)
+        if math.hypot(gx - x, gy - y) < 0.5:
+            x, y, moving = gx, gy, False
+    return AnchorState(x, y, now, seen, moving, on_hand)
+
+
+# ----------------------------------------------------------------------------- drawing
+
+def make_panel(monitor_bgr: np.ndarray, image_rect: tuple[int, int, int, int] | None,
+               width_px: int, header: str = "") -> np.ndarray:
+    """The floating panel: the ultrasound image with its overlays (the monitor view's image
+    area, ``image_rect`` = (x, y, w, h)), scaled to ``width_px``, under a header line that
+    always says NOT FOR CLINICAL USE."""
+    if image_rect is not None:
+        x, y, w, h = image_rect
+        src = monitor_bgr[y:y + h, x:x + w]
+    else:
+        src = monitor_bgr
+    if src.size == 0:
+        raise ValueError(f"image_rect {image_rect} is outside the monitor image {monitor_bgr.shape}")
+    ph = max(1, int(round(src.shape[0] * width_px / src.shape[1])))
+    body = cv2.resize(src, (width_px, ph), interpolation=cv2.INTER_AREA)
+    panel = np.empty((ph + HEADER_H, width_px, 3), np.uint8)
+    panel[:HEADER_H] = 0
+    panel[HEADER_H:] = body
+    cv2.putText(panel, NOT_FOR_CLINICAL_USE.upper(), (6, 16), FONT, 0.45, (0, 200, 255), 1, cv2.LINE_AA)
+    if header:
+        (tw, _), _ = cv2.getTextSize(header, FONT, 0.45, 1)
+        cv2.putText(panel, header, (max(width_px - tw - 6, 200), 16), FONT, 0.45, (235, 235, 235), 1, cv2.LINE_AA)
+    cv2.rectangle(panel, (0, 0), (width_px - 1, panel.shape[0] - 1), PANEL_BORDER_BGR, 2)
+    return panel
+
+
+def fit_scene(scene_bgr: np.ndarray, settings: HmdSettings) -> np.ndarray:
+    """The scene at the view's size (a copy: the caller's frame is never drawn on)."""
+    if not isinstance(scene_bgr, np.ndarray) or scene_bgr.dtype != np.uint8 or scene_bgr.ndim != 3:
+        raise ValueError(f"scene must be a uint8 (H, W, 3) image, got "
+                         f"{getattr(scene_bgr, 'dtype', type(scene_bgr).__name__)} {getattr(scene_bgr, 'shape', '')}")
+    if scene_bgr.shape[:2] == (settings.height_px, settings.width_px):
+        return scene_bgr.copy()
+    return cv2.resize(scene_bgr, (settings.width_px, settings.height_px), interpolation=cv2.INTER_LINEAR)
+
+
+def _blit(dst: np.ndarray, src: np.ndarray, x: int, y: int) -> None:
+    h, w = src.shape[:2]
+    x0, y0 = max(x, 0), max(y, 0)
+    x1, y1 = min(x + w, dst.shape[1]), min(y + h, dst.shape[0])
+    if x1 > x0 and y1 > y0:
+        dst[y0:y1, x0:x1] = src[y0 - y:y1 - y, x0 - x:x1 - x]
+
+
+def draw_hands(view: np.ndarray, hands: list[Hand], scale: tuple[float, float] = (1.0, 1.0),
+               probe: Hand | None = None) -> None:
+    """Light marks on the tracked hands so the operator sees what is followed."""
+    for hnd in hands:
+        pts = np.round(hnd.landmarks_px * scale).astype(np.int32)
+        col = PANEL_BORDER_BGR if hnd is probe else (160, 160, 160)
+        for p in pts[::2]:
+            cv2.circle(view, (int(p[0]), int(p[1])), 3, col, -1, cv2.LINE_AA)
+        x0, y0 = pts.min(axis=0)
+        cv2.putText(view, f"{hnd.handedness}{' (probe)' if hnd is probe else ''}", (int(x0), int(y0) - 8),
+                    FONT, 0.5, col, 1, cv2.LINE_AA)
+
+
+def compose_view(scene_fit: np.ndarray, panel: np.ndarray, anchor_xy: tuple[float, float],
+                 cue: tuple[np.ndarray, np.ndarray] | None = None, dx: int = 0) -> np.ndarray:
+    """One eye: the scene with the panel at ``anchor + (dx, 0)`` and the cue under the
+    panel's right end (or above it when there is no room below)."""
+    from ar.cue3d import composite
+
+    view = scene_fit.copy()
+    x, y = int(round(anchor_xy[0])) + dx, int(round(anchor_xy[1]))
+    _blit(view, panel, x, y)
+    if cue is not None:
+        img, alpha = cue
+        cx = x + panel.shape[1] - img.shape[1]
+        cy = y + panel.shape[0] + 4
+        if cy + img.shape[0] > view.shape[0]:
+            cy = y - img.shape[0] - 4
+        composite(view, img, alpha, cx, cy)
+    return view
+
+
+def compose_stereo(scene_fit: np.ndarray, panel: np.ndarray, anchor_xy: tuple[float, float],
+                   disparity_px: int, cue=None) -> np.ndarray:
+    """Side by side (left | right), 2x wide. The mono scene camera gives both eyes the same
+    scene; the panel is shifted by +d/2 in the left eye and -d/2 in the right (crossed
+    disparity), so it appears in front of the scene."""
+    d = int(disparity_px)
+    left = compose_view(scene_fit, panel, anchor_xy, cue, dx=d // 2)
+    right = compose_view(scene_fit, panel, anchor_xy, cue, dx=-(d - d // 2))
+    return np.hstack([left, right])
+
+
+def open_scene(scene: str) -> cv2.VideoCapture:
+    """The scene camera: a camera index ("0") or a video file. Raises naming what failed."""
+    if not isinstance(scene, str) or not scene.strip():
+        raise ValueError("hmd.scene is empty: give a camera index (\"0\") or a video file")
+    src: int | str = int(scene) if scene.strip().isdigit() else scene
+    cap = cv2.VideoCapture(src)
+    if not cap.isOpened():
+        raise ValueError(f"hmd.scene {scene!r}: cannot open " + ("camera" if isinstance(src, int) else "video file"))
+    return cap
+
+
+# ----------------------------------------------------------------------------- the view
+
+@dataclass
+class HmdFrame:
+    mono: np.ndarray
+    stereo: np.ndarray | None
+    hands: list
+    anchor: AnchorState
+    track_ms: float
+    draw_ms: float
+
+
+class HmdView:
+    """Stateful glue for the node: tracking, anchor, panel, cue, eyes.
+
+    ``step`` is called once per scene frame with the newest monitor render.
+    """
+
+    def __init__(self, settings: HmdSettings = HmdSettings(), tracker: HandTracker | None = None,
+                 cue_renderer=None, track_every: int = 1):
+        self.settings = settings
+        self.tracker = tracker or HandTracker(settings)
+        self._cue = cue_renderer
+        self.anchor: AnchorState | None = None
+        self.track_every = max(1, int(track_every))
+        self._n = 0
+        self._hands: list[Hand] = []
+
+    @property
+    def cue_renderer(self):
+        if self._cue is None:
+            from ar.cue3d import CueRenderer
+
+            self._cue = CueRenderer(self.settings.cue_size_px)
+        return self._cue
+
+    def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,
+             to_target_mm: float | None = None, angle_deg: float | None = None,
+             header: str = "", show_cue: bool = True) -> HmdFrame:
+        s = self.settings
+        t0 = time.perf_counter()
+        if self._n % self.track_every == 0:
+            self._hands = self.tracker.detect(scene_bgr)
+        self._n += 1
+        t1 = time.perf_counter()
+        scene = fit_scene(scene_bgr, s)
+        sx, sy = s.width_px / scene_bgr.shape[1], s.height_px / scene_bgr.shape[0]
+        panel = make_panel(monitor_bgr, image_rect, s.panel_width_px, header)
+        pw, ph = panel.shape[1], panel.shape[0]
+        probe = choose_probe_hand(self._hands, s.probe_hand)
+        target = None
+        if probe is not None:
+            x0, y0, x1, y1 = probe.bbox
+            target = panel_target((x0 * sx, y0 * sy, x1 * sx, y1 * sy), (pw, ph), (s.width_px, s.height_px),
+                                  s.panel_gap_px)
+        self.anchor = update_anchor(self.anchor, target, now, s, corner_anchor((pw, ph), (s.width_px, s.height_px)))
+        draw_hands(scene, self._hands, (sx, sy), probe)
+        cue = self.cue_renderer.render(to_target_mm, angle_deg) if show_cue else None
+        anchor = (self.anchor.x, self.anchor.y)
+        mono = compose_view(scene, panel, anchor, cue)
+        stereo = compose_stereo(scene, panel, anchor, s.stereo_disparity_px, cue) if s.stereo else None
+        t2 = time.perf_counter()
+        return HmdFrame(mono, stereo, list(self._hands), self.anchor, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+
+    def close(self) -> None:
+        self.tracker.close()
+

@@ -1,0 +1,192 @@
+"""The head-mounted view: hand tracking on real photos, the panel anchor, the eyes."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ar.hmd import (AnchorState, Hand, HandTracker, HmdView, choose_probe_hand, compose_stereo, compose_view,
+                    corner_anchor, fit_scene, make_panel, open_scene, panel_target, update_anchor)
+from ar.overlay import render_monitor_info
+from ar.settings import HmdSettings, RenderSettings
+from ar.testframes import synthetic_scene
+
+HANDS = Path(__file__).resolve().parents[2] / "shared" / "data" / "hands"
+S = HmdSettings(smoothing_tau_s=0.15, dead_zone_px=12.0, hand_timeout_s=0.7)
+CORNER = (780.0, 16.0)
+
+
+def _protobuf_ok() -> tuple[bool, str]:
+    import google.protobuf as pb
+
+    ok = int(pb.__version__.split(".")[0]) < 5
+    return ok, (f"mediapipe 0.10.14 needs protobuf<5 but this environment has {pb.__version__} "
+                "(pulled by the train extra's onnx): hand tracking cannot run here")
+
+
+def _voc_box(jpg: Path) -> tuple[int, int, int, int]:
+    xml = jpg.with_suffix(".xml").read_text()
+    return tuple(int(re.search(f"<{k}>(\\d+)</{k}>", xml).group(1)) for k in ("xmin", "ymin", "xmax", "ymax"))
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+# ----------------------------------------------------------------------------- pure anchor
+
+def test_anchor_follows_a_step_smoothly_and_frame_rate_independently():
+    st = update_anchor(None, (100.0, 100.0), 0.0, S, CORNER)
+    assert (st.x, st.y) == (100.0, 100.0) and st.on_hand
+    # the hand jumps 200 px right: after one time constant the panel has gone 1 - 1/e of the way
+    one = update_anchor(st, (300.0, 100.0), S.smoothing_tau_s, S, CORNER)
+    assert one.x == pytest.approx(100 + 200 * (1 - math.exp(-1)))
+    # the same time in ten small steps lands in the same place (no frame-rate dependence)
+    many = st
+    for i in range(1, 11):
+        many = update_anchor(many, (300.0, 100.0), S.smoothing_tau_s * i / 10, S, CORNER)
+    assert many.x == pytest.approx(one.x, abs=1e-6)
+    # and it settles on the target, then stops moving
+    t = S.smoothing_tau_s
+    while many.moving and t < 5:
+        t += 1 / 30
+        many = update_anchor(many, (300.0, 100.0), t, S, CORNER)
+    assert not many.moving and (many.x, many.y) == (300.0, 100.0)
+
+
+def test_dead_zone_ignores_tremor():
+    st = AnchorState(200.0, 200.0, 0.0, 0.0)
+    rng = np.random.default_rng(1)
+    for i in range(1, 60):
+        jitter = rng.uniform(-8, 8, 2)  # under the 12 px dead zone
+        st = update_anchor(st, (200.0 + jitter[0], 200.0 + jitter[1]), i / 30, S, CORNER)
+        assert (st.x, st.y) == (200.0, 200.0)
+    st = update_anchor(st, (240.0, 200.0), 2.1, S, CORNER)  # a real move
+    assert st.x > 200.0 and st.moving
+
+
+def test_lost_hand_holds_then_goes_to_the_corner():
+    st = update_anchor(None, (100.0, 300.0), 0.0, S, CORNER)
+    st = update_anchor(st, None, 0.5, S, CORNER)  # lost briefly: stays
+    assert (st.x, st.y) == (100.0, 300.0) and st.on_hand
+    st = update_anchor(st, None, 0.8, S, CORNER)  # past the timeout: heads for the corner
+    assert not st.on_hand and st.x > 100.0 and st.y < 300.0
+    t = 0.8
+    while st.moving:
+        t += 1 / 30
+        st = update_anchor(st, None, t, S, CORNER)
+    assert (st.x, st.y) == CORNER
+    assert update_anchor(None, None, 0.0, S, CORNER).x == CORNER[0]
+
+
+def test_panel_target_is_beside_the_hand_and_inside_the_frame():
+    frame = (1280, 720)
+    panel = (480, 300)
+    hand = (300, 200, 450, 500)
+    x, y = panel_target(hand, panel, frame, 24)
+    assert x == 450 + 24 and y == pytest.approx(350 - 150)  # to the right, centred
+    x, y = panel_target((1000, 200, 1200, 500), panel, frame, 24)
+    assert x + panel[0] <= 1000 - 24 + 1e-9  # no room right: to the left, not over the hand
+    x, y = panel_target((500, 650, 600, 720), panel, frame, 24)
+    assert 0 <= y <= frame[1] - panel[1]  # clamped into the frame
+
+
+def test_choose_probe_hand():
+    small = Hand("left", 0.9, np.array([[0, 0], [10, 10]], float))
+    big = Hand("right", 0.8, np.array([[0, 0], [100, 100]], float))
+    assert choose_probe_hand([small, big], "any") is big
+    assert choose_probe_hand([small, big], "left") is small
+    assert choose_probe_hand([small], "right") is small  # the named hand unseen: the one there is
+    assert choose_probe_hand([], "any") is None
+
+
+# ----------------------------------------------------------------------------- drawing
+
+def _panel() -> np.ndarray:
+    frame, seg, state = synthetic_scene()
+    mon, info = render_monitor_info(frame, seg, state, 100.05, RenderSettings())
+    return make_panel(mon, info.layout.rect, 400, "tip 13.7 mm")
+
+
+def test_panel_and_eyes_put_the_panel_where_the_anchor_says():
+    panel = _panel()
+    assert panel.shape[1] == 400
+    hdr = panel[:22].astype(int)  # NOT FOR CLINICAL USE in orange-yellow (anti-aliased)
+    assert ((hdr[..., 2] > 200) & (hdr[..., 1] > 140) & (hdr[..., 0] < 80)).sum() > 50
+    scene = fit_scene(np.full((480, 640, 3), 90, np.uint8), S)
+    assert scene.shape == (720, 1280, 3)
+    view = compose_view(scene, panel, (123.4, 56.6))
+    assert np.array_equal(view[57:57 + panel.shape[0], 123:123 + 400], panel)
+    stereo = compose_stereo(scene, panel, (300, 100), 12)
+    assert stereo.shape == (720, 2560, 3)
+    left, right = stereo[:, :1280], stereo[:, 1280:]
+    assert np.array_equal(left[100:100 + panel.shape[0], 306:706], panel)
+    assert np.array_equal(right[100:100 + panel.shape[0], 294:694], panel)
+    assert (left[400:, 900:] == 90).all() and (right[400:, 900:] == 90).all()  # scene the same
+
+
+def test_bad_scene_input_is_named():
+    with pytest.raises(ValueError, match="hmd.scene is empty"):
+        open_scene("")
+    with pytest.raises(ValueError, match="cannot open video file"):
+        open_scene("/nonexistent/scene.mp4")
+    with pytest.raises(ValueError, match="uint8"):
+        fit_scene(np.zeros((10, 10), np.float32), S)
+
+
+# ----------------------------------------------------------------------------- real hands
+
+@pytest.mark.skipif(not HANDS.is_dir(), reason="../shared/data/hands not present")
+def test_mediapipe_finds_real_hands_and_the_panel_follows():
+    ok, why = _protobuf_ok()
+    if not ok:
+        pytest.skip(why)
+    photos = sorted(HANDS.glob("*.jpg"))[:4]
+    tracker = HandTracker(S, static_images=True)
+    try:
+        found = 0
+        for jpg in photos:
+            hands = tracker.detect(cv2.imread(str(jpg)))
+            if hands:
+                best = max(_iou(h.bbox, _voc_box(jpg)) for h in hands)
+                assert best > 0.4, (jpg.name, best)
+                found += 1
+        assert found >= 3, f"mediapipe found hands in only {found} of {len(photos)} photos"
+
+        # the panel follows the hand in the scene: photo A for 1 s, then photo B, then no hand
+        view = HmdView(S, tracker=tracker)
+        mon = np.full((720, 1280, 3), 60, np.uint8)
+        a, b = cv2.imread(str(photos[0])), cv2.imread(str(photos[-1]))
+        sx, sy = S.width_px / a.shape[1], S.height_px / a.shape[0]
+        t = 0.0
+        for _ in range(30):
+            out = view.step(a, mon, (0, 0, 1280, 720), t, to_target_mm=5.0, show_cue=False)
+            t += 1 / 30
+        hand = choose_probe_hand(out.hands, S.probe_hand)
+        x0, y0, x1, y1 = hand.bbox[0] * sx, hand.bbox[1] * sy, hand.bbox[2] * sx, hand.bbox[3] * sy
+        pw, ph = S.panel_width_px, int(round(720 * S.panel_width_px / 1280)) + 22
+        goal = panel_target((x0, y0, x1, y1), (pw, ph), (S.width_px, S.height_px), S.panel_gap_px)
+        assert math.hypot(out.anchor.x - goal[0], out.anchor.y - goal[1]) < 2.0
+        # beside the hand, not over it
+        assert out.anchor.x >= x1 or out.anchor.x + pw <= x0
+        ca = (out.anchor.x, out.anchor.y)
+        for _ in range(30):
+            out = view.step(b, mon, (0, 0, 1280, 720), t, show_cue=False)
+            t += 1 / 30
+        assert math.hypot(out.anchor.x - ca[0], out.anchor.y - ca[1]) > 20  # it moved to the new hand
+        blank = np.zeros_like(a)
+        for _ in range(60):
+            out = view.step(blank, mon, (0, 0, 1280, 720), t, show_cue=False)
+            t += 1 / 30
+        assert not out.hands and not out.anchor.on_hand
+        assert (out.anchor.x, out.anchor.y) == corner_anchor((pw, ph), (S.width_px, S.height_px))
+        assert out.stereo.shape == (720, 2560, 3) and out.track_ms > 0
+    finally:
+        tracker.close()
