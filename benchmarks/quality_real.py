@@ -12,7 +12,9 @@ Two views of the same data:
   count of expected structures present (0, 1, 2) varies on the same real image.
 
 Prints the mean score by number of expected structures present and Spearman's rank
-correlation between that number and the score (scipy).
+correlation between that number and the score (scipy). Then the steadiness part on
+the real supraclavicular cine loops (../shared/data/regional_us_videos, internal
+testing only): consecutive frames against frames 5 apart.
 
     .venv/bin/python benchmarks/quality_real.py [--data DIR] [--block supraclavicular]
 """
@@ -107,11 +109,45 @@ def run(data: Path, block: str, limit: int | None = None) -> dict:
             "ms_per_score": 1000 * elapsed / (5 * len(names))}
 
 
+def run_steadiness(videos: Path, max_frames: int = 120, lags=(1, 5)) -> dict:
+    """Steadiness part on real cine loops (regional_us_videos): frames further apart
+    (more probe motion between them) must look less steady than consecutive ones."""
+    import cv2
+
+    from assistant.quality import steadiness_part
+
+    out = {lag: [] for lag in lags}
+    wins = pairs = 0
+    files = sorted(videos.glob("*.mp4"))
+    for f in files:
+        cap = cv2.VideoCapture(str(f))
+        grey = []
+        while len(grey) < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            grey.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32))
+        cap.release()
+        far = max(lags)
+        for k in range(far, len(grey)):
+            vals = {lag: steadiness_part(grey[k], grey[k - lag]) for lag in lags}
+            for lag, v in vals.items():
+                out[lag].append(v)
+            pairs += 1
+            wins += vals[min(lags)] > vals[far]
+    return {"videos": len(files), "pairs": pairs,
+            "mean_by_lag": {lag: float(np.mean(v)) if v else None for lag, v in out.items()},
+            "share_nearer_steadier": wins / pairs if pairs else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "usgra_seg")
     ap.add_argument("--block", default="supraclavicular")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--videos", type=Path,
+                    default=ROOT.parent / "shared" / "data" / "regional_us_videos" / "videos",
+                    help="real cine loops for the steadiness check (skipped if absent)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     if not (args.data / "images").is_dir() or not (args.data / "masks").is_dir():
@@ -131,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
               f"p = {t['spearman_p']:.2g}")
     print(f"  per image (the {res['images_with_both']} with both annotated): score with both > "
           f"with either one > with none in {100 * res['ablation_ordered_share']:.1f}%")
+    if args.videos.is_dir():
+        st = run_steadiness(args.videos)
+        res["steadiness"] = st
+        lags = ", ".join(f"{lag} frame{'s' if lag > 1 else ''} apart {v:.2f}"
+                         for lag, v in st["mean_by_lag"].items())
+        print(f"steadiness on {st['videos']} real cine loops ({st['pairs']} frames): mean "
+              f"{lags}; nearer frame steadier in {100 * st['share_nearer_steadier']:.1f}%")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return 0

@@ -1,0 +1,64 @@
+"""Time the assistant's per-frame work: reduce(Frame) + reduce(SegResult).
+
+That is the quality score (with the image and steadiness parts), the needle
+guidance and the alert checks, on simulated PECS II frames at the replay size
+(542x562, models.simulator, labels as the segmentation, models.needle tracker).
+
+    .venv/bin/python benchmarks/quality_timing.py [--frames 40]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from assistant.logic import initial_state, reduce
+    from assistant.messages import Frame, SegResult
+    from models.classes import CLASSES
+    from models.needle import NeedleTracker
+    from models.simulator import SimParams, sample_anatomy, simulate_frame
+
+    rng = np.random.default_rng(args.seed)
+    anatomy = sample_anatomy(rng)
+    frames = [simulate_frame(args.seed * 1000 + k, SimParams(anatomy=anatomy, probe_x_mm=0.0,
+                                                            depth_mm=40.0, time_s=k / 20))
+              for k in range(args.frames)]
+    tracker = NeedleTracker()
+    state = initial_state()
+    times = []
+    for k, f in enumerate(frames):
+        t = k / 20
+        nd = tracker.update(f.labels, f.spacing_mm, t)
+        fr = Frame(frame_id=k, media_time_s=t, image=f.image, spacing_mm=f.spacing_mm,
+                   depth_mm=f.depth_mm)
+        sg = SegResult(frame_id=k, media_time_s=t, frame_t_mono=0.0, labels=f.labels,
+                       classes=list(CLASSES), confidence=[1.0] * len(CLASSES),
+                       present=[True] * len(CLASSES), needle=nd)
+        t0 = time.perf_counter()
+        state, _ = reduce(state, fr, None, t)
+        state, _ = reduce(state, sg, None, t)
+        times.append(1000 * (time.perf_counter() - t0))
+    ms = np.array(times[2:])  # first frames warm caches
+    h, w = frames[0].labels.shape
+    print(f"reduce(Frame)+reduce(SegResult), {w}x{h} simulated PECS II, {len(ms)} frames: "
+          f"median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
+          f"max {ms.max():.1f} ms; last quality {state.quality} ({state.quality_reason})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
