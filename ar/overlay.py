@@ -387,6 +387,17 @@ class RenderInfo:
     messages: list = field(default_factory=list)  # status texts shown
 
 
+@functools.lru_cache(maxsize=2)
+def _cue_renderer(size_px: int):
+    from ar.cue3d import CueRenderer  # open3d only when the monitor cue is switched on
+
+    return CueRenderer(size_px)
+
+
+def _monitor_cue(settings: RenderSettings, to_target_mm: float | None, angle_deg: float | None):
+    return _cue_renderer(settings.monitor_cue_size_px).render(to_target_mm, angle_deg)
+
+
 @functools.lru_cache(maxsize=4)
 def _background(h: int, w: int) -> np.ndarray:
     bg = np.empty((h, w, 3), np.uint8)
@@ -397,19 +408,23 @@ def _background(h: int, w: int) -> np.ndarray:
 
 def render_monitor(frame: Frame | None, seg: SegResult | None, state: AssistantState | None,
                    now_mono: float, settings: RenderSettings,
-                   node_status: dict | None = None) -> np.ndarray:
+                   node_status: dict | None = None, cue=None) -> np.ndarray:
     """The monitor view: BGR uint8 (settings.height_px, settings.width_px, 3).
 
     ``seg`` is drawn only when :func:`seg_usable` allows it and the segmentation node is
     not offline; otherwise the screen says why. Raises ValueError for a malformed frame or
     segmentation (naming the field).
+
+    ``cue``: an (image, alpha) 3D depth cue (``ar.cue3d``) to show in the side panel; with
+    ``settings.monitor_cue3d`` and no ``cue`` given, it is rendered here (cached by its
+    quantised inputs, but about 10 ms each time the distance changes by 0.25 mm).
     """
-    return render_monitor_info(frame, seg, state, now_mono, settings, node_status)[0]
+    return render_monitor_info(frame, seg, state, now_mono, settings, node_status, cue=cue)[0]
 
 
 def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: AssistantState | None,
                         now_mono: float, settings: RenderSettings, node_status: dict | None = None,
-                        track_chrome: bool = False) -> tuple[np.ndarray, RenderInfo]:
+                        track_chrome: bool = False, cue=None) -> tuple[np.ndarray, RenderInfo]:
     """:func:`render_monitor` plus what was drawn (``track_chrome`` records the chrome footprint)."""
     if not isinstance(settings, RenderSettings):
         raise TypeError(f"settings must be RenderSettings, got {type(settings).__name__}")
@@ -497,7 +512,10 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
         messages.append(("assistant offline: no guidance" if state is not None else "no assistant state yet",
                          WARN_ORANGE if state is not None else DIM))
     _draw_status_strip(cv, settings, state, nodes)
-    _draw_panel(cv, settings, seg if info.seg_drawn else None, state, assistant_ok, info, messages)
+    if cue is None and settings.monitor_cue3d and info.seg_drawn:
+        cue = _monitor_cue(settings, info.to_target_mm if info.needle_drawn else None,
+                           _num(seg.needle if isinstance(seg.needle, dict) else None, "angle_deg"))
+    _draw_panel(cv, settings, seg if info.seg_drawn else None, state, assistant_ok, info, messages, cue)
     _draw_banners(cv, settings, state if assistant_ok else None)
     info.labels_screen = labels_s if track_chrome else None
     info.messages = [m for m, _ in messages]
@@ -841,7 +859,7 @@ def _draw_status_strip(cv: _Canvas, settings: RenderSettings, state: AssistantSt
 
 
 def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, state: AssistantState | None,
-                assistant_ok: bool, info: RenderInfo, messages: list):
+                assistant_ok: bool, info: RenderInfo, messages: list, cue=None):
     W, H = settings.width_px, settings.height_px
     px = W - PANEL_W
     cv.rect((px, STATUS_H), (W - 1, H - BOTTOM_H - 1), PANEL_BG)
@@ -907,9 +925,19 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
         if state.last_heard:
             cv.text(_clip_text(f'heard: "{state.last_heard}"', PANEL_W - 20, 0.42), (px + 10, y), DIM, 0.42, 1)
             y += 20
+    cue_y = None
+    if cue is not None:
+        img, alpha = cue
+        cue_y = H - BOTTOM_H - 66 - img.shape[0]
+        cx = px + (PANEL_W - img.shape[1]) // 2
+        from ar.cue3d import composite  # numpy only; open3d is not imported by this
+
+        composite(cv.img, img, alpha, cx, cue_y, opacity=1.0)
+        if cv.mask is not None:
+            cv.mask[cue_y:cue_y + img.shape[0], cx:cx + img.shape[1]] = 255
     # why something is not drawn
     for text, col in messages:
-        if y > H - BOTTOM_H - 40:
+        if y > (cue_y - 20 if cue_y is not None else H - BOTTOM_H - 40):
             break
         cv.text(_clip_text(text, PANEL_W - 20, 0.48), (px + 10, y + 4), (0, 0, 0), 0.48, 1, bg=col)
         y += 24

@@ -33,6 +33,8 @@ class RenderSettings:
     video_path: str = ""  # write the monitor view to this file ("" = no file)
     web_port: int = 0  # live browser view on 127.0.0.1:PORT (0 = off)
     web_jpeg_quality: int = 80  # JPEG quality of the browser view's MJPEG stream
+    monitor_cue3d: bool = False  # the 3D depth cue in the side panel (about 10 ms when it changes)
+    monitor_cue_size_px: int = 150
 
     def __post_init__(self) -> None:
         _check_range(self, "width_px", 640, 7680)
@@ -47,6 +49,7 @@ class RenderSettings:
         _check_range(self, "ruler_minor_mm", 0.5, 50.0)
         _check_range(self, "web_port", 0, 65535)
         _check_range(self, "web_jpeg_quality", 10, 100)
+        _check_range(self, "monitor_cue_size_px", 64, 200)
         if self.hatch_width_px >= self.hatch_period_px:
             raise ValueError("RenderSettings.hatch_width_px must be smaller than hatch_period_px, "
                              f"got {self.hatch_width_px} >= {self.hatch_period_px}")

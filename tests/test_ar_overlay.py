@@ -328,3 +328,13 @@ def test_dashed_segments_cover_half_the_length():
 
 def test_classes_table_has_a_colour_for_every_drawn_class():
     assert all(c in COLOURS_BGR for c in CLASSES[1:])
+
+
+def test_depth_cue_in_the_side_panel():
+    frame, seg, state = synthetic_scene(needle_t=0.9)
+    plain = render_monitor(frame, seg, state, NOW, S)
+    with_cue = render_monitor(frame, seg, state, NOW, dataclasses.replace(S, monitor_cue3d=True))
+    region = (slice(400, 610), slice(S.width_px - 300, S.width_px))
+    diff = np.abs(with_cue[region].astype(int) - plain[region]).sum(axis=2) > 30
+    assert diff.sum() > 2000  # the cue is drawn in the panel ...
+    assert np.array_equal(with_cue[:, :S.width_px - 300], plain[:, :S.width_px - 300])  # ... and only there
