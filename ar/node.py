@@ -26,7 +26,7 @@ REPLAY_WAIT_S = 10.0
 
 class RendererNode(Node):
     NAME = "renderer"
-    TOPICS = ("frame", "seg", "state", "node_status")
+    TOPICS = ("frame", "seg", "state", "node_status", "control")
     STREAM_TYPES = ("frame", "seg", "state")
 
     def setup(self) -> None:
@@ -42,7 +42,7 @@ class RendererNode(Node):
         self.dirty = False
         self.frozen_frame: m.Frame | None = None
         self.rendered = 0
-        self.writer = None
+        self.recorder = None
         self.web = None
         self.window = bool(self.rs.window and os.environ.get("DISPLAY"))
         nodes = self.settings.launcher.nodes
@@ -61,6 +61,9 @@ class RendererNode(Node):
 
     # ------------------------------------------------------------------ messages
     def handle(self, header: m.Header, msg: m.Message) -> None:
+        if isinstance(msg, m.Control) and msg.action == "finish" and msg.target == self.NAME:
+            self._finish()
+            return
         if isinstance(msg, m.NodeStatus):
             self.nodes_status[msg.node] = "online" if msg.state == "online" else "offline"
             self.dirty = True
@@ -115,12 +118,27 @@ class RendererNode(Node):
                 status.setdefault(k, v)
         return status
 
+    def _record(self, img) -> None:
+        if not self.rs.video_path:
+            return
+        if self.recorder is None:
+            from ar.recorder import VideoRecorder
+            self.recorder = VideoRecorder(self.rs.video_path, self.settings.source.fps)
+        self.recorder.write(img)
+
+    def _finish(self) -> None:
+        """Replay is over: close the video and say so (the driver waits for this)."""
+        data = {"path": self.rs.video_path, "frames": 0, "digest": ""}
+        if self.recorder is not None:
+            try:
+                self.recorder.close()
+                data.update(frames=self.recorder.frames, digest=self.recorder.digest)
+            except Exception as exc:
+                data["error"] = str(exc)
+        self.publish(m.Event(kind="info", text="video written", data=data))
+
     def _output(self, img) -> None:
-        if self.rs.video_path:
-            if self.writer is None:
-                self.writer = cv2.VideoWriter(self.rs.video_path, cv2.VideoWriter_fourcc(*"mp4v"),
-                                              self.settings.source.fps, (img.shape[1], img.shape[0]))
-            self.writer.write(img)
+        self._record(img)
         if self.web is not None:
             self.web.publish(img, {"frames": self.rendered, "nodes": self._status()})
         if self.window:
@@ -159,9 +177,10 @@ class RendererNode(Node):
             img = self.overlay.render_monitor(frame_drawn, seg, state, header.t_mono, self.rs,
                                               node_status=self._status())
             render_ms = (time.monotonic() - t0) * 1000
+            self._record(img)
             self.publish(m.Rendered(frame_id=k, render_ms=render_ms,
                                     latency_ms=(time.monotonic() - header.t_mono) * 1000,
-                                    image=img))
+                                    digest=self.recorder.digest if self.recorder else ""))
             self.rendered += 1
             self.r_next += 1
             # Drop anything older than what we drew (e.g. a late result after a timeout).
@@ -173,7 +192,10 @@ class RendererNode(Node):
         return {"rendered": self.rendered}
 
     def teardown(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
+        if self.recorder is not None:
+            try:
+                self.recorder.close()
+            except Exception as exc:
+                log.error("%s", exc)
         if self.web is not None:
             self.web.stop()

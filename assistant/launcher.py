@@ -50,10 +50,12 @@ class EventLog:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.count = 0
+        self.last_text = ""
 
     def write(self, record: dict) -> None:
         with self.lock:
             self.count += 1
+            self.last_text = record.get("text", "")
             if self._f:
                 self._f.write(json.dumps(record, sort_keys=True) + "\n")
                 self._f.flush()

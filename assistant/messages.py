@@ -186,7 +186,7 @@ class Rendered(Message):
     frame_id: int
     render_ms: float = 0.0
     latency_ms: float = 0.0  # frame header t_mono to render done
-    image: np.ndarray | None = None  # the rendered view (replay: the driver writes the video)
+    digest: str = ""  # replay: CRC chain of the frames written so far (determinism checks)
 
 
 # ----------------------------------------------------------------------------- audio / speech

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from assistant import messages as m
@@ -48,7 +44,7 @@ class ReplaySummary:
     latency_ms_p50: float
     latency_ms_p95: float
     startup_s: float = 0.0  # starting the processes, not counted in wall_s
-    digest: str = ""  # CRC-32 chain over every rendered frame: equal runs, equal digests
+    digest: str = ""  # CRC-32 chain over every frame written: equal runs, equal digests
 
     @property
     def speed(self) -> float:
@@ -67,51 +63,6 @@ def _count_frames(path: Path) -> int:
         from assistant.sources import list_images
         return len(list_images(path))
     return probe_video(path)["frames"]
-
-
-class _VideoWriter:
-    """Encodes on its own thread (OpenCV releases the GIL), so encoding overlaps with the
-    pipeline; the queue is bounded, so a slow disk slows the replay instead of growing."""
-
-    def __init__(self, path: Path, fps: float):
-        self.path, self.fps = path, fps
-        self.q: queue.Queue = queue.Queue(maxsize=8)
-        self.error: Exception | None = None
-        self.crc = 0
-        self.t = threading.Thread(target=self._run, name="video-writer", daemon=True)
-        self.t.start()
-
-    def _run(self) -> None:
-        writer = None
-        try:
-            while True:
-                img = self.q.get()
-                if img is None:
-                    break
-                if writer is None:
-                    writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"),
-                                             self.fps, (img.shape[1], img.shape[0]))
-                    if not writer.isOpened():
-                        raise ReplayError(f"{self.path}: cannot open a video writer")
-                writer.write(img)
-        except Exception as exc:  # reported by close()
-            self.error = exc
-            while self.q.get() is not None:  # keep draining so put() never blocks forever
-                pass
-        finally:
-            if writer is not None:
-                writer.release()
-
-    def write(self, img: np.ndarray) -> None:
-        img = np.ascontiguousarray(img)
-        self.crc = zlib.crc32(img.data, self.crc)
-        self.q.put(img)
-
-    def close(self) -> None:
-        self.q.put(None)
-        self.t.join()
-        if self.error:
-            raise ReplayError(f"{self.path}: writing the video failed: {self.error}")
 
 
 class _Progress:
@@ -149,21 +100,25 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
     nodes = tuple(n for n in (nodes or settings.launcher.nodes) if n != "source")
     overrides = dict(overrides or {})
     overrides.setdefault("launcher", {})["nodes"] = list(nodes)
-    settings = apply_overrides(settings, overrides)
     annotated = out / "annotated.mp4"
+    # The renderer writes the video (on its own thread), at the input's frame rate.
+    overrides.setdefault("render", {})["video_path"] = str(annotated.resolve())
+    overrides.setdefault("source", {})["fps"] = float(fps)
+    settings = apply_overrides(settings, overrides)
     events = out / "events.jsonl"
     launcher = Launcher(settings, config_path, overrides=overrides, nodes=nodes, replay=True,
                         events_path=str(events), log_dir=str(out / "logs"))
-    writer = None
     latencies: list[float] = []
     bar = _Progress(total, progress)
     t_start = time.monotonic()
     t0 = t_start
+    digest = ""
     sent = done = 0
     try:
         launcher.start()
         launcher.wait_ready()
-        client = BusClient(launcher.endpoints, "replay", ("rendered", "control"), ctx=launcher.ctx)
+        client = BusClient(launcher.endpoints, "replay", ("rendered", "control", "event"),
+                           ctx=launcher.ctx)
         _wait_subscribed(client)
         t0 = time.monotonic()  # throughput counts frames, not process start-up
         launcher.client.publish(m.Event(kind="info", text=f"replay of {video.name} started",
@@ -195,7 +150,7 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                     break
 
         def collect(block: bool) -> None:
-            nonlocal writer, done
+            nonlocal done
             deadline = time.monotonic() + frame_timeout
             while True:
                 got = client.recv(50 if block else 0)
@@ -209,11 +164,6 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                 header, msg = got
                 if not isinstance(msg, m.Rendered) or msg.frame_id != done:
                     continue
-                if msg.image is None:
-                    raise ReplayError(f"renderer sent no image for frame {done}")
-                if writer is None:
-                    writer = _VideoWriter(annotated, fps)
-                writer.write(msg.image)
                 latencies.append(msg.latency_ms)
                 done += 1
                 bar.update()
@@ -246,15 +196,18 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
         send_audio_until(last_t + 1.0 / fps, final=True)
         while done < sent:
             collect(block=True)
+        written = _finish_video(client, frame_timeout)
+        if written.get("error"):
+            raise ReplayError(f"{annotated}: {written['error']}")
+        if written.get("frames") != done:
+            raise ReplayError(f"{annotated}: {written.get('frames')} frames written, {done} rendered")
+        digest = written.get("digest", "")
         launcher.client.publish(m.Event(kind="info", text="replay finished",
                                         data={"frames": done}))
-        # Give the event writer a moment to see the last events (bounded wait on a condition).
-        _wait_for(lambda: launcher.events.count >= 2, 2.0)
+        _wait_for(lambda: launcher.events.last_text == "replay finished", 5.0)
     finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
         t_end = time.monotonic()
+        bar.close()
         try:
             client.close()
         except NameError:
@@ -268,7 +221,7 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                          latency_ms_p50=float(np.percentile(lat, 50)),
                          latency_ms_p95=float(np.percentile(lat, 95)),
                          startup_s=t0 - t_start,
-                         digest=f"{writer.crc:08x}" if writer else "")
+                         digest=digest)
 
 
 def _wait_for(cond, timeout_s: float) -> bool:
@@ -278,6 +231,17 @@ def _wait_for(cond, timeout_s: float) -> bool:
             return True
         time.sleep(0.01)
     return cond()
+
+
+def _finish_video(client: BusClient, timeout_s: float) -> dict:
+    """Ask the renderer to close the video; wait for its 'video written' event."""
+    client.publish(m.Control(action="finish", target="renderer"))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = client.recv(50)
+        if got and isinstance(got[1], m.Event) and got[1].text == "video written":
+            return got[1].data
+    raise ReplayError(f"the renderer did not finish the video within {timeout_s:.0f} s")
 
 
 def _wait_subscribed(client: BusClient, timeout_s: float = 10.0) -> None:
