@@ -39,12 +39,14 @@ class CueInputs:
     to_target_mm: float | None  # None: no needle / no target: plane and empty ring only
     angle_deg: float = 30.0  # needle shaft from horizontal
     range_mm: float = 20.0  # the ring is empty at this distance and full at the plane
+    mirror: bool = False  # the needle comes from the right of the image
 
     @staticmethod
-    def quantised(to_target_mm: float | None, angle_deg: float | None, range_mm: float = 20.0) -> "CueInputs":
+    def quantised(to_target_mm: float | None, angle_deg: float | None, range_mm: float = 20.0,
+                  mirror: bool = False) -> "CueInputs":
         tt = None if to_target_mm is None or not math.isfinite(to_target_mm) else round(to_target_mm * 4) / 4
         ang = 30.0 if angle_deg is None or not math.isfinite(angle_deg) else round(abs(angle_deg) / 2) * 2
-        return CueInputs(tt, float(ang), float(range_mm))
+        return CueInputs(tt, float(ang), float(range_mm), bool(mirror))
 
 
 def fill_fraction(to_target_mm: float | None, range_mm: float = 20.0) -> float:
@@ -205,6 +207,8 @@ class CueRenderer:
 
     def _render_uncached(self, inputs: CueInputs) -> tuple[np.ndarray, np.ndarray]:
         img, alpha = render_cue(inputs, self.size_px)
+        if inputs.mirror:  # geometry is symmetric but for the needle's side: flip the picture
+            img, alpha = np.ascontiguousarray(img[:, ::-1]), np.ascontiguousarray(alpha[:, ::-1])
         self._caption(img, alpha, inputs)
         img.setflags(write=False)
         alpha.setflags(write=False)
@@ -223,8 +227,10 @@ class CueRenderer:
         cv2.rectangle(alpha, (x - 3, y - th - 3), (x + tw + 3, y + 4), 255, -1)
         cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, cue_colour(tt), 1, cv2.LINE_AA)
 
-    def render(self, to_target_mm: float | None, angle_deg: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self._render(CueInputs.quantised(to_target_mm, angle_deg, self.range_mm))
+    def render(self, to_target_mm: float | None, angle_deg: float | None = None,
+               mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The cue (cached); ``mirror`` when the needle enters from the image's right."""
+        return self._render(CueInputs.quantised(to_target_mm, angle_deg, self.range_mm, mirror))
 
 
 def composite(dst: np.ndarray, img: np.ndarray, alpha: np.ndarray, x: int, y: int,

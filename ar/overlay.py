@@ -394,8 +394,19 @@ def _cue_renderer(size_px: int):
     return CueRenderer(size_px)
 
 
-def _monitor_cue(settings: RenderSettings, to_target_mm: float | None, angle_deg: float | None):
-    return _cue_renderer(settings.monitor_cue_size_px).render(to_target_mm, angle_deg)
+def _monitor_cue(settings: RenderSettings, to_target_mm: float | None, angle_deg: float | None,
+                 mirror: bool = False):
+    return _cue_renderer(settings.monitor_cue_size_px).render(to_target_mm, angle_deg, mirror)
+
+
+def needle_from_right(needle: dict | None) -> bool:
+    """The needle enters from the image's right (its entry point is right of its tip)."""
+    if not isinstance(needle, dict):
+        return False
+    try:
+        return float(needle["entry_px"][0]) > float(needle["tip_px"][0])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return False
 
 
 @functools.lru_cache(maxsize=4)
@@ -513,8 +524,9 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
                          WARN_ORANGE if state is not None else DIM))
     _draw_status_strip(cv, settings, state, nodes)
     if cue is None and settings.monitor_cue3d and info.seg_drawn:
+        nd = seg.needle if isinstance(seg.needle, dict) else {}
         cue = _monitor_cue(settings, info.to_target_mm if info.needle_drawn else None,
-                           _num(seg.needle if isinstance(seg.needle, dict) else None, "angle_deg"))
+                           _num(nd, "angle_deg"), needle_from_right(nd))
     _draw_panel(cv, settings, seg if info.seg_drawn else None, state, assistant_ok, info, messages, cue)
     _draw_banners(cv, settings, state if assistant_ok else None)
     info.labels_screen = labels_s if track_chrome else None
@@ -800,7 +812,10 @@ def _draw_needle(cv: _Canvas, layout: MonitorLayout, frame: Frame, seg: SegResul
         (tw, _), _ = cv2.getTextSize(text, FONT, 0.5, 1)
         tx = st[0] + 14 if st[0] + 14 + tw < x0 + w else st[0] - 14 - tw
         ty = st[1] - 14 if st[1] - 30 > y0 else st[1] + 28
-        cv.text(text, (tx, ty), colour, 0.5, 1, bg=(0, 0, 0))
+        box = cv.text(text, (tx, ty), colour, 0.5, 1, bg=(0, 0, 0))
+        if occupied is not None:  # structure labels keep off this text
+            cv2.rectangle(occupied, (box[0] - x0 - 4, box[1] - y0 - 4), (box[2] - x0 + 4, box[3] - y0 + 4),
+                          LABEL_AVOID_WEIGHT, -1)
 
 
 def _draw_ruler(cv: _Canvas, layout: MonitorLayout, frame: Frame, settings: RenderSettings):

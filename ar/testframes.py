@@ -118,3 +118,36 @@ def synthetic_scene(frame_id: int = 1, seed: int = 0, h: int = 542, w: int = 562
                            nodes={n: "online" for n in ("source", "segmentation", "speech", "tts",
                                                         "assistant", "renderer")})
     return frame, seg, state
+
+
+def simulated_scene(seed: int = 0, frame_id: int = 1, t_mono: float = 100.0, block: str = "pecs2",
+                    confidence: dict | None = None, sim_params=None) -> tuple[Frame, SegResult, AssistantState]:
+    """Like :func:`synthetic_scene` but from the segmentation team's B-mode simulator
+    (``models.simulator.simulate_frame``) with guidance from ``assistant.guidance``: for
+    screenshots and the benchmark. Imported lazily; the tests do not depend on it."""
+    from assistant.blocks import default_presets, find_preset
+    from assistant.guidance import compute_guidance
+    from models.simulator import simulate_frame
+
+    sim = simulate_frame(seed, sim_params) if sim_params is not None else simulate_frame(seed)
+    labels = sim.labels.astype(np.uint8)
+    conf = [0.0] + [0.9] * (len(CLASSES) - 1)
+    for name, c in (confidence or {}).items():
+        conf[CLASS_INDEX[name]] = float(c)
+    present = [bool((labels == i).any()) for i in range(len(CLASSES))]
+    nd = dict(sim.needle or {})
+    needle = needle_dict(bool(nd.get("visible")), tip_px=nd.get("tip_px"), tip_mm=nd.get("tip_mm"),
+                         angle_deg=nd.get("angle_deg"), depth_mm=nd.get("depth_mm"),
+                         confidence=0.9 if nd.get("visible") else 0.0, entry_px=nd.get("entry_px"))
+    frame = Frame(frame_id=frame_id, media_time_s=frame_id / 20.0, image=sim.image, spacing_mm=float(sim.spacing_mm),
+                  depth_mm=float(sim.depth_mm), source_name=f"simulator seed {seed}")
+    seg = SegResult(frame_id=frame_id, media_time_s=frame.media_time_s, frame_t_mono=t_mono, labels=labels,
+                    classes=list(CLASSES), confidence=conf, present=present, needle=needle, model="simulator truth")
+    guidance = compute_guidance(needle, labels, find_preset(default_presets(), block), float(sim.spacing_mm))
+    state = AssistantState(frame_id=frame_id, block=block,
+                           layers={k: True for k in ("nerve", "vessel", "fascia", "muscle", "bone", "pleura",
+                                                     "needle")},
+                           quality=80.0, quality_reason="simulated frame", guidance=guidance,
+                           nodes={n: "online" for n in ("source", "segmentation", "speech", "tts", "assistant",
+                                                        "renderer")})
+    return frame, seg, state
