@@ -108,3 +108,66 @@ def test_report_opens_in_headless_chromium_with_its_plots(db, tmp_path):
     res = _chromium(["--screenshot=" + str(png), "--window-size=900,1600", out.as_uri()],
                     tmp_path)
     assert png.exists() and png.stat().st_size > 10_000, res.stderr[-2000:]
+
+
+def test_logic_to_records_to_report_end_to_end(tmp_path):
+    """A scripted session through reduce(), written as the node writes it, reported."""
+    import numpy as np
+
+    from assistant.logic import initial_state, reduce
+    from assistant.logic_settings import AssistantSettings
+    from assistant.messages import Frame, SegResult, SpeechCommand, needle_dict
+    from assistant.records import session_figures
+    from models.classes import CLASS_INDEX, CLASSES
+
+    lab = np.zeros((220, 200), np.uint8)
+    lab[30:60] = CLASS_INDEX["pec_major"]
+    lab[60:100] = CLASS_INDEX["pec_minor"]
+    lab[100:140] = CLASS_INDEX["serratus"]
+    lab[180:186] = CLASS_INDEX["pleura"]
+    rng = np.random.default_rng(0)
+    img = rng.rayleigh(45, lab.shape).clip(0, 255).astype(np.uint8)
+    state = initial_state(AssistantSettings(operator="Dr Jane Roe", block="pecs2"))
+    db = tmp_path / "s.sqlite"
+    with SessionStore(db) as st:
+        sid = st.start_session("Dr Jane Roe", "pecs2", start_s=0.0)
+
+        def feed(msg, t):
+            nonlocal state
+            state, acts = reduce(state, msg, None, t)
+            for a in acts:
+                st.record_action(sid, a, t)
+
+        def say(command, t, role="operator"):
+            feed(SpeechCommand(command=command, heard=command, confidence=0.9, start_s=t,
+                               end_s=t, role=role), t)
+
+        for k in range(100):  # 10 s at 10 Hz
+            t = k * 0.1
+            view = lab if k >= 20 else np.zeros_like(lab)  # adequate view from 2 s
+            tip_y = 40 + k  # the needle goes down 0.1 mm per frame...
+            nd = needle_dict(True, [100, tip_y], None, 45, tip_y * 0.1) if k >= 30 \
+                else needle_dict(False)
+            feed(Frame(frame_id=k, media_time_s=t, image=img, spacing_mm=0.1,
+                       depth_mm=22.0), t)
+            feed(SegResult(frame_id=k, media_time_s=t, frame_t_mono=0.0, labels=view,
+                           classes=list(CLASSES), confidence=[1.0] * 10,
+                           present=[True] * 10, needle=nd), t)
+            if k == 50:
+                say("injection_start", t)
+            if k == 70:
+                say("injection_stop", t)
+            if k == 60:
+                say("down", t, role="supervisor")
+        st.end_session(sid, 10.0)
+        f = session_figures(st, sid)
+    assert f["time_to_adequate_s"] == pytest.approx(2.0)
+    assert f["adequate_share"] == pytest.approx(0.8)
+    assert f["needle_visible_s"] == pytest.approx(7.0)
+    assert f["injection_s"] == pytest.approx(2.0)
+    assert f["alerts_by_key"] == {"pleura": 1}  # tip y 130 at k=90: 5 mm from y 180
+    assert f["supervisor_commands"] == 1
+    out = tmp_path / "r.html"
+    assert report.main([str(sid), "--db", str(db), "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "stop, pleura five millimetres" in html and "supervisor" in html
