@@ -98,7 +98,8 @@ def structure_part(labels: np.ndarray, confidence: Sequence[float] | None,
 
 
 def image_part(image: np.ndarray, labels: np.ndarray | None, preset: BlockPreset,
-               spacing_mm: float | None = None) -> tuple[float, dict]:
+               spacing_mm: float | None = None,
+               classes: Sequence[str] = CLASSES) -> tuple[float, dict]:
     """Image part (0..1) and its factors: contrast, snr, shadow, depth (each 0..1)."""
     import cv2  # heavy import kept out of module import
 
@@ -140,7 +141,8 @@ def image_part(image: np.ndarray, labels: np.ndarray | None, preset: BlockPreset
         depth_detail = "shallow" if image_depth < lo else ("deep" if image_depth > hi else "")
     elif labels is not None:
         # no spacing: the key structures should not hug the bottom or fill only the top
-        key = np.isin(labels, [CLASSES.index(c) for c in preset.key_structures])
+        key = np.isin(labels, [list(classes).index(c) for c in preset.key_structures
+                               if c in classes])
         ys = np.nonzero(key)[0]
         if ys.size:
             deepest = float(np.percentile(ys, 95)) / h
@@ -199,7 +201,7 @@ def quality_score(image: np.ndarray | None, labels: np.ndarray,
         # (speckle mean/std is scale-free) and the cost drops fourfold
         k = 2 if min(img.shape) >= 256 else 1
         s_img, factors = image_part(img[::k, ::k], labels[::k, ::k], preset,
-                                    None if spacing_mm is None else spacing_mm * k)
+                                    None if spacing_mm is None else spacing_mm * k, classes)
         parts["image"] = s_img
         parts["image_factors"] = factors
         weighted["image"] = s_img

@@ -1,16 +1,19 @@
 """HTML teaching report of a session or of an operator's sessions (learning curve).
 
     assistant report SESSION|--operator NAME [--db PATH] [--out FILE] [--deidentify]
+    assistant report SESSION --json [--deidentify] [--out FILE]   (data export)
 
 One self-contained HTML file: inline CSS and inline SVG plots (quality over time,
 needle depth over time, learning curve), no scripts, no external resources, so it
 opens offline. ``--deidentify`` replaces operator names with stable pseudonyms and
-drops free text (heard words, event texts, notes, source names).
+drops free text (heard words, event texts, notes, source names); ``--json`` exports
+the session's figures, samples and events as JSON (de-identified likewise).
 """
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import logging
 import math
 import sys
@@ -272,6 +275,34 @@ def operator_report(store: SessionStore, operator: str, adequate: float = 60.0,
     return _page(f"Learning curve: {name}", _curve_html(curve, name))
 
 
+#: event data keys that hold free text (what was heard, node details)
+FREE_TEXT_KEYS = ("heard", "detail", "prompt")
+
+
+def export_session(store: SessionStore, key: int | str, adequate: float = 60.0,
+                   deidentify: bool = False, salt: str = "") -> dict:
+    """One session as plain data (figures, samples, events), for research exports.
+
+    De-identified: operator -> pseudonym; event texts, notes, source and free-text
+    data fields dropped (the event kind, command id, role and numbers stay).
+    """
+    s = store.session(key)
+    f = session_figures(store, s["id"], adequate)
+    events = store.events(s["id"])
+    session = dict(s)
+    if deidentify:
+        name = pseudonym(s["operator"], salt)
+        session.update(operator=name, notes="", source="")
+        f["operator"] = name
+        events = [{"t_s": e["t_s"], "kind": e["kind"], "text": "",
+                   "data": {k: v for k, v in e["data"].items() if k not in FREE_TEXT_KEYS}}
+                  for e in events]
+    return {"not_for_clinical_use": True, "session": session, "figures": f,
+            "quality": [{"t_s": t, "score": sc, "reason": r}
+                        for t, sc, r in store.quality(s["id"])],
+            "needle": store.needle(s["id"]), "events": events}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``assistant report``: write the HTML report; 0 on success, 2 on a usage error."""
     ap = argparse.ArgumentParser(prog="assistant report", description=__doc__.split("\n\n")[0])
@@ -286,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deidentify", action="store_true",
                     help="pseudonymise operator names, drop free text")
     ap.add_argument("--salt", default="", help="salt for the pseudonyms (keep it secret)")
+    ap.add_argument("--json", action="store_true",
+                    help="write the session's data as JSON instead of the HTML report")
     args = ap.parse_args(argv)
     if (args.session is None) == (args.operator is None):
         ap.print_usage(sys.stderr)
@@ -298,7 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"assistant report: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.session is not None:
+        if args.json and args.session is None:
+            print("assistant report: --json exports one SESSION", file=sys.stderr)
+            return 2
+        if args.json:
+            text = json.dumps(export_session(store, args.session, args.adequate,
+                                             args.deidentify, args.salt), indent=1)
+            default_name = f"session-{args.session}.json"
+        elif args.session is not None:
             text = session_report(store, args.session, args.adequate, args.deidentify, args.salt)
             default_name = f"report-session-{args.session}.html"
         else:

@@ -171,3 +171,24 @@ def test_logic_to_records_to_report_end_to_end(tmp_path):
     assert report.main([str(sid), "--db", str(db), "--out", str(out)]) == 0
     html = out.read_text()
     assert "stop, pleura five millimetres" in html and "supervisor" in html
+
+
+def test_json_export_deidentified(db, tmp_path):
+    import json
+
+    out = tmp_path / "s.json"
+    assert report.main(["1", "--db", str(db), "--json", "--deidentify", "--salt", "k",
+                        "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Jane" not in text and "Roe" not in text and "anxious" not in text
+    assert "show fascia" not in text and "scan_0042" not in text
+    data = json.loads(text)
+    assert data["session"]["operator"] == pseudonym("Dr Jane Roe", "k")
+    assert len(data["quality"]) == 120 and data["figures"]["injection_s"] == pytest.approx(2.0)
+    kinds = [e["kind"] for e in data["events"]]
+    assert kinds.count("command_heard") == 2
+    assert {e["data"].get("command") for e in data["events"]} >= {"show.fascia", "down"}
+    plain = tmp_path / "p.json"
+    assert report.main(["1", "--db", str(db), "--json", "--out", str(plain)]) == 0
+    assert "Dr Jane Roe" in plain.read_text() and "show fascia" in plain.read_text()
+    assert report.main(["--operator", "Dr Jane Roe", "--json", "--db", str(db)]) == 2
