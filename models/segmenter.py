@@ -1,0 +1,252 @@
+"""Segmentation runtime: the shipped ONNX model through onnxruntime (no torch).
+
+``Segmenter(settings).segment(image) -> SegOutput``; split into ``pre_process``,
+``predict`` and ``post_process`` (MONAI-Deploy style) so each step can be timed and
+tested. The model and its manifest load lazily on first use; the manifest's sha256 of
+the .onnx is checked at load. Decision support, not for clinical use.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from models.classes import CLASSES
+from models.settings import SegmentationSettings
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = MODEL_DIR / "pecs_seg.onnx"
+MAX_SIDE_PX = 4096
+#: a class counts as present when its area is at least this fraction of the frame
+MIN_AREA_FRAC = 0.0004
+PROB_THRESHOLD = 0.5
+
+
+class ModelIntegrityError(RuntimeError):
+    """The .onnx file does not match the sha256 in its manifest."""
+
+
+@dataclass
+class SegOutput:
+    """One frame's segmentation; ``labels`` at the frame's size, 0 = background."""
+
+    labels: np.ndarray
+    classes: list
+    confidence: list
+    present: list
+    timings_ms: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- pure steps
+
+def validate_image(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Check a frame and return it as uint8 grey (H, W). Raises ValueError naming what is
+    wrong: not an array, empty, wrong dtype, wrong number of channels, too large."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.size == 0 or image.ndim < 2 or 0 in image.shape[:2]:
+        raise ValueError(f"{name} is empty (shape {image.shape})")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"{name} has {image.ndim} dimensions (shape {image.shape}): "
+                         "expected (H, W) grey or (H, W, 3) BGR")
+    if max(image.shape[:2]) > MAX_SIDE_PX:
+        raise ValueError(f"{name} is too large ({image.shape[1]}x{image.shape[0]} px): the "
+                         f"longest side may be at most {MAX_SIDE_PX} px")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} has dtype {image.dtype}: expected uint8")
+    if image.ndim == 3:
+        c = image.shape[2]
+        if c == 1:
+            return image[..., 0]
+        if c == 3:
+            return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if c == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+        raise ValueError(f"{name} has {c} channels (shape {image.shape}): expected 1 (grey), "
+                         "3 (BGR) or 4 (BGRA)")
+    return image
+
+
+def pre_process_image(image: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """uint8 frame (any size, grey or BGR) -> float32 tensor (1, 1, h, w) in 0..1."""
+    grey = validate_image(image)
+    h, w = input_hw
+    interp = cv2.INTER_AREA if grey.shape[0] > h or grey.shape[1] > w else cv2.INTER_LINEAR
+    small = cv2.resize(grey, (w, h), interpolation=interp)
+    return (small.astype(np.float32) * (1.0 / 255.0))[None, None]
+
+
+def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple = CLASSES,
+                    threshold: float = PROB_THRESHOLD,
+                    min_area_frac: float = MIN_AREA_FRAC) -> SegOutput:
+    """Per-class probabilities (C, h, w), one channel per non-background class, ->
+    labels at frame size: the most probable class whose probability exceeds
+    ``threshold``, else background. confidence[i] = mean probability over the pixels
+    labelled i (0 if none); present[i] = area >= min_area_frac of the frame."""
+    if probs.ndim == 4:
+        probs = probs[0]
+    c = probs.shape[0]
+    if c != len(classes) - 1:
+        raise ValueError(f"model gives {c} channels, expected {len(classes) - 1} "
+                         f"(one per class of {list(classes)[1:]})")
+    H, W = int(frame_shape[0]), int(frame_shape[1])
+    hwc = np.ascontiguousarray(probs.transpose(1, 2, 0), dtype=np.float32)
+    if hwc.shape[:2] != (H, W):
+        # resize the probabilities, not the labels: smooth boundaries at frame size
+        hwc = cv2.resize(hwc, (W, H), interpolation=cv2.INTER_LINEAR)
+        if hwc.ndim == 2:
+            hwc = hwc[..., None]
+    best = hwc.argmax(axis=2)
+    pmax = np.take_along_axis(hwc, best[..., None], axis=2)[..., 0]
+    labels = np.where(pmax > threshold, best + 1, 0).astype(np.uint8)
+    n = len(classes)
+    counts = np.bincount(labels.ravel(), minlength=n)
+    sums = np.bincount(labels.ravel(), weights=pmax.ravel(), minlength=n)
+    min_area = max(1.0, min_area_frac * H * W)
+    conf = [0.0] * n
+    present = [False] * n
+    for i in range(1, n):
+        if counts[i] > 0:
+            conf[i] = float(sums[i] / counts[i])
+        present[i] = bool(counts[i] >= min_area)
+    return SegOutput(labels=labels, classes=list(classes), confidence=conf, present=present)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_path_for(model_path: str | Path) -> Path:
+    p = Path(model_path)
+    return p.with_suffix(".json")
+
+
+def load_manifest(model_path: str | Path) -> dict:
+    """The manifest next to the weights (same stem, .json), with its sha256 checked."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise FileNotFoundError(f"segmentation model {str(model_path)!r} does not exist")
+    mpath = manifest_path_for(model_path)
+    if not mpath.exists():
+        raise FileNotFoundError(f"model manifest {str(mpath)!r} is missing (it must sit next "
+                                f"to {model_path.name})")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except ValueError as exc:
+        raise ValueError(f"model manifest {str(mpath)!r} is not valid JSON: {exc}") from exc
+    for key in ("sha256", "input", "classes"):
+        if key not in manifest:
+            raise ValueError(f"model manifest {str(mpath)!r} lacks {key!r}")
+    actual = file_sha256(model_path)
+    if actual != manifest["sha256"]:
+        raise ModelIntegrityError(f"{model_path.name} has sha256 {actual[:16]}..., its "
+                                  f"manifest says {str(manifest['sha256'])[:16]}...: the file "
+                                  "was changed or the manifest belongs to another model")
+    return manifest
+
+
+# ----------------------------------------------------------------------------- runtime
+
+class Segmenter:
+    """Runs the segmentation model; loads it on first use (nothing heavy at construction)."""
+
+    def __init__(self, settings: SegmentationSettings | None = None):
+        self.settings = settings or SegmentationSettings()
+        self.model_path = Path(self.settings.model_path) if self.settings.model_path else DEFAULT_MODEL
+        self._session = None
+        self._manifest: dict | None = None
+        self._input_name = ""
+        self._input_hw = (0, 0)
+        self.classes: list = list(CLASSES)
+        self.providers: list = []
+
+    # lazily
+    def load(self) -> "Segmenter":
+        if self._session is not None:
+            return self
+        import onnxruntime as ort  # deferred: keep imports of this module light
+
+        manifest = load_manifest(self.model_path)
+        classes = list(manifest["classes"])
+        if classes != list(CLASSES):
+            log.warning("model classes %s differ from models.classes.CLASSES %s", classes, CLASSES)
+        shape = manifest["input"]["shape"]  # [1, 1, h, w]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(self.settings.threads))
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if self.settings.provider == "cuda":
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            else:
+                log.warning("segmentation.provider is 'cuda' but onnxruntime has no "
+                            "CUDAExecutionProvider here; running on the CPU")
+        sess = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=providers)
+        self._input_name = sess.get_inputs()[0].name
+        self._input_hw = (int(shape[2]), int(shape[3]))
+        self.classes = classes
+        self.providers = sess.get_providers()
+        self._manifest = manifest
+        self._session = sess
+        log.info("loaded %s (input %s, providers %s)", self.model_path.name, shape, self.providers)
+        return self
+
+    @property
+    def manifest(self) -> dict:
+        self.load()
+        return self._manifest  # type: ignore[return-value]
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        self.load()
+        return self._input_hw
+
+    @property
+    def name(self) -> str:
+        return self.model_path.stem
+
+    @property
+    def model_name(self) -> str:
+        """Name plus the first 8 hex digits of the weights' sha256 (for SegResult.model)."""
+        sha = (self._manifest or {}).get("sha256", "")
+        return f"{self.model_path.stem}:{sha[:8]}" if sha else self.model_path.stem
+
+    def pre_process(self, image: np.ndarray) -> np.ndarray:
+        """uint8 frame -> model input tensor (1, 1, h, w) float32."""
+        return pre_process_image(image, self.input_hw)
+
+    def predict(self, tensor: np.ndarray) -> np.ndarray:
+        """Model input -> per-class probabilities (1, C, h, w)."""
+        self.load()
+        return self._session.run(None, {self._input_name: tensor})[0]
+
+    def post_process(self, raw: np.ndarray, frame_shape: tuple) -> SegOutput:
+        """Probabilities -> SegOutput at frame size."""
+        return probs_to_output(raw, frame_shape, self.classes)
+
+    def segment(self, image: np.ndarray) -> SegOutput:
+        """A frame (uint8, any size, grey or BGR) -> SegOutput with timings."""
+        t0 = time.perf_counter()
+        x = self.pre_process(image)
+        t1 = time.perf_counter()
+        raw = self.predict(x)
+        t2 = time.perf_counter()
+        out = self.post_process(raw, image.shape[:2])
+        t3 = time.perf_counter()
+        out.timings_ms = {"pre": (t1 - t0) * 1e3, "predict": (t2 - t1) * 1e3,
+                          "post": (t3 - t2) * 1e3, "total": (t3 - t0) * 1e3}
+        return out

@@ -1,0 +1,507 @@
+"""Train the segmentation model (training only: needs torch, onnx, onnxscript).
+
+    python -m models.train --data ../shared/data --out models/pecs_seg.onnx --iters 3000
+    python -m models.train --data ../shared/data --cv 3 --iters 800 --cv-json /tmp/cv.json
+
+Data: usgra_seg (nerve, vessel), dltrack_apo (aponeurosis -> fascia) and frames from
+models.simulator (every class). A multi-label head (one sigmoid per non-background
+class); the loss (BCE + soft Dice) is masked per sample to the classes its dataset
+labels. Cross-validation holds out contiguous blocks of each real dataset (neighbouring
+file names are often frames of one scan) and reports Dice per fold on held-out images
+through the same post-processing as the runtime.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.classes import CLASSES, COLOURS_BGR
+from models.data import list_images, read_grey, read_mask
+from models.metrics import dice, hd95, iou
+from models.needle import needle_tip_from_mask
+from models.segmenter import file_sha256, pre_process_image, probs_to_output
+
+log = logging.getLogger("models.train")
+
+NC = len(CLASSES) - 1  # output channels: one per non-background class
+CH = {name: i - 1 for i, name in enumerate(CLASSES) if i > 0}
+
+
+# ----------------------------------------------------------------------------- network
+
+def cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """3x3 conv + BN + ReLU. Plain convolutions: on CPUs (oneDNN, onnxruntime) they run
+    faster per FLOP than depthwise ones at these small channel counts."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class SegNet(nn.Module):
+    """A compact U-Net: a full-resolution stem and last stage for thin structures (fascia,
+    needle, pleura), encoder at 1/2..1/16, decoder with skips. Logits (N, NC, H, W)."""
+
+    def __init__(self, base: int = 12, nc: int = NC, full: int = 8):
+        super().__init__()
+        b = base
+        self.full = cbr(1, full)
+        self.stem = cbr(full, b, 2)                                   # 1/2
+        self.e1 = cbr(b, b)
+        self.e2 = nn.Sequential(cbr(b, 2 * b, 2), cbr(2 * b, 2 * b))          # 1/4
+        self.e3 = nn.Sequential(cbr(2 * b, 4 * b, 2), cbr(4 * b, 4 * b))      # 1/8
+        self.e4 = nn.Sequential(cbr(4 * b, 6 * b, 2), cbr(6 * b, 6 * b))      # 1/16
+        self.d3 = cbr(10 * b, 4 * b)
+        self.d2 = cbr(6 * b, 2 * b)
+        self.d1 = cbr(3 * b, b)
+        self.d0 = cbr(b + full, full)
+        self.head = nn.Conv2d(full, nc, 1)
+
+    @staticmethod
+    def _up(x, ref):
+        return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, x):
+        f0 = self.full(x)
+        x1 = self.e1(self.stem(f0))
+        x2 = self.e2(x1)
+        x3 = self.e3(x2)
+        x4 = self.e4(x3)
+        y = self.d3(torch.cat([self._up(x4, x3), x3], 1))
+        y = self.d2(torch.cat([self._up(y, x2), x2], 1))
+        y = self.d1(torch.cat([self._up(y, x1), x1], 1))
+        y = self.d0(torch.cat([self._up(y, f0), f0], 1))
+        return self.head(y)
+
+
+class WithSigmoid(nn.Module):
+    """What is exported: probabilities, so the runtime needs no activation code."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(x))
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class Sample:
+    image: np.ndarray  # uint8 grey
+    labels: np.ndarray  # uint8 CLASSES indices
+    source: str  # usgra | dltrack | sim
+    name: str
+    extra: dict | None = None  # sim: needle tip, spacing
+
+
+SOURCE_CLASSES = {
+    "usgra": ("nerve", "vessel"),
+    "dltrack": ("fascia",),
+    "sim": tuple(CLASSES[1:]),
+}
+
+
+def channel_mask(source: str) -> np.ndarray:
+    m = np.zeros(NC, np.float32)
+    for name in SOURCE_CLASSES[source]:
+        m[CH[name]] = 1.0
+    return m
+
+
+def load_usgra(root: Path) -> list[Sample]:
+    out = []
+    for p in list_images(root / "usgra_seg" / "images"):
+        m = read_mask(root / "usgra_seg" / "masks" / p.name).astype(np.uint8)
+        lab = np.zeros_like(m)
+        lab[m == 1] = CLASSES.index("nerve")
+        lab[m == 2] = CLASSES.index("vessel")
+        out.append(Sample(read_grey(p), lab, "usgra", p.name))
+    return out
+
+
+def load_dltrack(root: Path) -> list[Sample]:
+    out = []
+    for p in list_images(root / "dltrack_apo" / "images"):
+        m = read_mask(root / "dltrack_apo" / "masks" / p.name)
+        lab = np.where(m > 127, CLASSES.index("fascia"), 0).astype(np.uint8)
+        out.append(Sample(read_grey(p), lab, "dltrack", p.name))
+    return out
+
+
+def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None = None
+             ) -> list[Sample]:
+    """n simulated 542x562 frames, stored downsized (the model sees them downsized)."""
+    from models.simulator import simulate_frame
+
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as z:  # read each array once
+            images, labels, meta = z["images"], z["labels"], json.loads(str(z["meta"]))
+        return [Sample(images[i], labels[i], "sim", f"sim{seed}_{i}", meta[i])
+                for i in range(len(meta))]
+    imgs, labs, meta = [], [], []
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        f = simulate_frame(rng)
+        h, w = store_hw
+        sx, sy = w / f.image.shape[1], h / f.image.shape[0]
+        imgs.append(cv2.resize(f.image, (w, h), interpolation=cv2.INTER_AREA))
+        labs.append(cv2.resize(f.labels, (w, h), interpolation=cv2.INTER_NEAREST))
+        meta.append({"tip_px": f.needle["tip_px"] if f.needle["visible"] else None,
+                     "orig_hw": list(f.image.shape), "spacing_mm": f.spacing_mm,
+                     "scale": [sx, sy]})
+    if cache is not None:
+        np.savez_compressed(cache, images=np.stack(imgs), labels=np.stack(labs),
+                            meta=json.dumps(meta))
+    return [Sample(imgs[i], labs[i], "sim", f"sim{seed}_{i}", meta[i]) for i in range(n)]
+
+
+def augment(s: Sample, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random crop/scale, horizontal flip, gain/gamma, noise -> (img float (S,S), labels)."""
+    img, lab = s.image, s.labels
+    h, w = img.shape
+    if rng.random() < 0.8:
+        area = rng.uniform(0.55, 1.0)
+        ar = math.exp(rng.uniform(-0.25, 0.25))
+        ch = int(min(h, round(h * math.sqrt(area) * ar)))
+        cw = int(min(w, round(w * math.sqrt(area) / ar)))
+        y0 = int(rng.integers(0, h - ch + 1))
+        x0 = int(rng.integers(0, w - cw + 1))
+        img, lab = img[y0:y0 + ch, x0:x0 + cw], lab[y0:y0 + ch, x0:x0 + cw]
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
+    lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
+    if rng.random() < 0.5:
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    x = img.astype(np.float32) / 255.0
+    gamma = math.exp(rng.uniform(-0.35, 0.35))
+    x = np.clip(x, 0, 1) ** gamma * rng.uniform(0.7, 1.3)
+    if rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.4, 1.2))
+    if rng.random() < 0.3:
+        x = x + rng.normal(0, rng.uniform(0.01, 0.05), x.shape).astype(np.float32)
+    return np.clip(x, 0, 1).astype(np.float32), np.ascontiguousarray(lab)
+
+
+def targets(lab: np.ndarray) -> np.ndarray:
+    """CLASSES index map -> multi-hot (NC, H, W)."""
+    return (lab[None] == np.arange(1, NC + 1, dtype=np.uint8)[:, None, None]).astype(np.float32)
+
+
+def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Generator):
+    xs, ys, ms = [], [], []
+    for i in idx:
+        x, lab = augment(samples[i], size, rng)
+        xs.append(x[None])
+        ys.append(targets(lab))
+        ms.append(channel_mask(samples[i].source))
+    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)),
+            torch.from_numpy(np.stack(ms)))
+
+
+def loss_fn(logits, y, m):
+    """BCE + soft Dice, each only over the channels the sample's dataset labels."""
+    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(2, 3))
+    bce = (bce * m).sum() / m.sum().clamp(min=1)
+    p = torch.sigmoid(logits)
+    inter = (p * y).sum(dim=(2, 3))
+    den = p.sum(dim=(2, 3)) + y.sum(dim=(2, 3))
+    d = 1 - (2 * inter + 1.0) / (den + 1.0)
+    d = (d * m).sum() / m.sum().clamp(min=1)
+    return bce + d
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def predict_probs(net: nn.Module, image: np.ndarray, size: int) -> np.ndarray:
+    x = torch.from_numpy(pre_process_image(image, (size, size)))
+    with torch.no_grad():
+        return torch.sigmoid(net(x))[0].numpy()
+
+
+def evaluate(net: nn.Module, samples: list[Sample], size: int) -> dict:
+    """Dice/IoU/HD95 per labelled class over images whose mask holds the class, using the
+    runtime's post-processing at the image's own size; needle tip error on sim frames."""
+    net.eval()
+    per: dict[str, dict[str, list]] = {}
+    tip_err = []
+    for s in samples:
+        out = probs_to_output(predict_probs(net, s.image, size), s.image.shape)
+        for name in SOURCE_CLASSES[s.source]:
+            ci = CLASSES.index(name)
+            gt = s.labels == ci
+            if not gt.any():
+                continue
+            pr = out.labels == ci
+            d = per.setdefault(name, {"dice": [], "iou": [], "hd95_px": []})
+            d["dice"].append(dice(pr, gt))
+            d["iou"].append(iou(pr, gt))
+            h = hd95(pr, gt)
+            if h is not None:
+                d["hd95_px"].append(h)
+        if s.source == "sim" and s.extra and s.extra.get("tip_px"):
+            found = needle_tip_from_mask(out.labels == CLASSES.index("needle"))
+            if found is not None:
+                sx, sy = s.extra["scale"]
+                tx, ty = s.extra["tip_px"]
+                # error in original (542x562) pixels and mm
+                ex = (found[0][0] - (tx + 0.5) * sx + 0.5) / sx
+                ey = (found[0][1] - (ty + 0.5) * sy + 0.5) / sy
+                e = math.hypot(ex, ey)
+                tip_err.append((e, e * s.extra["spacing_mm"]))
+            else:
+                tip_err.append((float("inf"), float("inf")))
+    res = {name: {k: (float(np.mean(v)) if v else None) for k, v in d.items()}
+           | {"n": len(d["dice"])} for name, d in per.items()}
+    if tip_err:
+        e = np.array(tip_err)
+        res["needle_tip"] = {"median_px": float(np.median(e[:, 0])),
+                             "median_mm": float(np.median(e[:, 1])),
+                             "found": int(np.isfinite(e[:, 0]).sum()), "n": len(e)}
+    return res
+
+
+# ----------------------------------------------------------------------------- training
+
+def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed: int,
+          base: int, minutes: float | None, mix: dict[str, float]) -> nn.Module:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = SegNet(base)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    by_src: dict[str, np.ndarray] = {}
+    for i, s in enumerate(samples):
+        by_src.setdefault(s.source, []).append(i)  # type: ignore[arg-type]
+    srcs = sorted(by_src)
+    p = np.array([mix.get(k, 1.0) for k in srcs])
+    p = p / p.sum()
+    t0 = time.time()
+    warm = max(1, iters // 30)
+    net.train()
+    run = 0.0
+    done = 0
+    for it in range(iters):
+        # with a time budget the schedule follows the clock, so a slow (shared) machine
+        # still anneals the learning rate to zero before the budget ends
+        f = it / iters
+        if minutes:
+            f = max(f, (time.time() - t0) / (minutes * 60))
+            if f >= 1.0:
+                log.info("time budget %.1f min reached at iter %d", minutes, it)
+                break
+        cur = lr * min(1.0, (it + 1) / warm) * 0.5 * (1 + math.cos(math.pi * f))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        which = rng.choice(len(srcs), size=bs, p=p)
+        idx = np.array([rng.choice(by_src[srcs[k]]) for k in which])
+        x, y, m = batch(samples, idx, size, rng)
+        loss = loss_fn(net(x), y, m)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        done += 1
+        run = 0.95 * run + 0.05 * loss.item() if it else loss.item()
+        if it % 50 == 0 or it == iters - 1:
+            el = time.time() - t0
+            log.info("iter %d/%d loss %.4f lr %.5f %.1f s (%.2f s/iter)", it, iters, run, cur,
+                     el, el / (it + 1))
+    net.eval()
+    net.iters_done = done  # type: ignore[attr-defined]
+    return net
+
+
+def folds(n: int, k: int) -> list[np.ndarray]:
+    """Contiguous blocks (neighbouring files are often frames of the same scan)."""
+    edges = np.linspace(0, n, k + 1).astype(int)
+    return [np.arange(edges[i], edges[i + 1]) for i in range(k)]
+
+
+# ----------------------------------------------------------------------------- export
+
+def export_onnx(net: nn.Module, path: Path, size: int, check_images: list[np.ndarray]) -> float:
+    """Export probabilities model; returns max |onnxruntime - torch| on check images."""
+    import onnxruntime as ort
+
+    model = WithSigmoid(net).eval()
+    dummy = torch.zeros(1, 1, size, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.onnx.export(model, (dummy,), str(path), input_names=["image"],
+                          output_names=["probs"], opset_version=18, dynamo=True,
+                          external_data=False)
+    except Exception as exc:  # the dynamo exporter is young; the legacy one is fine here
+        log.warning("dynamo export failed (%s); using the legacy exporter", exc)
+        torch.onnx.export(model, (dummy,), str(path), input_names=["image"],
+                          output_names=["probs"], opset_version=17, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for im in check_images:
+        x = pre_process_image(im, (size, size))
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"image": x})[0]
+        worst = max(worst, float(np.abs(ref - got).max()))
+    return worst
+
+
+def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
+    manifest = {
+        "name": onnx_path.stem,
+        "file": onnx_path.name,
+        "sha256": file_sha256(onnx_path),
+        "input": {"name": "image", "shape": [1, 1, size, size], "dtype": "float32",
+                  "layout": "NCHW"},
+        "output": {"name": "probs", "shape": [1, NC, size, size], "activation": "sigmoid",
+                   "channels": list(CLASSES[1:])},
+        "classes": list(CLASSES),
+        "colours_bgr": {k: list(v) for k, v in COLOURS_BGR.items()},
+        "preprocessing": {
+            "colour": "BGR -> grey (OpenCV BT.601); grey used as is",
+            "resize": f"to {size}x{size}, aspect not kept; INTER_AREA when shrinking, "
+                      "else INTER_LINEAR",
+            "scale": "pixel / 255 (0..1), no mean/std",
+        },
+        "postprocessing": {
+            "labels": "probabilities resized (bilinear) to frame size; label = argmax over "
+                      "channels whose probability > 0.5, else background",
+            "confidence": "mean probability over the pixels labelled the class (0 if none)",
+            "present": "area >= 0.04% of the frame",
+        },
+        "data": [
+            {"name": "usgra-seg", "classes": ["nerve", "vessel"], "images": 204,
+             "licence": "CC-BY 4.0",
+             "credit": "T. M. K., public project tmkand/usgra-seg (2025)"},
+            {"name": "DL_Track aponeurosis training data", "classes": ["fascia"],
+             "images": 459, "licence": "Apache-2.0",
+             "credit": "Ritsche, Cronin et al., public project njcronin/DL_Track"},
+            {"name": "models.simulator (PECS II)", "classes": list(CLASSES[1:]),
+             "licence": "project's own", "credit": "this project"},
+        ],
+        "intended_use": "decision support research prototype; not for clinical use",
+        **extra,
+    }
+    mpath = onnx_path.with_suffix(".json")
+    mpath.write_text(json.dumps(manifest, indent=1))
+    return mpath
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
+                    help="folder holding usgra_seg/ and dltrack_apo/ (default ../shared/data)")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "pecs_seg.onnx"))
+    ap.add_argument("--size", type=int, default=192)
+    ap.add_argument("--base", type=int, default=12)
+    ap.add_argument("--iters", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--sim", type=int, default=600, help="simulated training frames")
+    ap.add_argument("--sim-test", type=int, default=60, help="simulated held-out frames")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
+    ap.add_argument("--cv", type=int, default=0, help="k-fold cross-validation instead of export")
+    ap.add_argument("--cv-json", default=None)
+    ap.add_argument("--cv-results", default=None,
+                    help="JSON of a finished cross-validation to put in the manifest")
+    ap.add_argument("--cache", default="/tmp/seg_cache", help="folder for simulated-frame caches")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
+    root = Path(args.data)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    us, dl = load_usgra(root), load_dltrack(root)
+    sim = make_sim(args.sim, 1000 + args.seed, cache=cache / f"sim_{args.sim}_{1000 + args.seed}.npz")
+    sim_test = make_sim(args.sim_test, 99999, cache=cache / f"sim_{args.sim_test}_99999.npz")
+    log.info("data: usgra %d, dltrack %d, sim %d (+%d test) in %.0f s", len(us), len(dl),
+             len(sim), len(sim_test), time.time() - t0)
+    mix = {"usgra": 1.0, "dltrack": 1.0, "sim": 1.0}
+    if args.cv:
+        results = []
+        fu, fd = folds(len(us), args.cv), folds(len(dl), args.cv)
+        for k in range(args.cv):
+            hold_u, hold_d = set(fu[k].tolist()), set(fd[k].tolist())
+            tr = ([s for i, s in enumerate(us) if i not in hold_u]
+                  + [s for i, s in enumerate(dl) if i not in hold_d] + sim)
+            te = [us[i] for i in sorted(hold_u)] + [dl[i] for i in sorted(hold_d)]
+            net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
+                        args.base, args.minutes, mix)
+            r = evaluate(net, te + sim_test, args.size)
+            r["fold"] = k
+            r["iters"] = getattr(net, "iters_done", args.iters)
+            r["held_out"] = {"usgra": [us[i].name for i in (min(hold_u), max(hold_u))],
+                             "dltrack": [dl[i].name for i in (min(hold_d), max(hold_d))]}
+            log.info("fold %d: %s", k, json.dumps(r))
+            results.append(r)
+            if args.cv_json:
+                Path(args.cv_json).write_text(json.dumps(summarise_cv(results, args), indent=1))
+        print(json.dumps(summarise_cv(results, args)["summary"], indent=1))
+        return 0
+    net = train(us + dl + sim, args.iters, args.size, args.batch, args.lr, args.seed,
+                args.base, args.minutes, mix)
+    train_s = time.time() - t0
+    sim_metrics = evaluate(net, sim_test, args.size)
+    log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
+    out = Path(args.out)
+    worst = export_onnx(net, out, args.size, [us[0].image, dl[0].image, sim_test[0].image])
+    log.info("exported %s (%.0f kB); max |onnxruntime - torch| = %.2e", out,
+             out.stat().st_size / 1024, worst)
+    if worst > 1e-4:
+        log.error("onnxruntime and torch disagree by %.2e (> 1e-4)", worst)
+        return 1
+    cv_res = json.loads(Path(args.cv_results).read_text()) if args.cv_results else None
+    mpath = write_manifest(out, args.size, {
+        "training": {"command": "python -m models.train " + " ".join(argv or sys.argv[1:]),
+                     "iters": getattr(net, "iters_done", args.iters), "max_iters": args.iters,
+                     "minutes_budget": args.minutes, "batch": args.batch, "size": args.size,
+                     "base_channels": args.base, "sim_frames": args.sim, "seed": args.seed,
+                     "wall_s": round(train_s), "threads": args.threads,
+                     "onnx_vs_torch_max_abs": worst},
+        "metrics": {
+            "simulated_held_out": {"frames": len(sim_test), "note": "simulated PECS II "
+                                   "frames (seed 99999), not real data", **sim_metrics},
+            "real_cross_validation": (cv_res or {}).get("summary",
+                                                        "not run for this model"),
+        },
+    })
+    log.info("manifest %s", mpath)
+    return 0
+
+
+def summarise_cv(results: list[dict], args) -> dict:
+    summ: dict = {"folds": len(results), "k": args.cv, "max_iters_per_fold": args.iters,
+                  "minutes_per_fold": args.minutes,
+                  "note": "held-out contiguous blocks of usgra_seg and dltrack_apo; sim "
+                          "classes and needle tip on 60 held-out simulated frames"}
+    names = sorted({k for r in results for k in r if isinstance(r[k], dict) and "dice" in r[k]})
+    for name in names:
+        ds = [r[name]["dice"] for r in results if name in r and r[name]["dice"] is not None]
+        hs = [r[name]["hd95_px"] for r in results if name in r and r[name]["hd95_px"] is not None]
+        ious = [r[name]["iou"] for r in results if name in r and r[name]["iou"] is not None]
+        summ[name] = {"dice_mean": float(np.mean(ds)), "dice_sd": float(np.std(ds, ddof=1)) if len(ds) > 1 else None,
+                      "dice_per_fold": ds, "iou_mean": float(np.mean(ious)),
+                      "hd95_px_mean": float(np.mean(hs)) if hs else None}
+    tips = [r["needle_tip"] for r in results if "needle_tip" in r]
+    if tips:
+        summ["needle_tip_sim"] = {"median_mm_per_fold": [t["median_mm"] for t in tips],
+                                  "median_px_per_fold": [t["median_px"] for t in tips]}
+    return {"summary": summ, "folds": results}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

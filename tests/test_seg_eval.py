@@ -1,0 +1,107 @@
+"""seg-eval on a small generated set: its figures equal Dice/IoU computed here by hand."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.classes import CLASS_INDEX
+from models.seg_eval import main, parse_map, EvalError
+from models.segmenter import Segmenter
+from models.settings import SegmentationSettings
+from models.simulator import SimParams, simulate_frame
+
+
+def palette_png(path, values):
+    im = Image.fromarray(values.astype(np.uint8), mode="P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * (256 * 3 - 9))
+    im.save(path)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Three simulated frames of different sizes (one saved in colour), palette masks with
+    vessel=2 and nerve=1, and 0/255 masks of the fascia."""
+    root = tmp_path_factory.mktemp("segeval")
+    for d in ("images", "masks", "fmasks"):
+        (root / d).mkdir()
+    for k, (seed, size) in enumerate([(11, (271, 281)), (12, (300, 300)), (13, (542, 562))]):
+        f = simulate_frame(seed, SimParams(size=size, needle=None))
+        img = f.image if k != 1 else cv2.cvtColor(f.image, cv2.COLOR_GRAY2BGR)
+        cv2.imwrite(str(root / "images" / f"f{k}.png"), img)
+        vals = np.zeros(size, np.uint8)
+        vals[f.labels == CLASS_INDEX["nerve"]] = 1
+        vals[f.labels == CLASS_INDEX["vessel"]] = 2
+        palette_png(root / "masks" / f"f{k}.png", vals)
+        cv2.imwrite(str(root / "fmasks" / f"f{k}.png"),
+                    np.where(f.labels == CLASS_INDEX["fascia"], 255, 0).astype(np.uint8))
+    return root
+
+
+def by_hand(root, mask_dir, cls, value):
+    """Mean Dice and IoU over images whose mask holds the value, computed independently."""
+    seg = Segmenter(SegmentationSettings())
+    dices, ious = [], []
+    for p in sorted((root / "images").glob("*.png")):
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        gt = np.array(Image.open(root / mask_dir / p.name)) == value
+        if not gt.any():
+            continue
+        pr = seg.segment(img).labels == CLASS_INDEX[cls]
+        inter = np.logical_and(pr, gt).sum()
+        dices.append(2 * inter / (pr.sum() + gt.sum()))
+        ious.append(inter / np.logical_or(pr, gt).sum())
+    return float(np.mean(dices)), float(np.mean(ious)), len(dices)
+
+
+def test_dice_matches_hand_computation(dataset, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["--images", str(dataset / "images"), "--masks", str(dataset / "masks"),
+               "--map", "nerve=1,vessel=2", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["images"] == 3
+    d, i, n = by_hand(dataset, "masks", "vessel", 2)
+    assert r["per_class"]["vessel"]["dice"] == pytest.approx(d, abs=1e-9)
+    assert r["per_class"]["vessel"]["iou"] == pytest.approx(i, abs=1e-9)
+    assert r["per_class"]["vessel"]["images"] == n
+    printed = capsys.readouterr().out
+    assert "vessel" in printed and f"{d:.3f}" in printed
+
+
+def test_binary_255_masks_work(dataset, tmp_path):
+    out = tmp_path / "f.json"
+    assert main(["--images", str(dataset / "images"), "--masks", str(dataset / "fmasks"),
+                 "--map", "fascia=255", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    d, _, n = by_hand(dataset, "fmasks", "fascia", 255)
+    assert n == 3 and r["per_class"]["fascia"]["dice"] == pytest.approx(d, abs=1e-9)
+    assert r["per_class"]["fascia"]["hd95_px"] is not None
+
+
+@pytest.mark.parametrize("make,args,words", [
+    (None, ["--images", "NOPE", "--masks", "NOPE", "--map", "nerve=1"], "does not exist"),
+    ("empty", ["--map", "nerve=1"], "no images"),
+    ("nomask", ["--map", "nerve=1"], "no mask"),
+    ("ok", ["--map", "liver=3"], "unknown class 'liver'"),
+    ("ok", ["--map", "nerve=x"], "integer"),
+])
+def test_clear_errors(tmp_path, capsys, make, args, words):
+    img, msk = tmp_path / "i", tmp_path / "m"
+    img.mkdir()
+    msk.mkdir()
+    if make in ("nomask", "ok"):
+        cv2.imwrite(str(img / "a.png"), np.zeros((20, 20), np.uint8))
+    if make == "ok":
+        cv2.imwrite(str(msk / "a.png"), np.zeros((20, 20), np.uint8))
+    if make is not None:
+        args = ["--images", str(img), "--masks", str(msk)] + args
+    assert main(args) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_parse_map():
+    assert parse_map("nerve=1, vessel=2") == {"nerve": 1, "vessel": 2}
+    with pytest.raises(EvalError, match="twice"):
+        parse_map("nerve=1,nerve=2")

@@ -1,0 +1,127 @@
+"""The shipped ONNX segmentation model through models.segmenter (onnxruntime only)."""
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from models.classes import CLASS_INDEX, CLASSES
+from models.segmenter import (DEFAULT_MODEL, ModelIntegrityError, Segmenter, probs_to_output,
+                              validate_image)
+from models.settings import SegmentationSettings
+from models.simulator import SimParams, simulate_frame
+
+VESSEL = CLASS_INDEX["vessel"]
+
+
+@pytest.fixture(scope="module")
+def seg():
+    return Segmenter(SegmentationSettings()).load()
+
+
+def test_shipped_model_and_manifest_agree(seg):
+    m = seg.manifest
+    assert DEFAULT_MODEL.exists()
+    assert m["classes"] == list(CLASSES)
+    assert m["input"]["shape"][:2] == [1, 1]
+    assert "not for clinical use" in m["intended_use"]
+    assert {d["licence"] for d in m["data"]} >= {"CC-BY 4.0", "Apache-2.0"}
+
+
+@pytest.mark.parametrize("seed", [101, 202, 303])
+def test_finds_the_artery_where_the_simulator_put_it(seg, seed):
+    # frames the model never saw (training used another random stream), no needle
+    f = simulate_frame(seed, SimParams(needle=None, depth_mm=35.0))
+    out = seg.segment(f.image)
+    assert out.labels.shape == f.image.shape
+    truth = f.labels == VESSEL
+    pred = out.labels == VESSEL
+    assert pred.any(), "no vessel found"
+    ys, xs = np.nonzero(pred)
+    cx, cy = f.vessel["centre_px"]
+    # the biggest predicted vessel blob is on the artery
+    assert np.hypot(np.median(xs) - cx, np.median(ys) - cy) < f.vessel["radius_px"]
+    dice = 2 * (truth & pred).sum() / (truth.sum() + pred.sum())
+    assert dice > 0.5
+    assert out.present[VESSEL] and out.confidence[VESSEL] > 0.5
+
+
+def test_any_size_grey_or_bgr_gives_labels_at_frame_size(seg):
+    f = simulate_frame(5, SimParams(size=(301, 417)))
+    grey = seg.segment(f.image)
+    bgr = seg.segment(np.repeat(f.image[..., None], 3, axis=2))
+    assert grey.labels.shape == (301, 417) and grey.labels.dtype == np.uint8
+    assert np.array_equal(grey.labels, bgr.labels)
+    assert grey.classes == list(CLASSES)
+    assert len(grey.confidence) == len(grey.present) == len(CLASSES)
+    assert set(grey.timings_ms) >= {"pre", "predict", "post", "total"}
+    for i, c in enumerate(grey.confidence):
+        assert (c > 0) == bool((grey.labels == i).any()) or i == 0
+
+
+@pytest.mark.parametrize("image,words", [
+    (np.zeros((0, 10), np.uint8), "empty"),
+    (np.zeros((10, 10, 2), np.uint8), "2 channels"),
+    (np.zeros((10, 10, 5), np.uint8), "5 channels"),
+    (np.zeros((5000, 20), np.uint8), "too large"),
+    (np.zeros((10, 10), np.float32), "dtype"),
+    (np.zeros((2, 10, 10, 3), np.uint8), "dimensions"),
+    ([[1, 2], [3, 4]], "numpy array"),
+])
+def test_bad_images_get_clear_errors(seg, image, words):
+    with pytest.raises(ValueError, match=words):
+        seg.segment(image)
+
+
+def test_validate_image_accepts_bgra_and_single_channel():
+    assert validate_image(np.zeros((4, 5, 4), np.uint8)).shape == (4, 5)
+    assert validate_image(np.zeros((4, 5, 1), np.uint8)).shape == (4, 5)
+
+
+def test_post_process_rules():
+    probs = np.zeros((len(CLASSES) - 1, 4, 4), np.float32)
+    probs[CLASS_INDEX["nerve"] - 1, :2, :2] = 0.9  # nerve top-left
+    probs[CLASS_INDEX["vessel"] - 1, :2, :2] = 0.7  # lower than nerve there
+    probs[CLASS_INDEX["vessel"] - 1, 2:, 2:] = 0.6
+    probs[CLASS_INDEX["fascia"] - 1, 2:, :2] = 0.4  # under the threshold: background
+    out = probs_to_output(probs, (4, 4), min_area_frac=0.25)
+    want = np.zeros((4, 4), np.uint8)
+    want[:2, :2] = CLASS_INDEX["nerve"]
+    want[2:, 2:] = CLASS_INDEX["vessel"]
+    assert np.array_equal(out.labels, want)
+    assert out.confidence[CLASS_INDEX["nerve"]] == pytest.approx(0.9)
+    assert out.confidence[CLASS_INDEX["vessel"]] == pytest.approx(0.6)
+    assert out.confidence[CLASS_INDEX["fascia"]] == 0.0
+    assert out.present[CLASS_INDEX["nerve"]] and not out.present[CLASS_INDEX["fascia"]]
+    with pytest.raises(ValueError, match="channels"):
+        probs_to_output(probs[:3], (4, 4))
+
+
+def test_changed_weights_are_refused(tmp_path):
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    Segmenter(SegmentationSettings(model_path=str(model))).load()  # intact: loads
+    with open(model, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        Segmenter(SegmentationSettings(model_path=str(model))).load()
+
+
+def test_missing_model_fails_at_first_use_not_construction(tmp_path):
+    s = Segmenter(SegmentationSettings(model_path=str(tmp_path / "none.onnx")))
+    with pytest.raises(FileNotFoundError, match="none.onnx"):
+        s.segment(np.zeros((20, 20), np.uint8))
+
+
+def test_cuda_request_without_cuda_falls_back_to_cpu_with_a_warning(caplog):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    with caplog.at_level(logging.WARNING, logger="models.segmenter"):
+        s = Segmenter(SegmentationSettings(provider="cuda")).load()
+    assert s.providers == ["CPUExecutionProvider"]
+    assert "CUDAExecutionProvider" in caplog.text
