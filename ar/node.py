@@ -58,6 +58,27 @@ class RendererNode(Node):
             from ar.web import WebView
             self.web = WebView(port=self.rs.web_port).start()
             log.info("browser view on http://127.0.0.1:%d/", self.rs.web_port)
+        self.hmd = self.scene = self.hmd_web = None
+        if self.settings.hmd.enabled and not self.replay:
+            self._open_hmd()
+
+    def _open_hmd(self) -> None:
+        """The head-mounted view: scene camera + hand-anchored panel + 3D cue. A scene
+        source that cannot be opened disables this view only (clear log), nothing else."""
+        from ar.hmd import HmdView, open_scene
+
+        hs = self.settings.hmd
+        try:
+            self.scene = open_scene(hs.scene)
+        except ValueError as exc:
+            log.error("head-mounted view disabled: %s", exc)
+            self.publish(m.Event(kind="alert", text=f"head-mounted view disabled: {exc}"))
+            return
+        self.hmd = HmdView(hs)
+        if self.rs.web_port:
+            from ar.web import WebView
+            self.hmd_web = WebView(port=self.rs.web_port + 1).start()
+            log.info("head-mounted view on http://127.0.0.1:%d/", self.rs.web_port + 1)
 
     # ------------------------------------------------------------------ messages
     def handle(self, header: m.Header, msg: m.Message) -> None:
@@ -107,9 +128,37 @@ class RendererNode(Node):
                                           node_status=self._status())
         render_ms = (time.monotonic() - t0) * 1000
         self._output(img)
+        if self.hmd is not None:
+            try:
+                self._render_hmd(frame, img, state, now)
+            except Exception as exc:
+                # The head-mounted view is an extra: its failure must not take the
+                # monitor view down. Said once, then that view is off.
+                log.exception("head-mounted view failed; disabled")
+                self.publish(m.Event(kind="alert", text=f"head-mounted view failed: {exc}"))
+                self.hmd = None
         self.rendered += 1
         latency = (time.monotonic() - self.frame_header.t_mono) * 1000
         self.publish(m.Rendered(frame_id=frame.frame_id, render_ms=render_ms, latency_ms=latency))
+
+    def _render_hmd(self, frame: m.Frame, monitor, state, now: float) -> None:
+        ok, scene = self.scene.read()
+        if not ok and not self.settings.hmd.scene.strip().isdigit():
+            self.scene.set(cv2.CAP_PROP_POS_FRAMES, 0)  # a scene video file loops
+            ok, scene = self.scene.read()
+        if not ok or scene is None:
+            log.warning("head-mounted view: no scene frame")
+            return
+        layout = self.overlay.monitor_layout(frame.image.shape, self.rs)
+        g = (state.guidance if state is not None else {}) or {}
+        out = self.hmd.step(scene, monitor, (layout.x0, layout.y0, layout.w, layout.h), now,
+                            to_target_mm=g.get("to_target_mm"), angle_deg=g.get("angle_deg"),
+                            header=f"{state.block if state else ''}")
+        if self.hmd_web is not None:
+            view = out.stereo if out.stereo is not None else out.mono
+            self.hmd_web.publish(view, {"hands": len(out.hands), "track_ms": round(out.track_ms, 1)})
+        if self.window:
+            cv2.imshow("head-mounted view (not for clinical use)", out.mono)
 
     def _status(self) -> dict:
         status = dict(self.nodes_status)
@@ -197,5 +246,8 @@ class RendererNode(Node):
                 self.recorder.close()
             except Exception as exc:
                 log.error("%s", exc)
-        if self.web is not None:
-            self.web.stop()
+        for w in (self.web, self.hmd_web):
+            if w is not None:
+                w.stop()
+        if self.scene is not None:
+            self.scene.release()

@@ -2,7 +2,7 @@
 # Installs everything the project needs on a fresh Debian machine:
 # the Debian packages (eSpeak NG, libusb, libGL, sox, Chromium for browser tests)
 # and a virtual environment in .venv from pyproject.toml (exact pins).
-# Usage: bash scripts/setup.sh [dev|train]   (dev adds the test tools)
+# Usage: bash scripts/setup.sh [dev|train]   (dev adds the test tools; train makes .venv-train)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -25,7 +25,10 @@ if [ -z "$py" ]; then
   done
 fi
 [ -n "$py" ] || { echo "setup: Python 3.11 is required (set PYTHON=...)" >&2; exit 1; }
-[ -x .venv/bin/python ] || "$py" -m venv .venv
+# Training (PyTorch, onnx) lives in its own environment: onnx needs a newer protobuf than
+# mediapipe 0.10.14 accepts, and PyTorch is never a runtime dependency.
+venv=.venv; [ "$extra" = "train" ] && venv=.venv-train
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 spec="."; [ -n "$extra" ] && spec=".[$extra]"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"
-echo "setup: ready (.venv, extra='${extra}')"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+echo "setup: ready ($venv, extra='${extra}')"
