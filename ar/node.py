@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import cv2
 
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 # In replay, how long to wait for a producer's message for a frame before drawing
 # without it (and saying so): a producer that died must not stall the replay forever.
 REPLAY_WAIT_S = 10.0
+
+
+def recordings_dir() -> Path:
+    """$XDG_DATA_HOME/usra-assistant/recordings (resolved when called)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "usra-assistant" / "recordings"
 
 
 class RendererNode(Node):
@@ -43,6 +50,7 @@ class RendererNode(Node):
         self.frozen_frame: m.Frame | None = None
         self.rendered = 0
         self.recorder = None
+        self.session_rec = None
         self.web = None
         self.window = bool(self.rs.window and os.environ.get("DISPLAY"))
         nodes = self.settings.launcher.nodes
@@ -128,6 +136,7 @@ class RendererNode(Node):
                                           node_status=self._status())
         render_ms = (time.monotonic() - t0) * 1000
         self._output(img)
+        self._recording(state, img)
         if self.hmd is not None:
             try:
                 self._render_hmd(frame, img, state, now)
@@ -140,6 +149,27 @@ class RendererNode(Node):
         self.rendered += 1
         latency = (time.monotonic() - self.frame_header.t_mono) * 1000
         self.publish(m.Rendered(frame_id=frame.frame_id, render_ms=render_ms, latency_ms=latency))
+
+    def _recording(self, state, img) -> None:
+        """Voice "start recording" / "stop recording": the monitor view to a file."""
+        on = bool(state is not None and state.recording)
+        if on and self.session_rec is None:
+            from ar.recorder import VideoRecorder
+            folder = Path(self.rs.recording_dir) if self.rs.recording_dir else recordings_dir()
+            path = folder / time.strftime("recording-%Y%m%d-%H%M%S.mp4")
+            self.session_rec = VideoRecorder(path, self.settings.source.fps)
+            self.publish(m.Event(kind="recording", text="recording to file",
+                                 data={"path": str(path)}))
+        elif not on and self.session_rec is not None:
+            rec, self.session_rec = self.session_rec, None
+            try:
+                rec.close()
+                self.publish(m.Event(kind="recording", text="recording saved",
+                                     data={"path": str(rec.path), "frames": rec.frames}))
+            except Exception as exc:
+                log.error("%s", exc)
+        if self.session_rec is not None:
+            self.session_rec.write(img)
 
     def _render_hmd(self, frame: m.Frame, monitor, state, now: float) -> None:
         ok, scene = self.scene.read()
@@ -241,11 +271,12 @@ class RendererNode(Node):
         return {"rendered": self.rendered}
 
     def teardown(self) -> None:
-        if self.recorder is not None:
-            try:
-                self.recorder.close()
-            except Exception as exc:
-                log.error("%s", exc)
+        for rec in (self.recorder, self.session_rec):
+            if rec is not None:
+                try:
+                    rec.close()
+                except Exception as exc:
+                    log.error("%s", exc)
         for w in (self.web, self.hmd_web):
             if w is not None:
                 w.stop()

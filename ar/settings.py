@@ -31,6 +31,7 @@ class RenderSettings:
     ruler_minor_mm: float = 5.0  # depth ruler: a tick every ... mm, a number every 2 ticks
     window: bool = False  # a window when a display exists
     video_path: str = ""  # write the monitor view to this file ("" = no file)
+    recording_dir: str = ""  # "start recording" writes here ("" = the user's data folder)
     web_port: int = 0  # live browser view on 127.0.0.1:PORT (0 = off)
     web_jpeg_quality: int = 80  # JPEG quality of the browser view's MJPEG stream
     monitor_cue3d: bool = False  # the 3D depth cue in the side panel (about 10 ms when it changes)

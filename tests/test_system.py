@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 
 from assistant import messages as m
@@ -173,4 +174,50 @@ def test_dead_node_is_said_aloud_and_others_keep_running(tmp_path):
                  what="renderer still drawing")
         assert la.node_info("renderer").pid == renderer_pid  # never restarted
         assert la.node_info("speech").restarts == 1
+        c.close()
+
+
+def test_voice_commands_over_the_bus_record_the_monitor_view(tmp_path):
+    """Commands sent as the recognizer sends them (reliable, acknowledged) start and stop a
+    recording of the monitor view; stopping waits for "yes"."""
+    from assistant.bus import ReliableSender
+
+    rec_dir = tmp_path / "rec"
+    cfg = write_config(tmp_path, nodes=("source", "assistant", "renderer"),
+                       extra=f"render:\n  recording_dir: {rec_dir}\n")
+    settings = load_settings(cfg)
+    with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
+        la.wait_ready(60)
+        c = BusClient(la.endpoints, "speech", ("event", "ack"), ctx=la.ctx)
+        rel = ReliableSender(c, timeout_ms=200, retries=10)
+        events = []
+
+        def pump():
+            for h, msg in c.drain():
+                if isinstance(msg, m.Ack):
+                    rel.on_ack(h, msg)
+                elif isinstance(msg, m.Event):
+                    events.append(msg)
+            rel.tick()
+            return events
+
+        def say(command):
+            rel.send(m.SpeechCommand(command=command, heard=command, confidence=0.9,
+                                     start_s=0.0, end_s=0.5))
+            wait_for(lambda: pump() is not None and not rel.pending, 10, what=f"ack of {command}")
+
+        def event(text):
+            return next((e for e in pump() if e.text == text), None)
+
+        say("record_start")
+        wait_for(lambda: event("recording to file"), 10, what="recording started")
+        say("record_stop")  # needs confirmation
+        wait_for(lambda: any(e.kind == "speech" and "yes" in e.text.lower() for e in pump()), 10,
+                 what="confirmation question")
+        assert event("recording saved") is None
+        say("yes")
+        saved = wait_for(lambda: event("recording saved"), 10, what="recording saved")
+        assert saved.data["frames"] > 0
+        cap = cv2.VideoCapture(saved.data["path"])
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == saved.data["frames"]
         c.close()
