@@ -8,7 +8,9 @@ can be measured; see docs/ASSISTANT.md):
   ``MIN_AREA_FRAC`` of the image labelled with the class; ``confidence``: the model's
   confidence for the class (1 when not given, e.g. ground-truth masks); ``location``:
   1 when the structure's centre lies inside the preset's expected depth band, falling
-  linearly to 0 a quarter of the image height outside it.
+  linearly to 0 a quarter of the image height outside it; with the pixel spacing the
+  target (the nerve, or the top of the plane's lower muscle) must also lie within the
+  preset's ``target_depth_mm``, falling linearly to 0 at 10 mm outside.
 * **image** (weight 0.30): half the mean, half the minimum (one bad factor
   spoils a view) of contrast (RMS contrast of the imaged area),
   speckle signal-to-noise (median local mean/std in tissue, relative to 1.91, the
@@ -35,6 +37,7 @@ from models.classes import CLASSES
 log = logging.getLogger(__name__)
 
 WEIGHTS = {"structures": 0.55, "image": 0.30, "steadiness": 0.15}
+TARGET_DEPTH_SLACK_MM = 10.0  # target this far outside target_depth_mm: location 0
 MIN_AREA_FRAC = 0.0005  # of the image; below this a class counts as not seen
 RAYLEIGH_SNR = 1.91  # mean/std of fully developed speckle (Rayleigh amplitude)
 CONTRAST_FULL = 0.18  # RMS contrast (std / 255) at which contrast scores 1
@@ -70,9 +73,16 @@ def _check_image(name: str, img: np.ndarray | None, shape=None) -> np.ndarray | 
 
 
 def structure_part(labels: np.ndarray, confidence: Sequence[float] | None,
-                   preset: BlockPreset, classes: Sequence[str] = CLASSES) -> tuple[float, dict]:
-    """Structures part (0..1) and per-structure details {name: {present, conf, loc}}."""
+                   preset: BlockPreset, classes: Sequence[str] = CLASSES,
+                   spacing_mm: float | None = None) -> tuple[float, dict]:
+    """Structures part (0..1) and per-structure details {name: {present, conf, loc}}.
+
+    With the spacing, the target's depth is also checked against the preset's
+    ``target_depth_mm`` (the nerve's centre; for a plane block the top of the plane's
+    lower muscle), falling to 0 at TARGET_DEPTH_SLACK_MM outside the range.
+    """
     h, w = labels.shape
+    target = preset.target_class or (preset.target_plane[1] if preset.target_plane else None)
     min_area = max(20, int(MIN_AREA_FRAC * h * w))
     lo, hi = preset.expected_depth_frac
     details = {}
@@ -90,6 +100,12 @@ def structure_part(labels: np.ndarray, confidence: Sequence[float] | None,
             cy = float(ys.mean()) / h
             outside = max(lo - cy, cy - hi, 0.0)
             loc = float(np.clip(1.0 - outside / 0.25, 0.0, 1.0))
+            if spacing_mm and name == target:
+                row = ys.mean() if preset.target_class else np.percentile(ys, 10)
+                depth = float(row) * spacing_mm
+                t_lo, t_hi = preset.target_depth_mm
+                miss = max(t_lo - depth, depth - t_hi, 0.0)
+                loc = min(loc, float(np.clip(1.0 - miss / TARGET_DEPTH_SLACK_MM, 0.0, 1.0)))
         s = (0.3 + 0.4 * conf + 0.3 * loc) if present else 0.0
         details[name] = {"present": present, "area_px": area, "confidence": conf,
                          "location": loc, "score": s}
@@ -192,7 +208,7 @@ def quality_score(image: np.ndarray | None, labels: np.ndarray,
     img = _check_image("image", image, labels.shape)
     prev = _check_image("prev_image", prev_image, labels.shape) if img is not None else None
 
-    s_struct, details = structure_part(labels, confidence, preset, classes)
+    s_struct, details = structure_part(labels, confidence, preset, classes, spacing_mm)
     parts: dict = {"structures": s_struct, "structure_details": details}
     weighted = {"structures": s_struct}
     factors: dict = {}

@@ -173,3 +173,17 @@ def test_real_cine_loops_consecutive_frames_are_steadier_than_distant_ones(share
     assert res["pairs"] > 100
     assert res["mean_by_lag"][1] > res["mean_by_lag"][5] + 0.2
     assert res["share_nearer_steadier"] > 0.9
+
+
+def test_target_depth_is_checked_when_the_spacing_is_known():
+    axillary = find_preset(PRESETS, "axillary")  # nerve expected 5-20 mm deep
+    lab = np.zeros((400, 200), np.uint8)
+    lab[100:140, 80:120] = CLASS_INDEX["nerve"]  # centre row 119.5
+    lab[100:140, 20:60] = CLASS_INDEX["vessel"]
+    near = quality_score(None, lab, None, axillary, spacing_mm=0.1)  # nerve 12 mm deep
+    deep = quality_score(None, lab, None, axillary, spacing_mm=0.25)  # 30 mm deep
+    unknown = quality_score(None, lab, None, axillary)
+    assert near.parts["structure_details"]["nerve"]["location"] == pytest.approx(1.0)
+    assert deep.parts["structure_details"]["nerve"]["location"] == pytest.approx(0.0125)
+    assert unknown.score == near.score > deep.score
+    assert deep.reason == "nerve out of place"
