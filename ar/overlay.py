@@ -131,8 +131,10 @@ class MonitorLayout:
 
     def resize_labels(self, labels: np.ndarray) -> np.ndarray:
         """Labels resampled to the on-screen image size (nearest, by ``src_x``/``src_y``)."""
-        # remap with exact integer maps is a pure gather (no rounding questions) and fast
-        return cv2.remap(labels, *_remap_maps(self), interpolation=cv2.INTER_NEAREST)
+        if labels.shape != (self.image_h, self.image_w):
+            raise ValueError(f"labels {labels.shape} do not match the layout's image "
+                             f"{(self.image_h, self.image_w)}")
+        return cv2.resize(labels, (self.w, self.h), interpolation=cv2.INTER_NEAREST_EXACT)
 
     def resize_image(self, image: np.ndarray) -> np.ndarray:
         """The image as it appears on screen (bilinear for the picture itself), BGR."""
@@ -154,19 +156,16 @@ def _layout_cached(screen_w: int, screen_h: int, image_w: int, image_h: int) -> 
     h = max(1, int(round(image_h * scale)))
     x0 = RULER_W + (avail_w - w) // 2
     y0 = STATUS_H + (avail_h - h) // 2
-    # nearest source pixel centre for each screen pixel centre
-    src_x = np.clip(np.floor((np.arange(w) + 0.5) * image_w / w), 0, image_w - 1).astype(np.int32)
-    src_y = np.clip(np.floor((np.arange(h) + 0.5) * image_h / h), 0, image_h - 1).astype(np.int32)
+    # The source pixel each screen pixel shows: OpenCV's INTER_NEAREST_EXACT (pixel-centre
+    # nearest), read off by resizing an index ramp, so resize_labels can use the fast resize
+    # and still agree exactly with these arrays.
+    src_x = cv2.resize(np.arange(image_w, dtype=np.uint16)[None, :], (w, 1),
+                       interpolation=cv2.INTER_NEAREST_EXACT)[0].astype(np.int32)
+    src_y = cv2.resize(np.arange(image_h, dtype=np.uint16)[:, None], (1, h),
+                       interpolation=cv2.INTER_NEAREST_EXACT)[:, 0].astype(np.int32)
     src_x.setflags(write=False)
     src_y.setflags(write=False)
     return MonitorLayout(screen_w, screen_h, image_w, image_h, x0, y0, w, h, scale, src_x, src_y)
-
-
-@functools.lru_cache(maxsize=8)
-def _remap_maps(layout: MonitorLayout) -> tuple[np.ndarray, np.ndarray]:
-    mapx = np.broadcast_to(layout.src_x[None, :].astype(np.float32), (layout.h, layout.w)).copy()
-    mapy = np.broadcast_to(layout.src_y[:, None].astype(np.float32), (layout.h, layout.w)).copy()
-    return mapx, mapy
 
 
 def monitor_layout(image_shape: tuple[int, ...], settings: RenderSettings) -> MonitorLayout:
@@ -497,20 +496,18 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
             cv.circle(st_, 16, PLANE_COLOUR, 2)
             cv.text("target", (st_[0] + 20, st_[1] - 12), PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
             if occupied is not None:
-                cv2.circle(occupied, _ipt(st_ - (layout.x0, layout.y0)), 22, LABEL_AVOID_WEIGHT, -1)
+                occupied.circle(st_, 22)
         if ok and class_shown("needle", state):
             _draw_needle(cv, layout, frame, seg, state if assistant_ok else None, plane_px, settings, info,
                          occupied)
         if label_jobs:
             # labels last, placed clear of structures, the plane and the needle path
             if info.plane_px is not None:
-                sp = layout.image_to_screen(info.plane_px) - (layout.x0, layout.y0)
-                cv2.polylines(occupied, [np.round(sp).astype(np.int32).reshape(-1, 1, 2)], False,
-                              LABEL_AVOID_WEIGHT, 9)
-            integ = cv2.integral(occupied)
+                occupied.polyline(layout.image_to_screen(info.plane_px))
+            occupied.freeze()
             placed: list = []
-            for name, text, poly, colour in label_jobs:
-                box = _place_label(cv, layout, text, poly, integ, placed, colour, settings)
+            for name, text, poly, colour, own in label_jobs:
+                box = _place_label(cv, layout, text, poly, occupied, placed, colour, settings, own)
                 if box is not None:
                     info.label_boxes[name] = box
                     info.label_texts[name] = text
@@ -544,7 +541,8 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
     x0, y0, w, h = layout.rect
     classes = list(seg.classes) if seg.classes else list(CLASSES)
     labels_s = layout.resize_labels(seg.labels)
-    counts = np.bincount(labels_s.ravel(), minlength=256)
+    # which labels occur (calcHist is ~5x faster than np.bincount here)
+    counts = cv2.calcHist([labels_s], [0], None, [256], [0, 256]).ravel()
     colour_lut = np.zeros((256, 1, 3), np.uint8)
     shown_lut = np.zeros(256, np.uint8)  # 1 sure, 2 unsure
     plan = []
@@ -561,7 +559,6 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         plan.append((int(idx), name, conf, unsure))
         info.drawn_classes[name] = "unsure" if unsure else "sure"
     kind = cv2.LUT(labels_s, shown_lut)
-    shown = cv2.inRange(kind, 1, 2)
     # label placement cost per pixel: any structure 1, a small target (nerve, vessel) much
     # more, so a label may sit on a muscle but never on what the needle is aimed at or avoids
     weight_lut = np.where(shown_lut > 0, 1, 0).astype(np.uint8)
@@ -569,8 +566,10 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         if name in classes:
             i = classes.index(name)
             weight_lut[i] = LABEL_AVOID_WEIGHT if shown_lut[i] else 0
-    occupied = cv2.LUT(labels_s, weight_lut)
-    shown_labels = cv2.bitwise_and(labels_s, labels_s, mask=shown) if cv.mask is not None else labels_s
+    small = np.ascontiguousarray(labels_s[::OCC_STEP, ::OCC_STEP])
+    occupied = _Occupancy(layout, cv2.LUT(small, weight_lut), small)
+    shown_labels = (cv2.bitwise_and(labels_s, labels_s, mask=cv2.inRange(kind, 1, 2))
+                    if cv.mask is not None else labels_s)  # only tests look at it
     if not plan:
         return shown_labels, [], occupied
 
@@ -609,7 +608,9 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         pct = "" if conf is None else f" {conf * 100:.0f}%"
         label = name.replace("_", " ")
         text = f"{label} (unsure{pct})" if unsure else label
-        jobs.append((name, text, pts, COLOURS_BGR[name]))
+        # a big structure (not a target) may hold its own label inside it
+        own = idx if name not in TARGET_CLASSES else None
+        jobs.append((name, text, pts, COLOURS_BGR[name], own))
     return shown_labels, jobs, occupied
 
 
@@ -621,24 +622,69 @@ def _dash_mask(h: int, w: int) -> np.ndarray:
     return m
 
 
-def _box_overlap(integ: np.ndarray, layout: MonitorLayout, box) -> int:
-    """Structure pixels under a screen box (integral image of the on-screen labels)."""
-    x0, y0, w, h = layout.x0, layout.y0, layout.w, layout.h
-    bx0 = min(max(box[0] - x0, 0), w)
-    bx1 = min(max(box[2] - x0, 0), w)
-    by0 = min(max(box[1] - y0, 0), h)
-    by1 = min(max(box[3] - y0, 0), h)
-    if bx1 <= bx0 or by1 <= by0:
-        return 0
-    return int(integ[by1, bx1] - integ[by0, bx1] - integ[by1, bx0] + integ[by0, bx0])
+OCC_STEP = 4  # label placement looks at structures on a 4x coarser grid: plenty, and cheap
+
+
+class _Occupancy:
+    """Where labels should not go, on a coarse grid of the on-screen image: each cell holds
+    a cost (1 for a structure, LABEL_AVOID_WEIGHT for a target, the plane, the needle)."""
+
+    def __init__(self, layout: MonitorLayout, grid: np.ndarray, labels_grid: np.ndarray | None = None):
+        self.layout, self.grid, self.integ = layout, grid, None
+        self.labels_grid = labels_grid
+        self._own: dict[int, np.ndarray] = {}
+
+    def _g(self, p) -> tuple[int, int]:
+        return (int(round((float(p[0]) - self.layout.x0) / OCC_STEP)),
+                int(round((float(p[1]) - self.layout.y0) / OCC_STEP)))
+
+    def line(self, p0, p1, width_px: int = 9) -> None:
+        cv2.line(self.grid, self._g(p0), self._g(p1), LABEL_AVOID_WEIGHT, max(1, width_px // OCC_STEP))
+
+    def polyline(self, pts, width_px: int = 9) -> None:
+        g = np.round((np.asarray(pts, np.float64) - (self.layout.x0, self.layout.y0)) / OCC_STEP)
+        cv2.polylines(self.grid, [g.astype(np.int32).reshape(-1, 1, 2)], False, LABEL_AVOID_WEIGHT,
+                      max(1, width_px // OCC_STEP))
+
+    def rect(self, box, margin_px: int = 4) -> None:
+        cv2.rectangle(self.grid, self._g((box[0] - margin_px, box[1] - margin_px)),
+                      self._g((box[2] + margin_px, box[3] + margin_px)), LABEL_AVOID_WEIGHT, -1)
+
+    def circle(self, c, r_px: float) -> None:
+        cv2.circle(self.grid, self._g(c), max(1, int(r_px / OCC_STEP)), LABEL_AVOID_WEIGHT, -1)
+
+    def freeze(self) -> None:
+        self.integ = cv2.integral(self.grid)
+
+    def cost(self, box, own_class: int | None = None) -> int:
+        """Summed cost under a screen box (x0, y0, x1, y1), in screen-pixel units, not
+        counting ``own_class`` (a big muscle may carry its own label inside it)."""
+        if self.integ is None:
+            self.freeze()
+        total = self._sum(self.integ, box)
+        if own_class is not None and self.labels_grid is not None:
+            if own_class not in self._own:
+                self._own[own_class] = cv2.integral(cv2.inRange(self.labels_grid, own_class, own_class) // 255)
+            total -= self._sum(self._own[own_class], box)
+        return max(total, 0)
+
+    def _sum(self, it: np.ndarray, box) -> int:
+        gh, gw = self.grid.shape
+        bx0 = min(max((box[0] - self.layout.x0) // OCC_STEP, 0), gw)
+        bx1 = min(max(-(-(box[2] - self.layout.x0) // OCC_STEP), 0), gw)
+        by0 = min(max((box[1] - self.layout.y0) // OCC_STEP, 0), gh)
+        by1 = min(max(-(-(box[3] - self.layout.y0) // OCC_STEP), 0), gh)
+        if bx1 <= bx0 or by1 <= by0:
+            return 0
+        return int(it[by1, bx1] - it[by0, bx1] - it[by1, bx0] + it[by0, bx0]) * OCC_STEP * OCC_STEP
 
 
 def _intersects(a, b) -> bool:
     return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
 
 
-def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray, integ: np.ndarray,
-                 placed: list, colour, settings: RenderSettings):
+def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray, occupied: "_Occupancy",
+                 placed: list, colour, settings: RenderSettings, own_class: int | None = None):
     """Put the label beside the structure where it covers the fewest structure pixels
     (the target must stay visible), with a leader line to the nearest outline point."""
     scale = settings.label_font_scale
@@ -658,13 +704,17 @@ def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray
             (bx + bww + dist, by - dist - bh),  # above right
             (bx - dist - bw, by + bhh + dist),  # below left
         ]
+    if own_class is not None:  # inside, around the structure's most central point
+        m = poly.mean(axis=0)
+        c = poly[int(np.argmin(((poly - m) ** 2).sum(axis=1)))]
+        cands.append((c[0] - bw / 2, c[1] - bh / 2))
     rx0, ry0, rx1, ry1 = layout.x0, layout.y0, layout.x0 + layout.w, layout.y0 + layout.h
     best, best_cost = None, None
     for i, (lx, ly) in enumerate(cands):
         lx = min(max(lx, rx0 + 2), rx1 - bw - 2)
         ly = min(max(ly, ry0 + 2), ry1 - bh - 2)
         box = (int(lx), int(ly), int(lx + bw), int(ly + bh))
-        cost = _box_overlap(integ, layout, box) * 4 + i  # prefer order when equally clear
+        cost = occupied.cost(box, own_class) * 4 + i  # prefer order when equally clear
         if any(_intersects(box, p) for p in placed):
             cost += 10 ** 7
         if best_cost is None or cost < best_cost:
@@ -735,7 +785,7 @@ def _num(d: dict | None, key: str) -> float | None:
 
 def _draw_needle(cv: _Canvas, layout: MonitorLayout, frame: Frame, seg: SegResult,
                  state: AssistantState | None, plane_px, settings: RenderSettings, info: RenderInfo,
-                 occupied: np.ndarray | None = None):
+                 occupied: "_Occupancy | None" = None):
     nd = seg.needle if isinstance(seg.needle, dict) else {}
     if not nd.get("visible") or nd.get("tip_px") is None:
         if nd and nd.get("frames_missing"):
@@ -780,9 +830,9 @@ def _draw_needle(cv: _Canvas, layout: MonitorLayout, frame: Frame, seg: SegResul
         if okc:
             cv.polylines(dashed_segments([p0, p1], 12, 8), colour, 1)
             if occupied is not None:  # keep structure labels off the path
-                cv2.line(occupied, (p0[0] - x0, p0[1] - y0), (p1[0] - x0, p1[1] - y0), LABEL_AVOID_WEIGHT, 9)
+                occupied.line(p0, p1)
         if entry is not None and occupied is not None:
-            cv2.line(occupied, _ipt(se - (x0, y0)), _ipt(st - (x0, y0)), LABEL_AVOID_WEIGHT, 9)
+            occupied.line(se, st)
     info.needle_drawn = True
     cv.circle(st, 7, (0, 0, 0), 3)
     cv.circle(st, 7, colour, 2)
@@ -814,8 +864,7 @@ def _draw_needle(cv: _Canvas, layout: MonitorLayout, frame: Frame, seg: SegResul
         ty = st[1] - 14 if st[1] - 30 > y0 else st[1] + 28
         box = cv.text(text, (tx, ty), colour, 0.5, 1, bg=(0, 0, 0))
         if occupied is not None:  # structure labels keep off this text
-            cv2.rectangle(occupied, (box[0] - x0 - 4, box[1] - y0 - 4), (box[2] - x0 + 4, box[3] - y0 + 4),
-                          LABEL_AVOID_WEIGHT, -1)
+            occupied.rect(box)
 
 
 def _draw_ruler(cv: _Canvas, layout: MonitorLayout, frame: Frame, settings: RenderSettings):

@@ -25,11 +25,14 @@ def _expected_blend(base: np.ndarray, colour, alpha: float) -> np.ndarray:
 
 
 def _screen_labels(layout: MonitorLayout, labels: np.ndarray) -> np.ndarray:
-    """Labels on screen computed here from pixel-centre nearest sampling (not the layout's maps)."""
+    """Labels on screen gathered here through the layout's index arrays, after checking those
+    are the nearest pixel centres (to within float rounding at exact ties)."""
     ih, iw = labels.shape
-    sx = np.minimum(np.floor((np.arange(layout.w) + 0.5) * iw / layout.w).astype(int), iw - 1)
-    sy = np.minimum(np.floor((np.arange(layout.h) + 0.5) * ih / layout.h).astype(int), ih - 1)
-    return labels[sy[:, None], sx[None, :]]
+    ideal_x = (np.arange(layout.w) + 0.5) * iw / layout.w - 0.5
+    ideal_y = (np.arange(layout.h) + 0.5) * ih / layout.h - 0.5
+    assert np.abs(layout.src_x - ideal_x).max() <= 0.5 + 1e-6
+    assert np.abs(layout.src_y - ideal_y).max() <= 0.5 + 1e-6
+    return labels[layout.src_y[:, None], layout.src_x[None, :]]
 
 
 def _interior(lab: np.ndarray, r: int) -> np.ndarray:
@@ -338,3 +341,12 @@ def test_depth_cue_in_the_side_panel():
     diff = np.abs(with_cue[region].astype(int) - plain[region]).sum(axis=2) > 30
     assert diff.sum() > 2000  # the cue is drawn in the panel ...
     assert np.array_equal(with_cue[:, :S.width_px - 300], plain[:, :S.width_px - 300])  # ... and only there
+
+
+@pytest.mark.parametrize("shape", [(542, 562), (480, 640), (600, 800), (300, 200), (1000, 1000)])
+def test_resized_labels_are_the_layout_gather_for_any_size(shape):
+    layout = monitor_layout(shape, S)
+    lab = np.random.default_rng(0).integers(0, 10, shape).astype(np.uint8)
+    assert np.array_equal(layout.resize_labels(lab), _screen_labels(layout, lab))
+    with pytest.raises(ValueError, match="do not match"):
+        layout.resize_labels(lab[:-1])
