@@ -10,10 +10,31 @@ class SpeechSettings:
     engine: Literal["pocketsphinx", "vosk"] = "pocketsphinx"
     vosk_model_dir: str = ""
     commands_file: str = ""  # empty: speech/commands_en.yaml
+    # "wake" meets the false-activation goal on continuous speech (docs/SPEECH.md);
+    # "always" acts on bare commands (more false activations in conversation).
     activation: Literal["wake", "push_to_talk", "always"] = "wake"
-    wake_phrase: str = "assistant"
+    wake_phrase: str = "assistant"  # must be one of the command file's wake_phrases
     input: str = "none"  # "mic", "mic:<index>", a WAV path, or "none"
-    mute_tail_ms: int = 300
+    mute_tail_ms: int = 300  # recognizer stays muted this long after our own speech
+    # --- endpointing (speech/vad.py)
+    vad_on_db: float = 9.0
+    vad_off_db: float = 6.0
+    vad_hangover_ms: int = 200
+    vad_min_speech_ms: int = 60
+    max_utterance_ms: int = 5000
+    # --- decision (speech/decision.py), tuned by benchmarks/speech_bench.py
+    min_lr_per_frame: float = -40.0
+    min_word_posterior: float = 0.5
+    min_word_ms: int = 100
+    max_uncovered_ms: int = 400
+    max_word_ms: int = 1500
+    min_vosk_confidence: float = 0.7
+    # a wake phrase alone is held this long for the command that follows a pause
+    wake_join_gap_ms: int = 1500
+    # yes/no (commands marked reply) need no wake phrase this long after expect_reply()
+    reply_window_ms: int = 8000
+    # push-to-talk: speech that ends this long after the pedal is released still counts
+    ptt_grace_ms: int = 400
 
 
 @dataclass(frozen=True)
@@ -23,3 +44,7 @@ class TTSSettings:
     wav_dir: str = ""
     rate_wpm: int = 170
     voice: str = ""
+    # engine: "pyttsx3" (one engine in a worker thread) falling back to the
+    # espeak-ng command line when pyttsx3 fails; "espeak-ng" uses the command line only
+    backend: Literal["pyttsx3", "espeak-ng"] = "pyttsx3"
+    max_queue: int = 8  # oldest ack/answer dropped beyond this (alerts never)

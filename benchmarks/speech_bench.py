@@ -1,0 +1,382 @@
+"""Speech command benchmark: accuracy, false activations, latency and speed.
+
+Data (nothing is copied into the repository):
+* REAL human recordings: ``<data>/speech_commands/WORD/*.wav`` (Speech Commands v0.02
+  test clips: 10 command words, ``_unknown_`` other words, ``_silence_``), clean and
+  mixed with the REAL noise of ``<data>/noise`` at 20/10/5/0 dB SNR.
+* SYNTHETIC voices: multi-word commands ("assistant, show fascia") and a long
+  non-command monologue spoken by eSpeak NG voices (voices, speeds, pitches), mixed
+  with the real noise. Figures from these are labelled "synthetic".
+
+Splits: clips and voices are split in two halves; thresholds are tuned on ``tune`` and
+reported on ``test`` (``--split``).
+
+    nice -n 5 python benchmarks/speech_bench.py --part all --split test
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as the goal says
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from speech.audio import SAMPLE_RATE_HZ, read_wav, to_internal  # noqa: E402
+from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
+from speech.engines import cmudict_words, make_engine  # noqa: E402
+from speech.listener import CommandListener  # noqa: E402
+from speech.settings import SpeechSettings  # noqa: E402
+
+SR = SAMPLE_RATE_HZ
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
+
+# eSpeak NG voices (language + variant). Two disjoint halves: tune / test.
+VOICES_TUNE = ["en-us", "en-gb+f3", "en-gb-scotland+m3", "en-us-nyc+f2", "en-029+m5",
+               "en-gb-x-rp+f4"]
+VOICES_TEST = ["en-us+f3", "en-gb", "en-gb-x-gbclan+m2", "en-us+m7", "en-gb-x-gbcwmd+f1",
+               "en-us+Andrea"]
+
+# Ordinary talk with no command in it (no wake word; single command words only inside
+# longer sentences). Written for this benchmark.
+MONOLOGUE = """\
+Good morning everyone, let's get started with the list for today.
+The first patient is a sixty two year old man for a shoulder arthroscopy.
+He had a small heart attack about five years ago and takes aspirin every day.
+Could somebody check whether the consent form has been signed.
+I think the surgeon wants to start a little earlier than planned.
+We should put the monitor on the other side of the bed.
+Can you pass me the gel and a couple of sterile covers please.
+The blood pressure is a bit high, probably because he is nervous.
+Let's give him a small dose of midazolam before we begin.
+Do you want the lights a bit lower so you can see the screen better.
+My daughter started school last week and she loves it already.
+We went to the coast at the weekend and the weather was lovely.
+The traffic on the way in this morning was absolutely terrible.
+Has anyone seen the blue trolley, it was here a minute ago.
+The coffee machine on the second floor is broken again.
+I need to leave at five today because of a meeting at the hospital.
+The next case is a knee replacement, probably a femoral approach for that one.
+Please write down the time when the surgeon makes the first cut.
+It looks like the probe cable is a bit tangled behind the machine.
+Could you move the table up a little, it's too low for me.
+That's fine, we can keep going while the scrub nurse gets ready.
+Did you read the new guideline about fasting before surgery.
+I'm not sure the printer in the office is working today.
+We'll see the results of the audit at the department meeting next month.
+The patient says he feels a little cold, can we get another blanket.
+There is a training session on ultrasound for the new residents on Thursday.
+She turned left at the end of the corridor and went down the stairs.
+It was the right decision to wait for the blood results.
+The kettle is on if anybody wants a cup of tea.
+Let me know when the anaesthetic machine check is done.
+I'll go and find the registrar, he was in theatre three.
+We usually stop the blood thinners two days before this operation.
+The screen is quite bright, turn it down a bit if you can.
+Thank you, that was really helpful.
+Okay, let's see what the next one looks like.
+Pass me that syringe, the ten millilitre one.
+How long has he been waiting in the anaesthetic room.
+He told me he had never had an operation before.
+The recovery nurse will call us when the bed is ready.
+Alright, we are almost done here.
+"""
+
+COMMAND_WORDS = list(SINGLE_WORDS)
+
+
+# ----------------------------------------------------------------------------- audio helpers
+
+def active_power(x: np.ndarray) -> float:
+    """Mean power of the louder half of 10 ms frames (speech power for SNR)."""
+    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    p = (f * f).mean(axis=1)
+    p = np.sort(p)[len(p) // 2:]
+    return float(p.mean()) if len(p) else 0.0
+
+
+def background(x: np.ndarray, seconds: float) -> np.ndarray:
+    """The clip's own quietest 100 ms, tiled: the room's background before/after."""
+    f = x[: len(x) // 1600 * 1600].reshape(-1, 1600)
+    q = f[np.argmin((f.astype(np.float64) ** 2).mean(axis=1))]
+    return np.tile(q, int(np.ceil(seconds * SR / 1600)))[: int(seconds * SR)]
+
+
+def noise_piece(noises: list[np.ndarray], n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    src = noises[int(rng.integers(len(noises)))]
+    off = int(rng.integers(0, max(1, len(src) - n)))
+    piece = src[off: off + n].astype(np.float64)
+    if len(piece) < n:
+        piece = np.pad(piece, (0, n - len(piece)), mode="wrap")
+    return piece
+
+
+def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None) -> np.ndarray:
+    s = speech.astype(np.float64)
+    if snr_db is None:
+        return speech
+    ps, pn = active_power(speech), float((noise ** 2).mean()) + 1e-9
+    g = np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
+    y = s + g * noise[: len(s)]
+    peak = np.abs(y).max()
+    if peak > 32000:  # keep the mix in range, SNR unchanged
+        y *= 32000 / peak
+    return np.round(y).astype(np.int16)
+
+
+def speech_end(x: np.ndarray) -> float:
+    """Last 10 ms frame above -35 dB of the loudest frame (clean synthetic speech)."""
+    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    e = 10 * np.log10((f * f).mean(axis=1) + 1)
+    idx = np.nonzero(e > e.max() - 35)[0]
+    return (idx[-1] + 1) * 0.01 if len(idx) else 0.0
+
+
+def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndarray:
+    key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
+    p = cache / f"{key}.wav"
+    if not p.exists():
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                        "-w", str(p), text], check=True, capture_output=True)
+    x, _ = read_wav(p)
+    return x
+
+
+def split_of(name: str) -> str:
+    """Speaker-level split: the speaker hash of a Speech Commands file name."""
+    spk = name.split("_nohash")[0].split("_")[-1]
+    return "tune" if int(hashlib.md5(spk.encode()).hexdigest(), 16) % 2 == 0 else "test"
+
+
+# ----------------------------------------------------------------------------- running
+
+class Runner:
+    def __init__(self, settings: SpeechSettings, chunk_ms: int) -> None:
+        self.settings = settings
+        self.chunk_ms = chunk_ms
+        known = cmudict_words() if settings.engine == "pocketsphinx" else None
+        self.commands = load_commands(settings.commands_file or None, known)
+        self.engine = make_engine(settings, self.commands)
+        self.audio_s = 0.0
+        self.wall_s = 0.0
+        self.dump: list[dict] = []
+
+    def run(self, x: np.ndarray, activation: str, tag: dict | None = None):
+        """Feed a stream; returns [(Heard, emitted_at_media_s, feed_wall_ms)]."""
+        s = replace(self.settings, activation=activation)
+        lis = CommandListener(s, commands=self.commands, engine=self.engine)
+        n = SR * self.chunk_ms // 1000
+        out = []
+        t0 = time.perf_counter()
+        for i in range(0, len(x), n):
+            c = x[i: i + n]
+            ts = time.perf_counter()
+            got = lis.feed(c, i / SR)
+            ms = 1000 * (time.perf_counter() - ts)
+            out += [(h, (i + len(c)) / SR, ms) for h in got]
+        got = lis.flush()
+        out += [(h, len(x) / SR, 0.0) for h in got]
+        self.wall_s += time.perf_counter() - t0
+        self.audio_s += len(x) / SR
+        if tag is not None:
+            for r in lis.log:
+                d = r.decision
+                self.dump.append({**tag, "kind": d.kind, "command": d.command, "heard": d.heard,
+                                  "reason": d.reason, "lr": d.lr_per_frame,
+                                  "post": d.posterior, "wake": d.wake, "gpf": d.grammar_per_frame,
+                                  "dur": round(r.end_s - r.start_s, 3)})
+        return out
+
+
+def pct(a: float, b: float) -> str:
+    return f"{100.0 * a / b:5.1f}% ({a}/{b})" if b else "n/a"
+
+
+def bench_words(r: Runner, data: Path, split: str, snrs, noises) -> dict:
+    """REAL human single words (--activation always)."""
+    res = {}
+    files = {w: sorted(glob.glob(str(data / "speech_commands" / w / "*.wav")))
+             for w in COMMAND_WORDS + ["_unknown_", "_silence_"]}
+    for snr in [None] + list(snrs):
+        ok = n = fa_unk = n_unk = fa_sil = n_sil = 0
+        for w, fs in files.items():
+            for k, f in enumerate(fs):
+                if split != "all" and split_of(os.path.basename(f)) != split:
+                    continue
+                x, _ = read_wav(f)
+                if snr is None:
+                    stream = np.concatenate([background(x, 0.5), x, background(x, 0.6)])
+                else:
+                    body = np.concatenate([np.zeros(int(0.5 * SR), np.int16), x,
+                                           np.zeros(int(0.6 * SR), np.int16)])
+                    nz = noise_piece(noises, len(body), seed=k * 31 + len(w))
+                    # SNR against the clip's speech power; silence clips get the noise
+                    # at the level it would have next to a typical clip
+                    ref = x if w != "_silence_" else (np.ones(SR, np.int16) * 1000)
+                    g = np.sqrt(active_power(ref) / ((nz ** 2).mean() * 10 ** (snr / 10)))
+                    stream = np.clip(body + g * nz, -32768, 32767).astype(np.int16)
+                got = r.run(stream, "always", {"part": "words", "snr": snr, "word": w,
+                                               "file": os.path.basename(f)})
+                cmds = [h.command for h, _, _ in got]
+                if w == "_unknown_":
+                    n_unk += 1
+                    fa_unk += bool(cmds)
+                elif w == "_silence_":
+                    n_sil += 1
+                    fa_sil += bool(cmds)
+                else:
+                    n += 1
+                    ok += cmds == [w]
+        key = "clean" if snr is None else f"{snr} dB"
+        res[key] = {"commands_right": pct(ok, n), "unknown_accepted": pct(fa_unk, n_unk),
+                    "silence_accepted": pct(fa_sil, n_sil)}
+    return res
+
+
+def bench_noise(r: Runner, data: Path) -> dict:
+    """REAL noise files alone, as long streams, always-listening."""
+    total_s, fa = 0.0, 0
+    for f in sorted(glob.glob(str(data / "noise" / "*.wav"))):
+        x, _ = read_wav(f)
+        for gain in (1.0, 4.0):  # as recorded and 12 dB louder
+            y = np.clip(x.astype(np.float64) * gain, -32768, 32767).astype(np.int16)
+            fa += len(r.run(y, "always", {"part": "noise", "file": os.path.basename(f)}))
+            total_s += len(y) / SR
+    return {"noise_minutes": round(total_s / 60, 1), "false_commands": fa,
+            "per_hour": round(fa * 3600 / total_s, 1)}
+
+
+def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
+                max_cmds: int) -> dict:
+    """SYNTHETIC voices: "assistant, <phrase>" for every command (wake activation)."""
+    cs = r.commands
+    ids = [c for c in sorted(cs.commands) if c not in SINGLE_WORDS][:max_cmds]
+    res = {}
+    lat: list[float] = []
+    for snr in [None] + list(snrs):
+        ok = n = 0
+        errors: list[str] = []
+        for vi, voice in enumerate(voices):
+            for ci, cid in enumerate(ids):
+                phrases = cs.commands[cid].phrases
+                phrase = phrases[(vi + ci) % len(phrases)]
+                speed = 140 + 10 * ((vi * 7 + ci) % 6)
+                pitch = 30 + 8 * ((vi * 3 + ci) % 6)
+                x = synth(f"{cs.wake_phrases[0]}, {phrase}", voice, speed, pitch, cache)
+                lead, tail = int(0.6 * SR), int(0.8 * SR)
+                body = np.concatenate([np.zeros(lead, np.int16), x, np.zeros(tail, np.int16)])
+                nz = noise_piece(noises, len(body), seed=vi * 1000 + ci)
+                if snr is None:
+                    nz = nz * 0.0 + np.random.default_rng(ci).normal(0, 3, len(body))
+                    stream = np.clip(body + nz, -32768, 32767).astype(np.int16)
+                else:
+                    stream = mix(body, nz, snr)
+                got = r.run(stream, "wake", {"part": "multi", "snr": snr, "voice": voice,
+                                             "cmd": cid})
+                cmds = [h.command for h, _, _ in got]
+                n += 1
+                if cmds == [cid]:
+                    ok += 1
+                    if snr in (None, 20):
+                        end = lead / SR + speech_end(x)
+                        h, emitted, ms = got[0]
+                        lat.append(1000 * (emitted - end) + ms)
+                else:
+                    errors.append(f"{voice}/{phrase}->{cmds}")
+        key = "clean" if snr is None else f"{snr} dB"
+        res[key] = {"commands_right": pct(ok, n), "errors": errors[:6]}
+    if lat:
+        res["latency_ms_end_of_speech_to_command"] = {
+            "p50": round(float(np.percentile(lat, 50)), 1),
+            "p95": round(float(np.percentile(lat, 95)), 1), "n": len(lat)}
+    return res
+
+
+def bench_monologue(r: Runner, voices: list[str], noises, cache: Path, snr: float | None,
+                    passes: int) -> dict:
+    """SYNTHETIC voices reading ordinary non-command text, as one long stream."""
+    lines = [ln for ln in MONOLOGUE.splitlines() if ln.strip()]
+    parts = []
+    rng = np.random.default_rng(7)
+    for p in range(passes):
+        for i, line in enumerate(lines):
+            v = voices[(i + p) % len(voices)]
+            x = synth(line, v, 150 + 10 * ((i + p) % 5), 35 + 6 * ((i * 3 + p) % 5), cache)
+            parts.append(x)
+            parts.append(np.zeros(int(SR * rng.uniform(0.3, 1.5)), np.int16))
+    body = np.concatenate(parts)
+    nz = noise_piece(noises, len(body), seed=99)
+    stream = mix(body, nz, snr) if snr is not None else np.clip(
+        body + np.random.default_rng(1).normal(0, 3, len(body)), -32768, 32767).astype(np.int16)
+    minutes = len(stream) / SR / 60
+    res = {"minutes": round(minutes, 1), "snr_db": snr}
+    for act in ("wake", "always"):
+        got = r.run(stream, act, {"part": "monologue", "act": act})
+        res[act] = {"false_commands": len(got), "per_hour": round(len(got) * 60 / minutes, 1),
+                    "heard": [f"{h.heard}->{h.command}" for h, _, _ in got][:8]}
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--part", default="all",
+                    choices=["all", "words", "noise", "multi", "monologue"])
+    ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
+    ap.add_argument("--snrs", default="20,10,5,0")
+    ap.add_argument("--engine", default="pocketsphinx")
+    ap.add_argument("--chunk-ms", type=int, default=20)
+    ap.add_argument("--max-cmds", type=int, default=100)
+    ap.add_argument("--monologue-passes", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"))
+    ap.add_argument("--set", action="append", default=[],
+                    help="override a SpeechSettings field, e.g. --set min_lr_per_frame=-30")
+    ap.add_argument("--dump", type=Path, help="write every utterance decision (JSON lines)")
+    args = ap.parse_args(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    over = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        over[k] = type(getattr(SpeechSettings(), k))(v)
+    settings = replace(SpeechSettings(engine=args.engine), **over)
+    snrs = [float(s) for s in args.snrs.split(",") if s]
+    noises = [read_wav(f)[0].astype(np.float64)
+              for f in sorted(glob.glob(str(args.data / "noise" / "*.wav")))]
+    voices = {"tune": VOICES_TUNE, "test": VOICES_TEST, "all": VOICES_TUNE + VOICES_TEST}[args.split]
+    r = Runner(settings, args.chunk_ms)
+    out: dict = {"engine": r.engine.name, "split": args.split, "chunk_ms": args.chunk_ms,
+                 "settings_overrides": over}
+    if args.part in ("all", "words"):
+        out["real_single_words_always"] = bench_words(r, args.data, args.split, snrs, noises)
+    if args.part in ("all", "noise"):
+        out["real_noise_only_always"] = bench_noise(r, args.data)
+    if args.part in ("all", "multi"):
+        out["synthetic_multiword_wake"] = bench_multi(r, voices, snrs, noises, args.cache,
+                                                      args.max_cmds)
+    if args.part in ("all", "monologue"):
+        out["synthetic_monologue_10dB"] = bench_monologue(r, voices, noises, args.cache, 10.0,
+                                                          args.monologue_passes)
+    out["real_time_factor_one_core"] = round(r.wall_s / max(r.audio_s, 1e-9), 4)
+    out["audio_minutes_processed"] = round(r.audio_s / 60, 1)
+    print(json.dumps(out, indent=1))
+    if args.dump:
+        with open(args.dump, "w") as f:
+            for d in r.dump:
+                f.write(json.dumps(d) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Accept or reject one decoded utterance: a pure function of what the engine heard,
+the command set and the activation state. No audio, no engine, no clock.
+
+Why each test exists (the baseline that skipped them acted on 80 % of non-command
+words and on 19 % of silent clips):
+
+* the hypothesis must be a *whole* phrase of the command set (PocketSphinx returns the
+  best partial path when no grammar end state is reached);
+* the wake phrase must be in the utterance unless activation says otherwise;
+* the grammar path must score close to the open phone-loop decode of the same audio
+  (likelihood ratio: a garbage model), else it was other speech or noise;
+* each command word's lattice posterior must be high enough, and its duration must
+  fit a spoken word.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .commands import CommandSet
+from .engines import Decoded
+
+
+@dataclass(frozen=True)
+class DecisionThresholds:
+    min_lr_per_frame: float = -40.0  # PocketSphinx log units per 10 ms frame
+    min_word_posterior: float = 0.5
+    min_word_ms: int = 100
+    max_uncovered_ms: int = 400  # speech not covered by grammar words
+    max_word_ms: int = 1500
+    min_vosk_confidence: float = 0.7
+    lr_scale: float = 20.0  # spread of the confidence mapping around the threshold
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # "accept" | "reject" | "wake_only"
+    command: str | None = None
+    heard: str = ""
+    confidence: float = 0.0
+    reason: str = ""
+    wake: bool = False
+    lr_per_frame: float | None = None  # diagnostics: grammar vs open decode
+    posterior: float | None = None
+    grammar_per_frame: float | None = None  # diagnostics: grammar path score per speech frame
+
+
+def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
+           reply_open: bool = False, th: DecisionThresholds = DecisionThresholds(),
+           speech_spans_s: list[tuple[float, float]] | None = None) -> Decision:
+    """The decision for one utterance. ``require_wake``: activation is "wake" (in
+    "always" and push-to-talk the wake phrase is optional). ``reply_open``: the assistant
+    is waiting for an answer, so commands marked ``reply`` need no wake phrase.
+    ``speech_spans_s``: where the endpointer found speech, relative to the utterance's
+    first sample (two spans for a wake phrase joined with the command after a pause);
+    speech the grammar words do not cover means other words were said."""
+    if not dec.text:
+        return Decision("reject", reason="nothing in the grammar")
+    wake, rest = commands.strip_wake(dec.text)
+    if wake and not rest:
+        return Decision("wake_only", heard=dec.text, reason="wake phrase alone", wake=True)
+    cid = commands.lookup(rest)
+    if cid is None:
+        return Decision("reject", heard=dec.text, reason=f"not a whole command: {rest!r}")
+    if require_wake and not wake and not (reply_open and commands.commands[cid].reply):
+        return Decision("reject", cid, dec.text, reason="no wake phrase")
+
+    cmd_words = [w for w in dec.words if w.word]
+    if wake:  # only the command part is judged for duration and posterior
+        n_wake = len(dec.text.split()) - len(rest.split())
+        cmd_words = cmd_words[n_wake:]
+    spans = speech_spans_s or [(0.0, dec.n_frames / 100.0)]
+    speech_s = sum(b - a for a, b in spans)
+    covered = sum(max(0.0, min(w.end_s, b) - max(w.start_s, a))
+                  for w in dec.words for a, b in spans)
+    uncovered_ms = 1000.0 * max(0.0, speech_s - covered)
+    if uncovered_ms > th.max_uncovered_ms:
+        return Decision("reject", cid, dec.text,
+                        reason=f"{uncovered_ms:.0f} ms of speech outside the command words",
+                        wake=wake)
+    for w in cmd_words:
+        ms = 1000.0 * (w.end_s - w.start_s)
+        if ms < th.min_word_ms or ms > th.max_word_ms:
+            return Decision("reject", cid, dec.text,
+                            reason=f"word {w.word!r} lasts {ms:.0f} ms, outside "
+                                   f"{th.min_word_ms}-{th.max_word_ms} ms")
+
+    if dec.word_confidence is not None:  # Vosk: its own per-word confidence
+        conf = dec.word_confidence
+        if conf < th.min_vosk_confidence:
+            return Decision("reject", cid, dec.text, conf, f"confidence {conf:.2f} too low")
+        return Decision("accept", cid, dec.text, conf, "ok", wake)
+
+    post = min((w.confidence for w in cmd_words), default=1.0)
+    if post < th.min_word_posterior:
+        return Decision("reject", cid, dec.text, post, f"word posterior {post:.2f} too low",
+                        wake, None, post)
+    lr = gpf = None
+    nspeech = max(10.0, 100.0 * speech_s)
+    if dec.grammar_score is not None:
+        gpf = dec.grammar_score / nspeech
+    if dec.grammar_score is not None and dec.open_score is not None:
+        # per frame of speech, not of the whole utterance: leading/trailing silence
+        # scores the same in both decodes and would dilute the ratio
+        lr = (dec.grammar_score - dec.open_score) / nspeech
+    if lr is None:
+        return Decision("reject", cid, dec.text, reason="no open-model score to compare")
+    if lr < th.min_lr_per_frame:
+        return Decision("reject", cid, dec.text, _confidence(lr, post, th),
+                        f"likelihood ratio {lr:.1f}/frame below {th.min_lr_per_frame}",
+                        wake, lr, post, gpf)
+    return Decision("accept", cid, dec.text, _confidence(lr, post, th), "ok", wake, lr, post, gpf)
+
+
+def _confidence(lr: float, posterior: float, th: DecisionThresholds) -> float:
+    """0..1: 0.5 at the likelihood-ratio threshold, rising as the grammar path comes
+    closer to the open decode, times the weakest word's posterior."""
+    z = (lr - th.min_lr_per_frame) / max(th.lr_scale, 1e-6)
+    return round(posterior / (1.0 + math.exp(-z)), 3)

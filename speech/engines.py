@@ -1,0 +1,245 @@
+"""Recognition engines behind one interface: decode one endpointed utterance.
+
+* :class:`PocketSphinxEngine` (default, offline, English model bundled in the wheel):
+  decodes each utterance twice, with the command grammar and with an open phone loop
+  (allphone search). The difference of the two acoustic scores per frame is the
+  likelihood ratio the decision uses: a command that was really said scores close to
+  the unconstrained phone loop, other speech and noise score far below it.
+* :class:`VoskEngine`: Kaldi via Vosk in grammar mode, with ``[unk]`` in the grammar
+  as the garbage model, per-word confidences from Vosk.
+
+Engines are created by :func:`make_engine` when a listener is built, never at import.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .commands import CommandSet, normalise
+
+log = logging.getLogger(__name__)
+
+FRAME_RATE_HZ = 100  # PocketSphinx and Vosk features: 10 ms frames
+
+
+@dataclass(frozen=True)
+class WordSeg:
+    word: str
+    start_s: float  # relative to the utterance's first sample
+    end_s: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What an engine heard in one utterance (pure data, input of decision.decide)."""
+
+    text: str  # normalised grammar hypothesis ("" when nothing in grammar)
+    words: tuple[WordSeg, ...] = ()
+    grammar_score: float | None = None  # path score, log units (PocketSphinx logmath)
+    open_score: float | None = None  # same for the open (phone-loop) decode
+    n_frames: int = 0
+    engine: str = ""
+    word_confidence: float | None = None  # engine's own (Vosk), 0..1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def lr_per_frame(self) -> float | None:
+        """(grammar - open) log-likelihood per frame of speech; <= 0 in practice."""
+        if self.grammar_score is None or self.open_score is None or self.n_frames <= 0:
+            return None
+        return (self.grammar_score - self.open_score) / self.n_frames
+
+
+class Engine(Protocol):
+    name: str
+
+    def decode(self, samples: np.ndarray) -> Decoded: ...
+
+
+class EngineError(RuntimeError):
+    """An engine cannot be created (missing model, bad dictionary); names what is wrong."""
+
+
+# ----------------------------------------------------------------------------- PocketSphinx
+
+class PocketSphinxEngine:
+    """PocketSphinx 5 with its bundled US-English acoustic model."""
+
+    name = "pocketsphinx"
+
+    def __init__(self, commands: CommandSet, open_model: bool = True, **decoder_args) -> None:
+        try:
+            import pocketsphinx as ps
+        except ImportError as exc:
+            raise EngineError(f"pocketsphinx is not installed: {exc}") from exc
+        model = ps.get_model_path("en-us")
+        self._hmm = os.path.join(model, "en-us")
+        base = _read_cmudict(os.path.join(model, "cmudict-en-us.dict"), commands.words)
+        prons: list[tuple[str, str]] = []
+        for w in sorted(commands.words):
+            variants = list(commands.pronunciations.get(w, ())) or base.get(w, [])
+            if not variants:
+                raise EngineError(f"word {w!r} of {commands.path} has no pronunciation in "
+                                  f"cmudict or the command dictionary")
+            prons += [(w, v) for v in variants]
+        # A small dictionary of only the grammar's words: loads in milliseconds
+        # instead of the full 130k-word cmudict.
+        self._tmp = tempfile.TemporaryDirectory(prefix="speech-dict-")
+        dict_path = Path(self._tmp.name) / "commands.dict"
+        with open(dict_path, "w", encoding="utf-8") as f:
+            seen: dict[str, int] = {}
+            for w, ph in prons:
+                seen[w] = seen.get(w, 0) + 1
+                f.write(f"{w if seen[w] == 1 else f'{w}({seen[w]})'} {ph}\n")
+        # dither with a fixed seed: stretches of digital silence (zeros) otherwise give
+        # log(0) features; the fixed seed keeps decoding deterministic.
+        args = dict(hmm=self._hmm, dict=str(dict_path), lm=None, loglevel="FATAL",
+                    bestpath=False, dither=False)
+        args.update(decoder_args)
+        self._dec = ps.Decoder(**args)
+        self._dec.add_jsgf_string("cmd", commands.jsgf())
+        self._open = open_model
+        if open_model:
+            self._dec.add_allphone_file("open", os.path.join(model, "en-us-phone.lm.bin"))
+        self._lmath = self._dec.get_logmath()
+
+    def _run(self, search: str, raw: bytes):
+        d = self._dec
+        d.activate_search(search)
+        # Feature state (CMN/noise estimates) otherwise carries over from the previous
+        # utterance, so the same audio would score differently depending on history.
+        d.reinit_feat()
+        d.start_utt()
+        d.process_raw(raw, False, True)  # full utterance: batch CMN over this utterance
+        d.end_utt()
+        return d.hyp(), d.n_frames()
+
+    def _score(self, hyp) -> float:
+        # The binding hands back exp(score); PocketSphinx path scores are renormalised
+        # by the best senone score of each frame, so they are already relative to an
+        # "any sound" model. Back to log units (logmath base 1.0001).
+        return float(self._lmath.log(hyp.score))
+
+    def decode(self, samples: np.ndarray) -> Decoded:
+        raw = np.asarray(samples, np.int16).tobytes()
+        hyp, n = self._run("cmd", raw)
+        if hyp is None or not hyp.hypstr:
+            g = None if hyp is None else self._score(hyp)
+            return Decoded("", (), g, None, n, self.name)
+        words = []
+        for s in self._dec.seg():
+            if s.word.startswith(("(", "<", "[")):  # (NULL) transitions, <sil>, [NOISE]
+                continue
+            w = normalise(s.word)
+            if not w:
+                continue
+            words.append(WordSeg(w, s.start_frame / FRAME_RATE_HZ,
+                                 (s.end_frame + 1) / FRAME_RATE_HZ, float(s.prob)))
+        g = self._score(hyp)
+        o = None
+        if self._open:
+            ohyp, _ = self._run("open", raw)
+            if ohyp is not None:
+                o = self._score(ohyp)
+        return Decoded(normalise(hyp.hypstr), tuple(words), g, o, n, self.name)
+
+
+def _read_cmudict(path: str, wanted: set[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            head, _, phones = line.partition(" ")
+            w = head.split("(")[0]
+            if w in wanted:
+                out.setdefault(w, []).append(phones.strip())
+    return out
+
+
+def cmudict_words() -> set[str]:
+    """All words of PocketSphinx's bundled dictionary (for command-file validation)."""
+    import pocketsphinx as ps
+    out = set()
+    with open(ps.get_model_path("en-us/cmudict-en-us.dict"), encoding="utf-8") as f:
+        for line in f:
+            out.add(line.split(" ", 1)[0].split("(")[0])
+    return out
+
+
+# ----------------------------------------------------------------------------- Vosk
+
+class VoskEngine:
+    """Vosk (Kaldi) in grammar mode. ``[unk]`` in the grammar absorbs other speech."""
+
+    name = "vosk"
+
+    def __init__(self, model_dir: str, phrases: list[str]) -> None:
+        p = Path(model_dir)
+        if not model_dir or not p.is_dir():
+            raise EngineError(f"Vosk model directory {model_dir!r} does not exist "
+                              f"(fetch one with 'assistant models fetch vosk-en')")
+        if not (p / "am").is_dir() and not (p / "final.mdl").exists():
+            raise EngineError(f"{model_dir} does not look like a Vosk model (no am/ folder)")
+        try:
+            import vosk
+        except ImportError as exc:
+            raise EngineError(f"vosk is not installed: {exc}") from exc
+        vosk.SetLogLevel(-1)
+        self._vosk = vosk
+        self._model = vosk.Model(str(p))
+        # Only words the model knows may go into the grammar: Kaldi would drop them
+        # silently (with a log line) and a phrase would become a different phrase.
+        known = [ph for ph in phrases if all(self._model.vosk_model_find_word(w) >= 0 for w in ph.split())]
+        self.missing = sorted(set(phrases) - set(known))
+        if self.missing:
+            log.warning("Vosk model %s lacks words of %d phrase(s), left out of the grammar: %s",
+                        model_dir, len(self.missing), self.missing[:10])
+        if not known:
+            raise EngineError(f"none of the command phrases is in the vocabulary of the Vosk "
+                              f"model {model_dir}")
+        self.phrases = known
+        # "[unk]" is the garbage word of models built with it (the small English ones);
+        # others (e.g. the Korean PyPI model) lack it and get the bare grammar.
+        self.has_unk = self._model.vosk_model_find_word("[unk]") >= 0
+        # ensure_ascii=False: Vosk's JSON reader does not decode \u escapes, so
+        # non-ASCII words would silently become out-of-vocabulary.
+        self._grammar = json.dumps(known + (["[unk]"] if self.has_unk else []),
+                                   ensure_ascii=False)
+
+    def decode(self, samples: np.ndarray) -> Decoded:
+        rec = self._vosk.KaldiRecognizer(self._model, 16000, self._grammar)
+        rec.SetWords(True)
+        rec.AcceptWaveform(np.asarray(samples, np.int16).tobytes())
+        res = json.loads(rec.FinalResult())
+        words = tuple(WordSeg(r["word"], float(r["start"]), float(r["end"]), float(r["conf"]))
+                      for r in res.get("result", []))
+        text = " ".join(w.word for w in words if w.word != "[unk]")
+        has_unk = any(w.word == "[unk]" for w in words)
+        conf = min((w.confidence for w in words), default=None)
+        n = len(samples) * FRAME_RATE_HZ // 16000
+        # [unk] anywhere means the utterance was not (only) a command
+        return Decoded("" if has_unk else text, words, None, None, n, self.name, conf,
+                       {"raw_text": res.get("text", "")})
+
+
+def make_engine(settings, commands: CommandSet) -> Engine:
+    """The engine named in SpeechSettings; Vosk falls back to PocketSphinx (logged)
+    when its model directory is missing, so voice control still works offline."""
+    if settings.engine == "vosk":
+        try:
+            return VoskEngine(settings.vosk_model_dir,
+                              sorted(set(commands.phrase_to_id) | set(commands.wake_phrases)
+                                     | {f"{w} {p}" for w in commands.wake_phrases
+                                        for p in commands.phrase_to_id}))
+        except EngineError as exc:
+            log.error("Vosk engine unavailable (%s); using PocketSphinx", exc)
+    elif settings.engine != "pocketsphinx":
+        raise EngineError(f"unknown speech engine {settings.engine!r}: use 'pocketsphinx' or 'vosk'")
+    return PocketSphinxEngine(commands)

@@ -1,0 +1,81 @@
+"""``assistant listen FILE.wav [--json] [--activation wake|always]``
+
+Streams a WAV file through the CommandListener in chunks (as the speech node does)
+and prints each recognised command, one per line, as it would reach the assistant:
+
+    1.02-2.31 s  show.fascia  "assistant show fascia"  confidence 0.87
+
+or with ``--json`` one JSON object per line with keys ``heard``, ``command``,
+``start_s``, ``end_s``, ``confidence`` (plus ``needs_confirmation``).
+Exit status: 0 done, 2 bad input (WAV or command file), 1 recognizer failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import replace
+
+from .audio import AudioFileError, chunks, read_wav
+from .commands import CommandFileError
+from .engines import EngineError
+from .settings import SpeechSettings
+
+log = logging.getLogger(__name__)
+
+
+def format_heard(h, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"heard": h.heard, "command": h.command, "start_s": h.start_s,
+                           "end_s": h.end_s, "confidence": h.confidence,
+                           "needs_confirmation": h.needs_confirmation})
+    flag = "  (needs confirmation)" if h.needs_confirmation else ""
+    return (f"{h.start_s:.2f}-{h.end_s:.2f} s  {h.command}  \"{h.heard}\"  "
+            f"confidence {h.confidence:.2f}{flag}")
+
+
+def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="assistant listen",
+                                 description="Recognise voice commands in a WAV file.")
+    ap.add_argument("wav", help="WAV file (any rate/channels; converted to 16 kHz mono)")
+    ap.add_argument("--json", action="store_true", help="JSON lines output")
+    ap.add_argument("--activation", choices=["wake", "always"],
+                    help="wake: commands need the wake phrase; always: bare commands")
+    ap.add_argument("--engine", choices=["pocketsphinx", "vosk"])
+    ap.add_argument("--vosk-model-dir")
+    ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
+    ap.add_argument("--chunk-ms", type=int, default=50, help="stream chunk size")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log every utterance")
+    args = ap.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    s = settings or SpeechSettings()
+    over = {k: v for k, v in (("activation", args.activation), ("engine", args.engine),
+                              ("vosk_model_dir", args.vosk_model_dir),
+                              ("commands_file", args.commands)) if v}
+    s = replace(s, **over)
+    try:
+        samples, _info = read_wav(args.wav)
+    except AudioFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from .listener import CommandListener  # the recognizer loads only when needed
+    try:
+        listener = CommandListener(s)
+    except CommandFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (EngineError, ValueError) as exc:
+        print(f"error: speech recognizer: {exc}", file=sys.stderr)
+        return 1
+    for chunk, t in chunks(samples, args.chunk_ms):
+        for h in listener.feed(chunk, t):
+            print(format_heard(h, args.json), flush=True)
+    for h in listener.flush():
+        print(format_heard(h, args.json), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

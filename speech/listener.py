@@ -1,0 +1,226 @@
+"""CommandListener: the streaming recognizer the speech node calls.
+
+    listener = CommandListener(SpeechSettings())
+    for chunk, t in stream:                  # any chunk size, 16 kHz mono int16
+        for heard in listener.feed(chunk, t):
+            publish(SpeechCommand(...))
+    listener.flush()
+
+Pipeline per utterance: energy endpointer (speech/vad.py) -> engine decode with the
+command grammar and an open model (speech/engines.py) -> pure accept/reject decision
+(speech/decision.py). Deterministic: the same samples give the same commands,
+whatever the chunk sizes (the endpointer works on fixed 10 ms frames).
+
+Activation:
+* ``wake``: the wake phrase must be in the utterance ("assistant, show fascia"); a wake
+  phrase said alone is held ``wake_join_gap_ms`` for the command after a pause.
+* ``always``: bare commands are acted on.
+* ``push_to_talk``: only speech overlapping a pedal press (:meth:`push_to_talk`).
+Muting: :meth:`set_speaking` / :meth:`set_muted_until` drop utterances that overlap the
+assistant's own speech plus ``mute_tail_ms``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .commands import CommandSet, load_commands
+from .decision import Decision, DecisionThresholds, decide
+from .engines import Engine, make_engine
+from .settings import SpeechSettings
+from .vad import Endpointer, Utterance, VadSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A command as it reaches the assistant."""
+
+    heard: str  # the words heard, wake phrase included
+    command: str  # canonical id
+    start_s: float  # media time of the start of speech
+    end_s: float  # media time of the end of speech
+    confidence: float
+    needs_confirmation: bool = False
+
+
+@dataclass(frozen=True)
+class UtteranceLog:
+    """One endpointed utterance and what was decided (for benchmarks and debugging)."""
+
+    start_s: float
+    end_s: float
+    closed_at_s: float
+    decision: Decision
+    decode_ms: float
+
+
+class CommandListener:
+    """Streaming voice-command recognizer. Not thread-safe: one feeder thread."""
+
+    def __init__(self, settings: SpeechSettings | None = None, *,
+                 commands: CommandSet | None = None, engine: Engine | None = None) -> None:
+        self.settings = s = settings or SpeechSettings()
+        if s.activation not in ("wake", "push_to_talk", "always"):
+            raise ValueError(f"speech.activation must be wake, push_to_talk or always, "
+                             f"got {s.activation!r}")
+        if commands is None:
+            known = None
+            if s.engine == "pocketsphinx":
+                from .engines import cmudict_words
+                known = cmudict_words()
+            commands = load_commands(s.commands_file or None, known)
+        if s.wake_phrase and s.wake_phrase not in commands.wake_phrases:
+            raise ValueError(f"speech.wake_phrase {s.wake_phrase!r} is not one of the wake "
+                             f"phrases of {commands.path}: {list(commands.wake_phrases)}")
+        self.commands = commands
+        self.engine = engine or make_engine(s, commands)
+        self.thresholds = DecisionThresholds(
+            min_lr_per_frame=s.min_lr_per_frame, min_word_posterior=s.min_word_posterior,
+            min_word_ms=s.min_word_ms, max_word_ms=s.max_word_ms,
+            max_uncovered_ms=s.max_uncovered_ms,
+            min_vosk_confidence=s.min_vosk_confidence)
+        self._vad = Endpointer(VadSettings(
+            on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
+            min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms))
+        self._held: Utterance | None = None  # a wake phrase said alone
+        self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
+        self._speaking_since: float | None = None
+        self._ptt: deque[tuple[float, float]] = deque(maxlen=64)
+        self._ptt_down: float | None = None
+        self._reply_until = float("-inf")
+        self._t = 0.0  # stream time fed so far
+        #: the last utterances and their decisions (bounded)
+        self.log: deque[UtteranceLog] = deque(maxlen=256)
+
+    # ------------------------------------------------------------------ control
+
+    def set_muted_until(self, t_s: float) -> None:
+        """Ignore speech from now (stream time) until ``t_s``."""
+        self._mutes.append((self._t, float(t_s)))
+
+    def set_speaking(self, speaking: bool, t_s: float) -> None:
+        """The assistant started/stopped speaking at stream time ``t_s``; muted while it
+        speaks and ``mute_tail_ms`` after (room echo, the tail of the word)."""
+        if speaking:
+            if self._speaking_since is None:
+                self._speaking_since = float(t_s)
+        else:
+            start = self._speaking_since if self._speaking_since is not None else float(t_s)
+            self._mutes.append((start, float(t_s) + self.settings.mute_tail_ms / 1000.0))
+            self._speaking_since = None
+
+    def push_to_talk(self, pressed: bool, t_s: float) -> None:
+        """Pedal pressed or released at stream time ``t_s``."""
+        if pressed:
+            if self._ptt_down is None:
+                self._ptt_down = float(t_s)
+        elif self._ptt_down is not None:
+            self._ptt.append((self._ptt_down, float(t_s) + self.settings.ptt_grace_ms / 1000.0))
+            self._ptt_down = None
+
+    def expect_reply(self, until_s: float | None = None) -> None:
+        """The assistant asked a yes/no question: commands marked ``reply`` in the command
+        file are accepted without the wake phrase until ``until_s`` (default: now plus
+        ``reply_window_ms``)."""
+        self._reply_until = (float(until_s) if until_s is not None
+                             else self._t + self.settings.reply_window_ms / 1000.0)
+
+    # ------------------------------------------------------------------ stream
+
+    def feed(self, samples: np.ndarray, start_s: float) -> list[Heard]:
+        """Feed 16 kHz mono int16 samples starting at media time ``start_s``; returns
+        the commands whose utterance ended in this chunk."""
+        a = np.asarray(samples)
+        if a.dtype != np.int16:
+            raise TypeError(f"feed() wants int16 samples at 16 kHz, got {a.dtype} "
+                            f"(convert with speech.audio.to_internal)")
+        self._t = float(start_s) + len(a) / 16000.0
+        out: list[Heard] = []
+        for u in self._vad.feed(a, start_s):
+            out += self._handle(u)
+        return out
+
+    def flush(self) -> list[Heard]:
+        """End of stream: decide on an utterance still open."""
+        out: list[Heard] = []
+        for u in self._vad.flush():
+            out += self._handle(u)
+        self._held = None
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _overlaps(self, intervals, a: float, b: float) -> bool:
+        return any(s <= b and a <= e for s, e in intervals)
+
+    def _muted(self, u: Utterance) -> bool:
+        if self._speaking_since is not None and u.speech_end_s >= self._speaking_since:
+            return True
+        return self._overlaps(self._mutes, u.speech_start_s, u.speech_end_s)
+
+    def _record(self, u: Utterance, d: Decision, ms: float = 0.0) -> None:
+        self.log.append(UtteranceLog(u.speech_start_s, u.speech_end_s, u.closed_at_s, d, ms))
+        if d.kind != "accept":
+            log.debug("utterance %.2f-%.2f s: %s (%s)", u.speech_start_s, u.speech_end_s,
+                      d.kind, d.reason)
+
+    def _handle(self, u: Utterance) -> list[Heard]:
+        s = self.settings
+        held, self._held = self._held, None
+        if held is not None and u.speech_start_s - held.speech_end_s > s.wake_join_gap_ms / 1000:
+            held = None
+        if u.too_long:
+            self._record(u, Decision("reject", reason="too long for a command"))
+            return []
+        if self._muted(u):
+            self._record(u, Decision("reject", reason="muted: the assistant was speaking"))
+            return []
+        if s.activation == "push_to_talk":
+            down = list(self._ptt) + ([(self._ptt_down, float("inf"))]
+                                      if self._ptt_down is not None else [])
+            if not self._overlaps(down, u.speech_start_s, u.speech_end_s):
+                self._record(u, Decision("reject", reason="pedal not pressed"))
+                return []
+        require_wake = s.activation == "wake"
+        reply_open = u.speech_start_s <= self._reply_until
+        if held is not None:
+            joined = Utterance(np.concatenate([held.samples, u.samples]), held.start_s,
+                               held.speech_start_s, u.speech_end_s, u.closed_at_s)
+            off = len(held.samples) / 16000.0
+            spans = [(held.speech_start_s - held.start_s, held.speech_end_s - held.start_s),
+                     (off + u.speech_start_s - u.start_s, off + u.speech_end_s - u.start_s)]
+            d, ms = self._decide(joined, require_wake, reply_open, spans)
+            self._record(joined, d, ms)
+            if d.kind == "accept":
+                return [self._heard(joined, d)]
+        d, ms = self._decide(u, require_wake, reply_open)
+        self._record(u, d, ms)
+        if d.kind == "wake_only":
+            self._held = u
+            return []
+        if d.kind == "accept":
+            return [self._heard(u, d)]
+        return []
+
+    def _decide(self, u: Utterance, require_wake: bool, reply_open: bool,
+                spans: list[tuple[float, float]] | None = None):
+        t0 = time.perf_counter()
+        dec = self.engine.decode(u.samples)
+        spans = spans or [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
+        d = decide(dec, self.commands, require_wake=require_wake, reply_open=reply_open,
+                   th=self.thresholds, speech_spans_s=spans)
+        return d, 1000.0 * (time.perf_counter() - t0)
+
+    def _heard(self, u: Utterance, d: Decision) -> Heard:
+        cmd = self.commands.commands[d.command]
+        h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
+                  d.confidence, cmd.confirm)
+        log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,
+                 h.start_s, h.end_s, h.confidence)
+        return h
