@@ -1,0 +1,76 @@
+"""`assistant listen` and `assistant models fetch vosk-en` entry points."""
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from speech import fetch, listen_cli
+from speech.audio import write_wav
+from speech.synth import espeak, with_silence
+
+
+def test_listen_json_lines(tmp_path, capsys):
+    x = with_silence(np.concatenate([espeak("assistant, freeze"), np.zeros(12000, np.int16),
+                                     espeak("the coffee machine is broken again"),
+                                     np.zeros(12000, np.int16), espeak("assistant, next block")]))
+    p = tmp_path / "s.wav"
+    write_wav(p, x)
+    assert listen_cli.main([str(p), "--json"]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [d["command"] for d in lines] == ["freeze", "block_next"]
+    for d in lines:
+        assert {"heard", "command", "start_s", "end_s", "confidence"} <= set(d)
+        assert d["start_s"] < d["end_s"]
+    assert lines[1]["needs_confirmation"] is True
+    assert lines[0]["end_s"] < lines[1]["start_s"]
+
+
+def test_listen_activation_always_skips_wake_phrase(tmp_path, capsys):
+    p = tmp_path / "s.wav"
+    write_wav(p, with_silence(espeak("unfreeze")))
+    assert listen_cli.main([str(p)]) == 0
+    assert capsys.readouterr().out == ""
+    assert listen_cli.main([str(p), "--activation", "always"]) == 0
+    out = capsys.readouterr().out
+    assert "unfreeze" in out and "confidence" in out
+
+
+def test_listen_bad_input(tmp_path, capsys):
+    assert listen_cli.main([str(tmp_path / "missing.wav")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    p = tmp_path / "t.wav"
+    write_wav(p, np.zeros(16000, np.int16))
+    p.write_bytes(p.read_bytes()[:1000])
+    assert listen_cli.main([str(p)]) == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    return port
+
+
+def test_fetch_without_network_says_so(tmp_path, monkeypatch, capsys):
+    url = f"http://127.0.0.1:{_closed_port()}/vosk-model-small-en-us-0.15.zip"
+    spec = fetch.MODELS["vosk-en"]
+    monkeypatch.setitem(fetch.MODELS, "vosk-en", fetch.ModelSpec(
+        spec.name, url, spec.sha256, spec.size_bytes, spec.folder))
+    assert fetch.main(["vosk-en", "--dest", str(tmp_path), "--timeout-s", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach" in err and url in err and "no internet" in err
+    assert not (tmp_path / spec.folder).exists()
+
+
+def test_fetch_refuses_a_checksum_mismatch(tmp_path, monkeypatch):
+    # a local "server": urlopen of a file:// URL gives bytes whose hash is not the pin
+    bogus = tmp_path / "model.zip"
+    bogus.write_bytes(b"PK not really a zip")
+    with pytest.raises(fetch.FetchError, match="does not match the pinned"):
+        fetch.fetch("vosk-en", tmp_path / "dest", url=bogus.as_uri())
+    assert not (tmp_path / "dest" / fetch.MODELS["vosk-en"].folder).exists()
