@@ -61,20 +61,17 @@ def plane_polyline(labels: np.ndarray, upper: int, lower: int, step_px: int = 8,
     """
     h, w = labels.shape
     max_gap = max(2, int(max_gap_frac * h))
-    pts: list[list[int]] = []
-    for x in range(step_px // 2, w, step_px):
-        col = labels[:, x]
-        low_rows = np.flatnonzero(col == lower)
-        if low_rows.size == 0:
-            continue
-        lt = int(low_rows[0])
-        up_rows = np.flatnonzero(col[:lt] == upper)
-        if up_rows.size == 0:
-            continue
-        ub = int(up_rows[-1])
-        if lt - ub <= max_gap:
-            pts.append([int(x), int(round((ub + lt) / 2))])
-    return pts
+    xs = np.arange(step_px // 2, w, step_px)
+    cols = labels[:, xs]  # (h, n): all sampled columns at once
+    low = cols == lower
+    has_low = low.any(axis=0)
+    lt = np.where(has_low, low.argmax(axis=0), h)  # first lower row per column
+    rows = np.arange(h)[:, None]
+    up = (cols == upper) & (rows < lt[None, :])
+    has_up = up.any(axis=0)
+    ub = h - 1 - up[::-1].argmax(axis=0)  # last upper row above it
+    ok = has_low & has_up & (lt - ub <= max_gap)
+    return [[int(x), int(round((u + t) / 2))] for x, u, t in zip(xs[ok], ub[ok], lt[ok])]
 
 
 def _class_index(name: str, classes: Sequence[str]) -> int | None:
@@ -84,12 +81,28 @@ def _class_index(name: str, classes: Sequence[str]) -> int | None:
         return None
 
 
-def distance_to_class_px(labels: np.ndarray, idx: int, tip_xy: Sequence[float]) -> float | None:
-    """Euclidean distance (px) from the tip to the nearest pixel of class ``idx``."""
+def distance_to_class_px(labels: np.ndarray, idx: int, tip_xy: Sequence[float],
+                         window_px: int = 64) -> float | None:
+    """Euclidean distance (px) from the tip to the nearest pixel of class ``idx``.
+
+    Looks in a window around the tip first: a pixel found there at distance <= the
+    window's half-size is the nearest overall (anything outside is farther), so the
+    whole image is searched only when the class is not close.
+    """
+    h, w = labels.shape
+    tx, ty = float(tip_xy[0]), float(tip_xy[1])
+    x0, x1 = max(0, int(tx) - window_px), min(w, int(tx) + window_px + 1)
+    y0, y1 = max(0, int(ty) - window_px), min(h, int(ty) + window_px + 1)
+    if x0 < x1 and y0 < y1:
+        ys, xs = np.nonzero(labels[y0:y1, x0:x1] == idx)
+        if ys.size:
+            d = float(np.sqrt(np.min((xs + x0 - tx) ** 2 + (ys + y0 - ty) ** 2)))
+            if d <= window_px:
+                return d
     ys, xs = np.nonzero(labels == idx)
     if ys.size == 0:
         return None
-    return float(np.sqrt(np.min((xs - tip_xy[0]) ** 2 + (ys - tip_xy[1]) ** 2)))
+    return float(np.sqrt(np.min((xs - tx) ** 2 + (ys - ty) ** 2)))
 
 
 def _spacing(spacing_mm: float | None, needle: dict) -> float | None:

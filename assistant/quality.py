@@ -89,19 +89,26 @@ def structure_part(labels: np.ndarray, confidence: Sequence[float] | None,
     scores = []
     for name in preset.key_structures:
         idx = list(classes).index(name) if name in classes else None
-        area = int(np.count_nonzero(labels == idx)) if idx is not None else 0
+        # per-row counts give area, centre row and percentiles without np.nonzero
+        # (the slowest step at 20 fps on a busy machine)
+        rows = (labels == idx).sum(axis=1) if idx is not None else np.zeros(h, np.int64)
+        area = int(rows.sum())
         present = area >= min_area
         conf = 1.0
         if confidence is not None and idx is not None and idx < len(confidence):
             conf = float(np.clip(confidence[idx], 0.0, 1.0))
         loc = 0.0
         if present:
-            ys = np.nonzero(labels == idx)[0]
-            cy = float(ys.mean()) / h
+            row_idx = np.arange(h)
+            mean_row = float((rows * row_idx).sum()) / area
+            cy = mean_row / h
             outside = max(lo - cy, cy - hi, 0.0)
             loc = float(np.clip(1.0 - outside / 0.25, 0.0, 1.0))
             if spacing_mm and name == target:
-                row = ys.mean() if preset.target_class else np.percentile(ys, 10)
+                if preset.target_class:
+                    row = mean_row
+                else:  # the plane's lower muscle: its top, the 10th percentile row
+                    row = float(np.searchsorted(np.cumsum(rows), 0.1 * area))
                 depth = float(row) * spacing_mm
                 t_lo, t_hi = preset.target_depth_mm
                 miss = max(t_lo - depth, depth - t_hi, 0.0)

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     anatomy = sample_anatomy(rng)
     frames = [simulate_frame(args.seed * 1000 + k, SimParams(anatomy=anatomy, probe_x_mm=0.0,
-                                                            depth_mm=40.0, time_s=k / 20))
+                                                            depth_mm=40.0, time_s=k / 20,
+                                                            gain_db=0.0))
               for k in range(args.frames)]
     tracker = NeedleTracker()
     state = initial_state()

@@ -236,3 +236,19 @@ def test_simulated_needle_approaching_pleura_alerts_before_reaching_it():
     assert alert_at < n - 1, "the alert must come before the final (closest) frame"
     assert true_dist[alert_at] > 0.5, "raised before the tip reached the pleura"
     assert true_dist[alert_at] <= 5.0 + 2.0  # not a false alarm from far away
+
+
+def test_distance_to_class_matches_brute_force():
+    from assistant.guidance import distance_to_class_px
+
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        lab = np.zeros((150, 170), np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            x, y = rng.integers(0, 170), rng.integers(0, 150)
+            lab[y: y + rng.integers(1, 20), x: x + rng.integers(1, 20)] = 8
+        tip = (float(rng.uniform(-10, 180)), float(rng.uniform(-10, 160)))
+        ys, xs = np.nonzero(lab == 8)
+        brute = float(np.sqrt(np.min((xs - tip[0]) ** 2 + (ys - tip[1]) ** 2)))
+        assert distance_to_class_px(lab, 8, tip, window_px=16) == pytest.approx(brute)
+    assert distance_to_class_px(np.zeros((10, 10), np.uint8), 8, (5, 5)) is None
