@@ -544,7 +544,7 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
                 needle_start_s: float | None = None, needle_arrive_s: float | None = None,
                 inject_start_s: float | None = None, miss_window_s: tuple | None = None) -> dict:
     """Render a PECS II clip: MP4 frames plus ``<stem>_masks.npz`` (labels, N x H x W) and
-    ``<stem>.json`` (per-frame needle tip, spacing, depth). ``out`` is an .mp4 path or a
+    ``<stem>_meta.json`` (per-frame needle tip, spacing, depth). ``out`` is an .mp4 path or a
     folder (then ``clip.mp4`` in it). Story: scan, the needle enters at
     ``needle_start_s``, advances to the plane under pectoralis minor by
     ``needle_arrive_s``, local anaesthetic from ``inject_start_s`` opens the plane.
@@ -633,7 +633,8 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
         "target_px": [target[0] / sp - 0.5, target[1] / sp - 0.5],
         "note": "simulated PECS II scan; not for clinical use", "frames": frames_meta,
     }
-    meta_path = mp4.with_suffix(".json")
+    # <stem>_meta.json, not <stem>.json: callers keep their own summary beside the clip
+    meta_path = mp4.with_name(mp4.stem + "_meta.json")
     meta["meta"] = str(meta_path)
     meta_path.write_text(json.dumps(meta))
     log.info("rendered %d frames to %s in %.1f s", n_frames, mp4, time.perf_counter() - t_start)

@@ -89,7 +89,7 @@ def test_render_clip_writes_video_masks_and_json(tmp_path):
     assert n == 8
     labels = np.load(tmp_path / "c_masks.npz")["labels"]
     assert labels.shape == (8, 120, 140)
-    saved = json.loads((tmp_path / "c.json").read_text())
+    saved = json.loads((tmp_path / "c_meta.json").read_text())
     assert saved["n_frames"] == 8 and len(saved["frames"]) == 8
     assert saved["spacing_mm"] == pytest.approx(saved["depth_mm"] / 120)
     assert saved["frames"][-1]["injecting"]
