@@ -931,6 +931,10 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
     block = BLOCK_NAMES.get(state.block, state.block) if state is not None else "-"
     cv.text(f"block: {block}", (px + 10, y), TEXT, 0.55, 1)
     y += 26
+    # why something is not drawn: first, where the eye goes
+    for text, col in messages[:3]:
+        cv.text(_clip_text(text, PANEL_W - 24, 0.55), (px + 12, y + 2), (0, 0, 0), 0.55, 1, bg=col, pad=5)
+        y += 30
     # quality gauge
     q = state.quality if (state is not None and assistant_ok) else None
     cv.text("image quality", (px + 10, y), DIM, 0.45, 1)
@@ -960,15 +964,16 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
         if drawn == "unsure":
             for k in range(0, 16, 5):
                 cv.line((px + 10 + k, y + 16), (px + 10 + min(k + 8, 16), y + 8), PANEL_BG, 2, aa=False)
-        status = "hidden" if not shown else ("unsure" if drawn == "unsure" else ("" if drawn else "not seen"))
+        status = "hidden" if not shown else ("unsure" if drawn == "unsure" else
+                                             ("" if drawn or not info.seg_drawn else "not seen"))
         cv.text(f"{name.replace('_', ' ')}" + (f"  ({status})" if status else ""),
                 (px + 34, y + 15), TEXT if shown else DIM, 0.45, 1, pad=1)
         y += 20
     cv.line((px + 10, y + 10), (px + 26, y + 10), PLANE_COLOUR, 2, aa=False)
     cv.text("target plane", (px + 34, y + 15), TEXT, 0.45, 1, pad=1)
     y += 44
-    # guidance numbers
-    if state is not None and assistant_ok:
+    # guidance numbers: computed from the segmentation, so hidden with it
+    if state is not None and assistant_ok and info.seg_drawn:
         g = state.guidance if isinstance(state.guidance, dict) else {}
         depth = _num(g, "depth_mm")
         tt = _num(g, "to_target_mm")
@@ -999,12 +1004,6 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
         composite(cv.img, img, alpha, cx, cue_y, opacity=1.0)
         if cv.mask is not None:
             cv.mask[cue_y:cue_y + img.shape[0], cx:cx + img.shape[1]] = 255
-    # why something is not drawn
-    for text, col in messages:
-        if y > (cue_y - 20 if cue_y is not None else H - BOTTOM_H - 40):
-            break
-        cv.text(_clip_text(text, PANEL_W - 20, 0.48), (px + 10, y + 4), (0, 0, 0), 0.48, 1, bg=col)
-        y += 24
     # pending confirmation: a big box at the panel's bottom
     if state is not None and assistant_ok and state.pending_confirmation:
         yb = H - BOTTOM_H - 58
