@@ -132,7 +132,8 @@ class FrameInfo:
 @dataclass(frozen=True)
 class ActiveAlert:
     key: str  # "pleura", "artery", "needle_lost", "quality_low", "node:<name>"
-    level: str  # "danger" | "warning"
+    # "alert" (pleura, artery, needle lost) or "warning": the levels ar/overlay ranks
+    level: str
     text: str
     until_s: float
 
@@ -579,7 +580,7 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
         limit = s.pleura_alert_mm if name == "pleura" else s.artery_alert_mm
         if dist <= limit:
             text = f"stop, {name} {number_words(dist)} millimetres"
-            state = _alert(state, name, "danger", text, now_s, actions,
+            state = _alert(state, name, "alert", text, now_s, actions,
                            speak=name not in alerted, data={"distance_mm": dist})
             alerted.add(name)
         elif dist > limit * s.danger_rearm_factor:
@@ -612,7 +613,7 @@ def _timers(state: State, now_s: float, actions: list) -> State:
             and state.needle_last_seen_s is not None
             and not state.guidance.get("visible")
             and now_s - state.needle_last_seen_s > s.needle_lost_alert_s):
-        state = _alert(state, "needle_lost", "danger", "needle lost, stop advancing", now_s,
+        state = _alert(state, "needle_lost", "alert", "needle lost, stop advancing", now_s,
                        actions, data={"last_seen_s": state.needle_last_seen_s})
         state = dataclasses.replace(state, needle_lost_alerted=True)
         actions.append(PublishState())

@@ -437,3 +437,18 @@ def test_command_record_carries_the_bus_message_id():
     h = Header(type="speech_cmd", source="speech:1")
     _, acts = reduce(initial_state(), cmd("freeze"), h, 0)
     assert events(acts, "command_heard")[0].data["msg_id"] == h.msg_id
+
+
+def test_danger_alerts_use_the_level_the_renderer_ranks_first():
+    from ar.overlay import LEVEL_RANK
+
+    s = initial_state()
+    lab = pecs_labels(pleura_row=170)
+    nd = needle_dict(True, [100, 150], [20.0, 30.0], 40, 30.0)  # 0.2 mm/px: 4 mm away
+    s, acts = reduce(s, seg(1, lab, nd), None, 0)
+    assert speaks(acts, "alert") == ["stop, pleura four millimetres"]
+    (alert,) = to_state_message(s).alerts
+    assert alert["level"] == "alert" and LEVEL_RANK[alert["level"]] == 0
+    s, _ = reduce(s, NodeStatus(node="speech", state="offline"), None, 0.1)
+    levels = {a["text"]: a["level"] for a in to_state_message(s).alerts}
+    assert levels["speech offline"] == "warning" and "warning" in LEVEL_RANK
