@@ -381,6 +381,7 @@ class RenderInfo:
     label_boxes: dict = field(default_factory=dict)  # class name -> (x0, y0, x1, y1) on screen
     label_texts: dict = field(default_factory=dict)  # class name -> its label text
     needle_drawn: bool = False
+    guidance_shown: bool = False  # needle depth / distance numbers in the side panel
     plane_px: np.ndarray | None = None  # target plane drawn (image px)
     to_target_mm: float | None = None
     messages: list = field(default_factory=list)  # status texts shown
@@ -974,6 +975,7 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
     y += 44
     # guidance numbers: computed from the segmentation, so hidden with it
     if state is not None and assistant_ok and info.seg_drawn:
+        info.guidance_shown = True
         g = state.guidance if isinstance(state.guidance, dict) else {}
         depth = _num(g, "depth_mm")
         tt = _num(g, "to_target_mm")

@@ -350,3 +350,42 @@ def test_resized_labels_are_the_layout_gather_for_any_size(shape):
     assert np.array_equal(layout.resize_labels(lab), _screen_labels(layout, lab))
     with pytest.raises(ValueError, match="do not match"):
         layout.resize_labels(lab[:-1])
+
+
+def _colour_count(img: np.ndarray, bgr) -> int:
+    return int((img == bgr).all(axis=2).sum())
+
+
+def test_indicators_gauge_and_confirmation():
+    from ar.overlay import INFO_BLUE, OK_GREEN, WARN_ORANGE
+    frame, seg, state = synthetic_scene()
+    strip = slice(0, 30)
+    plain = render_monitor(frame, seg, state, NOW, S)
+    flags = render_monitor(frame, seg, dataclasses.replace(state, recording=True, frozen=True, muted=True), NOW, S)
+    assert _colour_count(flags[strip], ALERT_RED) > 60 and _colour_count(plain[strip], ALERT_RED) == 0  # REC dot
+    assert _colour_count(flags[strip], INFO_BLUE) > 300 and _colour_count(plain[strip], INFO_BLUE) == 0  # FROZEN
+    assert _colour_count(flags[strip], WARN_ORANGE) > 300  # MUTED
+    # the quality gauge's bar grows with the score (and changes colour by band)
+    panel = (slice(30, 200), slice(S.width_px - 300, S.width_px))
+    hi = render_monitor(frame, seg, dataclasses.replace(state, quality=90.0), NOW, S)[panel]
+    mid = render_monitor(frame, seg, dataclasses.replace(state, quality=75.0), NOW, S)[panel]
+    lo = render_monitor(frame, seg, dataclasses.replace(state, quality=20.0), NOW, S)[panel]
+    assert _colour_count(hi, OK_GREEN) > _colour_count(mid, OK_GREEN) > 0
+    assert _colour_count(lo, ALERT_RED) > 0 and _colour_count(lo, OK_GREEN) == 0
+    # a pending confirmation is a big orange box at the panel's bottom
+    box = (slice(600, 664), slice(S.width_px - 300, S.width_px))
+    ask = render_monitor(frame, seg, dataclasses.replace(state, pending_confirmation="stop recording"), NOW, S)
+    assert _colour_count(ask[box], WARN_ORANGE) > 5000 and _colour_count(plain[box], WARN_ORANGE) == 0
+
+
+def test_bgr_frames_and_guidance_hidden_with_the_segmentation():
+    frame, seg, state = synthetic_scene()
+    bgr = dataclasses.replace(frame, image=np.dstack([frame.image] * 3))
+    a = render_monitor(frame, seg, state, NOW, S)
+    b = render_monitor(bgr, seg, state, NOW, S)
+    assert np.array_equal(a, b)  # a grey frame and its BGR copy look the same
+    _, info = render_monitor_info(frame, seg, state, NOW, S)
+    assert info.guidance_shown
+    old = dataclasses.replace(seg, frame_id=seg.frame_id - 1)  # an older frame's mask, 1 s old
+    _, info = render_monitor_info(frame, old, state, 101.0, S)
+    assert not info.guidance_shown and not info.seg_drawn
