@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from assistant.blocks import SPOKEN_CLASS, BlockPreset, default_presets, find_preset
+from assistant.blocks import BlockPreset, default_presets, find_preset
 from assistant.guidance import compute_guidance, depth_sentence, number_words, target_sentence
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
