@@ -171,8 +171,34 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _lab_tool_split(argv: list[str]) -> tuple[list[str], str, list[str]] | None:
+    """(global options, tool, tool args) when the command is a lab tool: its arguments
+    (--help included) go to the tool's own parser untouched."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config":
+            i += 2
+            continue
+        if a.startswith("--config=") or a in ("-v", "--verbose"):
+            i += 1
+            continue
+        if a in LAB_TOOLS:
+            return argv[:i], a, argv[i + 1:]
+        return None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser()
+    split = _lab_tool_split(argv)
+    if split is not None:
+        glob, tool, rest = split
+        args = ap.parse_args(glob)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s")
+        return _call(LAB_TOOLS[tool][0], rest)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

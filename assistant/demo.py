@@ -103,6 +103,13 @@ def run_demo(settings, config_path: str | None, out_dir: str | Path, progress: b
           f"({summary.speed:.1f}x real time)")
     print(f"  annotated video: {summary.annotated}")
     print(f"  events:          {summary.events} ({summary.events_count} events)")
+    from assistant.records import SessionStore
+    from assistant.report import main as report_main
+    with SessionStore(out / "sessions.sqlite", create=False) as store:
+        latest = max(s["id"] for s in store.sessions())
+    report = out / "report.html"
+    if report_main(["--db", str(out / "sessions.sqlite"), "--out", str(report), str(latest)]) == 0:
+        print(f"  teaching report: {report}")
     heard = [json.loads(x) for x in Path(summary.events).read_text().splitlines()]
     for e in heard:
         if e["kind"] in ("command_heard", "action", "alert", "speech"):
