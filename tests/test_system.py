@@ -221,3 +221,28 @@ def test_voice_commands_over_the_bus_record_the_monitor_view(tmp_path):
         cap = cv2.VideoCapture(saved.data["path"])
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == saved.data["frames"]
         c.close()
+
+
+def test_missing_microphone_disables_voice_only(tmp_path):
+    """No sound card here: `speech.input: mic` gives one clear alert, the speech node keeps
+    its heartbeat, and frames keep being drawn."""
+    cfg = write_config(tmp_path, nodes=("source", "speech", "renderer"),
+                       extra="speech:\n  input: mic\n")
+    settings = load_settings(cfg)
+    with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
+        c = BusClient(la.endpoints, "test", ("event", "rendered", "hb"), ctx=la.ctx)
+        got = []
+        la.wait_ready(60)
+
+        def pump():
+            got.extend(c.drain())
+            return got
+        wait_for(lambda: len([x for x in pump() if isinstance(x[1], m.Rendered)]) > 5, 30,
+                 what="frames drawn")
+        wait_for(lambda: any(isinstance(x[1], m.Heartbeat) and x[1].node == "speech"
+                             and x[1].stats.get("voice") is False for x in pump()), 10,
+                 what="speech heartbeat saying voice is off")
+        assert la.node_info("speech").restarts == 0
+        log = (tmp_path / "logs" / "speech.log").read_text()
+        assert "no microphone" in log and "voice control disabled" in log
+        c.close()
