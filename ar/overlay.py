@@ -136,15 +136,18 @@ class MonitorLayout:
                              f"{(self.image_h, self.image_w)}")
         return cv2.resize(labels, (self.w, self.h), interpolation=cv2.INTER_NEAREST_EXACT)
 
-    def resize_image(self, image: np.ndarray) -> np.ndarray:
-        """The image as it appears on screen (bilinear for the picture itself), BGR."""
+    def resize_image(self, image: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
+        """The image as it appears on screen (bilinear for the picture itself), BGR; written
+        into ``dst`` (an (h, w, 3) view, e.g. the screen's image area) when given."""
         if (image.shape[1], image.shape[0]) != (self.w, self.h):
             interp = cv2.INTER_AREA if self.scale < 1 else cv2.INTER_LINEAR
             image = cv2.resize(image, (self.w, self.h), interpolation=interp)
-        elif image.ndim == 3:
-            image = image.copy()
-        # grey is resized first (one channel, a third of the work), then made BGR
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+        if image.ndim == 2:  # grey is resized first (a third of the work), then made BGR
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR, dst=dst)
+        if dst is None:
+            return image.copy()
+        dst[:] = image
+        return dst
 
 
 @functools.lru_cache(maxsize=8)
@@ -455,7 +458,7 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
         layout = monitor_layout(frame.image.shape, settings)
         info.layout = layout
         x0, y0, w, h = layout.rect
-        out[y0:y0 + h, x0:x0 + w] = layout.resize_image(frame.image)
+        layout.resize_image(frame.image, dst=out[y0:y0 + h, x0:x0 + w])  # in place: no extra copy
         if node_offline(nodes, SOURCE_NODE):
             messages.append(("source offline: image not live", ALERT_RED))
 
