@@ -59,8 +59,16 @@ class Decoded:
 
 
 class Engine(Protocol):
-    name: str
+    """begin/process/end decode while the user speaks; decode does a whole utterance."""
 
+    name: str
+    streaming: bool
+
+    def reset(self) -> None: ...
+    def begin(self) -> None: ...
+    def process(self, samples: np.ndarray) -> None: ...
+    def abort(self) -> None: ...
+    def end(self) -> Decoded: ...
     def decode(self, samples: np.ndarray) -> Decoded: ...
 
 
@@ -75,7 +83,8 @@ class PocketSphinxEngine:
 
     name = "pocketsphinx"
 
-    def __init__(self, commands: CommandSet, open_model: bool = True, **decoder_args) -> None:
+    def __init__(self, commands: CommandSet, open_model: bool = True, streaming: bool = True,
+                 **decoder_args) -> None:
         try:
             import pocketsphinx as ps
         except ImportError as exc:
@@ -99,38 +108,64 @@ class PocketSphinxEngine:
             for w, ph in prons:
                 seen[w] = seen.get(w, 0) + 1
                 f.write(f"{w if seen[w] == 1 else f'{w}({seen[w]})'} {ph}\n")
-        # dither with a fixed seed: stretches of digital silence (zeros) otherwise give
-        # log(0) features; the fixed seed keeps decoding deterministic.
+        # PocketSphinx 5 runs one search at a time, so the grammar and the open phone
+        # loop get a decoder each; both are fed the same frames while the user speaks.
+        # Live CMN lets them decode as audio arrives (at the end of speech only the last
+        # frames remain): the command is out ~hangover + a few ms after the last word.
+        self.streaming = streaming
         args = dict(hmm=self._hmm, dict=str(dict_path), lm=None, loglevel="FATAL",
-                    bestpath=False, dither=False)
+                    bestpath=False, cmn="live" if streaming else "batch")
         args.update(decoder_args)
         self._dec = ps.Decoder(**args)
         self._dec.add_jsgf_string("cmd", commands.jsgf())
-        self._open = open_model
+        self._dec.activate_search("cmd")
+        self._odec = None
         if open_model:
-            self._dec.add_allphone_file("open", os.path.join(model, "en-us-phone.lm.bin"))
+            self._odec = ps.Decoder(**args)
+            self._odec.add_allphone_file("open", os.path.join(model, "en-us-phone.lm.bin"))
+            self._odec.activate_search("open")
+        self._decoders = [d for d in (self._dec, self._odec) if d is not None]
         self._lmath = self._dec.get_logmath()
+        self._cmn0 = self._dec.get_cmn()
+        self._active = False
 
-    def _run(self, search: str, raw: bytes):
-        d = self._dec
-        d.activate_search(search)
-        # Feature state (CMN/noise estimates) otherwise carries over from the previous
-        # utterance, so the same audio would score differently depending on history.
-        d.reinit_feat()
-        d.start_utt()
-        d.process_raw(raw, False, True)  # full utterance: batch CMN over this utterance
-        d.end_utt()
-        return d.hyp(), d.n_frames()
+    def reset(self) -> None:
+        """Forget the channel estimate (start of a new stream)."""
+        for d in self._decoders:
+            d.reinit_feat()
+            d.set_cmn(self._cmn0)
 
-    def _score(self, hyp) -> float:
-        # The binding hands back exp(score); PocketSphinx path scores are renormalised
-        # by the best senone score of each frame, so they are already relative to an
-        # "any sound" model. Back to log units (logmath base 1.0001).
-        return float(self._lmath.log(hyp.score))
+    def begin(self) -> None:
+        """Start an utterance (streaming)."""
+        if self._active:
+            self.abort()
+        for d in self._decoders:
+            if not self.streaming:
+                # batch CMN: each utterance on its own, never the previous one's state
+                d.reinit_feat()
+            d.start_utt()
+        self._active = True
+        self._n = 0
 
-    def decode(self, samples: np.ndarray) -> Decoded:
+    def process(self, samples: np.ndarray) -> None:
         raw = np.asarray(samples, np.int16).tobytes()
-        hyp, n = self._run("cmd", raw)
+        self._n += len(samples)
+        for d in self._decoders:
+            d.process_raw(raw, False, False)
+
+    def abort(self) -> None:
+        """Drop the utterance in progress (too long, muted)."""
+        if self._active:
+            for d in self._decoders:
+                d.end_utt()
+            self._active = False
+
+    def end(self) -> Decoded:
+        for d in self._decoders:
+            d.end_utt()
+        self._active = False
+        hyp = self._dec.hyp()
+        n = self._dec.n_frames()
         if hyp is None or not hyp.hypstr:
             g = None if hyp is None else self._score(hyp)
             return Decoded("", (), g, None, n, self.name)
@@ -143,13 +178,31 @@ class PocketSphinxEngine:
                 continue
             words.append(WordSeg(w, s.start_frame / FRAME_RATE_HZ,
                                  (s.end_frame + 1) / FRAME_RATE_HZ, float(s.prob)))
-        g = self._score(hyp)
         o = None
-        if self._open:
-            ohyp, _ = self._run("open", raw)
+        if self._odec is not None:
+            ohyp = self._odec.hyp()
             if ohyp is not None:
                 o = self._score(ohyp)
-        return Decoded(normalise(hyp.hypstr), tuple(words), g, o, n, self.name)
+        return Decoded(normalise(hyp.hypstr), tuple(words), self._score(hyp), o, n, self.name)
+
+    def _score(self, hyp) -> float:
+        # The binding hands back exp(score); PocketSphinx path scores are renormalised
+        # by the best senone score of each frame, so they are already relative to an
+        # "any sound" model. Back to log units (logmath base 1.0001).
+        return float(self._lmath.log(hyp.score))
+
+    def decode(self, samples: np.ndarray) -> Decoded:
+        """One whole utterance (not streaming)."""
+        if not self.streaming:
+            for d in self._decoders:
+                d.reinit_feat()
+                d.start_utt()
+                d.process_raw(np.asarray(samples, np.int16).tobytes(), False, True)
+            self._active = True
+            return self.end()
+        self.begin()
+        self.process(samples)
+        return self.end()
 
 
 def _read_cmudict(path: str, wanted: set[str]) -> dict[str, list[str]]:
@@ -213,17 +266,38 @@ class VoskEngine:
         self._grammar = json.dumps(known + (["[unk]"] if self.has_unk else []),
                                    ensure_ascii=False)
 
+    streaming = True
+
+    def reset(self) -> None:
+        self._rec = None
+
+    def begin(self) -> None:
+        self._rec = self._vosk.KaldiRecognizer(self._model, 16000, self._grammar)
+        self._rec.SetWords(True)
+        self._n = 0
+
+    def process(self, samples: np.ndarray) -> None:
+        self._n += len(samples)
+        self._rec.AcceptWaveform(np.asarray(samples, np.int16).tobytes())
+
+    def abort(self) -> None:
+        self._rec = None
+
     def decode(self, samples: np.ndarray) -> Decoded:
-        rec = self._vosk.KaldiRecognizer(self._model, 16000, self._grammar)
-        rec.SetWords(True)
-        rec.AcceptWaveform(np.asarray(samples, np.int16).tobytes())
+        self.begin()
+        self.process(samples)
+        return self.end()
+
+    def end(self) -> Decoded:
+        rec, self._rec = self._rec, None
+        samples_n = self._n
         res = json.loads(rec.FinalResult())
         words = tuple(WordSeg(r["word"], float(r["start"]), float(r["end"]), float(r["conf"]))
                       for r in res.get("result", []))
         text = " ".join(w.word for w in words if w.word != "[unk]")
         has_unk = any(w.word == "[unk]" for w in words)
         conf = min((w.confidence for w in words), default=None)
-        n = len(samples) * FRAME_RATE_HZ // 16000
+        n = samples_n * FRAME_RATE_HZ // 16000
         # [unk] anywhere means the utterance was not (only) a command
         return Decoded("" if has_unk else text, words, None, None, n, self.name, conf,
                        {"raw_text": res.get("text", "")})
@@ -242,4 +316,4 @@ def make_engine(settings, commands: CommandSet) -> Engine:
             log.error("Vosk engine unavailable (%s); using PocketSphinx", exc)
     elif settings.engine != "pocketsphinx":
         raise EngineError(f"unknown speech engine {settings.engine!r}: use 'pocketsphinx' or 'vosk'")
-    return PocketSphinxEngine(commands)
+    return PocketSphinxEngine(commands, streaming=getattr(settings, "decode_while_speaking", True))

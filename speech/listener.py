@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from .settings import SpeechSettings
 from .vad import Endpointer, Utterance, VadSettings
 
 log = logging.getLogger(__name__)
+
+_BLOCK_FRAMES = 5  # 50 ms of audio per engine call while decoding in flight
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,13 @@ class CommandListener:
             min_vosk_confidence=s.min_vosk_confidence)
         self._vad = Endpointer(VadSettings(
             on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
-            min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms))
+            min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms), sink=self)
+        # decode while the user speaks when the engine can (see engines.py)
+        self._streaming = bool(getattr(self.engine, "streaming", False))
+        self.engine.reset()  # a new stream: no channel estimate from another one
+        self._in_utt = False
+        self._frames: list[np.ndarray] = []
+        self._out: list[Heard] = []
         self._held: Utterance | None = None  # a wake phrase said alone
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
         self._speaking_since: float | None = None
@@ -141,18 +149,50 @@ class CommandListener:
             raise TypeError(f"feed() wants int16 samples at 16 kHz, got {a.dtype} "
                             f"(convert with speech.audio.to_internal)")
         self._t = float(start_s) + len(a) / 16000.0
-        out: list[Heard] = []
-        for u in self._vad.feed(a, start_s):
-            out += self._handle(u)
+        self._out = []
+        self._vad.feed(a, start_s)  # calls on_open/on_audio/on_close below, in order
+        out, self._out = self._out, []
         return out
 
     def flush(self) -> list[Heard]:
         """End of stream: decide on an utterance still open."""
-        out: list[Heard] = []
-        for u in self._vad.flush():
-            out += self._handle(u)
+        self._out = []
+        self._vad.flush()
         self._held = None
+        out, self._out = self._out, []
         return out
+
+    # ------------------------------------------------------------------ endpointer sink
+
+    def on_open(self, samples: np.ndarray) -> None:
+        if self._streaming:
+            self.engine.begin()
+            self._in_utt = True
+            self.engine.process(samples)
+            self._frames = []
+
+    def on_audio(self, frame: np.ndarray) -> None:
+        # Blocks of a fixed size counted from the utterance start, whatever the chunk
+        # sizes fed: live CMN updates per block, so this keeps replays bit-identical.
+        if self._streaming and self._in_utt:
+            self._frames.append(frame)
+            if len(self._frames) >= _BLOCK_FRAMES:
+                self._push()
+
+    def on_abort(self) -> None:
+        if self._streaming and self._in_utt:
+            self.engine.abort()
+            self._in_utt = False
+            self._frames = []
+
+    def on_close(self, u: Utterance) -> None:
+        self._out += self._handle(u)
+
+    def _push(self) -> None:
+        """Hand buffered frames to the engine."""
+        if self._streaming and self._in_utt and self._frames:
+            self.engine.process(np.concatenate(self._frames))
+            self._frames = []
 
     # ------------------------------------------------------------------ internals
 
@@ -170,52 +210,54 @@ class CommandListener:
             log.debug("utterance %.2f-%.2f s: %s (%s)", u.speech_start_s, u.speech_end_s,
                       d.kind, d.reason)
 
+    def _finish_decode(self, u: Utterance):
+        """The engine's result for the utterance that just closed."""
+        if self._streaming:
+            if not self._in_utt:
+                return None
+            self._push()
+            self._in_utt = False
+            return self.engine.end()
+        return self.engine.decode(u.samples)
+
     def _handle(self, u: Utterance) -> list[Heard]:
         s = self.settings
+        t0 = time.perf_counter()
+        dec = None if u.too_long else self._finish_decode(u)
+        ms = 1000.0 * (time.perf_counter() - t0)
         held, self._held = self._held, None
         if held is not None and u.speech_start_s - held.speech_end_s > s.wake_join_gap_ms / 1000:
             held = None
-        if u.too_long:
+        if u.too_long or dec is None:
             self._record(u, Decision("reject", reason="too long for a command"))
             return []
         if self._muted(u):
-            self._record(u, Decision("reject", reason="muted: the assistant was speaking"))
+            self._record(u, Decision("reject", reason="muted: the assistant was speaking"), ms)
             return []
         if s.activation == "push_to_talk":
             down = list(self._ptt) + ([(self._ptt_down, float("inf"))]
                                       if self._ptt_down is not None else [])
             if not self._overlaps(down, u.speech_start_s, u.speech_end_s):
-                self._record(u, Decision("reject", reason="pedal not pressed"))
+                self._record(u, Decision("reject", reason="pedal not pressed"), ms)
                 return []
-        require_wake = s.activation == "wake"
+        # a wake phrase said alone just before counts as this utterance's wake phrase
+        require_wake = s.activation == "wake" and held is None
         reply_open = u.speech_start_s <= self._reply_until
-        if held is not None:
-            joined = Utterance(np.concatenate([held.samples, u.samples]), held.start_s,
-                               held.speech_start_s, u.speech_end_s, u.closed_at_s)
-            off = len(held.samples) / 16000.0
-            spans = [(held.speech_start_s - held.start_s, held.speech_end_s - held.start_s),
-                     (off + u.speech_start_s - u.start_s, off + u.speech_end_s - u.start_s)]
-            d, ms = self._decide(joined, require_wake, reply_open, spans)
-            self._record(joined, d, ms)
-            if d.kind == "accept":
-                return [self._heard(joined, d)]
-        d, ms = self._decide(u, require_wake, reply_open)
+        span = [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
+        d = decide(dec, self.commands, require_wake=require_wake, reply_open=reply_open,
+                   th=self.thresholds, speech_spans_s=span)
         self._record(u, d, ms)
         if d.kind == "wake_only":
             self._held = u
             return []
-        if d.kind == "accept":
-            return [self._heard(u, d)]
-        return []
-
-    def _decide(self, u: Utterance, require_wake: bool, reply_open: bool,
-                spans: list[tuple[float, float]] | None = None):
-        t0 = time.perf_counter()
-        dec = self.engine.decode(u.samples)
-        spans = spans or [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
-        d = decide(dec, self.commands, require_wake=require_wake, reply_open=reply_open,
-                   th=self.thresholds, speech_spans_s=spans)
-        return d, 1000.0 * (time.perf_counter() - t0)
+        if d.kind != "accept":
+            return []
+        if held is not None and not d.wake:
+            joined = Utterance(u.samples, held.start_s, held.speech_start_s, u.speech_end_s,
+                               u.closed_at_s)
+            d = replace(d, heard=f"{self.commands.wake_phrases[0]} {d.heard}", wake=True)
+            return [self._heard(joined, d)]
+        return [self._heard(u, d)]
 
     def _heard(self, u: Utterance, d: Decision) -> Heard:
         cmd = self.commands.commands[d.command]

@@ -22,6 +22,8 @@ class SpeechSettings:
     vad_hangover_ms: int = 200
     vad_min_speech_ms: int = 60
     max_utterance_ms: int = 5000
+    # decode while the user speaks (live CMN) rather than after the endpoint (batch CMN)
+    decode_while_speaking: bool = True
     # --- decision (speech/decision.py), tuned by benchmarks/speech_bench.py
     min_lr_per_frame: float = -40.0
     min_word_posterior: float = 0.5

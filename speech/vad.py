@@ -50,10 +50,16 @@ class Utterance:
 
 
 class Endpointer:
-    """Feed any chunk sizes; get closed utterances back. Same input, same output."""
+    """Feed any chunk sizes; get closed utterances back. Same input, same output.
 
-    def __init__(self, settings: VadSettings | None = None) -> None:
+    ``sink`` (optional) is told, in stream order, when an utterance opens (with its
+    pre-roll), each further 10 ms frame of it, when it is abandoned (too long) and when
+    it closes, so a recognizer can decode while the user is still speaking.
+    """
+
+    def __init__(self, settings: VadSettings | None = None, sink=None) -> None:
         self.s = settings or VadSettings()
+        self.sink = sink
         self._pending = np.zeros(0, np.int16)  # samples not yet a whole frame
         # Time is origin + frame count * 10 ms, never a running float sum, so that any
         # chunking of the same stream gives bit-identical times (replay determinism).
@@ -138,6 +144,8 @@ class Endpointer:
                     self._too_long = False
                     self._cand = []
                     self._pre.clear()
+                    if self.sink is not None:
+                        self.sink.on_open(np.concatenate(self._buf))
                 return None
             # a short burst that did not open speech goes back to the pre-roll
             for f in self._cand:
@@ -152,6 +160,10 @@ class Endpointer:
             if len(self._buf) * FRAME_MS > s.max_utterance_ms + s.preroll_ms + s.hangover_ms:
                 self._too_long = True
                 self._buf = []  # conversation: stop keeping audio, wait for the end
+                if self.sink is not None:
+                    self.sink.on_abort()
+            elif self.sink is not None:
+                self.sink.on_audio(frame)
         if quiet:
             self._silence += 1
             if self._silence * FRAME_MS >= s.hangover_ms:
@@ -171,4 +183,6 @@ class Endpointer:
         self._run = 0
         self._silence = 0
         self._too_long = False
+        if self.sink is not None:
+            self.sink.on_close(u)
         return u

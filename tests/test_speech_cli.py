@@ -30,12 +30,12 @@ def test_listen_json_lines(tmp_path, capsys):
 
 def test_listen_activation_always_skips_wake_phrase(tmp_path, capsys):
     p = tmp_path / "s.wav"
-    write_wav(p, with_silence(espeak("unfreeze")))
+    write_wav(p, with_silence(espeak("quality score")))
     assert listen_cli.main([str(p)]) == 0
     assert capsys.readouterr().out == ""
     assert listen_cli.main([str(p), "--activation", "always"]) == 0
     out = capsys.readouterr().out
-    assert "unfreeze" in out and "confidence" in out
+    assert "quality_score" in out and "confidence" in out
 
 
 def test_listen_bad_input(tmp_path, capsys):
