@@ -608,7 +608,10 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         pts = cv2.findNonZero(cv2.inRange(small, idx, idx))
         if pts is None:
             continue
-        pts = pts.reshape(-1, 2).astype(np.float64) * 4 + (x0 + 1.5, y0 + 1.5)
+        pts = pts.reshape(-1, 2)
+        if len(pts) > 600:  # enough points to place a label and aim its leader line
+            pts = pts[::len(pts) // 600 + 1]
+        pts = pts.astype(np.float64) * 4 + (x0 + 1.5, y0 + 1.5)
         pct = "" if conf is None else f" {conf * 100:.0f}%"
         label = name.replace("_", " ")
         text = f"{label} (unsure{pct})" if unsure else label
@@ -660,31 +663,28 @@ class _Occupancy:
     def freeze(self) -> None:
         self.integ = cv2.integral(self.grid)
 
-    def cost(self, box, own_class: int | None = None) -> int:
-        """Summed cost under a screen box (x0, y0, x1, y1), in screen-pixel units, not
-        counting ``own_class`` (a big muscle may carry its own label inside it)."""
+    def costs(self, boxes: np.ndarray, own_class: int | None = None) -> np.ndarray:
+        """:meth:`cost` of many (K, 4) boxes at once (label placement tries a dozen each)."""
         if self.integ is None:
             self.freeze()
-        total = self._sum(self.integ, box)
+        total = self._sums(self.integ, boxes)
         if own_class is not None and self.labels_grid is not None:
             if own_class not in self._own:
                 self._own[own_class] = cv2.integral(cv2.inRange(self.labels_grid, own_class, own_class) // 255)
-            total -= self._sum(self._own[own_class], box)
-        return max(total, 0)
+            total = total - self._sums(self._own[own_class], boxes)
+        return np.maximum(total, 0)
 
-    def _sum(self, it: np.ndarray, box) -> int:
+    def _sums(self, it: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         gh, gw = self.grid.shape
-        bx0 = min(max((box[0] - self.layout.x0) // OCC_STEP, 0), gw)
-        bx1 = min(max(-(-(box[2] - self.layout.x0) // OCC_STEP), 0), gw)
-        by0 = min(max((box[1] - self.layout.y0) // OCC_STEP, 0), gh)
-        by1 = min(max(-(-(box[3] - self.layout.y0) // OCC_STEP), 0), gh)
-        if bx1 <= bx0 or by1 <= by0:
-            return 0
-        return int(it[by1, bx1] - it[by0, bx1] - it[by1, bx0] + it[by0, bx0]) * OCC_STEP * OCC_STEP
-
-
-def _intersects(a, b) -> bool:
-    return not (a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1])
+        b = np.asarray(boxes, np.int64)
+        x0, y0 = self.layout.x0, self.layout.y0
+        # (np.minimum/maximum: np.clip's wrapper costs more than the work on a dozen boxes)
+        gx0 = np.minimum(np.maximum((b[:, 0] - x0) // OCC_STEP, 0), gw)
+        gx1 = np.minimum(np.maximum(-(-(b[:, 2] - x0) // OCC_STEP), 0), gw)
+        gy0 = np.minimum(np.maximum((b[:, 1] - y0) // OCC_STEP, 0), gh)
+        gy1 = np.minimum(np.maximum(-(-(b[:, 3] - y0) // OCC_STEP), 0), gh)
+        s = it[gy1, gx1] - it[gy0, gx1] - it[gy1, gx0] + it[gy0, gx0]
+        return np.where((gx1 > gx0) & (gy1 > gy0), s, 0) * OCC_STEP * OCC_STEP
 
 
 def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray, occupied: "_Occupancy",
@@ -713,18 +713,17 @@ def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray
         c = poly[int(np.argmin(((poly - m) ** 2).sum(axis=1)))]
         cands.append((c[0] - bw / 2, c[1] - bh / 2))
     rx0, ry0, rx1, ry1 = layout.x0, layout.y0, layout.x0 + layout.w, layout.y0 + layout.h
-    best, best_cost = None, None
-    for i, (lx, ly) in enumerate(cands):
-        lx = min(max(lx, rx0 + 2), rx1 - bw - 2)
-        ly = min(max(ly, ry0 + 2), ry1 - bh - 2)
-        box = (int(lx), int(ly), int(lx + bw), int(ly + bh))
-        cost = occupied.cost(box, own_class) * 4 + i  # prefer order when equally clear
-        if any(_intersects(box, p) for p in placed):
-            cost += 10 ** 7
-        if best_cost is None or cost < best_cost:
-            best, best_cost = box, cost
-    if best is None:
-        return None
+    c = np.asarray(cands, np.float64)
+    lx = np.minimum(np.maximum(c[:, 0], rx0 + 2), rx1 - bw - 2).astype(np.int64)
+    ly = np.minimum(np.maximum(c[:, 1], ry0 + 2), ry1 - bh - 2).astype(np.int64)
+    boxes = np.stack([lx, ly, lx + bw, ly + bh], axis=1)
+    cost = occupied.costs(boxes, own_class) * 4 + np.arange(len(boxes))  # order breaks ties
+    if placed:
+        p = np.asarray(placed, np.int64)
+        hit = ~((boxes[:, None, 2] < p[None, :, 0]) | (p[None, :, 2] < boxes[:, None, 0]) |
+                (boxes[:, None, 3] < p[None, :, 1]) | (p[None, :, 3] < boxes[:, None, 1]))
+        cost = cost + hit.any(axis=1) * 10 ** 9
+    best = tuple(int(v) for v in boxes[int(np.argmin(cost))])
     placed.append(best)
     # leader line from the box edge to the nearest outline point
     bcx, bcy = (best[0] + best[2]) / 2, (best[1] + best[3]) / 2
