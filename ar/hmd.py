@@ -324,12 +324,12 @@ class HmdView:
     """
 
     def __init__(self, settings: HmdSettings = HmdSettings(), tracker: HandTracker | None = None,
-                 cue_renderer=None, track_every: int = 1):
+                 cue_renderer=None, track_every: int | None = None):
         self.settings = settings
         self.tracker = tracker or HandTracker(settings)
         self._cue = cue_renderer
         self.anchor: AnchorState | None = None
-        self.track_every = max(1, int(track_every))
+        self.track_every = max(1, int(track_every if track_every is not None else settings.track_every_frames))
         self._n = 0
         self._hands: list[Hand] = []
 

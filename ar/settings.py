@@ -76,6 +76,9 @@ class HmdSettings:
     cue_size_px: int = 160  # the 3D needle-depth cue (square) drawn in the views
     min_detection_confidence: float = 0.5  # mediapipe hands
     max_hands: int = 2
+    # hand tracking costs ~30 ms a frame on a 2-core machine: track every Nth scene frame
+    # (the panel's smoothing hides the steps); 1 = every frame
+    track_every_frames: int = 2
 
     def __post_init__(self) -> None:
         _check_range(self, "width_px", 320, 7680)
@@ -89,5 +92,6 @@ class HmdSettings:
         _check_range(self, "cue_size_px", 32, 1024)
         _check_range(self, "min_detection_confidence", 0.0, 1.0)
         _check_range(self, "max_hands", 1, 4)
+        _check_range(self, "track_every_frames", 1, 30)
         if self.probe_hand not in ("left", "right", "any"):
             raise ValueError(f"HmdSettings.probe_hand must be 'left', 'right' or 'any', got {self.probe_hand!r}")
