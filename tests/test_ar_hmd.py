@@ -190,3 +190,50 @@ def test_mediapipe_finds_real_hands_and_the_panel_follows():
         assert out.stereo.shape == (720, 2560, 3) and out.track_ms > 0
     finally:
         tracker.close()
+
+
+class _ScriptedTracker:
+    """Stands in for mediapipe: returns the hand the test places (the real one is tested above)."""
+
+    def __init__(self):
+        self.hands: list[Hand] = []
+        self.calls = 0
+
+    def detect(self, bgr):
+        self.calls += 1
+        return list(self.hands)
+
+    def close(self):
+        pass
+
+
+def _hand_at(x: float, y: float) -> Hand:
+    pts = np.array([[x, y], [x + 80, y + 120], [x - 40, y + 100], [x + 20, y - 60]], float)
+    return Hand("right", 0.95, pts)
+
+
+def test_hmd_view_follows_a_moving_hand_and_tracks_every_nth_frame():
+    tr = _ScriptedTracker()
+    s = HmdSettings(track_every_frames=2, stereo=True)
+    view = HmdView(s, tracker=tr, cue_renderer=None)
+    scene = np.full((720, 1280, 3), 80, np.uint8)
+    mon = np.full((720, 1280, 3), 40, np.uint8)
+    t = 0.0
+    tr.hands = [_hand_at(200, 300)]
+    for _ in range(40):
+        out = view.step(scene, mon, (0, 0, 1280, 720), t, show_cue=False)
+        t += 1 / 30
+    assert tr.calls == 20  # every second frame
+    first = (out.anchor.x, out.anchor.y)
+    assert out.anchor.on_hand and first[0] >= 280 + s.panel_gap_px - 1  # right of the hand
+    tr.hands = [_hand_at(700, 200)]  # the hand moves right: no room right of it, panel goes left
+    for _ in range(40):
+        out = view.step(scene, mon, (0, 0, 1280, 720), t, show_cue=False)
+        t += 1 / 30
+    assert out.anchor.x + s.panel_width_px <= 660 - s.panel_gap_px + 1
+    assert out.stereo.shape == (720, 2560, 3) and np.shares_memory(out.mono, out.stereo)
+    tr.hands = []
+    for _ in range(60):
+        out = view.step(scene, mon, (0, 0, 1280, 720), t, show_cue=False)
+        t += 1 / 30
+    assert not out.anchor.on_hand and out.anchor.x == 1280 - s.panel_width_px - 16 and out.anchor.y == 16

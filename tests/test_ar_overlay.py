@@ -389,3 +389,19 @@ def test_bgr_frames_and_guidance_hidden_with_the_segmentation():
     old = dataclasses.replace(seg, frame_id=seg.frame_id - 1)  # an older frame's mask, 1 s old
     _, info = render_monitor_info(frame, old, state, 101.0, S)
     assert not info.guidance_shown and not info.seg_drawn
+
+
+def test_malformed_optional_fields_are_ignored_not_fatal():
+    frame, seg, state = synthetic_scene()
+    bad_seg = dataclasses.replace(seg, confidence=[0.9, 0.9], classes=[],  # short list, default classes
+                                  needle={"visible": True, "tip_px": "here", "entry_px": None})
+    bad_state = dataclasses.replace(state, layers=None, alerts="fire", nodes={"segmentation": 3},
+                                    guidance={"target_plane_px": [[1, 2, 3]], "to_target_mm": "near",
+                                              "target_px": ["a", "b"], "nearest_danger": {"name": "x"}})
+    out, info = render_monitor_info(frame, bad_seg, bad_state, NOW, S)
+    assert out.shape == (720, 1280, 3) and info.seg_drawn
+    # classes beyond the short confidence list have no confidence: drawn as unsure, never as sure
+    assert info.drawn_classes["serratus"] == "unsure" and info.drawn_classes["nerve"] == "sure"
+    assert not info.needle_drawn  # a tip that is not (x, y) is not drawn
+    # the plane falls back to the one derived from the labels (PECS II)
+    assert info.plane_px is not None and len(info.plane_px) > 10
