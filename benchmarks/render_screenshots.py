@@ -9,7 +9,8 @@
 * hmd.jpg            the head-mounted view: a generated room scene with a drawn hand, the
                      panel anchored beside it by ar.hmd's pure anchor functions;
 * stereo.jpg         the side-by-side headset output of the same (scaled to half size);
-* cue3d.png          the 3D depth cue at 18, 10, 3, 0 mm and 4 mm past the plane.
+* cue3d.png          the 3D depth cue at 18, 10, 3, 0 mm and 4 mm past the plane;
+* browser.jpg        the live browser view (ar.web) as headless Chromium shows it.
 """
 from __future__ import annotations
 
@@ -129,7 +130,34 @@ def main(argv=None) -> int:
     cr = CueRenderer(160)
     strip = [cr.render(d, 30.0)[0] for d in (18.0, 10.0, 3.0, 0.0, -4.0)]
     save(out / "cue3d.png", np.hstack(strip))
+    browser_shot(mon, out / "browser.jpg")
     return 0
+
+
+def browser_shot(img: np.ndarray, path: Path) -> None:
+    """The browser view in headless Chromium (skipped, with a note, when it is not installed)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from ar.web import WebView
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        print(f"{path}: skipped, no chromium")
+        return
+    with WebView() as web, tempfile.TemporaryDirectory() as tmp:
+        web.publish(img, {"nodes": {"segmentation": "online", "assistant": "online"}})
+        shot = Path(tmp) / "page.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp}/profile", f"--screenshot={shot}", "--window-size=1280,800",
+                        web.url], capture_output=True, timeout=90, check=False)
+        page = cv2.imread(str(shot))
+        if page is None:
+            print(f"{path}: chromium wrote no screenshot")
+            return
+        save(path, page)
 
 
 if __name__ == "__main__":
