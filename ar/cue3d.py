@@ -197,40 +197,59 @@ def render_cue(inputs: CueInputs, size_px: int = 160) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(img[::-1, ::-1]), np.ascontiguousarray(np.where(hit, 255, 0).astype(np.uint8)[::-1, ::-1])
 
 
+def cue_caption(to_target_mm: float | None) -> str:
+    """The words under the cue, from the exact distance (the picture is quantised)."""
+    tt = to_target_mm
+    if tt is None or not math.isfinite(tt):
+        return "no needle"
+    if tt > AT_PLANE_MM:
+        return f"{tt:.1f} mm to plane"
+    return "at plane" if tt >= -AT_PLANE_MM else f"{-tt:.1f} mm past"
+
+
 class CueRenderer:
-    """Renders cues on demand with a small cache: the cue only changes when its quantised
-    inputs (0.25 mm, 2 degrees) change, so most frames reuse the last image."""
+    """Renders cues on demand with two small caches: the ray-cast picture only changes when
+    its quantised inputs (0.25 mm, 2 degrees) change, and its caption (from the exact
+    distance, as the rest of the screen shows it) when the words change."""
 
     def __init__(self, size_px: int = 160, range_mm: float = 20.0, cache_size: int = 64):
         self.size_px, self.range_mm = int(size_px), float(range_mm)
-        self._render = functools.lru_cache(maxsize=cache_size)(self._render_uncached)
+        self._picture = functools.lru_cache(maxsize=cache_size)(self._render_uncached)
+        self._captioned = functools.lru_cache(maxsize=cache_size)(self._captioned_uncached)
 
     def _render_uncached(self, inputs: CueInputs) -> tuple[np.ndarray, np.ndarray]:
         img, alpha = render_cue(inputs, self.size_px)
         if inputs.mirror:  # geometry is symmetric but for the needle's side: flip the picture
             img, alpha = np.ascontiguousarray(img[:, ::-1]), np.ascontiguousarray(alpha[:, ::-1])
-        self._caption(img, alpha, inputs)
         img.setflags(write=False)
         alpha.setflags(write=False)
         return img, alpha
 
-    def _caption(self, img: np.ndarray, alpha: np.ndarray, inputs: CueInputs) -> None:
+    def _captioned_uncached(self, inputs: CueInputs, text: str, colour: tuple) -> tuple[np.ndarray, np.ndarray]:
+        pic, pa = self._picture(inputs)
+        img, alpha = pic.copy(), pa.copy()
+        self._caption(img, alpha, text, colour)
+        img.setflags(write=False)
+        alpha.setflags(write=False)
+        return img, alpha
+
+    def _caption(self, img: np.ndarray, alpha: np.ndarray, text: str, colour: tuple) -> None:
         import cv2
 
-        tt = inputs.to_target_mm
-        text = "no needle" if tt is None else (f"{tt:.1f} mm to plane" if tt > AT_PLANE_MM else
-                                              "at plane" if tt >= -AT_PLANE_MM else f"{-tt:.1f} mm past")
         s = self.size_px / 160
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, 1)
         x, y = (self.size_px - tw) // 2, self.size_px - int(6 * s)
         cv2.rectangle(img, (x - 3, y - th - 3), (x + tw + 3, y + 4), (0, 0, 0), -1)
         cv2.rectangle(alpha, (x - 3, y - th - 3), (x + tw + 3, y + 4), 255, -1)
-        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, cue_colour(tt), 1, cv2.LINE_AA)
+        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * s, colour, 1, cv2.LINE_AA)
 
     def render(self, to_target_mm: float | None, angle_deg: float | None = None,
                mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """The cue (cached); ``mirror`` when the needle enters from the image's right."""
-        return self._render(CueInputs.quantised(to_target_mm, angle_deg, self.range_mm, mirror))
+        """The cue (cached, read-only arrays); ``mirror`` when the needle enters from the
+        image's right."""
+        inputs = CueInputs.quantised(to_target_mm, angle_deg, self.range_mm, mirror)
+        tt = inputs.to_target_mm if inputs.to_target_mm is None else float(to_target_mm)
+        return self._captioned(inputs, cue_caption(tt), cue_colour(tt))
 
 
 def composite(dst: np.ndarray, img: np.ndarray, alpha: np.ndarray, x: int, y: int,

@@ -79,3 +79,14 @@ def test_composite_clips_and_blends():
     alpha[5:15, 5:15] = 255
     composite(dst, img, alpha, 40, 40, opacity=1.0)  # partly outside: clipped, no error
     assert (dst[45:50, 45:50] == 200).all() and dst[:40].sum() == 0 and dst[40:45, 40:45].sum() == 0
+
+
+def test_caption_uses_the_exact_distance():
+    from ar.cue3d import cue_caption
+    assert cue_caption(12.43) == "12.4 mm to plane"  # the picture is quantised to 12.5, the words are not
+    assert cue_caption(0.4) == "at plane" and cue_caption(-3.26) == "3.3 mm past" and cue_caption(None) == "no needle"
+    r = CueRenderer(size_px=128)
+    a, _ = r.render(12.43, 30.0)
+    b, _ = r.render(12.46, 30.0)  # same picture (quantised to 12.5) but another caption
+    assert not np.array_equal(a, b)
+    assert np.array_equal(a[:100], b[:100])  # only the caption strip differs
