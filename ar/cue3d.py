@@ -80,13 +80,12 @@ def tube_arc_mesh(radius: float, tube: float, start_rad: float, sweep_rad: float
     uu, vv = np.meshgrid(u, v, indexing="ij")
     r = radius + tube * np.cos(vv)
     verts = np.stack([r * np.cos(uu), tube * np.sin(vv), r * np.sin(uu)], axis=-1).reshape(-1, 3)
-    tris = []
-    for i in range(n_u - 1):
-        for j in range(n_v):
-            a, b = i * n_v + j, i * n_v + (j + 1) % n_v
-            c, d = a + n_v, b + n_v
-            tris += [(a, c, b), (b, c, d)]
-    return verts.astype(np.float32), np.asarray(tris, np.int32)
+    i, j = np.meshgrid(np.arange(n_u - 1), np.arange(n_v), indexing="ij")
+    a = i * n_v + j
+    b = i * n_v + (j + 1) % n_v
+    c, d = a + n_v, b + n_v
+    tris = np.stack([np.stack([a, c, b], -1), np.stack([b, c, d], -1)], axis=2).reshape(-1, 3)
+    return verts.astype(np.float32), tris.astype(np.int32)
 
 
 def _cylinder(o3d, p0: np.ndarray, p1: np.ndarray, radius: float):

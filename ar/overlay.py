@@ -545,6 +545,8 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
     x0, y0, w, h = layout.rect
     classes = list(seg.classes) if seg.classes else list(CLASSES)
     labels_s = layout.resize_labels(seg.labels)
+    nd = seg.needle if isinstance(seg.needle, dict) else {}
+    needle_as_line = bool(nd.get("visible")) and nd.get("tip_px") is not None
     # which labels occur (calcHist is ~5x faster than np.bincount here)
     counts = cv2.calcHist([labels_s], [0], None, [256], [0, 256]).ravel()
     colour_lut = np.zeros((256, 1, 3), np.uint8)
@@ -554,8 +556,8 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         if idx == 0 or idx >= len(classes):
             continue
         name = str(classes[idx])
-        if name == "needle" or name not in COLOURS_BGR or not class_shown(name, state):
-            continue  # the needle is drawn as a line and path, not a blob
+        if (name == "needle" and needle_as_line) or name not in COLOURS_BGR or not class_shown(name, state):
+            continue  # a tracked needle is drawn as its shaft, tip and path, not as a blob
         conf = class_confidence(seg, idx)
         unsure = conf is None or conf < settings.min_confidence
         colour_lut[idx, 0] = COLOURS_BGR[name]

@@ -415,3 +415,12 @@ def test_same_inputs_same_pixels():
     render_monitor(*synthetic_scene(seed=3, needle_t=0.9), NOW, S)  # something else in between
     b = render_monitor(frame, seg, st, NOW, S)
     assert np.array_equal(a, b)
+
+
+def test_needle_mask_drawn_as_a_class_without_a_tracked_tip():
+    frame, seg, state = synthetic_scene()
+    untracked = dataclasses.replace(seg, needle={})
+    out, info = render_monitor_info(frame, untracked, state, NOW, S, track_chrome=True)
+    assert "needle" in info.drawn_classes and not info.needle_drawn
+    _, info2 = render_monitor_info(frame, seg, state, NOW, S)
+    assert "needle" not in info2.drawn_classes and info2.needle_drawn
