@@ -6,15 +6,17 @@ streams the result. Nothing heavy happens at import.
 
 Screen layout (``MonitorLayout``), for the default 1280x720::
 
-    +------------------------------------------------------------+
-    | status strip: nodes, REC / FROZEN / MUTED, NOT FOR CLINICAL USE |
-    +------+------------------------------------+----------------+
-    |ruler | ultrasound image (fit, centred)    | side panel:    |
-    |  mm  |  fills, outlines, labels, needle,  | legend, quality|
-    |      |  target plane                      | guidance, seg  |
-    +------+------------------------------------+----------------+
-    | banners: alerts, "say yes to confirm ..."                   |
-    +------------------------------------------------------------+
+    +-------------------------------------------------------------------+
+    | status strip: nodes, REC / FROZEN / MUTED, NOT FOR CLINICAL USE    |
+    +------+-------------------------------------+----------------------+
+    |ruler | ultrasound image (fit, centred):    | side panel: block,   |
+    |  mm  |  fills, outlines, labels, needle,   | why not drawn,       |
+    |      |  its path, target plane             | quality, legend,     |
+    |      |                                     | guidance, 3D cue,    |
+    |      |                                     | "say yes to confirm" |
+    +------+-------------------------------------+----------------------+
+    | alert banners (two, most severe first)                             |
+    +-------------------------------------------------------------------+
 
 Blending is exact integer arithmetic: a fill pixel is
 ``round_half_even((img * (256 - A) + colour * A) / 256)`` with ``A = round(fill_alpha * 256)``
