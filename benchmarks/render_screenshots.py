@@ -67,11 +67,15 @@ def scene_with_hand(w: int = 1280, h: int = 720) -> tuple[np.ndarray, Hand]:
         for j in range(1, 5):
             pts.append(wrist + np.array([np.cos(a), np.sin(a)]) * length * (0.35 + 0.65 * j / 4))
     pts = np.array(pts)
-    glove = (200, 170, 120)
-    cv2.fillPoly(img, [cv2.convexHull(pts.astype(np.int32))], glove)
+    glove = (200, 170, 120)  # a blue nitrile glove
+    palm = pts[[0, 1, 5, 9, 13, 17]].astype(np.int32)
+    cv2.fillPoly(img, [cv2.convexHull(palm)], glove, cv2.LINE_AA)
     for f in range(5):
-        chain = pts[[0] + list(range(1 + 4 * f, 5 + 4 * f))].astype(np.int32)
-        cv2.polylines(img, [chain], False, glove, 22, cv2.LINE_AA)
+        chain = pts[[1 + 4 * f, 2 + 4 * f, 3 + 4 * f, 4 + 4 * f]].astype(np.int32)
+        for p0, p1 in zip(chain[:-1], chain[1:]):
+            cv2.line(img, tuple(int(v) for v in p0), tuple(int(v) for v in p1), glove, 20, cv2.LINE_AA)
+        for p in chain:
+            cv2.circle(img, tuple(int(v) for v in p), 10, glove, -1, cv2.LINE_AA)
     probe_tip = (int(wrist[0] + 10), int(h * 0.66))
     cv2.rectangle(img, (probe_tip[0] - 45, probe_tip[1] - 80), (probe_tip[0] + 45, probe_tip[1]), (40, 40, 40), -1)
     cv2.line(img, (probe_tip[0], probe_tip[1] - 80), (probe_tip[0] - 120, probe_tip[1] - 260), (30, 30, 30), 8)
