@@ -424,3 +424,22 @@ def test_needle_mask_drawn_as_a_class_without_a_tracked_tip():
     assert "needle" in info.drawn_classes and not info.needle_drawn
     _, info2 = render_monitor_info(frame, seg, state, NOW, S)
     assert "needle" not in info2.drawn_classes and info2.needle_drawn
+
+
+@pytest.mark.parametrize("spacing_mm", [0.08, 0.05])
+def test_depth_ruler_ticks_at_the_right_depths(spacing_mm):
+    from ar.overlay import TEXT
+    frame, seg, state = synthetic_scene(spacing_mm=spacing_mm)
+    out, info = render_monitor_info(frame, seg, state, NOW, S)
+    layout = info.layout
+    xr = layout.x0 - 6
+    depth = frame.image.shape[0] * spacing_mm
+    found = []
+    for mm in np.arange(10.0, depth, 10.0):
+        y = layout.y0 + mm / spacing_mm * layout.scale - 0.5  # mm from the top of the image
+        rows = [int(np.floor(y)), int(np.ceil(y))]
+        tick = [(out[r, xr - 12:xr + 1] == TEXT).all() for r in rows]
+        found.append(any(tick))
+        # and no major tick a few pixels away (the tick is where the depth is, not near it)
+        assert not (out[int(round(y)) + 4, xr - 12:xr - 6] == TEXT).all()
+    assert len(found) >= 2 and all(found), found
