@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -317,19 +318,91 @@ class HmdFrame:
     draw_ms: float
 
 
+class BackgroundTracker:
+    """Runs a tracker on its own thread, newest frame only: :meth:`submit` never waits
+    (a frame not yet taken is replaced), :meth:`latest` returns the last result at once.
+
+    Hand tracking takes longer than a frame interval here; on the caller's thread it would
+    hold up the monitor view, which matters more. An exception in the tracker is re-raised
+    by the next :meth:`latest` (so the caller's "the head-mounted view failed" path runs).
+    """
+
+    def __init__(self, tracker):
+        self.tracker = tracker
+        self._cond = threading.Condition()
+        self._pending: np.ndarray | None = None
+        self._hands: list[Hand] = []
+        self._seq = 0  # results produced
+        self._track_ms = 0.0
+        self._error: BaseException | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="hand-tracker", daemon=True)
+        self._thread.start()
+
+    def submit(self, bgr: np.ndarray) -> None:
+        with self._cond:
+            self._pending = bgr.copy()  # the camera may reuse its buffer
+            self._cond.notify_all()
+
+    def latest(self) -> tuple[list[Hand], int, float]:
+        """(hands, how many results so far, ms the last detection took)."""
+        with self._cond:
+            if self._error is not None:
+                raise RuntimeError(f"hand tracking failed: {self._error}") from self._error
+            return list(self._hands), self._seq, self._track_ms
+
+    def wait_for_result(self, after_seq: int, timeout_s: float) -> bool:
+        """Block until a result newer than ``after_seq`` exists (tests, benchmarks)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._seq > after_seq or self._error is not None, timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._stop)
+                if self._stop:
+                    return
+                frame, self._pending = self._pending, None
+            t0 = time.perf_counter()
+            try:
+                hands = self.tracker.detect(frame)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, not swallowed
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                log.exception("hand tracking failed")
+                return
+            with self._cond:
+                self._hands, self._track_ms = hands, (time.perf_counter() - t0) * 1e3
+                self._seq += 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+        self.tracker.close()
+
+
 class HmdView:
     """Stateful glue for the node: tracking, anchor, panel, cue, eyes.
 
-    ``step`` is called once per scene frame with the newest monitor render.
+    ``step`` is called once per scene frame with the newest monitor render. With
+    ``settings.track_in_background`` hand tracking runs on its own thread and ``step`` uses
+    the newest result it has (``HmdFrame.track_ms`` is then that detection's time, not time
+    spent in ``step``).
     """
 
     def __init__(self, settings: HmdSettings = HmdSettings(), tracker: HandTracker | None = None,
-                 cue_renderer=None, track_every: int | None = None):
+                 cue_renderer=None, track_every: int | None = None, background: bool | None = None):
         self.settings = settings
         self.tracker = tracker or HandTracker(settings)
         self._cue = cue_renderer
         self.anchor: AnchorState | None = None
         self.track_every = max(1, int(track_every if track_every is not None else settings.track_every_frames))
+        bg = settings.track_in_background if background is None else background
+        self.background = BackgroundTracker(self.tracker) if bg else None
         self._n = 0
         self._hands: list[Hand] = []
 
@@ -343,10 +416,15 @@ class HmdView:
 
     def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,
              to_target_mm: float | None = None, angle_deg: float | None = None,
-             header: str = "", show_cue: bool = True) -> HmdFrame:
+             header: str = "", show_cue: bool = True, needle_from_right: bool = False) -> HmdFrame:
         s = self.settings
         t0 = time.perf_counter()
-        if self._n % self.track_every == 0:
+        track_ms = None
+        if self.background is not None:
+            if self._n % self.track_every == 0:
+                self.background.submit(scene_bgr)
+            self._hands, _, track_ms = self.background.latest()
+        elif self._n % self.track_every == 0:
             self._hands = self.tracker.detect(scene_bgr)
         self._n += 1
         t1 = time.perf_counter()
@@ -362,7 +440,7 @@ class HmdView:
                                   s.panel_gap_px)
         self.anchor = update_anchor(self.anchor, target, now, s, corner_anchor((pw, ph), (s.width_px, s.height_px)))
         draw_hands(scene, self._hands, (sx, sy), probe)
-        cue = self.cue_renderer.render(to_target_mm, angle_deg) if show_cue else None
+        cue = self.cue_renderer.render(to_target_mm, angle_deg, needle_from_right) if show_cue else None
         anchor = (self.anchor.x, self.anchor.y)
         if s.stereo:  # the left eye doubles as the mono view (no third copy of the scene)
             stereo = compose_stereo(scene, panel, anchor, s.stereo_disparity_px, cue)
@@ -370,8 +448,12 @@ class HmdView:
         else:
             stereo, mono = None, compose_view(scene, panel, anchor, cue)
         t2 = time.perf_counter()
-        return HmdFrame(mono, stereo, list(self._hands), self.anchor, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return HmdFrame(mono, stereo, list(self._hands), self.anchor,
+                        (t1 - t0) * 1e3 if track_ms is None else track_ms, (t2 - t1) * 1e3)
 
     def close(self) -> None:
-        self.tracker.close()
+        if self.background is not None:
+            self.background.close()  # closes the tracker after its thread ends
+        else:
+            self.tracker.close()
 

@@ -79,6 +79,9 @@ class HmdSettings:
     # hand tracking costs ~30 ms a frame on a 2-core machine: track every Nth scene frame
     # (the panel's smoothing hides the steps); 1 = every frame
     track_every_frames: int = 2
+    # track on a thread of its own (the newest result is used), so the monitor view is not
+    # held up by the ~30-50 ms of hand tracking
+    track_in_background: bool = True
 
     def __post_init__(self) -> None:
         _check_range(self, "width_px", 320, 7680)

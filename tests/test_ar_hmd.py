@@ -161,7 +161,7 @@ def test_mediapipe_finds_real_hands_and_the_panel_follows():
         assert found >= 3, f"mediapipe found hands in only {found} of {len(photos)} photos"
 
         # the panel follows the hand in the scene: photo A for 1 s, then photo B, then no hand
-        view = HmdView(S, tracker=tracker)
+        view = HmdView(S, tracker=tracker, background=False)  # deterministic here; the thread is tested below
         mon = np.full((720, 1280, 3), 60, np.uint8)
         a, b = cv2.imread(str(photos[0])), cv2.imread(str(photos[-1]))
         sx, sy = S.width_px / a.shape[1], S.height_px / a.shape[0]
@@ -215,7 +215,7 @@ def _hand_at(x: float, y: float) -> Hand:
 def test_hmd_view_follows_a_moving_hand_and_tracks_every_nth_frame():
     tr = _ScriptedTracker()
     s = HmdSettings(track_every_frames=2, stereo=True)
-    view = HmdView(s, tracker=tr, cue_renderer=None)
+    view = HmdView(s, tracker=tr, cue_renderer=None, background=False)
     scene = np.full((720, 1280, 3), 80, np.uint8)
     mon = np.full((720, 1280, 3), 40, np.uint8)
     t = 0.0
@@ -237,3 +237,34 @@ def test_hmd_view_follows_a_moving_hand_and_tracks_every_nth_frame():
         out = view.step(scene, mon, (0, 0, 1280, 720), t, show_cue=False)
         t += 1 / 30
     assert not out.anchor.on_hand and out.anchor.x == 1280 - s.panel_width_px - 16 and out.anchor.y == 16
+
+
+def test_background_tracking_uses_the_newest_result_and_reports_failures():
+    from ar.hmd import BackgroundTracker
+    tr = _ScriptedTracker()
+    view = HmdView(HmdSettings(track_every_frames=1), tracker=tr, background=True)
+    scene = np.full((720, 1280, 3), 80, np.uint8)
+    mon = np.full((720, 1280, 3), 40, np.uint8)
+    try:
+        tr.hands = [_hand_at(200, 300)]
+        out = view.step(scene, mon, (0, 0, 1280, 720), 0.0, show_cue=False)
+        assert out.stereo.shape == (720, 2560, 3)  # the step did not wait for the tracker
+        assert view.background.wait_for_result(0, timeout_s=5.0)
+        out = view.step(scene, mon, (0, 0, 1280, 720), 0.1, show_cue=False)
+        assert len(out.hands) == 1 and out.anchor.on_hand
+    finally:
+        view.close()
+    assert not view.background._thread.is_alive()
+
+    class Failing(_ScriptedTracker):
+        def detect(self, bgr):
+            raise ValueError("camera frame unreadable")
+
+    bt = BackgroundTracker(Failing())
+    try:
+        bt.submit(scene)
+        assert bt.wait_for_result(0, timeout_s=5.0)
+        with pytest.raises(RuntimeError, match="hand tracking failed: camera frame unreadable"):
+            bt.latest()
+    finally:
+        bt.close()
