@@ -212,8 +212,8 @@ def seg_usable(frame: Frame | None, seg: SegResult | None, now_mono: float,
     * same ``frame_id``: yes (replay always pairs them; live, it is the frame segmented);
     * replay with a different id: no (two runs must give the same video);
     * live: the segmented frame must be at most ``stale_ms`` old now (``frame_t_mono``)
-      and at most ``stale_ms`` older than the frame shown (media time), so a mask never
-      lags the picture by more than that.
+      and at most ``stale_ms`` away from the frame shown in media time (older, or newer
+      when the picture shown is held back), so a mask never lags the picture by more.
     """
     if seg is None:
         return False, "no segmentation yet"
@@ -232,6 +232,8 @@ def seg_usable(frame: Frame | None, seg: SegResult | None, now_mono: float,
     lag_ms = (frame.media_time_s - seg.media_time_s) * 1000.0
     if lag_ms > stale_ms:
         return False, f"segmentation stale {lag_ms:.0f} ms"
+    if -lag_ms > stale_ms:
+        return False, f"segmentation is {-lag_ms:.0f} ms newer than the picture"
     return True, ""
 
 
@@ -469,6 +471,9 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
             _check_seg(seg)
         if node_offline(nodes, SEG_NODE):
             ok, reason = False, "segmentation offline"
+        elif state is not None and state.frozen and (seg is None or seg.frame_id != frame.frame_id):
+            # a frozen picture shows only its own frame's overlay, never a later frame's
+            ok, reason = False, "frozen: later overlays not drawn"
         else:
             ok, reason = seg_usable(frame, seg, now_mono, settings.stale_ms)
         info.seg_drawn, info.seg_reason = ok, reason

@@ -174,6 +174,9 @@ def test_seg_usable_rules():
     # ... but not if it lags the shown frame by more than stale_ms of media time
     lag = dataclasses.replace(old, media_time_s=frame.media_time_s - 0.7)
     assert seg_usable(frame, lag, 50.2, 500) == (False, "segmentation stale 700 ms")
+    # a mask of a frame much newer than the picture shown is not drawn either
+    newer = dataclasses.replace(seg, frame_id=9, media_time_s=frame.media_time_s + 0.6)
+    assert seg_usable(frame, newer, 50.1, 500) == (False, "segmentation is 600 ms newer than the picture")
     # replay pairs frame k with seg k only
     rframe = dataclasses.replace(frame, replay=True)
     assert seg_usable(rframe, seg, 999.0, 500) == (True, "")
@@ -443,3 +446,16 @@ def test_depth_ruler_ticks_at_the_right_depths(spacing_mm):
         # and no major tick a few pixels away (the tick is where the depth is, not near it)
         assert not (out[int(round(y)) + 4, xr - 12:xr - 6] == TEXT).all()
     assert len(found) >= 2 and all(found), found
+
+
+def test_frozen_picture_keeps_only_its_own_overlay():
+    frame, seg, state = synthetic_scene(frame_id=5)
+    frozen = dataclasses.replace(state, frozen=True)
+    _, info = render_monitor_info(frame, seg, frozen, NOW, S)
+    assert info.seg_drawn  # its own frame's mask stays
+    later = dataclasses.replace(seg, frame_id=6, media_time_s=seg.media_time_s + 0.05)
+    out, info = render_monitor_info(frame, later, frozen, NOW, S)
+    assert not info.seg_drawn and info.seg_reason == "frozen: later overlays not drawn"
+    assert np.array_equal(_rect(out, info.layout), info.layout.resize_image(frame.image))
+    _, info = render_monitor_info(frame, later, state, NOW, S)  # not frozen: 50 ms apart is fine
+    assert info.seg_drawn
