@@ -195,7 +195,7 @@ class Runner:
                 d = r.decision
                 self.dump.append({**tag, "kind": d.kind, "command": d.command, "heard": d.heard,
                                   "reason": d.reason, "lr": d.lr_per_frame,
-                                  "post": d.posterior, "wake": d.wake, "gpf": d.grammar_per_frame,
+                                  "post": d.posterior, "wake": d.wake, "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
                                   "dur": round(r.end_s - r.start_s, 3)})
         return out
 
@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     over = {}
     for kv in args.set:
         k, v = kv.split("=", 1)
-        over[k] = type(getattr(SpeechSettings(), k))(v)
+        typ = type(getattr(SpeechSettings(), k))
+        over[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
     settings = replace(SpeechSettings(engine=args.engine), **over)
     snrs = [float(s) for s in args.snrs.split(",") if s]
     noises = [read_wav(f)[0].astype(np.float64)

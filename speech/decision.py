@@ -43,6 +43,7 @@ class Decision:
     lr_per_frame: float | None = None  # diagnostics: grammar vs open decode
     posterior: float | None = None
     grammar_per_frame: float | None = None  # diagnostics: grammar path score per speech frame
+    uncovered_ms: float | None = None  # diagnostics: speech outside the grammar words
 
 
 def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
@@ -108,8 +109,9 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
     if lr < th.min_lr_per_frame:
         return Decision("reject", cid, dec.text, _confidence(lr, post, th),
                         f"likelihood ratio {lr:.1f}/frame below {th.min_lr_per_frame}",
-                        wake, lr, post, gpf)
-    return Decision("accept", cid, dec.text, _confidence(lr, post, th), "ok", wake, lr, post, gpf)
+                        wake, lr, post, gpf, uncovered_ms)
+    return Decision("accept", cid, dec.text, _confidence(lr, post, th), "ok", wake, lr, post, gpf,
+                    uncovered_ms)
 
 
 def _confidence(lr: float, posterior: float, th: DecisionThresholds) -> float:

@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--url", help="another mirror of the same archive")
     ap.add_argument("--sha256", help="expected SHA-256 ('' = record on first download)")
     ap.add_argument("--timeout-s", type=float, default=30.0)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fetch"]:  # called as "assistant models fetch vosk-en"
+        argv = argv[1:]
     args = ap.parse_args(argv)
     try:
         path = fetch(args.model, args.dest, args.url, args.sha256, args.timeout_s)

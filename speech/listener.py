@@ -81,6 +81,7 @@ class CommandListener:
             raise ValueError(f"speech.wake_phrase {s.wake_phrase!r} is not one of the wake "
                              f"phrases of {commands.path}: {list(commands.wake_phrases)}")
         self.commands = commands
+        own_engine = engine is None
         self.engine = engine or make_engine(s, commands)
         self.thresholds = DecisionThresholds(
             min_lr_per_frame=s.min_lr_per_frame, min_word_posterior=s.min_word_posterior,
@@ -92,7 +93,8 @@ class CommandListener:
             min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms), sink=self)
         # decode while the user speaks when the engine can (see engines.py)
         self._streaming = bool(getattr(self.engine, "streaming", False))
-        self.engine.reset()  # a new stream: no channel estimate from another one
+        if own_engine:
+            self.engine.reset()  # a new stream: no channel estimate from another one
         self._in_utt = False
         self._frames: list[np.ndarray] = []
         self._out: list[Heard] = []
@@ -107,6 +109,12 @@ class CommandListener:
         self.log: deque[UtteranceLog] = deque(maxlen=256)
 
     # ------------------------------------------------------------------ control
+
+    @property
+    def stream_time_s(self) -> float:
+        """Stream (media) time of the end of the audio fed so far: the clock to use for
+        set_speaking / set_muted_until / push_to_talk / expect_reply."""
+        return self._t
 
     def set_muted_until(self, t_s: float) -> None:
         """Ignore speech from now (stream time) until ``t_s``."""

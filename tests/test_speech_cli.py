@@ -61,7 +61,7 @@ def test_fetch_without_network_says_so(tmp_path, monkeypatch, capsys):
     spec = fetch.MODELS["vosk-en"]
     monkeypatch.setitem(fetch.MODELS, "vosk-en", fetch.ModelSpec(
         spec.name, url, spec.sha256, spec.size_bytes, spec.folder))
-    assert fetch.main(["vosk-en", "--dest", str(tmp_path), "--timeout-s", "5"]) == 1
+    assert fetch.main(["fetch", "vosk-en", "--dest", str(tmp_path), "--timeout-s", "5"]) == 1
     err = capsys.readouterr().err
     assert "cannot reach" in err and url in err and "no internet" in err
     assert not (tmp_path / spec.folder).exists()

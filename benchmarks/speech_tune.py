@@ -1,0 +1,86 @@
+"""Choose decision thresholds from a dump of ``speech_bench.py --split tune --dump``.
+
+The dump must be made with the decision tests opened up (``--set min_lr_per_frame=-1e9
+--set min_word_posterior=0 --set max_uncovered_ms=100000``) so that every candidate
+survives to be judged here. Prints, for a grid of (likelihood ratio, posterior,
+uncovered speech) thresholds, the tune-split figures, best first under the false
+activation limits. Report figures on the test split, not these.
+
+    python benchmarks/speech_tune.py /tmp/d_tune.jsonl
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from collections import defaultdict
+
+
+def evaluate(rows, lr_min, post_min, unc_max):
+    def ok(r):
+        return (r["kind"] == "accept" and r["lr"] is not None and r["lr"] >= lr_min
+                and (r["post"] or 0) >= post_min and (r["unc"] or 0) <= unc_max)
+
+    words = defaultdict(list)
+    multi = defaultdict(list)
+    mono = defaultdict(int)
+    noise = 0
+    for r in rows:
+        acc = ok(r)
+        if r["part"] == "words":
+            words[(r["snr"], r["word"], r["file"])].append(r["command"] if acc else None)
+        elif r["part"] == "multi":
+            multi[(r["snr"], r["voice"], r["cmd"])].append(r["command"] if acc else None)
+        elif r["part"] == "monologue" and acc:
+            mono[r["act"]] += 1
+        elif r["part"] == "noise" and acc:
+            noise += 1
+    out = {}
+    for snr in sorted({k[0] for k in words}, key=lambda s: -1 if s is None else -s):
+        right = n = unk = nunk = sil = nsil = 0
+        for (s, w, f), cmds in words.items():
+            if s != snr:
+                continue
+            got = [c for c in cmds if c]
+            if w == "_unknown_":
+                nunk += 1
+                unk += bool(got)
+            elif w == "_silence_":
+                nsil += 1
+                sil += bool(got)
+            else:
+                n += 1
+                right += got == [w]
+        out[f"words {snr}"] = (right / max(n, 1), unk / max(nunk, 1), sil / max(nsil, 1))
+    for snr in sorted({k[0] for k in multi}, key=lambda s: -1 if s is None else -s):
+        right = n = 0
+        for (s, v, c), cmds in multi.items():
+            if s == snr:
+                n += 1
+                right += [x for x in cmds if x] == [c]
+        out[f"multi {snr}"] = right / max(n, 1)
+    out["mono"] = dict(mono)
+    out["noise"] = noise
+    return out
+
+
+def main(argv=None):
+    argv = argv if argv is not None else sys.argv[1:]
+    rows = [json.loads(line) for line in open(argv[0])]
+    grid = itertools.product([-1e9, -40, -30, -25, -20, -15, -10, -5, 0],
+                             [0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9],
+                             [100000, 800, 600, 400, 300, 200])
+    res = []
+    for lr, post, unc in grid:
+        e = evaluate(rows, lr, post, unc)
+        w = e.get("words None", (0, 1, 1))
+        feasible = w[1] <= 0.03 and w[2] <= 0.01 and e["mono"].get("wake", 0) == 0
+        score = w[0] + e.get("multi 10.0", 0) + e.get("words 10.0", (0,))[0]
+        res.append((feasible, score, (lr, post, unc), e))
+    res.sort(key=lambda r: (not r[0], -r[1]))
+    for feasible, score, th, e in res[:25]:
+        print(feasible, round(score, 3), th, json.dumps(e))
+
+
+if __name__ == "__main__":
+    main()
