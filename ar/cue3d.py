@@ -171,18 +171,26 @@ def render_cue(inputs: CueInputs, size_px: int = 160) -> tuple[np.ndarray, np.nd
 
     if not 16 <= int(size_px) <= 2048:
         raise ValueError(f"size_px must be 16..2048, got {size_px}")
-    scene = o3d.t.geometry.RaycastingScene()
-    colours = []
+    # All meshes go in as one triangle soup with a colour per triangle: one BVH build and
+    # no per-mesh tensor conversion (that overhead was half the time of a 160 px cue).
+    verts, tris, tri_colour = [], [], []
+    offset = 0
     for mesh, colour in cue_meshes(inputs):
-        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
-        colours.append(colour)
+        v = np.asarray(mesh.vertices, np.float32)
+        t = np.asarray(mesh.triangles, np.uint32)
+        verts.append(v)
+        tris.append(t + offset)
+        tri_colour.append(np.broadcast_to(np.asarray(colour, np.float32), (len(t), 3)))
+        offset += len(v)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(np.concatenate(verts)), o3d.core.Tensor(np.concatenate(tris)))
+    lut = np.concatenate(tri_colour + [np.zeros((1, 3), np.float32)])
     ans = scene.cast_rays(_rays(int(size_px)))
     t_hit = ans["t_hit"].numpy()
-    gid = ans["geometry_ids"].numpy().astype(np.int64)
+    pid = ans["primitive_ids"].numpy().astype(np.int64)
     normals = ans["primitive_normals"].numpy()
     hit = np.isfinite(t_hit)
-    lut = np.array(colours + [(0, 0, 0)], np.float32)
-    base = lut[np.where(hit, gid, len(colours))]
+    base = lut[np.where(hit, pid, len(lut) - 1)]
     # two-sided Lambert from a light over the viewer's shoulder, and depth fog for shape
     light = np.array([0.3, 0.8, 0.5], np.float32)
     light /= np.linalg.norm(light)
