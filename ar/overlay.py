@@ -498,8 +498,10 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
             cv.polylines([sp], PLANE_COLOUR, 2)
             name = BLOCK_NAMES.get(state.block, state.block) if state is not None else ""
             end = sp[np.argmax(sp[:, 0])]
-            cv.text(f"target plane {name}".strip(), (min(end[0] - 150, x0 + w - 190), end[1] + 18),
-                    PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
+            pbox = cv.text(f"target plane {name}".strip(), (min(end[0] - 150, x0 + w - 190), end[1] + 18),
+                           PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
+            if occupied is not None:  # structure labels keep off the plane's own label
+                occupied.rect(pbox)
         tpt = _target_point(state.guidance) if (assistant_ok and ok and state.overlay_on) else None
         if tpt is not None and plane_px is None:
             st_ = layout.image_to_screen(tpt)
