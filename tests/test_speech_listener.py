@@ -19,6 +19,7 @@ def base():
 
 
 def listener(base, **kw):
+    base.engine.reset()  # a fresh stream: no channel estimate carried from another test
     return CommandListener(replace(base.settings, **kw), commands=base.commands,
                            engine=base.engine)
 
