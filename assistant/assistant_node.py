@@ -30,7 +30,7 @@ class AssistantNode(Node):
     STREAM_TYPES = ("frame", "seg")
 
     def setup(self) -> None:
-        self.state = logic.initial_state(self.settings.assistant)
+        self.state = logic.initial_state(self.settings.assistant, self.settings.blocks)
         self.next_tick = 0.0
         self.records = None
         self._open_records()
@@ -58,9 +58,17 @@ class AssistantNode(Node):
         a = self.settings.assistant
         try:
             self.records = SessionStore(a.session_db or None)
-            self.session_id = self.records.start_session(
-                a.operator, a.block, start_s=0.0,
-                source="replay" if self.replay else self.settings.source.kind)
+            # Live, the time base is time.monotonic(); replay, media time from 0.
+            start_s = 0.0 if self.replay else time.monotonic()
+            source = "replay" if self.replay else self.settings.source.kind
+            if self.run_id:
+                self.session_id, resumed = self.records.resume_or_start(
+                    self.run_id, a.operator, a.block, start_s, source=source)
+                if resumed:
+                    log.warning("session %d resumed after a restart", self.session_id)
+            else:
+                self.session_id = self.records.start_session(a.operator, a.block, start_s,
+                                                             source=source)
         except Exception as exc:
             log.error("session record unavailable: %s", exc)
             self.records = None

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from ar.settings import HmdSettings, RenderSettings
+from assistant.blocks import BlockPreset, default_presets
 from assistant.logic_settings import AssistantSettings
 from models.settings import SegmentationSettings
 from speech.settings import SpeechSettings, TTSSettings
@@ -80,6 +81,7 @@ class Settings:
     render: RenderSettings = field(default_factory=RenderSettings)
     hmd: HmdSettings = field(default_factory=HmdSettings)
     assistant: AssistantSettings = field(default_factory=AssistantSettings)
+    blocks: tuple[BlockPreset, ...] = field(default_factory=default_presets)
 
 
 def default_config_path() -> Path:
@@ -256,6 +258,15 @@ def _check_cross_field(s: Settings, filename: str) -> None:
     _positive(filename, "replay.max_in_flight", s.replay.max_in_flight)
     _positive(filename, "render.width_px", s.render.width_px)
     _positive(filename, "render.height_px", s.render.height_px)
+    ids = [b.id for b in s.blocks]
+    if not ids:
+        raise ConfigError(f"{filename}: blocks: at least one block preset is needed")
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"{filename}: blocks: duplicate block ids {dup}")
+    if s.assistant.block not in ids:
+        raise ConfigError(f"{filename}: assistant.block: {s.assistant.block!r} is not a block "
+                          f"preset; expected one of {', '.join(ids)}")
     if s.source.kind in ("video", "images") and not s.source.path:
         raise ConfigError(f"{filename}: source.path: required when source.kind is {s.source.kind!r}")
     for key in ("pub_endpoint", "sub_endpoint"):

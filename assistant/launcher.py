@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,13 +89,14 @@ class Launcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.hb_timeout_s = settings.bus.heartbeat_ms * settings.bus.offline_after_missed / 1000
-        self.event_hooks: list = []  # callables(header, msg) run in the supervisor thread
+        self.event_hooks: list = []
+        self.run_id = uuid.uuid4().hex[:12]  # callables(header, msg) run in the supervisor thread
 
     # ------------------------------------------------------------------ processes
     def _spawn(self, np_: NodeProc) -> None:
         cmd = [sys.executable, "-m", "assistant.node_main", np_.name,
                "--pub", self.endpoints.pub, "--sub", self.endpoints.sub,
-               "--overrides", json.dumps(self.overrides)]
+               "--overrides", json.dumps(self.overrides), "--run-id", self.run_id]
         if self.config_path:
             cmd += ["--config", str(self.config_path)]
         if self.replay:
@@ -255,7 +257,7 @@ class Launcher:
         self.client.close()
         self.proxy.stop()
         self.events.close()
-        self.ctx.term()
+        self.ctx.destroy(linger=0)  # closes any socket a caller left open: never hangs
 
     def __enter__(self):
         return self.start()

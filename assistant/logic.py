@@ -625,8 +625,14 @@ def _timers(state: State, now_s: float, actions: list) -> State:
 def _on_node(state: State, msg: NodeStatus, now_s: float, actions: list) -> State:
     name = str(msg.node)
     spoken = _NODE_WORDS.get(name, name.replace("_", " "))
-    new = "offline" if msg.state in ("offline", "failed") else "online"
     old = state.nodes.get(name)
+    if msg.state == "restarted":
+        # A new process was spawned but is not ready yet: still offline, nothing said.
+        actions.append(LogEvent("node", f"{name} restarted",
+                                {"node": name, "state": msg.state, "detail": msg.detail,
+                                 "restarts": int(msg.restarts)}))
+        return state
+    new = "offline" if msg.state in ("offline", "failed") else "online"
     actions.append(LogEvent("node", f"{name} {msg.state}",
                             {"node": name, "state": msg.state, "detail": msg.detail,
                              "restarts": int(msg.restarts)}))

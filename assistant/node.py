@@ -43,7 +43,8 @@ class Node:
         self.ready = False  # our SUB has seen our own heartbeat: subscriptions are live
         self._seen_reliable: deque[str] = deque(maxlen=512)
         self._seen_set: set[str] = set()
-        self.life = "starting"  # starting | ready | stopping (sent in heartbeats)
+        self.life = "starting"
+        self.run_id = ""  # set by node_main from the launcher: one id per run  # starting | ready | stopping (sent in heartbeats)
 
     # ------------------------------------------------------------------ overridables
     def setup(self) -> None:

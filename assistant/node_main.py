@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sub", required=True)
     ap.add_argument("--overrides", default="{}")
     ap.add_argument("--replay", action="store_true")
+    ap.add_argument("--run-id", default="", help="names this run (a restarted node resumes it)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s {args.name} %(levelname)s %(name)s: %(message)s")
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     node = node_class(args.name)(settings, Endpoints(args.pub, args.sub), replay=args.replay)
+    node.run_id = args.run_id
     install_signal_handlers(node)
     return node.run()
 

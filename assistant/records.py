@@ -166,13 +166,15 @@ class SessionStore:
     # -- writing
     def start_session(self, operator: str, block: str, start_s: float = 0.0,
                       source: str = "", notes: str = "",
-                      started_wall: float | None = None) -> int:
-        """A new session; returns its id. ``start_s`` on the node's time base."""
+                      started_wall: float | None = None, uid: str | None = None) -> int:
+        """A new session; returns its id. ``start_s`` on the node's time base. ``uid``
+        (default: a new random one) names the run, so a restarted process can resume it
+        (:meth:`resume_or_start`)."""
         if not operator or not isinstance(operator, str):
             raise ValueError(f"operator must be a non-empty string, got {operator!r}")
         if not block or not isinstance(block, str):
             raise ValueError(f"block must be a non-empty string, got {block!r}")
-        uid = uuid.uuid4().hex[:12]
+        uid = uid or uuid.uuid4().hex[:12]
         cur = self._db.execute(
             "INSERT INTO sessions(uid, operator, block, started_wall, start_s, source, notes) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -182,6 +184,16 @@ class SessionStore:
         log.info("session %d (%s) started: operator %s, block %s", sid, uid,
                  operator_id(operator), block)
         return sid
+
+    def resume_or_start(self, uid: str, operator: str, block: str, start_s: float = 0.0,
+                        source: str = "") -> tuple[int, bool]:
+        """The session of run ``uid`` if one exists (a process restarted mid-run: what
+        was recorded before the crash stays, new records append), else a new one.
+        Returns (session id, resumed)."""
+        row = self._db.execute("SELECT id FROM sessions WHERE uid = ?", (str(uid),)).fetchone()
+        if row is not None:
+            return int(row[0]), True
+        return self.start_session(operator, block, start_s, source=source, uid=uid), False
 
     def end_session(self, session_id: int, end_s: float,
                     ended_wall: float | None = None) -> None:

@@ -358,6 +358,9 @@ def test_node_offline_and_back():
     assert not speaks(acts)  # said once
     s, acts = reduce(s, NodeStatus(node="segmentation", state="restarted", restarts=1),
                      None, 2)
+    assert not speaks(acts) and s.nodes["segmentation"] == "offline"  # spawned, not ready yet
+    assert events(acts, "node")
+    s, acts = reduce(s, NodeStatus(node="segmentation", state="online", restarts=1), None, 2.5)
     assert speaks(acts) == ["segmentation back"]
     assert s.nodes["segmentation"] == "online"
     assert not any(a["text"] == "segmentation offline" for a in to_state_message(s).alerts)

@@ -246,3 +246,51 @@ def test_missing_microphone_disables_voice_only(tmp_path):
         log = (tmp_path / "logs" / "speech.log").read_text()
         assert "no microphone" in log and "voice control disabled" in log
         c.close()
+
+
+def test_session_record_survives_assistant_crash(tmp_path):
+    """SIGKILL the assistant mid-session: what it recorded stays, the restarted process
+    resumes the same session and goes on recording into it."""
+    from assistant.bus import ReliableSender
+    from assistant.records import SessionStore
+
+    db = tmp_path / "sessions.sqlite"
+    cfg = write_config(tmp_path, nodes=("source", "assistant"),
+                       extra=f"assistant:\n  session_db: {db}\n  operator: Dr Test\n")
+    settings = load_settings(cfg)
+    with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
+        la.wait_ready(60)
+        c = BusClient(la.endpoints, "speech", ("event", "ack"), ctx=la.ctx)
+        rel = ReliableSender(c, timeout_ms=200, retries=20)
+        events = []
+
+        def pump():
+            for h, msg in c.drain():
+                if isinstance(msg, m.Ack):
+                    rel.on_ack(h, msg)
+                elif isinstance(msg, m.Event):
+                    events.append(msg)
+            rel.tick()
+            return events
+
+        def say(command):
+            rel.send(m.SpeechCommand(command=command, heard=command, confidence=0.9,
+                                     start_s=0.0, end_s=0.5))
+            wait_for(lambda: pump() is not None and not rel.pending, 20, what=f"ack of {command}")
+            wait_for(lambda: any(e.kind == "command_heard" for e in pump()), 10, what="command logged")
+            events.clear()
+
+        say("injection_start")
+        la.kill_node("assistant", signal.SIGKILL)
+        wait_for(lambda: la.node_info("assistant").online and la.node_info("assistant").restarts == 1,
+                 30, what="assistant back")
+        say("injection_stop")
+        run_id = la.run_id
+        c.close()
+    with SessionStore(db, create=False) as store:
+        sessions = store.sessions()
+        assert len(sessions) == 1 and sessions[0]["uid"] == run_id
+        sid = sessions[0]["id"]
+        heard = [e["data"]["command"] for e in store.events(sid, kind="command_heard")]
+        assert heard == ["injection_start", "injection_stop"]
+        assert [e["text"] for e in store.events(sid, kind="injection")][0] == "injection start"
