@@ -1,7 +1,7 @@
 """Frame sources: video files (mp4, avi), image folders, a camera index, the simulator.
 
 A source yields :class:`SourceFrame` items. Pixel spacing and imaging depth come from
-config, else from a sidecar JSON beside the file (``clip.mp4.json`` or ``clip.json``
+config, else from a sidecar JSON beside the file (``clip.mp4.json``, ``clip.json`` or ``clip_meta.json``
 with ``spacing_mm`` / ``depth_mm``), else depth / image height. A missing, corrupt or
 truncated file raises :class:`SourceError` naming the file (and frame); a bad frame
 mid-stream is logged and skipped, and the stream goes on.
@@ -52,7 +52,9 @@ def to_ultrasound_image(img: np.ndarray) -> np.ndarray:
 
 
 def _sidecar(path: Path) -> dict:
-    for cand in (Path(str(path) + ".json"), path.with_suffix(".json")):
+    # clip.mp4.json, clip.json, or the simulator's clip_meta.json
+    for cand in (Path(str(path) + ".json"), path.with_suffix(".json"),
+                 path.with_name(path.stem + "_meta.json")):
         if cand.is_file():
             try:
                 data = json.loads(cand.read_text())
@@ -195,16 +197,29 @@ def iter_camera(index: int, settings) -> Iterator[SourceFrame]:
         cap.release()
 
 
-def iter_simulated(settings, seconds: float | None = None) -> Iterator[SourceFrame]:
-    """Frames from the project's own PECS II simulator (no files needed)."""
-    from models import simulator  # heavy-ish: imported only when used
+def simulated_clip(settings, seconds: float = 15.0) -> Path:
+    """The simulator's demo clip for ``settings.seed``, rendered once and cached in the
+    user's cache folder ($XDG_CACHE_HOME/usra-assistant)."""
+    import os
 
-    fps = settings.fps
-    i = 0
-    while seconds is None or i < seconds * fps:
-        sim = simulator.simulate_frame(settings.seed + i)
-        yield SourceFrame(i, i / fps, sim.image, sim.spacing_mm, sim.depth_mm)
-        i += 1
+    from models.simulator import make_demo_clip  # imported only when used
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "usra-assistant" / f"simulated-seed{settings.seed}-{int(seconds)}s.mp4"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".part.mp4")
+        log.info("rendering the simulated PECS II clip once into %s", path)
+        make_demo_clip(str(tmp), seconds=seconds, fps=int(round(settings.fps)), seed=settings.seed)
+        tmp.replace(path)
+        for side in tmp.parent.glob(tmp.stem + "*"):
+            side.rename(side.with_name(side.name.replace(".part", "")))
+    return path
+
+
+def iter_simulated(settings, loop: bool = True) -> Iterator[SourceFrame]:
+    """The project's own simulated PECS II scan (no files or hardware needed), looped."""
+    return iter_video(simulated_clip(settings), settings, loop=loop)
 
 
 def open_source(settings, loop: bool | None = None) -> Iterator[SourceFrame]:
@@ -216,7 +231,7 @@ def open_source(settings, loop: bool | None = None) -> Iterator[SourceFrame]:
         return iter_images(settings.path, settings, loop=loop)
     if settings.kind == "camera":
         return iter_camera(settings.camera_index, settings)
-    return iter_simulated(settings)
+    return iter_simulated(settings, loop=loop)
 
 
 def open_path(path: str | Path, settings) -> Iterator[SourceFrame]:
