@@ -64,7 +64,9 @@ def part_videos(seg, data: Path) -> None:
                 continue
             (k, v), = json.loads(line).items()
             if v.get("tracker") == "human":
-                human[int(k)] = json.loads(v["bounding_boxes"])
+                # 'None': the annotator marked no plexus in that frame
+                boxes_k = json.loads(v["bounding_boxes"]) if v["bounding_boxes"] != "None" else []
+                human[int(k)] = boxes_k or []
         cap = cv2.VideoCapture(str(video))
         i = 0
         while human:
@@ -130,8 +132,10 @@ def part_sim(seg, seconds: float) -> None:
     t = np.array(tip_mm)
     if len(t):
         ok = np.isfinite(t)
-        print(f"   needle tip error: median {np.median(t):.2f} mm, p90 {np.percentile(t, 90):.2f} mm "
-              f"over {len(t)} frames with a visible needle ({(~ok).sum()} without a tracked tip)")
+        if ok.any():
+            print(f"   needle tip error (frames with a tracked tip): median {np.median(t[ok]):.2f} mm, "
+                  f"p90 {np.percentile(t[ok], 90):.2f} mm")
+        print(f"   {ok.sum()} of {len(t)} frames with a visible needle had a tracked tip")
 
 
 def main() -> None:

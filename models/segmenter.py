@@ -98,15 +98,18 @@ def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple
         raise ValueError(f"model gives {c} channels, expected {len(classes) - 1} "
                          f"(one per class of {list(classes)[1:]})")
     H, W = int(frame_shape[0]), int(frame_shape[1])
-    hwc = np.ascontiguousarray(probs.transpose(1, 2, 0), dtype=np.float32)
-    if hwc.shape[:2] != (H, W):
-        # resize the probabilities, not the labels: smooth boundaries at frame size
-        hwc = cv2.resize(hwc, (W, H), interpolation=cv2.INTER_LINEAR)
-        if hwc.ndim == 2:
-            hwc = hwc[..., None]
-    best = hwc.argmax(axis=2)
-    pmax = np.take_along_axis(hwc, best[..., None], axis=2)[..., 0]
-    labels = np.where(pmax > threshold, best + 1, 0).astype(np.uint8)
+    # one channel at a time: single-channel resizes and running maxima are several times
+    # faster than resizing an (h, w, 9) array and taking argmax over its last axis
+    labels = np.zeros((H, W), np.uint8)
+    pmax = np.full((H, W), np.float32(threshold), np.float32)
+    for ch in range(c):
+        p = np.ascontiguousarray(probs[ch], dtype=np.float32)
+        if p.shape != (H, W):
+            # resize the probabilities, not the labels: smooth boundaries at frame size
+            p = cv2.resize(p, (W, H), interpolation=cv2.INTER_LINEAR)
+        better = p > pmax  # strict: on a tie the earlier class keeps the pixel
+        np.copyto(labels, np.uint8(ch + 1), where=better)
+        np.maximum(pmax, p, out=pmax)
     n = len(classes)
     counts = np.bincount(labels.ravel(), minlength=n)
     sums = np.bincount(labels.ravel(), weights=pmax.ravel(), minlength=n)
