@@ -96,6 +96,12 @@ class RendererNode(Node):
         if isinstance(msg, m.NodeStatus):
             self.nodes_status[msg.node] = "online" if msg.state == "online" else "offline"
             self.dirty = True
+            if self.replay and msg.state in ("offline", "failed"):
+                # Never wait again for a producer that died mid-replay.
+                if msg.node == "segmentation":
+                    self.wait_seg = False
+                elif msg.node == "assistant":
+                    self.wait_state = False
             return
         if self.replay:
             if isinstance(msg, m.Frame):

@@ -113,6 +113,15 @@ class AssistantNode(Node):
                     item[0] = msg.upto_s
             self.speech_upto = max(self.speech_upto, msg.upto_s)
         elif isinstance(msg, m.NodeStatus):
+            # A producer that died mid-replay is not waited for again (what it would have
+            # sent for the frames in between is lost); said in the log and the video.
+            if msg.state in ("offline", "failed"):
+                if msg.node == "speech" and self.use_speech:
+                    log.warning("speech offline: the replay goes on without voice commands")
+                    self.use_speech = False
+                elif msg.node == "segmentation" and self.use_seg:
+                    log.warning("segmentation offline: the replay goes on without it")
+                    self.use_seg = False
             # Node events are not part of the recording: applied at the next frame.
             self.r_cmds.append([float("-inf"), header, msg])
         self._advance_replay()

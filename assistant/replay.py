@@ -84,7 +84,10 @@ class _Progress:
 def replay(settings, config_path: str | None, video: str | Path, out_dir: str | Path,
            audio: str | Path | None = None, progress: bool = True,
            nodes: tuple[str, ...] | None = None, overrides: dict | None = None,
-           max_frames: int | None = None) -> ReplaySummary:
+           max_frames: int | None = None, drill=None) -> ReplaySummary:
+    """Replay ``video`` (and ``audio``) through the nodes; see the module docstring.
+    ``drill(frame_index, launcher)`` is called after each frame is sent (fault drills:
+    kill a node mid-replay and check the replay still completes)."""
     video = Path(video)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,8 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
     samples = _load_audio(audio) if audio else None
 
     nodes = tuple(n for n in (nodes or settings.launcher.nodes) if n != "source")
+    if "renderer" not in nodes:
+        raise ReplayError(f"replay needs the renderer (nodes given: {', '.join(nodes) or 'none'})")
     overrides = dict(overrides or {})
     overrides.setdefault("launcher", {})["nodes"] = list(nodes)
     annotated = out / "annotated.mp4"
@@ -183,6 +188,8 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
                                        source_name=video.name, replay=True))
                 sent += 1
                 last_t = t
+                if drill is not None:
+                    drill(sent - 1, launcher)
                 collect(block=False)
         except SourceError as exc:
             # Whatever was rendered so far is kept; the error names the file and frame.

@@ -74,3 +74,30 @@ def test_replay_truncated_video_keeps_what_was_read(tmp_path):
     assert r.returncode == 1 and "cut.avi: truncated" in r.stderr
     cap = cv2.VideoCapture(str(tmp_path / "o" / "annotated.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 10  # the frames read were rendered, not lost
+
+
+def test_replay_survives_a_node_killed_mid_way(tmp_path, clip):
+    """SIGKILL the recognizer at frame 10: every frame is still rendered, promptly (nobody
+    waits for the dead producer), and the event log says what happened."""
+    import signal
+    import time
+
+    video, audio = clip
+
+    def drill(i, launcher):
+        if i == 10:
+            launcher.kill_node("speech", signal.SIGKILL)
+
+    t0 = time.monotonic()
+    s = replay(load_settings(), None, video, tmp_path / "k", audio=audio, progress=False,
+               nodes=("speech", "assistant", "renderer"), drill=drill)
+    assert s.frames == 50
+    assert time.monotonic() - t0 < 60
+    texts = [json.loads(x)["text"] for x in open(s.events)]
+    assert "speech offline" in texts
+
+
+def test_replay_needs_the_renderer(tmp_path, clip):
+    from assistant.replay import ReplayError
+    with pytest.raises(ReplayError, match="needs the renderer"):
+        replay(load_settings(), None, clip[0], tmp_path / "n", progress=False, nodes=("assistant",))
