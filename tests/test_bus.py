@@ -117,3 +117,42 @@ def test_reliable_sender_gives_up_after_retries(bus):
     wait_for(lambda: failed.extend(rel.tick()) or failed, 5, what="give-up")
     assert failed[0].text == "nobody listens" and not rel.pending
     sender.close()
+
+
+class SlowViewer(Node):
+    """Takes 50 ms per frame (slower than the 100 fps source): must skip, not queue."""
+    NAME = "slow"
+    TOPICS = ("frame",)
+    STREAM_TYPES = ("frame",)
+
+    def setup(self):
+        self.ages_ms = []
+        self.ids = []
+
+    def handle(self, header, msg):
+        import time
+        self.ages_ms.append((time.monotonic() - header.t_mono) * 1000)
+        self.ids.append(msg.frame_id)
+        time.sleep(0.05)  # the work of a slow consumer (not a wait for a condition)
+
+
+def test_live_consumer_gets_newest_frame_and_no_queue_grows(bus):
+    import time
+    ep, ctx = bus
+    node = SlowViewer(Settings(), ep, ctx=ctx)
+    t = threading.Thread(target=node.run, daemon=True)
+    t.start()
+    wait_for(lambda: node.ready, 10, what="node ready")
+    pub = BusClient(ep, "src", (), ctx=ctx)
+    img = np.zeros((542, 562), np.uint8)
+    for i in range(300):  # 3 s at 100 fps
+        pub.publish(m.Frame(frame_id=i, media_time_s=i / 100, image=img, spacing_mm=0.1, depth_mm=54))
+        time.sleep(0.01)  # the source's frame period
+    wait_for(lambda: node.ids and node.ids[-1] >= 290, 5, what="the last frames")
+    node.stop(); t.join(5)
+    pub.close()
+    assert len(node.ids) < 150, "the slow consumer processed every frame: it queued"
+    assert node.ids == sorted(node.ids)
+    late = node.ages_ms[len(node.ages_ms) // 2:]
+    # a frame waits at most about one handling time (50 ms) plus a poll, never a growing queue
+    assert max(late) < 200, f"frame age grew to {max(late):.0f} ms"
