@@ -16,9 +16,13 @@ import sys
 from collections import defaultdict
 
 
-def evaluate(rows, lr_min, post_min, unc_max):
+def evaluate(rows, lr_min, post_min, unc_max, lr_single=None):
+    """``lr_min`` for utterances of two or more words, ``lr_single`` for one word."""
+    lr_single = lr_min if lr_single is None else lr_single
+
     def ok(r):
-        return (r["kind"] == "accept" and r["lr"] is not None and r["lr"] >= lr_min
+        th = lr_single if len((r["heard"] or "").split()) == 1 else lr_min
+        return (r["kind"] == "accept" and r["lr"] is not None and r["lr"] >= th
                 and (r["post"] or 0) >= post_min and (r["unc"] or 0) <= unc_max)
 
     words = defaultdict(list)
@@ -66,17 +70,21 @@ def evaluate(rows, lr_min, post_min, unc_max):
 
 def main(argv=None):
     argv = argv if argv is not None else sys.argv[1:]
-    rows = [json.loads(line) for line in open(argv[0])]
-    grid = itertools.product([-1e9, -40, -30, -25, -20, -15, -10, -5, 0],
-                             [0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9],
-                             [100000, 800, 600, 400, 300, 200])
+    rows = [json.loads(line) for f in argv for line in open(f)]
+    grid = itertools.product([-1e9, -20, -15, -10, -5, -2, 0, 2, 5],
+                             [-1e9, -20, -15, -10, -5, 0, 5, 10],
+                             [0, 0.7, 0.8, 0.85],
+                             [100000, 600, 400, 300, 200])
     res = []
-    for lr, post, unc in grid:
-        e = evaluate(rows, lr, post, unc)
+    for lr, lr1, post, unc in grid:
+        e = evaluate(rows, lr, post, unc, lr1)
         w = e.get("words None", (0, 1, 1))
-        feasible = w[1] <= 0.03 and w[2] <= 0.01 and e["mono"].get("wake", 0) == 0
-        score = w[0] + e.get("multi 10.0", 0) + e.get("words 10.0", (0,))[0]
-        res.append((feasible, score, (lr, post, unc), e))
+        w10 = e.get("words 10.0", (0, 1, 1))
+        feasible = (w[1] <= 0.03 and w[2] <= 0.01 and w10[1] <= 0.03 and w10[2] <= 0.01
+                    and e["mono"].get("wake", 0) == 0)
+        score = w[0] + e.get("multi 10.0", 0) + w10[0] - 0.01 * e["mono"].get("always", 0) \
+            - 0.01 * e["noise"]
+        res.append((feasible, score, (lr, lr1, post, unc), e))
     res.sort(key=lambda r: (not r[0], -r[1]))
     for feasible, score, th, e in res[:25]:
         print(feasible, round(score, 3), th, json.dumps(e))

@@ -23,13 +23,16 @@ from .engines import Decoded
 
 @dataclass(frozen=True)
 class DecisionThresholds:
-    min_lr_per_frame: float = -40.0  # PocketSphinx log units per 10 ms frame
-    min_word_posterior: float = 0.5
+    min_lr_per_frame: float = -2.0  # PocketSphinx log units per 10 ms frame
+    # one-word utterances ("yes", "left") score differently from "assistant, show
+    # fascia" (no well-matched wake phrase to lift the average): their own threshold
+    min_lr_per_frame_single_word: float = 0.0
+    min_word_posterior: float = 0.7
     min_word_ms: int = 100
-    max_uncovered_ms: int = 400  # speech not covered by grammar words
+    max_uncovered_ms: int = 600  # speech not covered by grammar words
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7
-    lr_scale: float = 20.0  # spread of the confidence mapping around the threshold
+    lr_scale: float = 10.0  # spread of the confidence mapping around the threshold
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,11 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
         lr = (dec.grammar_score - dec.open_score) / nspeech
     if lr is None:
         return Decision("reject", cid, dec.text, reason="no open-model score to compare")
-    if lr < th.min_lr_per_frame:
+    lr_min = (th.min_lr_per_frame_single_word if len(dec.text.split()) == 1
+              else th.min_lr_per_frame)
+    if lr < lr_min:
         return Decision("reject", cid, dec.text, _confidence(lr, post, th),
-                        f"likelihood ratio {lr:.1f}/frame below {th.min_lr_per_frame}",
+                        f"likelihood ratio {lr:.1f}/frame below {lr_min}",
                         wake, lr, post, gpf, uncovered_ms)
     return Decision("accept", cid, dec.text, _confidence(lr, post, th), "ok", wake, lr, post, gpf,
                     uncovered_ms)

@@ -84,7 +84,9 @@ class CommandListener:
         own_engine = engine is None
         self.engine = engine or make_engine(s, commands)
         self.thresholds = DecisionThresholds(
-            min_lr_per_frame=s.min_lr_per_frame, min_word_posterior=s.min_word_posterior,
+            min_lr_per_frame=s.min_lr_per_frame,
+            min_lr_per_frame_single_word=s.min_lr_per_frame_single_word,
+            min_word_posterior=s.min_word_posterior,
             min_word_ms=s.min_word_ms, max_word_ms=s.max_word_ms,
             max_uncovered_ms=s.max_uncovered_ms,
             min_vosk_confidence=s.min_vosk_confidence)
