@@ -352,11 +352,36 @@ def decode(frames: list) -> tuple[Header, Message]:
     unknown = set(values) - names
     if unknown:
         raise DecodeError(f"'{topic}' message has unknown fields {sorted(unknown)}")
+    for f in dataclasses.fields(cls):
+        if f.name in values and not _type_ok(values[f.name], f.type):
+            raise DecodeError(f"'{topic}' message field {f.name!r} should be {f.type}, "
+                              f"got {type(values[f.name]).__name__}")
     try:
         msg = cls(**values)
     except TypeError as exc:
         raise DecodeError(f"'{topic}' message fields are wrong: {exc}") from exc
     return header, msg
+
+
+_TYPE_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+    "np.ndarray": lambda v: isinstance(v, np.ndarray),
+    "None": lambda v: v is None,
+}
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    """Checks a decoded value against a field annotation such as ``float | None``."""
+    for part in str(annotation).split("|"):
+        check = _TYPE_CHECKS.get(part.strip())
+        if check is None or check(value):
+            return True
+    return False
 
 
 def message_types() -> dict[str, type[Message]]:

@@ -76,6 +76,7 @@ def _frames():
     (lambda f: [f[0], f[1], b"[1, 2]"], "not an object"),
     (lambda f: [f[0], f[1], b'{"text": "x", "evil": 1}'], "unknown fields"),
     (lambda f: [f[0], f[1], b'{"priority": "alert"}'], "fields are wrong"),
+    (lambda f: [f[0], f[1], b'{"text": 5}'], "field 'text' should be str, got int"),
 ])
 def test_malformed_messages_raise_decode_error(mutate, expect):
     with pytest.raises(m.DecodeError, match=expect):
@@ -94,3 +95,16 @@ def test_bad_array_descriptor():
     body["samples"]["dtype"] = "|O"
     with pytest.raises(m.DecodeError, match="object arrays"):
         m.decode([frames[0], frames[1], json.dumps(body).encode(), frames[3]])
+
+
+def test_array_field_must_be_an_array():
+    frames, _ = m.encode(m.Frame(frame_id=1, media_time_s=0.0, image=np.zeros((2, 2), np.uint8),
+                                 spacing_mm=0.1, depth_mm=1.0), "t")
+    body = json.loads(frames[2])
+    body["image"] = [[0, 0], [0, 0]]
+    with pytest.raises(m.DecodeError, match="field 'image' should be np.ndarray"):
+        m.decode([frames[0], frames[1], json.dumps(body).encode()])
+    body["image"] = {"__array__": 0, "dtype": "|u1", "shape": [2, 2]}
+    body["frame_id"] = True
+    with pytest.raises(m.DecodeError, match="field 'frame_id' should be int"):
+        m.decode([frames[0], frames[1], json.dumps(body).encode(), bytes(frames[3])])
