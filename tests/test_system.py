@@ -294,3 +294,45 @@ def test_session_record_survives_assistant_crash(tmp_path):
         heard = [e["data"]["command"] for e in store.events(sid, kind="command_heard")]
         assert heard == ["injection_start", "injection_stop"]
         assert [e["text"] for e in store.events(sid, kind="injection")][0] == "injection start"
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_live_run_serves_the_monitor_view_to_a_browser(tmp_path):
+    """`assistant run` with a video source: the renderer's live view is served on
+    127.0.0.1 and shows new frames."""
+    import urllib.request
+
+    import numpy as np
+
+    port = free_port()
+    cfg = write_config(tmp_path, nodes=("source", "assistant", "renderer"))
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run",
+                             "--web-port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "all nodes ready" in line:
+                break
+
+        def status():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+        first = wait_for(lambda: (status() or {}).get("frames", 0) > 0 and status(), 30,
+                         what="first frame served")
+        wait_for(lambda: (status() or {}).get("frames", 0) > first["frames"] + 5, 30,
+                 what="frames advancing")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/frame.jpg", timeout=5) as r:
+            jpeg = r.read()
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (720, 1280, 3)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
