@@ -90,5 +90,54 @@ def main(argv=None):
         print(feasible, round(score, 3), th, json.dumps(e))
 
 
+
+# ----------------------------------------------------------------------------- confidence model
+
+def features(r) -> list[float]:
+    """Same features, same order, as speech.decision.confidence_features."""
+    single = float(len((r["heard"] or "").split()) == 1)
+    return [r["lr"], r["post"], (r["unc"] or 0.0) / 100.0, r["gpf"] / 10.0, r["dur"],
+            single, r["lr"] * single]
+
+
+def fit_confidence(rows, l2: float = 1e-3, iters: int = 3000):
+    """Logistic regression: P(the accepted command is the one said) from the decoder's
+    features. Positives: accepted candidates whose command is right; negatives: wrong
+    commands, unknown words, silence, noise and monologue. Returns raw-feature weights
+    and bias (standardisation folded in)."""
+    import numpy as np
+    X, y = [], []
+    for r in rows:
+        if r["kind"] != "accept" or r["lr"] is None:
+            continue
+        if r["part"] == "words":
+            lab = r["command"] == r["word"]
+        elif r["part"] == "multi":
+            lab = r["command"] == r["cmd"]
+        else:
+            lab = False
+        X.append(features(r))
+        y.append(float(lab))
+    X, y = np.array(X), np.array(y)
+    mu, sd = X.mean(0), X.std(0) + 1e-9
+    Z = (X - mu) / sd
+    w, b = np.zeros(Z.shape[1]), 0.0
+    for _ in range(iters):
+        p = 1 / (1 + np.exp(-(Z @ w + b)))
+        g = p - y
+        w -= 0.1 * (Z.T @ g / len(y) + l2 * w)
+        b -= 0.1 * g.mean()
+    return [round(float(v), 5) for v in w / sd], round(float(b - (w * mu / sd).sum()), 5)
+
+
+def main_fit(argv):
+    rows = [json.loads(line) for f in argv for line in open(f)]
+    w, b = fit_confidence(rows)
+    print(json.dumps({"confidence_weights": w, "confidence_bias": b}))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--fit"]:
+        main_fit(sys.argv[2:])
+    else:
+        main()

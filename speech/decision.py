@@ -21,18 +21,30 @@ from .commands import CommandSet
 from .engines import Decoded
 
 
+#: Logistic model of P(the command is the one that was said) from the features of
+#: confidence_features(), fitted by benchmarks/speech_tune.py --fit on the tune split
+#: (real Speech Commands clips, synthetic multi-word commands, synthetic monologue and
+#: real noise). Raw-feature weights; the standardisation is folded in.
+CONFIDENCE_WEIGHTS = (0.09201, 9.11824, -0.41652, 0.08346, 1.40549, 0.65475, -0.06665)
+CONFIDENCE_BIAS = -7.59166
+
+
 @dataclass(frozen=True)
 class DecisionThresholds:
-    min_lr_per_frame: float = -2.0  # PocketSphinx log units per 10 ms frame
+    # hard floors, below which nothing is a command whatever the other features say
+    min_lr_per_frame: float = -40.0  # PocketSphinx log units per 10 ms frame
     # one-word utterances ("yes", "left") score differently from "assistant, show
-    # fascia" (no well-matched wake phrase to lift the average): their own threshold
-    min_lr_per_frame_single_word: float = 0.0
-    min_word_posterior: float = 0.7
+    # fascia" (no well-matched wake phrase to lift the average)
+    min_lr_per_frame_single_word: float = -40.0
+    min_word_posterior: float = 0.5
     min_word_ms: int = 100
-    max_uncovered_ms: int = 600  # speech not covered by grammar words
+    max_uncovered_ms: int = 1000  # speech not covered by grammar words
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7
-    lr_scale: float = 10.0  # spread of the confidence mapping around the threshold
+    # the decision proper: calibrated confidence (see CONFIDENCE_WEIGHTS)
+    min_confidence: float = 0.7
+    confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
+    confidence_bias: float = CONFIDENCE_BIAS
 
 
 @dataclass(frozen=True)
@@ -111,16 +123,30 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
         return Decision("reject", cid, dec.text, reason="no open-model score to compare")
     lr_min = (th.min_lr_per_frame_single_word if len(dec.text.split()) == 1
               else th.min_lr_per_frame)
+    conf = confidence(confidence_features(lr, post, uncovered_ms, gpf, speech_s,
+                                          len(dec.text.split())), th)
     if lr < lr_min:
-        return Decision("reject", cid, dec.text, _confidence(lr, post, th),
+        return Decision("reject", cid, dec.text, conf,
                         f"likelihood ratio {lr:.1f}/frame below {lr_min}",
                         wake, lr, post, gpf, uncovered_ms)
-    return Decision("accept", cid, dec.text, _confidence(lr, post, th), "ok", wake, lr, post, gpf,
-                    uncovered_ms)
+    if conf < th.min_confidence:
+        return Decision("reject", cid, dec.text, conf,
+                        f"confidence {conf:.2f} below {th.min_confidence}",
+                        wake, lr, post, gpf, uncovered_ms)
+    return Decision("accept", cid, dec.text, conf, "ok", wake, lr, post, gpf, uncovered_ms)
 
 
-def _confidence(lr: float, posterior: float, th: DecisionThresholds) -> float:
-    """0..1: 0.5 at the likelihood-ratio threshold, rising as the grammar path comes
-    closer to the open decode, times the weakest word's posterior."""
-    z = (lr - th.min_lr_per_frame) / max(th.lr_scale, 1e-6)
-    return round(posterior / (1.0 + math.exp(-z)), 3)
+def confidence_features(lr: float, posterior: float, uncovered_ms: float,
+                        grammar_per_frame: float, speech_s: float, n_words: int) -> list[float]:
+    """The features of the confidence model (same order as CONFIDENCE_WEIGHTS and
+    benchmarks/speech_tune.features)."""
+    single = float(n_words == 1)
+    return [lr, posterior, uncovered_ms / 100.0, grammar_per_frame / 10.0, speech_s,
+            single, lr * single]
+
+
+def confidence(features: list[float], th: DecisionThresholds) -> float:
+    """0..1, the fitted probability that the command is the one that was said."""
+    z = th.confidence_bias + sum(w * f for w, f in zip(th.confidence_weights, features))
+    z = max(-50.0, min(50.0, z))
+    return round(1.0 / (1.0 + math.exp(-z)), 3)

@@ -89,7 +89,7 @@ class CommandListener:
             min_word_posterior=s.min_word_posterior,
             min_word_ms=s.min_word_ms, max_word_ms=s.max_word_ms,
             max_uncovered_ms=s.max_uncovered_ms,
-            min_vosk_confidence=s.min_vosk_confidence)
+            min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence)
         self._vad = Endpointer(VadSettings(
             on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
             min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms), sink=self)

@@ -28,11 +28,15 @@ class SpeechSettings:
     # benchmarks/speech_bench.py with benchmarks/speech_tune.py under the false-activation
     # limits (no unknown word or silent clip accepted, none in wake-mode monologue);
     # see docs/SPEECH.md. Likelihood ratios in PocketSphinx log units per 10 ms frame.
-    min_lr_per_frame: float = -2.0  # utterances of two or more words
-    min_lr_per_frame_single_word: float = 0.0
-    min_word_posterior: float = 0.7
+    # The decision is a calibrated confidence (logistic model of likelihood ratio,
+    # posterior, uncovered speech, grammar score, duration; speech/decision.py) >=
+    # min_confidence; the other fields are hard floors around it.
+    min_confidence: float = 0.7
+    min_lr_per_frame: float = -40.0  # utterances of two or more words
+    min_lr_per_frame_single_word: float = -40.0
+    min_word_posterior: float = 0.5
     min_word_ms: int = 100
-    max_uncovered_ms: int = 600
+    max_uncovered_ms: int = 1000
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7
     # a wake phrase alone is held this long for the command that follows a pause
