@@ -218,14 +218,20 @@ def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Gene
 
 
 def loss_fn(logits, y, m):
-    """BCE + soft Dice, each only over the channels the sample's dataset labels."""
+    """BCE + soft Dice, each only over the channels the sample's dataset labels.
+
+    The Dice is pooled over the batch per channel ("batch Dice"): a per-image Dice
+    punishes any probability on images without the class (most windows have no needle),
+    which taught the first model never to predict the needle at all."""
     bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(2, 3))
     bce = (bce * m).sum() / m.sum().clamp(min=1)
     p = torch.sigmoid(logits)
-    inter = (p * y).sum(dim=(2, 3))
-    den = p.sum(dim=(2, 3)) + y.sum(dim=(2, 3))
+    w = m[:, :, None, None]
+    inter = (p * y * w).sum(dim=(0, 2, 3))
+    den = (p * w).sum(dim=(0, 2, 3)) + (y * w).sum(dim=(0, 2, 3))
+    has = (m.sum(0) > 0) & ((y * w).sum(dim=(0, 2, 3)) > 0)
     d = 1 - (2 * inter + 1.0) / (den + 1.0)
-    d = (d * m).sum() / m.sum().clamp(min=1)
+    d = (d * has).sum() / has.sum().clamp(min=1)
     return bce + d
 
 
