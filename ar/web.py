@@ -46,10 +46,12 @@ INDEX_HTML = """<!doctype html>
  // then the image switches to the MJPEG stream, which browsers render part by part.
  const img = document.getElementById('live');
  let streaming = false;
- img.addEventListener('load', () => {
+ function loaded() {
    document.title = 'AR assistant frame ' + img.naturalWidth + 'x' + img.naturalHeight;
    if (!streaming) { streaming = true; setTimeout(() => { img.src = '/stream.mjpg'; }, 200); }
- });
+ }
+ img.addEventListener('load', loaded);
+ if (img.complete && img.naturalWidth > 0) loaded();  // loaded before this script ran
  img.addEventListener('error', () => { setTimeout(() => { img.src = '/frame.jpg?' + Date.now(); }, 1000); });
  async function poll() {
    try {
