@@ -686,16 +686,21 @@ class _Occupancy:
         return np.maximum(total, 0)
 
     def _sums(self, it: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        # A plain loop: for a dozen boxes numpy's per-call overhead costs more than the work.
         gh, gw = self.grid.shape
-        b = np.asarray(boxes, np.int64)
         x0, y0 = self.layout.x0, self.layout.y0
-        # (np.minimum/maximum: np.clip's wrapper costs more than the work on a dozen boxes)
-        gx0 = np.minimum(np.maximum((b[:, 0] - x0) // OCC_STEP, 0), gw)
-        gx1 = np.minimum(np.maximum(-(-(b[:, 2] - x0) // OCC_STEP), 0), gw)
-        gy0 = np.minimum(np.maximum((b[:, 1] - y0) // OCC_STEP, 0), gh)
-        gy1 = np.minimum(np.maximum(-(-(b[:, 3] - y0) // OCC_STEP), 0), gh)
-        s = it[gy1, gx1] - it[gy0, gx1] - it[gy1, gx0] + it[gy0, gx0]
-        return np.where((gx1 > gx0) & (gy1 > gy0), s, 0) * OCC_STEP * OCC_STEP
+        item = it.item
+        out = []
+        for bx0, by0, bx1, by1 in np.asarray(boxes, np.int64).tolist():
+            gx0 = min(max((bx0 - x0) // OCC_STEP, 0), gw)
+            gx1 = min(max(-(-(bx1 - x0) // OCC_STEP), 0), gw)
+            gy0 = min(max((by0 - y0) // OCC_STEP, 0), gh)
+            gy1 = min(max(-(-(by1 - y0) // OCC_STEP), 0), gh)
+            if gx1 <= gx0 or gy1 <= gy0:
+                out.append(0)
+            else:
+                out.append(item(gy1, gx1) - item(gy0, gx1) - item(gy1, gx0) + item(gy0, gx0))
+        return np.asarray(out, np.int64) * (OCC_STEP * OCC_STEP)
 
 
 def _place_label(cv: _Canvas, layout: MonitorLayout, text: str, poly: np.ndarray, occupied: "_Occupancy",
