@@ -187,9 +187,12 @@ class RendererNode(Node):
             return
         layout = self.overlay.monitor_layout(frame.image.shape, self.rs)
         g = (state.guidance if state is not None else {}) or {}
+        needle = self.seg.needle if self.seg is not None and self.seg.needle else {}
+        tip, entry = needle.get("tip_px"), needle.get("entry_px")
+        from_right = bool(tip and entry and entry[0] > tip[0])
         out = self.hmd.step(scene, monitor, (layout.x0, layout.y0, layout.w, layout.h), now,
                             to_target_mm=g.get("to_target_mm"), angle_deg=g.get("angle_deg"),
-                            header=f"{state.block if state else ''}")
+                            header=f"{state.block if state else ''}", needle_from_right=from_right)
         if self.hmd_web is not None:
             view = out.stereo if out.stereo is not None else out.mono
             self.hmd_web.publish(view, {"hands": len(out.hands), "track_ms": round(out.track_ms, 1)})
@@ -286,5 +289,7 @@ class RendererNode(Node):
         for w in (self.web, self.hmd_web):
             if w is not None:
                 w.stop()
+        if self.hmd is not None:
+            self.hmd.close()  # ends the hand-tracking thread and mediapipe
         if self.scene is not None:
             self.scene.release()
