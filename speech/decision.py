@@ -7,10 +7,14 @@ words and on 19 % of silent clips):
 * the hypothesis must be a *whole* phrase of the command set (PocketSphinx returns the
   best partial path when no grammar end state is reached);
 * the wake phrase must be in the utterance unless activation says otherwise;
-* the grammar path must score close to the open phone-loop decode of the same audio
-  (likelihood ratio: a garbage model), else it was other speech or noise;
-* each command word's lattice posterior must be high enough, and its duration must
-  fit a spoken word.
+* the endpointed speech must be covered by the recognised words (else more was said);
+* each command word must last like a spoken word;
+* the calibrated confidence must reach ``min_confidence``: a logistic model of the
+  likelihood ratio between the grammar path and the open phone-loop decode of the
+  same audio (the garbage model: other speech and noise fit the grammar much worse
+  than the phone loop), the weakest word's lattice posterior, the uncovered speech,
+  the grammar score per frame and the duration, fitted on the tune split of
+  benchmarks/speech_bench.py (benchmarks/speech_tune.py --fit).
 """
 from __future__ import annotations
 
