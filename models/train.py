@@ -207,24 +207,34 @@ def targets(lab: np.ndarray) -> np.ndarray:
 
 def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Generator,
           patch: int = 0):
-    xs, ys, ms = [], [], []
+    xs, ys, ms, pms = [], [], [], []
     for i in idx:
         x, lab = augment(samples[i], size, rng, patch)
+        y = targets(lab)
+        cm = channel_mask(samples[i].source)
+        # per-pixel BCE mask: a dataset's own channels everywhere; the other channels only
+        # where this dataset marks one of its classes (a nerve pixel is known not to be
+        # muscle or fascia), so unlabelled classes do not take over labelled structures
+        own = (y * cm[:, None, None]).max(axis=0)
+        pm = np.where(cm[:, None, None] > 0, 1.0, own[None]).astype(np.float32)
         xs.append(x[None])
-        ys.append(targets(lab))
-        ms.append(channel_mask(samples[i].source))
+        ys.append(y)
+        ms.append(cm)
+        pms.append(pm)
     return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)),
-            torch.from_numpy(np.stack(ms)))
+            torch.from_numpy(np.stack(ms)), torch.from_numpy(np.stack(pms)))
 
 
-def loss_fn(logits, y, m):
+def loss_fn(logits, y, m, pm=None):
     """BCE + soft Dice, each only over the channels the sample's dataset labels.
 
     The Dice is pooled over the batch per channel ("batch Dice"): a per-image Dice
     punishes any probability on images without the class (most windows have no needle),
     which taught the first model never to predict the needle at all."""
-    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=(2, 3))
-    bce = (bce * m).sum() / m.sum().clamp(min=1)
+    if pm is None:
+        pm = m[:, :, None, None].expand_as(y)
+    bce = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    bce = (bce * pm).sum() / (pm.sum() / (y.shape[2] * y.shape[3])).clamp(min=1) / (y.shape[2] * y.shape[3])
     p = torch.sigmoid(logits)
     w = m[:, :, None, None]
     inter = (p * y * w).sum(dim=(0, 2, 3))
@@ -257,7 +267,8 @@ def evaluate(net: nn.Module, samples: list[Sample], size: int) -> dict:
             if not gt.any():
                 continue
             pr = out.labels == ci
-            d = per.setdefault(name, {"dice": [], "iou": [], "hd95_px": []})
+            # real and simulated figures apart: "usgra:nerve", "sim:nerve", ...
+            d = per.setdefault(f"{s.source}:{name}", {"dice": [], "iou": [], "hd95_px": []})
             d["dice"].append(dice(pr, gt))
             d["iou"].append(iou(pr, gt))
             h = hd95(pr, gt)
@@ -318,8 +329,8 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
             g["lr"] = cur
         which = rng.choice(len(srcs), size=bs, p=p)
         idx = np.array([rng.choice(by_src[srcs[k]]) for k in which])
-        x, y, m = batch(samples, idx, size, rng, patch)
-        loss = loss_fn(net(x), y, m)
+        x, y, m, pm = batch(samples, idx, size, rng, patch)
+        loss = loss_fn(net(x), y, m, pm)
         opt.zero_grad()
         loss.backward()
         opt.step()
