@@ -267,8 +267,9 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
     cs = r.commands
     ids = [c for c in sorted(cs.commands) if c not in SINGLE_WORDS][:max_cmds]
     res = {}
-    lat: list[float] = []
+    lat_all: dict[str, list[float]] = {}
     for snr in [None] + list(snrs):
+        lat = lat_all.setdefault("quiet" if snr is None else f"{snr:g} dB", [])
         ok = n = 0
         errors: list[str] = []
         for vi, voice in enumerate(voices):
@@ -290,18 +291,22 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                 n += 1
                 if cmds == [cid]:
                     ok += 1
-                    if snr in (None, 20):
-                        end = lead / SR + speech_end(x)
-                        h, emitted, ms = got[0]
-                        lat.append(1000 * (emitted - end) + ms)
+                    end = lead / SR + speech_end(x)
+                    h, emitted, ms = got[0]
+                    lat.append(1000 * (emitted - end) + ms)
                 else:
                     errors.append(f"{voice}/{phrase}->{cmds}")
         key = f"quiet ({QUIET_SNR_DB:.0f} dB)" if snr is None else f"{snr} dB"
         res[key] = {"commands_right": pct(ok, n), "errors": errors[:6]}
-    if lat:
-        res["latency_ms_end_of_speech_to_command"] = {
-            "p50": round(float(np.percentile(lat, 50)), 1),
-            "p95": round(float(np.percentile(lat, 95)), 1), "n": len(lat)}
+    res["latency_ms_end_of_speech_to_command"] = {
+        k: {"p50": round(float(np.percentile(v, 50)), 1),
+            "p95": round(float(np.percentile(v, 95)), 1), "n": len(v)}
+        for k, v in lat_all.items() if v}
+    both = lat_all.get("quiet", []) + lat_all.get("20 dB", [])
+    if both:
+        res["latency_ms_end_of_speech_to_command"]["quiet+20 dB"] = {
+            "p50": round(float(np.percentile(both, 50)), 1),
+            "p95": round(float(np.percentile(both, 95)), 1), "n": len(both)}
     return res
 
 

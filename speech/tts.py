@@ -218,7 +218,8 @@ class SpeechOutput:
         self._stop_current = threading.Event()
         self._closed = False
         self.speaking = False
-        self.spoken: list[str] = []  # texts fully spoken (bounded, newest last)
+        # texts done to the end (played where there is a device), and cut short by an alert
+        self.spoken: list[str] = []
         self.interrupted: list[str] = []
         self.wav_files: list[Path] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="tts-")
@@ -237,7 +238,7 @@ class SpeechOutput:
 
     def say(self, text: str, priority: str = "answer") -> None:
         """Queue ``text``; an alert interrupts a less urgent utterance being spoken."""
-        if not self.settings.enabled or self.settings.output == "none" and self._player is None:
+        if not self.settings.enabled or (self.settings.output == "none" and self._player is None):
             log.info("tts disabled, not saying %r", text)
             return
         item = SayItem(rank_of(priority), next(self._seq), text, priority)
