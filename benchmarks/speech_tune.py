@@ -93,11 +93,18 @@ def main(argv=None):
 
 # ----------------------------------------------------------------------------- confidence model
 
+def joined(r) -> bool:
+    """A command accepted in wake mode without its own wake phrase followed a wake
+    phrase said alone (the only way past the wake test)."""
+    wake_mode = r["part"] == "multi" or (r["part"] == "monologue" and r.get("act") == "wake")
+    return bool(wake_mode and not r["wake"])
+
+
 def features(r) -> list[float]:
     """Same features, same order, as speech.decision.confidence_features."""
     single = float(len((r["heard"] or "").split()) == 1)
     return [r["lr"], r["post"], (r["unc"] or 0.0) / 100.0, r["gpf"] / 10.0, r["dur"],
-            single, r["lr"] * single]
+            single, r["lr"] * single, float(joined(r))]
 
 
 def fit_confidence(rows, l2: float = 1e-3, iters: int = 3000):

@@ -29,8 +29,8 @@ from .engines import Decoded
 #: confidence_features(), fitted by benchmarks/speech_tune.py --fit on the tune split
 #: (real Speech Commands clips, synthetic multi-word commands, synthetic monologue and
 #: real noise). Raw-feature weights; the standardisation is folded in.
-CONFIDENCE_WEIGHTS = (0.09201, 9.11824, -0.41652, 0.08346, 1.40549, 0.65475, -0.06665)
-CONFIDENCE_BIAS = -7.59166
+CONFIDENCE_WEIGHTS = (0.0776, 11.88476, -0.47124, 0.0249, 2.46169, 1.5445, -0.05517, 1.678)
+CONFIDENCE_BIAS = -11.87787
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class DecisionThresholds:
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7
     # the decision proper: calibrated confidence (see CONFIDENCE_WEIGHTS)
-    min_confidence: float = 0.7
+    min_confidence: float = 0.6
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -67,13 +67,15 @@ class Decision:
 
 def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
            reply_open: bool = False, th: DecisionThresholds = DecisionThresholds(),
-           speech_spans_s: list[tuple[float, float]] | None = None) -> Decision:
+           speech_spans_s: list[tuple[float, float]] | None = None,
+           joined: bool = False) -> Decision:
     """The decision for one utterance. ``require_wake``: activation is "wake" (in
     "always" and push-to-talk the wake phrase is optional). ``reply_open``: the assistant
     is waiting for an answer, so commands marked ``reply`` need no wake phrase.
     ``speech_spans_s``: where the endpointer found speech, relative to the utterance's
     first sample (two spans for a wake phrase joined with the command after a pause);
-    speech the grammar words do not cover means other words were said."""
+    speech the grammar words do not cover means other words were said. ``joined``: the
+    wake phrase was said alone just before (it counts as this utterance's)."""
     if not dec.text:
         return Decision("reject", reason="nothing in the grammar")
     wake, rest = commands.strip_wake(dec.text)
@@ -128,7 +130,7 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
     lr_min = (th.min_lr_per_frame_single_word if len(dec.text.split()) == 1
               else th.min_lr_per_frame)
     conf = confidence(confidence_features(lr, post, uncovered_ms, gpf, speech_s,
-                                          len(dec.text.split())), th)
+                                          len(dec.text.split()), joined), th)
     if lr < lr_min:
         return Decision("reject", cid, dec.text, conf,
                         f"likelihood ratio {lr:.1f}/frame below {lr_min}",
@@ -141,12 +143,14 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,
-                        grammar_per_frame: float, speech_s: float, n_words: int) -> list[float]:
+                        grammar_per_frame: float, speech_s: float, n_words: int,
+                        joined: bool = False) -> list[float]:
     """The features of the confidence model (same order as CONFIDENCE_WEIGHTS and
-    benchmarks/speech_tune.features)."""
+    benchmarks/speech_tune.features). ``joined``: a wake phrase said alone came just
+    before, so this utterance has no wake phrase of its own to lift its scores."""
     single = float(n_words == 1)
     return [lr, posterior, uncovered_ms / 100.0, grammar_per_frame / 10.0, speech_s,
-            single, lr * single]
+            single, lr * single, float(joined)]
 
 
 def confidence(features: list[float], th: DecisionThresholds) -> float:

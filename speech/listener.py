@@ -255,7 +255,8 @@ class CommandListener:
         reply_open = u.speech_start_s <= self._reply_until
         span = [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
         d = decide(dec, self.commands, require_wake=require_wake, reply_open=reply_open,
-                   th=self.thresholds, speech_spans_s=span)
+                   th=self.thresholds, speech_spans_s=span,
+                   joined=held is not None and s.activation == "wake")
         self._record(u, d, ms)
         if d.kind == "wake_only":
             self._held = u

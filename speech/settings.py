@@ -31,7 +31,7 @@ class SpeechSettings:
     # The decision is a calibrated confidence (logistic model of likelihood ratio,
     # posterior, uncovered speech, grammar score, duration; speech/decision.py) >=
     # min_confidence; the other fields are hard floors around it.
-    min_confidence: float = 0.7
+    min_confidence: float = 0.6
     min_lr_per_frame: float = -40.0  # utterances of two or more words
     min_lr_per_frame_single_word: float = -40.0
     min_word_posterior: float = 0.5
