@@ -34,3 +34,23 @@ def test_pause_after_wake_phrase(tmp_path, speed_wpm, text, command):
         heard += listener.feed(piece, t)
     heard += listener.flush()
     assert [h.command for h in heard] == [command]
+
+
+def test_demo_voice_track_gives_exactly_its_script(tmp_path):
+    """The README demo's voice track (eSpeak NG en-us 150 wpm over faint -55 dBFS noise,
+    assistant.demo.make_voice_track): every scripted command, nothing else. Today the
+    first two ("assistant, show fascia", "assistant, quality score") come out as
+    "assistant off"."""
+    from assistant.demo import VOICE_SCRIPT, make_voice_track
+
+    wav = tmp_path / "demo.wav"
+    make_voice_track(wav)
+    samples, _ = read_wav(wav)
+    listener = CommandListener()
+    heard = []
+    for piece, t in chunks(samples, 50):
+        heard += listener.feed(piece, t)
+    heard += listener.flush()
+    assert [h.command for h in heard] == ["show.fascia", "quality_score", "needle_depth",
+                                          "injection_start", "hide.all"]
+    assert len(VOICE_SCRIPT) == 5
