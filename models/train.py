@@ -441,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
     ap.add_argument("--cv", type=int, default=0, help="k-fold cross-validation instead of export")
     ap.add_argument("--cv-json", default=None)
+    ap.add_argument("--cv-save", default=None, help="with --cv: folder to save each fold's ONNX model")
+    ap.add_argument("--folds", type=int, nargs="*", default=None,
+                    help="with --cv: run only these folds (0-based), e.g. when time is short")
     ap.add_argument("--cv-results", default=None,
                     help="JSON of a finished cross-validation to put in the manifest")
     ap.add_argument("--cache", default="/tmp/seg_cache", help="folder for simulated-frame caches")
@@ -467,12 +470,20 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         fu, fd = folds(len(us), args.cv), folds(len(dl), args.cv)
         for k in range(args.cv):
+            if args.folds and k not in args.folds:
+                continue
             hold_u, hold_d = set(fu[k].tolist()), set(fd[k].tolist())
             tr = ([s for i, s in enumerate(us) if i not in hold_u]
                   + [s for i, s in enumerate(dl) if i not in hold_d] + sim)
             te = [us[i] for i in sorted(hold_u)] + [dl[i] for i in sorted(hold_d)]
             net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
                         args.base, args.minutes, mix, args.patch)
+            if args.cv_save:
+                # keep the fold's model: seg-eval can then score its held-out images
+                fp = Path(args.cv_save) / f"fold{k}.onnx"
+                export_onnx(net, fp, args.size, [te[0].image])
+                write_manifest(fp, args.size, {"cv_fold": k, "held_out_usgra": [us[i].name for i in sorted(hold_u)],
+                                               "held_out_dltrack": [dl[i].name for i in sorted(hold_d)]})
             r = evaluate(net, te + sim_test, args.size)
             r["fold"] = k
             r["iters"] = getattr(net, "iters_done", args.iters)
