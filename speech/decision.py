@@ -42,6 +42,7 @@ class DecisionThresholds:
     min_lr_per_frame_single_word: float = -40.0
     min_word_posterior: float = 0.5
     min_word_ms: int = 100
+    min_word_in_speech_ms: int = 80  # of each command word, inside the endpointed speech
     max_uncovered_ms: int = 1000  # speech not covered by grammar words
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7
@@ -106,6 +107,17 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
             return Decision("reject", cid, dec.text,
                             reason=f"word {w.word!r} lasts {ms:.0f} ms, outside "
                                    f"{th.min_word_ms}-{th.max_word_ms} ms")
+        # A command word must be heard, not fitted onto the silence after the speech:
+        # "assistant" alone otherwise ends as "assistant off", the final t-burst and the
+        # hangover taken for "off".
+        inside = 1000.0 * sum(max(0.0, min(w.end_s, b) - max(w.start_s, a)) for a, b in spans)
+        if inside < th.min_word_in_speech_ms:
+            if wake:  # what was really said is the wake phrase alone: hold it
+                return Decision("wake_only", None, dec.text, wake=True,
+                                reason=f"wake phrase, then {w.word!r} outside the speech")
+            return Decision("reject", cid, dec.text,
+                            reason=f"word {w.word!r} has only {inside:.0f} ms inside the "
+                                   f"endpointed speech")
 
     if dec.word_confidence is not None:  # Vosk: its own per-word confidence
         conf = dec.word_confidence

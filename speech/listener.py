@@ -88,7 +88,7 @@ class CommandListener:
             min_lr_per_frame_single_word=s.min_lr_per_frame_single_word,
             min_word_posterior=s.min_word_posterior,
             min_word_ms=s.min_word_ms, max_word_ms=s.max_word_ms,
-            max_uncovered_ms=s.max_uncovered_ms,
+            max_uncovered_ms=s.max_uncovered_ms, min_word_in_speech_ms=s.min_word_in_speech_ms,
             min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence)
         self._vad = Endpointer(VadSettings(
             on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
@@ -261,6 +261,14 @@ class CommandListener:
         if d.kind == "wake_only":
             self._held = u
             return []
+        if d.kind == "reject" and held is not None and d.command is not None:
+            # "assistant, <pause> show fascia": the command alone has no wake phrase to
+            # lift its scores; decode wake and command as one utterance and judge that.
+            d2, ms2 = self._decide_joined(held, u, require_wake, reply_open)
+            if d2.kind == "accept":
+                joined = Utterance(u.samples, held.start_s, held.speech_start_s,
+                                   u.speech_end_s, u.closed_at_s)
+                return [self._heard(joined, d2)]
         if d.kind != "accept":
             return []
         if held is not None and not d.wake:
@@ -269,6 +277,23 @@ class CommandListener:
             d = replace(d, heard=f"{self.commands.wake_phrases[0]} {d.heard}", wake=True)
             return [self._heard(joined, d)]
         return [self._heard(u, d)]
+
+    def _decide_joined(self, held: Utterance, u: Utterance, require_wake: bool,
+                       reply_open: bool) -> tuple[Decision, float]:
+        t0 = time.perf_counter()
+        samples = np.concatenate([held.samples, u.samples])
+        dec = self.engine.decode(samples)
+        off = len(held.samples) / 16000.0
+        spans = [(held.speech_start_s - held.start_s, held.speech_end_s - held.start_s),
+                 (off + u.speech_start_s - u.start_s, off + u.speech_end_s - u.start_s)]
+        d = decide(dec, self.commands, require_wake=require_wake, reply_open=reply_open,
+                   th=self.thresholds, speech_spans_s=spans)
+        ms = 1000.0 * (time.perf_counter() - t0)
+        joined = Utterance(samples, held.start_s, held.speech_start_s, u.speech_end_s,
+                           u.closed_at_s)
+        self._record(joined, replace(d, reason=f"wake + command decoded together: {d.reason}"),
+                     ms)
+        return d, ms
 
     def _heard(self, u: Utterance, d: Decision) -> Heard:
         cmd = self.commands.commands[d.command]

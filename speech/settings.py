@@ -36,6 +36,7 @@ class SpeechSettings:
     min_lr_per_frame_single_word: float = -40.0
     min_word_posterior: float = 0.5
     min_word_ms: int = 100
+    min_word_in_speech_ms: int = 80
     max_uncovered_ms: int = 1000
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7

@@ -71,3 +71,13 @@ def test_vosk_confidence_is_used_when_present():
     v = dec("freeze", [("freeze", 0.2, 0.6, 0.4)], g=None, o=None, conf=0.4)
     assert "confidence" in decide(v, CS, require_wake=False, th=TH,
                                   speech_spans_s=[(0.2, 0.6)]).reason
+
+
+def test_command_word_fitted_onto_silence_after_wake_phrase_is_not_a_command():
+    # "assistant" then silence: the grammar forces "off" onto the hangover
+    d = dec("assistant off", [("assistant", 0.1, 0.81, 0.85), ("off", 0.81, 1.04, 0.93)])
+    r = decide(d, CS, require_wake=True, th=TH, speech_spans_s=[(0.1, 0.83)])
+    assert r.kind == "wake_only" and r.command is None
+    # the same word inside the speech is a command
+    r = decide(d, CS, require_wake=True, th=TH, speech_spans_s=[(0.1, 1.04)])
+    assert (r.kind, r.command) == ("accept", "off")
