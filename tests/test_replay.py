@@ -14,7 +14,7 @@ from assistant.replay import replay
 from conftest import ROOT
 from test_sources import make_video
 
-NODES = ("speech", "assistant", "renderer")
+NODES = ("segmentation", "speech", "assistant", "renderer")
 
 
 @pytest.fixture(scope="module")
