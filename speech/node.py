@@ -95,7 +95,7 @@ class SpeechNode(Node):
             self.listener.set_speaking(msg.speaking, self._stream_time())
 
     def _stream_time(self) -> float:
-        return self.listener._t if hasattr(self.listener, "_t") else 0.0
+        return self.listener.stream_time_s
 
     def _feed(self, samples: np.ndarray, start_s: float) -> None:
         self._emit(self.listener.feed(np.asarray(samples, dtype=np.int16), start_s))
