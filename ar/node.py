@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 # In replay, how long to wait for a producer's message for a frame before drawing
 # without it (and saying so): a producer that died must not stall the replay forever.
 REPLAY_WAIT_S = 10.0
+# Live: a state change with no new frame is drawn after this long at most.
+IDLE_REDRAW_S = 0.1
 
 
 def recordings_dir() -> Path:
@@ -47,6 +49,8 @@ class RendererNode(Node):
         self.state_msg: m.AssistantState | None = None
         self.nodes_status: dict[str, str] = {}
         self.dirty = False
+        self.state_dirty = False
+        self.last_render = 0.0
         self.frozen_frame: m.Frame | None = None
         self.rendered = 0
         self.recorder = None
@@ -117,14 +121,18 @@ class RendererNode(Node):
         elif isinstance(msg, m.SegResult):
             self.seg = msg
         elif isinstance(msg, m.AssistantState):
+            # Drawn with the next frame; redrawn on its own only when frames stop coming
+            # (frozen or dead source), so the screen never lags a state change for long.
             self.state_msg = msg
-            self.dirty = True
+            self.state_dirty = True
 
     def tick(self, now: float) -> None:
         if self.replay:
             self._tick_replay(now)
-        elif self.dirty and self.frame is not None:
-            self.dirty = False
+        elif self.frame is not None and (self.dirty or (
+                self.state_dirty and now - self.last_render >= IDLE_REDRAW_S)):
+            self.dirty = self.state_dirty = False
+            self.last_render = now
             self._render_live(now)
 
     # ------------------------------------------------------------------ live
