@@ -39,7 +39,13 @@ def main() -> None:
           f"providers {seg.providers}")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
-    frames = [simulate_frame(s).image for s in range(8)]
+    sim_ms = []
+    frames = []
+    for s in range(20):
+        t = time.perf_counter()
+        frames.append(simulate_frame(s).image)
+        sim_ms.append((time.perf_counter() - t) * 1e3)
+    print(f"simulator, one 562x542 frame:  {stats(sim_ms)}")
     x = seg.pre_process(frames[0])
     for _ in range(10):
         seg.predict(x)

@@ -41,11 +41,46 @@ CH = {name: i - 1 for i, name in enumerate(CLASSES) if i > 0}
 
 # ----------------------------------------------------------------------------- network
 
+_BN = [True]  # False: conv with bias and no BN (for fine-tuning an exported model,
+# whose BN the exporter folded into the convolutions)
+
+
 def cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3x3 conv + BN + ReLU. Plain convolutions: on CPUs (oneDNN, onnxruntime) they run
     faster per FLOP than depthwise ones at these small channel counts."""
+    if not _BN[0]:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=True), nn.ReLU(inplace=True))
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
+
+
+def net_from_onnx(path: Path, base: int) -> nn.Module:
+    """A BN-free SegNet with the (BN-folded) weights of an exported model."""
+    import onnx
+    from onnx import numpy_helper
+
+    _BN[0] = False
+    net = SegNet(base)
+    m = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    sd = net.state_dict()
+    new = {}
+    for node in m.graph.node:
+        if node.op_type != "Conv":
+            continue
+        wname = node.input[1]
+        key = wname[4:] if wname.startswith("net.") else wname
+        if key not in sd:
+            raise KeyError(f"{wname} of {path} has no place in SegNet")
+        new[key] = torch.from_numpy(init[wname].copy())
+        bkey = key[:-len("weight")] + "bias"
+        if len(node.input) > 2 and node.input[2] in init:
+            new[bkey] = torch.from_numpy(init[node.input[2]].copy())
+    missing = set(sd) - set(new)
+    if missing:
+        raise KeyError(f"{path} lacks {sorted(missing)}")
+    net.load_state_dict(new)
+    return net
 
 
 class SegNet(nn.Module):
@@ -167,7 +202,7 @@ def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None
     return [Sample(imgs[i], labs[i], "sim", f"sim{seed}_{i}", meta[i]) for i in range(n)]
 
 
-def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0
+def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0, focus: int = 0
             ) -> tuple[np.ndarray, np.ndarray]:
     """Random crop/scale, horizontal flip, gain/gamma, noise -> (img float, labels), at
     the model's scale (image resized to size x size), then a random patch x patch window
@@ -189,6 +224,12 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0
         img, lab = img[:, ::-1], lab[:, ::-1]
     if 0 < patch < size:
         y0, x0 = (int(v) for v in rng.integers(0, size - patch + 1, 2))
+        if focus and rng.random() < 0.7:
+            ys, xs = np.nonzero(lab == focus)
+            if len(ys):  # a window holding a pixel of the rare class
+                j = int(rng.integers(len(ys)))
+                y0 = int(np.clip(ys[j] - rng.integers(patch), 0, size - patch))
+                x0 = int(np.clip(xs[j] - rng.integers(patch), 0, size - patch))
         img, lab = img[y0:y0 + patch, x0:x0 + patch], lab[y0:y0 + patch, x0:x0 + patch]
     x = img.astype(np.float32) / 255.0
     gamma = math.exp(rng.uniform(-0.35, 0.35))
@@ -206,10 +247,10 @@ def targets(lab: np.ndarray) -> np.ndarray:
 
 
 def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Generator,
-          patch: int = 0):
+          patch: int = 0, focus: int = 0):
     xs, ys, ms, pms = [], [], [], []
     for i in idx:
-        x, lab = augment(samples[i], size, rng, patch)
+        x, lab = augment(samples[i], size, rng, patch, focus if samples[i].source == "sim" else 0)
         y = targets(lab)
         cm = channel_mask(samples[i].source)
         # per-pixel BCE mask: a dataset's own channels everywhere; the other channels only
@@ -299,10 +340,11 @@ def evaluate(net: nn.Module, samples: list[Sample], size: int) -> dict:
 # ----------------------------------------------------------------------------- training
 
 def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed: int,
-          base: int, minutes: float | None, mix: dict[str, float], patch: int = 0) -> nn.Module:
+          base: int, minutes: float | None, mix: dict[str, float], patch: int = 0,
+          init: nn.Module | None = None, focus: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    net = SegNet(base)
+    net = init if init is not None else SegNet(base)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     by_src: dict[str, np.ndarray] = {}
     for i, s in enumerate(samples):
@@ -329,7 +371,7 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
             g["lr"] = cur
         which = rng.choice(len(srcs), size=bs, p=p)
         idx = np.array([rng.choice(by_src[srcs[k]]) for k in which])
-        x, y, m, pm = batch(samples, idx, size, rng, patch)
+        x, y, m, pm = batch(samples, idx, size, rng, patch, focus)
         loss = loss_fn(net(x), y, m, pm)
         opt.zero_grad()
         loss.backward()
@@ -440,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
     ap.add_argument("--cv", type=int, default=0, help="k-fold cross-validation instead of export")
+    ap.add_argument("--init-onnx", default=None,
+                    help="fine-tune: start from this exported model's weights (BN folded)")
+    ap.add_argument("--focus", default=None, choices=list(CLASSES[1:]),
+                    help="oversample simulated frames holding this class, windows on it")
     ap.add_argument("--cv-json", default=None)
     ap.add_argument("--cv-save", default=None, help="with --cv: folder to save each fold's ONNX model")
     ap.add_argument("--folds", type=int, nargs="*", default=None,
@@ -495,8 +541,12 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.cv_json).write_text(json.dumps(summarise_cv(results, args), indent=1))
         print(json.dumps(summarise_cv(results, args)["summary"], indent=1))
         return 0
+    init = net_from_onnx(Path(args.init_onnx), args.base) if args.init_onnx else None
+    focus = CLASSES.index(args.focus) if args.focus else 0
+    if args.focus:  # sim frames that hold the rare class count double
+        sim = sim + [s for s in sim if (s.labels == focus).any()]
     net = train(us + dl + sim, args.iters, args.size, args.batch, args.lr, args.seed,
-                args.base, args.minutes, mix, args.patch)
+                args.base, args.minutes, mix, args.patch, init, focus)
     train_s = time.time() - t0
     sim_metrics = evaluate(net, sim_test, args.size)
     log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
@@ -511,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
     mpath = write_manifest(out, args.size, {
         "training": {"command": "python -m models.train " + " ".join(argv or sys.argv[1:]),
                      "iters": getattr(net, "iters_done", args.iters), "max_iters": args.iters,
-                     "minutes_budget": args.minutes, "batch": args.batch, "patch": args.patch, "size": args.size,
+                     "minutes_budget": args.minutes, "init_onnx": args.init_onnx,
+                     "init_sha256": file_sha256(args.init_onnx) if args.init_onnx else None,
+                     "focus": args.focus, "batch": args.batch, "patch": args.patch, "size": args.size,
                      "base_channels": args.base, "sim_frames": args.sim, "seed": args.seed,
                      "wall_s": round(train_s), "threads": args.threads,
                      "onnx_vs_torch_max_abs": worst},
