@@ -177,51 +177,60 @@ def test_dead_node_is_said_aloud_and_others_keep_running(tmp_path):
         c.close()
 
 
+class FakeRecognizer:
+    """Sends commands the way the speech node does (reliable, acknowledged) and collects
+    the Events that come back."""
+
+    def __init__(self, la, retries: int = 10):
+        from assistant.bus import ReliableSender
+        self.c = BusClient(la.endpoints, "speech", ("event", "ack"), ctx=la.ctx)
+        self.rel = ReliableSender(self.c, timeout_ms=200, retries=retries)
+        self.events = []
+
+    def pump(self):
+        for h, msg in self.c.drain():
+            if isinstance(msg, m.Ack):
+                self.rel.on_ack(h, msg)
+            elif isinstance(msg, m.Event):
+                self.events.append(msg)
+        self.rel.tick()
+        return self.events
+
+    def say(self, command, timeout_s: float = 10):
+        self.rel.send(m.SpeechCommand(command=command, heard=command, confidence=0.9,
+                                      start_s=0.0, end_s=0.5))
+        wait_for(lambda: self.pump() is not None and not self.rel.pending, timeout_s,
+                 what=f"ack of {command}")
+
+    def event(self, text):
+        return next((e for e in self.pump() if e.text == text), None)
+
+    def close(self):
+        self.c.close()
+
+
 def test_voice_commands_over_the_bus_record_the_monitor_view(tmp_path):
     """Commands sent as the recognizer sends them (reliable, acknowledged) start and stop a
     recording of the monitor view; stopping waits for "yes"."""
-    from assistant.bus import ReliableSender
-
     rec_dir = tmp_path / "rec"
     cfg = write_config(tmp_path, nodes=("source", "assistant", "renderer"),
                        extra=f"render:\n  recording_dir: {rec_dir}\n")
     settings = load_settings(cfg)
     with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
         la.wait_ready(60)
-        c = BusClient(la.endpoints, "speech", ("event", "ack"), ctx=la.ctx)
-        rel = ReliableSender(c, timeout_ms=200, retries=10)
-        events = []
-
-        def pump():
-            for h, msg in c.drain():
-                if isinstance(msg, m.Ack):
-                    rel.on_ack(h, msg)
-                elif isinstance(msg, m.Event):
-                    events.append(msg)
-            rel.tick()
-            return events
-
-        def say(command):
-            rel.send(m.SpeechCommand(command=command, heard=command, confidence=0.9,
-                                     start_s=0.0, end_s=0.5))
-            wait_for(lambda: pump() is not None and not rel.pending, 10, what=f"ack of {command}")
-
-        def event(text):
-            return next((e for e in pump() if e.text == text), None)
-
-        say("record_start")
-        wait_for(lambda: event("recording to file"), 10, what="recording started")
-        say("record_stop")  # needs confirmation
-        wait_for(lambda: any(e.kind == "speech" and "yes" in e.text.lower() for e in pump()), 10,
+        sp = FakeRecognizer(la)
+        sp.say("record_start")
+        wait_for(lambda: sp.event("recording to file"), 10, what="recording started")
+        sp.say("record_stop")  # needs confirmation
+        wait_for(lambda: any(e.kind == "speech" and "yes" in e.text.lower() for e in sp.pump()), 10,
                  what="confirmation question")
-        assert event("recording saved") is None
-        say("yes")
-        saved = wait_for(lambda: event("recording saved"), 10, what="recording saved")
+        assert sp.event("recording saved") is None
+        sp.say("yes")
+        saved = wait_for(lambda: sp.event("recording saved"), 10, what="recording saved")
         assert saved.data["frames"] > 0
         cap = cv2.VideoCapture(saved.data["path"])
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == saved.data["frames"]
-        c.close()
-
+        sp.close()
 
 def test_missing_microphone_disables_voice_only(tmp_path):
     """No sound card here: `speech.input: mic` gives one clear alert, the speech node keeps
@@ -251,7 +260,6 @@ def test_missing_microphone_disables_voice_only(tmp_path):
 def test_session_record_survives_assistant_crash(tmp_path):
     """SIGKILL the assistant mid-session: what it recorded stays, the restarted process
     resumes the same session and goes on recording into it."""
-    from assistant.bus import ReliableSender
     from assistant.records import SessionStore
 
     db = tmp_path / "sessions.sqlite"
@@ -260,25 +268,13 @@ def test_session_record_survives_assistant_crash(tmp_path):
     settings = load_settings(cfg)
     with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
         la.wait_ready(60)
-        c = BusClient(la.endpoints, "speech", ("event", "ack"), ctx=la.ctx)
-        rel = ReliableSender(c, timeout_ms=200, retries=20)
-        events = []
-
-        def pump():
-            for h, msg in c.drain():
-                if isinstance(msg, m.Ack):
-                    rel.on_ack(h, msg)
-                elif isinstance(msg, m.Event):
-                    events.append(msg)
-            rel.tick()
-            return events
+        sp = FakeRecognizer(la, retries=20)
 
         def say(command):
-            rel.send(m.SpeechCommand(command=command, heard=command, confidence=0.9,
-                                     start_s=0.0, end_s=0.5))
-            wait_for(lambda: pump() is not None and not rel.pending, 20, what=f"ack of {command}")
-            wait_for(lambda: any(e.kind == "command_heard" for e in pump()), 10, what="command logged")
-            events.clear()
+            sp.say(command, timeout_s=20)
+            wait_for(lambda: any(e.kind == "command_heard" for e in sp.pump()), 10,
+                     what="command logged")
+            sp.events.clear()
 
         say("injection_start")
         la.kill_node("assistant", signal.SIGKILL)
@@ -286,7 +282,7 @@ def test_session_record_survives_assistant_crash(tmp_path):
                  30, what="assistant back")
         say("injection_stop")
         run_id = la.run_id
-        c.close()
+        sp.close()
     with SessionStore(db, create=False) as store:
         sessions = store.sessions()
         assert len(sessions) == 1 and sessions[0]["uid"] == run_id
