@@ -28,9 +28,9 @@ IDLE_REDRAW_S = 0.1
 
 
 def recordings_dir() -> Path:
-    """$XDG_DATA_HOME/usra-assistant/recordings (resolved when called)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "usra-assistant" / "recordings"
+    """Beside the session records in the user's data folder (resolved when called)."""
+    from assistant.records import default_db_path
+    return default_db_path().parent / "recordings"
 
 
 class RendererNode(Node):

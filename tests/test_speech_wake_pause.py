@@ -17,6 +17,15 @@ import pytest
 from speech.audio import chunks, read_wav
 from speech.listener import CommandListener
 
+def recognise(samples) -> list:
+    """The commands a fresh listener hears in ``samples``, fed as a 50 ms stream."""
+    listener = CommandListener()
+    heard = []
+    for piece, t in chunks(samples, 50):
+        heard += listener.feed(piece, t)
+    return heard + listener.flush()
+
+
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 
@@ -28,11 +37,7 @@ def test_pause_after_wake_phrase(tmp_path, speed_wpm, text, command):
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(speed_wpm), "-w", str(wav), text],
                    check=True, capture_output=True)
     samples, _ = read_wav(wav)
-    listener = CommandListener()
-    heard = []
-    for piece, t in chunks(samples, 50):
-        heard += listener.feed(piece, t)
-    heard += listener.flush()
+    heard = recognise(samples)
     assert [h.command for h in heard] == [command]
 
 
@@ -46,11 +51,7 @@ def test_demo_voice_track_gives_exactly_its_script(tmp_path):
     wav = tmp_path / "demo.wav"
     make_voice_track(wav)
     samples, _ = read_wav(wav)
-    listener = CommandListener()
-    heard = []
-    for piece, t in chunks(samples, 50):
-        heard += listener.feed(piece, t)
-    heard += listener.flush()
+    heard = recognise(samples)
     assert [h.command for h in heard] == ["show.fascia", "quality_score", "needle_depth",
                                           "injection_start", "hide.all"]
     assert len(VOICE_SCRIPT) == 5

@@ -52,6 +52,16 @@ def children_of_run(tmp_path: Path) -> list[int]:
     return pids
 
 
+def start_run(cfg: Path, *args: str) -> subprocess.Popen:
+    """`assistant run` as a user starts it; returns once it says every node is ready."""
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run",
+                             *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "all nodes ready" in line:
+            break
+    return proc
+
+
 def test_sigkill_node_is_restarted_and_announced(tmp_path):
     cfg = write_config(tmp_path)
     settings = load_settings(cfg)
@@ -86,12 +96,8 @@ def test_sigkill_node_is_restarted_and_announced(tmp_path):
 
 def test_ctrl_c_stops_everything_within_two_seconds(tmp_path):
     cfg = write_config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = start_run(cfg)
     try:
-        for line in proc.stderr:  # the launcher says when every node is ready
-            if "all nodes ready" in line:
-                break
         assert children_of_run(tmp_path), "no node process started"
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -107,12 +113,8 @@ def test_ctrl_c_stops_everything_within_two_seconds(tmp_path):
 
 def test_sigterm_on_launcher_stops_nodes(tmp_path):
     cfg = write_config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = start_run(cfg)
     try:
-        for line in proc.stderr:
-            if "all nodes ready" in line:
-                break
         pids = children_of_run(tmp_path)
         assert pids
         proc.send_signal(signal.SIGTERM)
@@ -126,11 +128,7 @@ def test_sigterm_on_launcher_stops_nodes(tmp_path):
 def test_killed_launcher_leaves_no_orphan(tmp_path):
     """Even a SIGKILLed launcher leaves nothing: nodes die with their parent."""
     cfg = write_config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run"],
-                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr:
-        if "all nodes ready" in line:
-            break
+    proc = start_run(cfg)
     assert children_of_run(tmp_path)
     proc.kill()
     proc.wait(5)
@@ -308,12 +306,8 @@ def test_live_run_serves_the_monitor_view_to_a_browser(tmp_path):
 
     port = free_port()
     cfg = write_config(tmp_path, nodes=("source", "assistant", "renderer"))
-    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "--config", str(cfg), "run",
-                             "--web-port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    proc = start_run(cfg, "--web-port", str(port))
     try:
-        for line in proc.stderr:
-            if "all nodes ready" in line:
-                break
 
         def status():
             try:
