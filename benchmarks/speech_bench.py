@@ -38,6 +38,7 @@ from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
+from speech.train_kws import split_of  # noqa: E402
 
 SR = SAMPLE_RATE_HZ
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
@@ -153,12 +154,6 @@ def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndar
                         "-w", str(p), text], check=True, capture_output=True)
     x, _ = read_wav(p)
     return x
-
-
-def split_of(name: str) -> str:
-    """Speaker-level split: the speaker hash of a Speech Commands file name."""
-    spk = name.split("_nohash")[0].split("_")[-1]
-    return "tune" if int(hashlib.md5(spk.encode()).hexdigest(), 16) % 2 == 0 else "test"
 
 
 # ----------------------------------------------------------------------------- running

@@ -31,4 +31,7 @@ venv=.venv; [ "$extra" = "train" ] && venv=.venv-train
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 spec="."; [ -n "$extra" ] && spec=".[$extra]"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+# the kws speech engine's pre-trained embedding models (pyproject extra "kws"), without
+# its unused dependencies (see pyproject.toml)
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "openwakeword==0.5.1"
 echo "setup: ready ($venv, extra='${extra}')"

@@ -48,6 +48,11 @@ class DecisionThresholds:
     min_vosk_confidence: float = 0.7
     # the decision proper: calibrated confidence (see CONFIDENCE_WEIGHTS)
     min_confidence: float = 0.6
+    # the neural classifier (speech/kws.py; decide_kws)
+    min_kws_prob: float = 0.3
+    min_kws_wake: float = 0.35
+    max_command_ms: int = 2200  # a command alone is shorter: more speech is more words
+    max_wake_ms: int = 1600  # extra speech allowed for the wake phrase before it
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -152,6 +157,46 @@ def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
                         f"confidence {conf:.2f} below {th.min_confidence}",
                         wake, lr, post, gpf, uncovered_ms)
     return Decision("accept", cid, dec.text, conf, "ok", wake, lr, post, gpf, uncovered_ms)
+
+
+def decide_kws(r, commands: CommandSet, *, require_wake: bool, reply_open: bool = False,
+               th: DecisionThresholds = DecisionThresholds(), joined: bool = False
+               ) -> Decision:
+    """The decision for one utterance heard by the neural classifier (a
+    :class:`speech.kws.KwsResult`): the most probable class at the end of speech must be
+    a command with probability >= ``min_kws_prob``; "none of the commands" and low
+    probabilities are rejected; the wake phrase is required (activation "wake") unless
+    it was said alone just before (``joined``) or a reply is awaited; an utterance much
+    longer than a command is other talk."""
+    from .kws import NONE, WAKE  # no model loaded: names only
+
+    diag = ", ".join(f"{c} {p:.2f}" for c, p in r.probs.items())
+    wake = r.wake_prob >= th.min_kws_wake
+    wp = commands.wake_phrases[0]
+    if r.top == NONE:
+        return Decision("reject", reason=f"not a command ({diag})", wake=wake,
+                        posterior=r.top_prob)
+    if r.top == WAKE:
+        if r.top_prob >= th.min_kws_wake and r.speech_s * 1000 <= th.max_wake_ms:
+            return Decision("wake_only", heard=wp, confidence=round(r.top_prob, 3),
+                            reason="wake phrase alone", wake=True, posterior=r.top_prob)
+        return Decision("reject", reason=f"unsure wake phrase ({diag})", posterior=r.top_prob)
+    cid = r.top
+    cmd = commands.commands[cid]
+    heard = (f"{wp} " if wake else "") + cmd.phrases[0]
+    conf = round(r.top_prob, 3)
+    if r.top_prob < th.min_kws_prob:
+        return Decision("reject", cid, heard, conf, f"{cid} only {r.top_prob:.2f} ({diag})",
+                        wake, posterior=r.top_prob)
+    if require_wake and not wake and not joined and not (reply_open and cmd.reply):
+        return Decision("reject", cid, heard, conf,
+                        f"no wake phrase (wake {r.wake_prob:.2f})", wake, posterior=r.top_prob)
+    max_ms = th.max_command_ms + (th.max_wake_ms if wake else 0)
+    if r.speech_s * 1000 > max_ms:
+        return Decision("reject", cid, heard, conf,
+                        f"{r.speech_s:.1f} s of speech, longer than a command: other talk",
+                        wake, posterior=r.top_prob)
+    return Decision("accept", cid, heard, conf, "ok", wake, posterior=r.top_prob)
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,

@@ -304,8 +304,16 @@ class VoskEngine:
 
 
 def make_engine(settings, commands: CommandSet) -> Engine:
-    """The engine named in SpeechSettings; Vosk falls back to PocketSphinx (logged)
-    when its model directory is missing, so voice control still works offline."""
+    """The engine named in SpeechSettings; kws and Vosk fall back to PocketSphinx
+    (logged) when their models are missing, so voice control still works offline."""
+    if settings.engine == "kws":
+        from .kws import KwsError, KwsRecognizer
+        try:
+            return KwsRecognizer(commands, getattr(settings, "kws_model", "") or None)
+        except KwsError as exc:
+            log.error("kws engine unavailable (%s); using PocketSphinx", exc)
+            return PocketSphinxEngine(commands,
+                                      streaming=getattr(settings, "decode_while_speaking", True))
     if settings.engine == "vosk":
         try:
             return VoskEngine(settings.vosk_model_dir,
@@ -315,5 +323,5 @@ def make_engine(settings, commands: CommandSet) -> Engine:
         except EngineError as exc:
             log.error("Vosk engine unavailable (%s); using PocketSphinx", exc)
     elif settings.engine != "pocketsphinx":
-        raise EngineError(f"unknown speech engine {settings.engine!r}: use 'pocketsphinx' or 'vosk'")
+        raise EngineError(f"unknown speech engine {settings.engine!r}: use 'kws', 'pocketsphinx' or 'vosk'")
     return PocketSphinxEngine(commands, streaming=getattr(settings, "decode_while_speaking", True))

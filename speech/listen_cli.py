@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", action="store_true", help="JSON lines output")
     ap.add_argument("--activation", choices=["wake", "always"],
                     help="wake: commands need the wake phrase; always: bare commands")
-    ap.add_argument("--engine", choices=["pocketsphinx", "vosk"])
+    ap.add_argument("--engine", choices=["kws", "pocketsphinx", "vosk"])
     ap.add_argument("--vosk-model-dir")
     ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
     ap.add_argument("--chunk-ms", type=int, default=50, help="stream chunk size")

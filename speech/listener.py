@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .commands import CommandSet, load_commands
-from .decision import Decision, DecisionThresholds, decide
+from .decision import Decision, DecisionThresholds, decide, decide_kws
 from .engines import Engine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, Utterance, VadSettings
@@ -89,12 +89,18 @@ class CommandListener:
             min_word_posterior=s.min_word_posterior,
             min_word_ms=s.min_word_ms, max_word_ms=s.max_word_ms,
             max_uncovered_ms=s.max_uncovered_ms, min_word_in_speech_ms=s.min_word_in_speech_ms,
-            min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence)
+            min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence,
+            min_kws_prob=s.min_kws_prob, min_kws_wake=s.min_kws_wake,
+            max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms)
         self._vad = Endpointer(VadSettings(
             on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
             min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms), sink=self)
         # decode while the user speaks when the engine can (see engines.py)
         self._streaming = bool(getattr(self.engine, "streaming", False))
+        # neural classifier: embeddings computed as the audio streams in (speech/kws.py)
+        self._kws = self.engine.new_stream() if getattr(self.engine, "classifier", False) else None
+        self._t0: float | None = None  # media time of the first sample fed
+        self._last_command_end: float | None = None  # a wake phrase must come after it
         if own_engine:
             self.engine.reset()  # a new stream: no channel estimate from another one
         self._in_utt = False
@@ -160,6 +166,10 @@ class CommandListener:
                             f"(convert with speech.audio.to_internal)")
         self._t = float(start_s) + len(a) / 16000.0
         self._out = []
+        if self._kws is not None:
+            if self._t0 is None:
+                self._t0 = float(start_s)
+            self._kws.feed(a)
         self._vad.feed(a, start_s)  # calls on_open/on_audio/on_close below, in order
         out, self._out = self._out, []
         return out
@@ -231,6 +241,8 @@ class CommandListener:
         return self.engine.decode(u.samples)
 
     def _handle(self, u: Utterance) -> list[Heard]:
+        if self._kws is not None:
+            return self._handle_kws(u)
         s = self.settings
         t0 = time.perf_counter()
         dec = None if u.too_long else self._finish_decode(u)
@@ -276,6 +288,52 @@ class CommandListener:
                                u.closed_at_s)
             d = replace(d, heard=f"{self.commands.wake_phrases[0]} {d.heard}", wake=True)
             return [self._heard(joined, d)]
+        return [self._heard(u, d)]
+
+    def _gate(self, u: Utterance, ms: float) -> bool:
+        """Muting and the pedal: False (and logged) when the utterance must be dropped."""
+        if self._muted(u):
+            self._record(u, Decision("reject", reason="muted: the assistant was speaking"), ms)
+            return False
+        if self.settings.activation == "push_to_talk":
+            down = list(self._ptt) + ([(self._ptt_down, float("inf"))]
+                                      if self._ptt_down is not None else [])
+            if not self._overlaps(down, u.speech_start_s, u.speech_end_s):
+                self._record(u, Decision("reject", reason="pedal not pressed"), ms)
+                return False
+        return True
+
+    def _handle_kws(self, u: Utterance) -> list[Heard]:
+        """The neural classifier's path: classify the end of the utterance, look for the
+        wake phrase before it, decide (speech/decision.py decide_kws)."""
+        s = self.settings
+        held, self._held = self._held, None
+        if held is not None and u.speech_start_s - held.speech_end_s > s.wake_join_gap_ms / 1000:
+            held = None
+        if u.too_long:
+            self._record(u, Decision("reject", reason="too long for a command"))
+            return []
+        t0 = time.perf_counter()
+        r = self.engine.classify(self._kws, self._t0 or 0.0, u.speech_start_s, u.speech_end_s,
+                                 u.closed_at_s, wake_after_s=self._last_command_end)
+        ms = 1000.0 * (time.perf_counter() - t0)
+        if not self._gate(u, ms):
+            return []
+        joined = held is not None and s.activation == "wake"
+        d = decide_kws(r, self.commands, require_wake=s.activation == "wake",
+                       reply_open=u.speech_start_s <= self._reply_until, th=self.thresholds,
+                       joined=joined)
+        self._record(u, d, ms)
+        if d.kind == "wake_only":
+            self._held = u
+            return []
+        if d.kind != "accept":
+            return []
+        self._last_command_end = u.speech_end_s
+        if joined and not d.wake:
+            d = replace(d, heard=f"{self.commands.wake_phrases[0]} {d.heard}", wake=True)
+            u = Utterance(u.samples, held.start_s, held.speech_start_s, u.speech_end_s,
+                          u.closed_at_s)
         return [self._heard(u, d)]
 
     def _decide_joined(self, held: Utterance, u: Utterance, require_wake: bool,

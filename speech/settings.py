@@ -7,7 +7,10 @@ from typing import Literal
 
 @dataclass(frozen=True)
 class SpeechSettings:
-    engine: Literal["pocketsphinx", "vosk"] = "pocketsphinx"
+    # kws: neural command classifier over speech embeddings (speech/kws.py), the most
+    # accurate here; pocketsphinx: grammar decode, bundled model; vosk: needs a model dir
+    engine: Literal["kws", "pocketsphinx", "vosk"] = "pocketsphinx"
+    kws_model: str = ""  # empty: speech/kws_en.npz
     vosk_model_dir: str = ""
     commands_file: str = ""  # empty: speech/commands_en.yaml
     # "wake" meets the false-activation goal on continuous speech (docs/SPEECH.md);
@@ -40,6 +43,11 @@ class SpeechSettings:
     max_uncovered_ms: int = 1000
     max_word_ms: int = 1500
     min_vosk_confidence: float = 0.7
+    # neural classifier (engine kws): tuned on the tune split, see docs/SPEECH.md
+    min_kws_prob: float = 0.3
+    min_kws_wake: float = 0.35
+    max_command_ms: int = 2200
+    max_wake_ms: int = 1600
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()

@@ -1,0 +1,185 @@
+"""The neural command classifier (speech/kws.py): the shipped classifier on real
+speech-embedding models, synthetic eSpeak NG voices of the benchmark's TEST split
+(never used for training), and the pure decision rules."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech.audio import chunks
+from speech.commands import load_commands
+from speech.decision import DecisionThresholds, decide_kws
+from speech.kws import (NONE, WAKE, Embedder, KwsError, KwsModel, KwsRecognizer, KwsResult,
+                        StreamEmbedder)
+from speech.listener import CommandListener
+from speech.settings import SpeechSettings
+from speech.synth import espeak, with_silence
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return KwsRecognizer(load_commands())
+
+
+def listen(engine, x, activation="wake", chunk_ms=20, **over):
+    s = replace(SpeechSettings(engine="kws", activation=activation), **over)
+    lis = CommandListener(s, commands=load_commands(), engine=engine)
+    out = []
+    for c, t in chunks(x, chunk_ms):
+        out += lis.feed(c, t)
+    return out + lis.flush(), lis
+
+
+# ------------------------------------------------------------------ front end
+
+def test_stream_embeddings_equal_whole_clip_whatever_the_chunks(engine):
+    x = with_silence(espeak("assistant, needle depth", "en-gb"), seed=3)
+    whole = engine.embedder.embed(x)
+    for n in (160, 333, 4000):
+        st = StreamEmbedder(engine.embedder)
+        for i in range(0, len(x), n):
+            st.feed(x[i:i + n])
+        assert st.n_embeddings == len(whole)
+        got = st.window(st.n_embeddings - 1)
+        np.testing.assert_allclose(got, whole[-16:], atol=1e-3)
+
+
+# ------------------------------------------------------------------ real audio
+
+@pytest.mark.parametrize("text,voice,cid", [
+    ("assistant, show fascia", "en-us+f3", "show.fascia"),
+    ("assistant, needle depth", "en-gb", "needle_depth"),
+    ("assistant, stop recording", "en-gb", "record_stop"),
+])
+def test_synthesised_commands_with_wake_phrase_are_recognised(engine, text, voice, cid):
+    out, lis = listen(engine, with_silence(espeak(text, voice), seed=1))
+    assert [h.command for h in out] == [cid], [r.decision for r in lis.log]
+    h = out[0]
+    assert h.heard.startswith("assistant ") and 0.0 < h.confidence <= 1.0
+    assert h.start_s < h.end_s
+
+
+def test_command_without_wake_phrase_needs_always_activation(engine):
+    x = with_silence(espeak("freeze", "en-gb"), seed=2)
+    out, lis = listen(engine, x, activation="wake")
+    assert out == [] and lis.log[-1].decision.kind == "reject"
+    out, _ = listen(engine, x, activation="always")
+    assert [h.command for h in out] == ["freeze"]
+
+
+def test_wake_phrase_then_pause_then_command(engine):
+    a = espeak("assistant", "en-gb")
+    b = espeak("quality score", "en-gb")
+    x = with_silence(np.concatenate([a, np.zeros(int(0.7 * 16000), np.int16), b]), seed=4)
+    out, lis = listen(engine, x)
+    assert [h.command for h in out] == ["quality_score"], [r.decision for r in lis.log]
+    assert [r.decision.kind for r in lis.log][0] == "wake_only"
+
+
+@pytest.mark.parametrize("text", [
+    "the patient had breakfast at seven this morning",
+    "could you pass me the sterile gel please",
+])
+def test_synthesised_conversation_is_not_a_command(engine, text):
+    for activation in ("wake", "always"):
+        out, lis = listen(engine, with_silence(espeak(text, "en-us+f3"), seed=5), activation)
+        assert out == [], [r.decision for r in lis.log]
+
+
+def test_same_audio_same_commands_whatever_the_chunk_size(engine):
+    x = with_silence(espeak("assistant, hide the nerve", "en-gb-x-gbclan+m2"), seed=6)
+    a, la = listen(engine, x, chunk_ms=10)
+    b, lb = listen(engine, x, chunk_ms=250)
+    assert a == b
+    assert [r.decision for r in la.log] == [r.decision for r in lb.log]
+
+
+def test_own_speech_is_ignored_while_muted(engine):
+    x = with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=7)
+    s = SpeechSettings(engine="kws", activation="wake")
+    lis = CommandListener(s, commands=load_commands(), engine=engine)
+    lis.set_speaking(True, 0.0)
+    out = []
+    for c, t in chunks(x, 20):
+        out += lis.feed(c, t)
+    assert out == [] and "muted" in lis.log[-1].decision.reason
+
+
+# ------------------------------------------------------------------ decision (pure)
+
+def r(top, p, wake=0.0, speech=0.8):
+    return KwsResult({top: p}, top, p, wake, speech, 2)
+
+
+def test_decide_kws_rules():
+    cs = load_commands()
+    th = DecisionThresholds()
+    assert decide_kws(r(NONE, 0.9), cs, require_wake=False, th=th).kind == "reject"
+    assert decide_kws(r(WAKE, 0.9), cs, require_wake=True, th=th).kind == "wake_only"
+    d = decide_kws(r("show.fascia", 0.9, wake=0.95, speech=1.6), cs, require_wake=True, th=th)
+    assert (d.kind, d.command, d.heard) == ("accept", "show.fascia", "assistant show fascia")
+    # no wake phrase: rejected in wake mode, unless it was said just before or a reply
+    assert decide_kws(r("show.fascia", 0.9), cs, require_wake=True, th=th).kind == "reject"
+    assert decide_kws(r("show.fascia", 0.9), cs, require_wake=True, th=th,
+                      joined=True).kind == "accept"
+    assert decide_kws(r("yes", 0.9), cs, require_wake=True, reply_open=True,
+                      th=th).kind == "accept"
+    assert decide_kws(r("stop", 0.9), cs, require_wake=True, reply_open=True,
+                      th=th).kind == "reject"  # stop is not a reply word
+    # unsure, or much longer than a command
+    assert decide_kws(r("left", th.min_kws_prob - 0.01), cs, require_wake=False,
+                      th=th).kind == "reject"
+    d = decide_kws(r("left", 0.99, speech=4.0), cs, require_wake=False, th=th)
+    assert d.kind == "reject" and "longer than a command" in d.reason
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_weights_that_do_not_match_their_manifest_are_refused(tmp_path):
+    src = Path(KwsModel.load().path)
+    p = tmp_path / "kws.npz"
+    b = bytearray(src.read_bytes())
+    b[-10] ^= 0xFF
+    p.write_bytes(bytes(b))
+    shutil.copy(src.with_suffix(".json"), tmp_path / "kws.json")
+    with pytest.raises(KwsError, match="sha256"):
+        KwsModel.load(p)
+    with pytest.raises(KwsError, match="not found"):
+        KwsModel.load(tmp_path / "missing.npz")
+
+
+def test_classifier_for_other_command_ids_is_refused(tmp_path):
+    cs = load_commands()
+    src = Path(cs.path)
+    text = src.read_text().replace("  mute:            {phrases: [\"mute\", \"mute feedback\"]}\n", "")
+    assert text != src.read_text()
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    shutil.copy(src.with_name("commands_en.dict"), tmp_path / "commands_en.dict")
+    with pytest.raises(KwsError, match="mute"):
+        KwsRecognizer(load_commands(f))
+
+
+def test_missing_embedding_models_give_a_clear_error(monkeypatch):
+    import importlib.util
+
+    import speech.kws as kws
+    real = importlib.util.find_spec
+    monkeypatch.setattr(kws.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openwakeword" else real(name, *a))
+    with pytest.raises(KwsError, match="openwakeword==0.5.1"):
+        Embedder()
+
+
+def test_manifest_says_what_the_classifier_was_trained_on():
+    m = json.loads(Path(KwsModel.load().path).with_suffix(".json").read_text())
+    assert m["not_for_clinical_use"] is True
+    assert m["classes"][:2] == [NONE, WAKE]
+    assert "Speech Commands" in m["training"]["real"]
