@@ -331,11 +331,80 @@ def bench_monologue(r: Runner, voices: list[str], noises, cache: Path, snr: floa
     return res
 
 
+TALK_FILES = ["Apache-2.0", "Artistic", "BSD", "CC0-1.0", "GFDL-1.2", "GFDL-1.3", "GPL-1",
+              "GPL-2", "GPL-3", "LGPL-2", "LGPL-2.1", "LGPL-3", "MPL-1.1", "MPL-2.0"]
+
+
+def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
+    """Read-speech text: the licence texts every Debian machine has (no wake phrase in
+    them; plenty of command words inside sentences: show, stop, on, off, up, yes...)."""
+    import re
+    out = []
+    for name in TALK_FILES:
+        f = folder / name
+        if not f.is_file():
+            continue
+        text = re.sub(r"\s+", " ", f.read_text(errors="replace"))
+        for sent in re.split(r"(?<=[.;:!?])\s+", text):
+            words = re.sub(r"[^A-Za-z0-9' ,-]+", " ", sent).split()
+            for i in range(0, len(words), max_words):
+                piece = " ".join(words[i:i + max_words])
+                if len(piece) > 1:
+                    out.append(piece)
+    return out
+
+
+def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
+               folder: Path, activation: str, max_minutes: float) -> dict:
+    """SYNTHETIC voices reading hours of ordinary text (no command in it) as one
+    continuous stream with the real noise at ``snr`` dB: false commands per hour."""
+    sents = talk_sentences(folder)
+    if not sents:
+        return {"error": f"no text found in {folder}"}
+    s = replace(r.settings, activation=activation)
+    lis = CommandListener(s, commands=r.commands, engine=r.engine)
+    rng = np.random.default_rng(11)
+    t = 0.0
+    n = SR * r.chunk_ms // 1000
+    heard: list[str] = []
+    t0 = time.perf_counter()
+    for i, line in enumerate(sents):
+        v = voices[i % len(voices)]
+        x = synth(line, v, 140 + 10 * (i % 6), 30 + 8 * ((i * 5) % 6), cache)
+        body = np.concatenate([x, np.zeros(int(SR * rng.uniform(0.3, 1.5)), np.int16)])
+        seg = mix(body, noise_piece(noises, len(body), seed=1000 + i), snr)
+        for j in range(0, len(seg), n):
+            heard += [f"{h.heard}->{h.command}" for h in lis.feed(seg[j:j + n], t + j / SR)]
+        t += len(seg) / SR
+        if t / 60 >= max_minutes:
+            break
+    heard += [f"{h.heard}->{h.command}" for h in lis.flush()]
+    r.wall_s += time.perf_counter() - t0
+    r.audio_s += t
+    hours = t / 3600
+    return {"hours": round(hours, 2), "sentences": i + 1, "snr_db": snr,
+            "activation": activation, "false_commands": len(heard),
+            "per_hour": round(len(heard) / hours, 2),
+            "per_hour_95pct_upper": round((3.0 if not heard else
+                                           _poisson_upper95(len(heard))) / hours, 2),
+            "heard": heard[:12]}
+
+
+def _poisson_upper95(k: int) -> float:
+    """One-sided 95 % upper confidence bound of a Poisson mean after k events."""
+    from scipy.stats import chi2
+    return float(chi2.ppf(0.95, 2 * (k + 1)) / 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--part", default="all",
-                    choices=["all", "words", "noise", "multi", "monologue"])
+                    choices=["all", "words", "noise", "multi", "monologue", "talk"])
+    ap.add_argument("--talk-dir", type=Path, default=Path("/usr/share/common-licenses"),
+                    help="--part talk: folder of the licence texts read aloud")
+    ap.add_argument("--talk-minutes", type=float, default=240.0)
+    ap.add_argument("--talk-activation", default="wake", choices=["wake", "always"])
     ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
     ap.add_argument("--snrs", default="20,10,5,0")
     ap.add_argument("--engine", default="pocketsphinx")
@@ -371,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("all", "monologue"):
         out["synthetic_monologue_10dB"] = bench_monologue(r, voices, noises, args.cache, 10.0,
                                                           args.monologue_passes)
+    if args.part == "talk":  # hours of audio: not part of "all"
+        out["synthetic_read_speech_10dB"] = bench_talk(
+            r, voices, noises, args.cache, 10.0, args.talk_dir, args.talk_activation,
+            args.talk_minutes)
     out["real_time_factor_one_core"] = round(r.wall_s / max(r.audio_s, 1e-9), 4)
     if r.end_ms:
         out["decode_ms_after_endpoint"] = {

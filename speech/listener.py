@@ -37,6 +37,14 @@ from .vad import Endpointer, Utterance, VadSettings
 log = logging.getLogger(__name__)
 
 _BLOCK_FRAMES = 5  # 50 ms of audio per engine call while decoding in flight
+_KWS_LEAD_S = 1.28  # quiet lead-in before a stream (kws engine): one classifier window
+_KWS_TAIL_S = 0.32  # quiet tail after it
+
+
+def _floor_noise(seconds: float, seed: int) -> np.ndarray:
+    """Deterministic faint noise (a quiet room; the classifier never saw digital zeros)."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0.0, 2.0, int(16000 * seconds))).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,7 @@ class CommandListener:
         self._kws = self.engine.new_stream() if getattr(self.engine, "classifier", False) else None
         self._t0: float | None = None  # media time of the first sample fed
         self._last_command_end: float | None = None  # a wake phrase must come after it
+        self._flush_tail = 0.0
         if own_engine:
             self.engine.reset()  # a new stream: no channel estimate from another one
         self._in_utt = False
@@ -168,7 +177,10 @@ class CommandListener:
         self._out = []
         if self._kws is not None:
             if self._t0 is None:
-                self._t0 = float(start_s)
+                # a quiet lead-in, so that a command at the very start of a recording
+                # has the classifier's full 2 s of context before it
+                self._t0 = float(start_s) - _KWS_LEAD_S
+                self._kws.feed(_floor_noise(_KWS_LEAD_S, 1))
             self._kws.feed(a)
         self._vad.feed(a, start_s)  # calls on_open/on_audio/on_close below, in order
         out, self._out = self._out, []
@@ -177,7 +189,13 @@ class CommandListener:
     def flush(self) -> list[Heard]:
         """End of stream: decide on an utterance still open."""
         self._out = []
+        if self._kws is not None and self._t0 is not None:
+            # a recording that stops right after the last word: a quiet tail gives the
+            # classifier its windows after the end of speech
+            self._kws.feed(_floor_noise(_KWS_TAIL_S, 2))
+            self._flush_tail = _KWS_TAIL_S
         self._vad.flush()
+        self._flush_tail = 0.0
         self._held = None
         out, self._out = self._out, []
         return out
@@ -315,7 +333,8 @@ class CommandListener:
             return []
         t0 = time.perf_counter()
         r = self.engine.classify(self._kws, self._t0 or 0.0, u.speech_start_s, u.speech_end_s,
-                                 u.closed_at_s, wake_after_s=self._last_command_end)
+                                 u.closed_at_s + self._flush_tail,
+                                 wake_after_s=self._last_command_end)
         ms = 1000.0 * (time.perf_counter() - t0)
         if not self._gate(u, ms):
             return []

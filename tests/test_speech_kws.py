@@ -67,11 +67,11 @@ def test_synthesised_commands_with_wake_phrase_are_recognised(engine, text, voic
 
 
 def test_command_without_wake_phrase_needs_always_activation(engine):
-    x = with_silence(espeak("freeze", "en-gb"), seed=2)
+    x = with_silence(espeak("stop", "en-gb"), seed=2)
     out, lis = listen(engine, x, activation="wake")
     assert out == [] and lis.log[-1].decision.kind == "reject"
     out, _ = listen(engine, x, activation="always")
-    assert [h.command for h in out] == ["freeze"]
+    assert [h.command for h in out] == ["stop"]
 
 
 def test_wake_phrase_then_pause_then_command(engine):
