@@ -125,11 +125,14 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segm
     result = {"per_class": per_class,
               "needle_tip_error_px": float(np.median(tip_err)) if tip_err else None,
               "images": len(pairs)}
+    if tip_err:
+        result["needle_tip_error_px_p90"] = float(np.percentile(tip_err, 90))
     if "needle" in mapping:
         result["needle_tip_found"] = len(tip_err)
         result["needle_images"] = needle_images
         if spacing_mm and tip_err:
             result["needle_tip_error_mm"] = float(np.median(tip_err)) * spacing_mm
+            result["needle_tip_error_mm_p90"] = result["needle_tip_error_px_p90"] * spacing_mm
     return result
 
 
@@ -144,6 +147,9 @@ def format_table(result: dict, spacing_mm: float | None = None) -> str:
         s = "needle tip error: " + (f"median {e:.1f} px" if e is not None else "no tips found")
         if e is not None and spacing_mm:
             s += f" = {e * spacing_mm:.2f} mm"
+        if e is not None:
+            e90 = result["needle_tip_error_px_p90"]
+            s += f", p90 {e90:.1f} px" + (f" = {e90 * spacing_mm:.2f} mm" if spacing_mm else "")
         s += f" ({result['needle_tip_found']} of {result['needle_images']} needles found)"
         lines.append(s)
     lines.append(f"images: {result['images']}  (not for clinical use)")
