@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from models.classes import CLASS_INDEX, CLASSES
+from models.needle import needle_tip_from_mask
 from models.segmenter import (DEFAULT_MODEL, ModelIntegrityError, Segmenter, probs_to_output,
                               validate_image)
 from models.settings import SegmentationSettings
-from models.simulator import SimParams, simulate_frame
+from models.simulator import NeedleParams, SimParams, simulate_frame
 
 VESSEL = CLASS_INDEX["vessel"]
+NEEDLE = CLASS_INDEX["needle"]
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,22 @@ def test_cuda_request_without_cuda_falls_back_to_cpu_with_a_warning(caplog):
         s = Segmenter(SegmentationSettings(provider="cuda")).load()
     assert s.providers == ["CPUExecutionProvider"]
     assert "CUDAExecutionProvider" in caplog.text
+
+
+@pytest.mark.parametrize("seed,angle,length", [(11, 25.0, 32.0), (22, 35.0, 28.0),
+                                               (33, 42.0, 24.0)])
+def test_finds_the_needle_tip_where_the_simulator_put_it(seg, seed, angle, length):
+    # frames from seeds the model never trained on, a clearly visible in-plane needle
+    needle = NeedleParams(entry_x_mm=4.0, angle_deg=angle, length_mm=length, direction=1,
+                          visibility=1.0)
+    f = simulate_frame(seed, SimParams(needle=needle, depth_mm=40.0))
+    assert f.needle["visible"]
+    out = seg.segment(f.image)
+    found = needle_tip_from_mask(out.labels == NEEDLE)
+    assert found is not None, "no needle found"
+    (px, py), _, found_angle = found
+    tx, ty = f.needle["tip_px"]
+    err_mm = float(np.hypot(px - tx, py - ty)) * f.spacing_mm
+    assert err_mm < 2.0, f"tip {err_mm:.2f} mm from the simulator's"
+    assert abs(found_angle - angle) < 5.0
+    assert out.present[NEEDLE]
