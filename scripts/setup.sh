@@ -9,6 +9,7 @@ extra="${1:-}"
 
 debs=(espeak-ng libespeak-ng1 libusb-1.0-0 libgl1 libgomp1 libglib2.0-0 libportaudio2 sox)
 [ "$extra" = "dev" ] && debs+=(chromium)
+[ "$extra" = "train" ] && debs+=(flite)  # more synthetic voices for speech/train_kws.py
 missing=()
 for d in "${debs[@]}"; do dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d"); done
 if [ "${#missing[@]}" -gt 0 ]; then
