@@ -278,6 +278,7 @@ class KwsResult:
     wake_prob: float  # best wake-phrase probability before the command
     speech_s: float  # endpointed speech duration
     n_windows: int  # classifier windows averaged at the end of speech
+    wake_end_s: float | None = None  # media time at which the best wake window ends
 
 
 class KwsRecognizer:
@@ -322,7 +323,10 @@ class KwsRecognizer:
         endpointer often cuts "assistant, <pause> show fascia" in two, or in noise
         into several pieces, so the wake phrase need not be in this utterance."""
         s0, s1 = speech_start_s - t0_s, speech_end_s - t0_s
-        k_hi = stream.last_index_ending_by(min(s1 + end_pad_s, closed_at_s - t0_s))
+        # only embeddings whose audio (with the last mel block's 40 ms lookahead) was
+        # in by the close: the same whatever the chunk sizes fed
+        look = (WINDOW_AUDIO - WINDOW_SAMPLES) / SR
+        k_hi = stream.last_index_ending_by(min(s1 + end_pad_s, closed_at_s - t0_s - look))
         ks = [k for k in range(k_hi, k_hi - 5, -1)
               if k >= 0 and stream.end_s(k) >= s1 - 0.08]
         if not ks:  # the stream ended right at the end of speech
@@ -338,11 +342,14 @@ class KwsRecognizer:
             lo = max(lo, wake_after_s - t0_s)
         k_a = stream.last_index_ending_by(lo) + 1
         k_b = stream.last_index_ending_by(s1 - wake_gap_s)
-        scan = [w for w in (stream.window(k) for k in range(max(0, k_a), k_b + 1))
+        scan = [(k, w) for k, w in ((k, stream.window(k)) for k in range(max(0, k_a), k_b + 1))
                 if w is not None]
         if scan:
-            wake = float(self.model.probs(np.stack(scan))[:, self._idx[WAKE]].max())
+            pw = self.model.probs(np.stack([w for _, w in scan]))[:, self._idx[WAKE]]
+            best = int(pw.argmax())
+            wake = float(pw[best])
+            wake_end = t0_s + stream.end_s(scan[best][0])
         order = np.argsort(p)[::-1]
         top = self.model.classes[int(order[0])]
         probs = {self.model.classes[int(i)]: round(float(p[i]), 4) for i in order[:3]}
-        return KwsResult(probs, top, float(p[order[0]]), wake, speech, len(wins))
+        return KwsResult(probs, top, float(p[order[0]]), wake, speech, len(wins), wake_end)

@@ -110,6 +110,7 @@ class CommandListener:
         self._t0: float | None = None  # media time of the first sample fed
         self._last_command_end: float | None = None  # a wake phrase must come after it
         self._flush_tail = 0.0
+        self._recent: deque[tuple[float, float]] = deque(maxlen=16)  # speech spans (kws)
         if own_engine:
             self.engine.reset()  # a new stream: no channel estimate from another one
         self._in_utt = False
@@ -331,10 +332,12 @@ class CommandListener:
         if u.too_long:
             self._record(u, Decision("reject", reason="too long for a command"))
             return []
+        self._recent.append((u.speech_start_s, u.speech_end_s))
         t0 = time.perf_counter()
         r = self.engine.classify(self._kws, self._t0 or 0.0, u.speech_start_s, u.speech_end_s,
                                  u.closed_at_s + self._flush_tail,
-                                 wake_after_s=self._last_command_end)
+                                 wake_after_s=max(self._last_command_end or -1e9,
+                                                  u.speech_start_s - s.wake_join_gap_ms / 1000))
         ms = 1000.0 * (time.perf_counter() - t0)
         if not self._gate(u, ms):
             return []
@@ -349,6 +352,12 @@ class CommandListener:
         if d.kind != "accept":
             return []
         self._last_command_end = u.speech_end_s
+        if d.wake and r.wake_end_s is not None and r.wake_end_s < u.speech_start_s:
+            # the wake phrase was in an earlier utterance: the command starts with it
+            start = min((a for a, b in self._recent if a <= r.wake_end_s <= b + 0.3),
+                        default=u.speech_start_s)
+            u = Utterance(u.samples, min(u.start_s, start), start, u.speech_end_s,
+                          u.closed_at_s)
         if joined and not d.wake:
             d = replace(d, heard=f"{self.commands.wake_phrases[0]} {d.heard}", wake=True)
             u = Utterance(u.samples, held.start_s, held.speech_start_s, u.speech_end_s,

@@ -9,7 +9,7 @@ from typing import Literal
 class SpeechSettings:
     # kws: neural command classifier over speech embeddings (speech/kws.py), the most
     # accurate here; pocketsphinx: grammar decode, bundled model; vosk: needs a model dir
-    engine: Literal["kws", "pocketsphinx", "vosk"] = "pocketsphinx"
+    engine: Literal["kws", "pocketsphinx", "vosk"] = "kws"
     kws_model: str = ""  # empty: speech/kws_en.npz
     vosk_model_dir: str = ""
     commands_file: str = ""  # empty: speech/commands_en.yaml
