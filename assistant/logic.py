@@ -177,6 +177,7 @@ class State:
     needle_advancing: bool = False
     needle_lost_alerted: bool = False
     dangers_alerted: frozenset[str] = frozenset()
+    dangers_spoken_s: tuple[tuple[str, float], ...] = ()  # when each was last spoken
     nodes: Mapping[str, str] = field(default_factory=dict)
     alerts: tuple[ActiveAlert, ...] = ()
 
@@ -448,7 +449,7 @@ def _execute(state: State, cmd: str, role: str, now_s: float, actions: list) -> 
             # a new block: old quality, guidance and alerts belong to the old preset
             state = rep(state, block=target.id, quality=None, quality_reason="",
                         quality_parts={}, quality_low_since_s=None, quality_alerted=False,
-                        guidance={}, dangers_alerted=frozenset(),
+                        guidance={}, dangers_alerted=frozenset(), dangers_spoken_s=(),
                         alerts=tuple(a for a in state.alerts if a.key.startswith("node:")))
             act(f"block {target.id}", block=target.id)
             actions.append(PublishState())
@@ -576,16 +577,23 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     # dangers: speak once on entering the zone, keep showing while inside, re-arm
     # only once clearly out (hysteresis: no chatter at the edge)
     alerted = set(state.dangers_alerted)
+    spoken = dict(state.dangers_spoken_s)
     for name, dist in (g.get("dangers_mm") or {}).items() if g["visible"] else ():
         limit = s.pleura_alert_mm if name == "pleura" else s.artery_alert_mm
         if dist <= limit:
-            text = f"stop, {name} {number_words(dist)} millimetres"
-            state = _alert(state, name, "alert", text, now_s, actions,
-                           speak=name not in alerted, data={"distance_mm": dist})
+            mm = number_words(dist)
+            text = f"stop, {name} {mm} {'millimetre' if mm == 'one' else 'millimetres'}"
+            speak = (name not in alerted
+                     and now_s - spoken.get(name, float("-inf")) >= s.danger_repeat_s)
+            state = _alert(state, name, "alert", text, now_s, actions, speak=speak,
+                           data={"distance_mm": dist})
+            if speak:
+                spoken[name] = now_s
             alerted.add(name)
         elif dist > limit * s.danger_rearm_factor:
             alerted.discard(name)
-    state = rep(state, dangers_alerted=frozenset(alerted))
+    state = rep(state, dangers_alerted=frozenset(alerted),
+                dangers_spoken_s=tuple(sorted(spoken.items())))
     state = _timers(state, now_s, actions)
     actions.append(PublishState())
     return state

@@ -15,6 +15,9 @@ class AssistantSettings:
     pleura_alert_mm: float = 5.0  # tip this close to the pleura: spoken alert
     artery_alert_mm: float = 3.0  # tip this close to a vessel: spoken alert
     danger_rearm_factor: float = 1.5  # the alert re-arms once the tip is this x farther
+    # ...and is spoken again no sooner than this (a flickering vessel mask must not
+    # make it chatter; it stays on screen meanwhile)
+    danger_repeat_s: float = 4.0
     needle_lost_alert_s: float = 2.0  # needle unseen this long while advancing: alert
     needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
     needle_track_window_s: float = 2.0
@@ -33,6 +36,9 @@ class AssistantSettings:
             if not 0 <= getattr(self, name) <= 100:
                 raise ValueError(f"assistant.{name} must be within 0..100, "
                                  f"got {getattr(self, name)!r}")
+        if not self.danger_repeat_s >= 0:
+            raise ValueError(f"assistant.danger_repeat_s must be >= 0, "
+                             f"got {self.danger_repeat_s!r}")
         if self.danger_rearm_factor < 1:
             raise ValueError(f"assistant.danger_rearm_factor must be >= 1, "
                              f"got {self.danger_rearm_factor!r}")

@@ -135,7 +135,9 @@ def test_synthetic_needle_towards_pleura_alerts_before_reaching_it():
 
 
 def test_alert_is_spoken_once_and_rearms_after_withdrawal():
-    settings = AssistantSettings(pleura_alert_mm=5.0, danger_rearm_factor=1.5)
+    # the hysteresis alone (the repeat time has its own test in test_logic.py)
+    settings = AssistantSettings(pleura_alert_mm=5.0, danger_rearm_factor=1.5,
+                                 danger_repeat_s=0.0)
     lab = pecs_labels(h=220, pleura_row=180)
     state = initial_state(settings)
     said = []

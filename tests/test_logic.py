@@ -455,3 +455,20 @@ def test_danger_alerts_use_the_level_the_renderer_ranks_first():
     s, _ = reduce(s, NodeStatus(node="speech", state="offline"), None, 0.1)
     levels = {a["text"]: a["level"] for a in to_state_message(s).alerts}
     assert levels["speech offline"] == "warning" and "warning" in LEVEL_RANK
+
+
+def test_danger_alert_is_not_spoken_again_within_the_repeat_time_when_the_mask_flickers():
+    s = initial_state()
+    near = needle_dict(True, [100, 150], [20.0, 30.0], 40, 30.0)  # 4 mm above the pleura
+    far = needle_dict(True, [100, 100], [20.0, 20.0], 40, 30.0)  # 14 mm: re-arms (> 7.5)
+    spoken = []
+    t = 0.0
+    for i, nd in enumerate([near, far, near, far, near]):  # 0.5 s apart: a flicker
+        s, acts = reduce(s, seg(i + 1, pecs_labels(pleura_row=170), nd), None, t)
+        spoken += speaks(acts, "alert")
+        t += 0.5
+    assert spoken == ["stop, pleura four millimetres"]
+    assert any(a["text"].startswith("stop, pleura") for a in to_state_message(s).alerts)
+    s, acts = reduce(s, seg(9, pecs_labels(pleura_row=170), far), None, t)
+    s, acts = reduce(s, seg(10, pecs_labels(pleura_row=170), near), None, t + 4.0)
+    assert speaks(acts, "alert") == ["stop, pleura four millimetres"]  # after 4 s: again
