@@ -407,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--talk-activation", default="wake", choices=["wake", "always"])
     ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
     ap.add_argument("--snrs", default="20,10,5,0")
-    ap.add_argument("--engine", default="pocketsphinx")
+    ap.add_argument("--engine", default=SpeechSettings().engine,
+                    choices=["kws", "pocketsphinx", "vosk"])
     ap.add_argument("--chunk-ms", type=int, default=20)
     ap.add_argument("--max-cmds", type=int, default=100)
     ap.add_argument("--monologue-passes", type=int, default=4)
