@@ -272,15 +272,8 @@ class CommandListener:
         if u.too_long or dec is None:
             self._record(u, Decision("reject", reason="too long for a command"))
             return []
-        if self._muted(u):
-            self._record(u, Decision("reject", reason="muted: the assistant was speaking"), ms)
+        if not self._gate(u, ms):
             return []
-        if s.activation == "push_to_talk":
-            down = list(self._ptt) + ([(self._ptt_down, float("inf"))]
-                                      if self._ptt_down is not None else [])
-            if not self._overlaps(down, u.speech_start_s, u.speech_end_s):
-                self._record(u, Decision("reject", reason="pedal not pressed"), ms)
-                return []
         # a wake phrase said alone just before counts as this utterance's wake phrase
         require_wake = s.activation == "wake" and held is None
         reply_open = u.speech_start_s <= self._reply_until
