@@ -38,7 +38,7 @@ from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
-from speech.train_kws import split_of  # noqa: E402
+from speech.train_kws import active_power, split_of  # noqa: E402
 
 SR = SAMPLE_RATE_HZ
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
@@ -99,14 +99,6 @@ QUIET_SNR_DB = 40.0
 
 
 # ----------------------------------------------------------------------------- audio helpers
-
-def active_power(x: np.ndarray) -> float:
-    """Mean power of the louder half of 10 ms frames (speech power for SNR)."""
-    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    p = (f * f).mean(axis=1)
-    p = np.sort(p)[len(p) // 2:]
-    return float(p.mean()) if len(p) else 0.0
-
 
 def background(x: np.ndarray, seconds: float) -> np.ndarray:
     """The clip's own quietest 100 ms, tiled: the room's background before/after."""

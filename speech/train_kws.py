@@ -177,12 +177,10 @@ class Synth:
 
 def trim(x: np.ndarray, floor_db: float = 40.0) -> np.ndarray:
     """Cut leading/trailing silence (10 ms frames more than floor_db below the peak)."""
-    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    e = 10 * np.log10((f * f).mean(axis=1) + 1)
-    idx = np.nonzero(e > e.max() - floor_db)[0]
-    if len(idx) == 0:
+    if len(x) < 160:
         return x[:0]
-    return x[idx[0] * 160: (idx[-1] + 1) * 160]
+    a, b = speech_bounds(x, floor_db)
+    return x[a:b]
 
 
 def speech_bounds(x: np.ndarray, floor_db: float = 25.0) -> tuple[int, int]:
@@ -196,6 +194,7 @@ def speech_bounds(x: np.ndarray, floor_db: float = 25.0) -> tuple[int, int]:
 
 
 def active_power(x: np.ndarray) -> float:
+    """Mean power of the louder half of 10 ms frames (the speech power an SNR refers to)."""
     f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
     if len(f) == 0:
         return 1.0
