@@ -311,12 +311,14 @@ class KwsRecognizer:
 
     def classify(self, stream: StreamEmbedder, t0_s: float, speech_start_s: float,
                  speech_end_s: float, closed_at_s: float, wake_after_s: float | None = None,
-                 end_pad_s: float = 0.24, wake_gap_s: float = 0.15,
+                 end_pad_s: float = 0.24, end_from_s: float = 0.04, wake_gap_s: float = 0.15,
                  wake_lookback_s: float = 3.5) -> KwsResult:
         """Classify the utterance that ended at ``speech_end_s`` (media time; the stream
         began at media time ``t0_s``; the endpointer closed it at ``closed_at_s``):
-        average over the windows ending 0-``end_pad_s`` after the end of speech (and
-        not after the close, so the result does not depend on chunk sizes); the wake
+        average over the windows ending ``end_from_s``-``end_pad_s`` after the end of
+        speech (and not after the close, so the result does not depend on chunk sizes;
+        a window ending sooner after the end misses the last sound: measured, see
+        docs/SPEECH.md); the wake
         phrase is looked for in the stream's windows ending up to ``wake_lookback_s``
         before the end of speech (not before ``wake_after_s``, the end of the last
         command, nor before the stream began) to ``wake_gap_s`` before it: the
@@ -328,7 +330,7 @@ class KwsRecognizer:
         look = (WINDOW_AUDIO - WINDOW_SAMPLES) / SR
         k_hi = stream.last_index_ending_by(min(s1 + end_pad_s, closed_at_s - t0_s - look))
         ks = [k for k in range(k_hi, k_hi - 5, -1)
-              if k >= 0 and stream.end_s(k) >= s1 - 0.08]
+              if k >= 0 and stream.end_s(k) >= s1 + end_from_s]
         if not ks:  # the stream ended right at the end of speech
             ks = [k_hi] if k_hi >= 0 else []
         wins = [w for w in (stream.window(k) for k in ks) if w is not None]

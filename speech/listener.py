@@ -32,7 +32,7 @@ from .commands import CommandSet, load_commands
 from .decision import Decision, DecisionThresholds, decide, decide_kws
 from .engines import Engine, make_engine
 from .settings import SpeechSettings
-from .vad import Endpointer, Utterance, VadSettings
+from .vad import Endpointer, NeuralVad, Utterance, VadSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,16 @@ class CommandListener:
             min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence,
             min_kws_prob=s.min_kws_prob, min_kws_wake=s.min_kws_wake,
             max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms)
+        neural = None
+        if s.vad_neural_hangover_ms > 0:
+            try:
+                neural = NeuralVad()
+            except (FileNotFoundError, OSError, RuntimeError) as e:
+                log.warning("speech: no neural end-of-speech detection, energy only (%s)", e)
         self._vad = Endpointer(VadSettings(
             on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
-            min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms), sink=self)
+            min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms,
+            neural_hangover_ms=s.vad_neural_hangover_ms), sink=self, neural=neural)
         # decode while the user speaks when the engine can (see engines.py)
         self._streaming = bool(getattr(self.engine, "streaming", False))
         # neural classifier: embeddings computed as the audio streams in (speech/kws.py)

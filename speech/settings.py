@@ -23,6 +23,9 @@ class SpeechSettings:
     vad_on_db: float = 9.0
     vad_off_db: float = 6.0
     vad_hangover_ms: int = 200
+    # close an utterance after this long with no speech heard by the neural voice
+    # activity model (Silero VAD), even while noise keeps the energy up; 0 = energy only
+    vad_neural_hangover_ms: int = 128
     vad_min_speech_ms: int = 60
     max_utterance_ms: int = 5000
     # decode while the user speaks (live CMN) rather than after the endpoint (batch CMN)

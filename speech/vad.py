@@ -1,22 +1,86 @@
-"""Streaming energy endpointer: cuts a 16 kHz int16 stream into utterances.
+"""Streaming endpointer: cuts a 16 kHz int16 stream into utterances.
 
-Why energy and an adaptive floor rather than a trained VAD: it is deterministic,
-cheap (well under 1 % of a core), has no model to ship, and the recognizer's
-garbage-model test (speech/decision.py) rejects the noise bursts it lets through.
+An utterance OPENS on energy above an adaptive floor: deterministic, cheap, and the
+recognizer's own rejection (speech/decision.py) drops the noise bursts it lets through.
 The floor is a low percentile of recent frame energies, so a tap that starts running
 raises the floor within a few seconds instead of holding the endpointer "in speech".
+
+It CLOSES after ``hangover_ms`` of quiet frames, or, when a neural voice-activity model
+is given (:class:`NeuralVad`, Silero VAD), after ``neural_hangover_ms`` in which that
+model hears no speech. Energy alone ends late in real rooms: clattering dishes or a cat
+keep frames above the floor long after the last word (measured: up to 500 ms late,
+p95 of end-of-speech to command 476 ms). The neural close needs the model to have heard
+speech in the utterance first, so a burst of noise that the model does not take for
+speech is left to the energy rule, as before.
 """
 from __future__ import annotations
 
+import importlib.util
+import logging
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .audio import SAMPLE_RATE_HZ
 
+log = logging.getLogger(__name__)
+
 FRAME_MS = 10
 _FRAME = SAMPLE_RATE_HZ * FRAME_MS // 1000
+NEURAL_CHUNK = 512  # samples per Silero VAD step at 16 kHz (32 ms)
+
+
+def neural_vad_path() -> Path | None:
+    """Silero VAD (MIT licence) as shipped inside the openwakeword==0.5.1 wheel, the
+    same wheel that carries the kws engine's feature models; None when not installed."""
+    spec = importlib.util.find_spec("openwakeword")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / "resources" / "models" / "silero_vad.onnx"
+    return p if p.is_file() else None
+
+
+_SESSIONS: dict = {}
+
+
+class NeuralVad:
+    """Speech probability per 512-sample (32 ms) step of a continuous 16 kHz stream
+    (Silero VAD through onnxruntime; about 0.2 ms of one core per step). Stateful: feed
+    the steps of one stream in order; :meth:`reset` for another stream."""
+
+    def __init__(self, path: str | Path | None = None, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        p = Path(path) if path else neural_vad_path()
+        if p is None or not Path(p).is_file():
+            raise FileNotFoundError(
+                f"Silero VAD model not found ({p or 'openwakeword is not installed'}): "
+                f"`pip install --no-deps openwakeword==0.5.1` (scripts/setup.sh does), "
+                f"or set speech.vad_neural_hangover_ms: 0")
+        key = (str(p), threads)
+        if key not in _SESSIONS:  # stateless: one session serves every stream
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.log_severity_level = 3
+            _SESSIONS[key] = ort.InferenceSession(str(p), so,
+                                                  providers=["CPUExecutionProvider"])
+        self._s = _SESSIONS[key]
+        self._sr = np.array(SAMPLE_RATE_HZ, np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._h = np.zeros((2, 1, 64), np.float32)
+        self._c = np.zeros((2, 1, 64), np.float32)
+
+    def prob(self, chunk: np.ndarray) -> float:
+        """Probability of speech in the next 512 samples (int16) of the stream."""
+        x = (np.asarray(chunk, np.float32) / 32768.0)[None, :]
+        out, self._h, self._c = self._s.run(
+            None, {"input": x, "sr": self._sr, "h": self._h, "c": self._c})
+        return float(out[0, 0])
 
 
 @dataclass(frozen=True)
@@ -30,6 +94,12 @@ class VadSettings:
     floor_window_ms: int = 3000
     floor_percentile: float = 10.0
     min_energy_db: float = 30.0  # absolute floor: digital silence never opens speech
+    # neural close (with a NeuralVad): this long with the model's speech probability
+    # below neural_off_prob closes the utterance, once the model has heard speech
+    # (probability >= neural_on_prob) in it; 0 = energy only
+    neural_hangover_ms: int = 0
+    neural_on_prob: float = 0.5
+    neural_off_prob: float = 0.3
 
 
 @dataclass
@@ -57,9 +127,15 @@ class Endpointer:
     it closes, so a recognizer can decode while the user is still speaking.
     """
 
-    def __init__(self, settings: VadSettings | None = None, sink=None) -> None:
+    def __init__(self, settings: VadSettings | None = None, sink=None,
+                 neural: NeuralVad | None = None) -> None:
         self.s = settings or VadSettings()
         self.sink = sink
+        self.neural = neural if self.s.neural_hangover_ms > 0 else None
+        self._nbuf: list[np.ndarray] = []  # 10 ms frames not yet a whole neural step
+        self._n_heard = False  # the neural model heard speech in the open utterance
+        self._n_low_since: float | None = None  # start of the current low-probability run
+        self._n_time = 0.0  # stream time of the end of the last neural step
         self._pending = np.zeros(0, np.int16)  # samples not yet a whole frame
         # Time is origin + frame count * 10 ms, never a running float sum, so that any
         # chunking of the same stream gives bit-identical times (replay determinism).
@@ -90,6 +166,7 @@ class Endpointer:
             # first chunk, or a gap/jump in the stream: re-anchor the clock
             self._origin = (start_s - len(self._pending) / SAMPLE_RATE_HZ
                             - self._frames_done * FRAME_MS / 1000.0)
+            self._nbuf = []  # neural steps restart on the new clock
         data = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         n = len(data) // _FRAME
         out: list[Utterance] = []
@@ -98,7 +175,10 @@ class Endpointer:
             x = frames.astype(np.float64)
             energies = 10.0 * np.log10((x * x).mean(axis=1) + 1.0)
             for i in range(n):
-                u = self._step(frames[i], float(energies[i]), self._now())
+                t = self._now()
+                if self.neural is not None:
+                    self._neural_step(frames[i], t)
+                u = self._step(frames[i], float(energies[i]), t)
                 self._frames_done += 1
                 if u is not None:
                     out.append(u)
@@ -110,6 +190,29 @@ class Endpointer:
         if self._origin is None:
             return 0.0
         return round(self._origin + self._frames_done * FRAME_MS / 1000.0, 6)
+
+    def _neural_step(self, frame: np.ndarray, t0: float) -> None:
+        """Collect 10 ms frames into 512-sample steps counted from the clock's origin
+        (the same steps whatever the chunk sizes fed) and track the low-probability run."""
+        self._nbuf.append(frame)
+        have = sum(len(f) for f in self._nbuf)
+        if have < NEURAL_CHUNK:
+            return
+        data = np.concatenate(self._nbuf)
+        step, rest = data[:NEURAL_CHUNK], data[NEURAL_CHUNK:]
+        self._nbuf = [rest] if len(rest) else []
+        t_end = round(t0 + FRAME_MS / 1000.0 - len(rest) / SAMPLE_RATE_HZ, 6)
+        p = self.neural.prob(step)
+        self._n_time = t_end
+        if p >= self.s.neural_on_prob:
+            if self._in_speech:
+                self._n_heard = True
+            self._n_low_since = None
+        elif p < self.s.neural_off_prob:
+            if self._n_low_since is None:
+                self._n_low_since = round(t_end - NEURAL_CHUNK / SAMPLE_RATE_HZ, 6)
+        else:
+            self._n_low_since = None
 
     def flush(self) -> list[Utterance]:
         """End of stream: close an open utterance."""
@@ -171,6 +274,13 @@ class Endpointer:
         else:
             self._last_voiced_end = t1
             self._silence = 0
+        low = self._n_low_since
+        if (self._n_heard and low is not None and low >= self._speech_start
+                and self._n_time - low >= s.neural_hangover_ms / 1000.0 - 1e-6):
+            # the model has heard no speech for neural_hangover_ms: the words have ended
+            # even if noise keeps the energy up
+            self._last_voiced_end = min(self._last_voiced_end, low)
+            return self._close(t1)
         return None
 
     def _close(self, t: float) -> Utterance:
@@ -183,6 +293,7 @@ class Endpointer:
         self._run = 0
         self._silence = 0
         self._too_long = False
+        self._n_heard = False
         if self.sink is not None:
             self.sink.on_close(u)
         return u

@@ -1,0 +1,113 @@
+"""The endpointer (speech/vad.py) on real synthetic speech and generated noise: energy
+opens an utterance; the neural voice-activity model (Silero VAD) closes it soon after
+the words end even when clattering noise keeps the energy up."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from speech.audio import chunks
+from speech.synth import espeak
+from speech.vad import Endpointer, NeuralVad, VadSettings, neural_vad_path
+
+SR = 16000
+
+needs_model = pytest.mark.skipif(neural_vad_path() is None,
+                                 reason="openwakeword wheel (Silero VAD) not installed")
+
+
+def clatter(seconds: float, level: float, seed: int) -> np.ndarray:
+    """Noise whose loudness jumps every 20-60 ms by up to 20 dB (dishes, instruments):
+    the energy rule cannot find 200 ms of quiet in it."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    env = np.empty(n)
+    i = 0
+    while i < n:
+        k = int(rng.integers(320, 960))
+        env[i:i + k] = level * 10 ** (rng.uniform(0, 20) / 20)
+        i += k
+    return rng.normal(0, 1, n) * env
+
+
+def scene(text: str, seed: int = 1) -> tuple[np.ndarray, float]:
+    """0.8 s of clatter, the words, 1.5 s of clatter; returns (audio, true end of words)."""
+    words = espeak(text).astype(np.float64)
+    lead = int(0.8 * SR)
+    body = np.concatenate([np.zeros(lead), words, np.zeros(int(1.5 * SR))])
+    e = words[: len(words) // 160 * 160].reshape(-1, 160)
+    db = 10 * np.log10((e * e).mean(axis=1) + 1)
+    end = lead / SR + (np.nonzero(db > db.max() - 35)[0][-1] + 1) * 0.01
+    y = body + clatter(len(body) / SR, 30.0, seed)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16), end
+
+
+def utterances(x, neural: NeuralVad | None, hangover_ms: int = 128, chunk_ms: int = 20):
+    ep = Endpointer(VadSettings(neural_hangover_ms=hangover_ms if neural else 0),
+                    neural=neural)
+    out = []
+    for c, t in chunks(x, chunk_ms, 0.0):
+        out += ep.feed(c, t)
+    return out + ep.flush()
+
+
+@needs_model
+def test_neural_close_ends_the_utterance_soon_after_the_words_in_clatter():
+    x, end = scene("assistant show fascia")
+    energy = utterances(x, None)
+    neural = utterances(x, NeuralVad())
+    # energy alone: the clatter holds the utterance open long after the words
+    assert energy[0].closed_at_s - end > 1.0, energy
+    # the neural rule closes within its hangover (128 ms) plus a few model steps
+    spoken = [u for u in neural if u.speech_start_s < end]
+    assert len(spoken) == 1, neural
+    u = spoken[0]
+    assert 0.128 <= u.closed_at_s - end < 0.32, (u, end)
+    assert end - 0.05 < u.speech_end_s < u.closed_at_s, (u, end)
+
+
+@needs_model
+def test_neural_close_does_not_cut_between_words():
+    x, end = scene("needle depth", seed=3)
+    spoken = [u for u in utterances(x, NeuralVad()) if u.speech_start_s < end]
+    assert len(spoken) == 1, spoken  # "needle" and "depth" in one utterance
+    assert spoken[0].speech_start_s < 0.8 + 0.1 and spoken[0].speech_end_s > end - 0.05
+
+
+@needs_model
+def test_noise_the_model_does_not_take_for_speech_is_left_to_the_energy_rule():
+    x = np.clip(clatter(4.0, 100.0, 7), -32768, 32767).astype(np.int16)
+    x[: SR] = (x[: SR] * 0.05).astype(np.int16)  # quiet, then a burst of clatter
+    energy = utterances(x, None)
+    neural = utterances(x, NeuralVad())
+    assert energy, "the burst should open an utterance"
+    assert [(u.speech_start_s, u.closed_at_s) for u in neural] == \
+        [(u.speech_start_s, u.closed_at_s) for u in energy]
+
+
+@needs_model
+def test_same_utterances_whatever_the_chunk_size():
+    x, _ = scene("assistant, freeze", seed=5)
+    ref = [(u.speech_start_s, u.speech_end_s, u.closed_at_s)
+           for u in utterances(x, NeuralVad(), chunk_ms=20)]
+    for ms in (10, 64, 173, 250):
+        got = [(u.speech_start_s, u.speech_end_s, u.closed_at_s)
+               for u in utterances(x, NeuralVad(), chunk_ms=ms)]
+        assert got == ref, ms
+
+
+def test_missing_model_gives_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="vad_neural_hangover_ms: 0"):
+        NeuralVad(tmp_path / "nope.onnx")
+
+
+def test_listener_without_the_model_falls_back_to_energy(monkeypatch, caplog):
+    import speech.vad as vad
+    from speech.listener import CommandListener
+    from speech.settings import SpeechSettings
+
+    monkeypatch.setattr(vad, "neural_vad_path", lambda: None)
+    with caplog.at_level("WARNING"):
+        lis = CommandListener(SpeechSettings(engine="pocketsphinx"))
+    assert lis._vad.neural is None
+    assert "energy only" in caplog.text
