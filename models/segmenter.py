@@ -32,6 +32,12 @@ PROB_THRESHOLD = 0.5
 #: frame are dropped as speckle (a 2 mm artery on a 40 mm-deep 542-row frame is ~0.5 %)
 BLOB_CLASSES = ("nerve", "vessel")
 MIN_BLOB_FRAC = 0.0002
+#: the manifest's ``post_process`` when it has none: the rules above, unchanged (one
+#: threshold, speckle removal for nerve and vessel, no test-time flip), so an older
+#: manifest keeps its older behaviour
+DEFAULT_POST_PROCESS = {"threshold": PROB_THRESHOLD,
+                        "classes": {c: {"min_blob_frac": MIN_BLOB_FRAC} for c in BLOB_CLASSES},
+                        "tta_flip": False}
 
 
 class ModelIntegrityError(RuntimeError):
@@ -88,48 +94,158 @@ def pre_process_image(image: np.ndarray, input_hw: tuple[int, int]) -> np.ndarra
     return (small.astype(np.float32) * (1.0 / 255.0))[None, None]
 
 
+@dataclass(frozen=True)
+class BlobRule:
+    """Connected-component clean-up of one class (8-connectivity, at frame size).
+
+    ``threshold``: this class's probability threshold (None: the common one).
+    ``min_blob_frac``: blobs smaller than this fraction of the frame become background.
+    ``min_blob_mean_prob``: blobs whose mean probability is below this become background...
+    ``keep_largest``: ...except the largest blob that passed ``min_blob_frac`` when no
+    blob passes both (a class found on the frame keeps its most likely place)."""
+
+    threshold: float | None = None
+    min_blob_frac: float = 0.0
+    min_blob_mean_prob: float = 0.0
+    keep_largest: bool = False
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """Parameters of ``probs_to_output``; from the manifest's ``post_process`` key
+    (``parse_post_process``), ``DEFAULT_POST_PROCESS`` when it has none."""
+
+    threshold: float = PROB_THRESHOLD
+    rules: dict = field(default_factory=dict)  # class name -> BlobRule
+    tta_flip: bool = False  # average with the horizontally flipped frame (2x model time)
+
+    def threshold_for(self, name: str) -> float:
+        r = self.rules.get(name)
+        return self.threshold if r is None or r.threshold is None else float(r.threshold)
+
+
+_RULE_KEYS = {"threshold", "min_blob_frac", "min_blob_mean_prob", "keep_largest"}
+
+
+def _prob(value, what: str, lo: float = 0.0, hi: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"post_process {what} must be a number in {lo}..{hi}, got {value!r}")
+    return float(value)
+
+
+def parse_post_process(spec: dict | None, classes: list | tuple = CLASSES) -> PostProcess:
+    """A manifest's ``post_process`` dict (None: ``DEFAULT_POST_PROCESS``) -> PostProcess.
+    Unknown keys or classes and out-of-range values raise ValueError naming them."""
+    if spec is None:
+        spec = DEFAULT_POST_PROCESS
+    if not isinstance(spec, dict):
+        raise ValueError(f"post_process must be a JSON object, got {type(spec).__name__}")
+    unknown = set(spec) - {"threshold", "classes", "tta_flip", "note"}
+    if unknown:
+        raise ValueError(f"post_process has unknown key(s) {sorted(unknown)}; known: "
+                         "threshold, classes, tta_flip, note")
+    thr = _prob(spec.get("threshold", PROB_THRESHOLD), "threshold")
+    tta = spec.get("tta_flip", False)
+    if not isinstance(tta, bool):
+        raise ValueError(f"post_process tta_flip must be true or false, got {tta!r}")
+    rules = {}
+    for name, r in (spec.get("classes") or {}).items():
+        if name not in classes or name == "background":
+            raise ValueError(f"post_process names unknown class {name!r}")
+        if not isinstance(r, dict) or set(r) - _RULE_KEYS:
+            raise ValueError(f"post_process rule of {name!r} must be an object with keys "
+                             f"from {sorted(_RULE_KEYS)}, got {r!r}")
+        keep = r.get("keep_largest", False)
+        if not isinstance(keep, bool):
+            raise ValueError(f"post_process {name}.keep_largest must be true or false")
+        rules[name] = BlobRule(
+            threshold=None if r.get("threshold") is None else _prob(r["threshold"], f"{name}.threshold"),
+            min_blob_frac=_prob(r.get("min_blob_frac", 0.0), f"{name}.min_blob_frac"),
+            min_blob_mean_prob=_prob(r.get("min_blob_mean_prob", 0.0), f"{name}.min_blob_mean_prob"),
+            keep_largest=keep)
+    return PostProcess(threshold=thr, rules=rules, tta_flip=tta)
+
+
+def clean_blobs(labels: np.ndarray, pmax: np.ndarray, ci: int, rule: BlobRule) -> int:
+    """Apply ``rule`` to the blobs of class index ``ci`` in ``labels`` (in place; dropped
+    pixels become background). ``pmax``: the winning probability of each labelled pixel.
+    Returns the number of blobs dropped."""
+    if rule.min_blob_frac <= 0 and rule.min_blob_mean_prob <= 0:
+        return 0
+    m = (labels == ci).view(np.uint8)
+    if not m.any():
+        return 0
+    # GRANA (BBDT) with statistics: about 3x faster here than the default algorithm's
+    n, cc, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(m, 8, cv2.CV_32S,
+                                                                   cv2.CCL_GRANA)
+    area = stats[:, cv2.CC_STAT_AREA]
+    big = area >= rule.min_blob_frac * labels.shape[0] * labels.shape[1]
+    big[0] = False
+    keep = big.copy()
+    if rule.min_blob_mean_prob > 0:
+        for i in np.nonzero(big)[0]:  # few blobs: the sums over their boxes are cheap
+            x, y, w, h = stats[i, :4]
+            box = cc[y:y + h, x:x + w] == i
+            if float(pmax[y:y + h, x:x + w][box].mean()) < rule.min_blob_mean_prob:
+                keep[i] = False
+        if rule.keep_largest and big.any() and not keep.any():
+            keep[int(np.argmax(np.where(big, area, -1)))] = True
+    drop = ~keep
+    drop[0] = False
+    gone = np.nonzero(drop)[0]
+    if len(gone) > 32:  # many: one lookup over the frame
+        labels[drop[cc]] = 0
+    else:  # few: only inside each dropped blob's box
+        for i in gone:
+            x, y, w, h = stats[i, :4]
+            sub = labels[y:y + h, x:x + w]
+            sub[cc[y:y + h, x:x + w] == i] = 0
+    return int(len(gone))
+
+
 def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple = CLASSES,
                     threshold: float = PROB_THRESHOLD,
                     min_area_frac: float = MIN_AREA_FRAC,
-                    min_blob_frac: float = MIN_BLOB_FRAC) -> SegOutput:
+                    min_blob_frac: float = MIN_BLOB_FRAC,
+                    post: PostProcess | None = None) -> SegOutput:
     """Per-class probabilities (C, h, w), one channel per non-background class, ->
-    labels at frame size: the most probable class whose probability exceeds
-    ``threshold``, else background. confidence[i] = mean probability over the pixels
-    labelled i (0 if none); present[i] = area >= min_area_frac of the frame. Blobs of
-    nerve or vessel smaller than ``min_blob_frac`` of the frame become background."""
+    labels at frame size: the most probable class whose probability exceeds its
+    threshold, else background; then each class's blob rules (``clean_blobs``).
+    confidence[i] = mean probability over the pixels labelled i (0 if none);
+    present[i] = area >= min_area_frac of the frame. Without ``post``: one ``threshold``
+    and blobs of nerve or vessel smaller than ``min_blob_frac`` of the frame dropped."""
     if probs.ndim == 4:
         probs = probs[0]
     c = probs.shape[0]
     if c != len(classes) - 1:
         raise ValueError(f"model gives {c} channels, expected {len(classes) - 1} "
                          f"(one per class of {list(classes)[1:]})")
+    if post is None:
+        post = PostProcess(threshold=threshold, rules={
+            name: BlobRule(min_blob_frac=min_blob_frac) for name in BLOB_CLASSES})
     H, W = int(frame_shape[0]), int(frame_shape[1])
+    thr = [post.threshold_for(classes[ch + 1]) for ch in range(c)]
+    uniform = all(t == thr[0] for t in thr)
     # one channel at a time: single-channel resizes and running maxima are several times
     # faster than resizing an (h, w, 9) array and taking argmax over its last axis
     labels = np.zeros((H, W), np.uint8)
-    pmax = np.full((H, W), np.float32(threshold), np.float32)
+    # pmax: the winning probability of a labelled pixel (with one threshold: at least it)
+    pmax = np.full((H, W), np.float32(thr[0] if uniform else 0.0), np.float32)
     for ch in range(c):
         p = np.ascontiguousarray(probs[ch], dtype=np.float32)
         if p.shape != (H, W):
             # resize the probabilities, not the labels: smooth boundaries at frame size
             p = cv2.resize(p, (W, H), interpolation=cv2.INTER_LINEAR)
         better = p > pmax  # strict: on a tie the earlier class keeps the pixel
+        if uniform:
+            np.maximum(pmax, p, out=pmax)
+        else:
+            better &= p > np.float32(thr[ch])
+            np.copyto(pmax, p, where=better)
         np.copyto(labels, np.uint8(ch + 1), where=better)
-        np.maximum(pmax, p, out=pmax)
-    if min_blob_frac > 0:
-        min_blob = min_blob_frac * H * W
-        for name in BLOB_CLASSES:
-            if name not in classes:
-                continue
-            ci = list(classes).index(name)
-            m = (labels == ci).astype(np.uint8)
-            if not m.any():
-                continue
-            k, cc, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-            small = np.nonzero(stats[:, cv2.CC_STAT_AREA] < min_blob)[0]
-            small = small[small > 0]
-            if len(small):
-                np.copyto(labels, np.uint8(0), where=np.isin(cc, small))
+    for name, rule in post.rules.items():
+        if name in classes:
+            clean_blobs(labels, pmax, list(classes).index(name), rule)
     n = len(classes)
     counts = np.bincount(labels.ravel(), minlength=n)
     sums = np.bincount(labels.ravel(), weights=pmax.ravel(), minlength=n)
@@ -194,6 +310,7 @@ class Segmenter:
         self._input_hw = (0, 0)
         self.classes: list = list(CLASSES)
         self.providers: list = []
+        self.post: PostProcess = parse_post_process(None)
 
     # lazily
     def load(self) -> "Segmenter":
@@ -206,6 +323,7 @@ class Segmenter:
         if classes != list(CLASSES):
             log.warning("model classes %s differ from models.classes.CLASSES %s", classes, CLASSES)
         shape = manifest["input"]["shape"]  # [1, 1, h, w]
+        post = parse_post_process(manifest.get("post_process"), classes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(self.settings.threads))
         opts.inter_op_num_threads = 1
@@ -222,6 +340,7 @@ class Segmenter:
         self._input_name = sess.get_inputs()[0].name
         self._input_hw = (int(shape[2]), int(shape[3]))
         self.classes = classes
+        self.post = post
         self.providers = sess.get_providers()
         self._manifest = manifest
         self._session = sess
@@ -253,13 +372,19 @@ class Segmenter:
         return pre_process_image(image, self.input_hw)
 
     def predict(self, tensor: np.ndarray) -> np.ndarray:
-        """Model input -> per-class probabilities (1, C, h, w)."""
+        """Model input -> per-class probabilities (1, C, h, w); with the manifest's
+        ``post_process.tta_flip`` the mean of the frame's and its mirror image's (2x time)."""
         self.load()
-        return self._session.run(None, {self._input_name: tensor})[0]
+        probs = self._session.run(None, {self._input_name: tensor})[0]
+        if self.post.tta_flip:
+            flipped = np.ascontiguousarray(tensor[..., ::-1])
+            probs = 0.5 * (probs + self._session.run(None, {self._input_name: flipped})[0][..., ::-1])
+        return probs
 
     def post_process(self, raw: np.ndarray, frame_shape: tuple) -> SegOutput:
-        """Probabilities -> SegOutput at frame size."""
-        return probs_to_output(raw, frame_shape, self.classes)
+        """Probabilities -> SegOutput at frame size (the manifest's ``post_process``)."""
+        self.load()
+        return probs_to_output(raw, frame_shape, self.classes, post=self.post)
 
     def segment(self, image: np.ndarray) -> SegOutput:
         """A frame (uint8, any size, grey or BGR) -> SegOutput with timings."""
