@@ -338,7 +338,7 @@ class KwsRecognizer:
         if not wins:
             return KwsResult({}, NONE, 1.0, 0.0, speech, 0)
         p = self.model.probs(np.stack(wins)).mean(axis=0)
-        wake = 0.0
+        wake, wake_end = 0.0, None
         lo = s1 - wake_lookback_s
         if wake_after_s is not None:
             lo = max(lo, wake_after_s - t0_s)

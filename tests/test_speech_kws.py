@@ -183,3 +183,15 @@ def test_manifest_says_what_the_classifier_was_trained_on():
     assert m["not_for_clinical_use"] is True
     assert m["classes"][:2] == [NONE, WAKE]
     assert "Speech Commands" in m["training"]["real"]
+
+
+def test_no_wake_window_to_scan_gives_no_wake_not_an_error(engine):
+    """A command ending right after the last one leaves no window for the wake scan
+    (found by the benchmark: it raised instead of deciding)."""
+    x = with_silence(espeak("stop", "en-gb"), seed=4)
+    st = StreamEmbedder(engine.embedder)
+    st.feed(x)
+    end = len(x) / 16000 - 0.8
+    r = engine.classify(st, 0.0, end - 0.4, end, end + 0.3, wake_after_s=end)
+    assert r.wake_prob == 0.0 and r.wake_end_s is None
+    assert r.n_windows >= 1
