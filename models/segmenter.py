@@ -172,35 +172,31 @@ def clean_blobs(labels: np.ndarray, pmax: np.ndarray, ci: int, rule: BlobRule) -
     Returns the number of blobs dropped."""
     if rule.min_blob_frac <= 0 and rule.min_blob_mean_prob <= 0:
         return 0
-    m = (labels == ci).view(np.uint8)
-    if not m.any():
+    sel = labels == ci
+    if not sel.any():
         return 0
-    # GRANA (BBDT) with statistics: about 3x faster here than the default algorithm's
-    n, cc, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(m, 8, cv2.CV_32S,
-                                                                   cv2.CCL_GRANA)
-    area = stats[:, cv2.CC_STAT_AREA]
+    # labelling without statistics, then sums over the class's own pixels only: OpenCV's
+    # statistics cost about 2 ms a class at 562x542 (and more with its threads on a busy host)
+    n, cc = cv2.connectedComponents(sel.view(np.uint8), connectivity=8)
+    if n <= 1:
+        return 0
+    ids = cc[sel]
+    area = np.bincount(ids, minlength=n)
     big = area >= rule.min_blob_frac * labels.shape[0] * labels.shape[1]
     big[0] = False
     keep = big.copy()
     if rule.min_blob_mean_prob > 0:
-        for i in np.nonzero(big)[0]:  # few blobs: the sums over their boxes are cheap
-            x, y, w, h = stats[i, :4]
-            box = cc[y:y + h, x:x + w] == i
-            if float(pmax[y:y + h, x:x + w][box].mean()) < rule.min_blob_mean_prob:
-                keep[i] = False
+        mean = np.bincount(ids, weights=pmax[sel], minlength=n) / np.maximum(area, 1)
+        keep &= mean >= rule.min_blob_mean_prob
         if rule.keep_largest and big.any() and not keep.any():
             keep[int(np.argmax(np.where(big, area, -1)))] = True
     drop = ~keep
     drop[0] = False
-    gone = np.nonzero(drop)[0]
-    if len(gone) > 32:  # many: one lookup over the frame
-        labels[drop[cc]] = 0
-    else:  # few: only inside each dropped blob's box
-        for i in gone:
-            x, y, w, h = stats[i, :4]
-            sub = labels[y:y + h, x:x + w]
-            sub[cc[y:y + h, x:x + w] == i] = 0
-    return int(len(gone))
+    if drop.any():
+        vals = labels[sel]
+        vals[drop[ids]] = 0
+        labels[sel] = vals
+    return int(drop.sum())
 
 
 def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple = CLASSES,
