@@ -7,6 +7,9 @@ uncovered speech) thresholds, the tune-split figures, best first under the false
 activation limits. Report figures on the test split, not these.
 
     python benchmarks/speech_tune.py /tmp/d_tune.jsonl
+
+For the kws engine, dump with ``--set min_kws_prob=0`` and run with ``--kws``: a grid of
+(single-word, multi-word) class-probability thresholds.
 """
 from __future__ import annotations
 
@@ -91,6 +94,59 @@ def main(argv=None):
 
 
 
+# ----------------------------------------------------------------------------- kws engine
+
+SINGLE = {"yes", "no", "stop", "go", "up", "down", "left", "right", "on", "off"}
+
+
+def evaluate_kws(rows, t_single: float, t_multi: float):
+    """The figures of ``evaluate`` for the kws engine's probability thresholds: a command
+    counts as accepted when its class probability (``post``) reaches the threshold of its
+    kind (one of the ten single words, or a longer command)."""
+    def ok(r):
+        th = t_single if r["command"] in SINGLE else t_multi
+        return r["kind"] == "accept" and (r["post"] or 0) >= th
+
+    words, multi, mono, noise = defaultdict(list), defaultdict(list), defaultdict(int), 0
+    for r in rows:
+        acc = ok(r)
+        if r["part"] == "words":
+            words[(r["snr"], r["word"], r["file"])].append(r["command"] if acc else None)
+        elif r["part"] == "multi":
+            multi[(r["snr"], r["voice"], r["cmd"])].append(r["command"] if acc else None)
+        elif r["part"] == "monologue" and acc:
+            mono[r["act"]] += 1
+        elif r["part"] == "noise" and acc:
+            noise += 1
+    out = {}
+    for snr in sorted({k[0] for k in words}, key=lambda s: -1 if s is None else -s):
+        c = defaultdict(int)
+        for (s, w, f), cmds in words.items():
+            if s != snr:
+                continue
+            got = [x for x in cmds if x]
+            kind = w if w in ("_unknown_", "_silence_") else "cmd"
+            c["n" + kind] += 1
+            c[kind] += (got == [w]) if kind == "cmd" else bool(got)
+        out[f"words {snr}"] = tuple(round(c[k] / max(c["n" + k], 1), 3)
+                                    for k in ("cmd", "_unknown_", "_silence_"))
+    for snr in sorted({k[0] for k in multi}, key=lambda s: -1 if s is None else -s):
+        got = [[x for x in cmds if x] == [c] for (s, v, c), cmds in multi.items() if s == snr]
+        out[f"multi {snr}"] = round(sum(got) / max(len(got), 1), 3)
+    out["mono"] = dict(mono)
+    out["noise"] = noise
+    return out
+
+
+def main_kws(argv):
+    rows = [json.loads(line) for f in argv for line in open(f)]
+    grid = [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
+    for ts in grid:
+        for tm in grid:
+            e = evaluate_kws(rows, ts, tm)
+            print(ts, tm, json.dumps(e))
+
+
 # ----------------------------------------------------------------------------- confidence model
 
 def joined(r) -> bool:
@@ -146,5 +202,7 @@ def main_fit(argv):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--fit"]:
         main_fit(sys.argv[2:])
+    elif sys.argv[1:2] == ["--kws"]:
+        main_kws(sys.argv[2:])
     else:
         main()

@@ -381,21 +381,51 @@ def build(args) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     print(f"synthetic: {len(y)} examples, {time.time() - t0:.0f} s", flush=True)
 
     # REAL speech commands, tune speaker half only
-    n_real = 0
+    aud, lab = real_examples(Path(args.data), rng, mixer, args.real_repeats, tail,
+                             args.real_speed)
+    X_audio += aud
+    y += [cidx[w if w in cidx else NONE] for w in lab]
+    n_real = len(lab)
+    print(f"real: {n_real} examples ({args.real_repeats} per clip)", flush=True)
+    info = {"n_examples": len(y), "n_real": n_real,
+            "voices": len(voices) + (len(FLITE_VOICES) if use_flite else 0)}
+    return np.stack(X_audio), np.array(y), classes, info
+
+
+def speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """Play ``x`` ``factor`` times faster (pitch and formants move with it, as with a
+    shorter or longer vocal tract: a cheap new speaker; Ko et al. 2015)."""
+    from scipy.signal import resample_poly
+    down = int(round(100 * factor))
+    y = resample_poly(x.astype(np.float64), 100, down)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def real_examples(data: Path, rng, mixer: "Mixer", repeats: int, tail: tuple[float, float],
+                  max_speed: float = 0.0, keep=lambda name: split_of(name) == "tune"
+                  ) -> tuple[list[np.ndarray], list[str]]:
+    """Windows of the real Speech Commands clips whose file name ``keep`` accepts (the
+    tune speaker half): each clip as recorded and ``repeats - 1`` times mixed with noise,
+    those played up to ``max_speed`` faster or slower when it is not 0. Labels are the
+    folder names (``_unknown_`` and ``_silence_`` for none)."""
+    audio: list[np.ndarray] = []
+    labels: list[str] = []
     for w in list(SINGLE_WORDS) + ["_unknown_", "_silence_"]:
-        label = w if w in cidx else NONE
-        for f in sorted(glob.glob(str(Path(args.data) / "speech_commands" / w / "*.wav"))):
-            if split_of(os.path.basename(f)) != "tune":
+        for f in sorted(glob.glob(str(data / "speech_commands" / w / "*.wav"))):
+            if not keep(os.path.basename(f)):
                 continue
-            x, _ = read_wav(f)
-            a, b = speech_bounds(x)
-            for k in range(args.real_repeats):
+            x0, _ = read_wav(f)
+            for k in range(repeats):
+                x = x0
+                if k and max_speed > 0 and w != "_silence_":
+                    x = speed(x0, float(rng.uniform(1 - max_speed, 1 + max_speed)))
+                a, b = speech_bounds(x)
                 if w == "_silence_":
                     clip = x
                     ref = np.full(SR, 1000, np.int16)
                 else:
                     clip, ref = x[: b], x[a:b]
-                pre = np.tile(x[:1600] if w != "_silence_" else x[:1600], 20)[: 2 * SR]
+                pre = np.tile(x[:1600], 20)[: 2 * SR]
                 tail_n = int(rng.uniform(*tail) * SR)
                 post = np.tile(x[-1600:], 2)[:tail_n] if b + tail_n > len(x) else x[b: b + tail_n]
                 if w == "_silence_":
@@ -406,15 +436,11 @@ def build(args) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
                     more = np.concatenate([more, np.tile(x[-1600:], 2)[: LOOKAHEAD - len(more)]])
                 win = np.concatenate([win, more])
                 if k == 0:  # as recorded
-                    X_audio.append(win.astype(np.int16))
+                    audio.append(win.astype(np.int16))
                 else:  # a real room already: no added reverberation
-                    X_audio.append(mixer(win, ref, room=False))
-                y.append(cidx[label])
-                n_real += 1
-    print(f"real: {n_real} examples ({args.real_repeats} per clip)", flush=True)
-    info = {"n_examples": len(y), "n_real": n_real,
-            "voices": len(voices) + (len(FLITE_VOICES) if use_flite else 0)}
-    return np.stack(X_audio), np.array(y), classes, info
+                    audio.append(mixer(win, ref, room=False))
+                labels.append(w)
+    return audio, labels
 
 
 def featurise(emb: Embedder, audio: np.ndarray) -> np.ndarray:
@@ -489,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="synthetic examples per command (single words get twice as many)")
     ap.add_argument("--n-none", type=int, default=9000)
     ap.add_argument("--real-repeats", type=int, default=12)
+    ap.add_argument("--real-speed", type=float, default=0.0,
+                    help="play the noisy copies of real clips up to this much faster or "
+                         "slower (0.15: x0.85-1.15); 0 = as recorded")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)
