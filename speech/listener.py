@@ -354,8 +354,11 @@ class CommandListener:
         self._last_command_end = u.speech_end_s
         if d.wake and r.wake_end_s is not None and r.wake_end_s < u.speech_start_s:
             # the wake phrase was in an earlier utterance: the command starts with it
-            start = min((a for a, b in self._recent if a <= r.wake_end_s <= b + 0.3),
-                        default=u.speech_start_s)
+            # the speech it ends in, or just after (its best window may end in the
+            # pause); noise can cut the wake phrase in pieces: the first piece's start
+            near = [a for a, b in self._recent if a <= r.wake_end_s <= b + 0.6]
+            before = [a for a, b in self._recent if a <= r.wake_end_s and b < u.speech_start_s]
+            start = min(near) if near else max(before, default=u.speech_start_s)
             u = Utterance(u.samples, min(u.start_s, start), start, u.speech_end_s,
                           u.closed_at_s)
         if joined and not d.wake:

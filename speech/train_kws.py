@@ -318,7 +318,9 @@ def build(args) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
     X_audio: list[np.ndarray] = []
     y: list[int] = []
     refs: list[np.ndarray] = []
-    tail = (0.0, 0.45)  # the endpointer's end of speech lags the true end in noise
+    # the classifier's windows end this long after the end of speech (the listener
+    # averages those ending 40-240 ms after the endpointer's end, which lags in noise)
+    tail = (0.0, args.tail_max)
 
     def add(parts, label, ref=None, gap=(0.05, 0.5), tail_=tail):
         x, _ = place(parts, gap, rng, tail_)
@@ -515,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="synthetic examples per command (single words get twice as many)")
     ap.add_argument("--n-none", type=int, default=9000)
     ap.add_argument("--real-repeats", type=int, default=12)
+    ap.add_argument("--tail-max", type=float, default=0.3,
+                    help="training windows end 0 to this many seconds after the speech")
     ap.add_argument("--real-speed", type=float, default=0.0,
                     help="play the noisy copies of real clips up to this much faster or "
                          "slower (0.15: x0.85-1.15); 0 = as recorded")
