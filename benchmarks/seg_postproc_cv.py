@@ -5,16 +5,18 @@ shipped manifest's ``post_process``), plus the time post-processing takes at 562
 
     .venv/bin/python benchmarks/seg_postproc_cv.py --data ../shared/data --fold-models /tmp/segcv
         [--manifest models/pecs_seg.json] [--tta] [--nested] [--sim] [--timing-n 200]
+        [--folds 0]
 
 The fold models come from ``python -m models.train --cv 3 ... --cv-save DIR`` (fold0.onnx,
 fold1.onnx, fold2.onnx with their manifests); each is scored on its own held-out blocks,
 given by ``models.train.folds`` (checked against the held-out names in the fold's
-manifest). ``--tta``: also the horizontal-flip test-time augmentation. ``--nested``:
-leave-one-fold-out choice among a small grid (the settings chosen on two folds, scored on
-the third), the honest figure for settings tuned on these folds. ``--sim``: the same rules on
-held-out SIMULATED PECS II frames (seeds 99999 and 88888; the shipped model and the fold
-models), where the fascia is thin and broken: a rule that gains on the REAL aponeuroses can
-lose there. One CPU thread throughout.
+manifest); ``--folds 0`` scores only those folds (a folder holding just fold0.onnx, e.g.
+a longer training of one fold). ``--tta``: also the horizontal-flip test-time
+augmentation. ``--nested``: leave-one-fold-out choice among a small grid (the settings
+chosen on two folds, scored on the third), the honest figure for settings tuned on these
+folds. ``--sim``: the same rules on held-out SIMULATED PECS II frames (seeds 99999 and
+88888; the shipped model and the fold models), where the fascia is thin and broken: a rule
+that gains on the REAL aponeuroses can lose there. One CPU thread throughout.
 Decision support research tool, not for clinical use.
 """
 from __future__ import annotations
@@ -80,12 +82,14 @@ def score(folds_data: list, post: PostProcess, sources=("usgra", "dltrack")) -> 
 
 
 def msd(v: list[float]) -> str:
+    if len(v) < 2:
+        return f"{np.mean(v):.3f} (one fold)"
     return f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}"
 
 
-def table(rows: list[tuple[str, dict]]) -> str:
-    lines = [f"{'class':<8} {'post-processing':<28} {'fold 0':>7} {'fold 1':>7} {'fold 2':>7}  "
-             f"{'mean +- sd':>15}"]
+def table(rows: list[tuple[str, dict]], fold_ids=(0, 1, 2)) -> str:
+    lines = [f"{'class':<8} {'post-processing':<28} "
+             + " ".join(f"{'fold ' + str(f):>7}" for f in fold_ids) + f"  {'mean +- sd':>15}"]
     for _, name in TARGETS:
         for label, r in rows:
             v = r.get(name)
@@ -143,7 +147,7 @@ def lofo(name: str, grid: list, M: np.ndarray) -> list[str]:
     return lines
 
 
-def sim_check(fold_models: Path, k: int, posts: list[tuple[str, PostProcess]]) -> list[str]:
+def sim_check(fold_models: Path, fold_ids, posts: list[tuple[str, PostProcess]]) -> list[str]:
     """Dice of every class on held-out SIMULATED frames (as in the training log: at the
     stored 320x320 size) under each rule set: the shipped model on seeds 99999 (60 frames)
     and 88888 (60 needle frames), each fold model on 99999."""
@@ -155,7 +159,7 @@ def sim_check(fold_models: Path, k: int, posts: list[tuple[str, PostProcess]]) -
     sim = make_sim(60, 99999, cache=cache / "sim_60_99999.npz")
     needle = make_sim(60, 88888, needle_only=True, cache=cache / "simneedle_60_88888.npz")
     runs = [("shipped, SIM 99999", "", sim), ("shipped, SIM needle 88888", "", needle)]
-    runs += [(f"fold {f}, SIM 99999", str(fold_models / f"fold{f}.onnx"), sim) for f in range(k)]
+    runs += [(f"fold {f}, SIM 99999", str(fold_models / f"fold{f}.onnx"), sim) for f in fold_ids]
     names = ("nerve", "vessel", "fascia", "needle")
     lines = [f"{'model, frames':<28} {'post-processing':<26} " + " ".join(f"{n:>7}" for n in names)]
     for label, model, samples in runs:
@@ -209,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim", action="store_true", help="also held-out simulated frames")
     ap.add_argument("--timing-n", type=int, default=200, help="frames to time (0: no timing)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    ap.add_argument("--folds", type=int, nargs="+", default=None,
+                    help="score only these folds (0-based; default: all k)")
     args = ap.parse_args(argv)
+    fold_ids = list(range(args.k)) if args.folds is None else sorted(set(args.folds))
+    if args.nested and len(fold_ids) < 2:
+        raise SystemExit("--nested needs at least two folds")
     cv2.setNumThreads(1)
     from models.train import folds, load_dltrack, load_usgra  # the CV's own split
 
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     before = parse_post_process(None)
     print(f"before: {before}\nafter:  {after}")
     folds_data, folds_tta = [], []
-    for k in range(args.k):
+    for k in fold_ids:
         model = Path(args.fold_models) / f"fold{k}.onnx"
         fm = json.loads(model.with_suffix(".json").read_text())
         te = [us[i] for i in fu[k]] + [dl[i] for i in fd[k]]
@@ -247,9 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                  ("after + flip TTA", score(folds_tta, after))]
         result_tta = (rows[-2][1], rows[-1][1])
     print("\nREAL held out, Dice (mean over the images holding the class; sd over folds)")
-    print(table(rows))
+    print(table(rows, fold_ids))
     result = {"before": dict(rows[0][1]), "after": dict(rows[1][1]),
               "post_process": manifest.get("post_process")}
+    if args.folds is not None:
+        result["folds"] = fold_ids
     result["alt_fascia_0.003"] = dict(rows[2][1])
     if args.tta:
         result["tta_before"], result["tta_after"] = dict(result_tta[0]), dict(result_tta[1])
@@ -260,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         result["nested"] = lines
     if args.sim:
         print("\nSIMULATED held-out frames (not real data), Dice")
-        lines = sim_check(Path(args.fold_models), args.k, [("before", before), ("after (manifest)", after),
-                                                            ("alt.: fascia blobs >= 0.3 %", alt)])
+        lines = sim_check(Path(args.fold_models), fold_ids,
+                          [("before", before), ("after (manifest)", after),
+                           ("alt.: fascia blobs >= 0.3 %", alt)])
         print("\n".join(lines))
         result["sim"] = lines
     if args.timing_n:
