@@ -186,7 +186,7 @@ class Runner:
                 self.dump.append({**tag, "kind": d.kind, "command": d.command, "heard": d.heard,
                                   "reason": d.reason, "lr": d.lr_per_frame,
                                   "post": d.posterior, "wake": d.wake, "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
-                                  "dur": round(r.end_s - r.start_s, 3)})
+                                  "dur": round(r.end_s - r.start_s, 3), "vp": r.voice_prob})
         return out
 
 

@@ -68,6 +68,7 @@ class UtteranceLog:
     closed_at_s: float
     decision: Decision
     decode_ms: float
+    voice_prob: float | None = None  # highest neural speech probability in it (vad.py)
 
 
 class CommandListener:
@@ -251,7 +252,8 @@ class CommandListener:
         return self._overlaps(self._mutes, u.speech_start_s, u.speech_end_s)
 
     def _record(self, u: Utterance, d: Decision, ms: float = 0.0) -> None:
-        self.log.append(UtteranceLog(u.speech_start_s, u.speech_end_s, u.closed_at_s, d, ms))
+        self.log.append(UtteranceLog(u.speech_start_s, u.speech_end_s, u.closed_at_s, d, ms,
+                                     u.voice_prob))
         if d.kind != "accept":
             log.debug("utterance %.2f-%.2f s: %s (%s)", u.speech_start_s, u.speech_end_s,
                       d.kind, d.reason)

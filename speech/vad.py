@@ -113,6 +113,8 @@ class Utterance:
     speech_end_s: float
     closed_at_s: float  # stream time at which the endpointer decided it had ended
     too_long: bool = False
+    #: the neural model's highest speech probability while it was open (None: no model)
+    voice_prob: float | None = None
 
     @property
     def duration_s(self) -> float:
@@ -134,6 +136,8 @@ class Endpointer:
         self.neural = neural if self.s.neural_hangover_ms > 0 else None
         self._nbuf: list[np.ndarray] = []  # 10 ms frames not yet a whole neural step
         self._n_heard = False  # the neural model heard speech in the open utterance
+        self._n_max = 0.0  # its highest speech probability in the open utterance
+        self._n_last = 0.0  # the last step's probability
         self._n_low_since: float | None = None  # start of the current low-probability run
         self._n_time = 0.0  # stream time of the end of the last neural step
         self._pending = np.zeros(0, np.int16)  # samples not yet a whole frame
@@ -204,6 +208,9 @@ class Endpointer:
         t_end = round(t0 + FRAME_MS / 1000.0 - len(rest) / SAMPLE_RATE_HZ, 6)
         p = self.neural.prob(step)
         self._n_time = t_end
+        self._n_last = p
+        if self._in_speech:
+            self._n_max = max(self._n_max, p)
         if p >= self.s.neural_on_prob:
             if self._in_speech:
                 self._n_heard = True
@@ -247,6 +254,7 @@ class Endpointer:
                     self._too_long = False
                     self._cand = []
                     self._pre.clear()
+                    self._n_max = self._n_last  # the step that saw the onset counts
                     if self.sink is not None:
                         self.sink.on_open(np.concatenate(self._buf))
                 return None
@@ -287,13 +295,15 @@ class Endpointer:
         samples = (np.concatenate(self._buf) if self._buf and not self._too_long
                    else np.zeros(0, np.int16))
         u = Utterance(samples, self._buf_start, self._speech_start, self._last_voiced_end,
-                      t, self._too_long)
+                      t, self._too_long,
+                      round(self._n_max, 4) if self.neural is not None else None)
         self._in_speech = False
         self._buf = []
         self._run = 0
         self._silence = 0
         self._too_long = False
         self._n_heard = False
+        self._n_max = 0.0
         if self.sink is not None:
             self.sink.on_close(u)
         return u

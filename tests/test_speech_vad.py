@@ -64,6 +64,8 @@ def test_neural_close_ends_the_utterance_soon_after_the_words_in_clatter():
     u = spoken[0]
     assert 0.128 <= u.closed_at_s - end < 0.32, (u, end)
     assert end - 0.05 < u.speech_end_s < u.closed_at_s, (u, end)
+    assert u.voice_prob > 0.9  # the model's view of the utterance, for logs
+    assert all(v.voice_prob is None for v in energy)
 
 
 @needs_model
@@ -83,6 +85,7 @@ def test_noise_the_model_does_not_take_for_speech_is_left_to_the_energy_rule():
     assert energy, "the burst should open an utterance"
     assert [(u.speech_start_s, u.closed_at_s) for u in neural] == \
         [(u.speech_start_s, u.closed_at_s) for u in energy]
+    assert all(u.voice_prob < 0.5 for u in neural)
 
 
 @needs_model
