@@ -28,6 +28,11 @@ def evaluate(rows, lr_min, post_min, unc_max, lr_single=None):
         return (r["kind"] == "accept" and r["lr"] is not None and r["lr"] >= th
                 and (r["post"] or 0) >= post_min and (r["unc"] or 0) <= unc_max)
 
+    return summarise(rows, ok)
+
+
+def summarise(rows, ok):
+    """Benchmark figures of a dump when ``ok(row)`` says which candidates are accepted."""
     words = defaultdict(list)
     multi = defaultdict(list)
     mono = defaultdict(int)
@@ -107,35 +112,7 @@ def evaluate_kws(rows, t_single: float, t_multi: float):
         th = t_single if r["command"] in SINGLE else t_multi
         return r["kind"] == "accept" and (r["post"] or 0) >= th
 
-    words, multi, mono, noise = defaultdict(list), defaultdict(list), defaultdict(int), 0
-    for r in rows:
-        acc = ok(r)
-        if r["part"] == "words":
-            words[(r["snr"], r["word"], r["file"])].append(r["command"] if acc else None)
-        elif r["part"] == "multi":
-            multi[(r["snr"], r["voice"], r["cmd"])].append(r["command"] if acc else None)
-        elif r["part"] == "monologue" and acc:
-            mono[r["act"]] += 1
-        elif r["part"] == "noise" and acc:
-            noise += 1
-    out = {}
-    for snr in sorted({k[0] for k in words}, key=lambda s: -1 if s is None else -s):
-        c = defaultdict(int)
-        for (s, w, f), cmds in words.items():
-            if s != snr:
-                continue
-            got = [x for x in cmds if x]
-            kind = w if w in ("_unknown_", "_silence_") else "cmd"
-            c["n" + kind] += 1
-            c[kind] += (got == [w]) if kind == "cmd" else bool(got)
-        out[f"words {snr}"] = tuple(round(c[k] / max(c["n" + k], 1), 3)
-                                    for k in ("cmd", "_unknown_", "_silence_"))
-    for snr in sorted({k[0] for k in multi}, key=lambda s: -1 if s is None else -s):
-        got = [[x for x in cmds if x] == [c] for (s, v, c), cmds in multi.items() if s == snr]
-        out[f"multi {snr}"] = round(sum(got) / max(len(got), 1), 3)
-    out["mono"] = dict(mono)
-    out["noise"] = noise
-    return out
+    return summarise(rows, ok)
 
 
 def main_kws(argv):

@@ -6,7 +6,8 @@
             publish(SpeechCommand(...))
     listener.flush()
 
-Pipeline per utterance: energy endpointer (speech/vad.py) -> engine decode with the
+Pipeline per utterance: endpointer (speech/vad.py: opens on energy, closes on quiet or
+when the neural voice-activity model hears no more speech) -> engine decode with the
 command grammar and an open model (speech/engines.py) -> pure accept/reject decision
 (speech/decision.py). Deterministic: the same samples give the same commands,
 whatever the chunk sizes (the endpointer works on fixed 10 ms frames).
