@@ -170,8 +170,12 @@ class AssistantNode(Node):
             self.publish(m.Event(kind="speech", text=a.text, media_time_s=media_t,
                                  frame_id=self.cur_frame_id, data={"priority": a.priority}))
         elif isinstance(a, logic.LogEvent):
-            self.publish(m.Event(kind=a.kind, text=a.text, media_time_s=media_t,
-                                 frame_id=self.cur_frame_id, data=dict(a.data)))
+            # Process states ("node") are published by the launcher, which sees them even
+            # when this node is the one that died; re-publishing them wrote each twice to
+            # events.jsonl. They still go to the session record.
+            if a.kind != "node":
+                self.publish(m.Event(kind=a.kind, text=a.text, media_time_s=media_t,
+                                     frame_id=self.cur_frame_id, data=dict(a.data)))
             self._record("event", a)
         elif isinstance(a, logic.PublishState):
             if not self.replay and self.cur_frame_id is not None:

@@ -93,8 +93,11 @@ def test_replay_survives_a_node_killed_mid_way(tmp_path, clip):
                nodes=("speech", "assistant", "renderer"), drill=drill)
     assert s.frames == 50
     assert time.monotonic() - t0 < 60
-    texts = [json.loads(x)["text"] for x in open(s.events)]
+    lines = [json.loads(x) for x in open(s.events)]
+    texts = [x["text"] for x in lines]
     assert "speech offline" in texts
+    node = [x["text"] for x in lines if x["kind"] == "node"]
+    assert node.count("speech offline") == 1, node  # once, from the launcher
 
 
 def test_replay_needs_the_renderer(tmp_path, clip):
