@@ -33,6 +33,8 @@ class AssistantNode(Node):
         self.state = logic.initial_state(self.settings.assistant, self.settings.blocks)
         self.next_tick = 0.0
         self.records = None
+        self.restored = False
+        self._saved_choices = logic.operator_choices(self.state)
         self._open_records()
         nodes = self.settings.launcher.nodes
         self.use_seg = "segmentation" in nodes
@@ -66,12 +68,42 @@ class AssistantNode(Node):
                     self.run_id, a.operator, a.block, start_s, source=source)
                 if resumed:
                     log.warning("session %d resumed after a restart", self.session_id)
+                    self._restore_choices()
             else:
                 self.session_id = self.records.start_session(a.operator, a.block, start_s,
                                                              source=source)
         except Exception as exc:
             log.error("session record unavailable: %s", exc)
             self.records = None
+
+    def _restore_choices(self) -> None:
+        """After a restart: carry on with what the operator had chosen by voice (overlay,
+        layers, block, freeze, recording, mute, injection mark), saved in the record."""
+        try:
+            saved = self.records.load_choices(self.session_id)
+        except ValueError as exc:
+            log.error("choices not restored: %s", exc)
+            return
+        if saved is None:
+            return
+        self.state, problems = logic.restore_choices(self.state, saved)
+        for p in problems:
+            log.error("saved choice not restored: %s", p)
+        self._saved_choices = logic.operator_choices(self.state)
+        log.warning("operator choices restored after a restart: %s", self._saved_choices)
+        self.restored = True
+
+    def _save_choices(self) -> None:
+        if self.records is None:
+            return
+        now = logic.operator_choices(self.state)
+        if now == self._saved_choices:
+            return
+        try:
+            self.records.save_choices(self.session_id, self.state.now_s, now)
+            self._saved_choices = now
+        except Exception as exc:
+            log.error("choices not saved: %s", exc)
 
     # ------------------------------------------------------------------ inputs
     def handle(self, header: m.Header, msg: m.Message) -> None:
@@ -89,6 +121,10 @@ class AssistantNode(Node):
             self._reduce(msg, header, now)
 
     def tick(self, now: float) -> None:
+        if self.restored:
+            self.restored = False
+            self._do(logic.LogEvent("info", "assistant restarted: operator choices restored",
+                                    dict(self._saved_choices)))
         if self.replay:
             self._advance_replay()
             return
@@ -161,6 +197,7 @@ class AssistantNode(Node):
             self.cur_media_t = msg.media_time_s
         for a in actions:
             self._do(a)
+        self._save_choices()
 
     def _do(self, a) -> None:
         media_t = self.cur_media_t if self.replay else None

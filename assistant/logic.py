@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -248,6 +249,70 @@ def to_state_message(state: State, frame_id: int | None = None) -> AssistantStat
         alerts=alerts, frozen=state.frozen, recording=state.recording, muted=state.muted,
         pending_confirmation=state.pending.prompt if state.pending else None,
         nodes=dict(state.nodes), last_heard=state.last_heard)
+
+
+# ----------------------------------------------------------------------------- restart
+
+#: what the operator chose by voice: kept in the session record so that an assistant
+#: restarted mid-session carries on with the same overlay, block, recording and marks
+CHOICE_FIELDS = ("block", "layers", "overlay_on", "frozen", "recording", "muted",
+                 "injecting", "injection_start_s", "panel")
+
+
+def operator_choices(state: State) -> dict:
+    """The operator's choices in ``state``, as plain JSON-able values."""
+    d = {f: getattr(state, f) for f in CHOICE_FIELDS}
+    d["layers"] = dict(state.layers)
+    return d
+
+
+def restore_choices(state: State, data: Mapping[str, Any]) -> tuple[State, list[str]]:
+    """``state`` with the choices of ``data`` (from :func:`operator_choices`) applied.
+
+    Returns the new state and one line per value that was not applied (unknown field,
+    wrong type, block not in the presets, layer not known): a damaged record costs that
+    value, never the restart.
+    """
+    if not isinstance(data, Mapping):
+        return state, [f"choices must be a mapping, got {type(data).__name__}"]
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in data.items():
+        if key not in CHOICE_FIELDS:
+            problems.append(f"{key}: not a choice ({', '.join(CHOICE_FIELDS)})")
+        elif key == "block":
+            ids = [p.id for p in state.presets]
+            if value in ids:
+                changes[key] = value
+            else:
+                problems.append(f"block: {value!r} is not one of {', '.join(ids)}")
+        elif key == "layers":
+            if not isinstance(value, Mapping):
+                problems.append(f"layers: expected a mapping, got {type(value).__name__}")
+                continue
+            layers = dict(state.layers)
+            for name, on in value.items():
+                if name in layers and isinstance(on, bool):
+                    layers[name] = on
+                else:
+                    problems.append(f"layers.{name}: unknown layer or not true/false ({on!r})")
+            changes[key] = layers
+        elif key == "injection_start_s":
+            if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 and math.isfinite(value)):
+                changes[key] = None if value is None else float(value)
+            else:
+                problems.append(f"injection_start_s: expected a number or null, got {value!r}")
+        elif key == "panel":
+            if value in ("left", "right"):
+                changes[key] = value
+            else:
+                problems.append(f"panel: expected 'left' or 'right', got {value!r}")
+        elif isinstance(value, bool):
+            changes[key] = value
+        else:
+            problems.append(f"{key}: expected true or false, got {value!r}")
+    return dataclasses.replace(state, **changes), problems
 
 
 # ----------------------------------------------------------------------------- helpers

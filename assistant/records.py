@@ -14,6 +14,9 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, also in table ``meta``
 * ``quality(session_id, t_s, score, reason)``
 * ``needle(session_id, t_s, visible, depth_mm, to_target_mm, tip_x, tip_y,
   danger_name, danger_mm)``
+* ``choices(session_id, t_s, data)``: the operator's latest choices (overlay, layers,
+  block, recording, injection mark...; :func:`assistant.logic.operator_choices`), one
+  row per session, so that a restarted assistant carries on with them (version 2)
 
 Privacy: no patient fields exist. Operator names are stored (the learning curve needs
 them) but logs carry only :func:`operator_id`, a short hash.
@@ -33,7 +36,7 @@ from typing import Any, Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_DIR = "usra-assistant"
 DB_NAME = "sessions.sqlite"
 #: a gap between samples longer than this (s) is not counted as viewing time
@@ -77,6 +80,11 @@ CREATE TABLE IF NOT EXISTS needle (
     tip_y REAL,
     danger_name TEXT,
     danger_mm REAL
+);
+CREATE TABLE IF NOT EXISTS choices (
+    session_id INTEGER PRIMARY KEY REFERENCES sessions(id),
+    t_s REAL NOT NULL,
+    data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_session ON events(session_id, t_s);
 CREATE INDEX IF NOT EXISTS quality_session ON quality(session_id, t_s);
@@ -253,6 +261,26 @@ class SessionStore:
                 raise ValueError(f"unknown RecordSample kind {action.kind!r}")
             return True
         return False
+
+    def save_choices(self, session_id: int, t_s: float, data: Mapping[str, Any]) -> None:
+        """Replace the session's saved operator choices (one row per session)."""
+        self._db.execute("INSERT OR REPLACE INTO choices(session_id, t_s, data) VALUES (?,?,?)",
+                         (int(session_id), float(t_s), json.dumps(dict(data), default=str)))
+
+    def load_choices(self, session_id: int) -> dict | None:
+        """The session's saved operator choices, or None if none were saved. A row that
+        is not a JSON object raises ValueError naming the session."""
+        row = self._db.execute("SELECT data FROM choices WHERE session_id = ?",
+                               (int(session_id),)).fetchone()
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[0])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"session {session_id}: saved choices are not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"session {session_id}: saved choices are not a JSON object")
+        return data
 
     # -- reading
     def session(self, key: int | str) -> dict:

@@ -472,3 +472,39 @@ def test_danger_alert_is_not_spoken_again_within_the_repeat_time_when_the_mask_f
     s, acts = reduce(s, seg(9, pecs_labels(pleura_row=170), far), None, t)
     s, acts = reduce(s, seg(10, pecs_labels(pleura_row=170), near), None, t + 4.0)
     assert speaks(acts, "alert") == ["stop, pleura four millimetres"]  # after 4 s: again
+
+
+# ----------------------------------------------------------------------------- restart
+
+def test_operator_choices_survive_a_round_trip_through_json():
+    """What the operator chose by voice is saved as JSON and applied to a fresh state (a
+    restarted assistant), including the running injection mark."""
+    import json
+
+    from assistant.logic import operator_choices, restore_choices
+    s, _ = run(initial_state(), [(1, cmd("hide.fascia")), (2, cmd("freeze")),
+                                 (3, cmd("injection_start")), (4, cmd("mute"))])
+    saved = json.loads(json.dumps(operator_choices(s)))
+    fresh = initial_state()
+    assert operator_choices(fresh) != saved
+    back, problems = restore_choices(fresh, saved)
+    assert problems == [] and operator_choices(back) == operator_choices(s)
+    assert back.layers["fascia"] is False and back.frozen and back.muted
+    # the restored injection is stopped with its real duration
+    _, acts = reduce(back, cmd("injection_stop"), None, 10)
+    assert events(acts, "injection")[0].data["duration_s"] == pytest.approx(7)
+
+
+def test_damaged_choices_cost_only_the_bad_values():
+    from assistant.logic import restore_choices
+    s, problems = restore_choices(initial_state(), {
+        "overlay_on": False, "frozen": "yes", "block": "no_such_block", "panel": "up",
+        "layers": {"fascia": False, "spleen": False}, "injection_start_s": float("nan"),
+        "colour": "red"})
+    assert s.overlay_on is False and s.layers["fascia"] is False
+    assert s.frozen is False and s.block == initial_state().block and s.panel == "right"
+    text = "\n".join(problems)
+    for name in ("frozen", "no_such_block", "panel", "layers.spleen", "injection_start_s",
+                 "colour"):
+        assert name in text, (name, text)
+    assert restore_choices(initial_state(), ["not", "a", "mapping"])[1]

@@ -179,3 +179,33 @@ def test_a_session_survives_kill_9_of_the_writer(tmp_path):
         assert [e["data"]["i"] for e in ev[: last + 1]] == list(range(last + 1))
         f = session_figures(st, s["id"])  # an unfinished session still has figures
         assert f["duration_s"] > 0
+
+
+def test_choices_are_saved_replaced_and_read_back(tmp_path):
+    with SessionStore(tmp_path / "s.sqlite") as store:
+        sid = store.start_session("Dr A", "pecs2")
+        assert store.load_choices(sid) is None
+        store.save_choices(sid, 1.0, {"overlay_on": False})
+        store.save_choices(sid, 2.0, {"overlay_on": True, "layers": {"nerve": False}})
+        assert store.load_choices(sid) == {"overlay_on": True, "layers": {"nerve": False}}
+        store._db.execute("UPDATE choices SET data = '[1' WHERE session_id = ?", (sid,))
+        with pytest.raises(ValueError, match=f"session {sid}: saved choices are not JSON"):
+            store.load_choices(sid)
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path):
+    """Databases written before the choices table (schema 1) open, keep their sessions
+    and gain the table."""
+    db = tmp_path / "old.sqlite"
+    with SessionStore(db) as store:
+        sid = store.start_session("Dr A", "pecs2")
+        store.add_event(sid, 1.0, "info", "kept")
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE choices")
+    con.execute("PRAGMA user_version = 1")
+    con.close()
+    with SessionStore(db) as store:
+        assert [e["text"] for e in store.events(sid)] == ["kept"]
+        store.save_choices(sid, 2.0, {"muted": True})
+        assert store.load_choices(sid) == {"muted": True}
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

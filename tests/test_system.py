@@ -275,9 +275,16 @@ def test_session_record_survives_assistant_crash(tmp_path):
             sp.events.clear()
 
         say("injection_start")
+        say("hide.fascia")
         la.kill_node("assistant", signal.SIGKILL)
         wait_for(lambda: la.node_info("assistant").online and la.node_info("assistant").restarts == 1,
                  30, what="assistant back")
+        # the restarted assistant carries on with what the operator had chosen
+        back = wait_for(lambda: next((e for e in sp.pump() if e.kind == "info"
+                                      and "choices restored" in e.text), None),
+                        10, what="choices restored")
+        assert back.data["injecting"] is True and back.data["layers"]["fascia"] is False
+        assert back.data["layers"]["nerve"] is True
         say("injection_stop")
         run_id = la.run_id
         sp.close()
@@ -286,8 +293,11 @@ def test_session_record_survives_assistant_crash(tmp_path):
         assert len(sessions) == 1 and sessions[0]["uid"] == run_id
         sid = sessions[0]["id"]
         heard = [e["data"]["command"] for e in store.events(sid, kind="command_heard")]
-        assert heard == ["injection_start", "injection_stop"]
-        assert [e["text"] for e in store.events(sid, kind="injection")][0] == "injection start"
+        assert heard == ["injection_start", "hide.fascia", "injection_stop"]
+        marks = store.events(sid, kind="injection")
+        # the stop closes the injection started before the crash: its duration is measured
+        assert [e["text"] for e in marks] == ["injection start", "injection stop"]
+        assert marks[1]["data"]["duration_s"] > 0
 
 
 def free_port() -> int:
