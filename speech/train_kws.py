@@ -12,14 +12,17 @@ Training data (nothing is copied into the repository):
   sound-alikes of the wake phrase and sentences of operating-room talk written here
   (not the benchmark's monologue). The voice variants of the benchmark's test split
   (``benchmarks/speech_bench.py`` VOICES_TEST) are never used here.
-* REAL recordings: the ``tune`` speaker half of ``<data>/speech_commands`` (the
-  benchmark reports on the other half) and the first 60 % of each real noise file
-  (the benchmark draws its noise anywhere in the files).
+* REAL recordings: ``<data>/speech_commands``, every speaker by default
+  (``--real-speakers all``: the real-word figures are then speaker-fold
+  cross-validation, ``benchmarks/kws_speaker_folds.py --over all``) or only the
+  ``tune`` speaker half (``--real-speakers tune``: the benchmark's test half stays
+  held out), and the first 60 % of each real noise file (the benchmark draws its
+  noise anywhere in the files).
 
 Every example is mixed with real noise at a random SNR (or kept quiet), given a random
 level and a random microphone-like band limit, and cut so that the classifier window
-ends 0-450 ms after the end of speech (the endpointer's end lags the true end by up
-to a few hundred ms in noise; the listener averages windows around its end).
+ends 0-300 ms after the end of speech (``--tail-max``; the listener averages the
+windows ending 40-240 ms after its end of speech).
 """
 from __future__ import annotations
 
@@ -382,16 +385,34 @@ def build(args) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
         y.append(cidx[NONE])
     print(f"synthetic: {len(y)} examples, {time.time() - t0:.0f} s", flush=True)
 
-    # REAL speech commands, tune speaker half only
-    aud, lab = real_examples(Path(args.data), rng, mixer, args.real_repeats, tail,
-                             args.real_speed)
+    aud, lab = real_part(args)
     X_audio += aud
     y += [cidx[w if w in cidx else NONE] for w in lab]
-    n_real = len(lab)
-    print(f"real: {n_real} examples ({args.real_repeats} per clip)", flush=True)
-    info = {"n_examples": len(y), "n_real": n_real,
+    info = {"n_examples": len(y), "n_real": len(lab), "real": real_key(args),
             "voices": len(voices) + (len(FLITE_VOICES) if use_flite else 0)}
     return np.stack(X_audio), np.array(y), classes, info
+
+
+def real_key(args) -> dict:
+    """What the real examples depend on (a feature cache with other real examples gets
+    them rebuilt, the synthetic part reused)."""
+    return {"speakers": args.real_speakers, "repeats": args.real_repeats,
+            "speed": args.real_speed, "tail_max": args.tail_max, "seed": args.seed}
+
+
+def real_part(args) -> tuple[list[np.ndarray], list[str]]:
+    """The REAL Speech Commands windows (own random stream, so they can be rebuilt on a
+    cached synthetic part): the tune speaker half, or every speaker with
+    ``--real-speakers all``."""
+    rng = np.random.default_rng(args.seed + 1000)
+    mixer = Mixer(Path(args.data) / "noise", rng)
+    keep = (lambda n: True) if args.real_speakers == "all" else \
+        (lambda n: split_of(n) == "tune")
+    aud, lab = real_examples(Path(args.data), rng, mixer, args.real_repeats,
+                             (0.0, args.tail_max), args.real_speed, keep)
+    print(f"real: {len(lab)} examples ({args.real_repeats} per clip, "
+          f"{args.real_speakers} speakers)", flush=True)
+    return aud, lab
 
 
 def speed(x: np.ndarray, factor: float) -> np.ndarray:
@@ -519,6 +540,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-repeats", type=int, default=12)
     ap.add_argument("--tail-max", type=float, default=0.3,
                     help="training windows end 0 to this many seconds after the speech")
+    ap.add_argument("--real-speakers", choices=["tune", "all"], default="all",
+                    help="real Speech Commands speakers trained on: every one (default; "
+                         "the real-word figures are then speaker-fold cross-validation, "
+                         "benchmarks/kws_speaker_folds.py --over all) or the tune half "
+                         "only (the test half stays held out)")
     ap.add_argument("--real-speed", type=float, default=0.0,
                     help="play the noisy copies of real clips up to this much faster or "
                          "slower (0.15: x0.85-1.15); 0 = as recorded")
@@ -543,6 +569,15 @@ def main(argv: list[str] | None = None) -> int:
         z = np.load(args.features, allow_pickle=False)
         X, y, classes = z["X"], z["y"], list(z["classes"])
         info = json.loads(str(z["info"]))
+        if info.get("real") != real_key(args):
+            # same synthetic part, other real examples: rebuild those only
+            n = info["n_real"]
+            aud, lab = real_part(args)
+            cidx = {c: i for i, c in enumerate(classes)}
+            X = np.concatenate([X[: len(X) - n], featurise(Embedder(threads=args.threads),
+                                                           np.stack(aud))])
+            y = np.concatenate([y[: len(y) - n], [cidx[w if w in cidx else NONE] for w in lab]])
+            info = {**info, "n_examples": len(y), "n_real": len(lab), "real": real_key(args)}
     else:
         audio, y, classes, info = build(args)
         emb = Embedder(threads=args.threads)
@@ -571,8 +606,9 @@ def main(argv: list[str] | None = None) -> int:
                                       if k not in ("data", "cache", "features", "out")},
                      "synthetic_voices": "eSpeak NG, accents x variants not in the "
                                          "benchmark's test split",
-                     "real": "Speech Commands v0.02 (CC-BY 4.0, Pete Warden), tune speaker "
-                             "half; background noise of the same set, first 60% of each file",
+                     "real_data": f"Speech Commands v0.02 (CC-BY 4.0, Pete Warden), "
+                                  f"{'every speaker' if args.real_speakers == 'all' else 'tune speaker half'}; "
+                                  "background noise of the same set, first 60% of each file",
                      "val_acc_synthetic_mix": round(res["val_acc"], 4),
                      "seconds": round(time.time() - t0)},
     }
