@@ -197,3 +197,24 @@ def test_no_wake_window_to_scan_gives_no_wake_not_an_error(engine):
     r = engine.classify(st, 0.0, end - 0.4, end, end + 0.3, wake_after_s=end)
     assert r.wake_prob == 0.0 and r.wake_end_s is None
     assert r.n_windows >= 1
+
+
+def test_training_real_speakers_option_selects_whose_clips(shared_data):
+    """--real-speakers tune keeps the benchmark's test speakers out of training; all takes
+    every clip; the cache key changes with it, so a cached synthetic part gets the right
+    real windows."""
+    import types
+
+    from speech import train_kws as tk
+    args = types.SimpleNamespace(data=str(shared_data / "speech"), real_repeats=1,
+                                 real_speed=0.0, tail_max=0.3, seed=0, real_speakers="tune")
+    aud_t, lab_t = tk.real_part(args)
+    key_t = tk.real_key(args)
+    args.real_speakers = "all"
+    aud_a, lab_a = tk.real_part(args)
+    files = sorted((shared_data / "speech" / "speech_commands").glob("*/*.wav"))
+    assert len(lab_a) == len(files) and len(aud_a) == len(lab_a)
+    n_tune = sum(tk.split_of(f.name) == "tune" for f in files)
+    assert len(lab_t) == n_tune < len(lab_a)
+    assert tk.real_key(args) != key_t
+    assert all(len(x) == len(aud_a[0]) for x in aud_a)  # one classifier window each
