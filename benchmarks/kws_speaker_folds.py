@@ -55,24 +55,18 @@ def speaker_fold(name: str, k: int = 2) -> int:
     return int(hashlib.md5((spk + "inner").encode()).hexdigest(), 16) % k
 
 
-def inner_fold(name: str) -> str:
-    """The two-fold split inside the tune half: "A" or "B"."""
-    return "AB"[speaker_fold(name, 2)]
-
-
 def in_set(name: str, over: str) -> bool:
     return over == "all" or tk.split_of(name) == over
 
 
-def held_out_score(a, X, y, classes, Xr, yr, folds, fold: int, noises) -> dict:
-    """Train without fold ``fold``'s real clips; the listener's figures on that fold."""
-    cidx = {c: i for i, c in enumerate(classes)}
-    n_real = json.loads(str(np.load(a.features)["info"]))["n_real"]
+def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> dict:
+    """Train on the synthetic part (Xs, ys) plus every real clip not in fold ``fold``;
+    the listener's figures on that fold."""
     keep = folds != fold
     args = types.SimpleNamespace(epochs=40, batch=256, hidden=256, none_weight=0.25,
                                  threads=1, seed=0)
-    res = tk.fit(np.concatenate([X[:-n_real], Xr[keep]]),
-                 np.concatenate([y[:-n_real], yr[keep]]), len(cidx), args)
+    res = tk.fit(np.concatenate([Xs, Xr[keep]]), np.concatenate([ys, yr[keep]]),
+                 n_classes, args)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     out = a.out_dir / f"{a.tag}{fold}.npz"
     np.savez(out, **res["arrays"])
@@ -116,17 +110,13 @@ def main(argv=None) -> int:
         ap.error(f"--fold must be 0..{a.k - 1} or 'all' (or A/B with --k 2), got {a.fold!r}")
     z = np.load(a.features)
     X, y, classes = z["X"], z["y"], list(z["classes"])
+    n_real = json.loads(str(z["info"]))["n_real"]
+    Xs, ys = X[: len(X) - n_real], y[: len(y) - n_real]  # the synthetic part
     cidx = {c: i for i, c in enumerate(classes)}
     rng = np.random.default_rng(1)
     mixer = tk.Mixer(a.data / "noise", rng)
-    names: list[str] = []
-    for w in list(tk.SINGLE_WORDS) + ["_unknown_", "_silence_"]:
-        for f in sorted(glob.glob(str(a.data / "speech_commands" / w / "*.wav"))):
-            if in_set(os.path.basename(f), a.over):
-                names += [os.path.basename(f)] * a.real_repeats
-    aud, lab = tk.real_examples(a.data, rng, mixer, a.real_repeats, (0.0, a.tail_max),
-                                a.real_speed, keep=lambda n: in_set(n, a.over))
-    assert len(lab) == len(names)
+    aud, lab, names = tk.real_examples(a.data, rng, mixer, a.real_repeats, (0.0, a.tail_max),
+                                       a.real_speed, keep=lambda n: in_set(n, a.over))
     Xr = tk.featurise(Embedder(threads=1), np.stack(aud))
     yr = np.array([cidx[w if w in cidx else tk.NONE] for w in lab])
     folds = np.array([speaker_fold(n, a.k) for n in names])
@@ -134,7 +124,7 @@ def main(argv=None) -> int:
               for f in sorted(glob.glob(str(a.data / "noise" / "*.wav")))]
     total: dict[str, dict[str, list[int]]] = {}
     for fold in held:
-        res = held_out_score(a, X, y, classes, Xr, yr, folds, fold, noises)
+        res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
                           "real_speed": a.real_speed, "held_out": res}), flush=True)
         for cond, v in res.items():

@@ -194,12 +194,10 @@ def pct(a: float, b: float) -> str:
     return f"{100.0 * a / b:5.1f}% ({a}/{b})" if b else "n/a"
 
 
-def kws_real_speakers(settings: SpeechSettings) -> str:
-    """Which real speakers the kws classifier heard in training ("tune" or "all"; a
-    manifest from before the option: "tune")."""
-    from speech.kws import KwsModel
-    path = Path(KwsModel.load(settings.kws_model or None).path).with_suffix(".json")
-    real = json.loads(path.read_text()).get("training", {}).get("real", {})
+def kws_real_speakers(meta: dict) -> str:
+    """Which real speakers the kws classifier (its manifest ``meta``) heard in training:
+    "tune" or "all" (a manifest from before the option: "tune")."""
+    real = meta.get("training", {}).get("real", {})
     return real.get("speakers", "tune") if isinstance(real, dict) else "tune"
 
 
@@ -434,8 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                  "settings_overrides": over}
     if args.part in ("all", "words"):
         out["real_single_words_always"] = bench_words(r, args.data, args.split, snrs, noises)
-        heard = kws_real_speakers(settings) if r.engine.name == "kws" else None
-        if heard == "all":
+        if r.engine.name == "kws" and kws_real_speakers(r.engine.model.meta) == "all":
             out["real_single_words_always"]["note"] = (
                 "IN-SAMPLE: this kws classifier was trained on every real speaker; the "
                 "held-out estimate is benchmarks/kws_speaker_folds.py --over all")

@@ -408,7 +408,7 @@ def real_part(args) -> tuple[list[np.ndarray], list[str]]:
     mixer = Mixer(Path(args.data) / "noise", rng)
     keep = (lambda n: True) if args.real_speakers == "all" else \
         (lambda n: split_of(n) == "tune")
-    aud, lab = real_examples(Path(args.data), rng, mixer, args.real_repeats,
+    aud, lab, _ = real_examples(Path(args.data), rng, mixer, args.real_repeats,
                              (0.0, args.tail_max), args.real_speed, keep)
     print(f"real: {len(lab)} examples ({args.real_repeats} per clip, "
           f"{args.real_speakers} speakers)", flush=True)
@@ -426,13 +426,15 @@ def speed(x: np.ndarray, factor: float) -> np.ndarray:
 
 def real_examples(data: Path, rng, mixer: "Mixer", repeats: int, tail: tuple[float, float],
                   max_speed: float = 0.0, keep=lambda name: split_of(name) == "tune"
-                  ) -> tuple[list[np.ndarray], list[str]]:
+                  ) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Windows of the real Speech Commands clips whose file name ``keep`` accepts (the
     tune speaker half): each clip as recorded and ``repeats - 1`` times mixed with noise,
-    those played up to ``max_speed`` faster or slower when it is not 0. Labels are the
-    folder names (``_unknown_`` and ``_silence_`` for none)."""
+    those played up to ``max_speed`` faster or slower when it is not 0. Returns the
+    windows, their labels (the folder names: ``_unknown_`` and ``_silence_`` for none)
+    and the file name each came from."""
     audio: list[np.ndarray] = []
     labels: list[str] = []
+    names: list[str] = []
     for w in list(SINGLE_WORDS) + ["_unknown_", "_silence_"]:
         for f in sorted(glob.glob(str(data / "speech_commands" / w / "*.wav"))):
             if not keep(os.path.basename(f)):
@@ -463,7 +465,8 @@ def real_examples(data: Path, rng, mixer: "Mixer", repeats: int, tail: tuple[flo
                 else:  # a real room already: no added reverberation
                     audio.append(mixer(win, ref, room=False))
                 labels.append(w)
-    return audio, labels
+                names.append(os.path.basename(f))
+    return audio, labels, names
 
 
 def featurise(emb: Embedder, audio: np.ndarray) -> np.ndarray:
