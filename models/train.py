@@ -386,9 +386,10 @@ def evaluate(net: nn.Module, samples: list[Sample], size: int) -> dict:
 def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed: int,
           base: int, minutes: float | None, mix: dict[str, float], patch: int = 0,
           init: nn.Module | None = None, focus: int | tuple = 0,
-          needle_bias: float | None = None) -> nn.Module:
+          needle_bias: float | None = None, aug_seed: int | None = None) -> nn.Module:
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    # a continued run draws other batches than the run it continues (same seed, same data)
+    rng = np.random.default_rng(seed if aug_seed is None else aug_seed)
     net = init if init is not None else SegNet(base)
     if needle_bias is not None:  # restart the needle output from its prior
         with torch.no_grad():
@@ -555,6 +556,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra simulated training frames that all hold a needle (seeds 3000+)")
     ap.add_argument("--sim-weight", type=float, default=1.0,
                     help="share of simulated samples in a batch relative to each real dataset")
+    ap.add_argument("--cv-init", default=None, metavar="DIR",
+                    help="with --cv: continue training fold k from DIR/fold{k}.onnx (a finished "
+                         "fold's model, e.g. from --cv-save) instead of from scratch")
+    ap.add_argument("--aug-seed", type=int, default=None,
+                    help="seed of the batch/augmentation draws (default: --seed); give a new one "
+                         "when continuing a run")
     ap.add_argument("--cv-json", default=None)
     ap.add_argument("--cv-save", default=None, help="with --cv: folder to save each fold's ONNX model")
     ap.add_argument("--folds", type=int, nargs="*", default=None,
@@ -601,8 +608,12 @@ def main(argv: list[str] | None = None) -> int:
             focus = tuple(CLASSES.index(c) for c in args.focus) if args.focus else 0
             if args.focus:
                 tr = tr + [s for s in sim if np.isin(s.labels, focus).any()]
+            fold_init = None
+            if args.cv_init:
+                fold_init = net_from_onnx(Path(args.cv_init) / f"fold{k}.onnx", args.base)
             net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
-                        args.base, args.minutes, mix, args.patch, None, focus, args.needle_bias)
+                        args.base, args.minutes, mix, args.patch, fold_init, focus, args.needle_bias,
+                        None if args.aug_seed is None else args.aug_seed + k)
             if args.cv_save:
                 # keep the fold's model: seg-eval can then score its held-out images
                 fp = Path(args.cv_save) / f"fold{k}.onnx"
@@ -625,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.focus:  # sim frames that hold a rare class count double
         sim = sim + [s for s in sim if np.isin(s.labels, focus).any()]
     net = train(us + dl + sim, args.iters, args.size, args.batch, args.lr, args.seed,
-                args.base, args.minutes, mix, args.patch, init, focus, args.needle_bias)
+                args.base, args.minutes, mix, args.patch, init, focus, args.needle_bias,
+                args.aug_seed)
     train_s = time.time() - t0
     sim_metrics = evaluate(net, sim_test, args.size)
     log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
@@ -649,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
                      "init_sha256": file_sha256(args.init_onnx) if args.init_onnx else None,
                      "focus": args.focus, "batch": args.batch, "patch": args.patch, "size": args.size,
                      "base_channels": args.base, "sim_frames": args.sim, "seed": args.seed,
+                     "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_weight": args.sim_weight,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
