@@ -258,6 +258,9 @@ def _check_cross_field(s: Settings, filename: str) -> None:
     _positive(filename, "replay.max_in_flight", s.replay.max_in_flight)
     _positive(filename, "render.width_px", s.render.width_px)
     _positive(filename, "render.height_px", s.render.height_px)
+    if not 0.0 < s.speech.kws_none_scale <= 1.0:
+        raise ConfigError(f"{filename}: speech.kws_none_scale: expected a number in (0, 1], "
+                          f"got {s.speech.kws_none_scale!r}")
     ids = [b.id for b in s.blocks]
     if not ids:
         raise ConfigError(f"{filename}: blocks: at least one block preset is needed")

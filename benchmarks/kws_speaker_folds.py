@@ -63,19 +63,20 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
     """Train on the synthetic part (Xs, ys) plus every real clip not in fold ``fold``;
     the listener's figures on that fold."""
     keep = folds != fold
-    args = types.SimpleNamespace(epochs=40, batch=256, hidden=256, none_weight=0.25,
-                                 threads=1, seed=0)
-    res = tk.fit(np.concatenate([Xs, Xr[keep]]), np.concatenate([ys, yr[keep]]),
-                 n_classes, args)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     out = a.out_dir / f"{a.tag}{fold}.npz"
-    np.savez(out, **res["arrays"])
-    meta = json.loads((Path(tk.__file__).with_name("kws_en.json")).read_text())
-    meta["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
-    out.with_suffix(".json").write_text(json.dumps(meta))
+    if not (a.reuse and out.is_file()):
+        args = types.SimpleNamespace(epochs=40, batch=256, hidden=256, none_weight=0.25,
+                                     threads=1, seed=0, members=a.members)
+        res = tk.fit_members(np.concatenate([Xs, Xr[keep]]), np.concatenate([ys, yr[keep]]),
+                             n_classes, args)
+        np.savez(out, **res["arrays"])
+        meta = json.loads((Path(tk.__file__).with_name("kws_en.json")).read_text())
+        meta["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
+        out.with_suffix(".json").write_text(json.dumps(meta))
     sb.split_of = lambda n: ("test" if in_set(n, a.over) and speaker_fold(n, a.k) == fold
                              else "x")
-    r = sb.Runner(SpeechSettings(kws_model=str(out)), 20)
+    r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale), 20)
     return sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
 
 
@@ -95,6 +96,13 @@ def main(argv=None) -> int:
                     help="real training windows end 0 to this many seconds after the speech "
                          "(train_kws's default; the tune-half figures in docs/SPEECH.md "
                          "before classifier v9 used 0.45)")
+    ap.add_argument("--members", type=int, default=1,
+                    help="an ensemble of this many networks per fold (train_kws --members)")
+    ap.add_argument("--none-scale", type=float, default=1.0,
+                    help="the listener's kws_none_scale (1: as trained)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="score an existing OUT_DIR/TAG<fold>.npz instead of training it again "
+                         "(e.g. to try --none-scale values on the same fold models)")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)
@@ -112,20 +120,24 @@ def main(argv=None) -> int:
     X, y, classes = z["X"], z["y"], list(z["classes"])
     n_real = json.loads(str(z["info"]))["n_real"]
     Xs, ys = X[: len(X) - n_real], y[: len(y) - n_real]  # the synthetic part
-    cidx = {c: i for i, c in enumerate(classes)}
-    rng = np.random.default_rng(1)
-    mixer = tk.Mixer(a.data / "noise", rng)
-    aud, lab, names = tk.real_examples(a.data, rng, mixer, a.real_repeats, (0.0, a.tail_max),
-                                       a.real_speed, keep=lambda n: in_set(n, a.over))
-    Xr = tk.featurise(Embedder(threads=1), np.stack(aud))
-    yr = np.array([cidx[w if w in cidx else tk.NONE] for w in lab])
-    folds = np.array([speaker_fold(n, a.k) for n in names])
+    Xr = yr = folds = None
+    if not (a.reuse and all((a.out_dir / f"{a.tag}{f}.npz").is_file() for f in held)):
+        cidx = {c: i for i, c in enumerate(classes)}
+        rng = np.random.default_rng(1)
+        mixer = tk.Mixer(a.data / "noise", rng)
+        aud, lab, names = tk.real_examples(a.data, rng, mixer, a.real_repeats,
+                                           (0.0, a.tail_max), a.real_speed,
+                                           keep=lambda n: in_set(n, a.over))
+        Xr = tk.featurise(Embedder(threads=1), np.stack(aud))
+        yr = np.array([cidx[w if w in cidx else tk.NONE] for w in lab])
+        folds = np.array([speaker_fold(n, a.k) for n in names])
     noises = [read_wav(f)[0].astype(np.float64)
               for f in sorted(glob.glob(str(a.data / "noise" / "*.wav")))]
     total: dict[str, dict[str, list[int]]] = {}
     for fold in held:
         res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
+                          "members": a.members, "none_scale": a.none_scale,
                           "real_speed": a.real_speed, "held_out": res}), flush=True)
         for cond, v in res.items():
             t = total.setdefault(cond, {})
@@ -136,7 +148,8 @@ def main(argv=None) -> int:
                     t[key][0] += int(m.group(1))
                     t[key][1] += int(m.group(2))
     if len(held) > 1:
-        print(json.dumps({"over": a.over, "k": a.k, "folds": held, "sum": {
+        print(json.dumps({"over": a.over, "k": a.k, "folds": held, "members": a.members,
+                          "none_scale": a.none_scale, "sum": {
             cond: {key: f"{n}/{d} ({100 * n / max(d, 1):.1f} %)" for key, (n, d) in v.items()}
             for cond, v in total.items()}}))
     return 0

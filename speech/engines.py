@@ -309,7 +309,8 @@ def make_engine(settings, commands: CommandSet) -> Engine:
     if settings.engine == "kws":
         from .kws import KwsError, KwsRecognizer
         try:
-            return KwsRecognizer(commands, getattr(settings, "kws_model", "") or None)
+            return KwsRecognizer(commands, getattr(settings, "kws_model", "") or None,
+                                 none_scale=getattr(settings, "kws_none_scale", 1.0))
         except KwsError as exc:
             log.error("kws engine unavailable (%s); using PocketSphinx", exc)
             return PocketSphinxEngine(commands,

@@ -134,10 +134,12 @@ class Embedder:
 
 @dataclass
 class KwsModel:
-    """The classifier: layer-normalised input, two ReLU layers, softmax. Numpy only."""
+    """The classifier: standardised input, two ReLU layers, softmax; an ensemble of such
+    networks (``members``, trained with other seeds) averages their probabilities. Numpy
+    only."""
 
     classes: tuple[str, ...]
-    weights: list[tuple[np.ndarray, np.ndarray]]
+    members: list[list[tuple[np.ndarray, np.ndarray]]]
     mean: np.ndarray
     std: np.ndarray
     meta: dict
@@ -157,27 +159,46 @@ class KwsModel:
                            f"{mp.name} ({str(meta.get('sha256'))[:12]}); the weights changed")
         z = np.load(p)
         n = int(z["n_layers"])
-        weights = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32))
-                   for i in range(n)]
+        # one network: w0, b0, ...; an ensemble: m0_w0, m0_b0, ..., m1_w0, ...
+        prefixes = ([f"m{j}_" for j in range(int(z["n_members"]))] if "n_members" in z
+                    else [""])
+        members = [[(z[f"{q}w{i}"].astype(np.float32), z[f"{q}b{i}"].astype(np.float32))
+                    for i in range(n)] for q in prefixes]
         classes = tuple(meta["classes"])
-        if weights[-1][0].shape[1] != len(classes):
-            raise KwsError(f"{p}: {weights[-1][0].shape[1]} outputs for {len(classes)} classes")
+        for weights in members:
+            if weights[-1][0].shape[1] != len(classes):
+                raise KwsError(f"{p}: {weights[-1][0].shape[1]} outputs for {len(classes)} classes")
         if int(meta.get("window", WINDOW)) != WINDOW:
             raise KwsError(f"{p}: trained on {meta.get('window')} embeddings, runtime uses {WINDOW}")
-        return cls(classes, weights, z["mean"].astype(np.float32),
+        return cls(classes, members, z["mean"].astype(np.float32),
                    z["std"].astype(np.float32), meta, str(p))
 
     def probs(self, windows: np.ndarray) -> np.ndarray:
-        """(n, WINDOW, 96) embeddings -> (n, n_classes) probabilities."""
-        h = np.asarray(windows, np.float32).reshape(len(windows), -1)
-        h = (h - self.mean) / self.std
-        for i, (w, b) in enumerate(self.weights):
-            h = h @ w + b
-            if i < len(self.weights) - 1:
-                np.maximum(h, 0.0, out=h)
-        h -= h.max(axis=1, keepdims=True)
-        e = np.exp(h)
-        return e / e.sum(axis=1, keepdims=True)
+        """(n, WINDOW, 96) embeddings -> (n, n_classes) probabilities (the members' mean)."""
+        x = (np.asarray(windows, np.float32).reshape(len(windows), -1) - self.mean) / self.std
+        out = None
+        for weights in self.members:
+            h = x
+            for i, (w, b) in enumerate(weights):
+                h = h @ w + b
+                if i < len(weights) - 1:
+                    np.maximum(h, 0.0, out=h)
+            h -= h.max(axis=1, keepdims=True)
+            e = np.exp(h)
+            pm = e / e.sum(axis=1, keepdims=True)
+            out = pm if out is None else out + pm
+        return out / len(self.members)
+
+
+def rescale_none(p: np.ndarray, i_none: int, scale: float) -> np.ndarray:
+    """Probabilities with P(none) multiplied by ``scale`` and renormalised (pure). The
+    classifier was trained with "none" outnumbering each command; a scale below 1 shifts
+    the choice towards the commands without retraining."""
+    if scale == 1.0:
+        return p
+    q = np.array(p, dtype=np.float64)
+    q[i_none] *= scale
+    return q / q.sum()
 
 
 class StreamEmbedder:
@@ -290,7 +311,10 @@ class KwsRecognizer:
     streaming = False
 
     def __init__(self, commands, model_path: str | Path | None = None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, none_scale: float = 1.0) -> None:
+        if not 0.0 < none_scale <= 1.0:
+            raise KwsError(f"speech.kws_none_scale must be in (0, 1], got {none_scale!r}")
+        self.none_scale = float(none_scale)
         self.model = KwsModel.load(model_path)
         want = {NONE, WAKE} | set(commands.commands)
         have = set(self.model.classes)
@@ -337,7 +361,8 @@ class KwsRecognizer:
         speech = round(s1 - s0, 3)
         if not wins:
             return KwsResult({}, NONE, 1.0, 0.0, speech, 0)
-        p = self.model.probs(np.stack(wins)).mean(axis=0)
+        p = rescale_none(self.model.probs(np.stack(wins)).mean(axis=0),
+                         self._idx[NONE], self.none_scale)
         wake, wake_end = 0.0, None
         lo = s1 - wake_lookback_s
         if wake_after_s is not None:

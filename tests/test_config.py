@@ -43,6 +43,10 @@ def test_cross_field_checks():
     assert s.bus.pub_endpoint == "tcp://127.0.0.1:5555"
     with pytest.raises(ConfigError, match="source.fps: expected a positive"):
         parse_settings("source:\n  fps: -1\n", "c.yaml")
+    for bad in ("0", "1.5", "-0.2"):
+        with pytest.raises(ConfigError, match=r"speech.kws_none_scale: expected a number in \(0, 1\]"):
+            parse_settings(f"speech:\n  kws_none_scale: {bad}\n", "c.yaml")
+    assert parse_settings("speech:\n  kws_none_scale: 0.5\n", "c.yaml").speech.kws_none_scale == 0.5
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
