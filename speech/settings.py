@@ -50,7 +50,7 @@ class SpeechSettings:
     min_kws_prob: float = 0.3
     min_kws_wake: float = 0.35
     # multiply P(none of the commands) by this before choosing the class (1 = as trained;
-    # < 1 takes more commands and more non-commands: docs/SPEECH.md, "none scale")
+    # < 1 hears more commands and takes more talk for one: docs/SPEECH.md, kws_none_scale)
     kws_none_scale: float = 1.0
     max_command_ms: int = 2200
     max_wake_ms: int = 1600
