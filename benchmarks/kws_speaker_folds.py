@@ -67,9 +67,9 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
     out = a.out_dir / f"{a.tag}{fold}.npz"
     if not (a.reuse and out.is_file()):
         args = types.SimpleNamespace(epochs=40, batch=256, hidden=256, none_weight=0.25,
-                                     threads=1, seed=0, members=a.members)
-        res = tk.fit_members(np.concatenate([Xs, Xr[keep]]), np.concatenate([ys, yr[keep]]),
-                             n_classes, args)
+                                     threads=1, seed=0)
+        res = tk.fit(np.concatenate([Xs, Xr[keep]]), np.concatenate([ys, yr[keep]]),
+                     n_classes, args)
         np.savez(out, **res["arrays"])
         meta = json.loads((Path(tk.__file__).with_name("kws_en.json")).read_text())
         meta["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
@@ -96,8 +96,6 @@ def main(argv=None) -> int:
                     help="real training windows end 0 to this many seconds after the speech "
                          "(train_kws's default; the tune-half figures in docs/SPEECH.md "
                          "before classifier v9 used 0.45)")
-    ap.add_argument("--members", type=int, default=1,
-                    help="an ensemble of this many networks per fold (train_kws --members)")
     ap.add_argument("--none-scale", type=float, default=1.0,
                     help="the listener's kws_none_scale (1: as trained)")
     ap.add_argument("--reuse", action="store_true",
@@ -137,7 +135,7 @@ def main(argv=None) -> int:
     for fold in held:
         res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
-                          "members": a.members, "none_scale": a.none_scale,
+                          "none_scale": a.none_scale,
                           "real_speed": a.real_speed, "held_out": res}), flush=True)
         for cond, v in res.items():
             t = total.setdefault(cond, {})
@@ -148,7 +146,7 @@ def main(argv=None) -> int:
                     t[key][0] += int(m.group(1))
                     t[key][1] += int(m.group(2))
     if len(held) > 1:
-        print(json.dumps({"over": a.over, "k": a.k, "folds": held, "members": a.members,
+        print(json.dumps({"over": a.over, "k": a.k, "folds": held,
                           "none_scale": a.none_scale, "sum": {
             cond: {key: f"{n}/{d} ({100 * n / max(d, 1):.1f} %)" for key, (n, d) in v.items()}
             for cond, v in total.items()}}))

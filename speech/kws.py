@@ -134,12 +134,10 @@ class Embedder:
 
 @dataclass
 class KwsModel:
-    """The classifier: standardised input, two ReLU layers, softmax; an ensemble of such
-    networks (``members``, trained with other seeds) averages their probabilities. Numpy
-    only."""
+    """The classifier: layer-normalised input, two ReLU layers, softmax. Numpy only."""
 
     classes: tuple[str, ...]
-    members: list[list[tuple[np.ndarray, np.ndarray]]]
+    weights: list[tuple[np.ndarray, np.ndarray]]
     mean: np.ndarray
     std: np.ndarray
     meta: dict
@@ -159,35 +157,27 @@ class KwsModel:
                            f"{mp.name} ({str(meta.get('sha256'))[:12]}); the weights changed")
         z = np.load(p)
         n = int(z["n_layers"])
-        # one network: w0, b0, ...; an ensemble: m0_w0, m0_b0, ..., m1_w0, ...
-        prefixes = ([f"m{j}_" for j in range(int(z["n_members"]))] if "n_members" in z
-                    else [""])
-        members = [[(z[f"{q}w{i}"].astype(np.float32), z[f"{q}b{i}"].astype(np.float32))
-                    for i in range(n)] for q in prefixes]
+        weights = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32))
+                   for i in range(n)]
         classes = tuple(meta["classes"])
-        for weights in members:
-            if weights[-1][0].shape[1] != len(classes):
-                raise KwsError(f"{p}: {weights[-1][0].shape[1]} outputs for {len(classes)} classes")
+        if weights[-1][0].shape[1] != len(classes):
+            raise KwsError(f"{p}: {weights[-1][0].shape[1]} outputs for {len(classes)} classes")
         if int(meta.get("window", WINDOW)) != WINDOW:
             raise KwsError(f"{p}: trained on {meta.get('window')} embeddings, runtime uses {WINDOW}")
-        return cls(classes, members, z["mean"].astype(np.float32),
+        return cls(classes, weights, z["mean"].astype(np.float32),
                    z["std"].astype(np.float32), meta, str(p))
 
     def probs(self, windows: np.ndarray) -> np.ndarray:
-        """(n, WINDOW, 96) embeddings -> (n, n_classes) probabilities (the members' mean)."""
-        x = (np.asarray(windows, np.float32).reshape(len(windows), -1) - self.mean) / self.std
-        out = None
-        for weights in self.members:
-            h = x
-            for i, (w, b) in enumerate(weights):
-                h = h @ w + b
-                if i < len(weights) - 1:
-                    np.maximum(h, 0.0, out=h)
-            h -= h.max(axis=1, keepdims=True)
-            e = np.exp(h)
-            pm = e / e.sum(axis=1, keepdims=True)
-            out = pm if out is None else out + pm
-        return out / len(self.members)
+        """(n, WINDOW, 96) embeddings -> (n, n_classes) probabilities."""
+        h = np.asarray(windows, np.float32).reshape(len(windows), -1)
+        h = (h - self.mean) / self.std
+        for i, (w, b) in enumerate(self.weights):
+            h = h @ w + b
+            if i < len(self.weights) - 1:
+                np.maximum(h, 0.0, out=h)
+        h -= h.max(axis=1, keepdims=True)
+        e = np.exp(h)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 def rescale_none(p: np.ndarray, i_none: int, scale: float) -> np.ndarray:

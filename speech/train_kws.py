@@ -34,7 +34,6 @@ import os
 import shutil
 import subprocess
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -531,26 +530,6 @@ def fit(X: np.ndarray, y: np.ndarray, n_classes: int, args) -> dict:
     return {"arrays": arrs, "val_acc": acc}
 
 
-def fit_members(X: np.ndarray, y: np.ndarray, n_classes: int, args) -> dict:
-    """``args.members`` networks, seeds ``args.seed``, ``args.seed + 1``, ...: one is
-    saved as before (w0, b0, ...), more as an ensemble (m0_w0, ...; speech/kws.py
-    averages their probabilities). The input standardisation is the same for all."""
-    n = int(getattr(args, "members", 1))
-    if n <= 1:
-        return fit(X, y, n_classes, args)
-    arrs: dict = {"n_members": np.array(n)}
-    accs = []
-    for j in range(n):
-        res = fit(X, y, n_classes, types.SimpleNamespace(**{**vars(args), "seed": args.seed + j}))
-        accs.append(res["val_acc"])
-        for key, v in res["arrays"].items():
-            if key in ("n_layers", "mean", "std"):
-                arrs[key] = v
-            else:
-                arrs[f"m{j}_{key}"] = v
-    return {"arrays": arrs, "val_acc": float(np.mean(accs))}
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = Path(__file__).resolve().parent
@@ -576,9 +555,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--none-weight", type=float, default=0.25)
-    ap.add_argument("--members", type=int, default=1,
-                    help="train this many networks (seeds --seed, --seed+1, ...) and ship "
-                         "them as an ensemble that averages their probabilities")
     # Tried, not shipped (docs/SPEECH.md): --flite 0.3 --reverb 0.5 gave more real single
     # words right on the tune split but more other words accepted and fewer synthetic
     # multi-word commands. The defaults reproduce the shipped classifier.
@@ -613,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             np.savez(args.features, X=X, y=y, classes=np.array(classes),
                      info=json.dumps(info))
     print(f"{len(y)} examples, {len(classes)} classes, {time.time() - t0:.0f} s", flush=True)
-    res = fit_members(X, y, len(classes), args)
+    res = fit(X, y, len(classes), args)
     out = Path(args.out)
     np.savez(out, **res["arrays"])
     commands = load_commands(args.commands or None)

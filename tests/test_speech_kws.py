@@ -220,7 +220,7 @@ def test_training_real_speakers_option_selects_whose_clips(shared_data):
     assert all(len(x) == len(aud_a[0]) for x in aud_a)  # one classifier window each
 
 
-# ------------------------------------------------------------------ ensemble, none scale
+# ------------------------------------------------------------------ none scale
 
 def test_rescale_none_shifts_the_choice_towards_commands_only():
     p = np.array([0.5, 0.1, 0.3, 0.1])  # none, wake, a, b
@@ -235,32 +235,3 @@ def test_rescale_none_shifts_the_choice_towards_commands_only():
 def test_bad_none_scale_is_refused():
     with pytest.raises(KwsError, match="kws_none_scale must be in"):
         KwsRecognizer(load_commands(), none_scale=0.0)
-
-
-def test_ensemble_averages_its_members_probabilities(tmp_path):
-    """An ensemble file (train_kws --members) holds m0_w0 ... m1_b2; the runtime's
-    probabilities are the mean of each member's, computed by hand here from the shipped
-    network and a perturbed copy of it."""
-    import hashlib
-
-    src = KwsModel.load()
-    z = dict(np.load(src.path))
-    n = int(z["n_layers"])
-    rng = np.random.default_rng(0)
-    arrs = {"n_layers": z["n_layers"], "mean": z["mean"], "std": z["std"], "n_members": np.array(2)}
-    for i in range(n):
-        arrs[f"m0_w{i}"], arrs[f"m0_b{i}"] = z[f"w{i}"], z[f"b{i}"]
-        arrs[f"m1_w{i}"] = z[f"w{i}"] + rng.normal(0, 0.05, z[f"w{i}"].shape).astype(np.float32)
-        arrs[f"m1_b{i}"] = z[f"b{i}"]
-    p = tmp_path / "ens.npz"
-    np.savez(p, **arrs)
-    meta = json.loads(Path(src.path).with_suffix(".json").read_text())
-    meta["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    p.with_suffix(".json").write_text(json.dumps(meta))
-    ens = KwsModel.load(p)
-    assert len(ens.members) == 2
-    x = rng.normal(0, 1, (3,) + tuple(np.asarray(src.mean).reshape(-1, 96).shape)).astype(np.float32)
-    one = KwsModel(src.classes, [ens.members[1]], src.mean, src.std, {})
-    want = (src.probs(x) + one.probs(x)) / 2
-    np.testing.assert_allclose(ens.probs(x), want, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(ens.probs(x), src.probs(x), atol=1e-4)  # the member counts
