@@ -197,10 +197,13 @@ def load_dltrack(root: Path) -> list[Sample]:
 
 
 def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None = None,
-             needle_only: bool = False) -> list[Sample]:
+             needle_only: bool = False, la: bool = False) -> list[Sample]:
     """n simulated 542x562 frames, stored downsized (the model sees them downsized).
-    ``needle_only``: keep only frames whose labels hold a needle (drawing until n)."""
-    from models.simulator import simulate_frame
+    ``needle_only``: keep only frames whose labels hold a needle (drawing until n).
+    ``la``: every frame shows local anaesthetic opening the plane (a dark pocket, 2-9 mm
+    half-width, at the needle tip or the target), labelled as what it is not: no vessel,
+    no pleura (the pocket is background)."""
+    from models.simulator import SimParams, simulate_frame
 
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as z:  # read each array once
@@ -210,7 +213,8 @@ def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None
     imgs, labs, meta = [], [], []
     rng = np.random.default_rng(seed)
     while len(imgs) < n:
-        f = simulate_frame(rng)
+        f = (simulate_frame(rng, SimParams(la_radius_mm=float(rng.uniform(2.0, 9.0))))
+             if la else simulate_frame(rng))
         if needle_only and not (f.needle["visible"] and f.needle["tip_px"] is not None):
             continue
         h, w = store_hw
@@ -554,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="set the needle output's bias to this before training")
     ap.add_argument("--sim-needle", type=int, default=0,
                     help="extra simulated training frames that all hold a needle (seeds 3000+)")
+    ap.add_argument("--sim-la", type=int, default=0,
+                    help="extra simulated training frames showing local anaesthetic opening "
+                         "the plane (seeds 5000+): a dark pocket that is neither vessel nor pleura")
     ap.add_argument("--sim-weight", type=float, default=1.0,
                     help="share of simulated samples in a batch relative to each real dataset")
     ap.add_argument("--cv-init", default=None, metavar="DIR",
@@ -592,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sim_needle:
         sim = sim + make_sim(args.sim_needle, 3000 + args.seed, needle_only=True,
                              cache=cache / f"simneedle_{args.sim_needle}_{3000 + args.seed}.npz")
+    if args.sim_la:
+        sim = sim + make_sim(args.sim_la, 5000 + args.seed, la=True,
+                             cache=cache / f"simla_{args.sim_la}_{5000 + args.seed}.npz")
     log.info("data: usgra %d, dltrack %d, sim %d (+%d test) in %.0f s", len(us), len(dl),
              len(sim), len(sim_test), time.time() - t0)
     mix = {"usgra": 1.0, "dltrack": 1.0, "sim": args.sim_weight}
@@ -662,7 +672,8 @@ def main(argv: list[str] | None = None) -> int:
                      "focus": args.focus, "batch": args.batch, "patch": args.patch, "size": args.size,
                      "base_channels": args.base, "sim_frames": args.sim, "seed": args.seed,
                      "aug_seed": args.aug_seed,
-                     "sim_needle_frames": args.sim_needle, "sim_weight": args.sim_weight,
+                     "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
+                     "sim_weight": args.sim_weight,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
                                      "dilate_px": args.needle_dilate,
