@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from assistant.guidance import distance_to_class_px  # noqa: E402
 from models.classes import CLASSES  # noqa: E402
 from models.segmenter import Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
@@ -38,11 +39,10 @@ from models.simulator import SimParams, simulate_frame  # noqa: E402
 LIMIT_MM = {"vessel": 3.0, "pleura": 5.0}
 
 
-def nearest_mm(mask: np.ndarray, tip_px, spacing_mm: float) -> float:
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return float("inf")
-    return float(np.min(np.hypot(xs - tip_px[0], ys - tip_px[1]))) * spacing_mm
+def nearest_mm(labels: np.ndarray, idx: int, tip_px, spacing_mm: float) -> float:
+    """The alert logic's own distance (assistant.guidance), in mm; inf when absent."""
+    d = distance_to_class_px(labels, idx, tip_px)
+    return float("inf") if d is None else d * spacing_mm
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             labels = seg.segment(cv2.cvtColor(f.image, cv2.COLOR_GRAY2BGR)).labels
             for c, lim in LIMIT_MM.items():
                 ci = CLASSES.index(c)
-                d_true = nearest_mm(f.labels == ci, f.needle["tip_px"], f.spacing_mm)
-                d_pred = nearest_mm(labels == ci, f.needle["tip_px"], f.spacing_mm)
+                d_true = nearest_mm(f.labels, ci, f.needle["tip_px"], f.spacing_mm)
+                d_pred = nearest_mm(labels, ci, f.needle["tip_px"], f.spacing_mm)
                 if d_true <= lim:
                     truly_near[c] += 1
                 elif d_pred <= lim and d_true > lim + 2.0:

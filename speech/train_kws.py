@@ -409,7 +409,7 @@ def real_part(args) -> tuple[list[np.ndarray], list[str]]:
     keep = (lambda n: True) if args.real_speakers == "all" else \
         (lambda n: split_of(n) == "tune")
     aud, lab, _ = real_examples(Path(args.data), rng, mixer, args.real_repeats,
-                             (0.0, args.tail_max), args.real_speed, keep)
+                                (0.0, args.tail_max), args.real_speed, keep)
     print(f"real: {len(lab)} examples ({args.real_repeats} per clip, "
           f"{args.real_speakers} speakers)", flush=True)
     return aud, lab
