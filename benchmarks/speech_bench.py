@@ -186,7 +186,9 @@ class Runner:
                 self.dump.append({**tag, "kind": d.kind, "command": d.command, "heard": d.heard,
                                   "reason": d.reason, "lr": d.lr_per_frame,
                                   "post": d.posterior, "wake": d.wake, "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
-                                  "dur": round(r.end_s - r.start_s, 3), "vp": r.voice_prob})
+                                  "dur": round(r.end_s - r.start_s, 3), "vp": r.voice_prob,
+                                  "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
+                                  "start": round(r.start_s, 3)})
         return out
 
 
@@ -379,6 +381,13 @@ def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
             break
     heard += [f"{h.heard}->{h.command}" for h in lis.flush()]
     r.wall_s += time.perf_counter() - t0
+    for u in lis.log:  # every utterance, for --dump (wake-phrase operating points)
+        d = u.decision
+        r.dump.append({"part": "talk", "snr": snr, "kind": d.kind, "command": d.command,
+                       "heard": d.heard, "reason": d.reason, "post": d.posterior,
+                       "wake": d.wake, "dur": round(u.end_s - u.start_s, 3),
+                       "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
+                       "start": round(u.start_s, 3)})
     r.audio_s += t
     hours = t / 3600
     return {"hours": round(hours, 2), "sentences": i + 1, "snr_db": snr,

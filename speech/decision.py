@@ -18,6 +18,7 @@ words and on 19 % of silent clips):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -69,6 +70,8 @@ class Decision:
     posterior: float | None = None
     grammar_per_frame: float | None = None  # diagnostics: grammar path score per speech frame
     uncovered_ms: float | None = None  # diagnostics: speech outside the grammar words
+    wake_prob: float | None = None  # diagnostics (kws): the wake phrase's probability
+    joined: bool = False  # diagnostics (kws): a wake phrase said alone came just before
 
 
 def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
@@ -168,6 +171,13 @@ def decide_kws(r, commands: CommandSet, *, require_wake: bool, reply_open: bool 
     probabilities are rejected; the wake phrase is required (activation "wake") unless
     it was said alone just before (``joined``) or a reply is awaited; an utterance much
     longer than a command is other talk."""
+    d = _decide_kws(r, commands, require_wake=require_wake, reply_open=reply_open, th=th,
+                    joined=joined)
+    return dataclasses.replace(d, wake_prob=round(float(r.wake_prob), 4), joined=joined)
+
+
+def _decide_kws(r, commands: CommandSet, *, require_wake: bool, reply_open: bool,
+                th: DecisionThresholds, joined: bool) -> Decision:
     from .kws import NONE, WAKE  # no model loaded: names only
 
     diag = ", ".join(f"{c} {p:.2f}" for c, p in r.probs.items())
