@@ -127,8 +127,11 @@ def test_decide_kws_rules():
     assert (d.kind, d.command, d.heard) == ("accept", "show.fascia", "assistant show fascia")
     # no wake phrase: rejected in wake mode, unless it was said just before or a reply
     assert decide_kws(r("show.fascia", 0.9), cs, require_wake=True, th=th).kind == "reject"
-    assert decide_kws(r("show.fascia", 0.9), cs, require_wake=True, th=th,
-                      joined=True).kind == "accept"
+    d = decide_kws(r("show.fascia", 0.9, wake=0.2), cs, require_wake=True, th=th, joined=True)
+    assert d.kind == "accept" and d.joined and not d.wake
+    # the wake evidence travels with every decision (benchmarks/kws_wake_points.py)
+    assert d.wake_prob == 0.2
+    assert decide_kws(r(NONE, 0.9, wake=0.7), cs, require_wake=True, th=th).wake_prob == 0.7
     assert decide_kws(r("yes", 0.9), cs, require_wake=True, reply_open=True,
                       th=th).kind == "accept"
     assert decide_kws(r("stop", 0.9), cs, require_wake=True, reply_open=True,
