@@ -259,11 +259,34 @@ CHOICE_FIELDS = ("block", "layers", "overlay_on", "frozen", "recording", "muted"
                  "injecting", "injection_start_s", "panel")
 
 
+#: saved with the choices but never restored: a question left unanswered by a crash is
+#: cancelled (a "yes" after a restart must not act on it), and the operator is told
+SAVED_NOT_RESTORED = ("pending_prompt",)
+
+
 def operator_choices(state: State) -> dict:
-    """The operator's choices in ``state``, as plain JSON-able values."""
+    """The operator's choices in ``state``, as plain JSON-able values (plus the question
+    waiting for "yes", if any: see :func:`restart_actions`)."""
     d = {f: getattr(state, f) for f in CHOICE_FIELDS}
     d["layers"] = dict(state.layers)
+    d["pending_prompt"] = state.pending.prompt if state.pending else None
     return d
+
+
+def restart_actions(state: State, saved: Mapping[str, Any]) -> tuple[State, list]:
+    """What a restarted assistant does once its choices are restored: log them and, if a
+    confirmation was waiting when it stopped, say that the question was cancelled (the
+    restarted assistant has no question open, so a "yes" now does nothing)."""
+    data = {k: v for k, v in saved.items() if k not in SAVED_NOT_RESTORED}
+    actions: list = [LogEvent("info", "assistant restarted: operator choices restored", data)]
+    prompt = saved.get("pending_prompt")
+    if isinstance(prompt, str) and prompt.strip():
+        what = prompt.split("?")[0].strip()
+        actions.append(LogEvent("action", f"cancelled (restart): {what}",
+                                {"prompt": prompt, "reason": "restart"}))
+        state = _say(state, f"assistant restarted: {what} cancelled, say it again", "answer",
+                     actions)
+    return state, actions
 
 
 def restore_choices(state: State, data: Mapping[str, Any]) -> tuple[State, list[str]]:
@@ -278,7 +301,10 @@ def restore_choices(state: State, data: Mapping[str, Any]) -> tuple[State, list[
     changes: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in data.items():
-        if key not in CHOICE_FIELDS:
+        if key in SAVED_NOT_RESTORED:
+            if value is not None and not isinstance(value, str):
+                problems.append(f"{key}: expected text or null, got {value!r}")
+        elif key not in CHOICE_FIELDS:
             problems.append(f"{key}: not a choice ({', '.join(CHOICE_FIELDS)})")
         elif key == "block":
             ids = [p.id for p in state.presets]

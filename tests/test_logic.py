@@ -495,6 +495,32 @@ def test_operator_choices_survive_a_round_trip_through_json():
     assert events(acts, "injection")[0].data["duration_s"] == pytest.approx(7)
 
 
+def test_a_question_open_at_a_crash_is_cancelled_and_said_so():
+    """A restarted assistant does not hold a confirmation open across the crash: it says
+    the question was cancelled, and a later "yes" does nothing."""
+    import json
+
+    from assistant.logic import operator_choices, restart_actions, restore_choices
+    s, _ = run(initial_state(), [(1, cmd("record_start")), (2, cmd("record_stop"))])
+    assert s.pending is not None and s.recording
+    saved = json.loads(json.dumps(operator_choices(s)))
+    assert saved["pending_prompt"].startswith("stop recording")
+    back, problems = restore_choices(initial_state(), saved)
+    assert problems == [] and back.pending is None and back.recording
+    back, acts = restart_actions(back, saved)
+    said = [a.text for a in acts if isinstance(a, Speak)]
+    assert said == ["assistant restarted: stop recording cancelled, say it again"]
+    assert any(isinstance(a, LogEvent) and a.text == "cancelled (restart): stop recording"
+               for a in acts)
+    after, acts = reduce(back, cmd("yes"), None, 5)
+    assert after.recording and [a.text for a in acts if isinstance(a, Speak)] == [
+        "nothing to confirm"]
+    # nothing open: the restart is only logged
+    quiet, acts = restart_actions(initial_state(), operator_choices(initial_state()))
+    assert [type(a).__name__ for a in acts] == ["LogEvent"]
+    assert restore_choices(initial_state(), {"pending_prompt": 3})[1]
+
+
 def test_damaged_choices_cost_only_the_bad_values():
     from assistant.logic import restore_choices
     s, problems = restore_choices(initial_state(), {

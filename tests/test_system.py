@@ -276,6 +276,14 @@ def test_session_record_survives_assistant_crash(tmp_path):
 
         say("injection_start")
         say("hide.fascia")
+        say("record_start")
+        say("record_stop")  # asks "stop recording? say yes or no": left open by the crash
+
+        def question_saved():
+            with SessionStore(db, create=False) as store:
+                sid = store.sessions()[0]["id"]
+                return (store.load_choices(sid) or {}).get("pending_prompt")
+        wait_for(question_saved, 10, what="open question in the record")
         la.kill_node("assistant", signal.SIGKILL)
         wait_for(lambda: la.node_info("assistant").online and la.node_info("assistant").restarts == 1,
                  30, what="assistant back")
@@ -284,7 +292,10 @@ def test_session_record_survives_assistant_crash(tmp_path):
                                       and "choices restored" in e.text), None),
                         10, what="choices restored")
         assert back.data["injecting"] is True and back.data["layers"]["fascia"] is False
-        assert back.data["layers"]["nerve"] is True
+        assert back.data["layers"]["nerve"] is True and back.data["recording"] is True
+        # the open question is cancelled aloud, not carried over: "yes" now does nothing
+        wait_for(lambda: any(e.kind == "speech" and "stop recording cancelled" in e.text
+                             for e in sp.pump()), 10, what="question cancelled aloud")
         say("injection_stop")
         run_id = la.run_id
         sp.close()
@@ -293,7 +304,10 @@ def test_session_record_survives_assistant_crash(tmp_path):
         assert len(sessions) == 1 and sessions[0]["uid"] == run_id
         sid = sessions[0]["id"]
         heard = [e["data"]["command"] for e in store.events(sid, kind="command_heard")]
-        assert heard == ["injection_start", "hide.fascia", "injection_stop"]
+        assert heard == ["injection_start", "hide.fascia", "record_start", "record_stop",
+                         "injection_stop"]
+        assert [e["text"] for e in store.events(sid, kind="action")
+                if "restart" in e["text"]] == ["cancelled (restart): stop recording"]
         marks = store.events(sid, kind="injection")
         # the stop closes the injection started before the crash: its duration is measured
         assert [e["text"] for e in marks] == ["injection start", "injection stop"]
