@@ -238,3 +238,31 @@ def test_rescale_none_shifts_the_choice_towards_commands_only():
 def test_bad_none_scale_is_refused():
     with pytest.raises(KwsError, match="kws_none_scale must be in"):
         KwsRecognizer(load_commands(), none_scale=0.0)
+
+
+def test_wake_operating_points_from_a_dump(tmp_path, capsys):
+    """benchmarks/kws_wake_points.py: a command keeps its acceptance at a stricter wake
+    threshold only while its wake evidence (own, or a wake phrase said just before) holds."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "kws_wake_points", Path(__file__).resolve().parents[1] / "benchmarks" / "kws_wake_points.py")
+    wp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wp)
+    stream = [{"kind": "wake_only", "conf": 0.6, "wp": 0.6},
+              {"kind": "accept", "command": "show.fascia", "wp": 0.1, "joined": True},
+              {"kind": "accept", "command": "freeze", "wp": 0.9, "joined": False},
+              {"kind": "reject", "command": "left", "wp": 0.99}]
+    assert wp.accepted_at(stream, 0.35) == ["show.fascia", "freeze"]
+    assert wp.accepted_at(stream, 0.7) == ["freeze"]
+    assert wp.accepted_at(stream, 0.95) == []
+    dump = tmp_path / "d.jsonl"
+    rows = [{"part": "multi", "snr": 10.0, "voice": "v", "cmd": "show.fascia", **e}
+            for e in stream[:2]]
+    rows += [{"part": "talk", "start": 3599.0, "dur": 1.0, **stream[2]}]
+    dump.write_text("\n".join(json.dumps(r) for r in rows))
+    assert wp.main([str(dump), "--w", "0.5,0.7"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()[1:]]
+    assert [x["multi 10 dB"] for x in lines] == ["100.0 % (1/1)", "0.0 % (0/1)"]
+    assert [x["talk false commands"] for x in lines] == ["1 (1.00/h)", "1 (1.00/h)"]
