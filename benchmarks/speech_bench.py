@@ -165,7 +165,7 @@ class Runner:
     def run(self, x: np.ndarray, activation: str, tag: dict | None = None):
         """Feed a stream; returns [(Heard, emitted_at_media_s, feed_wall_ms)]."""
         s = replace(self.settings, activation=activation)
-        lis = CommandListener(s, commands=self.commands, engine=self.engine)
+        lis = CommandListener(s, commands=self.commands, engine=self.engine, log_size=None)
         n = SR * self.chunk_ms // 1000
         out = []
         t0 = time.perf_counter()
@@ -363,7 +363,7 @@ def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
     if not sents:
         return {"error": f"no text found in {folder}"}
     s = replace(r.settings, activation=activation)
-    lis = CommandListener(s, commands=r.commands, engine=r.engine)
+    lis = CommandListener(s, commands=r.commands, engine=r.engine, log_size=None)
     rng = np.random.default_rng(11)
     t = 0.0
     n = SR * r.chunk_ms // 1000

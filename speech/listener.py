@@ -76,7 +76,8 @@ class CommandListener:
     """Streaming voice-command recognizer. Not thread-safe: one feeder thread."""
 
     def __init__(self, settings: SpeechSettings | None = None, *,
-                 commands: CommandSet | None = None, engine: Engine | None = None) -> None:
+                 commands: CommandSet | None = None, engine: Engine | None = None,
+                 log_size: int | None = 256) -> None:
         self.settings = s = settings or SpeechSettings()
         if s.activation not in ("wake", "push_to_talk", "always"):
             raise ValueError(f"speech.activation must be wake, push_to_talk or always, "
@@ -132,8 +133,8 @@ class CommandListener:
         self._ptt_down: float | None = None
         self._reply_until = float("-inf")
         self._t = 0.0  # stream time fed so far
-        #: the last utterances and their decisions (bounded)
-        self.log: deque[UtteranceLog] = deque(maxlen=256)
+        #: the last ``log_size`` utterances and their decisions (None: all, for benchmarks)
+        self.log: deque[UtteranceLog] = deque(maxlen=log_size)
 
     # ------------------------------------------------------------------ control
 
