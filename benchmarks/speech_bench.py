@@ -181,6 +181,9 @@ class Runner:
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
         if tag is not None:
+            if not lis.log:  # nothing heard at all: the item still counts (as missed)
+                self.dump.append({**tag, "kind": "nothing", "command": None, "heard": "",
+                                  "lr": None, "post": None, "unc": None, "wake": False})
             for r in lis.log:
                 d = r.decision
                 self.dump.append({**tag, "kind": d.kind, "command": d.command, "heard": d.heard,

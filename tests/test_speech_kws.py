@@ -260,9 +260,12 @@ def test_wake_operating_points_from_a_dump(tmp_path, capsys):
     dump = tmp_path / "d.jsonl"
     rows = [{"part": "multi", "snr": 10.0, "voice": "v", "cmd": "show.fascia", **e}
             for e in stream[:2]]
+    # a clip in which nothing at all was heard is still an item (missed)
+    rows += [{"part": "multi", "snr": 10.0, "voice": "v", "cmd": "freeze", "kind": "nothing",
+              "command": None}]
     rows += [{"part": "talk", "start": 3599.0, "dur": 1.0, **stream[2]}]
     dump.write_text("\n".join(json.dumps(r) for r in rows))
     assert wp.main([str(dump), "--w", "0.5,0.7"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()[1:]]
-    assert [x["multi 10 dB"] for x in lines] == ["100.0 % (1/1)", "0.0 % (0/1)"]
+    assert [x["multi 10 dB"] for x in lines] == ["50.0 % (1/2)", "0.0 % (0/2)"]
     assert [x["talk false commands"] for x in lines] == ["1 (1.00/h)", "1 (1.00/h)"]
