@@ -186,13 +186,19 @@ class Runner:
                                   "lr": None, "post": None, "unc": None, "wake": False})
             for r in lis.log:
                 d = r.decision
-                self.dump.append({**tag, "kind": d.kind, "command": d.command, "heard": d.heard,
-                                  "reason": d.reason, "lr": d.lr_per_frame,
-                                  "post": d.posterior, "wake": d.wake, "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
-                                  "dur": round(r.end_s - r.start_s, 3), "vp": r.voice_prob,
-                                  "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
-                                  "start": round(r.start_s, 3)})
+                self.dump.append({**tag, **dump_row(r), "lr": d.lr_per_frame,
+                                  "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
+                                  "vp": r.voice_prob})
         return out
+
+
+def dump_row(u) -> dict:
+    """One utterance's decision (a listener ``UtteranceLog``), as a --dump line."""
+    d = u.decision
+    return {"kind": d.kind, "command": d.command, "heard": d.heard, "reason": d.reason,
+            "post": d.posterior, "wake": d.wake, "dur": round(u.end_s - u.start_s, 3),
+            "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
+            "start": round(u.start_s, 3)}
 
 
 def pct(a: float, b: float) -> str:
@@ -384,13 +390,8 @@ def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
             break
     heard += [f"{h.heard}->{h.command}" for h in lis.flush()]
     r.wall_s += time.perf_counter() - t0
-    for u in lis.log:  # every utterance, for --dump (wake-phrase operating points)
-        d = u.decision
-        r.dump.append({"part": "talk", "snr": snr, "kind": d.kind, "command": d.command,
-                       "heard": d.heard, "reason": d.reason, "post": d.posterior,
-                       "wake": d.wake, "dur": round(u.end_s - u.start_s, 3),
-                       "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
-                       "start": round(u.start_s, 3)})
+    # every utterance, for --dump (wake-phrase operating points)
+    r.dump += [{"part": "talk", "snr": snr, **dump_row(u)} for u in lis.log]
     r.audio_s += t
     hours = t / 3600
     return {"hours": round(hours, 2), "sentences": i + 1, "snr_db": snr,
