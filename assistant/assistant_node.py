@@ -34,7 +34,7 @@ class AssistantNode(Node):
         self.next_tick = 0.0
         self.records = None
         self.restored = False
-        self._restart_saved: dict = {}
+        self._restart_prompt: str | None = None  # a question the crash left open
         self._saved_choices = logic.operator_choices(self.state)
         self._open_records()
         nodes = self.settings.launcher.nodes
@@ -87,14 +87,14 @@ class AssistantNode(Node):
             return
         if saved is None:
             return
-        self._restart_saved = dict(saved)
+        self._restart_prompt = saved.get("pending_prompt")
         self.state, problems = logic.restore_choices(self.state, saved)
         for p in problems:
             log.error("saved choice not restored: %s", p)
         self._saved_choices = logic.operator_choices(self.state)
-        if saved.get("pending_prompt") is not None:
+        if self._restart_prompt is not None:
             # the question is cancelled: the record must not hold it open any more
-            self._saved_choices = {}
+            self._saved_choices = {}  # forces the save
             self._save_choices()
         log.warning("operator choices restored after a restart: %s", self._saved_choices)
         self.restored = True
@@ -129,8 +129,7 @@ class AssistantNode(Node):
     def tick(self, now: float) -> None:
         if self.restored:
             self.restored = False
-            saved = dict(self._saved_choices,
-                         pending_prompt=self._restart_saved.get("pending_prompt"))
+            saved = dict(self._saved_choices, pending_prompt=self._restart_prompt)
             self.state, actions = logic.restart_actions(self.state, saved)
             for a in actions:
                 self._do(a)
