@@ -16,9 +16,10 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -387,10 +388,64 @@ def evaluate(net: nn.Module, samples: list[Sample], size: int) -> dict:
 
 # ----------------------------------------------------------------------------- training
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed (unreadable, or made by another run)."""
+
+
+@dataclass
+class Checkpoint:
+    """Where and how often a training run saves what it needs to go on after a kill.
+
+    The file holds the weights, the optimizer's moments, the batch/augmentation RNG, the
+    next iteration and the training seconds spent (the time-budget schedule follows the
+    training clock, not the wall clock, so time spent dead does not count). It is written
+    atomically (a temporary file, then a rename), every ``every_s`` seconds of training
+    (0: after every iteration) and once more when the loop ends. With ``resume`` an
+    existing file is continued from, after checking it was made by the same run
+    (``fingerprint``: the arguments that shape training); the caller removes it once the
+    model is exported."""
+
+    path: Path
+    every_s: float = 300.0
+    resume: bool = False
+    fingerprint: dict = field(default_factory=dict)
+
+    def save(self, state: dict) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({"version": 1, "fingerprint": self.fingerprint, **state}, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> dict | None:
+        """The saved state, or None when there is nothing to resume."""
+        if not (self.resume and self.path.exists()):
+            return None
+        try:
+            state = torch.load(self.path, weights_only=True)
+        except Exception as e:  # a torn or foreign file
+            raise CheckpointError(f"checkpoint {self.path}: cannot be read ({e}); delete it to "
+                             "start again") from e
+        if state.get("version") != 1:
+            raise CheckpointError(f"checkpoint {self.path}: version {state.get('version')!r}, "
+                             "expected 1")
+        saved = state.get("fingerprint", {})
+        diff = sorted(k for k in set(saved) | set(self.fingerprint)
+                      if saved.get(k) != self.fingerprint.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.fingerprint.get(k)!r}"
+                              for k in diff)
+            raise CheckpointError(f"checkpoint {self.path} was made by another run ({shown}); "
+                             "use the same arguments, or delete it to start again")
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed: int,
           base: int, minutes: float | None, mix: dict[str, float], patch: int = 0,
           init: nn.Module | None = None, focus: int | tuple = 0,
-          needle_bias: float | None = None, aug_seed: int | None = None) -> nn.Module:
+          needle_bias: float | None = None, aug_seed: int | None = None,
+          ckpt: Checkpoint | None = None) -> nn.Module:
     torch.manual_seed(seed)
     # a continued run draws other batches than the run it continues (same seed, same data)
     rng = np.random.default_rng(seed if aug_seed is None else aug_seed)
@@ -399,18 +454,33 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
         with torch.no_grad():
             net.head.bias[NEEDLE_CH] = needle_bias
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    start, spent, run, done = 0, 0.0, 0.0, 0
+    saved = ckpt.load() if ckpt else None
+    if saved is not None:
+        net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        rng.bit_generator.state = saved["rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        start, spent, run, done = saved["it"], saved["spent_s"], saved["run"], saved["done"]
+        log.info("resumed from %s at iteration %d (%.1f training minutes done)",
+                 ckpt.path, start, spent / 60)  # type: ignore[union-attr]
+
+    def state(next_it: int, spent_s: float) -> dict:
+        return {"net": net.state_dict(), "opt": opt.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "it": next_it, "spent_s": spent_s,
+                "run": run, "done": done}
     by_src: dict[str, np.ndarray] = {}
     for i, s in enumerate(samples):
         by_src.setdefault(s.source, []).append(i)  # type: ignore[arg-type]
     srcs = sorted(by_src)
     p = np.array([mix.get(k, 1.0) for k in srcs])
     p = p / p.sum()
-    t0 = time.time()
+    t0 = time.time() - spent  # training seconds before this process count
+    last_save = time.time()
     warm = 50  # iterations of linear warm-up
     net.train()
-    run = 0.0
-    done = 0
-    for it in range(iters):
+    it = start
+    for it in range(start, iters):
         # with a time budget the schedule follows the clock, so a slow (shared) machine
         # still anneals the learning rate to zero before the budget ends
         f = it / iters
@@ -441,6 +511,13 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
                 off = float(pn[~yn & sel].mean()) if (~yn & sel).any() else float("nan")
             log.info("iter %d/%d loss %.4f lr %.5f %.1f s (%.2f s/iter) needle p on/off %.3f/%.4f",
                      it, iters, run, cur, el, el / (it + 1), on, off)
+        if ckpt and time.time() - last_save >= ckpt.every_s:
+            ckpt.save(state(it + 1, time.time() - t0))
+            last_save = time.time()
+    else:
+        it = iters
+    if ckpt:  # the final weights: a kill during evaluation or export only redoes those
+        ckpt.save(state(it, time.time() - t0))
     net.eval()
     net.iters_done = done  # type: ignore[attr-defined]
     return net
@@ -523,6 +600,13 @@ def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
 
 # ----------------------------------------------------------------------------- CLI
 
+# the arguments that shape a training run: a checkpoint is only resumed with all of them equal
+TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim", "seed", "minutes",
+                 "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
+                 "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
+                 "sim_weight", "aug_seed", "cv")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
@@ -576,12 +660,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cv-results", default=None,
                     help="JSON of a finished cross-validation to put in the manifest")
     ap.add_argument("--cache", default="/tmp/seg_cache", help="folder for simulated-frame caches")
+    ap.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                    help="save a checkpoint every this many training minutes (0: after every "
+                         "iteration; negative: never), next to --out (NAME.ckpt.pt) or in "
+                         "--cv-save (foldK.ckpt.pt); removed once the model is exported")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from the checkpoint a killed run with the same arguments "
+                         "left (starts afresh when there is none)")
     ap.add_argument("--attach", action="append", default=[], metavar="NAME=FILE",
                     help="no training: put the JSON in FILE (its 'summary' if it has one) "
                          "under metrics.NAME in the manifest of --out")
     args = ap.parse_args(argv)
     if args.attach:
         return attach_metrics(Path(args.out), args.attach)
+    try:
+        return run(args, argv)
+    except CheckpointError as e:
+        print(f"python -m models.train: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Train (or cross-validate) as ``args`` say; see main()."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
@@ -605,6 +705,15 @@ def main(argv: list[str] | None = None) -> int:
     log.info("data: usgra %d, dltrack %d, sim %d (+%d test) in %.0f s", len(us), len(dl),
              len(sim), len(sim_test), time.time() - t0)
     mix = {"usgra": 1.0, "dltrack": 1.0, "sim": args.sim_weight}
+
+    def checkpoint(path: Path, **extra) -> Checkpoint | None:
+        if args.checkpoint_minutes < 0:
+            return None
+        shape = {k: v for k, v in vars(args).items() if k in TRAINING_ARGS}
+        if args.init_onnx:
+            shape["init_sha256"] = file_sha256(args.init_onnx)
+        return Checkpoint(path, args.checkpoint_minutes * 60, args.resume, {**shape, **extra})
+
     if args.cv:
         results = []
         fu, fd = folds(len(us), args.cv), folds(len(dl), args.cv)
@@ -618,12 +727,15 @@ def main(argv: list[str] | None = None) -> int:
             focus = tuple(CLASSES.index(c) for c in args.focus) if args.focus else 0
             if args.focus:
                 tr = tr + [s for s in sim if np.isin(s.labels, focus).any()]
-            fold_init = None
+            fold_init, init_sha = None, None
             if args.cv_init:
-                fold_init = net_from_onnx(Path(args.cv_init) / f"fold{k}.onnx", args.base)
+                init_path = Path(args.cv_init) / f"fold{k}.onnx"
+                fold_init, init_sha = net_from_onnx(init_path, args.base), file_sha256(init_path)
+            ck = checkpoint(Path(args.cv_save or Path(args.out).parent) / f"fold{k}.ckpt.pt",
+                            fold=k, cv_init_sha256=init_sha)
             net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
                         args.base, args.minutes, mix, args.patch, fold_init, focus, args.needle_bias,
-                        None if args.aug_seed is None else args.aug_seed + k)
+                        None if args.aug_seed is None else args.aug_seed + k, ck)
             if args.cv_save:
                 # keep the fold's model: seg-eval can then score its held-out images
                 fp = Path(args.cv_save) / f"fold{k}.onnx"
@@ -639,15 +751,19 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             if args.cv_json:
                 Path(args.cv_json).write_text(json.dumps(summarise_cv(results, args), indent=1))
+            if ck:
+                ck.remove()
         print(json.dumps(summarise_cv(results, args)["summary"], indent=1))
         return 0
     init = net_from_onnx(Path(args.init_onnx), args.base) if args.init_onnx else None
     focus = tuple(CLASSES.index(c) for c in args.focus) if args.focus else 0
     if args.focus:  # sim frames that hold a rare class count double
         sim = sim + [s for s in sim if np.isin(s.labels, focus).any()]
+    out = Path(args.out)
+    ck = checkpoint(out.with_name(out.stem + ".ckpt.pt"))
     net = train(us + dl + sim, args.iters, args.size, args.batch, args.lr, args.seed,
                 args.base, args.minutes, mix, args.patch, init, focus, args.needle_bias,
-                args.aug_seed)
+                args.aug_seed, ck)
     train_s = time.time() - t0
     sim_metrics = evaluate(net, sim_test, args.size)
     log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
@@ -656,7 +772,6 @@ def main(argv: list[str] | None = None) -> int:
                            cache=cache / f"simneedle_{args.sim_test}_88888.npz")
     needle_metrics = evaluate(net, needle_test, args.size)
     log.info("held-out simulated needle frames: %s", json.dumps(needle_metrics))
-    out = Path(args.out)
     worst = export_onnx(net, out, args.size, [us[0].image, dl[0].image, sim_test[0].image])
     log.info("exported %s (%.0f kB); max |onnxruntime - torch| = %.2e", out,
              out.stat().st_size / 1024, worst)
@@ -692,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
         },
     })
     log.info("manifest %s", mpath)
+    if ck:
+        ck.remove()
     return 0
 
 
