@@ -422,11 +422,11 @@ class Checkpoint:
         try:
             state = torch.load(self.path, weights_only=True)
         except Exception as e:  # a torn or foreign file
-            raise CheckpointError(f"checkpoint {self.path}: cannot be read ({e}); delete it to "
-                             "start again") from e
+            raise CheckpointError(f"checkpoint {self.path}: cannot be read ({e}); delete it "
+                                  "to start again") from e
         if state.get("version") != 1:
             raise CheckpointError(f"checkpoint {self.path}: version {state.get('version')!r}, "
-                             "expected 1")
+                                  "expected 1")
         saved = state.get("fingerprint", {})
         diff = sorted(k for k in set(saved) | set(self.fingerprint)
                       if saved.get(k) != self.fingerprint.get(k))
@@ -434,7 +434,7 @@ class Checkpoint:
             shown = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.fingerprint.get(k)!r}"
                               for k in diff)
             raise CheckpointError(f"checkpoint {self.path} was made by another run ({shown}); "
-                             "use the same arguments, or delete it to start again")
+                                  "use the same arguments, or delete it to start again")
         return state
 
     def remove(self) -> None:
