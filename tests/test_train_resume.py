@@ -1,7 +1,7 @@
 """models.train's checkpoints: a killed run resumed gives the weights of a run never killed.
 
-Training needs torch, which is a training-only dependency (not installed by CI's runtime
-setup): this module is skipped where torch is missing and runs where the model is trained.
+Training needs torch: never a runtime dependency, but in the dev extra (the tests' set-up and
+CI), so these run there; a runtime-only environment skips them.
 """
 import numpy as np
 import pytest
