@@ -479,7 +479,6 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
     last_save = time.time()
     warm = 50  # iterations of linear warm-up
     net.train()
-    it = start
     for it in range(start, iters):
         # with a time budget the schedule follows the clock, so a slow (shared) machine
         # still anneals the learning rate to zero before the budget ends
