@@ -1,9 +1,11 @@
 """Segmentation speed: model alone at its input size on ONE CPU core, and end-to-end
 (pre + predict + post) on a 562x542 simulated frame. Prints medians and p95.
 
-    .venv/bin/python benchmarks/seg_speed.py [--model PATH] [--n 200] [--threads 1]
+    .venv/bin/python benchmarks/seg_speed.py [--model PATH [--model PATH2 ...]] [--n 200] [--threads 1]
 
-Timings on a shared machine are noisy: quote medians, and compare runs on the same host.
+Timings on a shared machine are noisy: quote medians, and compare runs on the same host. With
+several --model, the models take turns frame by frame (interleaved), so the host's load changes
+hit them alike and their medians compare; the ratio to the first is printed.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def stats(ms: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="")
+    ap.add_argument("--model", action="append", default=[],
+                    help="ONNX model (default: the shipped one); repeat to compare, interleaved")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -33,10 +36,12 @@ def main() -> None:
     from models.settings import SegmentationSettings
     from models.simulator import simulate_frame
 
-    seg = Segmenter(SegmentationSettings(model_path=args.model, threads=args.threads)).load()
-    h, w = seg.input_hw
-    print(f"model {seg.model_path.name} input {w}x{h}, intra_op_num_threads={args.threads}, "
-          f"providers {seg.providers}")
+    segs = [Segmenter(SegmentationSettings(model_path=m, threads=args.threads)).load()
+            for m in (args.model or [""])]
+    for seg in segs:
+        h, w = seg.input_hw
+        print(f"model {seg.model_path} input {w}x{h}, intra_op_num_threads={args.threads}, "
+              f"providers {seg.providers}")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
     sim_ms = []
@@ -46,30 +51,41 @@ def main() -> None:
         frames.append(simulate_frame(s).image)
         sim_ms.append((time.perf_counter() - t) * 1e3)
     print(f"simulator, one 562x542 frame:  {stats(sim_ms)}")
-    x = seg.pre_process(frames[0])
-    for _ in range(10):
-        seg.predict(x)
-    model_ms = []
+    for seg in segs:
+        x = seg.pre_process(frames[0])
+        for _ in range(10):
+            seg.predict(x)
+    model_ms: list[list[float]] = [[] for _ in segs]
     for i in range(args.n):
-        x = seg.pre_process(frames[i % len(frames)])
-        t = time.perf_counter()
-        seg.predict(x)
-        model_ms.append((time.perf_counter() - t) * 1e3)
-    print(f"model only ({w}x{h}):          {stats(model_ms)}")
-    parts: dict[str, list[float]] = {"pre": [], "predict": [], "post": [], "total": []}
+        for seg, ms in zip(segs, model_ms):
+            x = seg.pre_process(frames[i % len(frames)])
+            t = time.perf_counter()
+            seg.predict(x)
+            ms.append((time.perf_counter() - t) * 1e3)
+    parts = [{"pre": [], "predict": [], "post": [], "total": []} for _ in segs]
     for i in range(args.n):
-        out = seg.segment(frames[i % len(frames)])
-        for k in parts:
-            parts[k].append(out.timings_ms[k])
+        for seg, pt in zip(segs, parts):
+            out = seg.segment(frames[i % len(frames)])
+            for k in pt:
+                pt[k].append(out.timings_ms[k])
     fh, fw = frames[0].shape
-    for k in ("pre", "predict", "post"):
-        print(f"  {k:<8}                     {stats(parts[k])}")
-    med = float(np.median(parts["total"]))
-    p95 = float(np.percentile(parts["total"], 95))
-    print(f"end-to-end ({fw}x{fh}):        {stats(parts['total'])}")
+    for j, seg in enumerate(segs):
+        h, w = seg.input_hw
+        if len(segs) > 1:
+            print(f"--- {seg.model_path.name}")
+        print(f"model only ({w}x{h}):          {stats(model_ms[j])}")
+        for k in ("pre", "predict", "post"):
+            print(f"  {k:<8}                     {stats(parts[j][k])}")
+        med = float(np.median(parts[j]["total"]))
+        p95 = float(np.percentile(parts[j]["total"], 95))
+        print(f"end-to-end ({fw}x{fh}):        {stats(parts[j]['total'])}")
+        print(f"=> {1000 / med:.0f} fps at the median, {1000 / p95:.0f} fps at p95; "
+              f"keeps up with 30 fps: {'yes' if p95 < 1000 / 30 else 'no'} (p95 < 33.3 ms)")
+        if j:
+            print(f"   against {segs[0].model_path.name}: model median x"
+                  f"{np.median(model_ms[j]) / np.median(model_ms[0]):.2f}, end to end x"
+                  f"{med / np.median(parts[0]['total']):.2f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(f"=> {1000 / med:.0f} fps at the median, {1000 / p95:.0f} fps at p95; "
-          f"keeps up with 30 fps: {'yes' if p95 < 1000 / 30 else 'no'} (p95 < 33.3 ms)")
 
 
 if __name__ == "__main__":
