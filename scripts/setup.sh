@@ -29,7 +29,18 @@ fi
 # Training (PyTorch, onnx) lives in its own environment: onnx needs a newer protobuf than
 # mediapipe 0.10.14 accepts, and PyTorch is never a runtime dependency.
 venv=.venv; [ "$extra" = "train" ] && venv=.venv-train
-[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+if [ ! -x "$venv/bin/python" ]; then
+  # a fresh environment takes about 3.4 GB with the dev extra (torch, open3d, mediapipe):
+  # say so plainly rather than let pip fail half-way with "No space left on device"
+  need_mb=2600; [ -n "$extra" ] && need_mb=3600
+  free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
+  if [ -n "$free_mb" ] && [ "$free_mb" -lt "$need_mb" ]; then
+    echo "setup: only ${free_mb} MB free on $(df -P . | awk 'NR==2 {print $6}') for $PWD/$venv;" \
+         "it needs about ${need_mb} MB (extra='${extra}'): free some space and run again" >&2
+    exit 1
+  fi
+  "$py" -m venv "$venv"
+fi
 spec="."; [ -n "$extra" ] && spec=".[$extra]"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
 # the kws speech engine's pre-trained embedding models (pyproject extra "kws"), without
