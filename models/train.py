@@ -115,6 +115,14 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
     return net
 
 
+def onnx_last_kernel(path: Path) -> int:
+    """The last stage of an exported SegNet: 1 (`UpAdd`) or 3."""
+    import onnx
+
+    names = {i.name for i in onnx.load(str(path)).graph.initializer}
+    return 1 if any(".d0.up." in n or n.startswith("d0.up.") for n in names) else 3
+
+
 def last_stage_to_1x1(weights: dict, net: "SegNet") -> dict:
     """BN-free SegNet weights with a 3x3 last stage (``d0.0.*``) -> weights for ``net``'s
     `UpAdd`: the taps summed (the same response where the stage's input is locally constant),
@@ -659,10 +667,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "pecs_seg.onnx"))
     ap.add_argument("--size", type=int, default=192)
     ap.add_argument("--base", type=int, default=12)
-    ap.add_argument("--last-kernel", type=int, default=3, choices=(3, 1),
+    ap.add_argument("--last-kernel", type=int, default=None, choices=(3, 1),
                     help="kernel of the full-resolution last decoder stage (1: UpAdd, a third "
-                         "less CPU time); 1 from a model trained with 3 starts from the sum of "
-                         "its taps")
+                         "less CPU time; the shipped model's since v12); 1 from a model trained "
+                         "with 3 starts from the sum of its taps (default: the --init-onnx or "
+                         "--cv-init model's own, 3 from scratch)")
     ap.add_argument("--iters", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=128,
@@ -734,6 +743,11 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
+    if args.last_kernel is None:
+        start = (Path(args.init_onnx) if args.init_onnx
+                 else Path(args.cv_init) / f"fold{(args.folds or [0])[0]}.onnx" if args.cv_init
+                 else None)
+        args.last_kernel = onnx_last_kernel(start) if start else 3
     NEEDLE_LOSS.weight = args.needle_weight
     NEEDLE_LOSS.pos_weight = args.needle_pos_weight
     NEEDLE_LOSS.dilate = args.needle_dilate

@@ -71,6 +71,8 @@ def test_onnx_round_trip_and_a_refused_architecture(bn_free, tmp_path):
         # a 3x3 model fine-tuned as 1x1 starts from the conversion above
         assert float((train_mod.net_from_onnx(p3, BASE, 1)(x) - want).abs().max()) < 1e-5
         assert float((train_mod.net_from_onnx(p1, BASE, 1)(x) - want).abs().max()) < 1e-5
+    # a run that does not say which last stage takes its starting model's
+    assert (train_mod.onnx_last_kernel(p3), train_mod.onnx_last_kernel(p1)) == (3, 1)
     with pytest.raises(KeyError, match=r"d0\.up\.0\.weight.*last_kernel=3"):
         train_mod.net_from_onnx(p1, BASE, 3)
     with pytest.raises(ValueError, match="last_kernel must be 1 or 3, not 5"):
