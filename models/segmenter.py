@@ -166,6 +166,44 @@ def parse_post_process(spec: dict | None, classes: list | tuple = CLASSES) -> Po
     return PostProcess(threshold=thr, rules=rules, tta_flip=tta)
 
 
+def parse_calibration(spec: dict | None, classes: list | tuple = CLASSES) -> dict:
+    """A manifest's ``confidence_calibration`` (None: no class calibrated) -> {class name:
+    (w, c)} of the logistic map ``1 / (1 + exp(-(w * raw + c)))``. Raises ValueError naming
+    what is wrong: not an object, an unknown class, a missing or non-finite w or c, or
+    w <= 0 (the map must keep the order of the raw confidences)."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("classes"), dict):
+        raise ValueError("confidence_calibration must be an object with a 'classes' object, "
+                         f"got {spec!r:.80}")
+    out = {}
+    for name, wc in spec["classes"].items():
+        if name not in classes or name == "background":
+            raise ValueError(f"confidence_calibration names unknown class {name!r}")
+        try:
+            w, c = float(wc["w"]), float(wc["c"])
+        except (TypeError, KeyError, ValueError):
+            raise ValueError(f"confidence_calibration of {name!r} needs numbers w and c, "
+                             f"got {wc!r}") from None
+        if not (np.isfinite(w) and np.isfinite(c)) or w <= 0:
+            raise ValueError(f"confidence_calibration of {name!r}: w must be a positive "
+                             f"finite number and c finite, got w={w}, c={c}")
+        out[name] = (w, c)
+    return out
+
+
+def calibrate_confidence(confidence: list, classes: list | tuple, calibration: dict) -> list:
+    """Raw confidences (mean winning probability of each class's pixels; 0 when absent) ->
+    for each class in ``calibration``, the estimated probability that its outline is good
+    (see the manifest's ``confidence_calibration``); other classes and absent ones as given."""
+    out = list(confidence)
+    for name, (w, c) in calibration.items():
+        i = list(classes).index(name)
+        if i < len(out) and out[i] > 0:
+            out[i] = float(1.0 / (1.0 + np.exp(-(w * float(out[i]) + c))))
+    return out
+
+
 def clean_blobs(labels: np.ndarray, pmax: np.ndarray, ci: int, rule: BlobRule) -> int:
     """Apply ``rule`` to the blobs of class index ``ci`` in ``labels`` (in place; dropped
     pixels become background). ``pmax``: the winning probability of each labelled pixel.
@@ -307,6 +345,7 @@ class Segmenter:
         self.classes: list = list(CLASSES)
         self.providers: list = []
         self.post: PostProcess = parse_post_process(None)
+        self.calibration: dict = {}
 
     # lazily
     def load(self) -> "Segmenter":
@@ -320,6 +359,7 @@ class Segmenter:
             log.warning("model classes %s differ from models.classes.CLASSES %s", classes, CLASSES)
         shape = manifest["input"]["shape"]  # [1, 1, h, w]
         post = parse_post_process(manifest.get("post_process"), classes)
+        calibration = parse_calibration(manifest.get("confidence_calibration"), classes)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, int(self.settings.threads))
         opts.inter_op_num_threads = 1
@@ -337,6 +377,7 @@ class Segmenter:
         self._input_hw = (int(shape[2]), int(shape[3]))
         self.classes = classes
         self.post = post
+        self.calibration = calibration
         self.providers = sess.get_providers()
         self._manifest = manifest
         self._session = sess
@@ -378,9 +419,13 @@ class Segmenter:
         return probs
 
     def post_process(self, raw: np.ndarray, frame_shape: tuple) -> SegOutput:
-        """Probabilities -> SegOutput at frame size (the manifest's ``post_process``)."""
+        """Probabilities -> SegOutput at frame size (the manifest's ``post_process``), with
+        the confidences of the classes the manifest calibrates calibrated."""
         self.load()
-        return probs_to_output(raw, frame_shape, self.classes, post=self.post)
+        out = probs_to_output(raw, frame_shape, self.classes, post=self.post)
+        if self.calibration:
+            out.confidence = calibrate_confidence(out.confidence, self.classes, self.calibration)
+        return out
 
     def segment(self, image: np.ndarray) -> SegOutput:
         """A frame (uint8, any size, grey or BGR) -> SegOutput with timings."""
