@@ -5,7 +5,10 @@ tip error. Decision support research tool, not for clinical use.
     seg-eval --images DIR --masks DIR --map nerve=1,vessel=2 [--spacing-mm S] [--json FILE]
 
 Masks have the same names as the images (palette PNG, grey, or 0/255); ``--map`` says
-which mask value is which of our classes (``fascia=255`` for a binary mask).
+which mask value is which of our classes (``fascia=255`` for a binary mask). For each class
+it also says on how many images the model showed it as unsure (confidence below
+``--min-confidence``, 0.5 as on the monitor view) and the mean Dice of those and of the rest:
+whether "unsure" can be trusted on your scans.
 """
 from __future__ import annotations
 
@@ -79,10 +82,14 @@ def pair_files(images_dir: str | Path, masks_dir: str | Path) -> list[tuple[Path
 
 
 def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segment,
-                   spacing_mm: float | None = None) -> dict:
-    """Score ``segment(image) -> labels`` on the pairs. Per class: the mean over the
-    images whose mask holds the class; hd95 over those where the model found it too."""
-    acc = {name: {"dice": [], "iou": [], "hd95_px": [], "missed": 0} for name in mapping}
+                   spacing_mm: float | None = None, min_confidence: float = 0.5) -> dict:
+    """Score ``segment(image)`` (labels, or an output with ``labels`` and ``confidence``) on
+    the pairs. Per class: the mean over the images whose mask holds the class; hd95 over
+    those where the model found it too. With confidences: of the images where the model
+    shows the class, how many it calls unsure (confidence < ``min_confidence``, as the
+    monitor view does) and the mean Dice of those and of the rest."""
+    acc = {name: {"dice": [], "iou": [], "hd95_px": [], "missed": 0, "sure": [], "unsure": []}
+           for name in mapping}
     tip_err: list[float] = []
     needle_images = 0
     for img_path, mask_path in pairs:
@@ -91,7 +98,9 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segm
         if mask.shape[:2] != image.shape[:2]:
             raise EvalError(f"mask {mask_path.name} is {mask.shape[1]}x{mask.shape[0]} but "
                             f"image {img_path.name} is {image.shape[1]}x{image.shape[0]}")
-        labels = segment(image)
+        out = segment(image)
+        labels = getattr(out, "labels", out)
+        confidence = getattr(out, "confidence", None)
         for name, value in mapping.items():
             gt = mask == value
             if not gt.any():
@@ -100,6 +109,9 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segm
             a = acc[name]
             a["dice"].append(dice(pred, gt))
             a["iou"].append(iou(pred, gt))
+            if confidence is not None and pred.any():
+                c = float(confidence[CLASS_INDEX[name]])
+                a["unsure" if c < min_confidence else "sure"].append(a["dice"][-1])
             h = hd95(pred, gt)
             if h is None:
                 a["missed"] += 1
@@ -122,6 +134,11 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segm
             "images": n,
             "missed": a["missed"],
         }
+        if a["sure"] or a["unsure"]:
+            per_class[name]["sure_images"] = len(a["sure"])
+            per_class[name]["unsure_images"] = len(a["unsure"])
+            per_class[name]["sure_dice"] = float(np.mean(a["sure"])) if a["sure"] else None
+            per_class[name]["unsure_dice"] = float(np.mean(a["unsure"])) if a["unsure"] else None
     result = {"per_class": per_class,
               "needle_tip_error_px": float(np.median(tip_err)) if tip_err else None,
               "images": len(pairs)}
@@ -142,6 +159,11 @@ def format_table(result: dict, spacing_mm: float | None = None) -> str:
     for name, r in result["per_class"].items():
         lines.append(f"{name:<10} {r['images']:>6} {f(r['dice'])} {f(r['dice_sd'])} "
                      f"{f(r['iou'])} {f(r['hd95_px'], 8)} {r['missed']:>6}")
+    for name, r in result["per_class"].items():
+        if "unsure_images" in r:
+            lines.append(f"{name}: shown as unsure on {r['unsure_images']} images (Dice "
+                         f"{f(r['unsure_dice'], 0).strip()}), as sure on {r['sure_images']} "
+                         f"(Dice {f(r['sure_dice'], 0).strip()})")
     if "needle_images" in result:
         e = result["needle_tip_error_px"]
         s = "needle tip error: " + (f"median {e:.1f} px" if e is not None else "no tips found")
@@ -166,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--model", default="", help="ONNX model (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--min-confidence", type=float, default=0.5,
+                    help="below this a shown class counts as unsure (the monitor view's default)")
     args = ap.parse_args(argv)
     try:
         if args.spacing_mm is not None and args.spacing_mm <= 0:
@@ -176,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         from models.settings import SegmentationSettings
 
         seg = Segmenter(SegmentationSettings(model_path=args.model, threads=args.threads))
-        result = evaluate_pairs(pairs, mapping, lambda im: seg.segment(im).labels, args.spacing_mm)
+        if not 0.0 <= args.min_confidence <= 1.0:
+            raise EvalError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
+        result = evaluate_pairs(pairs, mapping, seg.segment, args.spacing_mm, args.min_confidence)
         result["model"] = seg.name
         result["model_sha256"] = seg.manifest.get("sha256")
     except (OSError, ValueError) as exc:

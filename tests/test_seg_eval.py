@@ -105,3 +105,48 @@ def test_parse_map():
     assert parse_map("nerve=1, vessel=2") == {"nerve": 1, "vessel": 2}
     with pytest.raises(EvalError, match="twice"):
         parse_map("nerve=1,nerve=2")
+
+
+def test_confidence_splits_the_shown_images_into_sure_and_unsure(tmp_path):
+    """A segmenter that also reports confidences: of the images where it shows the vessel,
+    those below --min-confidence count as unsure, each side with its own mean Dice."""
+    from types import SimpleNamespace
+
+    from models.seg_eval import evaluate_pairs, pair_files
+
+    (tmp_path / "i").mkdir()
+    (tmp_path / "m").mkdir()
+    vessel = CLASS_INDEX["vessel"]
+    gt = np.zeros((20, 20), np.uint8)
+    gt[5:15, 5:15] = 2  # 100 px of vessel
+    shown = {0: (slice(5, 15), 0.3), 1: (slice(5, 10), 0.9), 2: (slice(10, 15), 0.8), 3: (None, 0.0)}
+    for k in shown:
+        cv2.imwrite(str(tmp_path / "i" / f"{k}.png"), np.full((20, 20), k, np.uint8))
+        cv2.imwrite(str(tmp_path / "m" / f"{k}.png"), gt)
+
+    def segment(image):
+        rows, conf = shown[int(image[0, 0])]
+        labels = np.zeros((20, 20), np.uint8)
+        if rows is not None:
+            labels[rows, 5:15] = vessel
+        confidence = [0.0] * 10
+        confidence[vessel] = conf
+        return SimpleNamespace(labels=labels, confidence=confidence)
+
+    r = evaluate_pairs(pair_files(tmp_path / "i", tmp_path / "m"), {"vessel": 2}, segment)["per_class"]["vessel"]
+    half = 2 * 50 / (50 + 100)  # the two images showing half the vessel
+    assert (r["images"], r["unsure_images"], r["sure_images"]) == (4, 1, 2)  # image 3 shows none
+    assert r["unsure_dice"] == pytest.approx(1.0) and r["sure_dice"] == pytest.approx(half)
+    r = evaluate_pairs(pair_files(tmp_path / "i", tmp_path / "m"), {"vessel": 2}, segment,
+                       min_confidence=0.85)["per_class"]["vessel"]
+    assert (r["unsure_images"], r["sure_images"]) == (2, 1)
+    # a segmenter that reports labels only gives the table without the split
+    plain = evaluate_pairs(pair_files(tmp_path / "i", tmp_path / "m"), {"vessel": 2},
+                           lambda im: segment(im).labels)["per_class"]["vessel"]
+    assert "unsure_images" not in plain and plain["dice"] == pytest.approx(r["dice"])
+
+
+def test_min_confidence_out_of_range_is_refused(dataset, capsys):
+    assert main(["--images", str(dataset / "images"), "--masks", str(dataset / "masks"),
+                 "--map", "vessel=2", "--min-confidence", "1.5"]) == 2
+    assert "--min-confidence must be in [0, 1], got 1.5" in capsys.readouterr().err
