@@ -30,9 +30,9 @@ fi
 # mediapipe 0.10.14 accepts, and PyTorch is never a runtime dependency.
 venv=.venv; [ "$extra" = "train" ] && venv=.venv-train
 if [ ! -x "$venv/bin/python" ]; then
-  # a fresh environment takes about 3.4 GB with the dev extra (torch, open3d, mediapipe):
-  # say so plainly rather than let pip fail half-way with "No space left on device"
-  need_mb=2600; [ -n "$extra" ] && need_mb=3600
+  # a fresh environment takes about 3.4 GB with the dev extra (torch 0.75 GB), 2.6 without:
+  # below these floors pip would surely fail half-way ("No space left on device"): say so
+  need_mb=2400; [ -n "$extra" ] && need_mb=3200
   free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
   if [ -n "$free_mb" ] && [ "$free_mb" -lt "$need_mb" ]; then
     echo "setup: only ${free_mb} MB free on $(df -P . | awk 'NR==2 {print $6}') for $PWD/$venv;" \
