@@ -36,7 +36,7 @@ if [ ! -x "$venv/bin/python" ]; then
   free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
   if [ -n "$free_mb" ] && [ "$free_mb" -lt "$need_mb" ]; then
     echo "setup: only ${free_mb} MB free on $(df -P . | awk 'NR==2 {print $6}') for $PWD/$venv;" \
-         "it needs about ${need_mb} MB (extra='${extra}'): free some space and run again" >&2
+         "it needs at least ${need_mb} MB (extra='${extra}'): free some space and run again" >&2
     exit 1
   fi
   "$py" -m venv "$venv"
