@@ -54,6 +54,7 @@ def part_videos(seg, data: Path) -> None:
     nerve = CLASS_INDEX["nerve"]
     boxes_hit = boxes = frames = 0
     inside = total = 0
+    split = {"sure": [0, 0, 0], "unsure": [0, 0, 0]}  # frames, nerve px inside boxes, nerve px
     for ann in sorted((vids / "annotations").glob("*.txt")):
         video = next((vids / "videos").glob(ann.stem + ".*"), None)
         if video is None:
@@ -74,7 +75,8 @@ def part_videos(seg, data: Path) -> None:
             if not ok:
                 break
             if i in human:
-                labels = seg.segment(frame).labels == nerve
+                out = seg.segment(frame)
+                labels = out.labels == nerve
                 inbox = np.zeros_like(labels)
                 for x, y, w, h in human.pop(i):
                     boxes += 1
@@ -84,6 +86,11 @@ def part_videos(seg, data: Path) -> None:
                 inside += int((labels & inbox).sum())
                 total += int(labels.sum())
                 frames += 1
+                if labels.any():
+                    s = split["unsure" if out.confidence[nerve] < 0.5 else "sure"]
+                    s[0] += 1
+                    s[1] += int((labels & inbox).sum())
+                    s[2] += int(labels.sum())
             i += 1
         cap.release()
     if not frames:
@@ -92,6 +99,8 @@ def part_videos(seg, data: Path) -> None:
     print(f"   frames {frames}, boxes {boxes}: boxes with nerve predicted inside "
           f"{boxes_hit}/{boxes} = {boxes_hit / boxes:.2f}; predicted nerve pixels inside "
           f"a box {inside / max(1, total):.2f} ({total} px predicted)")
+    print("   frames showing nerve, by confidence (< 0.5: drawn unsure): " + "; ".join(
+        f"{k} {v[0]}, nerve pixels inside a box {v[1] / max(1, v[2]):.2f}" for k, v in split.items()))
 
 
 def part_sim(seg, seconds: float) -> None:
