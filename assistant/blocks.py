@@ -26,6 +26,11 @@ SPOKEN_CLASS = {
 DANGER_NAME = {"vessel": "artery", "pleura": "pleura"}
 
 
+def danger_name(cls: str) -> str:
+    """How a class to avoid is spoken in an alert ("vessel" -> "artery")."""
+    return DANGER_NAME.get(cls, SPOKEN_CLASS.get(cls, cls))
+
+
 @dataclass(frozen=True)
 class BlockPreset:
     """One nerve block.

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from assistant.blocks import DANGER_NAME, SPOKEN_CLASS, BlockPreset
+from assistant.blocks import SPOKEN_CLASS, BlockPreset, danger_name
 from models.classes import CLASSES
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPrese
                 continue
             d = distance_to_class_px(labels, idx, (tx, ty))
             if d is not None:
-                name = DANGER_NAME.get(cls, SPOKEN_CLASS.get(cls, cls))
+                name = danger_name(cls)
                 dangers[name] = min(d * sp, dangers.get(name, float("inf")))
         if dangers:
             g["dangers_mm"] = dangers

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from assistant.blocks import BlockPreset, default_presets, find_preset
+from assistant.blocks import BlockPreset, danger_name, default_presets, find_preset
 from assistant.guidance import compute_guidance, depth_sentence, number_words, target_sentence
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
@@ -669,11 +669,13 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     # only once clearly out (hysteresis: no chatter at the edge)
     alerted = set(state.dangers_alerted)
     spoken = dict(state.dangers_spoken_s)
+    confidence = _danger_confidence(seg, preset)
     for name, dist in (g.get("dangers_mm") or {}).items() if g["visible"] else ():
         limit = s.pleura_alert_mm if name == "pleura" else s.artery_alert_mm
         if dist <= limit:
             mm = number_words(dist)
-            text = f"stop, {name} {mm} {'millimetre' if mm == 'one' else 'millimetres'}"
+            doubt = "possible " if confidence.get(name, 1.0) < s.danger_unsure_below else ""
+            text = f"stop, {doubt}{name} {mm} {'millimetre' if mm == 'one' else 'millimetres'}"
             speak = (name not in alerted
                      and now_s - spoken.get(name, float("-inf")) >= s.danger_repeat_s)
             state = _alert(state, name, "alert", text, now_s, actions, speak=speak,
@@ -688,6 +690,20 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     state = _timers(state, now_s, actions)
     actions.append(PublishState())
     return state
+
+
+def _danger_confidence(seg: SegResult, preset: BlockPreset) -> dict:
+    """Spoken danger name ("artery", "pleura") -> the segmentation's confidence in that class
+    (the highest where two classes share a name); classes it did not report are left out."""
+    out: dict = {}
+    for cls in preset.avoid:
+        try:
+            c = float(seg.confidence[list(seg.classes).index(cls)])
+        except (ValueError, IndexError, TypeError):
+            continue
+        name = danger_name(cls)
+        out[name] = max(c, out.get(name, 0.0))
+    return out
 
 
 def _summary(parts: Mapping[str, Any]) -> dict:

@@ -18,6 +18,9 @@ class AssistantSettings:
     # ...and is spoken again no sooner than this (a flickering vessel mask must not
     # make it chatter; it stays on screen meanwhile)
     danger_repeat_s: float = 4.0
+    # a danger class shown with less confidence than this is spoken as "possible artery":
+    # the alert still fires (a doubtful vessel near the tip is still a reason to stop)
+    danger_unsure_below: float = 0.5
     needle_lost_alert_s: float = 2.0  # needle unseen this long while advancing: alert
     needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
     needle_track_window_s: float = 2.0
@@ -36,6 +39,9 @@ class AssistantSettings:
             if not 0 <= getattr(self, name) <= 100:
                 raise ValueError(f"assistant.{name} must be within 0..100, "
                                  f"got {getattr(self, name)!r}")
+        if not 0 <= self.danger_unsure_below <= 1:
+            raise ValueError(f"assistant.danger_unsure_below must be within 0..1, "
+                             f"got {self.danger_unsure_below!r}")
         if not self.danger_repeat_s >= 0:
             raise ValueError(f"assistant.danger_repeat_s must be >= 0, "
                              f"got {self.danger_repeat_s!r}")

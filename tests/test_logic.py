@@ -457,6 +457,23 @@ def test_danger_alerts_use_the_level_the_renderer_ranks_first():
     assert levels["speech offline"] == "warning" and "warning" in LEVEL_RANK
 
 
+@pytest.mark.parametrize("vessel_confidence, said", [
+    (0.9, "stop, artery two millimetres"),
+    (0.2, "stop, possible artery two millimetres"),  # still said: doubt is no reason to go on
+])
+def test_an_unsure_vessel_is_spoken_as_a_possible_artery(vessel_confidence, said):
+    lab = pecs_labels(pleura_row=190)  # pleura 8 mm away: no pleura alert
+    lab[160:170, 95:106] = CLASS_INDEX["vessel"]  # 10 px = 2 mm below the tip
+    conf = [1.0] * len(CLASSES)
+    conf[CLASS_INDEX["vessel"]] = vessel_confidence
+    nd = needle_dict(True, [100, 150], [20.0, 30.0], 40, 30.0)  # 0.2 mm/px
+    s, acts = reduce(initial_state(), seg(1, lab, nd, confidence=conf), None, 0)
+    assert speaks(acts, "alert") == [said]
+    assert [a["text"] for a in to_state_message(s).alerts] == [said]
+    with pytest.raises(ValueError, match="danger_unsure_below must be within 0..1"):
+        AssistantSettings(danger_unsure_below=1.5)
+
+
 def test_danger_alert_is_not_spoken_again_within_the_repeat_time_when_the_mask_flickers():
     s = initial_state()
     near = needle_dict(True, [100, 150], [20.0, 30.0], 40, 30.0)  # 4 mm above the pleura
