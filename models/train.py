@@ -103,7 +103,8 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
         new = last_stage_to_1x1(new, net)
     extra = set(new) - set(sd)
     if extra:
-        raise KeyError(f"{path}: {sorted(extra)} have no place in SegNet(last_kernel={last_kernel})")
+        raise KeyError(f"{path}: {sorted(extra)} have no place in "
+                       f"SegNet(last_kernel={last_kernel})")
     missing = set(sd) - set(new)
     if missing:
         raise KeyError(f"{path} lacks {sorted(missing)} of SegNet(last_kernel={last_kernel})")
@@ -191,7 +192,10 @@ class SegNet(nn.Module):
         y = self.d3(torch.cat([self._up(x4, x3), x3], 1))
         y = self.d2(torch.cat([self._up(y, x2), x2], 1))
         y = self.d1(torch.cat([self._up(y, x1), x1], 1))
-        y = self.d0(torch.cat([self._up(y, f0), f0], 1)) if self.last_kernel == 3 else self.d0(y, f0)
+        if self.last_kernel == 3:
+            y = self.d0(torch.cat([self._up(y, f0), f0], 1))
+        else:
+            y = self.d0(y, f0)
         return self.head(y)
 
 
@@ -819,7 +823,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                 ck.remove()
         print(json.dumps(summarise_cv(results, args)["summary"], indent=1))
         return 0
-    init = net_from_onnx(Path(args.init_onnx), args.base, args.last_kernel) if args.init_onnx else None
+    init = (net_from_onnx(Path(args.init_onnx), args.base, args.last_kernel)
+            if args.init_onnx else None)
     focus = tuple(CLASSES.index(c) for c in args.focus) if args.focus else 0
     if args.focus:  # sim frames that hold a rare class count double
         sim = sim + [s for s in sim if np.isin(s.labels, focus).any()]
@@ -849,7 +854,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "minutes_budget": args.minutes, "init_onnx": args.init_onnx,
                      "init_sha256": file_sha256(args.init_onnx) if args.init_onnx else None,
                      "focus": args.focus, "batch": args.batch, "patch": args.patch, "size": args.size,
-                     "base_channels": args.base, "last_kernel": args.last_kernel, "sim_frames": args.sim, "seed": args.seed,
+                     "base_channels": args.base, "last_kernel": args.last_kernel,
+                     "sim_frames": args.sim, "seed": args.seed,
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
                      "sim_weight": args.sim_weight,
