@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -53,6 +54,7 @@ class SegOutput:
     confidence: list
     present: list
     timings_ms: dict = field(default_factory=dict)
+    area_frac: list = field(default_factory=list)  # each class's fraction of the frame
 
 
 # ----------------------------------------------------------------------------- pure steps
@@ -166,11 +168,23 @@ def parse_post_process(spec: dict | None, classes: list | tuple = CLASSES) -> Po
     return PostProcess(threshold=thr, rules=rules, tta_flip=tta)
 
 
+class Calibration(NamedTuple):
+    """One class's logistic map: P(outline good) = 1 / (1 + exp(-(w * raw +
+    w_log_area * log10(area) + c))), raw = the mean winning probability of the class's
+    pixels, area = the fraction of the frame they cover."""
+
+    w: float
+    w_log_area: float
+    c: float
+
+
 def parse_calibration(spec: dict | None, classes: list | tuple = CLASSES) -> dict:
     """A manifest's ``confidence_calibration`` (None: no class calibrated) -> {class name:
-    (w, c)} of the logistic map ``1 / (1 + exp(-(w * raw + c)))``. Raises ValueError naming
-    what is wrong: not an object, an unknown class, a missing or non-finite w or c, or
-    w <= 0 (the map must keep the order of the raw confidences)."""
+    Calibration}. Each class gives ``c`` and at least one of ``w`` (on the raw confidence)
+    and ``w_log_area`` (on log10 of the area fraction), both >= 0 (the map must keep the
+    order: a more probable or a larger outline is never less sure). Raises ValueError
+    naming what is wrong: not an object, an unknown class, a missing or non-finite
+    number, a negative weight, or no weight at all."""
     if spec is None:
         return {}
     if not isinstance(spec, dict) or not isinstance(spec.get("classes"), dict):
@@ -181,26 +195,36 @@ def parse_calibration(spec: dict | None, classes: list | tuple = CLASSES) -> dic
         if name not in classes or name == "background":
             raise ValueError(f"confidence_calibration names unknown class {name!r}")
         try:
-            w, c = float(wc["w"]), float(wc["c"])
+            if not isinstance(wc, dict) or ("w" not in wc and "w_log_area" not in wc):
+                raise KeyError
+            w, a, c = float(wc.get("w", 0.0)), float(wc.get("w_log_area", 0.0)), float(wc["c"])
         except (TypeError, KeyError, ValueError):
-            raise ValueError(f"confidence_calibration of {name!r} needs numbers w and c, "
-                             f"got {wc!r}") from None
-        if not (np.isfinite(w) and np.isfinite(c)) or w <= 0:
-            raise ValueError(f"confidence_calibration of {name!r}: w must be a positive "
-                             f"finite number and c finite, got w={w}, c={c}")
-        out[name] = (w, c)
+            raise ValueError(f"confidence_calibration of {name!r} needs numbers c and w "
+                             f"(or w_log_area), got {wc!r}") from None
+        if not all(np.isfinite(v) for v in (w, a, c)) or w < 0 or a < 0 or w + a <= 0:
+            raise ValueError(f"confidence_calibration of {name!r}: w and w_log_area must be "
+                             f"finite, >= 0 and not both 0, and c finite, got w={w}, "
+                             f"w_log_area={a}, c={c}")
+        out[name] = Calibration(w, a, c)
     return out
 
 
-def calibrate_confidence(confidence: list, classes: list | tuple, calibration: dict) -> list:
+def calibrate_confidence(confidence: list, classes: list | tuple, calibration: dict,
+                         area_frac: list | None = None) -> list:
     """Raw confidences (mean winning probability of each class's pixels; 0 when absent) ->
     for each class in ``calibration``, the estimated probability that its outline is good
-    (see the manifest's ``confidence_calibration``); other classes and absent ones as given."""
+    (see the manifest's ``confidence_calibration``); other classes and absent ones as given.
+    ``area_frac``: each class's fraction of the frame, needed by a map with ``w_log_area``."""
     out = list(confidence)
-    for name, (w, c) in calibration.items():
+    for name, (w, a, c) in calibration.items():
         i = list(classes).index(name)
         if i < len(out) and out[i] > 0:
-            out[i] = float(1.0 / (1.0 + np.exp(-(w * float(out[i]) + c))))
+            z = w * float(out[i]) + c
+            if a:
+                if area_frac is None or i >= len(area_frac):
+                    raise ValueError(f"the calibration of {name!r} needs the area fractions")
+                z += a * float(np.log10(max(float(area_frac[i]), 1e-6)))
+            out[i] = float(1.0 / (1.0 + np.exp(-z)))
     return out
 
 
@@ -286,11 +310,13 @@ def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple
     min_area = max(1.0, min_area_frac * H * W)
     conf = [0.0] * n
     present = [False] * n
+    area_frac = [float(counts[i]) / (H * W) for i in range(n)]
     for i in range(1, n):
         if counts[i] > 0:
             conf[i] = float(sums[i] / counts[i])
         present[i] = bool(counts[i] >= min_area)
-    return SegOutput(labels=labels, classes=list(classes), confidence=conf, present=present)
+    return SegOutput(labels=labels, classes=list(classes), confidence=conf, present=present,
+                     area_frac=area_frac)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -424,7 +450,8 @@ class Segmenter:
         self.load()
         out = probs_to_output(raw, frame_shape, self.classes, post=self.post)
         if self.calibration:
-            out.confidence = calibrate_confidence(out.confidence, self.classes, self.calibration)
+            out.confidence = calibrate_confidence(out.confidence, self.classes, self.calibration,
+                                                  out.area_frac)
         return out
 
     def segment(self, image: np.ndarray) -> SegOutput:

@@ -1,5 +1,6 @@
 """Calibrated segmentation confidence: the manifest's logistic map from the raw confidence
-(mean winning probability) to the chance that the outline is good, and its use at run time."""
+(mean winning probability) and/or the area of a class's outline to the chance that the
+outline is good, and its use at run time."""
 import json
 import shutil
 
@@ -32,32 +33,58 @@ def test_the_map_keeps_order_halves_at_its_midpoint_and_leaves_the_rest_alone():
     assert calibrate_confidence(raw, CLASSES, cal)[VESSEL] == 0.0
 
 
+def test_an_area_map_grows_with_the_area_and_ignores_the_raw_confidence():
+    # fascia: 0.5 at 1 % of the frame (log10 = -2), whatever its mean probability
+    cal = parse_calibration({"classes": {"fascia": {"w_log_area": 8.0, "c": 16.0}}})
+    raw = [0.0] * len(CLASSES)
+    area = [0.0] * len(CLASSES)
+    got = []
+    for a in (0.001, 0.01, 0.05):
+        area[FASCIA] = a
+        for r in (0.45, 0.95):
+            raw[FASCIA] = r
+            got.append(calibrate_confidence(raw, CLASSES, cal, area)[FASCIA])
+    assert got[0] == got[1] and got[2] == got[3] and got[4] == got[5]
+    assert got[0] < 0.001 and got[2] == pytest.approx(0.5) and got[4] > 0.99
+    with pytest.raises(ValueError, match="'fascia' needs the area fractions"):
+        calibrate_confidence(raw, CLASSES, cal)
+
+
 @pytest.mark.parametrize("spec, message", [
     ([1, 2], "must be an object with a 'classes' object"),
     ({"classes": {"spleen": {"w": 1, "c": 0}}}, "unknown class 'spleen'"),
-    ({"classes": {"nerve": {"w": 1}}}, "'nerve' needs numbers w and c"),
-    ({"classes": {"nerve": {"w": "x", "c": 0}}}, "'nerve' needs numbers w and c"),
-    ({"classes": {"nerve": {"w": -3, "c": 0}}}, "w must be a positive finite number"),
-    ({"classes": {"nerve": {"w": float("nan"), "c": 0}}}, "w must be a positive finite number"),
+    ({"classes": {"nerve": {"w": 1}}}, "'nerve' needs numbers c and w"),
+    ({"classes": {"nerve": {"c": 1}}}, "'nerve' needs numbers c and w"),
+    ({"classes": {"nerve": {"w": "x", "c": 0}}}, "'nerve' needs numbers c and w"),
+    ({"classes": {"nerve": {"w": -3, "c": 0}}}, "must be finite, >= 0 and not both 0"),
+    ({"classes": {"nerve": {"w": 1, "w_log_area": -1, "c": 0}}}, "must be finite, >= 0"),
+    ({"classes": {"nerve": {"w": 0, "w_log_area": 0, "c": 0}}}, "not both 0"),
+    ({"classes": {"nerve": {"w": float("nan"), "c": 0}}}, "must be finite"),
 ])
 def test_a_bad_calibration_is_refused_by_name(spec, message):
     with pytest.raises(ValueError, match=message):
         parse_calibration(spec)
 
 
-def test_the_shipped_model_reports_calibrated_nerve_and_vessel_and_raw_fascia():
+def test_the_shipped_model_calibrates_nerve_vessel_by_confidence_and_fascia_by_area():
     seg = Segmenter(SegmentationSettings()).load()
-    assert set(seg.calibration) == {"nerve", "vessel"}
+    assert set(seg.calibration) == {"nerve", "vessel", "fascia"}
     frame = simulate_frame(3).image
     probs = seg.predict(seg.pre_process(frame))
-    raw = probs_to_output(probs, frame.shape, seg.classes, post=seg.post).confidence
+    ref = probs_to_output(probs, frame.shape, seg.classes, post=seg.post)
+    raw = ref.confidence
     got = seg.segment(frame).confidence
-    assert raw[VESSEL] > 0.5  # the simulator's vessel is found
-    for i in (NERVE, VESSEL):
-        w, c = seg.calibration[CLASSES[i]]
-        want = 0.0 if raw[i] == 0 else 1 / (1 + np.exp(-(w * raw[i] + c)))
+    assert raw[VESSEL] > 0.5 and raw[FASCIA] > 0.4  # the simulator's vessel and fascia are found
+    for i in (NERVE, VESSEL, FASCIA):
+        w, a, c = seg.calibration[CLASSES[i]]
+        area = (ref.labels == i).mean()
+        assert ref.area_frac[i] == pytest.approx(area)
+        z = w * raw[i] + a * np.log10(max(area, 1e-6)) + c
+        want = 0.0 if raw[i] == 0 else 1 / (1 + np.exp(-z))
         assert got[i] == pytest.approx(want, abs=1e-6)
-    assert got[FASCIA] == pytest.approx(raw[FASCIA], abs=1e-6)
+    assert seg.calibration["fascia"].w == 0 and seg.calibration["fascia"].w_log_area > 0
+    # the simulated PECS II plane covers several per cent of the frame: a sure outline
+    assert got[FASCIA] > 0.9
 
 
 def test_a_manifest_with_a_bad_calibration_does_not_load(tmp_path):
@@ -66,5 +93,6 @@ def test_a_manifest_with_a_bad_calibration_does_not_load(tmp_path):
     manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
     manifest["confidence_calibration"]["classes"]["vessel"]["w"] = 0
     model.with_suffix(".json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="'vessel': w must be a positive"):
+    with pytest.raises(ValueError,
+                       match="'vessel': w and w_log_area must be finite, >= 0 and not both 0"):
         Segmenter(SegmentationSettings(model_path=str(model))).load()
