@@ -5,11 +5,17 @@
 DIR holds the fold models of ``python -m models.train --cv 3 ... --cv-save DIR`` (fold0.onnx and
 its .json naming the held-out images, ...). Each fold model segments its own held-out REAL images
 with the shipped manifest's post-processing; for every image where a class is shown, the raw
-confidence (mean winning probability of its pixels) is paired with the image's Dice for it
-(usgra_seg nerve and vessel, dltrack_apo fascia). Per class, a logistic regression of
-"Dice >= 0.5" on the raw confidence is fit on two folds and scored on the third (log-loss and
-Brier against the training folds' base rate; "unsure" = calibrated < 0.5), then fit on all folds:
-the ``w`` and ``c`` that the manifest's ``confidence_calibration`` holds.
+confidence (mean winning probability of its pixels) and the fraction of the frame it covers are
+paired with the image's Dice for it (usgra_seg nerve and vessel, dltrack_apo fascia). Per class
+and per feature set (the raw confidence; log10 of the area; both), a logistic regression of
+"Dice >= 0.5" is fit on two folds and scored on the third (log-loss and Brier against the
+training folds' base rate, also per fold; "unsure" = calibrated < 0.5), then fit on all folds:
+the ``w``, ``w_log_area`` and ``c`` that the manifest's ``confidence_calibration`` holds.
+
+Which map a class gets (the rule): the raw confidence alone unless another set lowers the
+cross-fold log-loss by at least ``MIN_GAIN``; none if the chosen one does not beat the base
+rate. "nested" scores that rule honestly: the choice made on two folds (by their own 2-fold
+cross-validation), the chosen map scored on the third.
 """
 from __future__ import annotations
 
@@ -31,12 +37,15 @@ from models.segmenter import Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 
 GOOD_DICE = 0.5
+MIN_GAIN = 0.01  # log-loss a richer map must save to replace the raw confidence alone
+FEATURE_SETS = (("conf",), ("log_area",), ("conf", "log_area"))
 SETS = (("usgra_seg", "held_out_usgra", {"nerve": 1, "vessel": 2}),
         ("dltrack_apo", "held_out_dltrack", {"fascia": 255}))
 
 
 def rows_for_fold(model: Path, data: Path, post_process: dict, tmp: Path, k: int) -> list[dict]:
-    """(class, raw confidence, Dice) for each held-out image where the fold model shows the class."""
+    """(class, raw confidence, area, Dice) for each held-out image where the fold model
+    shows the class."""
     manifest = json.loads(model.with_suffix(".json").read_text())
     manifest["post_process"] = post_process
     manifest.pop("confidence_calibration", None)  # raw confidences
@@ -54,24 +63,35 @@ def rows_for_fold(model: Path, data: Path, post_process: dict, tmp: Path, k: int
                 if pred.any():
                     dice = 2 * float((pred & true).sum()) / (pred.sum() + true.sum())
                     rows.append({"fold": k, "cls": cls, "image": name, "dice": dice,
-                                 "conf": out.confidence[CLASSES.index(cls)]})
+                                 "conf": out.confidence[CLASSES.index(cls)],
+                                 "area": out.area_frac[CLASSES.index(cls)]})
     return rows
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """w, c of P(y) = 1 / (1 + exp(-(w x + c))) by Newton's method (tiny L2 for stability)."""
-    X = np.stack([x, np.ones_like(x)], 1)
-    th = np.zeros(2)
+def features(rows: list[dict], names: tuple) -> np.ndarray:
+    cols = {"conf": lambda q: q["conf"],
+            "log_area": lambda q: float(np.log10(max(q["area"], 1e-6)))}
+    x = np.array([[cols[n](q) for n in names] for q in rows], float)
+    return x.reshape(len(rows), len(names))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Weights (one per column of x, then the intercept) of P(y) = 1 / (1 + exp(-(x w + c)))
+    by Newton's method (tiny L2 for stability)."""
+    x = x.reshape(len(x), -1)
+    X = np.concatenate([x, np.ones((len(x), 1))], 1)
+    th = np.zeros(X.shape[1])
     for _ in range(50):
         p = 1 / (1 + np.exp(-X @ th))
         grad = X.T @ (p - y) + 1e-3 * th
-        hess = (X * (p * (1 - p))[:, None]).T @ X + 1e-3 * np.eye(2)
+        hess = (X * (p * (1 - p))[:, None]).T @ X + 1e-3 * np.eye(len(th))
         th -= np.linalg.solve(hess, grad)
-    return float(th[0]), float(th[1])
+    return th
 
 
-def logistic(w: float, c: float, x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-(w * x + c)))
+def logistic(th: np.ndarray, x: np.ndarray) -> np.ndarray:
+    x = x.reshape(len(x), -1)
+    return 1 / (1 + np.exp(-(x @ th[:-1] + th[-1])))
 
 
 def log_loss(p: np.ndarray, y: np.ndarray) -> float:
@@ -79,30 +99,67 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def cross_fold(x: np.ndarray, y: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each fold's predictions from a fit on the other folds, and the other folds' base rate."""
+    p, base = np.zeros(len(y)), np.zeros(len(y))
+    for k in np.unique(fold):
+        tr, te = fold != k, fold == k
+        p[te], base[te] = logistic(fit_logistic(x[tr], y[tr]), x[te]), y[tr].mean()
+    return p, base
+
+
+def choose(r: list[dict], y: np.ndarray, fold: np.ndarray) -> tuple | None:
+    """The rule: the raw confidence alone unless another set saves MIN_GAIN of cross-fold
+    log-loss (the largest saving wins); None if the chosen set does not beat the base rate."""
+    scores = {}
+    for names in FEATURE_SETS:
+        p, base = cross_fold(features(r, names), y, fold)
+        scores[names] = log_loss(p, y)
+    best = min(scores, key=scores.get)
+    pick = best if scores[best] <= scores[("conf",)] - MIN_GAIN else ("conf",)
+    return pick if scores[pick] < log_loss(base, y) else None
+
+
 def analyse(rows: list[dict], cls: str) -> dict:
     r = [q for q in rows if q["cls"] == cls]
-    x = np.array([q["conf"] for q in r])
     dice = np.array([q["dice"] for q in r])
     y = (dice >= GOOD_DICE).astype(float)
     fold = np.array([q["fold"] for q in r])
-    p, base = np.zeros_like(x), np.zeros_like(x)
+    res = {"images": len(r), "good": int(y.sum()), "maps": {}}
+    for names in FEATURE_SETS:
+        x = features(r, names)
+        p, base = cross_fold(x, y, fold)
+        unsure = p < 0.5
+        th = fit_logistic(x, y)
+        res["maps"]["+".join(names)] = {
+            "log_loss": round(log_loss(p, y), 3), "log_loss_base_rate": round(log_loss(base, y), 3),
+            "per_fold": [f"{log_loss(p[fold == k], y[fold == k]):.3f} (base "
+                         f"{log_loss(base[fold == k], y[fold == k]):.3f})"
+                         for k in np.unique(fold)],
+            "brier": round(float(np.mean((p - y) ** 2)), 3),
+            "brier_base_rate": round(float(np.mean((base - y) ** 2)), 3),
+            "unsure": int(unsure.sum()),
+            "unsure_mean_dice": round(float(dice[unsure].mean()), 2) if unsure.any() else None,
+            "sure_mean_dice": round(float(dice[~unsure].mean()), 2) if (~unsure).any() else None,
+            "poor_flagged": f"{int((unsure & (y == 0)).sum())} of {int((y == 0).sum())}",
+            "good_flagged": f"{int((unsure & (y == 1)).sum())} of {int(y.sum())}",
+            "fit": {("w" if n == "conf" else "w_log_area"): round(float(v), 3)
+                    for n, v in zip(names, th)} | {"c": round(float(th[-1]), 3)}}
+    pick = choose(r, y, fold)
+    res["calibrate"] = "+".join(pick) if pick else None
+    # nested: the rule applied to two folds, its map fit on them and scored on the third
+    p, base, picks = np.zeros(len(y)), np.zeros(len(y)), []
     for k in np.unique(fold):
-        tr, te = fold != k, fold == k
-        w, c = fit_logistic(x[tr], y[tr])
-        p[te], base[te] = logistic(w, c, x[te]), y[tr].mean()
-    unsure = p < 0.5
-    w, c = fit_logistic(x, y)
-    res = {"images": len(r), "good": int(y.sum()), "log_loss": round(log_loss(p, y), 3),
-           "log_loss_base_rate": round(log_loss(base, y), 3),
-           "brier": round(float(np.mean((p - y) ** 2)), 3),
-           "brier_base_rate": round(float(np.mean((base - y) ** 2)), 3),
-           "unsure": int(unsure.sum()),
-           "unsure_mean_dice": round(float(dice[unsure].mean()), 2) if unsure.any() else None,
-           "sure_mean_dice": round(float(dice[~unsure].mean()), 2) if (~unsure).any() else None,
-           "poor_flagged": f"{int((unsure & (y == 0)).sum())} of {int((y == 0).sum())}",
-           "good_flagged": f"{int((unsure & (y == 1)).sum())} of {int(y.sum())}",
-           "w": round(w, 3), "c": round(c, 3), "raw_at_half": round(-c / w, 3)}
-    res["calibrate"] = res["log_loss"] < res["log_loss_base_rate"]
+        tr = fold != k
+        rt = [q for q, m in zip(r, tr) if m]
+        pk = choose(rt, y[tr], fold[tr])
+        picks.append("+".join(pk) if pk else "none")
+        base[~tr] = y[tr].mean()
+        p[~tr] = logistic(fit_logistic(features(rt, pk), y[tr]), features(
+            [q for q, m in zip(r, tr) if not m], pk)) if pk else y[tr].mean()
+    res["nested"] = {"log_loss": round(log_loss(p, y), 3),
+                     "log_loss_base_rate": round(log_loss(base, y), 3),
+                     "picks": picks}
     return res
 
 
@@ -129,12 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     for cls in ("nerve", "vessel", "fascia"):
         a = analyse(rows, cls)
         result[cls] = a
-        print(f"{cls:<7} {a['images']} images ({a['good']} good): log-loss {a['log_loss']} "
-              f"(base rate {a['log_loss_base_rate']}), Brier {a['brier']} ({a['brier_base_rate']}); "
-              f"unsure {a['unsure']}: Dice {a['unsure_mean_dice']} against {a['sure_mean_dice']}; "
-              f"poor flagged {a['poor_flagged']}, good flagged {a['good_flagged']}; all folds: "
-              f"w {a['w']}, c {a['c']} (0.5 at raw {a['raw_at_half']}); "
-              f"calibrate: {'yes' if a['calibrate'] else 'no (no better than the base rate)'}")
+        print(f"{cls}: {a['images']} images ({a['good']} good); the rule picks: "
+              f"{a['calibrate'] or 'nothing (no map beats the base rate)'}; nested: log-loss "
+              f"{a['nested']['log_loss']} (base rate {a['nested']['log_loss_base_rate']}), "
+              f"picks {', '.join(a['nested']['picks'])}")
+        for name, m in a["maps"].items():
+            print(f"  {name:<14} log-loss {m['log_loss']} (base rate {m['log_loss_base_rate']}; "
+                  f"per fold {', '.join(m['per_fold'])}), Brier {m['brier']} "
+                  f"({m['brier_base_rate']}); unsure {m['unsure']}: Dice "
+                  f"{m['unsure_mean_dice']} against {m['sure_mean_dice']}; "
+                  f"poor flagged {m['poor_flagged']}, good flagged {m['good_flagged']}; "
+                  f"all folds: {m['fit']}")
     if args.json:
         args.json.write_text(json.dumps({"summary": result, "rows": rows}, indent=1))
     return 0
