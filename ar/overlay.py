@@ -568,7 +568,10 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         if (name == "needle" and needle_as_line) or name not in COLOURS_BGR or not class_shown(name, state):
             continue  # a tracked needle is drawn as its shaft, tip and path, not as a blob
         conf = class_confidence(seg, idx)
-        unsure = conf is None or conf < settings.min_confidence
+        # needle pixels the tracker has not confirmed as a shaft (a speck, or the first
+        # frames of a needle) are drawn as unsure whatever their probability
+        unsure = (conf is None or conf < settings.min_confidence
+                  or (name == "needle" and not nd.get("visible")))
         colour_lut[idx, 0] = COLOURS_BGR[name]
         shown_lut[idx] = 2 if unsure else 1
         plan.append((int(idx), name, conf, unsure))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -20,12 +21,31 @@ log = logging.getLogger(__name__)
 NEEDLE = CLASS_INDEX["needle"]
 
 
-def needle_tip_from_mask(mask: np.ndarray, min_pixels: int = 15
-                         ) -> tuple[tuple[float, float], tuple[float, float], float] | None:
-    """(tip_xy, entry_xy, angle_deg) of the needle in a boolean mask, or None when there
-    are fewer than ``min_pixels`` needle pixels. Coordinates are pixels (x right, y
-    down); the angle is 0..90 degrees from horizontal. Specks far smaller than the main
-    shaft are ignored."""
+class NeedleShape(NamedTuple):
+    """What a needle mask looks like: the tip and entry (pixels, x right, y down), the shaft
+    angle (0..90 degrees from horizontal), and the length (pixels) and elongation (length of
+    the long principal axis over the short one) of its largest blob."""
+
+    tip: tuple[float, float]
+    entry: tuple[float, float]
+    angle_deg: float
+    length_px: float
+    elongation: float
+
+
+def _axes(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, long-axis direction, the projections on it, and the two axis variances."""
+    pts = np.stack([xs, ys], axis=1).astype(np.float64)
+    c = pts.mean(axis=0)
+    evals, evecs = np.linalg.eigh(np.cov((pts - c).T))
+    d = evecs[:, np.argmax(evals)]
+    return c, d, (pts - c) @ d, np.sort(np.maximum(evals, 0.0))
+
+
+def needle_shape(mask: np.ndarray, min_pixels: int = 15) -> NeedleShape | None:
+    """The needle in a boolean mask (see :class:`NeedleShape`), or None when there are fewer
+    than ``min_pixels`` needle pixels. Specks far smaller than the main shaft are ignored
+    for the tip; length and elongation are those of the largest blob."""
     m = np.asarray(mask).astype(bool)
     if m.ndim != 2:
         raise ValueError(f"needle mask must be 2-D, got shape {m.shape}")
@@ -37,13 +57,7 @@ def needle_tip_from_mask(mask: np.ndarray, min_pixels: int = 15
     ys, xs = np.nonzero(np.isin(cc, keep))
     if len(xs) < min_pixels:
         return None
-    pts = np.stack([xs, ys], axis=1).astype(np.float64)
-    c = pts.mean(axis=0)
-    # principal axis of the pixels: the shaft direction
-    cov = np.cov((pts - c).T)
-    evals, evecs = np.linalg.eigh(cov)
-    d = evecs[:, np.argmax(evals)]
-    t = (pts - c) @ d
+    c, d, t, _ = _axes(xs, ys)
     a_end = c + d * t.min()
     b_end = c + d * t.max()
     h, w = m.shape
@@ -55,22 +69,59 @@ def needle_tip_from_mask(mask: np.ndarray, min_pixels: int = 15
         side = lambda p: min(p[0], w - 1 - p[0])  # noqa: E731
         entry, tip = (a_end, b_end) if side(a_end) <= side(b_end) else (b_end, a_end)
     angle = math.degrees(math.atan2(abs(d[1]), abs(d[0])))
-    return (float(tip[0]), float(tip[1])), (float(entry[0]), float(entry[1])), float(angle)
+    big = 1 + int(np.argmax(areas))
+    bys, bxs = np.nonzero(cc == big)
+    if len(bxs) >= 2:
+        _, _, bt, ev = _axes(bxs, bys)
+        b_len = float(bt.max() - bt.min()) + 1.0
+        elong = float(np.sqrt(ev[1] / max(ev[0], 1.0 / 12.0)))  # a 1-px-wide line: var 1/12
+    else:
+        b_len, elong = 1.0, 1.0
+    return NeedleShape((float(tip[0]), float(tip[1])), (float(entry[0]), float(entry[1])),
+                       float(angle), b_len, elong)
+
+
+def needle_tip_from_mask(mask: np.ndarray, min_pixels: int = 15
+                         ) -> tuple[tuple[float, float], tuple[float, float], float] | None:
+    """(tip_xy, entry_xy, angle_deg) of the needle in a boolean mask, or None when there
+    are fewer than ``min_pixels`` needle pixels (:func:`needle_shape`)."""
+    s = needle_shape(mask, min_pixels)
+    return None if s is None else (s.tip, s.entry, s.angle_deg)
 
 
 class NeedleTracker:
     """Smooths the needle tip over frames with an alpha-beta filter and coasts (keeps
     predicting) for up to ``max_missing`` frames without a needle, reporting
-    ``frames_missing``. ``update`` returns :func:`assistant.messages.needle_dict`."""
+    ``frames_missing``. ``update`` returns :func:`assistant.messages.needle_dict`.
+
+    A needle is reported only once it is **confirmed**: ``confirm_frames`` consecutive
+    frames whose needle looks like a shaft (largest blob at least ``min_length_mm`` long and
+    ``min_elongation`` times longer than wide, needle confidence at least
+    ``min_confidence`` when one is given) near one another. On real scans with no needle
+    the segmentation paints small bright specks as needle in about half the frames; each of
+    them near a vessel would say "stop". Once confirmed, any needle mask near the predicted
+    tip keeps the track (a real shaft fades as the beam misses it)."""
 
     def __init__(self, max_missing: int = 5, alpha: float = 0.6, beta: float = 0.2,
-                 min_pixels: int = 15, gate_px: float = 80.0):
+                 min_pixels: int = 15, gate_px: float = 80.0, min_length_mm: float = 3.0,
+                 min_elongation: float = 3.0, min_confidence: float = 0.85,
+                 confirm_frames: int = 3):
         if not 0 < alpha <= 1 or not 0 <= beta <= 1:
             raise ValueError(f"alpha must be in (0, 1] and beta in [0, 1], got {alpha}, {beta}")
+        if min_length_mm < 0 or min_elongation < 1 or not 0 <= min_confidence <= 1:
+            raise ValueError("min_length_mm must be >= 0, min_elongation >= 1 and "
+                             f"min_confidence in [0, 1], got {min_length_mm}, {min_elongation}, "
+                             f"{min_confidence}")
+        if int(confirm_frames) != confirm_frames or confirm_frames < 1:
+            raise ValueError(f"confirm_frames must be an integer >= 1, got {confirm_frames!r}")
         self.max_missing = int(max_missing)
         self.alpha, self.beta = float(alpha), float(beta)
         self.min_pixels = int(min_pixels)
         self.gate_px = float(gate_px)
+        self.min_length_mm = float(min_length_mm)
+        self.min_elongation = float(min_elongation)
+        self.min_confidence = float(min_confidence)
+        self.confirm_frames = int(confirm_frames)
         self.reset()
 
     def reset(self) -> None:
@@ -82,11 +133,25 @@ class NeedleTracker:
         self._missing = 0
         self._conf = 0.0
         self._frames = 0
+        self._seen = 0  # consecutive shaft-like frames of the track (confirmed at confirm_frames)
+
+    @property
+    def confirmed(self) -> bool:
+        return self._pos is not None and self._seen >= self.confirm_frames
+
+    def looks_like_a_shaft(self, shape: NeedleShape, spacing_mm: float,
+                           confidence: float | None) -> bool:
+        """Pure test of one frame's needle: long, thin and (when given) confident enough."""
+        return (shape.length_px * spacing_mm >= self.min_length_mm
+                and shape.elongation >= self.min_elongation
+                and (confidence is None or confidence >= self.min_confidence))
 
     def update(self, labels: np.ndarray, spacing_mm: float, t: float | None = None,
                confidence: float | None = None) -> dict:
         """One frame's labels (uint8, needle = class 'needle') -> needle dict.
-        ``t`` is the frame time in seconds (frame count when None)."""
+        ``t`` is the frame time in seconds (frame count when None); ``confidence``: the
+        segmentation's confidence in the needle class (None: not gated on it, e.g. for
+        ground-truth labels)."""
         if not isinstance(labels, np.ndarray) or labels.ndim != 2:
             raise ValueError(f"labels must be a 2-D array, got "
                              f"{getattr(labels, 'shape', type(labels).__name__)}")
@@ -96,35 +161,62 @@ class NeedleTracker:
         t = float(self._frames if t is None else t)
         dt = 1.0 if self._t is None else max(1e-3, t - self._t)
         self._t = t
-        found = needle_tip_from_mask(labels == NEEDLE, self.min_pixels)
-        if found is not None:
-            tip, entry, angle = (np.array(found[0]), np.array(found[1]), found[2])
-            conf = 1.0 if confidence is None else float(confidence)
-            if self._pos is None or np.hypot(*(tip - (self._pos + self._vel * dt))) > self.gate_px:
-                # a new needle, or a jump too large to be motion: start again from here
-                self._pos, self._vel = tip, np.zeros(2)
-                self._entry, self._angle = entry, angle
-            else:
-                pred = self._pos + self._vel * dt
-                r = tip - pred
-                self._pos = pred + self.alpha * r
-                self._vel = self._vel + (self.beta / dt) * r
-                self._entry = 0.5 * self._entry + 0.5 * entry
-                self._angle = 0.5 * self._angle + 0.5 * angle
-            self._missing = 0
-            self._conf = conf
+        shape = needle_shape(labels == NEEDLE, self.min_pixels)
+        shaft = shape is not None and self.looks_like_a_shaft(shape, spacing_mm, confidence)
+        near = (shape is not None and self._pos is not None
+                and np.hypot(*(np.array(shape.tip) - (self._pos + self._vel * dt))) <= self.gate_px)
+        conf = 1.0 if confidence is None else float(confidence)
+        if self.confirmed and near:
+            self._follow(shape, dt, conf)
+            self._seen += 1
             return self._dict(True, spacing_mm)
-        if self._pos is None:
+        if shaft and not self.confirmed:
+            if near and self._missing == 0:
+                self._follow(shape, dt, conf)
+                self._seen += 1
+            else:  # a new candidate: start again from here
+                self._start(shape, conf)
+            if self.confirmed:
+                return self._dict(True, spacing_mm)
             return needle_dict(False)
+        if not self.confirmed:
+            # a candidate needs consecutive shaft-like frames; anything else ends it
+            if self._pos is not None:
+                frames = self._frames
+                self.reset()
+                self._t, self._frames = t, frames
+            return needle_dict(False)
+        if shaft:  # confirmed, but a shaft far from the track: a new needle or a jump
+            self._start(shape, conf)
+            return self._dict(True, spacing_mm) if self.confirmed else needle_dict(False)
         self._missing += 1
         if self._missing > self.max_missing:
+            frames = self._frames
             self.reset()
-            self._t = t
+            self._t, self._frames = t, frames
             return needle_dict(False)
         # coast: keep the last motion, trust it less each frame
         self._pos = self._pos + self._vel * dt
         self._conf *= 0.6
         return self._dict(False, spacing_mm)
+
+    def _start(self, shape: NeedleShape, conf: float) -> None:
+        t, frames = self._t, self._frames
+        self.reset()
+        self._t, self._frames = t, frames
+        self._pos, self._vel = np.array(shape.tip), np.zeros(2)
+        self._entry, self._angle = np.array(shape.entry), shape.angle_deg
+        self._conf, self._seen = conf, 1
+
+    def _follow(self, shape: NeedleShape, dt: float, conf: float) -> None:
+        pred = self._pos + self._vel * dt
+        r = np.array(shape.tip) - pred
+        self._pos = pred + self.alpha * r
+        self._vel = self._vel + (self.beta / dt) * r
+        self._entry = 0.5 * self._entry + 0.5 * np.array(shape.entry)
+        self._angle = 0.5 * self._angle + 0.5 * shape.angle_deg
+        self._missing = 0
+        self._conf = conf
 
     def _dict(self, visible: bool, sp: float) -> dict:
         x, y = float(self._pos[0]), float(self._pos[1])

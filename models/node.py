@@ -18,11 +18,15 @@ class SegmentationNode(Node):
     STREAM_TYPES = ("frame",)
 
     def setup(self) -> None:
-        from models.needle import NeedleTracker
+        from models.needle import NEEDLE, NeedleTracker
         from models.segmenter import Segmenter
 
-        self.segmenter = Segmenter(self.settings.segmentation)
-        self.tracker = NeedleTracker()
+        seg = self.settings.segmentation
+        self.segmenter = Segmenter(seg)
+        self.tracker = NeedleTracker(
+            min_length_mm=seg.needle_min_length_mm, min_elongation=seg.needle_min_elongation,
+            min_confidence=seg.needle_min_confidence, confirm_frames=seg.needle_confirm_frames)
+        self.needle_index = NEEDLE
         self.done = 0
         self.errors = 0
         self.last_ms = 0.0
@@ -38,7 +42,9 @@ class SegmentationNode(Node):
             self.errors += 1
             log.error("frame %d from %s: %s", msg.frame_id, header.source, exc)
             return
-        needle = self.tracker.update(out.labels, msg.spacing_mm, msg.media_time_s)
+        needle_conf = (float(out.confidence[self.needle_index])
+                       if self.needle_index < len(out.confidence) else None)
+        needle = self.tracker.update(out.labels, msg.spacing_mm, msg.media_time_s, needle_conf)
         timings = dict(out.timings_ms)
         timings["total"] = (time.monotonic() - t0) * 1000
         self.last_ms = timings["total"]

@@ -11,3 +11,22 @@ class SegmentationSettings:
     provider: Literal["cpu", "cuda"] = "cpu"
     threads: int = 1
     min_confidence: float = 0.5  # below this a class is drawn as "unsure"
+    # a needle is reported (drawn, tracked, able to raise alerts) only after this many
+    # consecutive frames whose needle looks like a shaft (models/needle.py NeedleTracker)
+    needle_confirm_frames: int = 3
+    needle_min_length_mm: float = 3.0  # its largest blob at least this long
+    needle_min_elongation: float = 3.0  # and this many times longer than wide
+    needle_min_confidence: float = 0.85  # and the needle class at least this confident
+
+    def __post_init__(self) -> None:
+        n = self.needle_confirm_frames
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 30:
+            raise ValueError("segmentation.needle_confirm_frames must be an integer from 1 to "
+                             f"30, got {n!r}")
+        for name, lo, hi in (("needle_min_length_mm", 0.0, 50.0),
+                             ("needle_min_elongation", 1.0, 100.0),
+                             ("needle_min_confidence", 0.0, 1.0), ("min_confidence", 0.0, 1.0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise ValueError(f"segmentation.{name} must be a number from {lo:g} to {hi:g}, "
+                                 f"got {v!r}")

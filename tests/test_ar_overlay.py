@@ -11,6 +11,7 @@ from ar.overlay import (ALERT_RED, MonitorLayout, dashed_segments, monitor_layou
 from ar.plane import target_plane_from_labels, tip_to_plane_mm
 from ar.settings import RenderSettings
 from ar.testframes import synthetic_scene
+from assistant.messages import needle_dict
 from models.classes import CLASS_INDEX, CLASSES, COLOURS_BGR
 
 S = RenderSettings()
@@ -459,3 +460,11 @@ def test_frozen_picture_keeps_only_its_own_overlay():
     assert np.array_equal(_rect(out, info.layout), info.layout.resize_image(frame.image))
     _, info = render_monitor_info(frame, later, state, NOW, S)  # not frozen: 50 ms apart is fine
     assert info.seg_drawn
+
+
+def test_needle_pixels_the_tracker_has_not_confirmed_are_drawn_unsure():
+    frame, seg, state = synthetic_scene()
+    seg = dataclasses.replace(seg, needle=needle_dict(False))  # a candidate, not yet a needle
+    _, info = render_monitor_info(frame, seg, state, NOW, S)
+    assert info.drawn_classes["needle"] == "unsure" and info.drawn_classes["vessel"] == "sure"
+    assert not info.needle_drawn

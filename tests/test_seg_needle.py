@@ -77,3 +77,85 @@ def test_tracker_rejects_bad_input():
         tr.update(np.zeros((3, 3, 3), np.uint8), 0.1)
     with pytest.raises(ValueError, match="spacing_mm"):
         tr.update(np.zeros((3, 3), np.uint8), 0.0)
+
+
+def _labels_with(mask: np.ndarray, vessel_box=None) -> np.ndarray:
+    lab = np.where(mask, NEEDLE, 0).astype(np.uint8)
+    if vessel_box is not None:
+        y0, y1, x0, x1 = vessel_box
+        lab[y0:y1, x0:x1] = CLASS_INDEX["vessel"]
+    return lab
+
+
+def test_a_speck_is_never_reported_as_a_needle():
+    """What the model paints on real scans without a needle: a small bright speck, frame
+    after frame, next to a vessel. Before the shaft gate it was a needle at once."""
+    tr = NeedleTracker()
+    speck = np.zeros((200, 200), bool)
+    speck[100:106, 100:108] = True  # 48 px, 0.8 mm at 0.1 mm/px, elongation ~1.3
+    for k in range(20):
+        nd = tr.update(_labels_with(speck, (108, 130, 95, 120)), 0.1, k * 0.05, confidence=0.95)
+        assert not nd["visible"] and nd["tip_px"] is None
+    ungated = NeedleTracker(min_length_mm=0, min_elongation=1, min_confidence=0, confirm_frames=1)
+    assert ungated.update(_labels_with(speck), 0.1, 0.0, confidence=0.95)["visible"]
+
+
+def test_a_shaft_is_confirmed_on_its_third_consecutive_frame():
+    tr = NeedleTracker(confirm_frames=3)
+    seen = []
+    for k in range(5):
+        lab = _labels_with(shaft((200, 200), (0, 10), (60 + 4 * k, 50 + 2 * k)))
+        seen.append(tr.update(lab, 0.1, k * 0.05, confidence=0.93)["visible"])
+    assert seen == [False, False, True, True, True]
+
+
+def test_an_interrupted_or_unsure_candidate_starts_again():
+    lab = _labels_with(shaft((200, 200), (0, 10), (80, 60)))
+    empty = np.zeros((200, 200), np.uint8)
+    tr = NeedleTracker(confirm_frames=3)
+    seen = [tr.update(x, 0.1, k * 0.05, confidence=0.93)["visible"]
+            for k, x in enumerate([lab, lab, empty, lab, lab, lab])]
+    assert seen == [False, False, False, False, False, True]
+    low = NeedleTracker(confirm_frames=3)  # the same shaft with a confidence under 0.85
+    assert not any(low.update(lab, 0.1, k * 0.05, confidence=0.7)["visible"] for k in range(6))
+
+
+def test_a_confirmed_needle_is_kept_when_only_a_short_piece_shows():
+    tr = NeedleTracker(confirm_frames=3)
+    for k in range(3):
+        nd = tr.update(_labels_with(shaft((200, 200), (0, 10), (80, 60))), 0.1, k * 0.05, 0.93)
+    assert nd["visible"]
+    piece = np.zeros((200, 200), bool)
+    piece[57:62, 74:82] = True  # the beam catches only the tip: 1 mm, not shaft-like
+    nd = tr.update(_labels_with(piece), 0.1, 0.15, confidence=0.8)
+    assert nd["visible"] and abs(nd["tip_px"][0] - 80) < 6
+
+
+def test_bad_needle_gate_settings_are_refused_by_name():
+    from models.settings import SegmentationSettings
+
+    with pytest.raises(ValueError, match="confirm_frames must be an integer >= 1"):
+        NeedleTracker(confirm_frames=0)
+    with pytest.raises(ValueError, match="min_elongation >= 1"):
+        NeedleTracker(min_elongation=0.5)
+    with pytest.raises(ValueError, match="segmentation.needle_confirm_frames must be an integer"):
+        SegmentationSettings(needle_confirm_frames=2.5)
+    with pytest.raises(ValueError, match="segmentation.needle_min_confidence must be a number"):
+        SegmentationSettings(needle_min_confidence=1.5)
+
+
+def test_the_shipped_model_needle_is_confirmed_only_after_three_frames():
+    """The real model on a simulated frame with a needle, three times: shown on the third."""
+    from models.segmenter import Segmenter
+    from models.settings import SegmentationSettings
+    from models.simulator import simulate_frame
+
+    seg = Segmenter(SegmentationSettings()).load()
+    f = next(f for f in (simulate_frame(s) for s in range(40))
+             if f.needle["visible"] and f.needle["tip_px"] is not None)
+    out = seg.segment(f.image)
+    tr = NeedleTracker()
+    seen = [tr.update(out.labels, f.spacing_mm, k * 0.05, out.confidence[NEEDLE]) for k in range(3)]
+    assert [nd["visible"] for nd in seen] == [False, False, True]
+    tip = seen[-1]["tip_px"]
+    assert math.hypot(tip[0] - f.needle["tip_px"][0], tip[1] - f.needle["tip_px"][1]) * f.spacing_mm < 2.0
