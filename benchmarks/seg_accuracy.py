@@ -122,7 +122,8 @@ def part_sim(seg, seconds: float) -> None:
             if not ok:
                 break
             out = seg.segment(frame)
-            nd = tr.update(out.labels, meta["spacing_mm"], fm["t_s"])
+            nd = tr.update(out.labels, meta["spacing_mm"], fm["t_s"],
+                           out.confidence[CLASSES.index("needle")])
             for ci, c in enumerate(CLASSES[1:], start=1):
                 gt = labels[i] == ci
                 if gt.any():

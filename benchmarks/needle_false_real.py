@@ -1,0 +1,196 @@
+"""Does the needle tracker see needles that are not there? REAL scans without a needle, and
+SIMULATED clips with one.
+
+No real image here holds a needle (usgra_seg and DL_Track are scans of volunteers and limb
+muscles; the supraclavicular cine loops are plexus scans), so every needle the system reports
+on them is false, and every "stop" it would say about it too. Three parts, each with the
+tracker as it was before the shaft gate ("no gate": any needle mask of 15 px, visible at
+once) and as configured (``config.yaml`` segmentation.needle_*):
+
+1. REAL stills (usgra_seg 204, dltrack_apo 459): frames whose needle mask looks like a shaft
+   in one frame (spacing: 40 mm depth over the image height, the config default), against
+   frames with any needle mask. A still cannot be confirmed over frames: an upper bound.
+2. REAL cine loops (regional_us_videos, 10 loops, 20 fps): frames with a visible needle, how
+   many times one appears, and would-be alert frames (the tracked tip within 3 mm of a
+   predicted vessel or 5 mm of predicted pleura: the assistant's defaults).
+3. SIMULATED clips with a needle going in (``make_demo_clip``, seeds ``--sim-seeds``, never
+   trained on): frames where the true needle is visible and the tracker shows it, the delay
+   from the needle's first visible frame to the tracker's, frames shown without a true needle,
+   and the tip error where shown.
+
+    .venv/bin/python benchmarks/needle_false_real.py [--data ../shared/data] [--sim-seeds 7 11 13]
+
+Prints a table; asserts nothing. Decision support research tool, not for clinical use.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from assistant.config import load_settings  # noqa: E402
+from assistant.guidance import distance_to_class_px  # noqa: E402
+from models.classes import CLASS_INDEX  # noqa: E402
+from models.data import read_image  # noqa: E402
+from models.needle import NEEDLE, NeedleTracker, needle_shape  # noqa: E402
+from models.segmenter import Segmenter  # noqa: E402
+from models.settings import SegmentationSettings  # noqa: E402
+
+DEPTH_MM = 40.0  # config default depth of a real frame without a sidecar
+ALERT_MM = {CLASS_INDEX["vessel"]: 3.0, CLASS_INDEX["pleura"]: 5.0}
+
+
+def trackers() -> dict:
+    s = load_settings().segmentation
+    return {
+        "no gate (before)": lambda: NeedleTracker(min_length_mm=0.0, min_elongation=1.0,
+                                                  min_confidence=0.0, confirm_frames=1),
+        (f"gate: {s.needle_confirm_frames} frames, >= {s.needle_min_length_mm:g} mm, "
+         f">= {s.needle_min_elongation:g}x, conf >= {s.needle_min_confidence:g}"):
+            lambda: NeedleTracker(min_length_mm=s.needle_min_length_mm,
+                                  min_elongation=s.needle_min_elongation,
+                                  min_confidence=s.needle_min_confidence,
+                                  confirm_frames=s.needle_confirm_frames),
+    }
+
+
+def alert_near(labels: np.ndarray, tip, spacing_mm: float) -> bool:
+    for idx, limit in ALERT_MM.items():
+        d = distance_to_class_px(labels, idx, tip)
+        if d is not None and d * spacing_mm <= limit:
+            return True
+    return False
+
+
+def part_stills(seg: Segmenter, data: Path, makers: dict) -> None:
+    print("1. REAL stills without a needle (one frame each: shaft-like, not confirmed)")
+    for folder in ("usgra_seg", "dltrack_apo"):
+        names = sorted((data / folder / "images").glob("*.png"))
+        anyn = shaft = 0
+        probe = list(makers.values())[-1]()
+        for p in names:
+            img = read_image(p)
+            out = seg.segment(img)
+            shape = needle_shape(out.labels == NEEDLE)
+            if shape is None:
+                continue
+            anyn += 1
+            sp = DEPTH_MM / img.shape[0]
+            shaft += probe.looks_like_a_shaft(shape, sp, out.confidence[NEEDLE])
+        print(f"   {folder:<12} {len(names)} images: any needle mask {anyn}, shaft-like {shaft}")
+
+
+def part_cine(seg: Segmenter, data: Path, makers: dict) -> None:
+    videos = sorted((data / "regional_us_videos" / "videos").glob("*.mp4"))
+    print(f"2. REAL cine loops without a needle ({len(videos)} loops, every frame)")
+    totals = {k: [0, 0, 0] for k in makers}
+    n_frames = 0
+    for v in videos:
+        cap = cv2.VideoCapture(str(v))
+        fps = cap.get(cv2.CAP_PROP_FPS) or 20.0
+        trs = {k: mk() for k, mk in makers.items()}
+        prev = {k: False for k in makers}
+        k = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            out = seg.segment(frame)
+            sp = DEPTH_MM / frame.shape[0]
+            for name, tr in trs.items():
+                nd = tr.update(out.labels, sp, k / fps, out.confidence[NEEDLE])
+                vis = bool(nd["visible"])
+                totals[name][0] += vis
+                totals[name][1] += vis and not prev[name]
+                totals[name][2] += vis and alert_near(out.labels, nd["tip_px"], sp)
+                prev[name] = vis
+            k += 1
+        n_frames += k
+        cap.release()
+    for name, (vis, onsets, alerts) in totals.items():
+        print(f"   {name}: needle shown in {vis} of {n_frames} frames, appears {onsets} times, "
+              f"would-be alert frames {alerts}")
+
+
+def part_sim(seg: Segmenter, seeds: list[int], seconds: float, makers: dict) -> None:
+    from models.simulator import make_demo_clip
+
+    print(f"3. SIMULATED clips with a needle ({len(seeds)} x {seconds:g} s, seeds {seeds}, unseen)")
+    res = {k: {"true": 0, "shown": 0, "false": 0, "delay": [], "tip": []} for k in makers}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            meta = make_demo_clip(str(Path(tmp) / f"c{seed}.mp4"), seconds=seconds, fps=20,
+                                  seed=seed)
+            cap = cv2.VideoCapture(meta["video"])
+            sp = meta["spacing_mm"]
+            trs = {k: mk() for k, mk in makers.items()}
+            first_true = None
+            first_shown = {k: None for k in makers}
+            for i, fm in enumerate(meta["frames"]):
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                out = seg.segment(frame)
+                truth = fm["needle"]
+                tv = bool(truth["visible"] and truth["tip_px"] is not None)
+                if tv and first_true is None:
+                    first_true = fm["t_s"]
+                for name, tr in trs.items():
+                    nd = tr.update(out.labels, sp, fm["t_s"], out.confidence[NEEDLE])
+                    r = res[name]
+                    if tv:
+                        r["true"] += 1
+                    if nd["visible"]:
+                        if first_shown[name] is None and first_true is not None:
+                            first_shown[name] = fm["t_s"]
+                        if tv:
+                            r["shown"] += 1
+                            r["tip"].append(math.hypot(nd["tip_px"][0] - truth["tip_px"][0],
+                                                       nd["tip_px"][1] - truth["tip_px"][1]) * sp)
+                        else:
+                            r["false"] += 1
+            cap.release()
+            for name in makers:
+                if first_true is not None and first_shown[name] is not None:
+                    res[name]["delay"].append(first_shown[name] - first_true)
+    for name, r in res.items():
+        tip = np.array(r["tip"]) if r["tip"] else np.array([np.nan])
+        print(f"   {name}: shown in {r['shown']} of {r['true']} frames with a visible needle "
+              f"({r['shown'] / max(1, r['true']):.1%}), {r['false']} frames shown without one; "
+              f"first shown {', '.join(f'{d * 1000:.0f}' for d in r['delay'])} ms after the "
+              f"needle first shows; tip error median {np.median(tip):.2f} mm, "
+              f"p90 {np.percentile(tip, 90):.2f} mm")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--sim-seeds", type=int, nargs="*", default=[7, 11, 13])
+    ap.add_argument("--sim-seconds", type=float, default=12.0)
+    ap.add_argument("--parts", default="1,2,3")
+    a = ap.parse_args(argv)
+    seg = Segmenter(SegmentationSettings(threads=1)).load()
+    makers = trackers()
+    parts = set(a.parts.split(","))
+    if "1" in parts:
+        part_stills(seg, a.data, makers)
+    if "2" in parts:
+        part_cine(seg, a.data, makers)
+    if "3" in parts:
+        part_sim(seg, a.sim_seeds, a.sim_seconds, makers)
+    print("not for clinical use")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
