@@ -57,7 +57,7 @@ def needle_shape(mask: np.ndarray, min_pixels: int = 15) -> NeedleShape | None:
     ys, xs = np.nonzero(np.isin(cc, keep))
     if len(xs) < min_pixels:
         return None
-    c, d, t, _ = _axes(xs, ys)
+    c, d, t, ev = _axes(xs, ys)
     a_end = c + d * t.min()
     b_end = c + d * t.max()
     h, w = m.shape
@@ -69,14 +69,11 @@ def needle_shape(mask: np.ndarray, min_pixels: int = 15) -> NeedleShape | None:
         side = lambda p: min(p[0], w - 1 - p[0])  # noqa: E731
         entry, tip = (a_end, b_end) if side(a_end) <= side(b_end) else (b_end, a_end)
     angle = math.degrees(math.atan2(abs(d[1]), abs(d[0])))
-    big = 1 + int(np.argmax(areas))
-    bys, bxs = np.nonzero(cc == big)
-    if len(bxs) >= 2:
-        _, _, bt, ev = _axes(bxs, bys)
-        b_len = float(bt.max() - bt.min()) + 1.0
-        elong = float(np.sqrt(ev[1] / max(ev[0], 1.0 / 12.0)))  # a 1-px-wide line: var 1/12
-    else:
-        b_len, elong = 1.0, 1.0
+    if len(keep) > 1:  # length and elongation of the largest blob alone
+        bys, bxs = np.nonzero(cc == 1 + int(np.argmax(areas)))
+        _, _, t, ev = _axes(bxs, bys)
+    b_len = float(t.max() - t.min()) + 1.0
+    elong = float(np.sqrt(ev[1] / max(ev[0], 1.0 / 12.0)))  # a 1-px-wide line: var 1/12
     return NeedleShape((float(tip[0]), float(tip[1])), (float(entry[0]), float(entry[1])),
                        float(angle), b_len, elong)
 
@@ -171,7 +168,7 @@ class NeedleTracker:
             self._seen += 1
             return self._dict(True, spacing_mm)
         if shaft and not self.confirmed:
-            if near and self._missing == 0:
+            if near:
                 self._follow(shape, dt, conf)
                 self._seen += 1
             else:  # a new candidate: start again from here
@@ -182,28 +179,28 @@ class NeedleTracker:
         if not self.confirmed:
             # a candidate needs consecutive shaft-like frames; anything else ends it
             if self._pos is not None:
-                frames = self._frames
-                self.reset()
-                self._t, self._frames = t, frames
+                self._forget()
             return needle_dict(False)
         if shaft:  # confirmed, but a shaft far from the track: a new needle or a jump
             self._start(shape, conf)
             return self._dict(True, spacing_mm) if self.confirmed else needle_dict(False)
         self._missing += 1
         if self._missing > self.max_missing:
-            frames = self._frames
-            self.reset()
-            self._t, self._frames = t, frames
+            self._forget()
             return needle_dict(False)
         # coast: keep the last motion, trust it less each frame
         self._pos = self._pos + self._vel * dt
         self._conf *= 0.6
         return self._dict(False, spacing_mm)
 
-    def _start(self, shape: NeedleShape, conf: float) -> None:
+    def _forget(self) -> None:
+        """Drop the track (or candidate) but keep the clock."""
         t, frames = self._t, self._frames
         self.reset()
         self._t, self._frames = t, frames
+
+    def _start(self, shape: NeedleShape, conf: float) -> None:
+        self._forget()
         self._pos, self._vel = np.array(shape.tip), np.zeros(2)
         self._entry, self._angle = np.array(shape.entry), shape.angle_deg
         self._conf, self._seen = conf, 1
