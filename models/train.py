@@ -101,6 +101,7 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
     sd = net.state_dict()
     if last_kernel == 1 and "d0.0.weight" in new:
         new = last_stage_to_1x1(new, net)
+    new = fold_skip_bias(new)
     extra = set(new) - set(sd)
     if extra:
         raise KeyError(f"{path}: {sorted(extra)} have no place in "
@@ -114,6 +115,17 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
                            f"last_kernel={last_kernel}) wants {tuple(sd[k].shape)}")
     net.load_state_dict(new)
     return net
+
+
+def fold_skip_bias(weights: dict) -> dict:
+    """An early `UpAdd` gave its skip branch a bias too (the v12 cross-validation fold models
+    have one). A constant passes the bilinear upsampling unchanged, so the skip bias moves
+    into the up branch's bias exactly; other weights are returned as they are."""
+    if "d0.skip.0.bias" not in weights or "d0.up.0.bias" not in weights:
+        return weights
+    out = dict(weights)
+    out["d0.up.0.bias"] = out["d0.up.0.bias"] + out.pop("d0.skip.0.bias")
+    return out
 
 
 def onnx_last_kernel(path: Path) -> int:
@@ -228,9 +240,18 @@ SOURCE_CLASSES = {
 }
 
 
+# Classes a real dataset is known never to hold (`--real-absent`): usgra_seg's volunteers and
+# DL_Track's muscles were scanned without a needle, so on their images the needle channel is
+# a label too, 0 on every pixel. Without it the needle was learnt from the simulator alone
+# and the model painted bright specks of real scans as needle in half of all frames.
+REAL_ABSENT: list[str] = []
+
+
 def channel_mask(source: str) -> np.ndarray:
+    """1 for each channel the sample's dataset supervises on every pixel."""
     m = np.zeros(NC, np.float32)
-    for name in SOURCE_CLASSES[source]:
+    names = SOURCE_CLASSES[source] + (tuple(REAL_ABSENT) if source != "sim" else ())
+    for name in names:
         m[CH[name]] = 1.0
     return m
 
@@ -379,7 +400,9 @@ def loss_fn(logits, y, m, pm=None):
     d = (d * has).sum() / has.sum().clamp(min=1)
     loss = bce + d
     if NEEDLE_LOSS.weight > 0:
-        sel = m[:, NEEDLE_CH] > 0  # samples whose dataset labels the needle (simulator)
+        # samples whose dataset labels the needle (the simulator; with --real-absent needle
+        # the real images too, as negatives)
+        sel = m[:, NEEDLE_CH] > 0
         if sel.any():
             for ch in NEEDLE_LOSS.channels:
                 ln, yn = logits[sel, ch], y[sel, ch]
@@ -661,7 +684,7 @@ def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
 TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim", "seed", "minutes",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
-                 "sim_weight", "aug_seed", "cv", "last_kernel")
+                 "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -707,6 +730,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-la", type=int, default=0,
                     help="extra simulated training frames showing local anaesthetic opening "
                          "the plane (seeds 5000+): a dark pocket that is neither vessel nor pleura")
+    ap.add_argument("--real-absent", nargs="*", default=[], choices=["needle"],
+                    help="classes the real datasets never hold (volunteer scans: no needle): "
+                         "supervised as 0 on every pixel of the real images")
     ap.add_argument("--sim-weight", type=float, default=1.0,
                     help="share of simulated samples in a batch relative to each real dataset")
     ap.add_argument("--cv-init", default=None, metavar="DIR",
@@ -756,6 +782,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     NEEDLE_LOSS.pos_weight = args.needle_pos_weight
     NEEDLE_LOSS.dilate = args.needle_dilate
     NEEDLE_LOSS.channels = tuple(CH[c] for c in args.needle_loss_classes)
+    REAL_ABSENT[:] = args.real_absent
     root = Path(args.data)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -858,7 +885,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "sim_frames": args.sim, "seed": args.seed,
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
-                     "sim_weight": args.sim_weight,
+                     "sim_weight": args.sim_weight, "real_absent": args.real_absent,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
                                      "dilate_px": args.needle_dilate,
