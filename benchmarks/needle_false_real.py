@@ -19,6 +19,7 @@ once) and as configured (``config.yaml`` segmentation.needle_*):
    and the tip error where shown.
 
     .venv/bin/python benchmarks/needle_false_real.py [--data ../shared/data] [--sim-seeds 7 11 13]
+        [--model OTHER.onnx] [--fold-models DIR]
 
 Prints a table; asserts nothing. Decision support research tool, not for clinical use.
 """
@@ -72,13 +73,54 @@ def alert_near(labels: np.ndarray, tip, spacing_mm: float) -> bool:
     return False
 
 
-def part_stills(seg: Segmenter, data: Path, makers: dict) -> None:
+def as_shipped(model: Path, tmp: Path) -> Segmenter:
+    """``model``'s weights with the shipped manifest's post-processing and calibration (its
+    sha256 replaced): other weights measured exactly as the shipped ones would run."""
+    import json
+
+    from models.segmenter import file_sha256, load_manifest
+
+    shipped = load_manifest(ROOT / "models" / "pecs_seg.onnx")
+    tmp.mkdir(parents=True, exist_ok=True)
+    dst = tmp / model.name
+    dst.write_bytes(model.read_bytes())
+    shipped["sha256"] = file_sha256(dst)
+    shipped["file"] = dst.name
+    dst.with_suffix(".json").write_text(json.dumps(shipped))
+    return Segmenter(SegmentationSettings(threads=1, model_path=str(dst))).load()
+
+
+def held_out_names(fold_model: Path) -> dict:
+    import json
+
+    m = json.loads(fold_model.with_suffix(".json").read_text())
+    return {"usgra_seg": set(m["held_out_usgra"]), "dltrack_apo": set(m["held_out_dltrack"])}
+
+
+def part_stills(seg: Segmenter, data: Path, makers: dict, fold_models: Path | None = None) -> None:
+    if fold_models is not None:
+        # each image through the fold model that never saw it
+        folds = sorted(fold_models.glob("fold*.onnx"))
+        print(f"1. REAL stills without a needle, HELD OUT: each through the one of {len(folds)} "
+              f"fold models ({fold_models}) that did not train on it")
+        with tempfile.TemporaryDirectory() as tmp:
+            segs = [(as_shipped(f, Path(tmp) / f.stem), held_out_names(f)) for f in folds]
+            _stills(segs, data, makers)
+        return
     print("1. REAL stills without a needle (one frame each: shaft-like, not confirmed)")
+    _stills([(seg, None)], data, makers)
+
+
+def _stills(segs: list, data: Path, makers: dict) -> None:
     for folder in ("usgra_seg", "dltrack_apo"):
         names = sorted((data / folder / "images").glob("*.png"))
-        anyn = shaft = 0
+        anyn = shaft = n = 0
         probe = list(makers.values())[-1]()
         for p in names:
+            seg = next((s for s, held in segs if held is None or p.name in held[folder]), None)
+            if seg is None:
+                continue
+            n += 1
             img = read_image(p)
             out = seg.segment(img)
             shape = needle_shape(out.labels == NEEDLE)
@@ -87,7 +129,7 @@ def part_stills(seg: Segmenter, data: Path, makers: dict) -> None:
             anyn += 1
             sp = DEPTH_MM / img.shape[0]
             shaft += probe.looks_like_a_shaft(shape, sp, out.confidence[NEEDLE])
-        print(f"   {folder:<12} {len(names)} images: any needle mask {anyn}, shaft-like {shaft}")
+        print(f"   {folder:<12} {n} images: any needle mask {anyn}, shaft-like {shaft}")
 
 
 def part_cine(seg: Segmenter, data: Path, makers: dict) -> None:
@@ -178,12 +220,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-seeds", type=int, nargs="*", default=[7, 11, 13])
     ap.add_argument("--sim-seconds", type=float, default=12.0)
     ap.add_argument("--parts", default="1,2,3")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="other weights, run with the shipped manifest's post-processing")
+    ap.add_argument("--fold-models", type=Path, default=None,
+                    help="part 1 on held-out stills: a folder of CV fold models (fold0.onnx... "
+                         "with manifests naming their held-out images, from models.train --cv-save)")
     a = ap.parse_args(argv)
-    seg = Segmenter(SegmentationSettings(threads=1)).load()
+    tmp = tempfile.TemporaryDirectory()
+    seg = (as_shipped(a.model, Path(tmp.name)) if a.model
+           else Segmenter(SegmentationSettings(threads=1)).load())
+    print(f"model: {a.model or 'shipped'}"
+          + (f" (part 1: the fold models of {a.fold_models})" if a.fold_models else ""))
     makers = trackers()
     parts = set(a.parts.split(","))
     if "1" in parts:
-        part_stills(seg, a.data, makers)
+        part_stills(seg, a.data, makers, a.fold_models)
     if "2" in parts:
         part_cine(seg, a.data, makers)
     if "3" in parts:
