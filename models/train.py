@@ -245,12 +245,13 @@ SOURCE_CLASSES = {
 # a label too, 0 on every pixel. Without it the needle was learnt from the simulator alone
 # and the model painted bright specks of real scans as needle in half of all frames.
 REAL_ABSENT: list[str] = []
+REAL_ABSENT_SOURCES: list[str] = ["usgra", "dltrack"]  # the real datasets it applies to
 
 
 def channel_mask(source: str) -> np.ndarray:
     """1 for each channel the sample's dataset supervises on every pixel."""
     m = np.zeros(NC, np.float32)
-    names = SOURCE_CLASSES[source] + (tuple(REAL_ABSENT) if source != "sim" else ())
+    names = SOURCE_CLASSES[source] + (tuple(REAL_ABSENT) if source in REAL_ABSENT_SOURCES else ())
     for name in names:
         m[CH[name]] = 1.0
     return m
@@ -684,7 +685,8 @@ def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
 TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim", "seed", "minutes",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
-                 "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent")
+                 "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
+                 "real_absent_sources")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -733,6 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-absent", nargs="*", default=[], choices=["needle"],
                     help="classes the real datasets never hold (volunteer scans: no needle): "
                          "supervised as 0 on every pixel of the real images")
+    ap.add_argument("--real-absent-sources", nargs="+", default=["usgra", "dltrack"],
+                    choices=["usgra", "dltrack"], help="the real datasets --real-absent applies to")
     ap.add_argument("--sim-weight", type=float, default=1.0,
                     help="share of simulated samples in a batch relative to each real dataset")
     ap.add_argument("--cv-init", default=None, metavar="DIR",
@@ -783,6 +787,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     NEEDLE_LOSS.dilate = args.needle_dilate
     NEEDLE_LOSS.channels = tuple(CH[c] for c in args.needle_loss_classes)
     REAL_ABSENT[:] = args.real_absent
+    REAL_ABSENT_SOURCES[:] = args.real_absent_sources
     root = Path(args.data)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -886,6 +891,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
                      "sim_weight": args.sim_weight, "real_absent": args.real_absent,
+                     "real_absent_sources": args.real_absent_sources,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
                                      "dilate_px": args.needle_dilate,

@@ -45,6 +45,15 @@ def test_a_real_image_supervises_the_needle_as_absent_everywhere_only_when_asked
     assert train_mod.channel_mask("dltrack")[NEEDLE] == 1
 
 
+def test_the_negatives_can_be_kept_to_some_real_datasets(real_absent, monkeypatch):
+    real_absent(["needle"])
+    monkeypatch.setattr(train_mod, "REAL_ABSENT_SOURCES", ["usgra"])
+    assert train_mod.channel_mask("usgra")[NEEDLE] == 1
+    # DL_Track's aponeuroses keep an unsupervised needle channel (away from their own masks)
+    assert train_mod.channel_mask("dltrack")[NEEDLE] == 0
+    assert train_mod.channel_mask("dltrack")[train_mod.CH["fascia"]] == 1
+
+
 def test_a_needle_painted_on_a_real_image_costs_only_with_real_absent(real_absent):
     s = usgra_sample()
     logits = torch.full((1, train_mod.NC, 64, 64), -6.0)
