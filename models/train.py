@@ -674,6 +674,12 @@ def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
         "intended_use": "decision support research prototype; not for clinical use",
         **extra,
     }
+    src = {"usgra-seg": "usgra", "DL_Track aponeurosis training data": "dltrack"}
+    for d in manifest["data"]:
+        if REAL_ABSENT and src.get(d["name"]) in REAL_ABSENT_SOURCES:
+            d["absent_classes"] = list(REAL_ABSENT)
+            d["absent_note"] = ("scanned without a needle: supervised as 0 on every pixel "
+                                "(models.train --real-absent)")
     mpath = onnx_path.with_suffix(".json")
     mpath.write_text(json.dumps(manifest, indent=1))
     return mpath
