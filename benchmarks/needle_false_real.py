@@ -26,6 +26,7 @@ Prints a table; asserts nothing. Decision support research tool, not for clinica
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -44,7 +45,7 @@ from assistant.guidance import distance_to_class_px  # noqa: E402
 from models.classes import CLASS_INDEX  # noqa: E402
 from models.data import read_image  # noqa: E402
 from models.needle import NEEDLE, NeedleTracker, needle_shape  # noqa: E402
-from models.segmenter import Segmenter  # noqa: E402
+from models.segmenter import Segmenter, file_sha256, load_manifest  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 
 DEPTH_MM = 40.0  # config default depth of a real frame without a sidecar
@@ -76,10 +77,6 @@ def alert_near(labels: np.ndarray, tip, spacing_mm: float) -> bool:
 def as_shipped(model: Path, tmp: Path) -> Segmenter:
     """``model``'s weights with the shipped manifest's post-processing and calibration (its
     sha256 replaced): other weights measured exactly as the shipped ones would run."""
-    import json
-
-    from models.segmenter import file_sha256, load_manifest
-
     shipped = load_manifest(ROOT / "models" / "pecs_seg.onnx")
     tmp.mkdir(parents=True, exist_ok=True)
     dst = tmp / model.name
@@ -91,8 +88,6 @@ def as_shipped(model: Path, tmp: Path) -> Segmenter:
 
 
 def held_out_names(fold_model: Path) -> dict:
-    import json
-
     m = json.loads(fold_model.with_suffix(".json").read_text())
     return {"usgra_seg": set(m["held_out_usgra"]), "dltrack_apo": set(m["held_out_dltrack"])}
 
@@ -226,19 +221,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="part 1 on held-out stills: a folder of CV fold models (fold0.onnx... "
                          "with manifests naming their held-out images, from models.train --cv-save)")
     a = ap.parse_args(argv)
-    tmp = tempfile.TemporaryDirectory()
-    seg = (as_shipped(a.model, Path(tmp.name)) if a.model
-           else Segmenter(SegmentationSettings(threads=1)).load())
     print(f"model: {a.model or 'shipped'}"
           + (f" (part 1: the fold models of {a.fold_models})" if a.fold_models else ""))
     makers = trackers()
     parts = set(a.parts.split(","))
-    if "1" in parts:
-        part_stills(seg, a.data, makers, a.fold_models)
-    if "2" in parts:
-        part_cine(seg, a.data, makers)
-    if "3" in parts:
-        part_sim(seg, a.sim_seeds, a.sim_seconds, makers)
+    with tempfile.TemporaryDirectory() as tmp:
+        seg = (as_shipped(a.model, Path(tmp)) if a.model
+               else Segmenter(SegmentationSettings(threads=1)).load())
+        if "1" in parts:
+            part_stills(seg, a.data, makers, a.fold_models)
+        if "2" in parts:
+            part_cine(seg, a.data, makers)
+        if "3" in parts:
+            part_sim(seg, a.sim_seeds, a.sim_seconds, makers)
     print("not for clinical use")
     return 0
 
