@@ -168,9 +168,20 @@ class Node:
         return 0
 
 
+#: after SIGTERM/SIGINT a node that has not finished its teardown within this is ended: the
+#: launcher escalates to SIGKILL itself after ~2 s, but when the launcher was killed
+#: (parent-death SIGTERM) nobody else would, and a blocked teardown left an orphan
+STOP_GRACE_S = 3.0
+
+
 def install_signal_handlers(node: Node) -> None:
-    """SIGTERM and SIGINT stop the loop cleanly (the launcher's Ctrl-C reaches us too)."""
+    """SIGTERM and SIGINT stop the loop cleanly (the launcher's Ctrl-C reaches us too);
+    a teardown that takes longer than STOP_GRACE_S is cut short."""
     def handler(signum, _frame):
+        if not node.stopping:
+            t = threading.Timer(STOP_GRACE_S, os._exit, args=(128 + signum,))
+            t.daemon = True
+            t.start()
         node.stop()
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
