@@ -382,6 +382,9 @@ class RenderInfo:
     seg_drawn: bool = False
     seg_reason: str = ""
     drawn_classes: dict = field(default_factory=dict)  # class name -> "sure" | "unsure"
+    # drawn classes whose confidence was never checked on real scans (SegResult.calibrated)
+    unverified_classes: set = field(default_factory=set)
+    legend: dict = field(default_factory=dict)  # class name -> its legend status ("" plain)
     #: labels resampled to the on-screen image, shown classes only (only when track_chrome)
     labels_screen: np.ndarray | None = None
     chrome_mask: np.ndarray | None = None  # footprint of UI chrome (only when track_chrome)
@@ -576,6 +579,10 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         shown_lut[idx] = 2 if unsure else 1
         plan.append((int(idx), name, conf, unsure))
         info.drawn_classes[name] = "unsure" if unsure else "sure"
+        if _unverified(seg, name):
+            info.unverified_classes.add(name)
+    if needle_as_line and class_shown("needle", state) and _unverified(seg, "needle"):
+        info.unverified_classes.add("needle")
     kind = cv2.LUT(labels_s, shown_lut)
     # label placement cost per pixel: any structure 1, a small target (nerve, vessel) much
     # more, so a label may sit on a muscle but never on what the needle is aimed at or avoids
@@ -633,6 +640,12 @@ def _draw_structures(cv: _Canvas, out: np.ndarray, layout: MonitorLayout, seg: S
         own = idx if name not in TARGET_CLASSES else None
         jobs.append((name, text, pts, COLOURS_BGR[name], own))
     return shown_labels, jobs, occupied
+
+
+def _unverified(seg: SegResult, name: str) -> bool:
+    """A class whose confidence the producer says was not calibrated on real scans: its
+    "sure" means only that the model's raw probability was high."""
+    return isinstance(seg.calibrated, list) and name not in seg.calibrated
 
 
 @functools.lru_cache(maxsize=8)
@@ -987,12 +1000,18 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
             for k in range(0, 16, 5):
                 cv.line((px + 10 + k, y + 16), (px + 10 + min(k + 8, 16), y + 8), PANEL_BG, 2, aa=False)
         status = "hidden" if not shown else ("unsure" if drawn == "unsure" else
-                                             ("" if drawn or not info.seg_drawn else "not seen"))
+                                             ("unverified" if name in info.unverified_classes else
+                                              ("" if drawn or not info.seg_drawn else "not seen")))
+        info.legend[name] = status
         cv.text(f"{name.replace('_', ' ')}" + (f"  ({status})" if status else ""),
                 (px + 34, y + 15), TEXT if shown else DIM, 0.45, 1, pad=1)
         y += 20
     cv.line((px + 10, y + 10), (px + 26, y + 10), PLANE_COLOUR, 2, aa=False)
     cv.text("target plane", (px + 34, y + 15), TEXT, 0.45, 1, pad=1)
+    if info.unverified_classes:
+        y += 20
+        cv.text(_clip_text("unverified: never checked on real scans", PANEL_W - 20, 0.42),
+                (px + 10, y + 15), DIM, 0.42, 1)
     y += 44
     # guidance numbers: computed from the segmentation, so hidden with it
     if state is not None and assistant_ok and info.seg_drawn:

@@ -151,6 +151,10 @@ class SegResult(Message):
     ``labels`` is uint8 (H, W) at the frame's size: 0 background, i = ``classes[i]``.
     ``confidence[i]`` is the model's confidence that class i is present and correctly
     outlined (0..1); ``present[i]`` says whether it was found at all.
+    ``calibrated`` names the classes whose confidence was calibrated on real scans (the
+    model's manifest, ``confidence_calibration``); the others' is the raw mean probability,
+    checked against nothing real, and is shown as "unverified". None: not said (a
+    ground-truth or test producer).
     ``needle`` is a dict from :func:`needle_dict` (or empty when no needle model).
     """
 
@@ -165,6 +169,7 @@ class SegResult(Message):
     needle: dict = field(default_factory=dict)
     timings_ms: dict = field(default_factory=dict)
     model: str = ""
+    calibrated: list | None = None
 
 
 def needle_dict(visible: bool, tip_px=None, tip_mm=None, angle_deg=None,

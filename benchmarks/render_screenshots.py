@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -95,6 +96,11 @@ def main(argv=None) -> int:
     except ImportError as exc:  # the simulator belongs to another package; fall back
         print(f"models.simulator unavailable ({exc}); using the synthetic scene")
         frame, seg, state = synthetic_scene()
+    # the shipped model calibrates some classes' confidence on real scans; the segmentation
+    # process says which, and the legend marks the rest "unverified" (as it would live)
+    manifest = json.loads((ROOT / "models" / "pecs_seg.json").read_text())
+    seg = dataclasses.replace(seg, calibrated=[c for c in seg.classes
+                                               if c in manifest["confidence_calibration"]["classes"]])
     now = seg.frame_t_mono + 0.05
     rs = RenderSettings(monitor_cue3d=True)
     st = dataclasses.replace(state, recording=True, pending_confirmation="stop recording",

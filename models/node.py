@@ -52,7 +52,8 @@ class SegmentationNode(Node):
                                  frame_t_mono=header.t_mono, labels=out.labels,
                                  classes=list(out.classes), confidence=[float(c) for c in out.confidence],
                                  present=[bool(p) for p in out.present], needle=needle,
-                                 timings_ms=timings, model=getattr(self.segmenter, "model_name", "")),
+                                 timings_ms=timings, model=getattr(self.segmenter, "model_name", ""),
+                                 calibrated=list(out.calibrated)),
                      parent_id=header.msg_id)
         self.done += 1
 

@@ -55,6 +55,8 @@ class SegOutput:
     present: list
     timings_ms: dict = field(default_factory=dict)
     area_frac: list = field(default_factory=list)  # each class's fraction of the frame
+    # the classes whose confidence is calibrated on real scans (the rest: raw, unverified)
+    calibrated: list = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- pure steps
@@ -452,6 +454,7 @@ class Segmenter:
         if self.calibration:
             out.confidence = calibrate_confidence(out.confidence, self.classes, self.calibration,
                                                   out.area_frac)
+        out.calibrated = [name for name in self.classes if name in self.calibration]
         return out
 
     def segment(self, image: np.ndarray) -> SegOutput:

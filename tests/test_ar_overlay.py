@@ -114,6 +114,30 @@ def test_hidden_layer_and_overlay_off():
     assert np.array_equal(_rect(out2, layout), layout.resize_image(frame.image))
 
 
+def test_classes_not_calibrated_on_real_scans_are_unverified_in_the_legend():
+    # the segmenter names the classes whose confidence was calibrated on real scans; the
+    # muscles, bone, pleura and needle were checked against nothing real: their "sure" means
+    # only a high raw probability, and the legend says so
+    frame, seg, state = synthetic_scene()
+    seg = dataclasses.replace(seg, calibrated=["nerve", "vessel", "fascia"])
+    _, info = render_monitor_info(frame, seg, state, NOW, S)
+    drawn = set(info.drawn_classes) | ({"needle"} if info.needle_drawn else set())
+    assert {"pec_major", "pec_minor", "serratus", "pleura", "needle", "vessel", "nerve"} <= drawn
+    assert info.unverified_classes == drawn - {"nerve", "vessel", "fascia"}
+    for name in drawn - {"nerve", "vessel", "fascia"}:
+        assert info.legend[name] == "unverified", name
+    assert info.legend["vessel"] == "" and info.legend["nerve"] == ""
+    # unsure wins over unverified; hidden over both
+    low = dataclasses.replace(seg, confidence=[c * (0.3 if i == CLASS_INDEX["pleura"] else 1)
+                                               for i, c in enumerate(seg.confidence)])
+    hidden = dataclasses.replace(state, layers={**state.layers, "muscle": False})
+    _, info2 = render_monitor_info(frame, low, hidden, NOW, S)
+    assert info2.legend["pleura"] == "unsure" and info2.legend["pec_major"] == "hidden"
+    # a producer that says nothing (ground truth, older nodes): nothing is marked
+    _, info3 = render_monitor_info(frame, dataclasses.replace(seg, calibrated=None), state, NOW, S)
+    assert not info3.unverified_classes and "unverified" not in info3.legend.values()
+
+
 def test_low_confidence_class_is_hatched_and_labelled_unsure():
     frame, seg, state = synthetic_scene(confidence={"vessel": 0.3})
     out, info = render_monitor_info(frame, seg, state, NOW, S, track_chrome=True)

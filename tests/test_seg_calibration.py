@@ -85,6 +85,19 @@ def test_the_shipped_model_calibrates_nerve_vessel_by_confidence_and_fascia_by_a
     assert seg.calibration["fascia"].w == 0 and seg.calibration["fascia"].w_log_area > 0
     # the simulated PECS II plane covers several per cent of the frame: a sure outline
     assert got[FASCIA] > 0.9
+    # the output names the calibrated classes (the renderer marks the others unverified)
+    assert seg.segment(frame).calibrated == ["nerve", "vessel", "fascia"]
+
+
+def test_a_manifest_without_calibration_calibrates_nothing(tmp_path):
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    del manifest["confidence_calibration"]
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    seg = Segmenter(SegmentationSettings(model_path=str(model)))
+    out = seg.segment(simulate_frame(3).image)
+    assert out.calibrated == [] and seg.calibration == {}
 
 
 def test_a_manifest_with_a_bad_calibration_does_not_load(tmp_path):

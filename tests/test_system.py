@@ -94,6 +94,23 @@ def test_sigkill_node_is_restarted_and_announced(tmp_path):
     assert not children_of_run(tmp_path)
 
 
+def test_segmentation_process_says_which_confidences_are_calibrated(tmp_path):
+    # the real model in its own process, over the bus: the SegResult names the classes whose
+    # confidence was calibrated on real scans, so the renderer can mark the rest unverified
+    cfg = write_config(tmp_path, nodes=("source", "segmentation"))
+    settings = load_settings(cfg)
+    with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
+        la.wait_ready(60)
+        c = BusClient(la.endpoints, "test", ("seg",), ctx=la.ctx)
+        got = []
+        wait_for(lambda: got.extend(x for _, x in c.drain() if isinstance(x, m.SegResult)) or got,
+                 30, what="a SegResult")
+        c.close()
+    seg = got[0]
+    assert seg.calibrated == ["nerve", "vessel", "fascia"]
+    assert set(seg.calibrated) < set(seg.classes) and seg.model.startswith("pecs_seg:")
+
+
 def test_ctrl_c_stops_everything_within_two_seconds(tmp_path):
     cfg = write_config(tmp_path)
     proc = start_run(cfg)
