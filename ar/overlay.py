@@ -385,6 +385,7 @@ class RenderInfo:
     # drawn classes whose confidence was never checked on real scans (SegResult.calibrated)
     unverified_classes: set = field(default_factory=set)
     legend: dict = field(default_factory=dict)  # class name -> its legend status ("" plain)
+    plane_unverified: bool = False  # the target plane drawn lies between unverified classes
     #: labels resampled to the on-screen image, shown classes only (only when track_chrome)
     labels_screen: np.ndarray | None = None
     chrome_mask: np.ndarray | None = None  # footprint of UI chrome (only when track_chrome)
@@ -505,6 +506,9 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
                            PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
             if occupied is not None:  # structure labels keep off the plane's own label
                 occupied.rect(pbox)
+            # a plane drawn between classes never checked on real scans is unverified too
+            info.plane_unverified = bool(state is not None and state.block in BLOCK_PLANES
+                                         and any(_unverified(seg, c) for c in BLOCK_PLANES[state.block]))
         tpt = _target_point(state.guidance) if (assistant_ok and ok and state.overlay_on) else None
         if tpt is not None and plane_px is None:
             st_ = layout.image_to_screen(tpt)
@@ -1007,8 +1011,9 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
                 (px + 34, y + 15), TEXT if shown else DIM, 0.45, 1, pad=1)
         y += 20
     cv.line((px + 10, y + 10), (px + 26, y + 10), PLANE_COLOUR, 2, aa=False)
-    cv.text("target plane", (px + 34, y + 15), TEXT, 0.45, 1, pad=1)
-    if info.unverified_classes:
+    cv.text("target plane" + ("  (unverified)" if info.plane_unverified else ""), (px + 34, y + 15),
+            TEXT, 0.45, 1, pad=1)
+    if info.unverified_classes or info.plane_unverified:
         y += 20
         cv.text(_clip_text("unverified: never checked on real scans", PANEL_W - 20, 0.42),
                 (px + 10, y + 15), DIM, 0.42, 1)

@@ -127,6 +127,8 @@ def test_classes_not_calibrated_on_real_scans_are_unverified_in_the_legend():
     for name in drawn - {"nerve", "vessel", "fascia"}:
         assert info.legend[name] == "unverified", name
     assert info.legend["vessel"] == "" and info.legend["nerve"] == ""
+    # the PECS II plane lies between pec minor and serratus: unverified with them
+    assert info.plane_px is not None and info.plane_unverified
     # unsure wins over unverified; hidden over both
     low = dataclasses.replace(seg, confidence=[c * (0.3 if i == CLASS_INDEX["pleura"] else 1)
                                                for i, c in enumerate(seg.confidence)])
@@ -136,6 +138,7 @@ def test_classes_not_calibrated_on_real_scans_are_unverified_in_the_legend():
     # a producer that says nothing (ground truth, older nodes): nothing is marked
     _, info3 = render_monitor_info(frame, dataclasses.replace(seg, calibrated=None), state, NOW, S)
     assert not info3.unverified_classes and "unverified" not in info3.legend.values()
+    assert info3.plane_px is not None and not info3.plane_unverified
 
 
 def test_low_confidence_class_is_hatched_and_labelled_unsure():
