@@ -41,8 +41,21 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
   "$py" -m venv "$venv"
 fi
-spec="."; [ -n "$extra" ] && spec=".[$extra]"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+if [ "$extra" = "train" ]; then
+  # onnx 1.23 needs protobuf >= 6, mediapipe 0.10.14 < 5: pip refuses both in one
+  # environment. Training uses neither mediapipe nor its protobuf, so the training
+  # environment gets every other pin from pyproject.toml and the package without deps.
+  mapfile -t deps < <("$venv/bin/python" -c 'import tomllib
+p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+for d in p["dependencies"] + p["optional-dependencies"]["train"]:
+    if not d.startswith("mediapipe"):
+        print(d)')
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "${deps[@]}"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e .
+else
+  spec="."; [ -n "$extra" ] && spec=".[$extra]"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec"
+fi
 # the kws speech engine's pre-trained embedding models (pyproject extra "kws"), without
 # its unused dependencies (see pyproject.toml)
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "openwakeword==0.5.1"
