@@ -67,13 +67,19 @@ _BN = [True]  # False: conv with bias and no BN (for fine-tuning an exported mod
 # whose BN the exporter folded into the convolutions)
 
 
-def cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+# `--context`: a context block at the 1/16 bottleneck (see SegNet); 0 = none (every
+# shipped model so far). A module setting like _BN, so every SegNet built in a run agrees.
+CONTEXT = [0]
+
+
+def cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """3x3 conv + BN + ReLU. Plain convolutions: on CPUs (oneDNN, onnxruntime) they run
     faster per FLOP than depthwise ones at these small channel counts."""
     if not _BN[0]:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=True), nn.ReLU(inplace=True))
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=True),
+                             nn.ReLU(inplace=True))
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
@@ -86,9 +92,10 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
     from onnx import numpy_helper
 
     _BN[0] = False
-    net = SegNet(base, last_kernel=last_kernel)
     m = onnx.load(str(path))
     init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    context = int(any(n.startswith(("ctx.", "net.ctx.")) for n in init))
+    net = SegNet(base, last_kernel=last_kernel, context=context)
     new = {}
     for node in m.graph.node:
         if node.op_type != "Conv":
@@ -175,18 +182,25 @@ class SegNet(nn.Module):
     needle, pleura), encoder at 1/2..1/16, decoder with skips. Logits (N, NC, H, W).
     ``last_kernel`` 3: the last stage is a 3x3 over [up(decoder); stem]; 1: `UpAdd`."""
 
-    def __init__(self, base: int = 12, nc: int = NC, full: int = 8, last_kernel: int = 3):
+    def __init__(self, base: int = 12, nc: int = NC, full: int = 8, last_kernel: int = 3,
+                 context: int | None = None):
         super().__init__()
         if last_kernel not in (1, 3):
             raise ValueError(f"last_kernel must be 1 or 3, not {last_kernel}")
         b = base
         self.last_kernel = last_kernel
+        self.context = CONTEXT[0] if context is None else int(context)
         self.full = cbr(1, full)
         self.stem = cbr(full, b, 2)                                   # 1/2
         self.e1 = cbr(b, b)
         self.e2 = nn.Sequential(cbr(b, 2 * b, 2), cbr(2 * b, 2 * b))          # 1/4
         self.e3 = nn.Sequential(cbr(2 * b, 4 * b, 2), cbr(4 * b, 4 * b))      # 1/8
         self.e4 = nn.Sequential(cbr(4 * b, 6 * b, 2), cbr(6 * b, 6 * b))      # 1/16
+        if self.context:
+            # two dilated 3x3 (2 and 4) added to the bottleneck: its field of view grows from
+            # part of the frame to all of it (12x12 cells at 192), cheaply (1/16 resolution).
+            # Nerve errors are whole wrong regions (model card): a question of context.
+            self.ctx = nn.Sequential(cbr(6 * b, 6 * b, dilation=2), cbr(6 * b, 6 * b, dilation=4))
         self.d3 = cbr(10 * b, 4 * b)
         self.d2 = cbr(6 * b, 2 * b)
         self.d1 = cbr(3 * b, b)
@@ -201,6 +215,8 @@ class SegNet(nn.Module):
         x2 = self.e2(x1)
         x3 = self.e3(x2)
         x4 = self.e4(x3)
+        if self.context:
+            x4 = x4 + self.ctx(x4)
         y = self.d3(torch.cat([self._up(x4, x3), x3], 1))
         y = self.d2(torch.cat([self._up(y, x2), x2], 1))
         y = self.d1(torch.cat([self._up(y, x1), x1], 1))
@@ -494,6 +510,7 @@ class Checkpoint:
 
     def save(self, state: dict) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # --cv-save DIR may be new
         torch.save({"version": 1, "fingerprint": self.fingerprint, **state}, tmp)
         os.replace(tmp, self.path)
 
@@ -692,7 +709,7 @@ TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
                  "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
-                 "real_absent_sources")
+                 "real_absent_sources", "context")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -741,6 +758,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-absent", nargs="*", default=[], choices=["needle"],
                     help="classes the real datasets never hold (volunteer scans: no needle): "
                          "supervised as 0 on every pixel of the real images")
+    ap.add_argument("--context", type=int, default=0, choices=(0, 1),
+                    help="1: a context block (two dilated 3x3, dilation 2 and 4) added to the "
+                         "1/16 bottleneck, for a field of view of the whole frame (from scratch)")
     ap.add_argument("--real-absent-sources", nargs="+", default=["usgra", "dltrack"],
                     choices=["usgra", "dltrack"], help="the real datasets --real-absent applies to")
     ap.add_argument("--sim-weight", type=float, default=1.0,
@@ -794,6 +814,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     NEEDLE_LOSS.channels = tuple(CH[c] for c in args.needle_loss_classes)
     REAL_ABSENT[:] = args.real_absent
     REAL_ABSENT_SOURCES[:] = args.real_absent_sources
+    CONTEXT[0] = args.context
     root = Path(args.data)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -893,6 +914,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "init_sha256": file_sha256(args.init_onnx) if args.init_onnx else None,
                      "focus": args.focus, "batch": args.batch, "patch": args.patch, "size": args.size,
                      "base_channels": args.base, "last_kernel": args.last_kernel,
+                     "context": args.context,
                      "sim_frames": args.sim, "seed": args.seed,
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,

@@ -77,3 +77,34 @@ def test_onnx_round_trip_and_a_refused_architecture(bn_free, tmp_path):
         train_mod.net_from_onnx(p1, BASE, 3)
     with pytest.raises(ValueError, match="last_kernel must be 1 or 3, not 5"):
         train_mod.SegNet(BASE, last_kernel=5)
+
+
+def test_the_context_block_lets_the_centre_see_the_whole_frame():
+    # `--context 1`: two dilated 3x3 at the 1/16 bottleneck. Without them the centre pixel's
+    # output depends on the middle ~140 px of a 192 frame only; with them, on every pixel
+    fields = []
+    for context in (0, 1):
+        torch.manual_seed(0)
+        net = train_mod.SegNet(BASE, last_kernel=1, context=context).eval()
+        x = torch.rand(1, 1, 192, 192, requires_grad=True)
+        net(x)[0, 0, 96, 96].backward()
+        rows, cols = np.nonzero(x.grad[0, 0].abs().numpy() > 0)
+        fields.append((rows.min(), rows.max(), cols.min(), cols.max()))
+    (r0, r1, c0, c1), whole = fields
+    assert r0 > 8 and c0 > 8 and r1 < 183 and c1 < 183
+    assert whole == (0, 191, 0, 191)
+
+
+def test_a_context_model_is_loaded_back_with_its_context(tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    monkeypatch.setattr(train_mod, "_BN", [False])
+    torch.manual_seed(4)
+    net = train_mod.SegNet(BASE, last_kernel=1, context=1).eval()
+    frame = (np.random.default_rng(2).random((70, 90)) * 255).astype(np.uint8)
+    path = tmp_path / "ctx.onnx"
+    assert train_mod.export_onnx(net, path, 64, [frame]) < 1e-4
+    back = train_mod.net_from_onnx(path, BASE, 1)
+    assert back.context == 1
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert float((back(x) - net(x)).abs().max()) < 1e-5
