@@ -46,6 +46,7 @@ BANNER_H = 28  # one alert banner; two fit in the bottom strip
 BOTTOM_H = 2 * BANNER_H
 RULER_W = 56  # depth ruler left of the image
 PANEL_W = 300  # side panel right of the image
+MIN_CUE_PX = 80  # a 3D cue shrunk below this height is left out of the side panel
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BG = (24, 24, 24)
@@ -386,6 +387,8 @@ class RenderInfo:
     unverified_classes: set = field(default_factory=set)
     legend: dict = field(default_factory=dict)  # class name -> its legend status ("" plain)
     plane_unverified: bool = False  # the target plane drawn lies between unverified classes
+    panel_text_bottom: int = 0  # lowest y of the side panel's text above the cue
+    cue_rect: tuple | None = None  # (x, y, w, h) of the 3D cue in the side panel, if it fitted
     #: labels resampled to the on-screen image, shown classes only (only when track_chrome)
     labels_screen: np.ndarray | None = None
     chrome_mask: np.ndarray | None = None  # footprint of UI chrome (only when track_chrome)
@@ -1041,11 +1044,27 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
         if state.last_heard:
             cv.text(_clip_text(f'heard: "{state.last_heard}"', PANEL_W - 20, 0.42), (px + 10, y), DIM, 0.42, 1)
             y += 20
+    info.panel_text_bottom = y - 14  # y is the next line's baseline; descenders reach ~6 px
     cue_y = None
     if cue is not None:
         img, alpha = cue
-        cue_y = H - BOTTOM_H - 66 - img.shape[0]
+        # the cue sits above the confirmation box, but never over the panel's text (a
+        # message or two push the numbers down): it shrinks into the room left, and is
+        # left out below MIN_CUE_PX (the numbers say the same: depth, distance to target)
+        bottom = H - BOTTOM_H - 66
+        room = bottom - info.panel_text_bottom - 6
+        if img.shape[0] > room:
+            if room < MIN_CUE_PX:
+                img = None
+            else:
+                f = room / img.shape[0]
+                size = (max(1, int(img.shape[1] * f)), room)
+                img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+                alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    if cue is not None and img is not None:
+        cue_y = bottom - img.shape[0]
         cx = px + (PANEL_W - img.shape[1]) // 2
+        info.cue_rect = (cx, cue_y, img.shape[1], img.shape[0])
         from ar.cue3d import composite  # numpy only; open3d is not imported by this
 
         composite(cv.img, img, alpha, cx, cue_y, opacity=1.0)

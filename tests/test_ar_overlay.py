@@ -374,6 +374,32 @@ def test_depth_cue_in_the_side_panel():
     assert np.array_equal(with_cue[:, :S.width_px - 300], plain[:, :S.width_px - 300])  # ... and only there
 
 
+def test_depth_cue_never_covers_the_panel_text():
+    # a message ("source offline") and every guidance line push the numbers down: the cue
+    # shrinks into the room left, or stays out, and the numbers stay readable
+    frame, seg, state = synthetic_scene(needle_t=0.9)
+    crowded = dataclasses.replace(
+        state, last_heard="needle depth", pending_confirmation="stop recording",
+        nodes={**state.nodes, "source": "offline"},
+        guidance={**state.guidance, "to_target_mm": 7.5,
+                  "nearest_danger": {"name": "artery", "distance_mm": 9.0}})
+    sizes = []
+    for st, height in ((state, S.height_px), (crowded, S.height_px), (crowded, 600)):
+        rs = dataclasses.replace(S, monitor_cue3d=True, height_px=height)
+        with_cue, info = render_monitor_info(frame, seg, st, NOW, rs)
+        plain, _ = render_monitor_info(frame, seg, st, NOW, dataclasses.replace(rs, monitor_cue3d=False))
+        assert info.guidance_shown
+        text = (slice(0, info.panel_text_bottom + 1), slice(S.width_px - 300, S.width_px))
+        assert np.array_equal(with_cue[text], plain[text])  # not one pixel of text touched
+        if info.cue_rect is not None:
+            assert info.cue_rect[1] > info.panel_text_bottom
+            sizes.append(info.cue_rect[3])
+        else:
+            assert np.array_equal(with_cue, plain)
+            sizes.append(0)
+    assert sizes[0] > sizes[1] >= 80 and sizes[2] == 0, sizes
+
+
 @pytest.mark.parametrize("shape", [(542, 562), (480, 640), (600, 800), (300, 200), (1000, 1000)])
 def test_resized_labels_are_the_layout_gather_for_any_size(shape):
     layout = monitor_layout(shape, S)
