@@ -374,6 +374,7 @@ class Segmenter:
         self.providers: list = []
         self.post: PostProcess = parse_post_process(None)
         self.calibration: dict = {}
+        self.calibrated: list = []  # the calibration's classes in class order, set at load
 
     # lazily
     def load(self) -> "Segmenter":
@@ -406,6 +407,7 @@ class Segmenter:
         self.classes = classes
         self.post = post
         self.calibration = calibration
+        self.calibrated = [name for name in classes if name in calibration]
         self.providers = sess.get_providers()
         self._manifest = manifest
         self._session = sess
@@ -454,7 +456,7 @@ class Segmenter:
         if self.calibration:
             out.confidence = calibrate_confidence(out.confidence, self.classes, self.calibration,
                                                   out.area_frac)
-        out.calibrated = [name for name in self.classes if name in self.calibration]
+        out.calibrated = list(self.calibrated)
         return out
 
     def segment(self, image: np.ndarray) -> SegOutput:
