@@ -16,7 +16,7 @@ Conventions (image pixels, x right, y down; mm = px * spacing_mm):
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -197,11 +197,34 @@ def target_word(preset: BlockPreset) -> str:
     return "plane" if preset.target_plane else SPOKEN_CLASS.get(preset.target_class, "target")
 
 
-def depth_sentence(g: dict | None, preset: BlockPreset) -> str:
-    """The answer to "needle depth": "depth eighteen millimetres, three above the plane"."""
+MUSCLE_CLASSES = ("pec_major", "pec_minor", "serratus")
+
+
+def unverified_words(names: Iterable[str]) -> str:
+    """Classes never checked on real scans, as few spoken words: the three chest-wall
+    muscles together are "muscles"; ``""`` for none. ("pec_minor", "pleura") ->
+    "pec minor and pleura"."""
+    names = list(dict.fromkeys(names))
+    if all(m in names for m in MUSCLE_CLASSES):
+        names = ["muscles"] + [n for n in names if n not in MUSCLE_CLASSES]
+    words = [SPOKEN_CLASS.get(n, n.replace("_", " ")) for n in names]
+    return words[0] if len(words) == 1 else (
+        ", ".join(words[:-1]) + " and " + words[-1] if words else "")
+
+
+def _target_classes(preset: BlockPreset) -> tuple[str, ...]:
+    return tuple(preset.target_plane) if preset.target_plane else (preset.target_class,)
+
+
+def depth_sentence(g: dict | None, preset: BlockPreset,
+                   unverified: Collection[str] = ()) -> str:
+    """The answer to "needle depth": "depth eighteen millimetres, three above the plane".
+    It ends "unverified" when the needle, or the target it is measured to, is one of the
+    ``unverified`` classes (never checked on real scans)."""
     if not g or not g.get("visible") or g.get("depth_mm") is None:
         return "needle not seen"
     text = f"depth {number_words(g['depth_mm'])} millimetres"
+    doubt = "needle" in unverified
     to_t = g.get("to_target_mm")
     if to_t is not None:
         word = target_word(preset)
@@ -210,17 +233,23 @@ def depth_sentence(g: dict | None, preset: BlockPreset) -> str:
             text += f", at the {word}"
         else:
             text += f", {number_words(mm)} {'above' if to_t > 0 else 'below'} the {word}"
-    return text
+        doubt = doubt or any(c in unverified for c in _target_classes(preset))
+    return text + (", unverified" if doubt else "")
 
 
-def target_sentence(g: dict | None, preset: BlockPreset) -> str:
-    """The answer to "where is the target"."""
+def target_sentence(g: dict | None, preset: BlockPreset,
+                    unverified: Collection[str] = ()) -> str:
+    """The answer to "where is the target"; it ends "unverified" when the target (the
+    nerve, or either class bounding the plane) is one of the ``unverified`` classes, or
+    the needle it is measured from is."""
     if not g or "target_y_px" not in g:
         return f"{preset.target_text} not seen"
     text = preset.target_text
+    doubt = any(c in unverified for c in _target_classes(preset))
     if g.get("target_depth_mm") is not None:
         text += f", {number_words(g['target_depth_mm'])} millimetres deep"
     to_t = g.get("to_target_mm")
     if g.get("visible") and to_t is not None and abs(to_t) >= 0.5:
         text += f", {number_words(abs(to_t))} {'below' if to_t > 0 else 'above'} the tip"
-    return text
+        doubt = doubt or "needle" in unverified
+    return text + (", unverified" if doubt else "")

@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from assistant.blocks import BlockPreset, danger_name, default_presets, find_preset
-from assistant.guidance import compute_guidance, depth_sentence, number_words, target_sentence
+from assistant.guidance import (compute_guidance, depth_sentence, number_words, target_sentence,
+                                unverified_words)
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
                                 SpeechCommand)
@@ -173,6 +174,9 @@ class State:
     quality_low_since_s: float | None = None
     quality_alerted: bool = False
     guidance: Mapping[str, Any] = field(default_factory=dict)
+    # classes of the latest segmentation whose confidence was never checked on real scans
+    # (SegResult.calibrated); the answers that rest on them say "unverified"
+    unverified: frozenset[str] = frozenset()
     needle_track: tuple[tuple[float, float], ...] = ()  # (t_s, depth_mm) while visible
     needle_last_seen_s: float | None = None
     needle_advancing: bool = False
@@ -489,12 +493,15 @@ def _execute(state: State, cmd: str, role: str, now_s: float, actions: list) -> 
     if cmd == "quality_score":
         if state.quality is None:
             return _say(state, "no quality score yet", "answer", actions)
-        return _say(state, f"{number_words(state.quality)}: {state.quality_reason}",
-                    "answer", actions)
+        text = f"{number_words(state.quality)}: {state.quality_reason}"
+        words = unverified_words(c for c in state.preset.key_structures if c in state.unverified)
+        return _say(state, text + (f", {words} unverified" if words else ""), "answer", actions)
     if cmd == "needle_depth":
-        return _say(state, depth_sentence(state.guidance, state.preset), "answer", actions)
+        return _say(state, depth_sentence(state.guidance, state.preset, state.unverified),
+                    "answer", actions)
     if cmd == "where_target":
-        return _say(state, target_sentence(state.guidance, state.preset), "answer", actions)
+        return _say(state, target_sentence(state.guidance, state.preset, state.unverified),
+                    "answer", actions)
     if cmd in ("freeze", "unfreeze"):
         state = rep(state, frozen=cmd == "freeze")
         act(cmd)
@@ -632,8 +639,11 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
         return state
 
     history = (state.quality_history + ((now_s, q.score),))[-s.quality_history_len:]
+    unverified = (frozenset(c for c in seg.classes if c != "background" and c not in seg.calibrated)
+                  if isinstance(seg.calibrated, list) else frozenset())
     state = rep(state, frame_id=int(seg.frame_id), quality=q.score, quality_reason=q.reason,
-                quality_parts=_summary(q.parts), quality_history=history, guidance=g)
+                quality_parts=_summary(q.parts), quality_history=history, guidance=g,
+                unverified=unverified)
     actions.append(RecordSample("quality", now_s, {"score": q.score, "reason": q.reason,
                                                    "frame_id": int(seg.frame_id)}))
     if seg.needle:
@@ -694,13 +704,17 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
 
 def _danger_confidence(seg: SegResult, preset: BlockPreset) -> dict:
     """Spoken danger name ("artery", "pleura") -> the segmentation's confidence in that class
-    (the highest where two classes share a name); classes it did not report are left out."""
+    (the highest where two classes share a name); classes it did not report are left out.
+    A class whose confidence was never checked on real scans (not in ``seg.calibrated``)
+    counts 0: its alert says "possible"."""
     out: dict = {}
     for cls in preset.avoid:
         try:
             c = float(seg.confidence[list(seg.classes).index(cls)])
         except (ValueError, IndexError, TypeError):
             continue
+        if isinstance(seg.calibrated, list) and cls not in seg.calibrated:
+            c = 0.0
         name = danger_name(cls)
         out[name] = max(c, out.get(name, 0.0))
     return out

@@ -551,3 +551,72 @@ def test_damaged_choices_cost_only_the_bad_values():
                  "colour"):
         assert name in text, (name, text)
     assert restore_choices(initial_state(), ["not", "a", "mapping"])[1]
+
+
+# ----------------------------------------------------------------------------- unverified
+
+SHIPPED_CALIBRATED = ["nerve", "vessel", "fascia"]  # what the shipped manifest calibrates
+
+
+def calibrated_seg(frame_id, labels, needle=None, calibrated=SHIPPED_CALIBRATED):
+    return dataclasses.replace(seg(frame_id, labels, needle), calibrated=calibrated)
+
+
+def test_answers_resting_on_classes_never_checked_on_real_scans_say_unverified():
+    nd = needle_dict(True, [100, 90], [20.0, 30.0], 40, 18.0)  # 0.2 mm/px
+    s, _ = run(initial_state(), [(0, calibrated_seg(1, pecs_labels(), nd))])
+    assert s.block == "pecs2"
+    assert s.unverified >= {"pec_major", "pec_minor", "serratus", "pleura", "needle"}
+    assert not s.unverified & {"nerve", "vessel", "fascia"}
+    said = {q: speaks(reduce(s, cmd(q), None, 1)[1])[0]
+            for q in ("quality_score", "needle_depth", "where_target")}
+    # PECS II's key structures are the three muscles: one word for them
+    assert said["quality_score"].endswith(", muscles unverified"), said
+    assert said["needle_depth"].startswith("depth eighteen millimetres")
+    assert said["needle_depth"].endswith(", unverified")
+    assert said["where_target"].startswith("the plane between pec minor and serratus")
+    assert said["where_target"].endswith(", unverified")
+
+    # the same frames from a producer that makes no claim (ground truth): nothing added
+    g, _ = run(initial_state(), [(0, calibrated_seg(1, pecs_labels(), nd, calibrated=None))])
+    assert g.unverified == frozenset()
+    plain = {q: speaks(reduce(g, cmd(q), None, 1)[1])[0]
+             for q in ("quality_score", "needle_depth", "where_target")}
+    assert not any("unverified" in t for t in plain.values()), plain
+    assert said["quality_score"] == plain["quality_score"] + ", muscles unverified"
+
+
+def test_a_block_whose_target_is_calibrated_is_not_called_unverified():
+    lab = np.zeros((200, 200), np.uint8)
+    lab[80:100, 90:110] = CLASS_INDEX["nerve"]
+    lab[120:140, 40:60] = CLASS_INDEX["vessel"]
+    s = initial_state(AssistantSettings(block="supraclavicular"))
+    s, _ = run(s, [(0, calibrated_seg(1, lab))])
+    q = speaks(reduce(s, cmd("quality_score"), None, 1)[1])[0]
+    t = speaks(reduce(s, cmd("where_target"), None, 1)[1])[0]
+    assert "unverified" not in q and "unverified" not in t, (q, t)
+    assert t.startswith("the nerve")
+
+
+def test_an_alert_about_a_class_never_checked_on_real_scans_says_possible():
+    lab = pecs_labels(pleura_row=170)
+    nd = needle_dict(True, [100, 150], [20.0, 30.0], 40, 30.0)  # 4 mm above the pleura
+    _, acts = reduce(initial_state(), calibrated_seg(1, lab, nd), None, 0)
+    assert speaks(acts, "alert") == ["stop, possible pleura four millimetres"]
+    # the vessel is calibrated: a sure vessel is still a plain "artery"
+    lab = pecs_labels(pleura_row=190)
+    lab[160:170, 95:106] = CLASS_INDEX["vessel"]
+    _, acts = reduce(initial_state(), calibrated_seg(1, lab, nd), None, 0)
+    assert speaks(acts, "alert") == ["stop, artery two millimetres"]
+
+
+@pytest.mark.parametrize("names, words", [
+    (["pec_major", "pec_minor", "serratus"], "muscles"),
+    (["pec_minor", "serratus"], "pec minor and serratus"),
+    (["pec_major", "pec_minor", "serratus", "pleura"], "muscles and pleura"),
+    (["bone", "pleura", "needle"], "bone, pleura and needle"),
+    ([], ""),
+])
+def test_unverified_words(names, words):
+    from assistant.guidance import unverified_words
+    assert unverified_words(names) == words
