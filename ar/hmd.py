@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 PANEL_BORDER_BGR = (233, 180, 86)  # sky blue frame around the floating panel
 HEADER_H = 22
+FOOTER_LINE_H = 18
+DOUBT_BGR = (0, 200, 255)  # amber, as the monitor's "unsure" hatching note
 
 
 # ----------------------------------------------------------------------------- hands
@@ -200,10 +202,11 @@ def update_anchor(state: AnchorState | None, target: tuple[float, float] | None,
 # ----------------------------------------------------------------------------- drawing
 
 def make_panel(monitor_bgr: np.ndarray, image_rect: tuple[int, int, int, int] | None,
-               width_px: int, header: str = "") -> np.ndarray:
+               width_px: int, header: str = "", footer: str = "") -> np.ndarray:
     """The floating panel: the ultrasound image with its overlays (the monitor view's image
     area, ``image_rect`` = (x, y, w, h)), scaled to ``width_px``, under a header line that
-    always says NOT FOR CLINICAL USE."""
+    always says NOT FOR CLINICAL USE. ``footer`` (the legend's doubts, ``ar.overlay.doubt_line``:
+    the panel has no legend) is written under the image, wrapped to the width, in amber."""
     if image_rect is not None:
         x, y, w, h = image_rect
         src = monitor_bgr[y:y + h, x:x + w]
@@ -214,15 +217,33 @@ def make_panel(monitor_bgr: np.ndarray, image_rect: tuple[int, int, int, int] | 
     ph = max(1, int(round(src.shape[0] * width_px / src.shape[1])))
     # bilinear: INTER_AREA at a non-integer ratio costs several times more for no visible gain
     body = cv2.resize(src, (width_px, ph), interpolation=cv2.INTER_LINEAR)
-    panel = np.empty((ph + HEADER_H, width_px, 3), np.uint8)
+    lines = _wrap(footer, width_px - 12, 0.45) if footer else []
+    fh = FOOTER_LINE_H * len(lines) + (6 if lines else 0)
+    panel = np.empty((ph + HEADER_H + fh, width_px, 3), np.uint8)
     panel[:HEADER_H] = 0
-    panel[HEADER_H:] = body
+    panel[HEADER_H:HEADER_H + ph] = body
+    panel[HEADER_H + ph:] = 0
+    for i, line in enumerate(lines):
+        cv2.putText(panel, line, (6, HEADER_H + ph + 16 + FOOTER_LINE_H * i), FONT, 0.45,
+                    DOUBT_BGR, 1, cv2.LINE_AA)
     cv2.putText(panel, NOT_FOR_CLINICAL_USE.upper(), (6, 16), FONT, 0.45, (0, 200, 255), 1, cv2.LINE_AA)
     if header:
         (tw, _), _ = cv2.getTextSize(header, FONT, 0.45, 1)
         cv2.putText(panel, header, (max(width_px - tw - 6, 200), 16), FONT, 0.45, (235, 235, 235), 1, cv2.LINE_AA)
     cv2.rectangle(panel, (0, 0), (width_px - 1, panel.shape[0] - 1), PANEL_BORDER_BGR, 2)
     return panel
+
+
+def _wrap(text: str, width_px: int, scale: float) -> list[str]:
+    """Greedy word wrap to ``width_px`` at the panel's font."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        trial = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(trial, FONT, scale, 1)[0][0] <= width_px:
+            lines[-1] = trial
+        else:
+            lines.append(word)
+    return [ln.strip() for ln in lines if ln.strip()]
 
 
 def fit_scene(scene_bgr: np.ndarray, settings: HmdSettings) -> np.ndarray:
@@ -416,7 +437,8 @@ class HmdView:
 
     def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,
              to_target_mm: float | None = None, angle_deg: float | None = None,
-             header: str = "", show_cue: bool = True, needle_from_right: bool = False) -> HmdFrame:
+             header: str = "", show_cue: bool = True, needle_from_right: bool = False,
+             footer: str = "") -> HmdFrame:
         s = self.settings
         t0 = time.perf_counter()
         track_ms = None
@@ -430,7 +452,7 @@ class HmdView:
         t1 = time.perf_counter()
         scene = fit_scene(scene_bgr, s)
         sx, sy = s.width_px / scene_bgr.shape[1], s.height_px / scene_bgr.shape[0]
-        panel = make_panel(monitor_bgr, image_rect, s.panel_width_px, header)
+        panel = make_panel(monitor_bgr, image_rect, s.panel_width_px, header, footer)
         pw, ph = panel.shape[1], panel.shape[0]
         probe = choose_probe_hand(self._hands, s.probe_hand)
         target = None

@@ -447,6 +447,22 @@ def render_monitor(frame: Frame | None, seg: SegResult | None, state: AssistantS
     return render_monitor_info(frame, seg, state, now_mono, settings, node_status, cue=cue)[0]
 
 
+def doubt_line(info: RenderInfo) -> str:
+    """The legend's doubts in one line, for views without the legend (the head-mounted
+    panel): "unsure: nerve  |  unverified: muscles, pleura, plane"; "" when none."""
+    from assistant.guidance import MUSCLE_CLASSES
+
+    unsure = [n for n, st in info.legend.items() if st == "unsure"]
+    unver = [n for n, st in info.legend.items() if st == "unverified"]
+    if all(m in unver for m in MUSCLE_CLASSES):
+        unver = ["muscles"] + [n for n in unver if n not in MUSCLE_CLASSES]
+    if info.plane_unverified:
+        unver.append("plane")
+    parts = [f"{word}: " + ", ".join(n.replace("_", " ") for n in names)
+             for word, names in (("unsure", unsure), ("unverified", unver)) if names]
+    return "  |  ".join(parts)
+
+
 def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: AssistantState | None,
                         now_mono: float, settings: RenderSettings, node_status: dict | None = None,
                         track_chrome: bool = False, cue=None) -> tuple[np.ndarray, RenderInfo]:

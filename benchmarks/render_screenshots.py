@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from ar.cue3d import CueRenderer  # noqa: E402
 from ar.hmd import (Hand, compose_stereo, corner_anchor, draw_hands, fit_scene, make_panel,  # noqa: E402
                     panel_target, update_anchor)
-from ar.overlay import render_monitor, render_monitor_info  # noqa: E402
+from ar.overlay import doubt_line, render_monitor, render_monitor_info  # noqa: E402
 from ar.settings import HmdSettings, RenderSettings  # noqa: E402
 from ar.testframes import simulated_scene, synthetic_scene  # noqa: E402
 
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     hs = HmdSettings()
     scene_img, hand = scene_with_hand(hs.width_px, hs.height_px)
     panel = make_panel(mon, info.layout.rect, hs.panel_width_px, f"to plane {info.to_target_mm:+.1f} mm"
-                       if info.to_target_mm is not None else "")
+                       if info.to_target_mm is not None else "", doubt_line(info))
     pw, ph = panel.shape[1], panel.shape[0]
     goal = panel_target(hand.bbox, (pw, ph), (hs.width_px, hs.height_px), hs.panel_gap_px)
     anchor = update_anchor(None, None, 0.0, hs, corner_anchor((pw, ph), (hs.width_px, hs.height_px)))

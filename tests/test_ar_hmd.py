@@ -132,6 +132,33 @@ def test_panel_and_eyes_put_the_panel_where_the_anchor_says():
     assert (left[400:, 900:] == 90).all() and (right[400:, 900:] == 90).all()  # scene the same
 
 
+def test_the_panel_says_what_the_legend_doubts_under_the_image():
+    """The head-mounted panel has no legend: its footer carries the legend's doubts."""
+    import dataclasses
+
+    from ar.overlay import doubt_line
+
+    frame, seg, state = synthetic_scene(confidence={"vessel": 0.2})  # vessel drawn unsure
+    seg = dataclasses.replace(seg, calibrated=["nerve", "vessel", "fascia"])
+    mon, info = render_monitor_info(frame, seg, state, 100.05, RenderSettings())
+    line = doubt_line(info)
+    assert line.startswith("unsure: vessel  |  unverified: muscles")
+    assert "pleura" in line and line.endswith(", plane")  # PECS II's plane lies between muscles
+    plain = make_panel(mon, info.layout.rect, 400, "pecs2")
+    panel = make_panel(mon, info.layout.rect, 400, "pecs2", line)
+    assert panel.shape[0] > plain.shape[0] and panel.shape[1] == 400
+    assert np.array_equal(panel[:plain.shape[0] - 2, 2:-2], plain[:plain.shape[0] - 2, 2:-2])
+    foot = panel[plain.shape[0]:].astype(int)  # amber words below the image
+    assert ((foot[..., 2] > 200) & (foot[..., 1] > 140) & (foot[..., 0] < 80)).sum() > 100
+    narrow = make_panel(mon, info.layout.rect, 240, "", line)  # wraps: more lines, none cut
+    assert narrow.shape[0] - make_panel(mon, info.layout.rect, 240).shape[0] > \
+        panel.shape[0] - plain.shape[0]
+    # no claim from the producer, nothing unsure: nothing to say, no footer
+    frame, seg, state = synthetic_scene()
+    _, info = render_monitor_info(frame, seg, state, 100.05, RenderSettings())
+    assert doubt_line(info) == ""
+
+
 def test_bad_scene_input_is_named():
     with pytest.raises(ValueError, match="hmd.scene is empty"):
         open_scene("")
