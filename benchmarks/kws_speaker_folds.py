@@ -66,8 +66,8 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
     a.out_dir.mkdir(parents=True, exist_ok=True)
     out = a.out_dir / f"{a.tag}{fold}.npz"
     if not (a.reuse and out.is_file()):
-        args = types.SimpleNamespace(epochs=40, batch=256, hidden=256, none_weight=0.25,
-                                     threads=1, seed=0)
+        args = types.SimpleNamespace(epochs=40, batch=256, hidden=a.hidden, none_weight=0.25,
+                                     threads=1, seed=0, arch=a.arch)
         res = tk.fit(np.concatenate([Xs, Xr[keep]]), np.concatenate([ys, yr[keep]]),
                      n_classes, args)
         np.savez(out, **res["arrays"])
@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true",
                     help="score an existing OUT_DIR/TAG<fold>.npz instead of training it again "
                          "(e.g. to try --none-scale values on the same fold models)")
+    ap.add_argument("--arch", choices=["mlp", "tcn"], default="mlp", help="train_kws --arch")
+    ap.add_argument("--hidden", type=int, default=256, help="train_kws --hidden")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)

@@ -134,7 +134,8 @@ class Embedder:
 
 @dataclass
 class KwsModel:
-    """The classifier: layer-normalised input, two ReLU layers, softmax. Numpy only."""
+    """The classifier: normalised input, then two dense ReLU layers ("mlp") or two
+    kernel-3 convolutions along time with max and mean pooling ("tcn"), softmax. Numpy only."""
 
     classes: tuple[str, ...]
     weights: list[tuple[np.ndarray, np.ndarray]]
@@ -156,9 +157,17 @@ class KwsModel:
             raise KwsError(f"{p}: sha256 {digest[:12]} does not match its manifest "
                            f"{mp.name} ({str(meta.get('sha256'))[:12]}); the weights changed")
         z = np.load(p)
-        n = int(z["n_layers"])
-        weights = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32))
-                   for i in range(n)]
+        arch = str(z["arch"]) if "arch" in z.files else "mlp"
+        if arch == "tcn":
+            weights = [(z[f"cw{i}"].astype(np.float32), z[f"cb{i}"].astype(np.float32))
+                       for i in range(2)] + [(z["w0"].astype(np.float32), z["b0"].astype(np.float32))]
+        elif arch == "mlp":
+            n = int(z["n_layers"])
+            weights = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32))
+                       for i in range(n)]
+        else:
+            raise KwsError(f"{p}: unknown classifier arch {arch!r} (mlp or tcn)")
+        meta = {**meta, "arch": arch}
         classes = tuple(meta["classes"])
         if weights[-1][0].shape[1] != len(classes):
             raise KwsError(f"{p}: {weights[-1][0].shape[1]} outputs for {len(classes)} classes")
@@ -169,12 +178,23 @@ class KwsModel:
 
     def probs(self, windows: np.ndarray) -> np.ndarray:
         """(n, WINDOW, 96) embeddings -> (n, n_classes) probabilities."""
-        h = np.asarray(windows, np.float32).reshape(len(windows), -1)
+        n = len(windows)
+        h = np.asarray(windows, np.float32).reshape(n, -1)
         h = (h - self.mean) / self.std
-        for i, (w, b) in enumerate(self.weights):
+        if self.meta.get("arch") == "tcn":
+            h = h.reshape(n, WINDOW, -1)
+            for w, b in self.weights[:2]:  # valid convolutions, kernel 3, along time
+                t = h.shape[1] - 2
+                cols = np.concatenate([h[:, k:k + t] for k in range(3)], axis=2)
+                h = np.maximum(cols @ w + b, 0.0)
+            h = np.concatenate([h.max(axis=1), h.mean(axis=1)], axis=1)
+            w, b = self.weights[2]
             h = h @ w + b
-            if i < len(self.weights) - 1:
-                np.maximum(h, 0.0, out=h)
+        else:
+            for i, (w, b) in enumerate(self.weights):
+                h = h @ w + b
+                if i < len(self.weights) - 1:
+                    np.maximum(h, 0.0, out=h)
         h -= h.max(axis=1, keepdims=True)
         e = np.exp(h)
         return e / e.sum(axis=1, keepdims=True)

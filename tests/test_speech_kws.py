@@ -3,6 +3,7 @@ speech-embedding models, synthetic eSpeak NG voices of the benchmark's TEST spli
 (never used for training), and the pure decision rules."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import replace
@@ -269,3 +270,45 @@ def test_wake_operating_points_from_a_dump(tmp_path, capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()[1:]]
     assert [x["multi 10 dB"] for x in lines] == ["50.0 % (1/2)", "0.0 % (0/2)"]
     assert [x["talk false commands"] for x in lines] == ["1 (1.00/h)", "1 (1.00/h)"]
+
+
+def test_a_convolutional_classifier_file_runs_as_its_definition_says(tmp_path):
+    """``train_kws --arch tcn`` weights: two kernel-3 convolutions along time, max and
+    mean over time, a linear layer; the numpy runtime against a loop over time steps."""
+    from speech.kws import WINDOW
+
+    rng = np.random.default_rng(3)
+    d, hid, n_cls = 96, 8, 4
+    arrs = {"arch": np.array("tcn"), "mean": rng.normal(size=WINDOW * d).astype(np.float32),
+            "std": rng.uniform(0.5, 2, WINDOW * d).astype(np.float32),
+            "cw0": rng.normal(size=(3 * d, hid)).astype(np.float32) * 0.1,
+            "cb0": rng.normal(size=hid).astype(np.float32),
+            "cw1": rng.normal(size=(3 * hid, hid)).astype(np.float32) * 0.3,
+            "cb1": rng.normal(size=hid).astype(np.float32),
+            "w0": rng.normal(size=(2 * hid, n_cls)).astype(np.float32),
+            "b0": rng.normal(size=n_cls).astype(np.float32)}
+    p = tmp_path / "tcn.npz"
+    np.savez(p, **arrs)
+    p.with_suffix(".json").write_text(json.dumps({
+        "classes": [NONE, WAKE, "a", "b"], "window": WINDOW,
+        "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}))
+    m = KwsModel.load(p)
+    x = rng.normal(size=(3, WINDOW, d)).astype(np.float32)
+    got = m.probs(x)
+
+    def conv(h, w, b):  # h (T, C) -> (T - 2, out), one time step at a time
+        k_in = h.shape[1]
+        return np.stack([np.maximum(sum(h[t + k] @ w[k * k_in:(k + 1) * k_in] for k in range(3)) + b, 0)
+                         for t in range(len(h) - 2)])
+    for i in range(3):
+        h = ((x[i].reshape(-1) - arrs["mean"]) / arrs["std"]).reshape(WINDOW, d)
+        h = conv(conv(h, arrs["cw0"], arrs["cb0"]), arrs["cw1"], arrs["cb1"])
+        z = np.concatenate([h.max(0), h.mean(0)]) @ arrs["w0"] + arrs["b0"]
+        want = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        np.testing.assert_allclose(got[i], want, rtol=1e-4, atol=1e-6)
+    np.savez(p, **{**arrs, "arch": np.array("rnn")})
+    p.with_suffix(".json").write_text(json.dumps({
+        "classes": [NONE, WAKE, "a", "b"], "window": WINDOW,
+        "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}))
+    with pytest.raises(KwsError, match="unknown classifier arch 'rnn'"):
+        KwsModel.load(p)
