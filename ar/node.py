@@ -204,7 +204,8 @@ class RendererNode(Node):
                             footer=doubts)
         if self.hmd_web is not None:
             view = out.stereo if out.stereo is not None else out.mono
-            self.hmd_web.publish(view, {"hands": len(out.hands), "track_ms": round(out.track_ms, 1)})
+            self.hmd_web.publish(view, {"hands": len(out.hands), "track_ms": round(out.track_ms, 1),
+                                        "doubts": doubts})
         if self.window:
             cv2.imshow("head-mounted view (not for clinical use)", out.mono)
 

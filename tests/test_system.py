@@ -367,3 +367,44 @@ def test_live_run_serves_the_monitor_view_to_a_browser(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
+
+
+def test_head_mounted_view_says_which_outlines_are_unverified(tmp_path):
+    """`assistant run` with the real segmentation and the head-mounted view on: the panel
+    served to the headset's browser carries the legend's doubts (it has no legend)."""
+    import urllib.request
+
+    import numpy as np
+
+    from models.simulator import simulate_frame
+
+    us = cv2.VideoWriter(str(tmp_path / "pecs.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (256, 256))
+    for i in range(6):  # simulated PECS II frames: muscles, pleura, bone
+        us.write(cv2.cvtColor(cv2.resize(simulate_frame(i).image, (256, 256)), cv2.COLOR_GRAY2BGR))
+    us.release()
+    room = cv2.VideoWriter(str(tmp_path / "room.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for _ in range(5):
+        room.write(np.full((240, 320, 3), 90, np.uint8))
+    room.release()
+    port = free_port()
+    cfg = write_config(tmp_path, nodes=("source", "segmentation", "assistant", "renderer"),
+                       extra=f"hmd:\n  enabled: true\n  scene: {tmp_path / 'room.mp4'}\n")
+    cfg.write_text(cfg.read_text().replace(str(tmp_path / "clip.mp4"), str(tmp_path / "pecs.mp4"))
+                   .replace("fps: 40", "fps: 10"))
+    proc = start_run(cfg, "--web-port", str(port))
+    try:
+        def status():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/status.json", timeout=2) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+        st = wait_for(lambda: "unverified" in ((status() or {}).get("doubts") or "") and status(), 60,
+                      what="a head-mounted frame whose footer names unverified classes")
+        assert "muscles" in st["doubts"] and "nerve" not in st["doubts"].split("unverified:")[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/frame.jpg", timeout=5) as r:
+            view = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert view.shape[0] == 720 and view.shape[1] in (1280, 2560)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
