@@ -77,7 +77,7 @@ class Speak:
 class LogEvent:
     """An Event for events.jsonl and the session record.
 
-    kind: command_heard | action | alert | node | recording | injection | info
+    kind: command_heard | action | alert | node | recording | injection | info | caveat
     """
 
     kind: str
@@ -177,6 +177,7 @@ class State:
     # classes of the latest segmentation whose confidence was never checked on real scans
     # (SegResult.calibrated); the answers that rest on them say "unverified"
     unverified: frozenset[str] = frozenset()
+    caveat_logged: tuple[str, ...] = ()  # the unverified classes last logged as a caveat
     needle_track: tuple[tuple[float, float], ...] = ()  # (t_s, depth_mm) while visible
     needle_last_seen_s: float | None = None
     needle_advancing: bool = False
@@ -644,6 +645,16 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     state = rep(state, frame_id=int(seg.frame_id), quality=q.score, quality_reason=q.reason,
                 quality_parts=_summary(q.parts), quality_history=history, guidance=g,
                 unverified=unverified)
+    # the session record says which of its figures rest on outlines never checked on real
+    # scans (the quality's key structures, the needle, the dangers, the target), once per change
+    used = dict.fromkeys(preset.key_structures + ("needle",) + preset.avoid
+                         + tuple(preset.target_plane or (preset.target_class,)))
+    caveat = tuple(c for c in used if c in unverified)
+    if caveat and caveat != state.caveat_logged:
+        actions.append(LogEvent("caveat", "figures rest on outlines never checked on real "
+                                f"scans: {unverified_words(caveat)}",
+                                {"unverified": list(caveat), "block": state.block}))
+        state = rep(state, caveat_logged=caveat)
     actions.append(RecordSample("quality", now_s, {"score": q.score, "reason": q.reason,
                                                    "frame_id": int(seg.frame_id)}))
     if seg.needle:

@@ -117,7 +117,7 @@ class Control(Message):
 class Event(Message):
     """Something of consequence, written to events.jsonl and the session record.
 
-    kind: command_heard | action | alert | node | speech | recording | injection | info
+    kind: command_heard | action | alert | node | speech | recording | injection | info | caveat
     """
 
     TYPE: ClassVar[str] = "event"

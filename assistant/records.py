@@ -93,7 +93,7 @@ CREATE INDEX IF NOT EXISTS sessions_operator ON sessions(operator, started_wall)
 """
 
 EVENT_KINDS = ("command_heard", "action", "alert", "node", "recording", "injection",
-               "info", "speech")
+               "info", "speech", "caveat")
 
 
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
@@ -341,7 +341,9 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
     ``time_to_adequate_s``: from session start to the first quality >= ``adequate``
     (None: never); ``adequate_share``: share of scored time with quality >= adequate;
     ``needle_visible_s``; ``injection_s`` (start/stop marks; an open one runs to the
-    session end); ``alerts`` (count, and by kind); ``supervisor_commands``.
+    session end); ``alerts`` (count, and by kind); ``supervisor_commands``;
+    ``unverified``: the classes these figures rested on whose outlines were never checked
+    on real scans (from the assistant's "caveat" events).
     """
     s = store.session(session_id)
     sid = s["id"]
@@ -377,6 +379,10 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
         key = e["data"].get("key", "other")
         by_key[key] = by_key.get(key, 0) + 1
     depths = [r["depth_mm"] for r in nd if r["visible"] and r["depth_mm"] is not None]
+    unverified: dict = {}  # classes the assistant said were never checked on real scans
+    for e in ev:
+        if e["kind"] == "caveat":
+            unverified.update(dict.fromkeys(str(c) for c in e["data"].get("unverified", [])))
     return {
         "session_id": sid, "uid": s["uid"], "operator": s["operator"], "block": s["block"],
         "started_wall": s["started_wall"], "duration_s": max(0.0, end_s - s["start_s"]),
@@ -391,6 +397,7 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
         "commands": sum(1 for e in ev if e["kind"] == "command_heard"),
         "supervisor_commands": sum(1 for e in ev if e["kind"] == "command_heard"
                                    and e["data"].get("role") == "supervisor"),
+        "unverified": list(unverified),
     }
 
 

@@ -141,6 +141,7 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:960px}
 h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em}
 .banner{background:#fff3cd;border:1px solid #e0c36a;padding:6px 10px;display:inline-block}
+.caveat{background:#fff3cd;padding:0 4px}
 table{border-collapse:collapse;margin:8px 0} td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:left;font-size:.92em} th{background:#f3f3f3}
 svg.plot{display:block;margin:8px 0;background:#fff}
@@ -177,6 +178,11 @@ def _figures_table(f: dict) -> str:
         ("commands (of which supervisor)",
          f"{f['commands']} ({f['supervisor_commands']})"),
     ]
+    if f.get("unverified"):
+        from assistant.guidance import unverified_words
+        rows.append(("rests on outlines never checked on real scans",
+                     f"<span class=\"caveat\">{html.escape(unverified_words(f['unverified']))}</span>"
+                     " (quality, needle and alert figures use them)"))
     return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
 
 

@@ -152,7 +152,8 @@ def test_logic_to_records_to_report_end_to_end(tmp_path):
                        depth_mm=22.0), t)
             feed(SegResult(frame_id=k, media_time_s=t, frame_t_mono=0.0, labels=view,
                            classes=list(CLASSES), confidence=[1.0] * 10,
-                           present=[True] * 10, needle=nd), t)
+                           present=[True] * 10, needle=nd,
+                           calibrated=["nerve", "vessel", "fascia"]), t)
             if k == 50:
                 say("injection_start", t)
             if k == 70:
@@ -161,6 +162,7 @@ def test_logic_to_records_to_report_end_to_end(tmp_path):
                 say("down", t, role="supervisor")
         st.end_session(sid, 10.0)
         f = session_figures(st, sid)
+        caveats = [e for e in st.events(sid) if e["kind"] == "caveat"]
     assert f["time_to_adequate_s"] == pytest.approx(2.0)
     assert f["adequate_share"] == pytest.approx(0.8)
     assert f["needle_visible_s"] == pytest.approx(7.0)
@@ -170,7 +172,15 @@ def test_logic_to_records_to_report_end_to_end(tmp_path):
     out = tmp_path / "r.html"
     assert report.main([str(sid), "--db", str(db), "--out", str(out)]) == 0
     html = out.read_text()
-    assert "stop, pleura five millimetres" in html and "supervisor" in html
+    assert "stop, possible pleura five millimetres" in html and "supervisor" in html
+    # the figures rest on classes the model never had checked on real scans: said once, kept
+    assert len(caveats) == 1
+    assert f["unverified"] == ["pec_major", "pec_minor", "serratus", "needle", "pleura"]
+    assert "rests on outlines never checked on real scans" in html
+    assert "muscles, needle and pleura" in html
+    out_d = tmp_path / "d.html"
+    assert report.main([str(sid), "--db", str(db), "--out", str(out_d), "--deidentify"]) == 0
+    assert "muscles, needle and pleura" in out_d.read_text()  # not free text: kept
 
 
 def test_json_export_deidentified(db, tmp_path):
