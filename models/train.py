@@ -618,6 +618,7 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
         ckpt.save(state(it, time.time() - t0))
     net.eval()
     net.iters_done = done  # type: ignore[attr-defined]
+    net.train_s = time.time() - t0  # type: ignore[attr-defined]  # every process, resumes included
     return net
 
 
@@ -925,6 +926,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                                      "dilate_px": args.needle_dilate,
                                      "classes": args.needle_loss_classes,
                                      "bias_init": args.needle_bias},
+                     # train_s: training seconds over every process of a resumed run;
+                     # wall_s: this process only (training, evaluation and export)
+                     "train_s": round(getattr(net, "train_s", train_s)),
                      "wall_s": round(train_s), "threads": args.threads,
                      "onnx_vs_torch_max_abs": worst},
         "metrics": {

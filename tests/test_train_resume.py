@@ -45,6 +45,8 @@ def test_a_killed_run_resumes_to_the_same_weights(samples, tmp_path, monkeypatch
 
     resumed = run(samples, train_mod.Checkpoint(path, every_s=0, resume=True))
     assert resumed.iters_done == ITERS
+    # its training time counts the killed process's seconds too (the manifest's train_s)
+    assert resumed.train_s > saved["spent_s"] > 0
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys()
     for k in a:
