@@ -238,10 +238,11 @@ def depth_sentence(g: dict | None, preset: BlockPreset,
 
 
 def target_sentence(g: dict | None, preset: BlockPreset,
-                    unverified: Collection[str] = ()) -> str:
-    """The answer to "where is the target"; it ends "unverified" when the target (the
-    nerve, or either class bounding the plane) is one of the ``unverified`` classes, or
-    the needle it is measured from is."""
+                    unverified: Collection[str] = (), unsure: Collection[str] = ()) -> str:
+    """The answer to "where is the target"; it ends "unsure" when the segmentation is
+    unsure of the target (the nerve, or either class bounding the plane), else
+    "unverified" when the target, or the needle it is measured from, is one of the
+    ``unverified`` classes (the monitor legend's order: unsure before unverified)."""
     if not g or "target_y_px" not in g:
         return f"{preset.target_text} not seen"
     text = preset.target_text
@@ -252,4 +253,6 @@ def target_sentence(g: dict | None, preset: BlockPreset,
     if g.get("visible") and to_t is not None and abs(to_t) >= 0.5:
         text += f", {number_words(abs(to_t))} {'below' if to_t > 0 else 'above'} the tip"
         doubt = doubt or "needle" in unverified
+    if any(c in unsure for c in _target_classes(preset)):
+        return text + ", unsure"
     return text + (", unverified" if doubt else "")

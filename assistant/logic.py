@@ -178,6 +178,9 @@ class State:
     # (SegResult.calibrated); the answers that rest on them say "unverified"
     unverified: frozenset[str] = frozenset()
     caveat_logged: tuple[str, ...] = ()  # the unverified classes last logged as a caveat
+    # classes found in the latest segmentation with a confidence below danger_unsure_below
+    # (drawn hatched, "unsure", on the monitor)
+    unsure: frozenset[str] = frozenset()
     needle_track: tuple[tuple[float, float], ...] = ()  # (t_s, depth_mm) while visible
     needle_last_seen_s: float | None = None
     needle_advancing: bool = False
@@ -501,8 +504,8 @@ def _execute(state: State, cmd: str, role: str, now_s: float, actions: list) -> 
         return _say(state, depth_sentence(state.guidance, state.preset, state.unverified),
                     "answer", actions)
     if cmd == "where_target":
-        return _say(state, target_sentence(state.guidance, state.preset, state.unverified),
-                    "answer", actions)
+        return _say(state, target_sentence(state.guidance, state.preset, state.unverified,
+                                           state.unsure), "answer", actions)
     if cmd in ("freeze", "unfreeze"):
         state = rep(state, frozen=cmd == "freeze")
         act(cmd)
@@ -642,9 +645,11 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     history = (state.quality_history + ((now_s, q.score),))[-s.quality_history_len:]
     unverified = (frozenset(c for c in seg.classes if c != "background" and c not in seg.calibrated)
                   if isinstance(seg.calibrated, list) else frozenset())
+    unsure = frozenset(c for c, conf, found in zip(seg.classes, seg.confidence, seg.present)
+                       if c != "background" and found and float(conf) < s.danger_unsure_below)
     state = rep(state, frame_id=int(seg.frame_id), quality=q.score, quality_reason=q.reason,
                 quality_parts=_summary(q.parts), quality_history=history, guidance=g,
-                unverified=unverified)
+                unverified=unverified, unsure=unsure)
     # the session record says which of its figures rest on outlines never checked on real
     # scans (the quality's key structures, the needle, the dangers, the target), once per change
     used = dict.fromkeys(preset.key_structures + ("needle",) + preset.avoid

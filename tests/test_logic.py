@@ -620,3 +620,21 @@ def test_an_alert_about_a_class_never_checked_on_real_scans_says_possible():
 def test_unverified_words(names, words):
     from assistant.guidance import unverified_words
     assert unverified_words(names) == words
+
+
+def test_where_is_the_target_says_unsure_when_the_nerve_is_unsure():
+    lab = np.zeros((200, 200), np.uint8)
+    lab[80:100, 90:110] = CLASS_INDEX["nerve"]
+    conf = [1.0] * len(CLASSES)
+    conf[CLASS_INDEX["nerve"]] = 0.3  # calibrated: a 30 % chance the outline is good
+    s = initial_state(AssistantSettings(block="supraclavicular"))
+    s, _ = run(s, [(0, dataclasses.replace(seg(1, lab, confidence=conf),
+                                           calibrated=SHIPPED_CALIBRATED))])
+    assert "nerve" in s.unsure
+    t = speaks(reduce(s, cmd("where_target"), None, 1)[1])[0]
+    assert t.startswith("the nerve") and t.endswith(", unsure"), t
+    conf[CLASS_INDEX["nerve"]] = 0.8
+    s, _ = run(s, [(1, dataclasses.replace(seg(2, lab, confidence=conf),
+                                           calibrated=SHIPPED_CALIBRATED))])
+    t = speaks(reduce(s, cmd("where_target"), None, 2)[1])[0]
+    assert not t.endswith(", unsure") and "unverified" not in t, t
