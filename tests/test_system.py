@@ -338,6 +338,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def web_status(port: int) -> dict | None:
+    """The browser view's /status.json, or None while it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2) as r:
+            return json.loads(r.read())
+    except OSError:
+        return None
+
+
 def test_live_run_serves_the_monitor_view_to_a_browser(tmp_path):
     """`assistant run` with a video source: the renderer's live view is served on
     127.0.0.1 and shows new frames."""
@@ -351,11 +362,7 @@ def test_live_run_serves_the_monitor_view_to_a_browser(tmp_path):
     try:
 
         def status():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2) as r:
-                    return json.loads(r.read())
-            except OSError:
-                return None
+            return web_status(port)
         first = wait_for(lambda: (status() or {}).get("frames", 0) > 0 and status(), 30,
                          what="first frame served")
         wait_for(lambda: (status() or {}).get("frames", 0) > first["frames"] + 5, 30,
@@ -394,11 +401,7 @@ def test_head_mounted_view_says_which_outlines_are_unverified(tmp_path):
     proc = start_run(cfg, "--web-port", str(port))
     try:
         def status():
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/status.json", timeout=2) as r:
-                    return json.loads(r.read())
-            except OSError:
-                return None
+            return web_status(port + 1)
         st = wait_for(lambda: "unverified" in ((status() or {}).get("doubts") or "") and status(), 60,
                       what="a head-mounted frame whose footer names unverified classes")
         assert "muscles" in st["doubts"] and "nerve" not in st["doubts"].split("unverified:")[1]
