@@ -450,12 +450,10 @@ def render_monitor(frame: Frame | None, seg: SegResult | None, state: AssistantS
 def doubt_line(info: RenderInfo) -> str:
     """The legend's doubts in one line, for views without the legend (the head-mounted
     panel): "unsure: nerve  |  unverified: muscles, pleura, plane"; "" when none."""
-    from assistant.guidance import MUSCLE_CLASSES
+    from assistant.guidance import group_muscles
 
     unsure = [n for n, st in info.legend.items() if st == "unsure"]
-    unver = [n for n, st in info.legend.items() if st == "unverified"]
-    if all(m in unver for m in MUSCLE_CLASSES):
-        unver = ["muscles"] + [n for n in unver if n not in MUSCLE_CLASSES]
+    unver = group_muscles(n for n, st in info.legend.items() if st == "unverified")
     if info.plane_unverified:
         unver.append("plane")
     parts = [f"{word}: " + ", ".join(n.replace("_", " ") for n in names)

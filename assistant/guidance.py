@@ -200,19 +200,26 @@ def target_word(preset: BlockPreset) -> str:
 MUSCLE_CLASSES = ("pec_major", "pec_minor", "serratus")
 
 
+def group_muscles(names: Iterable[str]) -> list[str]:
+    """The names once each, in order, with the three chest-wall muscles as one "muscles"
+    when all three are there."""
+    names = list(dict.fromkeys(names))
+    if all(m in names for m in MUSCLE_CLASSES):
+        names = ["muscles"] + [n for n in names if n not in MUSCLE_CLASSES]
+    return names
+
+
 def unverified_words(names: Iterable[str]) -> str:
     """Classes never checked on real scans, as few spoken words: the three chest-wall
     muscles together are "muscles"; ``""`` for none. ("pec_minor", "pleura") ->
     "pec minor and pleura"."""
-    names = list(dict.fromkeys(names))
-    if all(m in names for m in MUSCLE_CLASSES):
-        names = ["muscles"] + [n for n in names if n not in MUSCLE_CLASSES]
-    words = [SPOKEN_CLASS.get(n, n.replace("_", " ")) for n in names]
+    words = [SPOKEN_CLASS.get(n, n.replace("_", " ")) for n in group_muscles(names)]
     return words[0] if len(words) == 1 else (
         ", ".join(words[:-1]) + " and " + words[-1] if words else "")
 
 
-def _target_classes(preset: BlockPreset) -> tuple[str, ...]:
+def target_classes(preset: BlockPreset) -> tuple[str, ...]:
+    """The class(es) that make the target: the plane's two, or the nerve."""
     return tuple(preset.target_plane) if preset.target_plane else (preset.target_class,)
 
 
@@ -233,7 +240,7 @@ def depth_sentence(g: dict | None, preset: BlockPreset,
             text += f", at the {word}"
         else:
             text += f", {number_words(mm)} {'above' if to_t > 0 else 'below'} the {word}"
-        doubt = doubt or any(c in unverified for c in _target_classes(preset))
+        doubt = doubt or any(c in unverified for c in target_classes(preset))
     return text + (", unverified" if doubt else "")
 
 
@@ -246,13 +253,13 @@ def target_sentence(g: dict | None, preset: BlockPreset,
     if not g or "target_y_px" not in g:
         return f"{preset.target_text} not seen"
     text = preset.target_text
-    doubt = any(c in unverified for c in _target_classes(preset))
+    doubt = any(c in unverified for c in target_classes(preset))
     if g.get("target_depth_mm") is not None:
         text += f", {number_words(g['target_depth_mm'])} millimetres deep"
     to_t = g.get("to_target_mm")
     if g.get("visible") and to_t is not None and abs(to_t) >= 0.5:
         text += f", {number_words(abs(to_t))} {'below' if to_t > 0 else 'above'} the tip"
         doubt = doubt or "needle" in unverified
-    if any(c in unsure for c in _target_classes(preset)):
+    if any(c in unsure for c in target_classes(preset)):
         return text + ", unsure"
     return text + (", unverified" if doubt else "")

@@ -18,8 +18,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from assistant.blocks import BlockPreset, danger_name, default_presets, find_preset
-from assistant.guidance import (compute_guidance, depth_sentence, number_words, target_sentence,
-                                unverified_words)
+from assistant.guidance import (compute_guidance, depth_sentence, number_words, target_classes,
+                                target_sentence, unverified_words)
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
                                 SpeechCommand)
@@ -653,7 +653,7 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     # the session record says which of its figures rest on outlines never checked on real
     # scans (the quality's key structures, the needle, the dangers, the target), once per change
     used = dict.fromkeys(preset.key_structures + ("needle",) + preset.avoid
-                         + tuple(preset.target_plane or (preset.target_class,)))
+                         + target_classes(preset))
     caveat = tuple(c for c in used if c in unverified)
     if caveat and caveat != state.caveat_logged:
         actions.append(LogEvent("caveat", "figures rest on outlines never checked on real "
