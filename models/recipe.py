@@ -1,0 +1,240 @@
+"""The shipped segmentation recipe as one command: every training step, in order, resumable.
+
+    python -m models.recipe --out DIR [--patch 128] [--jobs 1] [--dry-run]
+    python -m models.recipe --cv 3 --out DIR [--folds 0 1 2] [--jobs 2]
+
+Without ``--cv`` it trains the shipped lineage (v8base -> ... -> v13, ``SHIPPED``) into
+DIR/<step>.onnx, each step continuing from the one before, and writes the steps' commands,
+iteration counts, training seconds and sha256 into the last model's manifest (``lineage``).
+With ``--cv K`` it trains the cross-validation recipe (``CROSS_VALIDATION``) of every fold
+into DIR/<step>/fold<k>.onnx, scored as the model card says
+(``benchmarks/seg_postproc_cv.py --fold-models DIR/<last step>``).
+
+A step whose model and manifest exist is skipped, a step whose process was killed goes on
+from its checkpoint (``models.train --resume``), so after a kill or the end of a session the
+same command carries on. ``--jobs N`` runs up to N steps at once (the folds of a
+cross-validation are independent; a lineage is a chain, so one at a time). Schedules follow
+the clock (``--minutes``): another machine does a different number of iterations.
+Training needs the ``train`` extra (PyTorch); nothing here is used at run time.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training run of a recipe: ``name`` continues from the step ``init`` (None: from
+    scratch) with ``args`` (models.train arguments other than the input and output)."""
+    name: str
+    init: str | None
+    args: tuple[str, ...]
+
+
+def _a(s: str) -> tuple[str, ...]:
+    return tuple(s.split())
+
+
+# every step: batches of 12 on one thread (the shared 2-core CPU)
+COMMON = _a("--batch 12 --threads 1")
+
+# models/MODEL_CARD.md, "How the shipped weights were made" (steps 1-7)
+SHIPPED: tuple[Step, ...] = (
+    Step("v8base", None, _a("--iters 18000 --minutes 45")),
+    Step("v9base", "v8base", _a("--aug-seed 500 --lr 1e-3 --iters 18000 --minutes 45")),
+    Step("v10base", "v9base", _a("--aug-seed 900 --lr 1e-3 --iters 18000 --minutes 45")),
+    Step("v11base", "v10base", _a("--aug-seed 1300 --lr 5e-4 --iters 18000 --minutes 45")),
+    Step("v11", "v11base", _a("--sim-la 300 --aug-seed 700 --lr 3e-4 --iters 1917 --minutes 30")),
+    Step("v12", "v11", _a("--last-kernel 1 --sim-la 300 --aug-seed 1500 --lr 3e-4 "
+                          "--iters 18000 --minutes 15")),
+    Step("v13", "v12", _a("--real-absent needle --sim-la 300 --aug-seed 1900 --lr 1e-4 "
+                          "--iters 18000 --minutes 15")),
+)
+
+# the cross-validation of it (model card, "Real data, held out" and "Real scans as needle
+# negatives"): steps 1-4, the 1x1 last stage without the local-anaesthetic step, then v13's
+CROSS_VALIDATION: tuple[Step, ...] = (
+    *SHIPPED[:4],
+    Step("v12", "v11base", _a("--last-kernel 1 --aug-seed 1500 --lr 3e-4 --iters 18000 "
+                              "--minutes 15")),
+    SHIPPED[6],
+)
+
+
+@dataclass
+class Job:
+    """One step of one model: the command, where it writes, and what it waits for."""
+    key: str
+    argv: list[str]
+    outputs: tuple[Path, ...]
+    after: str | None = None
+    log: Path = field(default=Path("/dev/null"))
+
+
+def plan(out: Path, steps: tuple[Step, ...] = SHIPPED, cv: int = 0,
+         folds: list[int] | None = None, extra: tuple[str, ...] = (),
+         python: str = sys.executable) -> list[Job]:
+    """The jobs of a recipe, in the order they should start (pure)."""
+    names = [s.name for s in steps]
+    for s in steps:
+        if s.init is not None and s.init not in names[:names.index(s.name)]:
+            raise ValueError(f"step {s.name!r} continues from {s.init!r}, which is not an "
+                             f"earlier step of the recipe")
+    train = [python, "-m", "models.train"]
+    jobs: list[Job] = []
+    if not cv:
+        for s in steps:
+            onnx = out / f"{s.name}.onnx"
+            init = ["--init-onnx", str(out / f"{s.init}.onnx")] if s.init else []
+            jobs.append(Job(s.name, [*train, *init, "--out", str(onnx), *s.args, *COMMON, *extra,
+                                     "--resume"],
+                            (onnx, onnx.with_suffix(".json")), s.init, out / f"{s.name}.log"))
+        return jobs
+    folds = list(range(cv)) if folds is None else folds
+    bad = [k for k in folds if not 0 <= k < cv]
+    if bad:
+        raise ValueError(f"--folds {bad}: a {cv}-fold cross-validation has folds 0-{cv - 1}")
+    for s in steps:  # step by step, so the folds of a step run side by side
+        for k in folds:
+            d = out / s.name
+            init = ["--cv-init", str(out / s.init)] if s.init else []
+            jobs.append(Job(f"{s.name}/fold{k}",
+                            [*train, "--cv", str(cv), "--folds", str(k), *init, *s.args, *COMMON,
+                             *extra, "--resume", "--cv-json", str(d / f"cv_f{k}.json"),
+                             "--cv-save", str(d)],
+                            (d / f"fold{k}.onnx", d / f"cv_f{k}.json"),
+                            f"{s.init}/fold{k}" if s.init else None, d / f"log{k}.txt"))
+    return jobs
+
+
+def runnable(jobs: list[Job], done: set[str], running: set[str], slots: int) -> list[Job]:
+    """The jobs to start now (pure): not done, not running, their step before done, in plan
+    order, as many as free slots allow."""
+    free = slots - len(running)
+    start = [j for j in jobs if j.key not in done and j.key not in running
+             and (j.after is None or j.after in done)]
+    return start[:max(0, free)]
+
+
+def is_done(job: Job) -> bool:
+    return all(p.exists() for p in job.outputs)
+
+
+def run_jobs(jobs: list[Job], slots: int, cwd: Path, poll_s: float = 5.0,
+             say=print) -> int:
+    """Run the jobs, ``slots`` at a time; 0 when all are done, else the first failure's code."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs: dict[str, subprocess.Popen] = {}
+    while True:
+        ended = {key: p.returncode for key, p in procs.items() if p.poll() is not None}
+        done = {j.key for j in jobs if is_done(j)}
+        for key, rc in ended.items():
+            del procs[key]
+            if rc == 0 and key in done:
+                say(f"models.recipe: {key} done")
+                continue
+            log = next(j.log for j in jobs if j.key == key)
+            say(f"models.recipe: step {key} failed (exit {rc}); see {log}")
+            for q in procs.values():  # they go on from their checkpoints when run again
+                q.terminate()
+                q.wait()
+            if procs:
+                say(f"models.recipe: stopped {sorted(procs)}; the same command resumes them")
+            return rc or 1
+        if len(done) == len(jobs):
+            return 0
+        for j in runnable(jobs, done, set(procs), slots):
+            j.log.parent.mkdir(parents=True, exist_ok=True)
+            for p in j.outputs:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            say(f"models.recipe: start {j.key}: {' '.join(j.argv[1:])}")
+            with open(j.log, "a") as log:
+                procs[j.key] = subprocess.Popen(j.argv, cwd=cwd, env=env, stdout=log,
+                                                stderr=subprocess.STDOUT)
+        if not procs:  # nothing running and nothing can start: a dependency is missing
+            left = [j.key for j in jobs if j.key not in done]
+            say(f"models.recipe: cannot start {left}")
+            return 1
+        time.sleep(poll_s)
+
+
+def lineage(jobs: list[Job]) -> dict:
+    """Each step's command, iterations, training seconds and sha256, from the steps'
+    manifests (a lineage, not a cross-validation)."""
+    out = {}
+    for i, j in enumerate(jobs, 1):
+        m = json.loads(j.outputs[1].read_text())
+        t = m.get("training", {})
+        out[f"{i}_{j.key}"] = {"command": t.get("command"), "iters": t.get("iters"),
+                               "train_s": t.get("train_s"), "sha256": m.get("sha256")}
+    return out
+
+
+def train_lineage(jobs: list[Job], cwd: Path, say=print, poll_s: float = 5.0) -> int:
+    """Run a lineage (one step at a time) and put it in the last model's manifest."""
+    rc = run_jobs(jobs, 1, cwd, poll_s, say)
+    if rc == 0:
+        last = jobs[-1].outputs[1]
+        m = json.loads(last.read_text())
+        m["lineage"] = lineage(jobs)
+        last.write_text(json.dumps(m, indent=1))
+        say(f"models.recipe: {jobs[-1].outputs[0]} (lineage in {last})")
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.recipe",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, type=Path, help="folder for every step's model")
+    ap.add_argument("--cv", type=int, default=0,
+                    help="K: the cross-validation recipe on K folds instead of the shipped lineage")
+    ap.add_argument("--folds", type=int, nargs="+", default=None, help="with --cv: these folds")
+    ap.add_argument("--patch", type=int, default=None,
+                    help="training window (models.train --patch; default: its 128)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="with --cv: steps run at once, one thread each (a lineage runs one)")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.folds and not args.cv:
+        ap.error("--folds needs --cv")
+    extra = ("--patch", str(args.patch)) if args.patch is not None else ()
+    try:
+        jobs = plan(args.out.resolve(), CROSS_VALIDATION if args.cv else SHIPPED, args.cv,
+                    args.folds, extra)
+    except ValueError as e:
+        ap.error(str(e))
+    if args.dry_run:
+        for j in jobs:
+            print(("done  " if is_done(j) else "todo  ") + " ".join(j.argv[1:]))
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    lock = open(args.out / ".recipe.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"python -m models.recipe: error: another models.recipe is running in {args.out}",
+              file=sys.stderr)
+        return 2
+    root = Path(__file__).resolve().parents[1]
+    if not args.cv:
+        return train_lineage(jobs, root)
+    rc = run_jobs(jobs, args.jobs, root)
+    if rc == 0:
+        last = args.out / jobs[-1].key.split("/")[0]
+        print(f"models.recipe: fold models in {last}; score: python "
+              f"benchmarks/seg_postproc_cv.py --fold-models {last} --timing-n 0")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
