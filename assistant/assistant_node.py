@@ -26,7 +26,7 @@ TICK_S = 0.2
 
 class AssistantNode(Node):
     NAME = "assistant"
-    TOPICS = ("frame", "seg", "speech_cmd", "node_status", "speech_progress")
+    TOPICS = ("frame", "seg", "speech_cmd", "speech_unclear", "node_status", "speech_progress")
     STREAM_TYPES = ("frame", "seg")
 
     def setup(self) -> None:
@@ -44,7 +44,7 @@ class AssistantNode(Node):
         # replay bookkeeping
         self.r_frames: dict[int, m.Frame] = {}
         self.r_segs: dict[int, m.SegResult] = {}
-        self.r_cmds: deque = deque()  # (avail_s or None, header, SpeechCommand)
+        self.r_cmds: deque = deque()  # (avail_s or None, header, SpeechCommand|SpeechUnclear)
         self.speech_upto = float("-inf")
         self.r_next = 0
         self.fps = self.settings.source.fps
@@ -123,7 +123,7 @@ class AssistantNode(Node):
         elif isinstance(msg, m.SegResult):
             self._reduce(msg, header, now)
             self._publish_state(msg.frame_id)
-        elif isinstance(msg, (m.SpeechCommand, m.NodeStatus)):
+        elif isinstance(msg, (m.SpeechCommand, m.SpeechUnclear, m.NodeStatus)):
             self._reduce(msg, header, now)
 
     def tick(self, now: float) -> None:
@@ -148,7 +148,7 @@ class AssistantNode(Node):
                 self.r_frame_dt = msg.media_time_s
         elif isinstance(msg, m.SegResult):
             self.r_segs[msg.frame_id] = msg
-        elif isinstance(msg, m.SpeechCommand):
+        elif isinstance(msg, (m.SpeechCommand, m.SpeechUnclear)):
             self.r_cmds.append([None, header, msg])
         elif isinstance(msg, m.SpeechProgress):
             # Commands published before this progress mark were recognised by then.

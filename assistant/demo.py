@@ -112,7 +112,7 @@ def run_demo(settings, config_path: str | None, out_dir: str | Path, progress: b
         print(f"  teaching report: {report}")
     heard = [json.loads(x) for x in Path(summary.events).read_text().splitlines()]
     for e in heard:
-        if e["kind"] in ("command_heard", "action", "alert", "speech", "caveat"):
+        if e["kind"] in ("command_heard", "command_unclear", "action", "alert", "speech", "caveat"):
             t = e.get("media_time_s")
             print(f"  {t if t is not None else '':>6} {e['kind']:>13}: {e['text']}")
     print("NOT FOR CLINICAL USE")

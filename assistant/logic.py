@@ -1,7 +1,7 @@
 """The assistant's decisions: ``reduce(state, msg, header, now_s) -> (state, actions)``.
 
 Pure: no sockets, no clock, no files. The node (``assistant/node.py``) feeds every
-``Frame``, ``SegResult``, ``SpeechCommand`` and ``NodeStatus`` it receives, plus a
+``Frame``, ``SegResult``, ``SpeechCommand``, ``SpeechUnclear`` and ``NodeStatus`` it receives, plus a
 :class:`Tick` a few times a second for the timers, and executes the returned actions
 in order (see docs/ASSISTANT.md for the contract). ``now_s`` is the time base: media
 time in replay, ``time.monotonic()`` live; replay is deterministic because nothing
@@ -22,7 +22,7 @@ from assistant.guidance import (compute_guidance, depth_sentence, number_words, 
                                 target_sentence, unverified_words)
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
-                                SpeechCommand)
+                                SpeechCommand, SpeechUnclear)
 from assistant.quality import quality_score
 from models.classes import LAYERS
 
@@ -77,7 +77,8 @@ class Speak:
 class LogEvent:
     """An Event for events.jsonl and the session record.
 
-    kind: command_heard | action | alert | node | recording | injection | info | caveat
+    kind: command_heard | command_unclear | action | alert | node | recording | injection |
+          info | caveat
     """
 
     kind: str
@@ -211,7 +212,7 @@ def reduce(state: State, msg: Any, header: Header | None = None,
            now_s: float | None = None) -> tuple[State, list[Action]]:
     """One input -> (new state, actions to execute in order).
 
-    ``msg``: Frame, SegResult, SpeechCommand, NodeStatus or Tick. ``now_s`` defaults to
+    ``msg``: Frame, SegResult, SpeechCommand, SpeechUnclear, NodeStatus or Tick. ``now_s`` defaults to
     ``Tick.now_s`` for a Tick and is required otherwise.
     """
     if now_s is None:
@@ -225,6 +226,8 @@ def reduce(state: State, msg: Any, header: Header | None = None,
     state = _expire(state, now_s, actions)
     if isinstance(msg, SpeechCommand):
         state = _on_command(state, msg, header, now_s, actions)
+    elif isinstance(msg, SpeechUnclear):
+        state = _on_unclear(state, msg, header, actions)
     elif isinstance(msg, SegResult):
         state = _on_seg(state, msg, now_s, actions)
     elif isinstance(msg, Frame):
@@ -234,8 +237,8 @@ def reduce(state: State, msg: Any, header: Header | None = None,
     elif isinstance(msg, Tick):
         state = _timers(state, now_s, actions)
     else:
-        raise TypeError(f"reduce: cannot handle a {type(msg).__name__} "
-                        f"(expected Frame, SegResult, SpeechCommand, NodeStatus or Tick)")
+        raise TypeError(f"reduce: cannot handle a {type(msg).__name__} (expected Frame, "
+                        f"SegResult, SpeechCommand, SpeechUnclear, NodeStatus or Tick)")
     return state, actions
 
 
@@ -447,6 +450,24 @@ def _on_command(state: State, msg: SpeechCommand, header: Header | None, now_s: 
         actions.append(PublishState())
         return _say(state, prompt, "answer", actions)
     return _execute(state, cmd, role, now_s, actions)
+
+
+def _on_unclear(state: State, msg: SpeechUnclear, header: Header | None,
+                actions: list) -> State:
+    """A command asked for but not understood: say so, rather than leave the speaker
+    wondering whether anything was heard. A question waiting for its answer is asked
+    again instead."""
+    data = {"heard": msg.heard, "guess": msg.guess, "reason": msg.reason,
+            "role": str(msg.role), "start_s": msg.start_s, "end_s": msg.end_s}
+    if header is not None:
+        data["msg_id"] = header.msg_id
+    heard = f"{msg.heard} ..." if msg.heard else "..."
+    actions.append(LogEvent("command_unclear", f"not understood: {heard}", data))
+    state = dataclasses.replace(state, last_heard=f"{heard} (not understood)")
+    actions.append(PublishState())
+    if state.pending is not None:
+        return _say(state, state.pending.prompt, "answer", actions)
+    return _say(state, "say again", "ack", actions)
 
 
 def _known_block_command(state: State, cmd: str) -> bool:

@@ -117,7 +117,8 @@ class Control(Message):
 class Event(Message):
     """Something of consequence, written to events.jsonl and the session record.
 
-    kind: command_heard | action | alert | node | speech | recording | injection | info | caveat
+    kind: command_heard | command_unclear | action | alert | node | speech | recording |
+          injection | info | caveat
     """
 
     TYPE: ClassVar[str] = "event"
@@ -228,6 +229,22 @@ class SpeechCommand(Message):
     confidence: float
     start_s: float
     end_s: float
+    role: str = "operator"  # operator | supervisor
+
+
+@message
+class SpeechUnclear(Message):
+    """A command asked for but not understood: the wake phrase clearly heard (or the pedal
+    down), then words the recognizer could not act on. The assistant asks for it again
+    (reliable, acknowledged, like SpeechCommand)."""
+
+    TYPE: ClassVar[str] = "speech_unclear"
+    RELIABLE: ClassVar[bool] = True
+    heard: str  # the wake phrase when one was heard ("" with the pedal)
+    start_s: float
+    end_s: float
+    guess: str | None = None  # the recognizer's best command, too unsure to act on
+    reason: str = ""
     role: str = "operator"  # operator | supervisor
 
 

@@ -10,7 +10,7 @@ Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`, also in table ``meta``
   source, notes)``: ``start_s``/``end_s`` are on the node's time base (media time in
   replay, monotonic live), like every ``t_s`` below; ``started_wall`` is Unix time.
 * ``events(session_id, t_s, kind, text, data)``: kinds as :class:`assistant.logic.LogEvent`
-  (command_heard, action, alert, node, recording, injection, info); ``data`` JSON.
+  (command_heard, command_unclear, action, alert, node, recording, injection, info); ``data`` JSON.
 * ``quality(session_id, t_s, score, reason)``
 * ``needle(session_id, t_s, visible, depth_mm, to_target_mm, tip_x, tip_y,
   danger_name, danger_mm)``
@@ -92,8 +92,8 @@ CREATE INDEX IF NOT EXISTS needle_session ON needle(session_id, t_s);
 CREATE INDEX IF NOT EXISTS sessions_operator ON sessions(operator, started_wall);
 """
 
-EVENT_KINDS = ("command_heard", "action", "alert", "node", "recording", "injection",
-               "info", "speech", "caveat")
+EVENT_KINDS = ("command_heard", "command_unclear", "action", "alert", "node", "recording",
+               "injection", "info", "speech", "caveat")
 
 
 def default_db_path(env: Mapping[str, str] | None = None) -> Path:
@@ -342,6 +342,7 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
     (None: never); ``adequate_share``: share of scored time with quality >= adequate;
     ``needle_visible_s``; ``injection_s`` (start/stop marks; an open one runs to the
     session end); ``alerts`` (count, and by kind); ``supervisor_commands``;
+    ``commands_unclear``: commands asked for (wake phrase heard) but not understood;
     ``unverified``: the classes these figures rested on whose outlines were never checked
     on real scans (from the assistant's "caveat" events).
     """
@@ -397,6 +398,7 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
         "commands": sum(1 for e in ev if e["kind"] == "command_heard"),
         "supervisor_commands": sum(1 for e in ev if e["kind"] == "command_heard"
                                    and e["data"].get("role") == "supervisor"),
+        "commands_unclear": sum(1 for e in ev if e["kind"] == "command_unclear"),
         "unverified": list(unverified),
     }
 

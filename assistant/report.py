@@ -177,6 +177,8 @@ def _figures_table(f: dict) -> str:
             if f["alerts_by_key"] else "")),
         ("commands (of which supervisor)",
          f"{f['commands']} ({f['supervisor_commands']})"),
+        ("commands asked for but not understood (\"say again\")",
+         _fmt(f.get("commands_unclear", 0))),
     ]
     if f.get("unverified"):
         from assistant.guidance import unverified_words

@@ -180,6 +180,7 @@ class Runner:
         self.wall_s += time.perf_counter() - t0
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
+        self.last_unclear = sum(r.unclear for r in lis.log)  # "say again" prompts
         if tag is not None:
             if not lis.log:  # nothing heard at all: the item still counts (as missed)
                 self.dump.append({**tag, "kind": "nothing", "command": None, "heard": "",
@@ -198,7 +199,7 @@ def dump_row(u) -> dict:
     return {"kind": d.kind, "command": d.command, "heard": d.heard, "reason": d.reason,
             "post": d.posterior, "wake": d.wake, "dur": round(u.end_s - u.start_s, 3),
             "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
-            "start": round(u.start_s, 3)}
+            "start": round(u.start_s, 3), "unclear": u.unclear}
 
 
 def pct(a: float, b: float) -> str:
@@ -275,7 +276,7 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
     lat_all: dict[str, list[float]] = {}
     for snr in [None] + list(snrs):
         lat = lat_all.setdefault("quiet" if snr is None else f"{snr:g} dB", [])
-        ok = n = 0
+        ok = n = asked = 0
         errors: list[str] = []
         for vi, voice in enumerate(voices):
             for ci, cid in enumerate(ids):
@@ -301,8 +302,11 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                     lat.append(1000 * (emitted - end) + ms)
                 else:
                     errors.append(f"{voice}/{phrase}->{cmds}")
+                    asked += (not cmds) and r.last_unclear > 0
         key = f"quiet ({QUIET_SNR_DB:.0f} dB)" if snr is None else f"{snr} dB"
-        res[key] = {"commands_right": pct(ok, n), "errors": errors[:6]}
+        # of the commands not acted on, how many got a "say again" instead of silence
+        res[key] = {"commands_right": pct(ok, n),
+                    "missed_but_asked_again": pct(asked, n - ok), "errors": errors[:6]}
     res["latency_ms_end_of_speech_to_command"] = {
         k: {"p50": round(float(np.percentile(v, 50)), 1),
             "p95": round(float(np.percentile(v, 95)), 1), "n": len(v)}
@@ -337,6 +341,7 @@ def bench_monologue(r: Runner, voices: list[str], noises, cache: Path, snr: floa
         # 0 events in T hours: the 95 % upper bound of the rate is 3/T per hour
         res[act] = {"false_commands": len(got), "per_hour": round(len(got) * 60 / minutes, 1),
                     "per_hour_95pct_upper_if_zero": round(3 * 60 / minutes, 1),
+                    "say_again_prompts": r.last_unclear,
                     "heard": [f"{h.heard}->{h.command}" for h, _, _ in got][:8]}
     return res
 
@@ -394,8 +399,11 @@ def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
     r.dump += [{"part": "talk", "snr": snr, **dump_row(u)} for u in lis.log]
     r.audio_s += t
     hours = t / 3600
+    unclear = [u for u in lis.log if u.unclear]  # a "say again" nobody asked for
     return {"hours": round(hours, 2), "sentences": i + 1, "snr_db": snr,
             "activation": activation, "false_commands": len(heard),
+            "say_again_prompts": len(unclear),
+            "say_again_per_hour": round(len(unclear) / hours, 2),
             "per_hour": round(len(heard) / hours, 2),
             "per_hour_95pct_upper": round((3.0 if not heard else
                                            _poisson_upper95(len(heard))) / hours, 2),

@@ -54,6 +54,9 @@ class DecisionThresholds:
     min_kws_wake: float = 0.35
     max_command_ms: int = 2200  # a command alone is shorter: more speech is more words
     max_wake_ms: int = 1600  # extra speech allowed for the wake phrase before it
+    # "say again": a rejected utterance after a wake phrase at least this probable
+    # (kws) was a command asked for and not understood (unclear_after_wake)
+    min_unclear_wake: float = 0.95
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -207,6 +210,21 @@ def _decide_kws(r, commands: CommandSet, *, require_wake: bool, reply_open: bool
                         f"{r.speech_s:.1f} s of speech, longer than a command: other talk",
                         wake, posterior=r.top_prob)
     return Decision("accept", cid, heard, conf, "ok", wake, posterior=r.top_prob)
+
+
+def unclear_after_wake(d: Decision, speech_s: float, th: DecisionThresholds = DecisionThresholds(),
+                       pedal: bool = False) -> bool:
+    """True when ``d`` rejected a command that was asked for: the wake phrase was clearly
+    heard (probability >= ``min_unclear_wake``; or the pedal was down, ``pedal``) and the
+    utterance is no longer than a wake phrase and a command (longer is other talk), but
+    what followed was not understood well enough to act on. The assistant then asks the
+    speaker to say it again instead of staying silent (pure; the kws engine's decisions:
+    PocketSphinx gives no wake probability)."""
+    if d.kind != "reject" or speech_s * 1000 > th.max_command_ms + th.max_wake_ms:
+        return False
+    if d.reason.startswith("unsure wake phrase"):  # nothing was asked: a weak "assistant"
+        return False
+    return pedal or (d.wake_prob is not None and d.wake_prob >= th.min_unclear_wake)
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,

@@ -7,6 +7,12 @@ and prints each recognised command, one per line, as it would reach the assistan
 
 or with ``--json`` one JSON object per line with keys ``heard``, ``command``,
 ``start_s``, ``end_s``, ``confidence`` (plus ``needs_confirmation``).
+With ``--unclear`` it also prints the commands asked for but not understood (the wake
+phrase clearly heard, then words it could not act on: the assistant says "say again"):
+
+    4.10-5.02 s  (not understood)  "assistant ..."  best guess show.nerve
+
+(``--json``: ``{"unclear": true, "heard", "start_s", "end_s", "guess", "reason"}``).
 Exit status: 0 done, 2 bad input (WAV or command file), 1 recognizer failure.
 """
 from __future__ import annotations
@@ -35,6 +41,15 @@ def format_heard(h, as_json: bool) -> str:
             f"confidence {h.confidence:.2f}{flag}")
 
 
+def format_unclear(u, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"unclear": True, "heard": u.heard, "start_s": u.start_s,
+                           "end_s": u.end_s, "guess": u.guess, "reason": u.reason})
+    guess = f"  best guess {u.guess}" if u.guess else ""
+    heard = f"{u.heard} ..." if u.heard else "..."
+    return f"{u.start_s:.2f}-{u.end_s:.2f} s  (not understood)  \"{heard}\"{guess}"
+
+
 def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
     ap = argparse.ArgumentParser(prog="assistant listen",
                                  description="Recognise voice commands in a WAV file.")
@@ -45,6 +60,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--engine", choices=["kws", "pocketsphinx", "vosk"])
     ap.add_argument("--vosk-model-dir")
     ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
+    ap.add_argument("--unclear", action="store_true",
+                    help="also print commands asked for but not understood (\"say again\")")
     ap.add_argument("--chunk-ms", type=int, default=50, help="stream chunk size")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every utterance")
     args = ap.parse_args(argv)
@@ -69,11 +86,16 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     except (EngineError, ValueError) as exc:
         print(f"error: speech recognizer: {exc}", file=sys.stderr)
         return 1
+    def out(heard) -> None:
+        lines = [(u.end_s, format_unclear(u, args.json)) for u in listener.take_unclear()
+                 if args.unclear]
+        lines += [(h.end_s, format_heard(h, args.json)) for h in heard]
+        for _, line in sorted(lines, key=lambda x: x[0]):
+            print(line, flush=True)
+
     for chunk, t in chunks(samples, args.chunk_ms):
-        for h in listener.feed(chunk, t):
-            print(format_heard(h, args.json), flush=True)
-    for h in listener.flush():
-        print(format_heard(h, args.json), flush=True)
+        out(listener.feed(chunk, t))
+    out(listener.flush())
     return 0
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .commands import CommandSet, load_commands
-from .decision import Decision, DecisionThresholds, decide, decide_kws
+from .decision import Decision, DecisionThresholds, decide, decide_kws, unclear_after_wake
 from .engines import Engine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
@@ -61,6 +61,18 @@ class Heard:
 
 
 @dataclass(frozen=True)
+class Unclear:
+    """A command asked for (the wake phrase clearly heard, or the pedal down) but not
+    understood: the assistant asks for it again instead of staying silent."""
+
+    heard: str  # the wake phrase, when one was heard
+    start_s: float  # media time of the speech that was not understood
+    end_s: float
+    guess: str | None  # the classifier's best command, too unsure to act on (or None)
+    reason: str
+
+
+@dataclass(frozen=True)
 class UtteranceLog:
     """One endpointed utterance and what was decided (for benchmarks and debugging)."""
 
@@ -70,6 +82,7 @@ class UtteranceLog:
     decision: Decision
     decode_ms: float
     voice_prob: float | None = None  # highest neural speech probability in it (vad.py)
+    unclear: bool = False  # a command asked for and not understood ("say again")
 
 
 class CommandListener:
@@ -102,7 +115,8 @@ class CommandListener:
             max_uncovered_ms=s.max_uncovered_ms, min_word_in_speech_ms=s.min_word_in_speech_ms,
             min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence,
             min_kws_prob=s.min_kws_prob, min_kws_wake=s.min_kws_wake,
-            max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms)
+            max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms,
+            min_unclear_wake=s.min_unclear_wake)
         neural = None
         if s.vad_neural_hangover_ms > 0:
             try:
@@ -126,6 +140,7 @@ class CommandListener:
         self._in_utt = False
         self._frames: list[np.ndarray] = []
         self._out: list[Heard] = []
+        self._unclear: list[Unclear] = []  # drained by take_unclear()
         self._held: Utterance | None = None  # a wake phrase said alone
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
         self._speaking_since: float | None = None
@@ -174,6 +189,12 @@ class CommandListener:
         ``reply_window_ms``)."""
         self._reply_until = (float(until_s) if until_s is not None
                              else self._t + self.settings.reply_window_ms / 1000.0)
+
+    def take_unclear(self) -> list[Unclear]:
+        """The commands asked for but not understood since the last call (see
+        :func:`speech.decision.unclear_after_wake`); the caller asks for them again."""
+        out, self._unclear = self._unclear, []
+        return out
 
     # ------------------------------------------------------------------ stream
 
@@ -253,9 +274,9 @@ class CommandListener:
             return True
         return self._overlaps(self._mutes, u.speech_start_s, u.speech_end_s)
 
-    def _record(self, u: Utterance, d: Decision, ms: float = 0.0) -> None:
+    def _record(self, u: Utterance, d: Decision, ms: float = 0.0, unclear: bool = False) -> None:
         self.log.append(UtteranceLog(u.speech_start_s, u.speech_end_s, u.closed_at_s, d, ms,
-                                     u.voice_prob))
+                                     u.voice_prob, unclear))
         if d.kind != "accept":
             log.debug("utterance %.2f-%.2f s: %s (%s)", u.speech_start_s, u.speech_end_s,
                       d.kind, d.reason)
@@ -349,7 +370,14 @@ class CommandListener:
         d = decide_kws(r, self.commands, require_wake=s.activation == "wake",
                        reply_open=u.speech_start_s <= self._reply_until, th=self.thresholds,
                        joined=joined)
-        self._record(u, d, ms)
+        unclear = s.unclear_prompt and unclear_after_wake(
+            d, u.speech_end_s - u.speech_start_s, self.thresholds,
+            pedal=s.activation == "push_to_talk")
+        self._record(u, d, ms, unclear)
+        if unclear:
+            self._unclear.append(Unclear(
+                self.commands.wake_phrases[0] if d.wake or joined else "", u.speech_start_s,
+                u.speech_end_s, d.command, d.reason))
         if d.kind == "wake_only":
             self._held = u
             return []

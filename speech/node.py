@@ -1,5 +1,5 @@
 """Speech recognition node: audio in (microphone, a WAV file played in real time, or
-the replay's AudioChunks), SpeechCommand out (reliable, acknowledged).
+the replay's AudioChunks), SpeechCommand and SpeechUnclear out (reliable, acknowledged).
 
 Live audio arrives on another thread (PortAudio's callback or the WAV pacer) and is
 handed to the node loop through a bounded queue; the recognizer runs in the loop.
@@ -34,6 +34,7 @@ class SpeechNode(Node):
         self.mic = None
         self.pacer: threading.Thread | None = None
         self.heard_count = 0
+        self.unclear_count = 0  # commands asked for but not understood ("say again")
         self.voice_enabled = True
         self.t0 = time.monotonic()
         if not self.replay:
@@ -101,6 +102,10 @@ class SpeechNode(Node):
         self._emit(self.listener.feed(np.asarray(samples, dtype=np.int16), start_s))
 
     def _emit(self, heard_list) -> None:
+        for u in self.listener.take_unclear():  # utterances that ended before the commands'
+            self.unclear_count += 1
+            self.send_reliable(m.SpeechUnclear(heard=u.heard, start_s=u.start_s, end_s=u.end_s,
+                                               guess=u.guess, reason=u.reason))
         for h in heard_list:
             self.heard_count += 1
             role = getattr(h, "role", "operator")
@@ -119,7 +124,8 @@ class SpeechNode(Node):
             self._feed(samples, t)
 
     def stats(self) -> dict:
-        return {"commands": self.heard_count, "voice": self.voice_enabled}
+        return {"commands": self.heard_count, "unclear": self.unclear_count,
+                "voice": self.voice_enabled}
 
     def teardown(self) -> None:
         if self.mic is not None:

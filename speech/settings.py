@@ -54,6 +54,11 @@ class SpeechSettings:
     kws_none_scale: float = 1.0
     max_command_ms: int = 2200
     max_wake_ms: int = 1600
+    # "say again" (engine kws): after a wake phrase heard with at least this probability
+    # (or with the pedal down), a command-length utterance that is not understood gets a
+    # spoken "say again" instead of silence; false: stay silent (docs/SPEECH.md)
+    unclear_prompt: bool = True
+    min_unclear_wake: float = 0.95
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()

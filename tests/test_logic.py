@@ -11,7 +11,7 @@ from assistant.logic import (COMMANDS, HELP_TEXT, LogEvent, PublishState, Record
                              to_state_message)
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, NodeStatus, SegResult, SpeechCommand,
-                                decode, encode, needle_dict)
+                                SpeechUnclear, decode, encode, needle_dict)
 from models.classes import CLASS_INDEX, CLASSES, LAYERS
 
 
@@ -242,6 +242,33 @@ def test_mute_silences_acks_and_answers_but_not_alerts():
     assert speaks(acts, "alert") == ["segmentation offline"]
     s, acts = reduce(s, cmd("unmute"), None, 3)
     assert not s.muted and speaks(acts) == ["sound on"]
+
+
+def test_a_command_not_understood_is_asked_again_and_changes_nothing_else():
+    s0 = initial_state()
+    unclear = SpeechUnclear(heard="assistant", start_s=1.0, end_s=1.8, guess="show.nerve",
+                            reason="show.nerve only 0.22")
+    s, acts = reduce(s0, unclear, None, 2)
+    assert speaks(acts, "ack") == ["say again"]
+    (e,) = events(acts, "command_unclear")
+    assert e.data["guess"] == "show.nerve" and e.data["heard"] == "assistant"
+    assert to_state_message(s).last_heard == "assistant ... (not understood)"
+    assert not events(acts, "action")  # nothing was done
+    assert dataclasses.replace(s, last_heard="", now_s=0.0) == dataclasses.replace(s0, now_s=0.0)
+    # "repeat" still says the last answer, not "say again"
+    assert s.last_answer == s0.last_answer
+    # a question waiting for yes or no is asked again
+    s, _ = reduce(initial_state(), cmd("go"), None, 0)
+    s, _ = reduce(s, cmd("stop"), None, 1)
+    s, acts = reduce(s, unclear, None, 2)
+    assert speaks(acts) == ["stop recording? say yes or no"] and s.pending is not None
+    # muted: shown and logged, not spoken
+    s, _ = reduce(initial_state(), cmd("mute"), None, 0)
+    s, acts = reduce(s, unclear, None, 1)
+    assert not speaks(acts) and events(acts, "command_unclear")
+    # it travels as a message of its own
+    back = decode(encode(unclear, "speech:1")[0])[1]
+    assert back == unclear
 
 
 # ----------------------------------------------------------------------------- supervisor

@@ -50,6 +50,23 @@ def test_replay_every_frame_deterministic_with_voice(tmp_path, clip):
     assert any(e["kind"] == "action" and "hide" in e["text"] for e in events)
 
 
+def test_replay_asks_again_for_a_command_it_did_not_understand(tmp_path, clip):
+    # the wake phrase, then words that are no command: the real recognizer, assistant and
+    # renderer processes answer "say again" at the frame where the speech ended
+    video, _ = clip
+    audio = tmp_path / "unclear.wav"
+    make_voice_track(audio, seconds=2.5, script=((0.1, "assistant, purple elephant"),))
+    res = replay(load_settings(), None, video, tmp_path / "o", audio=audio, progress=False,
+                 nodes=NODES)
+    events = [json.loads(x) for x in open(res.events)]
+    assert not [e for e in events if e["kind"] in ("command_heard", "action")]
+    (u,) = [e for e in events if e["kind"] == "command_unclear"]
+    assert u["data"]["heard"] == "assistant" and 1.2 < u["media_time_s"] < 2.5
+    said = [e for e in events if e["kind"] == "speech"]
+    assert [e["text"] for e in said] == ["say again"]
+    assert said[0]["media_time_s"] == u["media_time_s"]
+
+
 def test_replay_cli_corrupt_video_names_file(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00" * 5000)

@@ -25,6 +25,8 @@ def _session(st: SessionStore, operator: str, wall: float, shift_s: float) -> in
                  {"role": "operator", "heard": "show fascia", "command": "show.fascia"})
     st.add_event(sid, 3.0, "command_heard", "supervisor: down",
                  {"role": "supervisor", "heard": "down", "command": "down"})
+    st.add_event(sid, 4.0, "command_unclear", "not understood: assistant ...",
+                 {"heard": "assistant", "guess": "show.nerve"})
     st.add_event(sid, 8.0, "injection", "injection start", {"mark": "start"})
     st.add_event(sid, 10.0, "injection", "injection stop", {"mark": "stop"})
     st.add_event(sid, 9.0, "alert", "stop, pleura four millimetres", {"key": "pleura"})
@@ -50,6 +52,7 @@ def test_session_report_has_figures_plots_and_no_external_resources(db, tmp_path
     assert "not for clinical use" in html
     assert "Dr Jane Roe" in html and "patient was anxious" in html
     assert "share of time with an adequate view" in html
+    assert re.search(r"not understood[^<]*</th><td>1</td>", html)
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing fetched
     assert "<script" not in html
 

@@ -28,6 +28,22 @@ def test_listen_json_lines(tmp_path, capsys):
     assert lines[0]["end_s"] < lines[1]["start_s"]
 
 
+def test_listen_unclear_prints_commands_asked_for_but_not_understood(tmp_path, capsys):
+    x = np.concatenate([with_silence(espeak("assistant, purple elephant", "en-us+f3"), seed=1),
+                        with_silence(espeak("assistant, freeze", "en-us+f3"), seed=2)])
+    p = tmp_path / "s.wav"
+    write_wav(p, x)
+    assert listen_cli.main([str(p), "--json"]) == 0  # by default, commands only
+    assert [json.loads(ln)["command"] for ln in capsys.readouterr().out.splitlines()] == ["freeze"]
+    assert listen_cli.main([str(p), "--json", "--unclear"]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [d.get("command") for d in lines] == [None, "freeze"]  # in time order
+    assert lines[0]["unclear"] is True and lines[0]["heard"] == "assistant"
+    assert lines[0]["end_s"] < lines[1]["start_s"]
+    assert listen_cli.main([str(p), "--unclear"]) == 0
+    assert '(not understood)  "assistant ..."' in capsys.readouterr().out
+
+
 def test_listen_activation_always_skips_wake_phrase(tmp_path, capsys):
     p = tmp_path / "s.wav"
     write_wav(p, with_silence(espeak("quality score")))

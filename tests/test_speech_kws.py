@@ -14,7 +14,7 @@ import pytest
 
 from speech.audio import chunks
 from speech.commands import load_commands
-from speech.decision import DecisionThresholds, decide_kws
+from speech.decision import DecisionThresholds, decide_kws, unclear_after_wake
 from speech.kws import (NONE, WAKE, Embedder, KwsError, KwsModel, KwsRecognizer, KwsResult,
                         StreamEmbedder, rescale_none)
 from speech.listener import CommandListener
@@ -113,7 +113,47 @@ def test_own_speech_is_ignored_while_muted(engine):
     assert out == [] and "muted" in lis.log[-1].decision.reason
 
 
+def test_a_command_asked_for_but_not_understood_is_asked_again(engine):
+    # the wake phrase clearly heard, then words that are no command: "say again", not silence
+    x = with_silence(espeak("assistant, purple elephant", "en-us+f3"), seed=8)
+    out, lis = listen(engine, x)
+    assert out == []
+    (u,) = lis.take_unclear()
+    assert u.heard == "assistant" and u.start_s < u.end_s and "not a command" in u.reason
+    assert lis.take_unclear() == []  # taken once
+    assert [r.unclear for r in lis.log] == [r.decision.kind == "reject" for r in lis.log]
+    # a site that wants silence
+    out, lis = listen(engine, x, unclear_prompt=False)
+    assert out == [] and lis.take_unclear() == []
+    # no wake phrase: talk, not a request
+    out, lis = listen(engine, with_silence(espeak("purple elephant", "en-us+f3"), seed=8))
+    assert out == [] and lis.take_unclear() == []
+    # a command understood is acted on, not asked again
+    out, lis = listen(engine, with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1))
+    assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
+
+
 # ------------------------------------------------------------------ decision (pure)
+
+def test_unclear_after_wake_rules():
+    cs = load_commands()
+    th = DecisionThresholds()
+    assert th.min_unclear_wake > th.min_kws_wake
+
+    def unclear(top, p, wake, speech=1.0, pedal=False):
+        d = decide_kws(r(top, p, wake=wake, speech=speech), cs, require_wake=True, th=th)
+        return unclear_after_wake(d, speech, th, pedal=pedal)
+
+    assert unclear(NONE, 0.9, wake=0.99)  # clearly asked, not understood
+    assert unclear("show.nerve", th.min_kws_prob - 0.05, wake=0.99)  # too unsure to act on
+    assert not unclear("show.nerve", 0.9, wake=0.99)  # understood: accepted
+    assert not unclear(NONE, 0.9, wake=th.min_unclear_wake - 0.01)  # was anyone asking?
+    assert not unclear(NONE, 0.9, wake=0.99, speech=4.0)  # longer than a command: talk
+    assert not unclear(WAKE, 0.2, wake=0.99)  # a weak "assistant" alone asks nothing
+    assert unclear(NONE, 0.9, wake=0.0, pedal=True)  # the pedal down says it was meant
+    wake_only = decide_kws(r(WAKE, 0.9), cs, require_wake=True, th=th)
+    assert not unclear_after_wake(wake_only, 0.6, th)  # held for the command that follows
+
 
 def r(top, p, wake=0.0, speech=0.8):
     return KwsResult({top: p}, top, p, wake, speech, 2)
