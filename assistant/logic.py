@@ -1,9 +1,9 @@
 """The assistant's decisions: ``reduce(state, msg, header, now_s) -> (state, actions)``.
 
 Pure: no sockets, no clock, no files. The node (``assistant/node.py``) feeds every
-``Frame``, ``SegResult``, ``SpeechCommand``, ``SpeechUnclear`` and ``NodeStatus`` it receives, plus a
-:class:`Tick` a few times a second for the timers, and executes the returned actions
-in order (see docs/ASSISTANT.md for the contract). ``now_s`` is the time base: media
+``Frame``, ``SegResult``, ``SpeechCommand``, ``SpeechUnclear`` and ``NodeStatus`` it
+receives, plus a :class:`Tick` a few times a second for the timers, and executes the
+returned actions in order (see docs/ASSISTANT.md for the contract). ``now_s`` is the time base: media
 time in replay, ``time.monotonic()`` live; replay is deterministic because nothing
 here reads a clock.
 """
@@ -212,8 +212,8 @@ def reduce(state: State, msg: Any, header: Header | None = None,
            now_s: float | None = None) -> tuple[State, list[Action]]:
     """One input -> (new state, actions to execute in order).
 
-    ``msg``: Frame, SegResult, SpeechCommand, SpeechUnclear, NodeStatus or Tick. ``now_s`` defaults to
-    ``Tick.now_s`` for a Tick and is required otherwise.
+    ``msg``: Frame, SegResult, SpeechCommand, SpeechUnclear, NodeStatus or Tick. ``now_s``
+    defaults to ``Tick.now_s`` for a Tick and is required otherwise.
     """
     if now_s is None:
         if isinstance(msg, Tick):

@@ -140,7 +140,8 @@ class CommandListener:
         self._in_utt = False
         self._frames: list[np.ndarray] = []
         self._out: list[Heard] = []
-        self._unclear: list[Unclear] = []  # drained by take_unclear()
+        # drained by take_unclear(); bounded for a caller that never asks
+        self._unclear: deque[Unclear] = deque(maxlen=64)
         self._held: Utterance | None = None  # a wake phrase said alone
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
         self._speaking_since: float | None = None
@@ -193,7 +194,8 @@ class CommandListener:
     def take_unclear(self) -> list[Unclear]:
         """The commands asked for but not understood since the last call (see
         :func:`speech.decision.unclear_after_wake`); the caller asks for them again."""
-        out, self._unclear = self._unclear, []
+        out = list(self._unclear)
+        self._unclear.clear()
         return out
 
     # ------------------------------------------------------------------ stream
