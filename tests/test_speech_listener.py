@@ -1,4 +1,4 @@
-"""Real synthetic speech (eSpeak NG) through the real recognizer (PocketSphinx)."""
+"""Real synthetic speech (eSpeak NG) through the real recognizer (the default engine, kws)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -106,6 +106,19 @@ def test_push_to_talk_only_while_pedal_pressed(base):
     lis.push_to_talk(True, 0.2)
     lis.push_to_talk(False, len(x) / 16000 - 0.5)
     assert [h.command for h in run(lis, x)] == ["needle_depth"]
+
+
+def test_with_the_pedal_down_words_not_understood_are_asked_again(base):
+    # the pedal says the speech was meant for the assistant: no wake phrase needed
+    x = with_silence(espeak("purple elephant", "en-us+f3"), seed=3)
+    lis = listener(base, activation="push_to_talk")
+    assert run(lis, x) == [] and lis.take_unclear() == []  # pedal up: not for us
+    lis = listener(base, activation="push_to_talk")
+    lis.push_to_talk(True, 0.2)
+    lis.push_to_talk(False, len(x) / 16000 - 0.3)
+    assert run(lis, x) == []
+    (u,) = lis.take_unclear()
+    assert u.heard == "" and u.start_s < u.end_s
 
 
 def test_wake_phrase_then_pause_then_command_is_joined(base):
