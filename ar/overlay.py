@@ -399,6 +399,7 @@ class RenderInfo:
     plane_px: np.ndarray | None = None  # target plane drawn (image px)
     to_target_mm: float | None = None
     messages: list = field(default_factory=list)  # status texts shown
+    notice: str = ""  # the short-lived notice drawn in the prompt box, if any
 
 
 @functools.lru_cache(maxsize=2)
@@ -1091,6 +1092,18 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
         cv.text('say "yes" to confirm:', (px + 14, yb + 20), (0, 0, 0), 0.5, 1)
         cv.text(_clip_text(str(state.pending_confirmation), PANEL_W - 30, 0.55), (px + 14, yb + 42),
                 (0, 0, 0), 0.55, 2)
+    # a short-lived notice in the same place ("not understood: say again"): the spoken
+    # answer can be lost in a noisy room, so the screen says it too
+    elif state is not None and assistant_ok and state.notice:
+        yb = H - BOTTOM_H - 58
+        info.notice = str(state.notice)
+        first, _, rest = info.notice.partition(":")
+        cv.rect((px + 6, yb), (W - 7, yb + 50), TEXT)
+        cv.text(_clip_text(first.strip() + (":" if rest else ""), PANEL_W - 30, 0.5),
+                (px + 14, yb + 20), (0, 0, 0), 0.5, 1)
+        if rest.strip():
+            cv.text(_clip_text(rest.strip(), PANEL_W - 30, 0.55), (px + 14, yb + 42),
+                    (0, 0, 0), 0.55, 2)
 
 
 def _draw_banners(cv: _Canvas, settings: RenderSettings, state: AssistantState | None):

@@ -164,6 +164,8 @@ class State:
     pending: Pending | None = None
     last_answer: str = ""
     last_heard: str = ""
+    notice: str = ""  # shown in the monitor's prompt box until notice_until_s
+    notice_until_s: float = 0.0
     now_s: float = 0.0
     frame_id: int = -1
     frames: tuple[FrameInfo, ...] = ()
@@ -259,7 +261,8 @@ def to_state_message(state: State, frame_id: int | None = None) -> AssistantStat
         quality=state.quality, quality_reason=state.quality_reason, guidance=g,
         alerts=alerts, frozen=state.frozen, recording=state.recording, muted=state.muted,
         pending_confirmation=state.pending.prompt if state.pending else None,
-        nodes=dict(state.nodes), last_heard=state.last_heard)
+        nodes=dict(state.nodes), last_heard=state.last_heard,
+        notice=state.notice if state.now_s <= state.notice_until_s else "")
 
 
 # ----------------------------------------------------------------------------- restart
@@ -385,6 +388,9 @@ def _expire(state: State, now_s: float, actions: list) -> State:
         state = dataclasses.replace(state, pending=None)
         state = _say(state, "cancelled", "ack", actions)
         actions.append(PublishState())
+    if state.notice and now_s > state.notice_until_s:
+        state = dataclasses.replace(state, notice="")
+        actions.append(PublishState())
     if any(a.until_s < now_s for a in state.alerts):
         state = dataclasses.replace(state, alerts=tuple(a for a in state.alerts
                                                         if a.until_s >= now_s))
@@ -429,7 +435,7 @@ def _on_command(state: State, msg: SpeechCommand, header: Header | None, now_s: 
         data["msg_id"] = header.msg_id  # ties the record to the bus log
     who = "supervisor" if role == "supervisor" else "operator"
     actions.append(LogEvent("command_heard", f"{who}: {msg.heard} -> {cmd}", data))
-    state = dataclasses.replace(state, last_heard=str(msg.heard))
+    state = dataclasses.replace(state, last_heard=str(msg.heard), notice="")
     if role not in ROLES:
         log.error("speech command %r has unknown role %r (expected one of %s); ignored",
                   cmd, role, ", ".join(ROLES))
@@ -452,6 +458,12 @@ def _on_command(state: State, msg: SpeechCommand, header: Header | None, now_s: 
     return _execute(state, cmd, role, now_s, actions)
 
 
+#: what the monitor shows, and for how long, when a command was asked for but not
+#: understood (spoken as "say again"): the spoken word can be lost in a noisy room
+NOT_UNDERSTOOD = "not understood: say again"
+NOTICE_S = 3.0
+
+
 def _on_unclear(state: State, msg: SpeechUnclear, header: Header | None,
                 actions: list) -> State:
     """A command asked for but not understood: say so, rather than leave the speaker
@@ -463,7 +475,9 @@ def _on_unclear(state: State, msg: SpeechUnclear, header: Header | None,
         data["msg_id"] = header.msg_id
     heard = f"{msg.heard} ..." if msg.heard else "..."
     actions.append(LogEvent("command_unclear", f"not understood: {heard}", data))
-    state = dataclasses.replace(state, last_heard=f"{heard} (not understood)")
+    state = dataclasses.replace(state, last_heard=f"{heard} (not understood)",
+                                notice=NOT_UNDERSTOOD,
+                                notice_until_s=state.now_s + NOTICE_S)
     actions.append(PublishState())
     if state.pending is not None:
         return _say(state, state.pending.prompt, "answer", actions)

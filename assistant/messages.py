@@ -293,6 +293,8 @@ class AssistantState(Message):
     pending_confirmation: str | None = None
     nodes: dict = field(default_factory=dict)
     last_heard: str = ""
+    # a short-lived line for the monitor's prompt box (e.g. "not understood: say again")
+    notice: str = ""
 
 
 # ----------------------------------------------------------------------------- codec

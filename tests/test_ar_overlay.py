@@ -414,7 +414,7 @@ def _colour_count(img: np.ndarray, bgr) -> int:
 
 
 def test_indicators_gauge_and_confirmation():
-    from ar.overlay import INFO_BLUE, OK_GREEN, WARN_ORANGE
+    from ar.overlay import INFO_BLUE, OK_GREEN, TEXT, WARN_ORANGE
     frame, seg, state = synthetic_scene()
     strip = slice(0, 30)
     plain = render_monitor(frame, seg, state, NOW, S)
@@ -433,6 +433,14 @@ def test_indicators_gauge_and_confirmation():
     box = (slice(600, 664), slice(S.width_px - 300, S.width_px))
     ask = render_monitor(frame, seg, dataclasses.replace(state, pending_confirmation="stop recording"), NOW, S)
     assert _colour_count(ask[box], WARN_ORANGE) > 5000 and _colour_count(plain[box], WARN_ORANGE) == 0
+    # "not understood: say again" is a light box in the same place; a question wins over it
+    said, info = render_monitor_info(frame, seg, dataclasses.replace(state, notice="not understood: say again"),
+                                     NOW, S)
+    assert info.notice == "not understood: say again"
+    assert _colour_count(said[box], TEXT) > 5000 and _colour_count(plain[box], TEXT) < 200
+    both, info = render_monitor_info(frame, seg, dataclasses.replace(
+        state, notice="not understood: say again", pending_confirmation="stop recording"), NOW, S)
+    assert not info.notice and _colour_count(both[box], WARN_ORANGE) > 5000
 
 
 def test_bgr_frames_and_guidance_hidden_with_the_segmentation():

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from assistant.logic import (COMMANDS, HELP_TEXT, LogEvent, PublishState, RecordSample,
+from assistant.logic import (COMMANDS, HELP_TEXT, NOTICE_S, LogEvent, PublishState, RecordSample,
                              SetRecording, Speak, Tick, initial_state, reduce,
                              to_state_message)
 from assistant.logic_settings import AssistantSettings
@@ -254,7 +254,17 @@ def test_a_command_not_understood_is_asked_again_and_changes_nothing_else():
     assert e.data["guess"] == "show.nerve" and e.data["heard"] == "assistant"
     assert to_state_message(s).last_heard == "assistant ... (not understood)"
     assert not events(acts, "action")  # nothing was done
-    assert dataclasses.replace(s, last_heard="", now_s=0.0) == dataclasses.replace(s0, now_s=0.0)
+    assert dataclasses.replace(s, last_heard="", notice="", notice_until_s=0.0,
+                               now_s=0.0) == dataclasses.replace(s0, now_s=0.0)
+    # the monitor says it too, for a few seconds (the spoken word can be lost in the noise)
+    assert to_state_message(s).notice == "not understood: say again"
+    later, acts = reduce(s, Tick(now_s=2 + NOTICE_S - 0.1), None)
+    assert to_state_message(later).notice and not any(isinstance(a, PublishState) for a in acts)
+    later, acts = reduce(later, Tick(now_s=2 + NOTICE_S + 0.1), None)
+    assert not to_state_message(later).notice and any(isinstance(a, PublishState) for a in acts)
+    # a command understood next clears it at once
+    s2, _ = reduce(s, cmd("show.nerve"), None, 2.5)
+    assert not to_state_message(s2).notice
     # "repeat" still says the last answer, not "say again"
     assert s.last_answer == s0.last_answer
     # a question waiting for yes or no is asked again

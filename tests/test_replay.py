@@ -65,6 +65,22 @@ def test_replay_asks_again_for_a_command_it_did_not_understand(tmp_path, clip):
     said = [e for e in events if e["kind"] == "speech"]
     assert [e["text"] for e in said] == ["say again"]
     assert said[0]["media_time_s"] == u["media_time_s"]
+    # and the monitor shows it: a light box at the foot of the side panel from that frame
+    cap = cv2.VideoCapture(res.annotated)
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    after = frames[min(len(frames) - 1, int(u["media_time_s"] * 20) + 2)]
+    h, w = after.shape[:2]
+    box = (slice(h - 120, h - 56), slice(w - 290, w - 10))
+
+    def light(img):
+        return int((img[box] >= 200).all(axis=2).sum())
+
+    assert light(after) > 4000 and light(frames[5]) < 1000
 
 
 def test_replay_cli_corrupt_video_names_file(tmp_path):
