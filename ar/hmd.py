@@ -34,6 +34,9 @@ PANEL_BORDER_BGR = (233, 180, 86)  # sky blue frame around the floating panel
 HEADER_H = 22
 FOOTER_LINE_H = 18
 DOUBT_BGR = (0, 200, 255)  # amber, as the monitor's "unsure" hatching note
+PROMPT_H = 24  # the band under the header for a question waiting for "yes" or a notice
+CONFIRM_BGR = (0, 159, 230)  # the monitor's orange confirmation box
+NOTICE_BGR = (235, 235, 235)  # the monitor's light "not understood: say again" box
 
 
 # ----------------------------------------------------------------------------- hands
@@ -202,11 +205,15 @@ def update_anchor(state: AnchorState | None, target: tuple[float, float] | None,
 # ----------------------------------------------------------------------------- drawing
 
 def make_panel(monitor_bgr: np.ndarray, image_rect: tuple[int, int, int, int] | None,
-               width_px: int, header: str = "", footer: str = "") -> np.ndarray:
+               width_px: int, header: str = "", footer: str = "", prompt: str = "",
+               confirm: bool = False) -> np.ndarray:
     """The floating panel: the ultrasound image with its overlays (the monitor view's image
     area, ``image_rect`` = (x, y, w, h)), scaled to ``width_px``, under a header line that
     always says NOT FOR CLINICAL USE. ``footer`` (the legend's doubts, ``ar.overlay.doubt_line``:
-    the panel has no legend) is written under the image, wrapped to the width, in amber."""
+    the panel has no legend) is written under the image, wrapped to the width, in amber.
+    ``prompt``: a band between the header and the image, as the monitor's side panel shows
+    it (the head-mounted panel has no side panel): orange for a question waiting for "yes"
+    (``confirm``), light for a notice such as "not understood: say again"."""
     if image_rect is not None:
         x, y, w, h = image_rect
         src = monitor_bgr[y:y + h, x:x + w]
@@ -219,12 +226,17 @@ def make_panel(monitor_bgr: np.ndarray, image_rect: tuple[int, int, int, int] | 
     body = cv2.resize(src, (width_px, ph), interpolation=cv2.INTER_LINEAR)
     lines = _wrap(footer, width_px - 12, 0.45) if footer else []
     fh = FOOTER_LINE_H * len(lines) + (6 if lines else 0)
-    panel = np.empty((ph + HEADER_H + fh, width_px, 3), np.uint8)
+    top = HEADER_H + (PROMPT_H if prompt else 0)
+    panel = np.empty((ph + top + fh, width_px, 3), np.uint8)
     panel[:HEADER_H] = 0
-    panel[HEADER_H:HEADER_H + ph] = body
-    panel[HEADER_H + ph:] = 0
+    if prompt:
+        panel[HEADER_H:top] = CONFIRM_BGR if confirm else NOTICE_BGR
+        text = _wrap(prompt, width_px - 12, 0.5)[0]  # one line: the rest is on the monitor
+        cv2.putText(panel, text, (6, HEADER_H + 17), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    panel[top:top + ph] = body
+    panel[top + ph:] = 0
     for i, line in enumerate(lines):
-        cv2.putText(panel, line, (6, HEADER_H + ph + 16 + FOOTER_LINE_H * i), FONT, 0.45,
+        cv2.putText(panel, line, (6, top + ph + 16 + FOOTER_LINE_H * i), FONT, 0.45,
                     DOUBT_BGR, 1, cv2.LINE_AA)
     cv2.putText(panel, NOT_FOR_CLINICAL_USE.upper(), (6, 16), FONT, 0.45, (0, 200, 255), 1, cv2.LINE_AA)
     if header:
@@ -438,7 +450,7 @@ class HmdView:
     def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,
              to_target_mm: float | None = None, angle_deg: float | None = None,
              header: str = "", show_cue: bool = True, needle_from_right: bool = False,
-             footer: str = "") -> HmdFrame:
+             footer: str = "", prompt: str = "", confirm: bool = False) -> HmdFrame:
         s = self.settings
         t0 = time.perf_counter()
         track_ms = None
@@ -452,7 +464,8 @@ class HmdView:
         t1 = time.perf_counter()
         scene = fit_scene(scene_bgr, s)
         sx, sy = s.width_px / scene_bgr.shape[1], s.height_px / scene_bgr.shape[0]
-        panel = make_panel(monitor_bgr, image_rect, s.panel_width_px, header, footer)
+        panel = make_panel(monitor_bgr, image_rect, s.panel_width_px, header, footer, prompt,
+                           confirm)
         pw, ph = panel.shape[1], panel.shape[0]
         probe = choose_probe_hand(self._hands, s.probe_hand)
         target = None

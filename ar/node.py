@@ -153,7 +153,8 @@ class RendererNode(Node):
         self._recording(state, img)
         if self.hmd is not None:
             try:
-                self._render_hmd(frame, img, state, now, self.overlay.doubt_line(info))
+                self._render_hmd(frame, img, state, now, self.overlay.doubt_line(info),
+                                 self.overlay.panel_prompt(info))
             except Exception as exc:
                 # The head-mounted view is an extra: its failure must not take the
                 # monitor view down. Said once, then that view is off.
@@ -185,7 +186,8 @@ class RendererNode(Node):
         if self.session_rec is not None:
             self.session_rec.write(img)
 
-    def _render_hmd(self, frame: m.Frame, monitor, state, now: float, doubts: str = "") -> None:
+    def _render_hmd(self, frame: m.Frame, monitor, state, now: float, doubts: str = "",
+                    prompt: tuple[str, bool] = ("", False)) -> None:
         ok, scene = self.scene.read()
         if not ok and not self.settings.hmd.scene.strip().isdigit():
             self.scene.set(cv2.CAP_PROP_POS_FRAMES, 0)  # a scene video file loops
@@ -201,7 +203,7 @@ class RendererNode(Node):
         out = self.hmd.step(scene, monitor, (layout.x0, layout.y0, layout.w, layout.h), now,
                             to_target_mm=g.get("to_target_mm"), angle_deg=g.get("angle_deg"),
                             header=f"{state.block if state else ''}", needle_from_right=from_right,
-                            footer=doubts)
+                            footer=doubts, prompt=prompt[0], confirm=prompt[1])
         if self.hmd_web is not None:
             view = out.stereo if out.stereo is not None else out.mono
             self.hmd_web.publish(view, {"hands": len(out.hands), "track_ms": round(out.track_ms, 1),

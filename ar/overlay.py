@@ -400,6 +400,7 @@ class RenderInfo:
     to_target_mm: float | None = None
     messages: list = field(default_factory=list)  # status texts shown
     notice: str = ""  # the short-lived notice drawn in the prompt box, if any
+    confirm: str = ""  # the question waiting for "yes" drawn in the prompt box, if any
 
 
 @functools.lru_cache(maxsize=2)
@@ -446,6 +447,15 @@ def render_monitor(frame: Frame | None, seg: SegResult | None, state: AssistantS
     quantised inputs, but about 10 ms each time the distance changes by 0.25 mm).
     """
     return render_monitor_info(frame, seg, state, now_mono, settings, node_status, cue=cue)[0]
+
+
+def panel_prompt(info: RenderInfo) -> tuple[str, bool]:
+    """The monitor panel's prompt box as one line for a view without that panel (the
+    head-mounted one): (text, True) for a question waiting for "yes", (text, False) for a
+    notice such as "not understood: say again", ("", False) for neither."""
+    if info.confirm:
+        return f'say "yes" to confirm: {info.confirm}', True
+    return info.notice, False
 
 
 def doubt_line(info: RenderInfo) -> str:
@@ -1089,6 +1099,7 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
     if state is not None and assistant_ok and state.pending_confirmation:
         yb = H - BOTTOM_H - 58
         cv.rect((px + 6, yb), (W - 7, yb + 50), WARN_ORANGE)
+        info.confirm = str(state.pending_confirmation)
         cv.text('say "yes" to confirm:', (px + 14, yb + 20), (0, 0, 0), 0.5, 1)
         cv.text(_clip_text(str(state.pending_confirmation), PANEL_W - 30, 0.55), (px + 14, yb + 42),
                 (0, 0, 0), 0.55, 2)

@@ -159,6 +159,33 @@ def test_the_panel_says_what_the_legend_doubts_under_the_image():
     assert doubt_line(info) == ""
 
 
+def test_the_panel_shows_a_waiting_question_or_a_notice_under_its_header():
+    """No side panel in the head-mounted view: the monitor's prompt box comes as a band."""
+    import dataclasses
+
+    from ar.hmd import CONFIRM_BGR, HEADER_H, NOTICE_BGR, PROMPT_H
+    from ar.overlay import panel_prompt
+
+    frame, seg, state = synthetic_scene()
+    mon, info = render_monitor_info(frame, seg, state, 100.05, RenderSettings())
+    assert panel_prompt(info) == ("", False)
+    plain = make_panel(mon, info.layout.rect, 400, "pecs2")
+    for change, text, confirm, colour in (
+            ({"notice": "not understood: say again"}, "not understood: say again", False, NOTICE_BGR),
+            ({"notice": "not understood: say again", "pending_confirmation": "stop recording? say yes or no"},
+             'say "yes" to confirm: stop recording? say yes or no', True, CONFIRM_BGR)):
+        mon, info = render_monitor_info(frame, seg, dataclasses.replace(state, **change), 100.05,
+                                        RenderSettings())
+        assert panel_prompt(info) == (text, confirm)  # the question wins, as on the monitor
+        panel = make_panel(mon, info.layout.rect, 400, "pecs2", "", *panel_prompt(info))
+        assert panel.shape[0] == plain.shape[0] + PROMPT_H
+        band = panel[HEADER_H:HEADER_H + PROMPT_H, 2:-2]
+        assert (band == colour).all(axis=2).mean() > 0.7  # the band's colour ...
+        assert (band == 0).all(axis=2).sum() > 50  # ... with black words on it
+        # the image itself is unchanged, moved down by the band
+        assert np.array_equal(panel[HEADER_H + PROMPT_H:-2, 2:-2], plain[HEADER_H:-2, 2:-2])
+
+
 def test_bad_scene_input_is_named():
     with pytest.raises(ValueError, match="hmd.scene is empty"):
         open_scene("")
