@@ -227,6 +227,27 @@ def unclear_after_wake(d: Decision, speech_s: float, th: DecisionThresholds = De
     return pedal or (d.wake_prob is not None and d.wake_prob >= th.min_unclear_wake)
 
 
+def second_opinion(d: Decision, probs: dict, other: Decision, commands: CommandSet,
+                   min_prob: float = 0.05) -> Decision | None:
+    """The classifier's rejected decision ``d`` (a command asked for, not understood:
+    :func:`unclear_after_wake`) overturned by a second engine's decision ``other`` on the
+    same utterance, or None. Both must agree: ``other`` accepted a command that is among
+    the classifier's top classes ``probs`` with probability >= ``min_prob``. The wake
+    phrase was already heard clearly, so ``other`` is asked without it (pure)."""
+    if d.kind != "reject" or other.kind != "accept" or other.command is None:
+        return None
+    p = float(probs.get(other.command, 0.0))
+    if p < min_prob:
+        return None
+    cmd = commands.commands[other.command]
+    wp = commands.wake_phrases[0]
+    return dataclasses.replace(
+        d, kind="accept", command=other.command, heard=f"{wp} {cmd.phrases[0]}",
+        confidence=round(min(p, other.confidence), 3), wake=True, posterior=p,
+        reason=f"second opinion: {other.command} (classifier {p:.2f}, "
+               f"pocketsphinx {other.confidence:.2f}; was: {d.reason})")
+
+
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,
                         grammar_per_frame: float, speech_s: float, n_words: int,
                         joined: bool = False) -> list[float]:

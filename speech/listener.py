@@ -30,8 +30,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .commands import CommandSet, load_commands
-from .decision import Decision, DecisionThresholds, decide, decide_kws, unclear_after_wake
-from .engines import Engine, make_engine
+from .decision import (Decision, DecisionThresholds, decide, decide_kws, second_opinion,
+                       unclear_after_wake)
+from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
 
@@ -131,6 +132,13 @@ class CommandListener:
         self._streaming = bool(getattr(self.engine, "streaming", False))
         # neural classifier: embeddings computed as the audio streams in (speech/kws.py)
         self._kws = self.engine.new_stream() if getattr(self.engine, "classifier", False) else None
+        # the second opinion on commands asked for but not understood (kws only)
+        self._second: PocketSphinxEngine | None = None
+        if self._kws is not None and s.second_opinion:
+            try:
+                self._second = PocketSphinxEngine(commands, streaming=False)
+            except EngineError as e:
+                log.warning("speech: no second opinion on unclear commands (%s)", e)
         self._t0: float | None = None  # media time of the first sample fed
         self._last_command_end: float | None = None  # a wake phrase must come after it
         self._flush_tail = 0.0
@@ -372,9 +380,15 @@ class CommandListener:
         d = decide_kws(r, self.commands, require_wake=s.activation == "wake",
                        reply_open=u.speech_start_s <= self._reply_until, th=self.thresholds,
                        joined=joined)
-        unclear = s.unclear_prompt and unclear_after_wake(
-            d, u.speech_end_s - u.speech_start_s, self.thresholds,
-            pedal=s.activation == "push_to_talk")
+        asked = unclear_after_wake(d, u.speech_end_s - u.speech_start_s, self.thresholds,
+                                   pedal=s.activation == "push_to_talk")
+        if asked and self._second is not None:
+            t1 = time.perf_counter()
+            d2 = self._second_opinion(u, r, d, joined)
+            ms += 1000.0 * (time.perf_counter() - t1)
+            if d2 is not None:
+                d, asked = d2, False
+        unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear)
         if unclear:
             self._unclear.append(Unclear(
@@ -400,6 +414,16 @@ class CommandListener:
             u = Utterance(u.samples, held.start_s, held.speech_start_s, u.speech_end_s,
                           u.closed_at_s)
         return [self._heard(u, d)]
+
+    def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
+        """PocketSphinx's decision on the same audio, when it agrees with one of the
+        classifier's top candidates (speech/decision.py second_opinion)."""
+        dec = self._second.decode(u.samples)
+        span = [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
+        other = decide(dec, self.commands, require_wake=False, th=self.thresholds,
+                       speech_spans_s=span, joined=joined)
+        return second_opinion(d, r.probs, other, self.commands,
+                              self.settings.min_second_opinion_prob)
 
     def _decide_joined(self, held: Utterance, u: Utterance, require_wake: bool,
                        reply_open: bool) -> tuple[Decision, float]:

@@ -59,6 +59,11 @@ class SpeechSettings:
     # spoken "say again" instead of silence; false: stay silent (docs/SPEECH.md)
     unclear_prompt: bool = True
     min_unclear_wake: float = 0.95
+    # "second opinion" (engine kws): before answering "say again", decode the utterance
+    # once with PocketSphinx (its own decision rule) and act on its command if it is one
+    # of the classifier's top candidates (probability >= min_second_opinion_prob)
+    second_opinion: bool = True
+    min_second_opinion_prob: float = 0.05
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()

@@ -14,7 +14,8 @@ import pytest
 
 from speech.audio import chunks
 from speech.commands import load_commands
-from speech.decision import DecisionThresholds, decide_kws, unclear_after_wake
+from speech.decision import (Decision, DecisionThresholds, decide_kws, second_opinion,
+                             unclear_after_wake)
 from speech.kws import (NONE, WAKE, Embedder, KwsError, KwsModel, KwsRecognizer, KwsResult,
                         StreamEmbedder, rescale_none)
 from speech.listener import CommandListener
@@ -133,7 +134,51 @@ def test_a_command_asked_for_but_not_understood_is_asked_again(engine):
     assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
 
 
+def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
+    # the classifier made too strict to act (min_kws_prob 1.0), so "show fascia" after a
+    # clear wake phrase is a command asked for and not understood ...
+    x = with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1)
+    out, lis = listen(engine, x, min_kws_prob=1.0)
+    assert out == [] and len(lis.take_unclear()) == 1
+    # ... until PocketSphinx decodes the same audio and agrees with one of the
+    # classifier's top candidates: acted on, with its reason, and not asked again
+    out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=True)
+    assert [(h.command, h.heard) for h in out] == [("show.fascia", "assistant show fascia")]
+    assert lis.take_unclear() == []
+    assert lis.log[-1].decision.reason.startswith("second opinion: show.fascia")
+    # words that are no command stay "say again": the second engine finds no command
+    x = with_silence(espeak("assistant, purple elephant", "en-us+f3"), seed=8)
+    out, lis = listen(engine, x, second_opinion=True)
+    assert out == [] and len(lis.take_unclear()) == 1
+    # no wake phrase: nobody asked, so no second opinion is sought
+    x = with_silence(espeak("show fascia", "en-us+f3"), seed=1)
+    out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=True)
+    assert out == [] and lis.take_unclear() == []
+
+
 # ------------------------------------------------------------------ decision (pure)
+
+def test_second_opinion_rules():
+    cs = load_commands()
+    rejected = Decision("reject", "show.muscle", "assistant show muscles", 0.21,
+                        "show.muscle only 0.21", True, wake_prob=0.99)
+    probs = {"show.muscle": 0.21, "show.vessel": 0.18, NONE: 0.15}
+    ps = Decision("accept", "show.vessel", "show artery", 0.8, "ok")
+    d = second_opinion(rejected, probs, ps, cs)
+    assert d.kind == "accept" and d.command == "show.vessel" and d.wake
+    assert d.heard == "assistant " + cs.commands["show.vessel"].phrases[0]
+    assert d.confidence == 0.18 and d.wake_prob == 0.99  # the lower of the two engines
+    assert "was: show.muscle only 0.21" in d.reason
+    # the other engine's command is not among the classifier's candidates: no
+    assert second_opinion(rejected, probs, Decision("accept", "freeze", "freeze", 0.9), cs) is None
+    # ... or too improbable to the classifier
+    assert second_opinion(rejected, probs, ps, cs, min_prob=0.2) is None
+    # the other engine rejected it too
+    assert second_opinion(rejected, probs, Decision("reject", "show.vessel"), cs) is None
+    # nothing to overturn
+    assert second_opinion(Decision("accept", "show.muscle"), probs, ps, cs) is None
+
+
 
 def test_unclear_after_wake_rules():
     cs = load_commands()
