@@ -239,10 +239,12 @@ def second_opinion(d: Decision, probs: dict, other: Decision, commands: CommandS
     p = float(probs.get(other.command, 0.0))
     if p < min_prob:
         return None
-    cmd = commands.commands[other.command]
+    # the words the second engine decoded (which synonym was said), else the command's name
+    words = other.heard or commands.commands[other.command].phrases[0]
     wp = commands.wake_phrases[0]
+    heard = words if any(words.startswith(w) for w in commands.wake_phrases) else f"{wp} {words}"
     return dataclasses.replace(
-        d, kind="accept", command=other.command, heard=f"{wp} {cmd.phrases[0]}",
+        d, kind="accept", command=other.command, heard=heard,
         confidence=round(min(p, other.confidence), 3), wake=True, posterior=p,
         reason=f"second opinion: {other.command} (classifier {p:.2f}, "
                f"pocketsphinx {other.confidence:.2f}; was: {d.reason})")
