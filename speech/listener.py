@@ -380,9 +380,12 @@ class CommandListener:
         d = decide_kws(r, self.commands, require_wake=s.activation == "wake",
                        reply_open=u.speech_start_s <= self._reply_until, th=self.thresholds,
                        joined=joined)
-        asked = unclear_after_wake(d, u.speech_end_s - u.speech_start_s, self.thresholds,
-                                   pedal=s.activation == "push_to_talk")
-        if asked and self._second is not None:
+        speech = u.speech_end_s - u.speech_start_s
+        pedal = s.activation == "push_to_talk"
+        asked = unclear_after_wake(d, speech, self.thresholds, pedal=pedal)
+        if self._second is not None and (asked or unclear_after_wake(
+                d, speech, replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake),
+                pedal=pedal)):
             t1 = time.perf_counter()
             d2 = self._second_opinion(u, r, d, joined)
             ms += 1000.0 * (time.perf_counter() - t1)

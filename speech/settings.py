@@ -64,6 +64,8 @@ class SpeechSettings:
     # of the classifier's top candidates (probability >= min_second_opinion_prob)
     second_opinion: bool = True
     min_second_opinion_prob: float = 0.05
+    # asked for utterances whose wake phrase scored at least this (as "say again")
+    min_second_opinion_wake: float = 0.95
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()
