@@ -146,6 +146,12 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     assert [(h.command, h.heard) for h in out] == [("show.fascia", "assistant show fascia")]
     assert lis.take_unclear() == []
     assert lis.log[-1].decision.reason.startswith("second opinion: show.fascia")
+    # its own wake floor: asked even where "say again" would not be (and not when above it)
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_unclear_wake=1.0)
+    assert [h.command for h in out] == ["show.fascia"]
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_unclear_wake=1.0,
+                      min_second_opinion_wake=1.0)
+    assert out == [] and lis.take_unclear() == []
     # words that are no command stay "say again": the second engine finds no command
     x = with_silence(espeak("assistant, purple elephant", "en-us+f3"), seed=8)
     out, lis = listen(engine, x, second_opinion=True)
