@@ -76,7 +76,12 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
         out.with_suffix(".json").write_text(json.dumps(meta))
     sb.split_of = lambda n: ("test" if in_set(n, a.over) and speaker_fold(n, a.k) == fold
                              else "x")
-    r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale), 20)
+    over = {}
+    for kv in a.set:  # as speech_bench.py --set
+        k, v = kv.split("=", 1)
+        typ = type(getattr(SpeechSettings(), k))
+        over[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+    r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20)
     return sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
 
 
@@ -103,6 +108,8 @@ def main(argv=None) -> int:
                          "(e.g. to try --none-scale values on the same fold models)")
     ap.add_argument("--arch", choices=["mlp", "tcn"], default="mlp", help="train_kws --arch")
     ap.add_argument("--hidden", type=int, default=256, help="train_kws --hidden")
+    ap.add_argument("--set", action="append", default=[],
+                    help="override a SpeechSettings field, e.g. --set second_opinion=false")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)

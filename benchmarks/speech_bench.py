@@ -219,7 +219,7 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises) -> dict:
     files = {w: sorted(glob.glob(str(data / "speech_commands" / w / "*.wav")))
              for w in COMMAND_WORDS + ["_unknown_", "_silence_"]}
     for snr in [None] + list(snrs):
-        ok = n = fa_unk = n_unk = fa_sil = n_sil = 0
+        ok = n = wrong = fa_unk = n_unk = fa_sil = n_sil = 0
         for w, fs in files.items():
             for k, f in enumerate(fs):
                 if split != "all" and split_of(os.path.basename(f)) != split:
@@ -248,8 +248,10 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises) -> dict:
                 else:
                     n += 1
                     ok += cmds == [w]
+                    wrong += bool(cmds) and cmds != [w]  # acted on, but not as said
         key = "clean" if snr is None else f"{snr} dB"
-        res[key] = {"commands_right": pct(ok, n), "unknown_accepted": pct(fa_unk, n_unk),
+        res[key] = {"commands_right": pct(ok, n), "wrong_command": pct(wrong, n),
+                    "unknown_accepted": pct(fa_unk, n_unk),
                     "silence_accepted": pct(fa_sil, n_sil)}
     return res
 

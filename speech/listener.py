@@ -383,9 +383,10 @@ class CommandListener:
         speech = u.speech_end_s - u.speech_start_s
         pedal = s.activation == "push_to_talk"
         asked = unclear_after_wake(d, speech, self.thresholds, pedal=pedal)
+        addressed = pedal or (s.activation == "always" and s.second_opinion_always)
         if self._second is not None and (asked or unclear_after_wake(
                 d, speech, replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake),
-                pedal=pedal)):
+                pedal=addressed)):
             t1 = time.perf_counter()
             d2 = self._second_opinion(u, r, d, joined)
             ms += 1000.0 * (time.perf_counter() - t1)

@@ -66,6 +66,8 @@ class SpeechSettings:
     min_second_opinion_prob: float = 0.05
     # asked for utterances whose wake phrase scored at least this (as "say again")
     min_second_opinion_wake: float = 0.95
+    # activation "always": every rejected command-length utterance counts as addressed
+    second_opinion_always: bool = False
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()

@@ -160,6 +160,11 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     x = with_silence(espeak("show fascia", "en-us+f3"), seed=1)
     out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=True)
     assert out == [] and lis.take_unclear() == []
+    # ... unless every utterance is addressed: always listening with second_opinion_always
+    out, lis = listen(engine, x, "always", min_kws_prob=1.0)
+    assert out == [] and lis.take_unclear() == []
+    out, lis = listen(engine, x, "always", min_kws_prob=1.0, second_opinion_always=True)
+    assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
 
 
 # ------------------------------------------------------------------ decision (pure)
