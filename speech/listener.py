@@ -422,7 +422,12 @@ class CommandListener:
     def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
         """PocketSphinx's decision on the same audio, when it agrees with one of the
         classifier's top candidates (speech/decision.py second_opinion)."""
-        dec = self._second.decode(u.samples)
+        try:
+            dec = self._second.decode(u.samples)
+        except Exception as e:  # the second opinion is an extra: never lose the stream
+            log.error("speech: second opinion failed (%s); off from now on", e)
+            self._second = None
+            return None
         span = [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
         other = decide(dec, self.commands, require_wake=False, th=self.thresholds,
                        speech_spans_s=span, joined=joined)

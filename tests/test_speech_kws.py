@@ -152,6 +152,18 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     out, lis = listen(engine, x, min_kws_prob=1.0, min_unclear_wake=1.0,
                       min_second_opinion_wake=1.0)
     assert out == [] and lis.take_unclear() == []
+    # a second engine that fails costs the second opinion, never the stream
+    class Broken:
+        def decode(self, samples):
+            raise RuntimeError("decoder gone")
+
+    lis2 = CommandListener(replace(SpeechSettings(engine="kws"), min_kws_prob=1.0),
+                           commands=load_commands(), engine=engine)
+    lis2._second = Broken()
+    got = []
+    for c, t in chunks(x, 20):
+        got += lis2.feed(c, t)
+    assert got + lis2.flush() == [] and len(lis2.take_unclear()) == 1 and lis2._second is None
     # words that are no command stay "say again": the second engine finds no command
     x = with_silence(espeak("assistant, purple elephant", "en-us+f3"), seed=8)
     out, lis = listen(engine, x, second_opinion=True)
