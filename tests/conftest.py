@@ -25,6 +25,21 @@ def wait_for(cond, timeout_s: float = 10.0, interval_s: float = 0.01, what: str 
     return v
 
 
+def video_frames(path) -> list:
+    """Every frame OpenCV can decode from the video file ``path`` (BGR arrays)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    return frames
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED.is_dir():

@@ -13,6 +13,7 @@ from ar.outputs import Outputs, VideoOut, display_available
 from ar.overlay import render_monitor
 from ar.settings import RenderSettings
 from ar.testframes import synthetic_scene
+from conftest import video_frames
 
 
 def test_display_detection():
@@ -31,14 +32,7 @@ def test_video_file_round_trip(tmp_path):
         out.write(fr)
     out.write(cv2.resize(frames[0], (640, 360)))  # another size is resized, not dropped
     out.close()
-    cap = cv2.VideoCapture(str(tmp_path / "monitor.mp4"))
-    got = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        got.append(img)
-    cap.release()
+    got = video_frames(tmp_path / "monitor.mp4")
     assert len(got) == 6 and got[0].shape == (720, 1280, 3)
     for a, b in zip(got[:5], frames):
         assert np.abs(a.astype(int) - b).mean() < 6  # lossy, but the same pictures, in order

@@ -11,7 +11,7 @@ import pytest
 from assistant.config import load_settings
 from assistant.demo import make_voice_track
 from assistant.replay import replay
-from conftest import ROOT
+from conftest import ROOT, video_frames
 from test_sources import make_video
 
 NODES = ("segmentation", "speech", "assistant", "renderer")
@@ -66,13 +66,7 @@ def test_replay_asks_again_for_a_command_it_did_not_understand(tmp_path, clip):
     assert [e["text"] for e in said] == ["say again"]
     assert said[0]["media_time_s"] == u["media_time_s"]
     # and the monitor shows it: a light box at the foot of the side panel from that frame
-    cap = cv2.VideoCapture(res.annotated)
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
+    frames = video_frames(res.annotated)
     after = frames[min(len(frames) - 1, int(u["media_time_s"] * 20) + 2)]
     h, w = after.shape[:2]
     box = (slice(h - 120, h - 56), slice(w - 290, w - 10))

@@ -1,10 +1,10 @@
 """The PECS II simulator: determinism, ground truth where it says, clips on disk."""
 import json
 
-import cv2
 import numpy as np
 import pytest
 
+from conftest import video_frames
 from models.classes import CLASS_INDEX, CLASSES
 from models.simulator import NeedleParams, SimParams, make_demo_clip, render_clip, simulate_frame
 
@@ -78,15 +78,8 @@ def test_bad_arguments_are_named():
 def test_render_clip_writes_video_masks_and_json(tmp_path):
     meta = render_clip(tmp_path / "c.mp4", n_frames=8, fps=10, seed=2, size=(120, 140),
                        needle_start_s=0.0, needle_arrive_s=0.7, inject_start_s=0.5)
-    cap = cv2.VideoCapture(str(tmp_path / "c.mp4"))
-    n = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        assert frame.shape[:2] == (120, 140)
-        n += 1
-    assert n == 8
+    frames = video_frames(tmp_path / "c.mp4")
+    assert len(frames) == 8 and all(f.shape[:2] == (120, 140) for f in frames)
     labels = np.load(tmp_path / "c_masks.npz")["labels"]
     assert labels.shape == (8, 120, 140)
     saved = json.loads((tmp_path / "c_meta.json").read_text())
