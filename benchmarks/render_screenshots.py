@@ -6,6 +6,7 @@
                      alerts, recording, a pending confirmation and the 3D cue in the panel;
 * monitor_unsure.jpg the same view with the vessel and nerve below min_confidence;
 * monitor_stale.jpg  a stale segmentation: not drawn, and the reason on screen;
+* monitor_notice.jpg a command asked for but not understood: "not understood: say again";
 * hmd.jpg            the head-mounted view: a generated room scene with a drawn hand, the
                      panel anchored beside it by ar.hmd's pure anchor functions;
 * stereo.jpg         the side-by-side headset output of the same (scaled to half size);
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from ar.cue3d import CueRenderer  # noqa: E402
 from ar.hmd import (Hand, compose_stereo, corner_anchor, draw_hands, fit_scene, make_panel,  # noqa: E402
                     panel_target, update_anchor)
-from ar.overlay import doubt_line, render_monitor, render_monitor_info  # noqa: E402
+from ar.overlay import doubt_line, panel_prompt, render_monitor, render_monitor_info  # noqa: E402
 from ar.settings import HmdSettings, RenderSettings  # noqa: E402
 from ar.testframes import simulated_scene, synthetic_scene  # noqa: E402
 
@@ -118,11 +119,15 @@ def main(argv=None) -> int:
     save(out / "monitor_unsure.jpg", unsure)
     stale = dataclasses.replace(seg, frame_id=seg.frame_id - 3)
     save(out / "monitor_stale.jpg", render_monitor(frame, stale, state, seg.frame_t_mono + 0.812, RenderSettings()))
+    said = dataclasses.replace(state, notice="not understood: say again",
+                               last_heard="assistant ... (not understood)")
+    save(out / "monitor_notice.jpg", render_monitor(frame, seg, said, now, RenderSettings()))
 
     hs = HmdSettings()
     scene_img, hand = scene_with_hand(hs.width_px, hs.height_px)
     panel = make_panel(mon, info.layout.rect, hs.panel_width_px, f"to plane {info.to_target_mm:+.1f} mm"
-                       if info.to_target_mm is not None else "", doubt_line(info))
+                       if info.to_target_mm is not None else "", doubt_line(info),
+                       *panel_prompt(info))
     pw, ph = panel.shape[1], panel.shape[0]
     goal = panel_target(hand.bbox, (pw, ph), (hs.width_px, hs.height_px), hs.panel_gap_px)
     anchor = update_anchor(None, None, 0.0, hs, corner_anchor((pw, ph), (hs.width_px, hs.height_px)))
