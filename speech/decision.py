@@ -250,6 +250,19 @@ def second_opinion(d: Decision, probs: dict, other: Decision, commands: CommandS
                f"pocketsphinx {other.confidence:.2f}; was: {d.reason})")
 
 
+def vetoed(d: Decision, other: Decision) -> Decision | None:
+    """The classifier's accepted decision ``d`` overruled because a second engine,
+    on the same utterance, accepted a *different* command: then neither is acted on and
+    the speaker is asked again (pure). None when the second engine agrees or heard no
+    command (no opinion is not a veto)."""
+    if d.kind != "accept" or other.kind != "accept" or other.command in (None, d.command):
+        return None
+    return dataclasses.replace(
+        d, kind="reject",
+        reason=f"vetoed: pocketsphinx heard {other.command} ({other.confidence:.2f}), "
+               f"the classifier {d.command} ({d.confidence:.2f})")
+
+
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,
                         grammar_per_frame: float, speech_s: float, n_words: int,
                         joined: bool = False) -> list[float]:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .commands import CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, decide, decide_kws, second_opinion,
-                       unclear_after_wake)
+                       unclear_after_wake, vetoed)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
@@ -392,6 +392,13 @@ class CommandListener:
             ms += 1000.0 * (time.perf_counter() - t1)
             if d2 is not None:
                 d, asked = d2, False
+        elif (self._second is not None and d.kind == "accept"
+              and (d.posterior or 0.0) < s.second_opinion_veto_below):
+            t1 = time.perf_counter()
+            d2 = vetoed(d, self._decode_second(u, joined) or d)
+            ms += 1000.0 * (time.perf_counter() - t1)
+            if d2 is not None:  # a command was asked for: ask for it again
+                d, asked = d2, True
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear)
         if unclear:
@@ -422,6 +429,15 @@ class CommandListener:
     def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
         """PocketSphinx's decision on the same audio, when it agrees with one of the
         classifier's top candidates (speech/decision.py second_opinion)."""
+        other = self._decode_second(u, joined)
+        if other is None:
+            return None
+        return second_opinion(d, r.probs, other, self.commands,
+                              self.settings.min_second_opinion_prob)
+
+    def _decode_second(self, u: Utterance, joined: bool) -> Decision | None:
+        """PocketSphinx's own decision on the utterance (the wake phrase not required:
+        the classifier judged that), or None if it failed."""
         try:
             dec = self._second.decode(u.samples)
         except Exception as e:  # the second opinion is an extra: never lose the stream
@@ -429,10 +445,8 @@ class CommandListener:
             self._second = None
             return None
         span = [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
-        other = decide(dec, self.commands, require_wake=False, th=self.thresholds,
-                       speech_spans_s=span, joined=joined)
-        return second_opinion(d, r.probs, other, self.commands,
-                              self.settings.min_second_opinion_prob)
+        return decide(dec, self.commands, require_wake=False, th=self.thresholds,
+                      speech_spans_s=span, joined=joined)
 
     def _decide_joined(self, held: Utterance, u: Utterance, require_wake: bool,
                        reply_open: bool) -> tuple[Decision, float]:

@@ -68,6 +68,9 @@ class SpeechSettings:
     min_second_opinion_wake: float = 0.95
     # activation "always": every rejected command-length utterance counts as addressed
     second_opinion_always: bool = False
+    # a command the classifier accepts with probability below this is decoded by
+    # PocketSphinx too, and not acted on if it hears another command ("say again")
+    second_opinion_veto_below: float = 0.0
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()

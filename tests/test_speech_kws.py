@@ -15,7 +15,7 @@ import pytest
 from speech.audio import chunks
 from speech.commands import load_commands
 from speech.decision import (Decision, DecisionThresholds, decide_kws, second_opinion,
-                             unclear_after_wake)
+                             unclear_after_wake, vetoed)
 from speech.kws import (NONE, WAKE, Embedder, KwsError, KwsModel, KwsRecognizer, KwsResult,
                         StreamEmbedder, rescale_none)
 from speech.listener import CommandListener
@@ -179,7 +179,41 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
 
 
+def test_a_command_the_second_engine_heard_otherwise_is_asked_again(engine):
+    x = with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1)
+    # every accepted command checked: PocketSphinx hears the same one, so it is acted on
+    out, lis = listen(engine, x, second_opinion_veto_below=1.0)
+    assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
+    # a second engine that heard another command: not acted on, asked again
+    s = replace(SpeechSettings(engine="kws"), second_opinion_veto_below=1.0)
+    lis = CommandListener(s, commands=load_commands(), engine=engine)
+    lis._decode_second = lambda u, joined: Decision("accept", "hide.all", "hide everything", 0.8)
+    got = []
+    for c, t in chunks(x, 20):
+        got += lis.feed(c, t)
+    assert got + lis.flush() == []
+    (u,) = lis.take_unclear()
+    assert u.guess == "show.fascia" and "vetoed: pocketsphinx heard hide.all" in u.reason
+    # off (the default): the classifier alone decides
+    lis = CommandListener(SpeechSettings(engine="kws"), commands=load_commands(), engine=engine)
+    lis._decode_second = lambda u, joined: Decision("accept", "hide.all", "hide everything", 0.8)
+    got = []
+    for c, t in chunks(x, 20):
+        got += lis.feed(c, t)
+    assert [h.command for h in got + lis.flush()] == ["show.fascia"]
+
+
 # ------------------------------------------------------------------ decision (pure)
+
+def test_veto_rules():
+    ok = Decision("accept", "show.fascia", "assistant show fascia", 0.45, "ok", True)
+    d = vetoed(ok, Decision("accept", "hide.all", "hide everything", 0.8))
+    assert d.kind == "reject" and d.command == "show.fascia" and "hide.all" in d.reason
+    assert vetoed(ok, Decision("accept", "show.fascia", "show fascia", 0.8)) is None  # agrees
+    assert vetoed(ok, Decision("reject", "hide.all")) is None  # no opinion is not a veto
+    assert vetoed(Decision("reject", "show.fascia"), Decision("accept", "hide.all")) is None
+
+
 
 def test_second_opinion_rules():
     cs = load_commands()
