@@ -139,6 +139,8 @@ class CommandListener:
                 self._second = PocketSphinxEngine(commands, streaming=False)
             except EngineError as e:
                 log.warning("speech: no second opinion on unclear commands (%s)", e)
+        # whom the second opinion is asked about: as "say again", with its own wake floor
+        self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
         self._t0: float | None = None  # media time of the first sample fed
         self._last_command_end: float | None = None  # a wake phrase must come after it
         self._flush_tail = 0.0
@@ -384,21 +386,19 @@ class CommandListener:
         pedal = s.activation == "push_to_talk"
         asked = unclear_after_wake(d, speech, self.thresholds, pedal=pedal)
         addressed = pedal or (s.activation == "always" and s.second_opinion_always)
-        if self._second is not None and (asked or unclear_after_wake(
-                d, speech, replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake),
-                pedal=addressed)):
-            t1 = time.perf_counter()
+        t1 = time.perf_counter()
+        if self._second is not None and (
+                asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
             d2 = self._second_opinion(u, r, d, joined)
-            ms += 1000.0 * (time.perf_counter() - t1)
             if d2 is not None:
                 d, asked = d2, False
         elif (self._second is not None and d.kind == "accept"
               and (d.posterior or 0.0) < s.second_opinion_veto_below):
-            t1 = time.perf_counter()
-            d2 = vetoed(d, self._decode_second(u, joined) or d)
-            ms += 1000.0 * (time.perf_counter() - t1)
+            other = self._decode_second(u, joined)
+            d2 = vetoed(d, other) if other is not None else None
             if d2 is not None:  # a command was asked for: ask for it again
                 d, asked = d2, True
+        ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear)
         if unclear:
