@@ -67,7 +67,8 @@ def cmd_replay(args) -> int:
     nodes = tuple(args.nodes.split(",")) if args.nodes else None
     try:
         s = replay(settings, args.config, args.video, args.out, audio=args.audio,
-                   progress=not args.no_progress, nodes=nodes, max_frames=args.max_frames)
+                   progress=not args.no_progress, nodes=nodes, max_frames=args.max_frames,
+                   video_audio=not args.no_audio)
     except (SourceError, ReplayError, FileNotFoundError, ValueError) as exc:
         print(f"replay failed: {exc}", file=sys.stderr)
         return 1
@@ -125,7 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "the WAV beside it aligned in time, through the same processes as live use. "
                        "Writes OUT/annotated.mp4 (same frame count and rate) and OUT/events.jsonl.")
     p.add_argument("video")
-    p.add_argument("--audio", default=None, help="WAV file aligned with the video (any rate, mono or stereo)")
+    p.add_argument("--audio", default=None,
+                   help="WAV (or other audio/video) file aligned with the video, any rate, mono or "
+                        "stereo (default: VIDEO's own audio track, if it has one)")
+    p.add_argument("--no-audio", action="store_true", help="ignore VIDEO's own audio track")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--nodes", help="comma-separated subset of nodes (default: all in config)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")

@@ -52,9 +52,10 @@ class ReplaySummary:
 
 
 def _load_audio(path: str | Path) -> np.ndarray:
-    from speech.audio import read_wav  # 16 kHz mono int16, converted on the way in
+    # a WAV, or the audio track of a media file: 16 kHz mono int16, converted on the way in
+    from speech.audio import read_audio
 
-    samples, _info = read_wav(path)
+    samples, _info = read_audio(path)
     return samples
 
 
@@ -84,8 +85,10 @@ class _Progress:
 def replay(settings, config_path: str | None, video: str | Path, out_dir: str | Path,
            audio: str | Path | None = None, progress: bool = True,
            nodes: tuple[str, ...] | None = None, overrides: dict | None = None,
-           max_frames: int | None = None, drill=None) -> ReplaySummary:
+           max_frames: int | None = None, drill=None, video_audio: bool = True) -> ReplaySummary:
     """Replay ``video`` (and ``audio``) through the nodes; see the module docstring.
+    ``audio`` None and ``video_audio``: the video file's own audio track, if it has one
+    (a lab recording with the room's sound), aligned with its frames.
     ``drill(frame_index, launcher)`` is called after each frame is sent (fault drills:
     kill a node mid-replay and check the replay still completes)."""
     video = Path(video)
@@ -98,6 +101,11 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
     if max_frames:
         total = min(total, max_frames) if total else max_frames
     frames = open_path(video, settings.source)
+    if audio is None and video_audio and video.is_file():
+        from speech.audio import has_audio_track
+        if has_audio_track(video):
+            audio = video
+            log.info("replay: using the audio track of %s", video.name)
     samples = _load_audio(audio) if audio else None
 
     nodes = tuple(n for n in (nodes or settings.launcher.nodes) if n != "source")

@@ -1,5 +1,5 @@
-"""Audio in: WAV files, microphone, and conversion to the one internal format
-(16 kHz mono int16).
+"""Audio in: WAV files, the audio track of a video (or any other media) file, the
+microphone, and conversion to the one internal format (16 kHz mono int16).
 
 Everything that enters the recognizer goes through :func:`to_internal`, so a 44.1 kHz
 stereo WAV and a 16 kHz mono one give the same kind of samples. Resampling uses
@@ -112,6 +112,83 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, WavInfo]:
         log.info("WAV %s is %d Hz, %d channel(s), %d-bit: converting to 16 kHz mono int16",
                  p, rate, ch, 8 * sw)
     return to_internal(a, rate), WavInfo(str(p), rate, ch, sw, converted)
+
+
+#: media read through PyAV (FFmpeg) rather than the wave module
+WAV_SUFFIXES = (".wav", ".wave")
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, WavInfo]:
+    """Any recording as 16 kHz mono int16: a WAV file (:func:`read_wav`), or the audio
+    track of a video or other media file (mp4, mov, mkv, avi, m4a, mp3, ...:
+    :func:`read_media_audio`)."""
+    p = Path(path)
+    if p.suffix.lower() in WAV_SUFFIXES:
+        return read_wav(p)
+    return read_media_audio(p)
+
+
+def has_audio_track(path: str | Path) -> bool:
+    """True if the media file ``path`` holds an audio stream (False when PyAV cannot open
+    it: the caller reads the video through OpenCV anyway)."""
+    try:
+        import av
+        with av.open(str(path)) as c:
+            return bool(c.streams.audio)
+    except Exception:  # noqa: BLE001 - not a media file PyAV reads: no track to use
+        return False
+
+
+def read_media_audio(path: str | Path) -> tuple[np.ndarray, WavInfo]:
+    """The first audio track of a media file, decoded with PyAV (FFmpeg), mixed down and
+    resampled to 16 kHz mono int16, and aligned with the file's video: audio that starts
+    after the first video frame is padded with silence in front, audio before it is cut,
+    so sample ``i`` is media time ``i / 16000`` of the video. A file that breaks off part
+    way keeps the audio decoded up to there (logged). Raises AudioFileError naming the
+    file for a missing file, one FFmpeg cannot open, or one without an audio track."""
+    p = Path(path)
+    if not p.is_file():
+        raise AudioFileError(f"media file {p} does not exist" if not p.exists()
+                             else f"media path {p} is not a file")
+    try:
+        import av
+    except ImportError as exc:
+        raise AudioFileError(f"{p}: reading the audio of a media file needs PyAV "
+                             f"(pip install av): {exc}") from exc
+    try:
+        c = av.open(str(p))
+    except av.error.FFmpegError as exc:
+        raise AudioFileError(f"media file {p} cannot be opened: {exc}") from exc
+    with c:
+        if not c.streams.audio:
+            raise AudioFileError(f"media file {p} has no audio track")
+        a = c.streams.audio[0]
+        rate, ch = a.codec_context.sample_rate, a.codec_context.channels
+        offset_s = 0.0
+        if c.streams.video and a.start_time is not None \
+                and c.streams.video[0].start_time is not None:
+            v = c.streams.video[0]
+            offset_s = float(a.start_time * a.time_base - v.start_time * v.time_base)
+        res = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE_HZ)
+        parts: list[np.ndarray] = []
+        try:
+            for frame in c.decode(a):
+                parts += [f.to_ndarray().reshape(-1) for f in res.resample(frame)]
+        except av.error.FFmpegError as exc:
+            if not parts:
+                raise AudioFileError(f"media file {p}: its audio cannot be decoded: {exc}") from exc
+            log.warning("media file %s: audio breaks off after %.2f s (%s); keeping that",
+                        p, sum(map(len, parts)) / SAMPLE_RATE_HZ, exc)
+        parts += [f.to_ndarray().reshape(-1) for f in res.resample(None)]
+    x = np.concatenate(parts).astype(np.int16) if parts else np.zeros(0, np.int16)
+    shift = int(round(offset_s * SAMPLE_RATE_HZ))
+    if shift > 0:
+        x = np.concatenate([np.zeros(shift, np.int16), x])
+    elif shift < 0:
+        x = x[-shift:]
+    log.info("audio track of %s: %d Hz, %d channel(s), %.2f s: converted to 16 kHz mono",
+             p, rate, ch, len(x) / SAMPLE_RATE_HZ)
+    return x, WavInfo(str(p), rate, ch, 2, True)
 
 
 def _read_wav_scipy(p: Path) -> tuple[np.ndarray, WavInfo]:

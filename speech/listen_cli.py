@@ -1,6 +1,6 @@
 """``assistant listen FILE.wav [--json] [--activation wake|always]``
 
-Streams a WAV file through the CommandListener in chunks (as the speech node does)
+Streams a WAV file (or the audio track of a video or other media file) through the CommandListener in chunks (as the speech node does)
 and prints each recognised command, one per line, as it would reach the assistant:
 
     1.02-2.31 s  show.fascia  "assistant show fascia"  confidence 0.87
@@ -23,7 +23,7 @@ import logging
 import sys
 from dataclasses import replace
 
-from .audio import AudioFileError, chunks, read_wav
+from .audio import AudioFileError, chunks, read_audio
 from .commands import CommandFileError
 from .engines import EngineError
 from .settings import SpeechSettings
@@ -53,7 +53,8 @@ def format_unclear(u, as_json: bool) -> str:
 def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
     ap = argparse.ArgumentParser(prog="assistant listen",
                                  description="Recognise voice commands in a WAV file.")
-    ap.add_argument("wav", help="WAV file (any rate/channels; converted to 16 kHz mono)")
+    ap.add_argument("wav", help="WAV file, or a video or other media file with an audio track "
+                                "(any rate/channels; converted to 16 kHz mono)")
     ap.add_argument("--json", action="store_true", help="JSON lines output")
     ap.add_argument("--activation", choices=["wake", "always"],
                     help="wake: commands need the wake phrase; always: bare commands")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                               ("commands_file", args.commands)) if v}
     s = replace(s, **over)
     try:
-        samples, _info = read_wav(args.wav)
+        samples, _info = read_audio(args.wav)
     except AudioFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ class SpeechNode(Node):
             self._open_input(self.settings.speech.input)
 
     def _open_input(self, spec: str) -> None:
-        from speech.audio import AudioFileError, NoMicrophoneError, open_microphone, read_wav
+        from speech.audio import AudioFileError, NoMicrophoneError, open_microphone, read_audio
 
         if spec in ("", "none"):
             log.info("speech input is 'none': voice control off")
@@ -60,7 +60,7 @@ class SpeechNode(Node):
                 self.publish(m.Event(kind="alert", text=str(exc)))
             return
         try:
-            samples, _ = read_wav(spec)
+            samples, _ = read_audio(spec)
         except (AudioFileError, OSError) as exc:
             log.error("speech input %s: %s; voice control disabled", spec, exc)
             self.voice_enabled = False

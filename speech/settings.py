@@ -17,7 +17,7 @@ class SpeechSettings:
     # "always" acts on bare commands (more false activations in conversation).
     activation: Literal["wake", "push_to_talk", "always"] = "wake"
     wake_phrase: str = "assistant"  # must be one of the command file's wake_phrases
-    input: str = "none"  # "mic", "mic:<index>", a WAV path, or "none"
+    input: str = "none"  # "mic", "mic:<index>", a WAV (or media file) path, or "none"
     mute_tail_ms: int = 300  # recognizer stays muted this long after our own speech
     # --- endpointing (speech/vad.py)
     vad_on_db: float = 9.0

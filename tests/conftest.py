@@ -40,6 +40,39 @@ def video_frames(path) -> list:
     return frames
 
 
+def write_media(path, frames: list, fps: float, audio16k=None, rate: int = 44100,
+                layout: str = "stereo") -> None:
+    """A video file as a recorder writes one (PyAV: MPEG-4 video, and an AAC audio track
+    at ``rate`` Hz ``layout`` made from the 16 kHz mono int16 ``audio16k``, if given)."""
+    import av
+    import numpy as np
+
+    c = av.open(str(path), "w")
+    vs = c.add_stream("mpeg4", rate=int(fps))
+    vs.width, vs.height, vs.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+    a = c.add_stream("aac", rate=rate, layout=layout) if audio16k is not None else None
+    for img in frames:
+        for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
+            c.mux(pkt)
+    for pkt in vs.encode():
+        c.mux(pkt)
+    if a is not None:
+        res = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        x = np.asarray(audio16k, np.int16)
+        pieces = [x[i:i + 1024] for i in range(0, len(x), 1024)] + [None]
+        for piece in pieces:
+            fr = None
+            if piece is not None:
+                fr = av.AudioFrame.from_ndarray(piece.reshape(1, -1), format="s16", layout="mono")
+                fr.sample_rate = 16000
+            for f in res.resample(fr):
+                for pkt in a.encode(f):
+                    c.mux(pkt)
+        for pkt in a.encode():
+            c.mux(pkt)
+    c.close()
+
+
 @pytest.fixture
 def shared_data():
     if not SHARED.is_dir():

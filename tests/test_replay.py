@@ -11,7 +11,7 @@ import pytest
 from assistant.config import load_settings
 from assistant.demo import make_voice_track
 from assistant.replay import replay
-from conftest import ROOT, video_frames
+from conftest import ROOT, video_frames, write_media
 from test_sources import make_video
 
 NODES = ("segmentation", "speech", "assistant", "renderer")
@@ -75,6 +75,24 @@ def test_replay_asks_again_for_a_command_it_did_not_understand(tmp_path, clip):
         return int((img[box] >= 200).all(axis=2).sum())
 
     assert light(after) > 4000 and light(frames[5]) < 1000
+
+
+def test_replay_uses_the_recordings_own_audio_track(tmp_path, clip):
+    # a lab recording with the room's sound in the same file: no --audio needed
+    video, _ = clip
+    voice = tmp_path / "voice.wav"
+    make_voice_track(voice, seconds=2.5, script=((0.1, "assistant, hide overlay"),))
+    from speech.audio import read_wav
+    rec = tmp_path / "rec.mp4"
+    write_media(rec, video_frames(video), 20, read_wav(voice)[0])
+    res = replay(load_settings(), None, rec, tmp_path / "o", progress=False, nodes=NODES)
+    events = [json.loads(x) for x in open(res.events)]
+    (h,) = [e for e in events if e["kind"] == "command_heard"]
+    assert h["data"]["command"] == "hide.all" and 1.2 < h["media_time_s"] < 2.5
+    # --no-audio: the track is ignored
+    res = replay(load_settings(), None, rec, tmp_path / "o2", progress=False, nodes=NODES,
+                 video_audio=False)
+    assert not [e for e in map(json.loads, open(res.events)) if e["kind"] == "command_heard"]
 
 
 def test_replay_cli_corrupt_video_names_file(tmp_path):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from speech.audio import (AudioFileError, NoMicrophoneError, open_microphone, read_wav,
-                          write_wav)
+from conftest import write_media
+from speech.audio import (AudioFileError, NoMicrophoneError, has_audio_track, open_microphone,
+                          read_audio, read_wav, write_wav)
 
 
 def _tone(rate, seconds=0.5, hz=440.0):
@@ -64,3 +65,38 @@ def test_no_microphone_gives_clear_error():
         pytest.skip("this machine has an audio input device")
     with pytest.raises(NoMicrophoneError, match="no microphone"):
         open_microphone(None, lambda samples, t: None)
+
+
+def test_the_audio_track_of_a_video_file(tmp_path):
+    # a 44.1 kHz stereo AAC track in an mp4, as a recorder writes it: 16 kHz mono, in time
+    x = np.zeros(32000, np.int16)
+    x[8000:16000] = _tone(16000, 0.5, 440.0)  # 0.5-1.0 s
+    frames = [np.full((64, 80, 3), i * 10, np.uint8) for i in range(20)]  # 2 s at 10 fps
+    p = tmp_path / "rec.mp4"
+    write_media(p, frames, 10, x)
+    assert has_audio_track(p)
+    y, info = read_audio(p)
+    assert info.sample_rate_hz == 44100 and info.channels == 2 and y.dtype == np.int16
+    assert abs(len(y) - len(x)) < 0.05 * 16000
+    loud = np.flatnonzero(np.abs(y.astype(float)) > 2000) / 16000
+    assert abs(loud[0] - 0.5) < 0.03 and abs(loud[-1] - 1.0) < 0.03  # aligned with the frames
+    spec = np.abs(np.fft.rfft(y[9000:15000].astype(float)))
+    assert abs(np.argmax(spec) * 16000 / 6000 - 440) < 5
+    # a WAV goes the WAV way
+    write_wav(tmp_path / "a.wav", x)
+    assert np.array_equal(read_audio(tmp_path / "a.wav")[0], x)
+
+
+def test_media_files_that_cannot_give_audio_are_named(tmp_path):
+    silent = tmp_path / "silent.mp4"
+    write_media(silent, [np.zeros((64, 80, 3), np.uint8)] * 5, 10)
+    assert not has_audio_track(silent)
+    with pytest.raises(AudioFileError, match="silent.mp4 has no audio track"):
+        read_audio(silent)
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 4000)
+    assert not has_audio_track(junk)
+    with pytest.raises(AudioFileError, match="junk.mp4 cannot be opened"):
+        read_audio(junk)
+    with pytest.raises(AudioFileError, match="gone.mkv does not exist"):
+        read_audio(tmp_path / "gone.mkv")

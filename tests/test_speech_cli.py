@@ -54,6 +54,19 @@ def test_listen_activation_always_skips_wake_phrase(tmp_path, capsys):
     assert "quality_score" in out and "confidence" in out
 
 
+def test_listen_reads_the_audio_track_of_a_video(tmp_path, capsys):
+    from conftest import write_media
+    x = with_silence(espeak("assistant, freeze"))
+    p = tmp_path / "rec.mp4"
+    write_media(p, [np.zeros((64, 80, 3), np.uint8)] * int(10 * len(x) / 16000), 10, x)
+    assert listen_cli.main([str(p), "--json"]) == 0
+    assert [json.loads(ln)["command"] for ln in capsys.readouterr().out.splitlines()] == ["freeze"]
+    silent = tmp_path / "silent.mp4"
+    write_media(silent, [np.zeros((64, 80, 3), np.uint8)] * 5, 10)
+    assert listen_cli.main([str(silent)]) == 2
+    assert "silent.mp4 has no audio track" in capsys.readouterr().err
+
+
 def test_listen_bad_input(tmp_path, capsys):
     assert listen_cli.main([str(tmp_path / "missing.wav")]) == 2
     assert "does not exist" in capsys.readouterr().err
