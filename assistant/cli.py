@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="send a recorded video (and audio) through the system",
                        description="Send every frame of VIDEO (an .mp4/.avi file or an image folder), and "
-                       "the WAV beside it aligned in time, through the same processes as live use. "
+                       "its sound aligned in time (a file given with --audio, else VIDEO's own audio "
+                       "track if it has one), through the same processes as live use. "
                        "Writes OUT/annotated.mp4 (same frame count and rate) and OUT/events.jsonl.")
     p.add_argument("video")
     p.add_argument("--audio", default=None,
