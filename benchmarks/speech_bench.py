@@ -181,6 +181,9 @@ class Runner:
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
         self.last_unclear = sum(r.unclear for r in lis.log)  # "say again" prompts
+        # commands acted on through PocketSphinx's second opinion (speech/decision.py)
+        self.last_second = [r.decision.command for r in lis.log if r.decision.kind == "accept"
+                            and r.decision.reason.startswith("second opinion")]
         if tag is not None:
             if not lis.log:  # nothing heard at all: the item still counts (as missed)
                 self.dump.append({**tag, "kind": "nothing", "command": None, "heard": "",
@@ -278,7 +281,7 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
     lat_all: dict[str, list[float]] = {}
     for snr in [None] + list(snrs):
         lat = lat_all.setdefault("quiet" if snr is None else f"{snr:g} dB", [])
-        ok = n = asked = 0
+        ok = n = asked = wrong = second_ok = second_wrong = 0
         errors: list[str] = []
         for vi, voice in enumerate(voices):
             for ci, cid in enumerate(ids):
@@ -297,6 +300,9 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                                              "cmd": cid})
                 cmds = [h.command for h, _, _ in got]
                 n += 1
+                wrong += sum(c != cid for c in cmds)  # acted on, not what was said
+                second_ok += sum(c == cid for c in r.last_second)
+                second_wrong += sum(c != cid for c in r.last_second)
                 if cmds == [cid]:
                     ok += 1
                     end = lead / SR + speech_end(x)
@@ -307,8 +313,10 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                     asked += (not cmds) and r.last_unclear > 0
         key = f"quiet ({QUIET_SNR_DB:.0f} dB)" if snr is None else f"{snr} dB"
         # of the commands not acted on, how many got a "say again" instead of silence
-        res[key] = {"commands_right": pct(ok, n),
-                    "missed_but_asked_again": pct(asked, n - ok), "errors": errors[:6]}
+        res[key] = {"commands_right": pct(ok, n), "wrong_commands_acted_on": wrong,
+                    "missed_but_asked_again": pct(asked, n - ok),
+                    "via_second_opinion": {"right": second_ok, "wrong": second_wrong},
+                    "errors": errors[:6]}
     res["latency_ms_end_of_speech_to_command"] = {
         k: {"p50": round(float(np.percentile(v, 50)), 1),
             "p95": round(float(np.percentile(v, 95)), 1), "n": len(v)}
