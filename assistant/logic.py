@@ -431,6 +431,8 @@ def _on_command(state: State, msg: SpeechCommand, header: Header | None, now_s: 
     cmd, role = str(msg.command), str(msg.role)
     data = {"command": cmd, "heard": msg.heard, "role": role,
             "confidence": float(msg.confidence), "start_s": msg.start_s, "end_s": msg.end_s}
+    if msg.via:
+        data["via"] = str(msg.via)  # the record says which path heard it
     if header is not None:
         data["msg_id"] = header.msg_id  # ties the record to the bus log
     who = "supervisor" if role == "supervisor" else "operator"

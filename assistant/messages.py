@@ -230,6 +230,7 @@ class SpeechCommand(Message):
     start_s: float
     end_s: float
     role: str = "operator"  # operator | supervisor
+    via: str = ""  # "" the recognizer alone; "second opinion" (speech/decision.py)
 
 
 @message

@@ -343,6 +343,8 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
     ``needle_visible_s``; ``injection_s`` (start/stop marks; an open one runs to the
     session end); ``alerts`` (count, and by kind); ``supervisor_commands``;
     ``commands_unclear``: commands asked for (wake phrase heard) but not understood;
+    ``commands_second_opinion``: commands acted on because PocketSphinx agreed with an
+    unsure classifier (``via`` "second opinion");
     ``unverified``: the classes these figures rested on whose outlines were never checked
     on real scans (from the assistant's "caveat" events).
     """
@@ -399,6 +401,8 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
         "supervisor_commands": sum(1 for e in ev if e["kind"] == "command_heard"
                                    and e["data"].get("role") == "supervisor"),
         "commands_unclear": sum(1 for e in ev if e["kind"] == "command_unclear"),
+        "commands_second_opinion": sum(1 for e in ev if e["kind"] == "command_heard"
+                                       and e["data"].get("via") == "second opinion"),
         "unverified": list(unverified),
     }
 

@@ -179,6 +179,8 @@ def _figures_table(f: dict) -> str:
          f"{f['commands']} ({f['supervisor_commands']})"),
         ("commands asked for but not understood (\"say again\")",
          _fmt(f.get("commands_unclear", 0))),
+        ("commands acted on through the second opinion (an unsure classifier, PocketSphinx agreeing)",
+         _fmt(f.get("commands_second_opinion", 0))),
     ]
     if f.get("unverified"):
         from assistant.guidance import unverified_words

@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 
 def format_heard(h, as_json: bool) -> str:
     if as_json:
-        return json.dumps({"heard": h.heard, "command": h.command, "start_s": h.start_s,
-                           "end_s": h.end_s, "confidence": h.confidence,
-                           "needs_confirmation": h.needs_confirmation})
+        d = {"heard": h.heard, "command": h.command, "start_s": h.start_s,
+             "end_s": h.end_s, "confidence": h.confidence,
+             "needs_confirmation": h.needs_confirmation}
+        return json.dumps({**d, "via": h.via} if h.via else d)
     flag = "  (needs confirmation)" if h.needs_confirmation else ""
+    via = f"  (via {h.via})" if h.via else ""
     return (f"{h.start_s:.2f}-{h.end_s:.2f} s  {h.command}  \"{h.heard}\"  "
-            f"confidence {h.confidence:.2f}{flag}")
+            f"confidence {h.confidence:.2f}{flag}{via}")
 
 
 def format_unclear(u, as_json: bool) -> str:

@@ -59,6 +59,9 @@ class Heard:
     end_s: float  # media time of the end of speech
     confidence: float
     needs_confirmation: bool = False
+    # "" the engine alone; "second opinion": the classifier was unsure and PocketSphinx
+    # agreed with one of its guesses (a path with its own error rate: docs/SPEECH.md)
+    via: str = ""
 
 
 @dataclass(frozen=True)
@@ -468,7 +471,8 @@ class CommandListener:
     def _heard(self, u: Utterance, d: Decision) -> Heard:
         cmd = self.commands.commands[d.command]
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
-                  d.confidence, cmd.confirm)
+                  d.confidence, cmd.confirm,
+                  "second opinion" if d.reason.startswith("second opinion") else "")
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,
                  h.start_s, h.end_s, h.confidence)
         return h

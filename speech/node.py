@@ -111,7 +111,7 @@ class SpeechNode(Node):
             role = getattr(h, "role", "operator")
             self.send_reliable(m.SpeechCommand(command=h.command, heard=h.heard,
                                                confidence=float(h.confidence), start_s=h.start_s,
-                                               end_s=h.end_s, role=role))
+                                               end_s=h.end_s, role=role, via=h.via))
             if h.needs_confirmation:
                 self.listener.expect_reply()
 

@@ -244,6 +244,17 @@ def test_mute_silences_acks_and_answers_but_not_alerts():
     assert not s.muted and speaks(acts) == ["sound on"]
 
 
+def test_the_record_says_which_commands_came_through_the_second_opinion():
+    s, acts = reduce(initial_state(), cmd("show.nerve"), None, 1)
+    (e,) = events(acts, "command_heard")
+    assert "via" not in e.data
+    second = dataclasses.replace(cmd("show.nerve"), via="second opinion")
+    s, acts = reduce(s, second, None, 2)
+    (e,) = events(acts, "command_heard")
+    assert e.data["via"] == "second opinion" and events(acts, "action")  # acted on as any
+    assert decode(encode(second, "speech:1")[0])[1] == second  # it survives the wire
+
+
 def test_a_command_not_understood_is_asked_again_and_changes_nothing_else():
     s0 = initial_state()
     unclear = SpeechUnclear(heard="assistant", start_s=1.0, end_s=1.8, guess="show.nerve",

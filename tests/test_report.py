@@ -25,6 +25,9 @@ def _session(st: SessionStore, operator: str, wall: float, shift_s: float) -> in
                  {"role": "operator", "heard": "show fascia", "command": "show.fascia"})
     st.add_event(sid, 3.0, "command_heard", "supervisor: down",
                  {"role": "supervisor", "heard": "down", "command": "down"})
+    st.add_event(sid, 3.5, "command_heard", "operator: assistant freeze -> freeze",
+                 {"role": "operator", "heard": "assistant freeze", "command": "freeze",
+                  "via": "second opinion"})
     st.add_event(sid, 4.0, "command_unclear", "not understood: assistant ...",
                  {"heard": "assistant", "guess": "show.nerve"})
     st.add_event(sid, 8.0, "injection", "injection start", {"mark": "start"})
@@ -53,6 +56,7 @@ def test_session_report_has_figures_plots_and_no_external_resources(db, tmp_path
     assert "Dr Jane Roe" in html and "patient was anxious" in html
     assert "share of time with an adequate view" in html
     assert re.search(r"not understood[^<]*</th><td>1</td>", html)
+    assert re.search(r"second opinion[^<]*</th><td>1</td>", html)
     assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)  # nothing fetched
     assert "<script" not in html
 
@@ -199,7 +203,7 @@ def test_json_export_deidentified(db, tmp_path):
     assert data["session"]["operator"] == pseudonym("Dr Jane Roe", "k")
     assert len(data["quality"]) == 120 and data["figures"]["injection_s"] == pytest.approx(2.0)
     kinds = [e["kind"] for e in data["events"]]
-    assert kinds.count("command_heard") == 2
+    assert kinds.count("command_heard") == 3
     assert {e["data"].get("command") for e in data["events"]} >= {"show.fascia", "down"}
     plain = tmp_path / "p.json"
     assert report.main(["1", "--db", str(db), "--json", "--out", str(plain)]) == 0

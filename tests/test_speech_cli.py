@@ -67,6 +67,24 @@ def test_listen_reads_the_audio_track_of_a_video(tmp_path, capsys):
     assert "silent.mp4 has no audio track" in capsys.readouterr().err
 
 
+def test_listen_says_which_commands_came_through_the_second_opinion(tmp_path, capsys):
+    from dataclasses import replace
+
+    from speech.settings import SpeechSettings
+    p = tmp_path / "s.wav"
+    write_wav(p, with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1))
+    assert listen_cli.main([str(p), "--json"]) == 0
+    (d,) = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert d["command"] == "show.fascia" and "via" not in d  # the classifier alone: as before
+    # a classifier too strict to act: PocketSphinx's agreeing decode acts, and says so
+    strict = replace(SpeechSettings(), min_kws_prob=1.0)
+    assert listen_cli.main([str(p), "--json"], settings=strict) == 0
+    (d,) = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert d["command"] == "show.fascia" and d["via"] == "second opinion"
+    assert listen_cli.main([str(p)], settings=strict) == 0
+    assert "(via second opinion)" in capsys.readouterr().out
+
+
 def test_listen_bad_input(tmp_path, capsys):
     assert listen_cli.main([str(tmp_path / "missing.wav")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -143,7 +143,8 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     # ... until PocketSphinx decodes the same audio and agrees with one of the
     # classifier's top candidates: acted on, with its reason, and not asked again
     out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=True)
-    assert [(h.command, h.heard) for h in out] == [("show.fascia", "assistant show fascia")]
+    assert [(h.command, h.heard, h.via) for h in out] == [
+        ("show.fascia", "assistant show fascia", "second opinion")]
     assert lis.take_unclear() == []
     assert lis.log[-1].decision.reason.startswith("second opinion: show.fascia")
     # its own wake floor: asked even where "say again" would not be (and not when above it)
