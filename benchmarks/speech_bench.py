@@ -192,7 +192,7 @@ class Runner:
                 d = r.decision
                 self.dump.append({**tag, **dump_row(r), "lr": d.lr_per_frame,
                                   "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
-                                  "vp": r.voice_prob})
+                                  "vp": r.voice_prob, "whisper": r.whisper})
         return out
 
 
@@ -202,7 +202,7 @@ def dump_row(u) -> dict:
     return {"kind": d.kind, "command": d.command, "heard": d.heard, "reason": d.reason,
             "post": d.posterior, "wake": d.wake, "dur": round(u.end_s - u.start_s, 3),
             "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
-            "start": round(u.start_s, 3), "unclear": u.unclear}
+            "start": round(u.start_s, 3), "unclear": u.unclear, "whisper": u.whisper}
 
 
 def pct(a: float, b: float) -> str:

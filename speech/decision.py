@@ -57,6 +57,11 @@ class DecisionThresholds:
     # "say again": a rejected utterance after a wake phrase at least this probable
     # (kws) was a command asked for and not understood (unclear_after_wake)
     min_unclear_wake: float = 0.95
+    # Whisper's check (speech/whisper.py; decide_whisper): its best phrase must be close to
+    # what it would have written itself (regret, log units) and ahead of the best phrase of
+    # any other command by a margin (log units)
+    min_whisper_regret: float = -4.0
+    min_whisper_margin: float = 1.0
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -261,6 +266,76 @@ def vetoed(d: Decision, other: Decision) -> Decision | None:
         d, kind="reject",
         reason=f"vetoed: pocketsphinx heard {other.command} ({other.confidence:.2f}), "
                f"the classifier {d.command} ({d.confidence:.2f})")
+
+
+def decide_whisper(w, commands: CommandSet, *, require_wake: bool, reply_open: bool = False,
+                   th: DecisionThresholds = DecisionThresholds(), joined: bool = False
+                   ) -> Decision:
+    """Whisper's own decision on one utterance (a :class:`speech.whisper.WhisperResult`):
+    its most probable phrase must be one Whisper would nearly have written itself (regret
+    >= ``min_whisper_regret``: other words score far below Whisper's own first choices) and
+    ahead of the best phrase of every other command by ``min_whisper_margin``; in ``wake``
+    activation it must start with the wake phrase unless one was said alone just before
+    (``joined``) or a reply is awaited. The wake phrase alone, more probable than any
+    command and as close to what Whisper heard, is "wake_only". Confidence: the
+    probability of the best command against the next one, exp(margin) / (1 + exp(margin)).
+    Pure."""
+    b = w.best
+    wa = w.wake_alone
+    if wa is not None and wa.regret >= th.min_whisper_regret and (b is None or wa.logp > b.logp):
+        return Decision("wake_only", heard=normalise_heard(wa.text), reason="whisper: wake "
+                        f"phrase alone (regret {wa.regret:.2f})", wake=True)
+    if b is None:
+        return Decision("reject", reason="whisper: no command phrase near what was said")
+    margin = (b.logp - w.runner_up.logp) if w.runner_up is not None else float("inf")
+    conf = round(1.0 / (1.0 + math.exp(-min(margin, 50.0))), 3)
+    heard = normalise_heard(b.text)
+    diag = (f"whisper: {b.command} regret {b.regret:.2f}, margin "
+            + (f"{margin:.2f}" if margin != float("inf") else "inf")
+            + (f" over {w.runner_up.command}" if w.runner_up is not None else ""))
+    if b.regret < th.min_whisper_regret:
+        return Decision("reject", b.command, heard, conf, f"{diag}: not what it heard",
+                        b.wake, posterior=conf)
+    if margin < th.min_whisper_margin:
+        return Decision("reject", b.command, heard, conf, f"{diag}: too close", b.wake,
+                        posterior=conf)
+    cmd = commands.commands[b.command]
+    if require_wake and not b.wake and not joined and not (reply_open and cmd.reply):
+        return Decision("reject", b.command, heard, conf, f"{diag}: no wake phrase", False,
+                        posterior=conf)
+    return Decision("accept", b.command, heard, conf, diag, b.wake, posterior=conf)
+
+
+def normalise_heard(text: str) -> str:
+    """Whisper's spelling of a phrase as the words a command file uses ("Assistant, Show
+    fascia." -> "assistant show fascia"; digits stay digits)."""
+    import re
+    return " ".join(re.sub(r"[^\w' ]+", " ", text.lower()).split())
+
+
+def whisper_check(d: Decision, wd: Decision) -> tuple[Decision, bool]:
+    """The classifier's decision ``d`` checked by Whisper's ``wd`` on the same utterance
+    (pure). Returns (the decision to act on, whether the speaker is asked again):
+
+    * the classifier rejected it and Whisper accepts a command: Whisper's, with a reason
+      starting "whisper" (the path is said in ``Heard.via``);
+    * both accept different commands: neither is acted on, the speaker is asked again;
+    * the classifier rejected it and Whisper heard the wake phrase alone: held for the
+      command after a pause, as the classifier's own "wake_only";
+    * otherwise the classifier's decision stands (Whisper agrees, or has no opinion)."""
+    if wd.kind == "wake_only" and d.kind == "reject":
+        return dataclasses.replace(wd, wake_prob=d.wake_prob), False
+    if wd.kind != "accept":
+        return d, False
+    if d.kind == "accept":
+        if wd.command == d.command:
+            return d, False
+        return dataclasses.replace(
+            d, kind="reject",
+            reason=f"whisper heard {wd.command} ({wd.confidence:.2f}), the classifier "
+                   f"{d.command} ({d.confidence:.2f}): say again"), True
+    return dataclasses.replace(wd, reason=f"{wd.reason} (classifier: {d.reason})",
+                               joined=d.joined, wake_prob=d.wake_prob), False
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,

@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .commands import CommandSet, load_commands
-from .decision import (Decision, DecisionThresholds, decide, decide_kws, second_opinion,
-                       unclear_after_wake, vetoed)
+from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
+                       second_opinion, unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
@@ -60,7 +60,8 @@ class Heard:
     confidence: float
     needs_confirmation: bool = False
     # "" the engine alone; "second opinion": the classifier was unsure and PocketSphinx
-    # agreed with one of its guesses (a path with its own error rate: docs/SPEECH.md)
+    # agreed with one of its guesses; "whisper": the classifier did not act on it and
+    # Whisper's check did (paths with their own error rates: docs/SPEECH.md)
     via: str = ""
 
 
@@ -87,6 +88,9 @@ class UtteranceLog:
     decode_ms: float
     voice_prob: float | None = None  # highest neural speech probability in it (vad.py)
     unclear: bool = False  # a command asked for and not understood ("say again")
+    # Whisper's check, when it ran (diagnostics; benchmarks/speech_bench.py --dump):
+    # the classifier's own decision, Whisper's best phrases and its timing
+    whisper: dict | None = None
 
 
 class CommandListener:
@@ -120,7 +124,8 @@ class CommandListener:
             min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence,
             min_kws_prob=s.min_kws_prob, min_kws_wake=s.min_kws_wake,
             max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms,
-            min_unclear_wake=s.min_unclear_wake)
+            min_unclear_wake=s.min_unclear_wake, min_whisper_regret=s.min_whisper_regret,
+            min_whisper_margin=s.min_whisper_margin)
         neural = None
         if s.vad_neural_hangover_ms > 0:
             try:
@@ -142,6 +147,15 @@ class CommandListener:
                 self._second = PocketSphinxEngine(commands, streaming=False)
             except EngineError as e:
                 log.warning("speech: no second opinion on unclear commands (%s)", e)
+        # Whisper's check of the classifier (speech/whisper.py; kws only)
+        self._whisper = None
+        if self._kws is not None and s.whisper:
+            from .whisper import PhraseScorer, WhisperError
+            try:
+                self._whisper = PhraseScorer(commands, shortlist=s.whisper_shortlist,
+                                             max_expansions=s.whisper_max_expansions)
+            except (WhisperError, ImportError, OSError) as e:
+                log.warning("speech: no Whisper check (%s)", e)
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
         self._t0: float | None = None  # media time of the first sample fed
@@ -289,9 +303,10 @@ class CommandListener:
             return True
         return self._overlaps(self._mutes, u.speech_start_s, u.speech_end_s)
 
-    def _record(self, u: Utterance, d: Decision, ms: float = 0.0, unclear: bool = False) -> None:
+    def _record(self, u: Utterance, d: Decision, ms: float = 0.0, unclear: bool = False,
+                whisper: dict | None = None) -> None:
         self.log.append(UtteranceLog(u.speech_start_s, u.speech_end_s, u.closed_at_s, d, ms,
-                                     u.voice_prob, unclear))
+                                     u.voice_prob, unclear, whisper))
         if d.kind != "accept":
             log.debug("utterance %.2f-%.2f s: %s (%s)", u.speech_start_s, u.speech_end_s,
                       d.kind, d.reason)
@@ -390,12 +405,19 @@ class CommandListener:
         asked = unclear_after_wake(d, speech, self.thresholds, pedal=pedal)
         addressed = pedal or (s.activation == "always" and s.second_opinion_always)
         t1 = time.perf_counter()
-        if self._second is not None and (
+        wdiag = None
+        if (self._whisper is not None
+                and speech * 1000 <= self.thresholds.max_command_ms + self.thresholds.max_wake_ms
+                and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above)):
+            d, asked, wdiag = self._whisper_check(u, d, asked, joined)
+        # PocketSphinx's second opinion only where Whisper, when it ran, had no command
+        second = self._second if wdiag is None or wdiag["kind"] != "accept" else None
+        if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
             d2 = self._second_opinion(u, r, d, joined)
             if d2 is not None:
                 d, asked = d2, False
-        elif (self._second is not None and d.kind == "accept"
+        elif (second is not None and d.kind == "accept"
               and (d.posterior or 0.0) < s.second_opinion_veto_below):
             other = self._decode_second(u, joined)
             d2 = vetoed(d, other) if other is not None else None
@@ -403,7 +425,7 @@ class CommandListener:
                 d, asked = d2, True
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
-        self._record(u, d, ms, unclear)
+        self._record(u, d, ms, unclear, wdiag)
         if unclear:
             self._unclear.append(Unclear(
                 self.commands.wake_phrases[0] if d.wake or joined else "", u.speech_start_s,
@@ -428,6 +450,38 @@ class CommandListener:
             u = Utterance(u.samples, held.start_s, held.speech_start_s, u.speech_end_s,
                           u.closed_at_s)
         return [self._heard(u, d)]
+
+    def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool
+                       ) -> tuple[Decision, bool, dict | None]:
+        """Whisper's decision on the utterance checks the classifier's (speech/decision.py
+        whisper_check): (decision, asked again, diagnostics)."""
+        s = self.settings
+        reply_open = u.speech_start_s <= self._reply_until
+        bare = s.activation != "wake" or joined or reply_open
+        try:
+            w = self._whisper.score(u.samples, wake=True, bare=bare)
+        except Exception as e:  # an extra check: never lose the stream
+            log.error("speech: Whisper check failed (%s); off from now on", e)
+            self._whisper = None
+            return d, asked, None
+        wd = decide_whisper(w, self.commands, require_wake=s.activation == "wake",
+                            reply_open=reply_open, th=self.thresholds, joined=joined)
+        d2, again = whisper_check(d, wd)
+        b, r2 = w.best, w.runner_up
+        diag = {"classifier": d.kind, "classifier_command": d.command,
+                "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
+                "reason": wd.reason, "text": b.text if b else None,
+                "logp": round(b.logp, 3) if b else None,
+                "regret": round(b.regret, 3) if b else None,
+                "wake": b.wake if b else None,
+                "runner": r2.command if r2 else None,
+                "runner_logp": round(r2.logp, 3) if r2 else None,
+                "wake_logp": None if w.wake_logp is None else round(w.wake_logp, 3),
+                "expansions": w.expansions, "exhausted": w.exhausted,
+                "ms": round(w.encode_ms + w.search_ms, 1)}
+        if d2.kind == "accept":
+            return d2, False, diag
+        return d2, asked or again, diag
 
     def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
         """PocketSphinx's decision on the same audio, when it agrees with one of the
@@ -470,9 +524,10 @@ class CommandListener:
 
     def _heard(self, u: Utterance, d: Decision) -> Heard:
         cmd = self.commands.commands[d.command]
+        via = ("second opinion" if d.reason.startswith("second opinion")
+               else "whisper" if d.reason.startswith("whisper") else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
-                  d.confidence, cmd.confirm,
-                  "second opinion" if d.reason.startswith("second opinion") else "")
+                  d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,
                  h.start_s, h.end_s, h.confidence)
         return h

