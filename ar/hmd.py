@@ -447,6 +447,15 @@ class HmdView:
             self._cue = CueRenderer(self.settings.cue_size_px)
         return self._cue
 
+    def prepare(self) -> None:
+        """Load what the first ``step`` would (mediapipe's hand model, the 3D cue's
+        renderer: seconds on a busy machine), so that a process can do it before it says
+        it is ready instead of inside its loop, where it would miss its heartbeats."""
+        model = getattr(self.tracker, "_model", None)
+        if callable(model):
+            model()
+        _ = self.cue_renderer
+
     def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,
              to_target_mm: float | None = None, angle_deg: float | None = None,
              header: str = "", show_cue: bool = True, needle_from_right: bool = False,

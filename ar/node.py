@@ -87,6 +87,7 @@ class RendererNode(Node):
             self.publish(m.Event(kind="alert", text=f"head-mounted view disabled: {exc}"))
             return
         self.hmd = HmdView(hs)
+        self.hmd.prepare()  # here, before "ready": not in the loop, between heartbeats
         if self.rs.web_port:
             from ar.web import WebView
             self.hmd_web = WebView(port=self.rs.web_port + 1).start()
