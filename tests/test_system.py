@@ -342,10 +342,12 @@ def web_status(port: int) -> dict | None:
     """The browser view's /status.json, or None while it does not answer."""
     import urllib.request
 
+    import http.client
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2) as r:
             return json.loads(r.read())
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not up yet, or going down mid-answer
         return None
 
 
