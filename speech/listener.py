@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 _BLOCK_FRAMES = 5  # 50 ms of audio per engine call while decoding in flight
 _KWS_LEAD_S = 1.28  # quiet lead-in before a stream (kws engine): one classifier window
 _KWS_TAIL_S = 0.32  # quiet tail after it
+# Whisper's scores from the pause stand if the speech ended no later than this after it
+_PAUSE_SLACK_S = 0.15
 
 
 def _floor_noise(seconds: float, seed: int) -> np.ndarray:
@@ -125,7 +127,8 @@ class CommandListener:
             min_kws_prob=s.min_kws_prob, min_kws_wake=s.min_kws_wake,
             max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms,
             min_unclear_wake=s.min_unclear_wake, min_whisper_regret=s.min_whisper_regret,
-            min_whisper_margin=s.min_whisper_margin)
+            min_whisper_margin=s.min_whisper_margin, whisper_s_per_char=s.whisper_s_per_char,
+            whisper_extra_s=s.whisper_extra_s, min_whisper_bare_s=s.min_whisper_bare_s)
         neural = None
         if s.vad_neural_hangover_ms > 0:
             try:
@@ -149,11 +152,16 @@ class CommandListener:
                 log.warning("speech: no second opinion on unclear commands (%s)", e)
         # Whisper's check of the classifier (speech/whisper.py; kws only)
         self._whisper = None
+        self._spec = None  # Whisper's scores started at the last pause (on_pause)
+        self._pool = None  # its worker thread, made when first needed
         if self._kws is not None and s.whisper:
             from .whisper import PhraseScorer, WhisperError
             try:
+                # the search need only tell whether another command comes within the
+                # margin: past it, the decision is the same whatever its score
                 self._whisper = PhraseScorer(commands, shortlist=s.whisper_shortlist,
-                                             max_expansions=s.whisper_max_expansions)
+                                             max_expansions=s.whisper_max_expansions,
+                                             margin_cap=s.min_whisper_margin + 1.0)
             except (WhisperError, ImportError, OSError) as e:
                 log.warning("speech: no Whisper check (%s)", e)
         # whom the second opinion is asked about: as "say again", with its own wake floor
@@ -277,6 +285,18 @@ class CommandListener:
             self._frames.append(frame)
             if len(self._frames) >= _BLOCK_FRAMES:
                 self._push()
+
+    def on_pause(self, samples: np.ndarray, speech_start_s: float, pause_s: float) -> None:
+        """The neural voice-activity model heard the speech stop; the endpointer waits
+        for its hangover before closing. Whisper's check starts now, on what was said, in
+        its own thread (numpy lets go of the interpreter in its matrix products), so that
+        its answer is ready at the close, or nearly, instead of adding its time after it."""
+        if (self._whisper is None or self._kws is None
+                or (pause_s - speech_start_s) * 1000
+                > self.thresholds.max_command_ms + self.thresholds.max_wake_ms):
+            return
+        fam = self._whisper_families(speech_start_s, self._joined_at(speech_start_s))
+        self._spec = (speech_start_s, pause_s, fam, self._submit_whisper(samples, fam))
 
     def on_abort(self) -> None:
         if self._streaming and self._in_utt:
@@ -451,34 +471,65 @@ class CommandListener:
                           u.closed_at_s)
         return [self._heard(u, d)]
 
-    def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool
-                       ) -> tuple[Decision, bool, dict | None]:
-        """Whisper's decision on the utterance checks the classifier's (speech/decision.py
-        whisper_check): (decision, asked again, diagnostics)."""
-        s = self.settings
-        reply_open = u.speech_start_s <= self._reply_until
-        bare = s.activation != "wake" or joined or reply_open
+    def _joined_at(self, speech_start_s: float) -> bool:
+        """A wake phrase said alone just before speech starting at ``speech_start_s``."""
+        h = self._held
+        return (h is not None and self.settings.activation == "wake"
+                and speech_start_s - h.speech_end_s <= self.settings.wake_join_gap_ms / 1000)
+
+    def _whisper_families(self, speech_start_s: float, joined: bool) -> tuple[bool, bool]:
+        """Which phrases Whisper scores: (after the wake phrase, bare)."""
+        reply_open = speech_start_s <= self._reply_until
+        return True, self.settings.activation != "wake" or joined or reply_open
+
+    def _submit_whisper(self, samples: np.ndarray, fam: tuple[bool, bool]):
+        """Whisper's scores of ``samples``, computed by the listener's one worker thread
+        (calls run one at a time, in order): a future."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="whisper-check")
+        return self._pool.submit(self._whisper.score, samples.copy(), wake=fam[0], bare=fam[1])
+
+    def _whisper_result(self, fut):
         try:
-            w = self._whisper.score(u.samples, wake=True, bare=bare)
+            return fut.result()
         except Exception as e:  # an extra check: never lose the stream
             log.error("speech: Whisper check failed (%s); off from now on", e)
             self._whisper = None
+            return None
+
+    def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool
+                       ) -> tuple[Decision, bool, dict | None]:
+        """Whisper's decision on the utterance checks the classifier's (speech/decision.py
+        whisper_check): (decision, asked again, diagnostics). The scores made at the pause
+        (on_pause) are used when no speech came after it."""
+        s = self.settings
+        reply_open = u.speech_start_s <= self._reply_until
+        fam = self._whisper_families(u.speech_start_s, joined)
+        spec, self._spec = self._spec, None
+        early = (spec is not None and spec[0] == u.speech_start_s and spec[2] == fam
+                 and u.speech_end_s <= spec[1] + _PAUSE_SLACK_S)
+        w = self._whisper_result(spec[3] if early else self._submit_whisper(u.samples, fam))
+        if w is None:
             return d, asked, None
+        speech = u.speech_end_s - u.speech_start_s
         wd = decide_whisper(w, self.commands, require_wake=s.activation == "wake",
-                            reply_open=reply_open, th=self.thresholds, joined=joined)
-        d2, again = whisper_check(d, wd)
+                            reply_open=reply_open, th=self.thresholds, joined=joined,
+                            speech_s=speech)
+        d2, again = whisper_check(d, wd, speech, self.thresholds)
         b, r2 = w.best, w.runner_up
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
                 "reason": wd.reason, "text": b.text if b else None,
                 "logp": round(b.logp, 3) if b else None,
                 "regret": round(b.regret, 3) if b else None,
+                "end_regret": round(b.end_regret, 3) if b else None,
                 "wake": b.wake if b else None,
                 "runner": r2.command if r2 else None,
                 "runner_logp": round(r2.logp, 3) if r2 else None,
                 "wake_logp": None if w.wake_logp is None else round(w.wake_logp, 3),
                 "expansions": w.expansions, "exhausted": w.exhausted,
-                "ms": round(w.encode_ms + w.search_ms, 1)}
+                "ms": round(w.encode_ms + w.search_ms, 1), "at_pause": early}
         if d2.kind == "accept":
             return d2, False, diag
         return d2, asked or again, diag

@@ -126,7 +126,10 @@ class Endpointer:
 
     ``sink`` (optional) is told, in stream order, when an utterance opens (with its
     pre-roll), each further 10 ms frame of it, when it is abandoned (too long) and when
-    it closes, so a recognizer can decode while the user is still speaking.
+    it closes, so a recognizer can decode while the user is still speaking; a sink with
+    ``on_pause(samples, speech_start_s, pause_s)`` is also told when the neural model
+    first hears no more speech in an open utterance (it closes a hangover later, unless
+    the speech goes on).
     """
 
     def __init__(self, settings: VadSettings | None = None, sink=None,
@@ -218,6 +221,13 @@ class Endpointer:
         elif p < self.s.neural_off_prob:
             if self._n_low_since is None:
                 self._n_low_since = round(t_end - NEURAL_CHUNK / SAMPLE_RATE_HZ, 6)
+                if (self._in_speech and self._n_heard and not self._too_long and self._buf
+                        and self._n_low_since >= self._speech_start
+                        and hasattr(self.sink, "on_pause")):
+                    # the words have probably ended: the hangover is still to wait, and a
+                    # recognizer may start on what it has (speech/listener.py)
+                    self.sink.on_pause(np.concatenate(self._buf), self._speech_start,
+                                       self._n_low_since)
         else:
             self._n_low_since = None
 

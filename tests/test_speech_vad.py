@@ -114,3 +114,45 @@ def test_listener_without_the_model_falls_back_to_energy(monkeypatch, caplog):
         lis = CommandListener(SpeechSettings(engine="pocketsphinx"))
     assert lis._vad.neural is None
     assert "energy only" in caplog.text
+
+
+@needs_model
+def test_a_sink_is_told_of_the_pause_before_the_hangover_closes():
+    """on_pause: the model heard the words stop, the hangover still runs; what a recognizer
+    gets then is the utterance so far, ending after the words, before the close."""
+    x, end = scene("assistant, needle depth", seed=2)
+
+    class Sink:
+        def __init__(self):
+            self.events = []
+
+        def on_open(self, s):
+            self.events.append(("open",))
+
+        def on_audio(self, f):
+            pass
+
+        def on_abort(self):
+            self.events.append(("abort",))
+
+        def on_pause(self, samples, speech_start_s, pause_s):
+            self.events.append(("pause", len(samples) / SR, speech_start_s, pause_s))
+
+        def on_close(self, u):
+            self.events.append(("close", u.speech_end_s, u.closed_at_s))
+
+    sink = Sink()
+    ep = Endpointer(VadSettings(neural_hangover_ms=128), sink=sink, neural=NeuralVad())
+    for c, t in chunks(x, 20, 0.0):
+        ep.feed(c, t)
+    ep.flush()
+    spoken = [i for i, e in enumerate(sink.events) if e[0] == "close" and e[1] > end - 0.1]
+    assert spoken, sink.events
+    i = spoken[0]
+    pauses = [e for e in sink.events[:i] if e[0] == "pause"]
+    assert pauses, sink.events
+    _, n_s, start_s, pause_s = pauses[-1]
+    _, speech_end_s, closed_at_s = sink.events[i]
+    assert end - 0.05 <= pause_s <= closed_at_s - 0.09  # a hangover's head start
+    assert speech_end_s <= pause_s + 1e-6
+    assert n_s >= pause_s - start_s  # the samples reach the pause
