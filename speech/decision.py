@@ -61,7 +61,14 @@ class DecisionThresholds:
     # what it would have written itself (regret, log units) and ahead of the best phrase of
     # any other command by a margin (log units)
     min_whisper_regret: float = -4.0
-    min_whisper_margin: float = 1.0
+    min_whisper_margin: float = 3.0
+    # the speech must not be much longer than the phrase Whisper found: at most this per
+    # letter of it (wake phrase included) plus whisper_extra_s (else more was said)
+    whisper_s_per_char: float = 0.12
+    whisper_extra_s: float = 0.8
+    # a command from Whisper alone without the wake phrase needs this much speech (always
+    # listening cuts words out of talk: "go" of "I'll go and find")
+    min_whisper_bare_s: float = 0.2
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -269,14 +276,16 @@ def vetoed(d: Decision, other: Decision) -> Decision | None:
 
 
 def decide_whisper(w, commands: CommandSet, *, require_wake: bool, reply_open: bool = False,
-                   th: DecisionThresholds = DecisionThresholds(), joined: bool = False
-                   ) -> Decision:
+                   th: DecisionThresholds = DecisionThresholds(), joined: bool = False,
+                   speech_s: float | None = None) -> Decision:
     """Whisper's own decision on one utterance (a :class:`speech.whisper.WhisperResult`):
     its most probable phrase must be one Whisper would nearly have written itself (regret
     >= ``min_whisper_regret``: other words score far below Whisper's own first choices) and
     ahead of the best phrase of every other command by ``min_whisper_margin``; in ``wake``
     activation it must start with the wake phrase unless one was said alone just before
-    (``joined``) or a reply is awaited. The wake phrase alone, more probable than any
+    (``joined``) or a reply is awaited; the ``speech_s`` seconds of speech must not be
+    much longer than the phrase (``whisper_s_per_char`` a letter plus
+    ``whisper_extra_s``). The wake phrase alone, more probable than any
     command and as close to what Whisper heard, is "wake_only". Confidence: the
     probability of the best command against the next one, exp(margin) / (1 + exp(margin)).
     Pure."""
@@ -299,6 +308,11 @@ def decide_whisper(w, commands: CommandSet, *, require_wake: bool, reply_open: b
     if margin < th.min_whisper_margin:
         return Decision("reject", b.command, heard, conf, f"{diag}: too close", b.wake,
                         posterior=conf)
+    letters = len(b.text.replace(" ", "").replace(",", "").replace(".", ""))
+    if speech_s is not None and speech_s > th.whisper_extra_s + th.whisper_s_per_char * letters:
+        return Decision("reject", b.command, heard, conf,
+                        f"{diag}: {speech_s:.2f} s of speech, longer than the phrase",
+                        b.wake, posterior=conf)
     cmd = commands.commands[b.command]
     if require_wake and not b.wake and not joined and not (reply_open and cmd.reply):
         return Decision("reject", b.command, heard, conf, f"{diag}: no wake phrase", False,
@@ -313,12 +327,14 @@ def normalise_heard(text: str) -> str:
     return " ".join(re.sub(r"[^\w' ]+", " ", text.lower()).split())
 
 
-def whisper_check(d: Decision, wd: Decision) -> tuple[Decision, bool]:
+def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
+                  th: DecisionThresholds = DecisionThresholds()) -> tuple[Decision, bool]:
     """The classifier's decision ``d`` checked by Whisper's ``wd`` on the same utterance
     (pure). Returns (the decision to act on, whether the speaker is asked again):
 
     * the classifier rejected it and Whisper accepts a command: Whisper's, with a reason
-      starting "whisper" (the path is said in ``Heard.via``);
+      starting "whisper" (the path is said in ``Heard.via``); without the wake phrase only
+      with ``min_whisper_bare_s`` of speech (``speech_s``) or more;
     * both accept different commands: neither is acted on, the speaker is asked again;
     * the classifier rejected it and Whisper heard the wake phrase alone: held for the
       command after a pause, as the classifier's own "wake_only";
@@ -334,6 +350,8 @@ def whisper_check(d: Decision, wd: Decision) -> tuple[Decision, bool]:
             d, kind="reject",
             reason=f"whisper heard {wd.command} ({wd.confidence:.2f}), the classifier "
                    f"{d.command} ({d.confidence:.2f}): say again"), True
+    if not wd.wake and speech_s is not None and speech_s < th.min_whisper_bare_s:
+        return d, False  # a word cut out of talk, as often as a command said alone
     return dataclasses.replace(wd, reason=f"{wd.reason} (classifier: {d.reason})",
                                joined=d.joined, wake_prob=d.wake_prob), False
 

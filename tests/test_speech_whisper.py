@@ -16,8 +16,9 @@ from speech.decision import Decision, DecisionThresholds, decide_whisper, whispe
 from speech.listener import CommandListener
 from speech.settings import SpeechSettings
 from speech.synth import espeak, with_silence
-from speech.whisper import (WEIGHTS_SHA256, BpeTokenizer, PhraseScore, PhraseScorer,
-                            WhisperError, WhisperResult, log_mel, read_ct2, spellings,
+from speech.whisper import (NO_TIMESTAMPS, SOT, WEIGHTS_SHA256, BpeTokenizer, Cache,
+                            OrtWhisper, PhraseScore, PhraseScorer, WhisperError, WhisperResult,
+                            WhisperTiny, log_mel, read_ct2, shared_model, spellings,
                             weights_dir)
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -72,6 +73,42 @@ def test_log_mel_is_100_frames_a_second_and_puts_a_tone_in_its_band():
     assert m.max() <= 1.6 and m.min() >= m.max() - 2.0 - 1e-6  # Whisper's 8-decade floor
 
 
+# ------------------------------------------------------------------ the two implementations
+
+@needs_espeak
+def test_onnxruntime_graphs_compute_what_the_numpy_model_computes():
+    """The committed weight-less graphs (speech/whisper_graphs.py) run by onnxruntime give
+    the numpy reference's next-token log probabilities, for a batch of prefixes with
+    caches of different lengths, and the same phrase scores."""
+    ref, fast = WhisperTiny(), shared_model()
+    assert isinstance(fast, OrtWhisper)
+    x = with_silence(espeak("assistant, hide the needle", "en-gb"), 0.2, 0.2)
+    xa, xb = ref.context(x), fast.context(x)
+    voc = np.arange(10000)
+    (ca,), la = ref.step([Cache()], [[SOT, NO_TIMESTAMPS]], xa, vocab=voc)
+    (cb,), lb = fast.step([Cache()], [[SOT, NO_TIMESTAMPS]], xb, vocab=voc)
+    np.testing.assert_allclose(la, lb, atol=1e-3)
+    t = fast.tokenizer.encode(" Assistant, hide")
+    ca2, la2 = ref.step([ca, ca], [[t[0]], [t[2]]], xa, vocab=voc)
+    cb2, lb2 = fast.step([cb, cb], [[t[0]], [t[2]]], xb, vocab=voc)
+    _, la3 = ref.step([ca2[0], ca], [[t[1]], [t[1]]], xa, vocab=voc)  # lengths 3 and 2
+    _, lb3 = fast.step([cb2[0], cb], [[t[1]], [t[1]]], xb, vocab=voc)
+    np.testing.assert_allclose(la2, lb2, atol=1e-3)
+    np.testing.assert_allclose(la3, lb3, atol=1e-3)
+    cs = load_commands()
+    ra = PhraseScorer(cs, ref).score(x, wake=True, bare=False)
+    rb = PhraseScorer(cs, fast).score(x, wake=True, bare=False)
+    assert ra.best.command == rb.best.command == "hide.needle"
+    assert rb.best.logp == pytest.approx(ra.best.logp, abs=1e-2)
+
+
+def test_committed_graphs_are_what_the_script_makes():
+    pytest.importorskip("onnx", reason="the graphs are made in the train environment")
+    from speech.whisper_graphs import graph_bytes
+    for path, data in graph_bytes().items():
+        assert path.read_bytes() == data, f"{path.name}: run python -m speech.whisper_graphs"
+
+
 # ------------------------------------------------------------------ scoring real audio
 
 @needs_espeak
@@ -98,9 +135,11 @@ def test_talk_is_not_taken_for_a_command(scorer):
 @pytest.mark.skipif(not REAL.is_dir(), reason="shared speech data not present")
 def test_real_human_single_words(scorer):
     """REAL people (Speech Commands test clips), never used to build anything here: the
-    first three speakers of each command word, always listening."""
+    first three speakers of each command word, always listening. Whisper alone, at the
+    shipped thresholds: most are heard, none as another command (the held-out figures of
+    the listener are in docs/SPEECH.md)."""
     cs = load_commands()
-    right = n = 0
+    right = wrong = n = 0
     for word in ("yes", "no", "stop", "left", "down"):
         for f in sorted((REAL / word).glob("*.wav"))[:3]:
             x, _ = read_wav(f)
@@ -109,7 +148,8 @@ def test_real_human_single_words(scorer):
             d = decide_whisper(r, cs, require_wake=False)
             n += 1
             right += d.kind == "accept" and d.command == word
-    assert right >= 13, f"{right} of {n}"
+            wrong += d.kind == "accept" and d.command != word
+    assert right >= 11 and wrong == 0, f"{right} right, {wrong} wrong of {n}"
 
 
 def test_silence_and_noise_reach_no_command(scorer):
@@ -143,6 +183,15 @@ def test_decide_whisper_rules():
     assert decide_whisper(_res(bare), cs, require_wake=True, joined=True, th=th).kind == "accept"
     yes = PhraseScore("yes", "Yes", -1.0, -0.2, False)
     assert decide_whisper(_res(yes), cs, require_wake=True, reply_open=True, th=th).kind == "accept"
+    # more speech than the phrase: "Yes" (3 letters) in 2 s of speech is other talk
+    assert decide_whisper(_res(yes), cs, require_wake=False, th=th, speech_s=1.1).kind == "accept"
+    d = decide_whisper(_res(yes), cs, require_wake=False, th=th, speech_s=2.0)
+    assert d.kind == "reject" and "longer than the phrase" in d.reason
+    # the wake phrase said alone, more probable than any command: held for the next words
+    alone = PhraseScore("", "Assistant", -1.0, -0.3, True)
+    d = decide_whisper(WhisperResult(replace(good, logp=-6.0), None, alone, -0.5, 5, False, 1, 1),
+                       cs, require_wake=True, th=th)
+    assert d.kind == "wake_only"
 
 
 def test_whisper_check_rules():
@@ -159,6 +208,12 @@ def test_whisper_check_rules():
     assert d.kind == "accept" and d.command == "hide.fascia" and not again
     assert d.reason.startswith("whisper") and "classifier: show.fascia only" in d.reason
     assert whisper_check(kws_no, w_none) == (kws_no, False)
+    # a bare word from Whisper alone needs min_whisper_bare_s of speech (talk fragments)
+    w_bare = Decision("accept", "go", "go", 0.99, "whisper: ...", False)
+    th = DecisionThresholds(min_whisper_bare_s=0.2)
+    assert whisper_check(kws_no, w_bare, 0.12, th) == (kws_no, False)
+    assert whisper_check(kws_no, w_bare, 0.3, th)[0].command == "go"
+    assert whisper_check(kws_no, w_other, 0.12, th)[0].command == "hide.fascia"  # wake said
 
 
 # ------------------------------------------------------------------ in the listener
@@ -186,8 +241,8 @@ def test_listener_acts_on_whisper_when_the_classifier_does_not(monkeypatch):
         for c, t in chunks(x, 20):
             out += lis.feed(c, t)
         got[on] = out + lis.flush()
-        if on:
-            assert any(u.whisper is not None for u in lis.log)
+        if on:  # scored at the pause, before the endpointer's hangover ran out
+            assert any(u.whisper is not None and u.whisper["at_pause"] for u in lis.log)
     assert got[False] == []
     (h,) = got[True]
     assert h.command == "record_stop" and h.via == "whisper" and h.heard.startswith("assistant")
@@ -200,6 +255,7 @@ def test_listener_without_the_weights_runs_without_the_check(monkeypatch, caplog
         raise W.WhisperError("the Whisper tiny.en weights are not installed")
 
     monkeypatch.setattr(W, "weights_dir", missing)
+    monkeypatch.setattr(W, "_SHARED", {})  # no model loaded by an earlier test
     lis = CommandListener(replace(SpeechSettings(engine="kws"), whisper=True))
     assert lis._whisper is None
     assert "no Whisper check" in caplog.text
