@@ -82,7 +82,12 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
         typ = type(getattr(SpeechSettings(), k))
         over[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20)
-    return sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
+    res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
+    if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold
+        with open(a.dump, "a") as f:
+            for d in r.dump:
+                f.write(json.dumps({**d, "fold": fold}) + "\n")
+    return res
 
 
 def main(argv=None) -> int:
@@ -110,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, default=256, help="train_kws --hidden")
     ap.add_argument("--set", action="append", default=[],
                     help="override a SpeechSettings field, e.g. --set second_opinion=false")
+    ap.add_argument("--dump", type=Path,
+                    help="append every held-out utterance's decision here (JSON lines)")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)

@@ -163,20 +163,26 @@ class Runner:
         self.dump: list[dict] = []
 
     def run(self, x: np.ndarray, activation: str, tag: dict | None = None):
-        """Feed a stream; returns [(Heard, emitted_at_media_s, feed_wall_ms)]."""
+        """Feed a stream as a live one; returns [(Heard, emitted_at_s, 0.0)]: the time the
+        command came out on the stream's clock, as a live listener would give it. Each
+        chunk arrives when its last sample has been spoken and is processed once the
+        chunks before it are done: work that takes longer than the audio it covers (a
+        decode at a pause) delays what follows, and that delay counts."""
         s = replace(self.settings, activation=activation)
         lis = CommandListener(s, commands=self.commands, engine=self.engine, log_size=None)
         n = SR * self.chunk_ms // 1000
         out = []
         t0 = time.perf_counter()
+        busy_until = 0.0  # the listener's clock: when it finishes the chunks fed so far
         for i in range(0, len(x), n):
             c = x[i: i + n]
+            arrival = (i + len(c)) / SR
             ts = time.perf_counter()
             got = lis.feed(c, i / SR)
-            ms = 1000 * (time.perf_counter() - ts)
-            out += [(h, (i + len(c)) / SR, ms) for h in got]
+            busy_until = max(arrival, busy_until) + (time.perf_counter() - ts)
+            out += [(h, busy_until, 0.0) for h in got]
         got = lis.flush()
-        out += [(h, len(x) / SR, 0.0) for h in got]
+        out += [(h, max(len(x) / SR, busy_until), 0.0) for h in got]
         self.wall_s += time.perf_counter() - t0
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
