@@ -230,7 +230,7 @@ class SpeechCommand(Message):
     start_s: float
     end_s: float
     role: str = "operator"  # operator | supervisor
-    via: str = ""  # "" the recognizer alone; "second opinion" (speech/decision.py)
+    via: str = ""  # "" the recognizer alone; "second opinion" or "whisper" (speech/decision.py)
 
 
 @message

@@ -87,6 +87,8 @@ def _fill(st: SessionStore, operator: str, wall: float, adequate_from_s: float) 
     st.add_event(sid, 103.0, "command_heard", "supervisor: down", {"role": "supervisor"})
     st.add_event(sid, 103.5, "command_heard", "operator: assistant freeze -> freeze",
                  {"role": "operator", "via": "second opinion"})
+    st.add_event(sid, 103.7, "command_heard", "operator: assistant show fascia -> show.fascia",
+                 {"role": "operator", "via": "whisper"})
     st.add_event(sid, 104.0, "command_unclear", "not understood: assistant ...",
                  {"heard": "assistant", "guess": None})
     st.end_session(sid, 110.0)
@@ -104,8 +106,8 @@ def test_session_figures(tmp_path):
     assert f["injection_s"] == pytest.approx(2.0)
     assert f["alerts"] == 1 and f["alerts_by_key"] == {"pleura": 1}
     assert f["supervisor_commands"] == 1
-    assert f["commands"] == 2 and f["commands_unclear"] == 1  # asked again, not a command
-    assert f["commands_second_opinion"] == 1
+    assert f["commands"] == 3 and f["commands_unclear"] == 1  # asked again, not a command
+    assert f["commands_second_opinion"] == 1 and f["commands_whisper"] == 1
     assert f["max_depth_mm"] == pytest.approx(19.8)
 
 
