@@ -76,11 +76,7 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
         out.with_suffix(".json").write_text(json.dumps(meta))
     sb.split_of = lambda n: ("test" if in_set(n, a.over) and speaker_fold(n, a.k) == fold
                              else "x")
-    over = {}
-    for kv in a.set:  # as speech_bench.py --set
-        k, v = kv.split("=", 1)
-        typ = type(getattr(SpeechSettings(), k))
-        over[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+    over = sb.parse_sets(a.set)  # as speech_bench.py --set
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20)
     res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
     if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold

@@ -432,6 +432,22 @@ def _poisson_upper95(k: int) -> float:
     return float(chi2.ppf(0.95, 2 * (k + 1)) / 2)
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` overrides of SpeechSettings fields, typed as the field's
+    default ("none" for an optional field left unset)."""
+    over = {}
+    for kv in items:
+        k, v = kv.split("=", 1)
+        default = getattr(SpeechSettings(), k)
+        if v.lower() == "none":
+            over[k] = None
+        elif isinstance(default, bool):
+            over[k] = v.lower() in ("1", "true", "yes")
+        else:
+            over[k] = (float if default is None else type(default))(v)
+    return over
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -454,11 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dump", type=Path, help="write every utterance decision (JSON lines)")
     args = ap.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
-    over = {}
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        typ = type(getattr(SpeechSettings(), k))
-        over[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+    over = parse_sets(args.set)
     settings = replace(SpeechSettings(engine=args.engine), **over)
     snrs = [float(s) for s in args.snrs.split(",") if s]
     noises = [read_wav(f)[0].astype(np.float64)

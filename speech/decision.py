@@ -69,6 +69,10 @@ class DecisionThresholds:
     # a command from Whisper alone without the wake phrase needs this much speech (always
     # listening cuts words out of talk: "go" of "I'll go and find")
     min_whisper_bare_s: float = 0.2
+    # both accept, different commands: Whisper's is acted on when its regret and margin
+    # reach these (None: neither is acted on, the speaker is asked again)
+    whisper_override_regret: float | None = None
+    whisper_override_margin: float = 4.0
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -87,6 +91,8 @@ class Decision:
     uncovered_ms: float | None = None  # diagnostics: speech outside the grammar words
     wake_prob: float | None = None  # diagnostics (kws): the wake phrase's probability
     joined: bool = False  # diagnostics (kws): a wake phrase said alone came just before
+    regret: float | None = None  # diagnostics (Whisper): the phrase's regret
+    margin: float | None = None  # diagnostics (Whisper): log units ahead of another command
 
 
 def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
@@ -304,20 +310,21 @@ def decide_whisper(w, commands: CommandSet, *, require_wake: bool, reply_open: b
             + (f" over {w.runner_up.command}" if w.runner_up is not None else ""))
     if b.regret < th.min_whisper_regret:
         return Decision("reject", b.command, heard, conf, f"{diag}: not what it heard",
-                        b.wake, posterior=conf)
+                        b.wake, posterior=conf, regret=b.regret, margin=margin)
     if margin < th.min_whisper_margin:
         return Decision("reject", b.command, heard, conf, f"{diag}: too close", b.wake,
-                        posterior=conf)
+                        posterior=conf, regret=b.regret, margin=margin)
     letters = len(b.text.replace(" ", "").replace(",", "").replace(".", ""))
     if speech_s is not None and speech_s > th.whisper_extra_s + th.whisper_s_per_char * letters:
         return Decision("reject", b.command, heard, conf,
                         f"{diag}: {speech_s:.2f} s of speech, longer than the phrase",
-                        b.wake, posterior=conf)
+                        b.wake, posterior=conf, regret=b.regret, margin=margin)
     cmd = commands.commands[b.command]
     if require_wake and not b.wake and not joined and not (reply_open and cmd.reply):
         return Decision("reject", b.command, heard, conf, f"{diag}: no wake phrase", False,
-                        posterior=conf)
-    return Decision("accept", b.command, heard, conf, diag, b.wake, posterior=conf)
+                        posterior=conf, regret=b.regret, margin=margin)
+    return Decision("accept", b.command, heard, conf, diag, b.wake, posterior=conf,
+                    regret=b.regret, margin=margin)
 
 
 def normalise_heard(text: str) -> str:
@@ -335,7 +342,9 @@ def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
     * the classifier rejected it and Whisper accepts a command: Whisper's, with a reason
       starting "whisper" (the path is said in ``Heard.via``); without the wake phrase only
       with ``min_whisper_bare_s`` of speech (``speech_s``) or more;
-    * both accept different commands: neither is acted on, the speaker is asked again;
+    * both accept different commands: Whisper's when its regret >= ``whisper_override_regret``
+      and its margin >= ``whisper_override_margin`` (None: never); else neither is acted
+      on and the speaker is asked again;
     * the classifier rejected it and Whisper heard the wake phrase alone: held for the
       command after a pause, as the classifier's own "wake_only";
     * otherwise the classifier's decision stands (Whisper agrees, or has no opinion)."""
@@ -346,6 +355,12 @@ def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
     if d.kind == "accept":
         if wd.command == d.command:
             return d, False
+        if (th.whisper_override_regret is not None and wd.regret is not None
+                and wd.regret >= th.whisper_override_regret
+                and (wd.margin or 0.0) >= th.whisper_override_margin):
+            return dataclasses.replace(
+                wd, reason=f"{wd.reason}, over the classifier's {d.command} "
+                           f"({d.confidence:.2f})", joined=d.joined, wake_prob=d.wake_prob), False
         return dataclasses.replace(
             d, kind="reject",
             reason=f"whisper heard {wd.command} ({wd.confidence:.2f}), the classifier "

@@ -128,7 +128,9 @@ class CommandListener:
             max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms,
             min_unclear_wake=s.min_unclear_wake, min_whisper_regret=s.min_whisper_regret,
             min_whisper_margin=s.min_whisper_margin, whisper_s_per_char=s.whisper_s_per_char,
-            whisper_extra_s=s.whisper_extra_s, min_whisper_bare_s=s.min_whisper_bare_s)
+            whisper_extra_s=s.whisper_extra_s, min_whisper_bare_s=s.min_whisper_bare_s,
+            whisper_override_regret=s.whisper_override_regret,
+            whisper_override_margin=s.whisper_override_margin)
         neural = None
         if s.vad_neural_hangover_ms > 0:
             try:

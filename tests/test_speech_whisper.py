@@ -216,6 +216,28 @@ def test_whisper_check_rules():
     assert whisper_check(kws_no, w_other, 0.12, th)[0].command == "hide.fascia"  # wake said
 
 
+def test_whisper_overrides_a_disagreeing_classifier_only_when_set_and_sure():
+    cs = load_commands()
+    kws_ok = Decision("accept", "show.fascia", "assistant show fascia", 0.6, "ok", True)
+    score = PhraseScore("hide.fascia", "Assistant, hide fascia", -2.0, -1.5, True)
+    runner = lambda gap: PhraseScore("show.fascia", "x", -2.0 - gap, -3.0, True)
+    th = DecisionThresholds(min_whisper_regret=-4.0, min_whisper_margin=3.0,
+                            whisper_override_regret=-2.0, whisper_override_margin=4.0)
+    sure = decide_whisper(_res(score, runner(5.0)), cs, require_wake=True, th=th)
+    assert sure.kind == "accept" and sure.regret == -1.5 and sure.margin == pytest.approx(5.0)
+    d, again = whisper_check(kws_ok, sure, 1.0, th)
+    assert d.command == "hide.fascia" and not again and "over the classifier's show.fascia" in d.reason
+    # off (the default): neither, the speaker is asked again
+    d, again = whisper_check(kws_ok, sure, 1.0, replace(th, whisper_override_regret=None))
+    assert d.kind == "reject" and again
+    # not sure enough: its margin below whisper_override_margin, or its regret too low
+    close = decide_whisper(_res(score, runner(3.5)), cs, require_wake=True, th=th)
+    assert close.kind == "accept" and whisper_check(kws_ok, close, 1.0, th)[0].kind == "reject"
+    far = decide_whisper(_res(replace(score, regret=-3.0), runner(5.0)), cs, require_wake=True,
+                         th=th)
+    assert far.kind == "accept" and whisper_check(kws_ok, far, 1.0, th)[0].kind == "reject"
+
+
 # ------------------------------------------------------------------ in the listener
 
 @needs_espeak
