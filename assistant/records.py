@@ -344,8 +344,8 @@ def session_figures(store: SessionStore, session_id: int, adequate: float = 60.0
     session end); ``alerts`` (count, and by kind); ``supervisor_commands``;
     ``commands_unclear``: commands asked for (wake phrase heard) but not understood;
     ``commands_second_opinion``: commands acted on because PocketSphinx agreed with an
-    unsure classifier (``via`` "second opinion"); ``commands_whisper``: commands the
-    classifier did not act on and Whisper's check did (``via`` "whisper");
+    unsure classifier (``via`` "second opinion"); ``commands_whisper``: commands
+    Whisper's check acted on where the classifier had none or another (``via`` "whisper");
     ``unverified``: the classes these figures rested on whose outlines were never checked
     on real scans (from the assistant's "caveat" events).
     """

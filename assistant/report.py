@@ -181,7 +181,7 @@ def _figures_table(f: dict) -> str:
          _fmt(f.get("commands_unclear", 0))),
         ("commands acted on through the second opinion (an unsure classifier, PocketSphinx agreeing)",
          _fmt(f.get("commands_second_opinion", 0))),
-        ("commands acted on through Whisper's check (the classifier had none)",
+        ("commands acted on through Whisper's check (the classifier had none, or another)",
          _fmt(f.get("commands_whisper", 0))),
     ]
     if f.get("unverified"):
