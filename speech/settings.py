@@ -79,7 +79,7 @@ class SpeechSettings:
     # Thresholds chosen on the tune split and REAL held-out speakers by a rule written
     # before the runs (docs/SPEECH.md, "Whisper's check")
     whisper: bool = True
-    whisper_skip_above: float = 0.7
+    whisper_skip_above: float = 0.9
     min_whisper_regret: float = -4.0
     min_whisper_margin: float = 3.0
     whisper_s_per_char: float = 0.12
@@ -87,8 +87,8 @@ class SpeechSettings:
     min_whisper_bare_s: float = 0.2
     # both accept different commands: Whisper's when its regret and margin reach these
     # (None: neither, the speaker is asked again)
-    whisper_override_regret: float | None = None
-    whisper_override_margin: float = 4.0
+    whisper_override_regret: float | None = -3.0
+    whisper_override_margin: float = 3.0
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most
     # a wake phrase alone is held this long for the command that follows a pause
