@@ -101,8 +101,8 @@ class PocketSphinxEngine:
             prons += [(w, v) for v in variants]
         # A small dictionary of only the grammar's words: loads in milliseconds
         # instead of the full 130k-word cmudict.
-        self._tmp = tempfile.TemporaryDirectory(prefix="speech-dict-")
-        dict_path = Path(self._tmp.name) / "commands.dict"
+        tmp = tempfile.TemporaryDirectory(prefix="speech-dict-")
+        dict_path = Path(tmp.name) / "commands.dict"
         with open(dict_path, "w", encoding="utf-8") as f:
             seen: dict[str, int] = {}
             for w, ph in prons:
@@ -124,6 +124,9 @@ class PocketSphinxEngine:
             self._odec = ps.Decoder(**args)
             self._odec.add_allphone_file("open", os.path.join(model, "en-us-phone.lm.bin"))
             self._odec.activate_search("open")
+        # the decoders hold the dictionary in memory now: the file goes at once, so that a
+        # process killed later (SIGKILL, no finaliser) leaves no folder behind
+        tmp.cleanup()
         self._decoders = [d for d in (self._dec, self._odec) if d is not None]
         self._lmath = self._dec.get_logmath()
         self._cmn0 = self._dec.get_cmn()

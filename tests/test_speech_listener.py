@@ -147,3 +147,17 @@ def test_silence_and_noise_give_nothing(base):
 def test_feed_rejects_wrong_sample_type(base):
     with pytest.raises(TypeError, match="int16"):
         listener(base).feed(np.zeros(160, np.float32), 0.0)
+
+
+def test_pocketsphinx_leaves_no_dictionary_folder_behind(tmp_path, monkeypatch):
+    """The small dictionary is read when the decoders are made and removed at once: a
+    speech process killed later (SIGKILL, no finaliser) leaves nothing in /tmp."""
+    import tempfile
+
+    from speech.commands import load_commands
+    from speech.engines import PocketSphinxEngine
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    eng = PocketSphinxEngine(load_commands())
+    assert list(tmp_path.iterdir()) == []
+    x = with_silence(espeak("assistant, show fascia"), 0.3, 0.3)
+    assert eng.decode(x).text == "assistant show fascia"  # the words are still known
