@@ -99,6 +99,10 @@ class HandTracker:
             log.info("mediapipe hands ready")
         return self._hands
 
+    def load(self) -> None:
+        """Create mediapipe's model now (seconds) instead of at the first :meth:`detect`."""
+        self._model()
+
     def detect(self, bgr: np.ndarray) -> list[Hand]:
         if not isinstance(bgr, np.ndarray) or bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
             raise ValueError(f"scene image must be uint8 (H, W, 3) BGR, got "
@@ -451,9 +455,8 @@ class HmdView:
         """Load what the first ``step`` would (mediapipe's hand model, the 3D cue's
         renderer: seconds on a busy machine), so that a process can do it before it says
         it is ready instead of inside its loop, where it would miss its heartbeats."""
-        model = getattr(self.tracker, "_model", None)
-        if callable(model):
-            model()
+        if hasattr(self.tracker, "load"):
+            self.tracker.load()
         _ = self.cue_renderer
 
     def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,

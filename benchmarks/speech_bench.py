@@ -198,7 +198,7 @@ class Runner:
                 d = r.decision
                 self.dump.append({**tag, **dump_row(r), "lr": d.lr_per_frame,
                                   "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
-                                  "vp": r.voice_prob, "whisper": r.whisper})
+                                  "vp": r.voice_prob})
         return out
 
 

@@ -76,6 +76,14 @@ class DecisionThresholds:
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
+    @classmethod
+    def from_settings(cls, settings) -> "DecisionThresholds":
+        """The thresholds a :class:`speech.settings.SpeechSettings` sets: every field of
+        this class that the settings have under the same name (the confidence model's
+        weights are fitted, not configured)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(cls)
+                      if hasattr(settings, f.name)})
+
 
 @dataclass(frozen=True)
 class Decision:

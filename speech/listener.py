@@ -117,20 +117,7 @@ class CommandListener:
         self.commands = commands
         own_engine = engine is None
         self.engine = engine or make_engine(s, commands)
-        self.thresholds = DecisionThresholds(
-            min_lr_per_frame=s.min_lr_per_frame,
-            min_lr_per_frame_single_word=s.min_lr_per_frame_single_word,
-            min_word_posterior=s.min_word_posterior,
-            min_word_ms=s.min_word_ms, max_word_ms=s.max_word_ms,
-            max_uncovered_ms=s.max_uncovered_ms, min_word_in_speech_ms=s.min_word_in_speech_ms,
-            min_vosk_confidence=s.min_vosk_confidence, min_confidence=s.min_confidence,
-            min_kws_prob=s.min_kws_prob, min_kws_wake=s.min_kws_wake,
-            max_command_ms=s.max_command_ms, max_wake_ms=s.max_wake_ms,
-            min_unclear_wake=s.min_unclear_wake, min_whisper_regret=s.min_whisper_regret,
-            min_whisper_margin=s.min_whisper_margin, whisper_s_per_char=s.whisper_s_per_char,
-            whisper_extra_s=s.whisper_extra_s, min_whisper_bare_s=s.min_whisper_bare_s,
-            whisper_override_regret=s.whisper_override_regret,
-            whisper_override_margin=s.whisper_override_margin)
+        self.thresholds = DecisionThresholds.from_settings(s)
         neural = None
         if s.vad_neural_hangover_ms > 0:
             try:
@@ -291,11 +278,9 @@ class CommandListener:
     def on_pause(self, samples: np.ndarray, speech_start_s: float, pause_s: float) -> None:
         """The neural voice-activity model heard the speech stop; the endpointer waits
         for its hangover before closing. Whisper's check starts now, on what was said, in
-        its own thread (numpy lets go of the interpreter in its matrix products), so that
+        its own thread (onnxruntime lets go of the interpreter while it runs), so that
         its answer is ready at the close, or nearly, instead of adding its time after it."""
-        if (self._whisper is None or self._kws is None
-                or (pause_s - speech_start_s) * 1000
-                > self.thresholds.max_command_ms + self.thresholds.max_wake_ms):
+        if self._whisper is None or not self._command_length(pause_s - speech_start_s):
             return
         fam = self._whisper_families(speech_start_s, self._joined_at(speech_start_s))
         self._spec = (speech_start_s, pause_s, fam, self._submit_whisper(samples, fam))
@@ -428,8 +413,7 @@ class CommandListener:
         addressed = pedal or (s.activation == "always" and s.second_opinion_always)
         t1 = time.perf_counter()
         wdiag = None
-        if (self._whisper is not None
-                and speech * 1000 <= self.thresholds.max_command_ms + self.thresholds.max_wake_ms
+        if (self._whisper is not None and self._command_length(speech)
                 and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above)):
             d, asked, wdiag = self._whisper_check(u, d, asked, joined)
         # PocketSphinx's second opinion only where Whisper, when it ran, had no command
@@ -472,6 +456,11 @@ class CommandListener:
             u = Utterance(u.samples, held.start_s, held.speech_start_s, u.speech_end_s,
                           u.closed_at_s)
         return [self._heard(u, d)]
+
+    def _command_length(self, speech_s: float) -> bool:
+        """Short enough for a command with its wake phrase (Whisper's check runs on no
+        longer speech)."""
+        return speech_s * 1000 <= self.thresholds.max_command_ms + self.thresholds.max_wake_ms
 
     def _joined_at(self, speech_start_s: float) -> bool:
         """A wake phrase said alone just before speech starting at ``speech_start_s``."""

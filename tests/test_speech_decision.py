@@ -81,3 +81,17 @@ def test_command_word_fitted_onto_silence_after_wake_phrase_is_not_a_command():
     # the same word inside the speech is a command
     r = decide(d, CS, require_wake=True, th=TH, speech_spans_s=[(0.1, 1.04)])
     assert (r.kind, r.command) == ("accept", "off")
+
+
+def test_thresholds_follow_the_speech_settings():
+    from dataclasses import fields, replace
+
+    from speech.decision import DecisionThresholds
+    from speech.settings import SpeechSettings
+    s = replace(SpeechSettings(), min_kws_prob=0.42, min_whisper_regret=-2.5,
+                whisper_override_regret=-1.0)
+    th = DecisionThresholds.from_settings(s)
+    assert (th.min_kws_prob, th.min_whisper_regret, th.whisper_override_regret) == (0.42, -2.5, -1.0)
+    configured = {f.name for f in fields(SpeechSettings)}
+    for f in fields(DecisionThresholds):  # every threshold but the fitted model is configurable
+        assert f.name in configured or f.name.startswith("confidence_"), f.name
