@@ -76,6 +76,9 @@ class Launcher:
         self.config_path = config_path
         self.overrides = overrides or {}
         self.replay = replay
+        # A run folder the launcher made is its own to remove at stop (the bus sockets, and
+        # the folder itself unless the node logs were written there: `assistant run` says where).
+        self._own_run_dir = run_dir is None
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="usra-run-")
         self.endpoints: Endpoints = resolve_endpoints(settings.bus, self.run_dir)
         self.log_dir = Path(log_dir or self.run_dir)
@@ -258,6 +261,23 @@ class Launcher:
         self.proxy.stop()
         self.events.close()
         self.ctx.destroy(linger=0)  # closes any socket a caller left open: never hangs
+        self._remove_run_files()
+
+    def _remove_run_files(self) -> None:
+        """Delete the ipc:// socket files of the bus in a run folder the launcher made, then
+        the folder if nothing else is in it (each test, demo and replay used to leave one)."""
+        if not self._own_run_dir:
+            return
+        run_dir = Path(self.run_dir)
+        for ep in (self.endpoints.pub, self.endpoints.sub):
+            if ep.startswith("ipc://"):
+                path = Path(ep[len("ipc://"):])
+                if path.parent == run_dir:
+                    path.unlink(missing_ok=True)
+        try:
+            run_dir.rmdir()  # only if empty: logs written here are kept
+        except OSError:
+            pass
 
     def __enter__(self):
         return self.start()

@@ -1,6 +1,7 @@
 """Real processes over real ipc:// sockets: the launcher, restarts, clean stops."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -413,3 +414,32 @@ def test_head_mounted_view_says_which_outlines_are_unverified(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)
+
+
+def test_stop_removes_the_run_folder_it_made(tmp_path):
+    # default 'auto' endpoints: the bus sockets live in a run folder the launcher makes; a
+    # stopped run must leave nothing behind in /tmp (373 such folders had built up here),
+    # except node logs a user was told are there
+    cfg = write_config(tmp_path)
+    text = cfg.read_text()
+    cfg.write_text("\n".join(line for line in text.splitlines() if "_endpoint:" not in line))
+    settings = load_settings(cfg)
+    assert settings.bus.pub_endpoint == "auto"
+    with Launcher(settings, str(cfg), log_dir=str(tmp_path / "logs")) as la:
+        la.wait_ready(30)
+        run_dir = Path(la.run_dir)
+        assert (run_dir / "bus-pub").exists() and (run_dir / "bus-sub").exists()
+    assert not run_dir.exists()
+    assert (tmp_path / "logs" / "source.log").exists()
+
+    # logs in the run folder (as `assistant run` does): the sockets go, the logs stay
+    with Launcher(settings, str(cfg)) as la:
+        la.wait_ready(30)
+        run_dir = Path(la.run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["source.log"]
+    shutil.rmtree(run_dir)
+    # a folder the caller chose is the caller's: untouched
+    mine = tmp_path / "mine"
+    with Launcher(settings, str(cfg), run_dir=str(mine), log_dir=str(tmp_path / "logs2")) as la:
+        la.wait_ready(30)
+    assert (mine / "bus-pub").exists()
