@@ -327,6 +327,43 @@ def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None
     return [Sample(imgs[i], labs[i], "sim", f"sim{seed}_{i}", meta[i]) for i in range(n)]
 
 
+# --aug-us P: ultrasound-specific augmentation, each part drawn with a probability scaled by P
+# (0: off, the shipped recipe). A probe held at another angle or pressing harder (rotation,
+# shear, vertical squash), another time-gain-compensation setting (a smooth gain ramp with
+# depth) and speckle of another grain (smoothed multiplicative noise).
+AUG_US = [0.0]
+
+
+def _tilt(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator):
+    """Rotate (+-12 deg), shear (+-0.12) and squash (0.85-1.15 vertically) about the frame's
+    centre; outside the frame is black background, as beside a real sector."""
+    h, w = img.shape
+    a = math.radians(rng.uniform(-12, 12))
+    sh, sy = rng.uniform(-0.12, 0.12), rng.uniform(0.85, 1.15)
+    m = np.array([[math.cos(a), -math.sin(a) + sh], [math.sin(a), math.cos(a) * sy]])
+    c = np.array([w / 2, h / 2])
+    t = c - m @ c
+    M = np.hstack([m, t[:, None]]).astype(np.float32)
+    img = cv2.warpAffine(np.ascontiguousarray(img), M, (w, h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    lab = cv2.warpAffine(np.ascontiguousarray(lab), M, (w, h), flags=cv2.INTER_NEAREST,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return img, lab
+
+
+def _us_intensity(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    h, w = x.shape
+    if rng.random() < 0.5 * p:  # time-gain compensation: brighter or darker with depth
+        ramp = np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None]
+        a, b = rng.uniform(-0.6, 0.6), rng.uniform(-0.4, 0.4)
+        x = x * np.exp(a * ramp + b * (4 * ramp ** 2 - 1 / 3)).astype(np.float32)
+    if rng.random() < 0.3 * p:  # speckle of another grain
+        n = rng.normal(0, rng.uniform(0.05, 0.2), (h, w)).astype(np.float32)
+        n = cv2.GaussianBlur(n, (0, 0), rng.uniform(0.6, 1.5))
+        x = x * (1 + n)
+    return x
+
+
 def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
             focus: int | tuple = 0
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -348,6 +385,8 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
     lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
     if rng.random() < 0.5:
         img, lab = img[:, ::-1], lab[:, ::-1]
+    if AUG_US[0] and rng.random() < 0.5 * AUG_US[0]:
+        img, lab = _tilt(img, lab, rng)
     if 0 < patch < size:
         y0, x0 = (int(v) for v in rng.integers(0, size - patch + 1, 2))
         if focus and rng.random() < 0.7:
@@ -363,6 +402,8 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
     x = img.astype(np.float32) / 255.0
     gamma = math.exp(rng.uniform(-0.35, 0.35))
     x = np.clip(x, 0, 1) ** gamma * rng.uniform(0.7, 1.3)
+    if AUG_US[0]:
+        x = _us_intensity(x, rng, AUG_US[0])
     if rng.random() < 0.3:
         x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.4, 1.2))
     if rng.random() < 0.3:
@@ -710,7 +751,7 @@ TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
                  "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
-                 "real_absent_sources", "context")
+                 "real_absent_sources", "context", "aug_us")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -764,6 +805,9 @@ def main(argv: list[str] | None = None) -> int:
                          "1/16 bottleneck, for a field of view of the whole frame (from scratch)")
     ap.add_argument("--real-absent-sources", nargs="+", default=["usgra", "dltrack"],
                     choices=["usgra", "dltrack"], help="the real datasets --real-absent applies to")
+    ap.add_argument("--aug-us", type=float, default=0.0, metavar="P",
+                    help="ultrasound-specific augmentation (tilt/shear/squash, depth gain ramp, "
+                         "speckle), each part drawn with probability scaled by P (0: off)")
     ap.add_argument("--sim-weight", type=float, default=1.0,
                     help="share of simulated samples in a batch relative to each real dataset")
     ap.add_argument("--cv-init", default=None, metavar="DIR",
@@ -816,6 +860,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     REAL_ABSENT[:] = args.real_absent
     REAL_ABSENT_SOURCES[:] = args.real_absent_sources
     CONTEXT[0] = args.context
+    AUG_US[0] = args.aug_us
     root = Path(args.data)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -920,6 +965,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
                      "sim_weight": args.sim_weight, "real_absent": args.real_absent,
+                     "aug_us": args.aug_us,
                      "real_absent_sources": args.real_absent_sources,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
