@@ -581,6 +581,20 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+# --arch: "segnet" (from scratch, shipped) or "efflite0" (ImageNet-pretrained EfficientNet-
+# Lite0 encoder, models/pretrained.py; a screen)
+ARCH = ["segnet"]
+
+
+def new_net(base: int, last_kernel: int) -> nn.Module:
+    if ARCH[0] == "efflite0":
+        from models.pretrained import EffLiteSeg
+        net = EffLiteSeg(NC)
+        log.info("encoder from %s", net.load_imagenet()["weights"])
+        return net
+    return SegNet(base, last_kernel=last_kernel)
+
+
 def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed: int,
           base: int, minutes: float | None, mix: dict[str, float], patch: int = 0,
           init: nn.Module | None = None, focus: int | tuple = 0,
@@ -589,7 +603,7 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
     torch.manual_seed(seed)
     # a continued run draws other batches than the run it continues (same seed, same data)
     rng = np.random.default_rng(seed if aug_seed is None else aug_seed)
-    net = init if init is not None else SegNet(base, last_kernel=last_kernel)
+    net = init if init is not None else new_net(base, last_kernel)
     if needle_bias is not None:  # restart the needle output from its prior
         with torch.no_grad():
             net.head.bias[NEEDLE_CH] = needle_bias
@@ -751,7 +765,7 @@ TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
                  "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
-                 "real_absent_sources", "context", "aug_us")
+                 "real_absent_sources", "context", "aug_us", "arch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -805,6 +819,9 @@ def main(argv: list[str] | None = None) -> int:
                          "1/16 bottleneck, for a field of view of the whole frame (from scratch)")
     ap.add_argument("--real-absent-sources", nargs="+", default=["usgra", "dltrack"],
                     choices=["usgra", "dltrack"], help="the real datasets --real-absent applies to")
+    ap.add_argument("--arch", default="segnet", choices=("segnet", "efflite0"),
+                    help="segnet: the compact U-Net from scratch (shipped); efflite0: an "
+                         "ImageNet-pretrained EfficientNet-Lite0 encoder (models/pretrained.py)")
     ap.add_argument("--aug-us", type=float, default=0.0, metavar="P",
                     help="ultrasound-specific augmentation (tilt/shear/squash, depth gain ramp, "
                          "speckle), each part drawn with probability scaled by P (0: off)")
@@ -861,6 +878,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     REAL_ABSENT_SOURCES[:] = args.real_absent_sources
     CONTEXT[0] = args.context
     AUG_US[0] = args.aug_us
+    ARCH[0] = args.arch
     root = Path(args.data)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -965,7 +983,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
                      "sim_weight": args.sim_weight, "real_absent": args.real_absent,
-                     "aug_us": args.aug_us,
+                     "aug_us": args.aug_us, "arch": args.arch,
                      "real_absent_sources": args.real_absent_sources,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
