@@ -380,6 +380,14 @@ def _alert(state: State, key: str, level: str, text: str, now_s: float, actions:
     return state
 
 
+def _restate_alert(state: State, key: str, level: str, text: str | None) -> State:
+    """The shown alert ``key`` with new words and level, for as long as it was to stay
+    (None: taken down); nothing is spoken or logged, and no alert is raised if none is up."""
+    alerts = tuple(dataclasses.replace(a, level=level, text=text) if a.key == key else a
+                   for a in state.alerts if a.key != key or text is not None)
+    return state if alerts == state.alerts else dataclasses.replace(state, alerts=alerts)
+
+
 def _expire(state: State, now_s: float, actions: list) -> State:
     if state.pending and now_s > state.pending.deadline_s:
         p = state.pending
@@ -735,9 +743,9 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     confidence = _danger_confidence(seg, preset)
     for name, dist in (g.get("dangers_mm") or {}).items() if g["visible"] else ():
         limit = s.pleura_alert_mm if name == "pleura" else s.artery_alert_mm
+        doubt = "possible " if confidence.get(name, 1.0) < s.danger_unsure_below else ""
         if dist <= limit:
             mm = number_words(dist)
-            doubt = "possible " if confidence.get(name, 1.0) < s.danger_unsure_below else ""
             text = f"stop, {doubt}{name} {mm} {'millimetre' if mm == 'one' else 'millimetres'}"
             speak = (name not in alerted
                      and now_s - spoken.get(name, float("-inf")) >= s.danger_repeat_s)
@@ -746,8 +754,14 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
             if speak:
                 spoken[name] = now_s
             alerted.add(name)
-        elif dist > limit * s.danger_rearm_factor:
-            alerted.discard(name)
+        else:
+            # out of the zone: a banner still up must not show the old, nearer distance;
+            # it says the distance now (not "stop"), and goes once clearly out (re-armed)
+            state = _restate_alert(state, name, "warning",
+                                   f"{doubt}{name} {number_words(dist)} millimetres" if
+                                   dist <= limit * s.danger_rearm_factor else None)
+            if dist > limit * s.danger_rearm_factor:
+                alerted.discard(name)
     state = rep(state, dangers_alerted=frozenset(alerted),
                 dangers_spoken_s=tuple(sorted(spoken.items())))
     state = _timers(state, now_s, actions)

@@ -539,6 +539,26 @@ def test_danger_alert_is_not_spoken_again_within_the_repeat_time_when_the_mask_f
     assert speaks(acts, "alert") == ["stop, pleura four millimetres"]  # after 4 s: again
 
 
+def test_a_danger_banner_never_shows_an_older_nearer_distance_than_the_tip_is_now():
+    s = initial_state()
+    lab = pecs_labels(pleura_row=170)  # 0.2 mm/px below
+    tip = {4: 150, 6: 140, 14: 100}  # mm above the pleura -> tip row
+    s, acts = reduce(s, seg(1, lab, needle_dict(True, [100, tip[4]], [20.0, 30.0], 40, 30.0)),
+                     None, 0)
+    assert [(a["level"], a["text"]) for a in to_state_message(s).alerts] == [
+        ("alert", "stop, pleura four millimetres")]
+    # withdrawn to 6 mm (out of the 5 mm zone, not yet re-armed): the banner says so
+    s, acts = reduce(s, seg(2, lab, needle_dict(True, [100, tip[6]], [20.0, 28.0], 40, 28.0)),
+                     None, 0.5)
+    assert not speaks(acts, "alert")
+    assert [(a["level"], a["text"]) for a in to_state_message(s).alerts] == [
+        ("warning", "pleura six millimetres")]
+    # clearly out (14 mm > 7.5): taken down before its time is up
+    s, acts = reduce(s, seg(3, lab, needle_dict(True, [100, tip[14]], [20.0, 20.0], 40, 20.0)),
+                     None, 1.0)
+    assert to_state_message(s).alerts == []
+
+
 # ----------------------------------------------------------------------------- restart
 
 def test_operator_choices_survive_a_round_trip_through_json():
