@@ -50,15 +50,20 @@ def weights_path() -> Path:
     return p
 
 
+def _norm(c: int, bn: bool) -> nn.Module:
+    """BN, or nothing where an exported model's BN was folded into the conv (its bias)."""
+    return nn.BatchNorm2d(c) if bn else nn.Identity()
+
+
 class MBConv(nn.Module):
-    def __init__(self, e: int, k: int, s: int, cin: int, cout: int):
+    def __init__(self, e: int, k: int, s: int, cin: int, cout: int, bn: bool = True):
         super().__init__()
         mid = cin * e
-        self.expand = (nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid),
+        self.expand = (nn.Sequential(nn.Conv2d(cin, mid, 1, bias=not bn), _norm(mid, bn),
                                      nn.ReLU6(inplace=True)) if e != 1 else nn.Identity())
-        self.dw = nn.Sequential(nn.Conv2d(mid, mid, k, s, k // 2, groups=mid, bias=False),
-                                nn.BatchNorm2d(mid), nn.ReLU6(inplace=True))
-        self.project = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.dw = nn.Sequential(nn.Conv2d(mid, mid, k, s, k // 2, groups=mid, bias=not bn),
+                                _norm(mid, bn), nn.ReLU6(inplace=True))
+        self.project = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=not bn), _norm(cout, bn))
         self.residual = s == 1 and cin == cout
 
     def forward(self, x):
@@ -67,19 +72,24 @@ class MBConv(nn.Module):
 
 
 class EffLiteSeg(nn.Module):
-    """Logits (N, nc, H, W) for a grey (N, 1, H, W) frame scaled 0..1; H, W multiples of 16."""
+    """Logits (N, nc, H, W) for a grey (N, 1, H, W) frame scaled 0..1; H, W multiples of 16.
 
-    def __init__(self, nc: int, full: int = 8):
+    ``bn=False``: without BN, convolutions with biases, the form of an exported model (the
+    exporter folds BN into the convolutions; `models.train.net_from_onnx` loads one back to
+    fine-tune it), decoder included (it does not follow `models.train._BN`: run as ``python -m
+    models.train`` that module is imported twice, so its switch here is not the trainer's)."""
+
+    def __init__(self, nc: int, full: int = 8, bn: bool = True):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=True), nn.BatchNorm2d(32),
+        self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=True), _norm(32, bn),
                                   nn.ReLU6(inplace=True))
-        self.blocks = nn.ModuleList(MBConv(*b) for b in BLOCKS)
+        self.blocks = nn.ModuleList(MBConv(*b, bn=bn) for b in BLOCKS)
         # SegNet's decoder parts (models.train): full-resolution stem, skips, UpAdd last stage
-        self.full = cbr(1, full)
-        self.d3 = cbr(112 + 40, 48)
-        self.d2 = cbr(48 + 24, 24)
-        self.d1 = cbr(24 + 16, 12)
-        self.d0 = UpAdd(12, full, full)
+        self.full = cbr(1, full, bn=bn)
+        self.d3 = cbr(112 + 40, 48, bn=bn)
+        self.d2 = cbr(48 + 24, 24, bn=bn)
+        self.d1 = cbr(24 + 16, 12, bn=bn)
+        self.d0 = UpAdd(12, full, full, bn=bn)
         self.head = nn.Conv2d(full, nc, 1)
 
     def forward(self, x):

