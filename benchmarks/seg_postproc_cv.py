@@ -110,7 +110,8 @@ def with_rule(post: PostProcess, name: str, **kw) -> PostProcess:
     rules = dict(post.rules)
     base = rules.get(name, BlobRule())
     rules[name] = BlobRule(**{**base.__dict__, **kw})
-    return PostProcess(threshold=post.threshold, rules=rules, tta_flip=post.tta_flip)
+    return PostProcess(threshold=post.threshold, rules=rules, tta_flip=post.tta_flip,
+                       on_top=post.on_top)
 
 
 def nested(folds_data: list, start: PostProcess) -> list[str]:
@@ -229,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if "post_process" not in manifest:
         print(f"note: {args.manifest} has no post_process: 'after' = the default rules")
     after = parse_post_process(manifest.get("post_process"))
-    after = PostProcess(threshold=after.threshold, rules=after.rules, tta_flip=False)
+    after = PostProcess(threshold=after.threshold, rules=after.rules, tta_flip=False,
+                        on_top=after.on_top)
     before = parse_post_process(None)
     print(f"before: {before}\nafter:  {after}")
     folds_data, folds_tta = [], []

@@ -122,6 +122,10 @@ class PostProcess:
     threshold: float = PROB_THRESHOLD
     rules: dict = field(default_factory=dict)  # class name -> BlobRule
     tta_flip: bool = False  # average with the horizontally flipped frame (2x model time)
+    # classes drawn over the others: wherever one is above its threshold it takes the pixel,
+    # however probable another class is there (the needle lies in muscle: a multi-label head
+    # may call its pixels both, and then the thin needle must not lose to the layer it crosses)
+    on_top: tuple = ()
 
     def threshold_for(self, name: str) -> float:
         r = self.rules.get(name)
@@ -144,10 +148,14 @@ def parse_post_process(spec: dict | None, classes: list | tuple = CLASSES) -> Po
         spec = DEFAULT_POST_PROCESS
     if not isinstance(spec, dict):
         raise ValueError(f"post_process must be a JSON object, got {type(spec).__name__}")
-    unknown = set(spec) - {"threshold", "classes", "tta_flip", "note"}
+    unknown = set(spec) - {"threshold", "classes", "tta_flip", "on_top", "note"}
     if unknown:
         raise ValueError(f"post_process has unknown key(s) {sorted(unknown)}; known: "
-                         "threshold, classes, tta_flip, note")
+                         "threshold, classes, tta_flip, on_top, note")
+    on_top = spec.get("on_top", [])
+    if not isinstance(on_top, list) or any(c not in classes or c == "background"
+                                           for c in on_top):
+        raise ValueError(f"post_process on_top must be a list of class names, got {on_top!r}")
     thr = _prob(spec.get("threshold", PROB_THRESHOLD), "threshold")
     tta = spec.get("tta_flip", False)
     if not isinstance(tta, bool):
@@ -167,7 +175,7 @@ def parse_post_process(spec: dict | None, classes: list | tuple = CLASSES) -> Po
             min_blob_frac=_prob(r.get("min_blob_frac", 0.0), f"{name}.min_blob_frac"),
             min_blob_mean_prob=_prob(r.get("min_blob_mean_prob", 0.0), f"{name}.min_blob_mean_prob"),
             keep_largest=keep)
-    return PostProcess(threshold=thr, rules=rules, tta_flip=tta)
+    return PostProcess(threshold=thr, rules=rules, tta_flip=tta, on_top=tuple(on_top))
 
 
 class Calibration(NamedTuple):
@@ -289,6 +297,7 @@ def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple
     # one channel at a time: single-channel resizes and running maxima are several times
     # faster than resizing an (h, w, 9) array and taking argmax over its last axis
     labels = np.zeros((H, W), np.uint8)
+    top: list = []  # the on_top classes' channels at frame size
     # pmax: the winning probability of a labelled pixel (with one threshold: at least it)
     pmax = np.full((H, W), np.float32(thr[0] if uniform else 0.0), np.float32)
     for ch in range(c):
@@ -303,6 +312,13 @@ def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple
             better &= p > np.float32(thr[ch])
             np.copyto(pmax, p, where=better)
         np.copyto(labels, np.uint8(ch + 1), where=better)
+        if classes[ch + 1] in post.on_top:
+            top.append((ch, p))
+    # drawn over the others, in the order the manifest names them
+    for ch, p in sorted(top, key=lambda t: post.on_top.index(classes[t[0] + 1])):
+        above = p > np.float32(thr[ch])
+        np.copyto(labels, np.uint8(ch + 1), where=above)
+        np.copyto(pmax, p, where=above)
     for name, rule in post.rules.items():
         if name in classes:
             clean_blobs(labels, pmax, list(classes).index(name), rule)

@@ -55,6 +55,22 @@ def test_a_class_below_its_own_threshold_does_not_block_another():
     assert (probs_to_output(probs, (2, 2)).labels == 0).all()  # one threshold 0.5: nothing
 
 
+def test_a_class_on_top_takes_its_pixels_from_a_more_probable_layer():
+    NEEDLE, MUSCLE = CLASS_INDEX["needle"], CLASS_INDEX["pec_major"]
+    probs = blank(4, 8)
+    probs[MUSCLE - 1] = 0.99  # the layer the needle crosses, sure everywhere
+    probs[NEEDLE - 1, 1:3, 2:6] = 0.8  # the needle, less probable than the layer
+    probs[NEEDLE - 1, 3, :] = 0.3  # under its threshold: not drawn
+    plain = probs_to_output(probs, (4, 8))
+    assert (plain.labels == MUSCLE).all()  # argmax alone: the needle is lost
+    out = probs_to_output(probs, (4, 8), post=parse_post_process({"on_top": ["needle"]}))
+    want = np.full((4, 8), MUSCLE)
+    want[1:3, 2:6] = NEEDLE
+    assert np.array_equal(out.labels, want)
+    assert out.confidence[NEEDLE] == pytest.approx(0.8)  # its own probability, not the layer's
+    assert out.confidence[MUSCLE] == pytest.approx(0.99)
+
+
 def two_blobs(big_p=0.6, small_p=0.9):
     """Vessel blobs on a 10x10 frame: 4x5 = 20 px (prob big_p), 2x2 = 4 px (small_p)."""
     probs = blank()
@@ -110,6 +126,8 @@ def test_clean_blobs_counts_and_leaves_other_classes():
     ({"thresh": 0.5}, "unknown key"),
     ({"tta_flip": "yes"}, "tta_flip"),
     ({"classes": {"vessel": {"keep_largest": 1}}}, "keep_largest"),
+    ({"on_top": "needle"}, "on_top must be a list"),
+    ({"on_top": ["scalpel"]}, "on_top must be a list"),
 ])
 def test_bad_post_process_is_refused_with_a_reason(spec, words):
     with pytest.raises(ValueError, match=words):
