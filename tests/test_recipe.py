@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from models import recipe
-from models.recipe import CROSS_VALIDATION, SHIPPED, Job, Step, plan, runnable
+from models.recipe import (CROSS_VALIDATION, SHIPPED, V13, V13_CROSS_VALIDATION, V14, Job, Step,
+                           plan, runnable)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,16 +32,25 @@ def _step_args(command: str) -> tuple[str | None, list[str]]:
 def test_the_recipe_is_the_lineage_of_the_shipped_model():
     shipped = json.loads((ROOT / "models" / "pecs_seg.json").read_text())["lineage"]
     steps = [v["command"] for k, v in shipped.items() if k[0].isdigit()]
-    assert len(steps) == len(SHIPPED) == 7
+    assert len(steps) == len(SHIPPED) == 7 and SHIPPED == V13
     for step, command in zip(SHIPPED, steps):
         init, args = _step_args(command)
         assert init == step.init, step.name
         assert args == [*step.args, *recipe.COMMON], step.name
 
 
+def test_the_v14_candidate_starts_from_the_imagenet_encoder_and_its_cv_is_the_same():
+    base, tune = V14
+    assert base.init is None and tune.init == base.name
+    assert all("--arch efflite0" in " ".join(s.args) for s in V14)
+    assert "--needle-weight 1" in " ".join(tune.args)
+    assert recipe.RECIPES["v14"] == (V14, V14)
+    assert CROSS_VALIDATION == V13_CROSS_VALIDATION
+
+
 def test_a_lineage_plan_chains_each_step_to_the_one_before(tmp_path):
-    jobs = plan(tmp_path, extra=("--patch", "160"), python="py")
-    assert [j.key for j in jobs] == [s.name for s in SHIPPED]
+    jobs = plan(tmp_path, V13, extra=("--patch", "160"), python="py")
+    assert [j.key for j in jobs] == [s.name for s in V13]
     for before, job in zip(jobs, jobs[1:]):
         assert job.after == before.key
         i = job.argv.index("--init-onnx")
@@ -52,7 +62,7 @@ def test_a_lineage_plan_chains_each_step_to_the_one_before(tmp_path):
 
 
 def test_the_cross_validation_plan_runs_the_folds_of_a_step_side_by_side(tmp_path):
-    jobs = plan(tmp_path, CROSS_VALIDATION, cv=3)
+    jobs = plan(tmp_path, V13_CROSS_VALIDATION, cv=3)
     assert len(jobs) == 18
     assert [j.key for j in jobs[:4]] == ["v8base/fold0", "v8base/fold1", "v8base/fold2",
                                          "v9base/fold0"]
@@ -61,15 +71,15 @@ def test_the_cross_validation_plan_runs_the_folds_of_a_step_side_by_side(tmp_pat
     assert last.after == "v11base/fold2" and "--sim-la" not in last.argv
     assert last.argv[last.argv.index("--cv-init") + 1] == str(tmp_path / "v11base")
     assert last.outputs == (tmp_path / "v12" / "fold2.onnx", tmp_path / "v12" / "cv_f2.json")
-    assert plan(tmp_path, CROSS_VALIDATION, cv=3, folds=[2])[0].key == "v8base/fold2"
+    assert plan(tmp_path, V13_CROSS_VALIDATION, cv=3, folds=[2])[0].key == "v8base/fold2"
     with pytest.raises(ValueError, match="folds 0-2"):
-        plan(tmp_path, CROSS_VALIDATION, cv=3, folds=[3])
+        plan(tmp_path, V13_CROSS_VALIDATION, cv=3, folds=[3])
     with pytest.raises(ValueError, match="'later'.*not an earlier step"):
         plan(tmp_path, (Step("a", "later", ()), Step("later", None, ())))
 
 
 def test_runnable_waits_for_the_step_before_and_fills_free_slots(tmp_path):
-    jobs = plan(tmp_path, CROSS_VALIDATION, cv=3)
+    jobs = plan(tmp_path, V13_CROSS_VALIDATION, cv=3)
     keys = lambda js: [j.key for j in js]  # noqa: E731
     assert keys(runnable(jobs, set(), set(), 2)) == ["v8base/fold0", "v8base/fold1"]
     assert keys(runnable(jobs, {"v8base/fold0"}, {"v8base/fold1"}, 2)) == ["v8base/fold2"]
@@ -152,6 +162,10 @@ def test_the_command_line_dry_run_and_its_errors(tmp_path, capsys):
     assert recipe.main(["--cv", "3", "--out", str(tmp_path), "--patch", "160", "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 18 and all(s.startswith("todo ") and "--patch 160" in s for s in lines)
+    assert recipe.main(["--cv", "3", "--out", str(tmp_path), "--dry-run", "--recipe", "v14"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all("--arch efflite0" in s for s in lines)
+    assert ["--cv-init" in s for s in lines] == [False] * 3 + [True] * 3
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
     for argv, msg in ((["--folds", "1"], "--folds needs --cv"),
                       (["--cv", "3", "--folds", "4"], "folds 0-2"),
