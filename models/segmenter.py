@@ -314,7 +314,7 @@ def probs_to_output(probs: np.ndarray, frame_shape: tuple, classes: list | tuple
         np.copyto(labels, np.uint8(ch + 1), where=better)
         if classes[ch + 1] in post.on_top:
             top.append((ch, p))
-    # drawn over the others, in the order the manifest names them
+    # drawn over the others in the order the manifest names them (the last named on top)
     for ch, p in sorted(top, key=lambda t: post.on_top.index(classes[t[0] + 1])):
         above = p > np.float32(thr[ch])
         np.copyto(labels, np.uint8(ch + 1), where=above)
