@@ -757,10 +757,10 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
         else:
             # out of the zone: a banner still up must not show the old, nearer distance;
             # it says the distance now (not "stop"), and goes once clearly out (re-armed)
-            state = _restate_alert(state, name, "warning",
-                                   f"{doubt}{name} {number_words(dist)} millimetres" if
-                                   dist <= limit * s.danger_rearm_factor else None)
-            if dist > limit * s.danger_rearm_factor:
+            rearmed = dist > limit * s.danger_rearm_factor
+            state = _restate_alert(state, name, "warning", None if rearmed else
+                                   f"{doubt}{name} {number_words(dist)} millimetres")
+            if rearmed:
                 alerted.discard(name)
     state = rep(state, dangers_alerted=frozenset(alerted),
                 dangers_spoken_s=tuple(sorted(spoken.items())))

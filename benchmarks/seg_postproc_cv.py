@@ -22,6 +22,7 @@ Decision support research tool, not for clinical use.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -110,8 +111,7 @@ def with_rule(post: PostProcess, name: str, **kw) -> PostProcess:
     rules = dict(post.rules)
     base = rules.get(name, BlobRule())
     rules[name] = BlobRule(**{**base.__dict__, **kw})
-    return PostProcess(threshold=post.threshold, rules=rules, tta_flip=post.tta_flip,
-                       on_top=post.on_top)
+    return dataclasses.replace(post, rules=rules)
 
 
 def nested(folds_data: list, start: PostProcess) -> list[str]:
@@ -230,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if "post_process" not in manifest:
         print(f"note: {args.manifest} has no post_process: 'after' = the default rules")
     after = parse_post_process(manifest.get("post_process"))
-    after = PostProcess(threshold=after.threshold, rules=after.rules, tta_flip=False,
-                        on_top=after.on_top)
+    after = dataclasses.replace(after, tta_flip=False)
     before = parse_post_process(None)
     print(f"before: {before}\nafter:  {after}")
     folds_data, folds_tta = [], []

@@ -97,13 +97,14 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
     m = onnx.load(str(path))
     init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     context = int(any(n.startswith(("ctx.", "net.ctx.")) for n in init))
-    if any(n.startswith("net.blocks.") for n in init):  # models.pretrained.EffLiteSeg
+    segnet = not any(n.startswith("net.blocks.") for n in init)  # else models.pretrained's
+    if segnet:
+        net = SegNet(base, last_kernel=last_kernel, context=context)
+        arch = f"SegNet(last_kernel={last_kernel})"
+    else:
         from models.pretrained import EffLiteSeg
         net = EffLiteSeg(NC, bn=False)
         arch = "EffLiteSeg(bn=False)"
-    else:
-        net = SegNet(base, last_kernel=last_kernel, context=context)
-        arch = f"SegNet(last_kernel={last_kernel})"
     new = {}
     for node in m.graph.node:
         if node.op_type != "Conv":
@@ -114,7 +115,7 @@ def net_from_onnx(path: Path, base: int, last_kernel: int = 3) -> nn.Module:
         if len(node.input) > 2 and node.input[2] in init:
             new[key[:-len("weight")] + "bias"] = torch.from_numpy(init[node.input[2]].copy())
     sd = net.state_dict()
-    if last_kernel == 1 and "d0.0.weight" in new and arch.startswith("SegNet"):
+    if segnet and last_kernel == 1 and "d0.0.weight" in new:
         new = last_stage_to_1x1(new, net)
     new = fold_skip_bias(new)
     extra = set(new) - set(sd)
