@@ -11,7 +11,8 @@ Conventions (image pixels, x right, y down; mm = px * spacing_mm):
 * ``target_plane_px``: polyline ``[[x, y], ...]`` along the boundary between the two
   classes of ``preset.target_plane`` (upper class directly above the lower one).
 * ``nearest_danger``: ``{"name": "pleura"|"artery", "distance_mm"}``, the distance from
-  the tip to the nearest pixel of a class in ``preset.avoid``.
+  the tip to the nearest pixel of a class in ``preset.avoid`` (new fluid at the tip,
+  ``assistant.fluid``, is not counted: its distance is ``fluid_mm``).
 """
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def distance_to_class_px(labels: np.ndarray, idx: int, tip_xy: Sequence[float],
     return float(np.sqrt(np.min((xs - tx) ** 2 + (ys - ty) ** 2)))
 
 
-def _spacing(spacing_mm: float | None, needle: dict) -> float | None:
+def frame_spacing(spacing_mm: float | None, needle: dict) -> float | None:
+    """mm per pixel: the frame's, else from the needle tracker's tip in mm and px."""
     if spacing_mm is not None:
         if not spacing_mm > 0:
             raise ValueError(f"spacing_mm must be > 0 mm per pixel, got {spacing_mm!r}")
@@ -118,17 +120,20 @@ def _spacing(spacing_mm: float | None, needle: dict) -> float | None:
 
 
 def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPreset,
-                     spacing_mm: float | None, classes: Sequence[str] = CLASSES) -> dict:
+                     spacing_mm: float | None, classes: Sequence[str] = CLASSES,
+                     fluid: np.ndarray | None = None) -> dict:
     """Guidance for the renderer and the speech answers (keys: module docstring).
 
     The target is computed even without a needle (so "where is the target" works); the
-    tip-relative keys are only there when the needle is visible.
+    tip-relative keys are only there when the needle is visible. ``fluid``: a bool mask of
+    pixels that are new fluid at the tip (``assistant.fluid``), not a danger; their
+    distance from the tip is ``fluid_mm``.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
                          f"{getattr(labels, 'shape', type(labels).__name__)}")
     needle = needle or {}
-    sp = _spacing(spacing_mm, needle)
+    sp = frame_spacing(spacing_mm, needle)
     g: dict = {"visible": bool(needle.get("visible")), "spacing_mm": sp}
     h, _w = labels.shape
 
@@ -178,11 +183,17 @@ def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPrese
             sign = 1.0 if ty <= g["target_px"][1] else -1.0
             g["to_target_mm"] = sign * float(d) * sp
         dangers = {}
+        danger_labels = labels
+        if fluid is not None and fluid.shape == labels.shape and fluid.any():
+            danger_labels = np.where(fluid, 0, labels)
+            d = distance_to_class_px(fluid.astype(np.uint8), 1, (tx, ty))
+            if d is not None:
+                g["fluid_mm"] = d * sp
         for cls in preset.avoid:
             idx = _class_index(cls, classes)
             if idx is None:
                 continue
-            d = distance_to_class_px(labels, idx, (tx, ty))
+            d = distance_to_class_px(danger_labels, idx, (tx, ty))
             if d is not None:
                 name = danger_name(cls)
                 dangers[name] = min(d * sp, dangers.get(name, float("inf")))

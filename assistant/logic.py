@@ -18,8 +18,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from assistant.blocks import BlockPreset, danger_name, default_presets, find_preset
-from assistant.guidance import (compute_guidance, depth_sentence, number_words, target_classes,
-                                target_sentence, unverified_words)
+from assistant.fluid import FluidTrack, track_fluid
+from assistant.guidance import (compute_guidance, depth_sentence, frame_spacing, number_words,
+                                target_classes, target_sentence, unverified_words)
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import (AssistantState, Frame, Header, NodeStatus, SegResult,
                                 SpeechCommand, SpeechUnclear)
@@ -42,6 +43,8 @@ COMMANDS: tuple[str, ...] = (
 ROLES = ("operator", "supervisor")
 PRIORITIES = ("alert", "answer", "ack")
 
+#: the banner for new fluid at the tip (assistant.fluid): it may be a vessel, so it says so
+FLUID_TEXT = "injectate or vessel at the tip?"
 HELP_TEXT = ("You can say: show or hide nerve, vessel, fascia, muscle, bone, pleura, "
              "needle or all; quality score; needle depth; where is the target; freeze; "
              "unfreeze; start or stop recording; injection start; injection stop; next "
@@ -190,6 +193,7 @@ class State:
     needle_lost_alerted: bool = False
     dangers_alerted: frozenset[str] = frozenset()
     dangers_spoken_s: tuple[tuple[str, float], ...] = ()  # when each was last spoken
+    fluid: FluidTrack | None = None  # new fluid at the tip vs known vessels (assistant.fluid)
     nodes: Mapping[str, str] = field(default_factory=dict)
     alerts: tuple[ActiveAlert, ...] = ()
 
@@ -680,7 +684,16 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
             prev = None
         q = quality_score(image, labels, seg.confidence, preset, prev_image=prev,
                           spacing_mm=spacing, classes=seg.classes)
-        g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes)
+        fluid_track, fluid = state.fluid, None
+        if s.fluid_rule and "vessel" in preset.avoid and "vessel" in seg.classes:
+            needle = seg.needle or {}
+            fluid_track, fluid = track_fluid(
+                state.fluid, labels, list(seg.classes).index("vessel"),
+                needle.get("tip_px") if needle.get("visible") else None,
+                frame_spacing(spacing, needle), now_s, birth_mm=s.artery_alert_mm,
+                memory_s=s.fluid_memory_s, still_s=s.fluid_still_s, still_mm=s.fluid_still_mm)
+        g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes,
+                             fluid=fluid)
     except (ValueError, TypeError) as exc:
         log.error("segmentation of frame %s rejected: %s", seg.frame_id, exc)
         actions.append(LogEvent("info", f"bad segmentation result: {exc}",
@@ -692,6 +705,7 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
                   if isinstance(seg.calibrated, list) else frozenset())
     unsure = frozenset(c for c, conf, found in zip(seg.classes, seg.confidence, seg.present)
                        if c != "background" and found and float(conf) < s.danger_unsure_below)
+    state = rep(state, fluid=fluid_track)
     state = rep(state, frame_id=int(seg.frame_id), quality=q.score, quality_reason=q.reason,
                 quality_parts=_summary(q.parts), quality_history=history, guidance=g,
                 unverified=unverified, unsure=unsure)
@@ -762,6 +776,14 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
                                    f"{doubt}{name} {number_words(dist)} millimetres")
             if rearmed:
                 alerted.discard(name)
+    # new fluid at the tip (injectate, or a vessel never seen before): shown, not spoken
+    # as a "stop"; logged once per appearance
+    fluid_mm = g.get("fluid_mm") if g["visible"] else None
+    if fluid_mm is not None and fluid_mm <= s.artery_alert_mm:
+        if not any(a.key == "fluid" for a in state.alerts):
+            actions.append(LogEvent("alert", FLUID_TEXT, {"key": "fluid",
+                                                          "distance_mm": fluid_mm}))
+        state = _alert(state, "fluid", "warning", FLUID_TEXT, now_s, actions, speak=False)
     state = rep(state, dangers_alerted=frozenset(alerted),
                 dangers_spoken_s=tuple(sorted(spoken.items())))
     state = _timers(state, now_s, actions)

@@ -21,6 +21,14 @@ class AssistantSettings:
     # a danger class shown with less confidence than this is spoken as "possible artery":
     # the alert still fires (a doubtful vessel near the tip is still a reason to stop)
     danger_unsure_below: float = 0.5
+    # injectate is not an artery (assistant.fluid): a vessel blob born within
+    # artery_alert_mm of a tip that stayed still (moved <= fluid_still_mm over
+    # fluid_still_s) on pixels with no vessel in the last fluid_memory_s is shown as
+    # "injectate or vessel at the tip?", not "stop, artery"; false: every blob is a vessel
+    fluid_rule: bool = True
+    fluid_memory_s: float = 5.0
+    fluid_still_s: float = 0.5
+    fluid_still_mm: float = 1.0
     needle_lost_alert_s: float = 2.0  # needle unseen this long while advancing: alert
     needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
     needle_track_window_s: float = 2.0
@@ -32,7 +40,8 @@ class AssistantSettings:
     def __post_init__(self) -> None:
         for name in ("quality_low_alert_s", "pleura_alert_mm", "artery_alert_mm",
                      "needle_lost_alert_s", "confirm_timeout_s", "alert_show_s",
-                     "needle_track_window_s"):
+                     "needle_track_window_s", "fluid_memory_s", "fluid_still_s",
+                     "fluid_still_mm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"assistant.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("quality_low_threshold", "quality_adequate_threshold"):

@@ -1,0 +1,112 @@
+"""New fluid at the needle tip: injectate is not an artery. Pure functions.
+
+On a still frame, local anaesthetic opening a plane looks like a vessel: a dark,
+rounded pocket with a bright rim. A model may label it "vessel", right at the tip, and
+the artery alert would then say "stop" during every injection; users would learn to
+ignore it. People tell the two apart by time: a vessel was there before the needle
+came near; injectate appears where the tip stops.
+
+The rule (``track_fluid``, called once per segmentation):
+
+* **born at the tip**: a vessel blob that appears within ``birth_mm`` of the tip while
+  the tip is still (moved at most ``still_mm`` over the last ``still_s``), on pixels that
+  held no established vessel during the last ``memory_s``, is *new fluid*;
+* it **stays fluid** while it overlaps the last frame's fluid and no remembered vessel;
+* everything else is a vessel, and is remembered: a blob touching a remembered vessel is
+  a vessel again (the alert's side: when in doubt, it is a vessel).
+
+Fluid is not hidden: the caller keeps it out of the artery distance and shows it as
+"injectate or vessel at the tip?" instead. A vessel the model misses for longer than
+``memory_s`` and then finds right at a still tip would be called fluid too: that is
+why the words say both.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: the vessel memory is kept at 1/SCALE of the frame size (any vessel pixel in a cell)
+SCALE = 4
+
+
+@dataclass(frozen=True, eq=False)
+class FluidTrack:
+    """What ``track_fluid`` carries from one segmentation to the next."""
+
+    memory: tuple = ()  # ((t_s, bool mask at 1/SCALE of established vessel), ...)
+    fluid: np.ndarray | None = None  # full-size bool: the last frame's fluid blobs
+    tips: tuple = ()  # ((t_s, x_px, y_px), ...) of the visible tip, last still_s
+
+
+def _small(mask: np.ndarray) -> np.ndarray:
+    h, w = mask.shape
+    size = (max(1, math.ceil(w / SCALE)), max(1, math.ceil(h / SCALE)))
+    return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+
+
+def _full(small: np.ndarray, shape: tuple) -> np.ndarray:
+    grown = cv2.dilate(small.astype(np.uint8), np.ones((3, 3), np.uint8))  # one cell of slack
+    return cv2.resize(grown, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
+                tip_px, spacing_mm: float | None, now_s: float, *, birth_mm: float = 3.0,
+                memory_s: float = 5.0, still_s: float = 0.5,
+                still_mm: float = 1.0) -> tuple[FluidTrack, np.ndarray | None]:
+    """One segmentation's labels -> (the track to keep, full-size bool mask of the vessel
+    pixels that are new fluid, or None when there are none).
+
+    ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
+    nothing is called fluid (the memory still learns). Time going backwards (a replay
+    restarted) starts a new track.
+    """
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D array of class indices, got "
+                         f"{getattr(labels, 'shape', type(labels).__name__)}")
+    track = track or FluidTrack()
+    last_t = max([t for t, _ in track.memory] + [t for t, *_ in track.tips], default=None)
+    if last_t is not None and now_s < last_t:
+        track = FluidTrack()
+    small_shape = (math.ceil(labels.shape[0] / SCALE), math.ceil(labels.shape[1] / SCALE))
+    memory = tuple(m for m in track.memory
+                   if now_s - m[0] <= memory_s and m[1].shape == small_shape)
+    prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
+
+    tips: tuple = ()
+    if tip_px is not None:
+        tips = tuple(p for p in track.tips if now_s - p[0] <= still_s) \
+            + ((float(now_s), float(tip_px[0]), float(tip_px[1])),)
+    vessel = labels == vessel_idx
+    fluid = np.zeros_like(vessel)
+    if vessel.any():
+        n, comp = cv2.connectedComponents(vessel.astype(np.uint8), connectivity=8)
+        known = _full(np.logical_or.reduce([m for _, m in memory]), labels.shape) \
+            if memory else np.zeros_like(vessel)
+        # births need a tip seen still for still_s and a memory at least twice that long
+        span_ok = bool(memory) and now_s - memory[0][0] >= 2 * still_s
+        still = False
+        if spacing_mm and len(tips) >= 2 and now_s - tips[0][0] >= 0.8 * still_s:
+            xs = np.array([p[1] for p in tips])
+            ys = np.array([p[2] for p in tips])
+            moved_px = float(np.hypot(xs - xs[-1], ys - ys[-1]).max())
+            still = moved_px * spacing_mm <= still_mm
+        for k in range(1, n):
+            blob = comp == k
+            if known[blob].any():
+                continue  # a remembered vessel (or touching one)
+            if prev is not None and prev[blob].any():
+                fluid |= blob  # fluid seen on the last frame, still apart from vessels
+                continue
+            if still and span_ok:
+                ys_b, xs_b = np.nonzero(blob)
+                d_px = float(np.sqrt(np.min((xs_b - tips[-1][1]) ** 2
+                                            + (ys_b - tips[-1][2]) ** 2)))
+                if d_px * spacing_mm <= birth_mm:
+                    fluid |= blob
+    established = vessel & ~fluid
+    memory = memory + ((float(now_s), _small(established)),)
+    new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips)
+    return new, (fluid if fluid.any() else None)

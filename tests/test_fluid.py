@@ -1,0 +1,104 @@
+"""New fluid at the tip (assistant.fluid) through the assistant's logic: injectate that a
+model calls "vessel" does not say "stop, artery"; a vessel seen before the tip stopped
+still does, however it flickers; a blob met while the needle advances is a vessel."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from assistant.fluid import FluidTrack, track_fluid
+from assistant.logic import FLUID_TEXT, initial_state, reduce, to_state_message
+from assistant.logic_settings import AssistantSettings
+from assistant.messages import needle_dict
+from test_logic import pecs_labels, seg, speaks
+
+VESSEL = 2
+TIP = [100, 120]  # 0.2 mm/px (tip_mm / tip_px); the pleura at row 190 is 14 mm away
+
+
+def nd(tip=TIP):
+    return needle_dict(True, list(tip), [tip[0] * 0.2, tip[1] * 0.2], 30, tip[1] * 0.2)
+
+
+def feed(state, frames, t0=0.0, dt=0.1):
+    """frames: [(labels, needle), ...] dt apart -> (state, spoken alerts, alert texts)"""
+    spoken, shown = [], []
+    for i, (lab, needle) in enumerate(frames):
+        state, acts = reduce(state, seg(i + 1, lab, needle), None, t0 + i * dt)
+        spoken += speaks(acts, "alert")
+        shown.append([(a["level"], a["text"]) for a in to_state_message(state).alerts])
+    return state, spoken, shown
+
+
+def with_blob(rows, cols, base=None):
+    lab = pecs_labels(pleura_row=190) if base is None else base.copy()
+    lab[rows[0]:rows[1], cols[0]:cols[1]] = VESSEL
+    return lab
+
+
+POCKET = ((122, 130), (96, 106))  # 2 px = 0.4 mm below the tip
+
+
+def test_a_pocket_born_at_a_still_tip_is_shown_as_fluid_not_spoken_as_an_artery():
+    still = [(pecs_labels(pleura_row=190), nd())] * 12  # 1.2 s: tip still, no vessel
+    pocket = [(with_blob(*POCKET), nd())] * 10
+    s, spoken, shown = feed(initial_state(), still + pocket)
+    assert spoken == []
+    assert shown[-1] == [("warning", FLUID_TEXT)]
+    assert to_state_message(s).guidance["nearest_danger"]["name"] == "pleura"  # not artery
+    assert to_state_message(s).guidance["fluid_mm"] == pytest.approx(0.4)
+    # the same frames with the rule off: a stop
+    off = initial_state(dataclasses.replace(AssistantSettings(), fluid_rule=False))
+    _, spoken, _ = feed(off, still + pocket)
+    assert spoken == ["stop, artery zero millimetres"]
+
+
+def test_a_vessel_seen_before_the_tip_stopped_still_alerts_even_after_a_flicker():
+    artery = with_blob((124, 134), (94, 108))  # 4 px = 0.8 mm below the tip
+    far = nd([100, 60])  # the tip 12 mm above: no alert
+    frames = [(artery, far)] * 10 + [(pecs_labels(pleura_row=190), nd())] * 10  # 1 s gone
+    frames += [(artery, nd())] * 6  # back, at the still tip
+    _, spoken, shown = feed(initial_state(), frames)
+    assert spoken == ["stop, artery one millimetre"]
+    assert ("alert", "stop, artery one millimetre") in shown[-1]
+
+
+def test_a_blob_met_while_the_needle_advances_is_a_vessel():
+    empty = pecs_labels(pleura_row=190)
+    frames = [(empty, nd([100, 60]))] * 12  # still, high up, no vessel anywhere
+    # the needle advances 2 mm a frame; a vessel first shows 2 mm under the moving tip
+    frames += [(with_blob((130, 140), (94, 108)) if 60 + 10 * k >= 120 else empty,
+                nd([100, 60 + 10 * k])) for k in range(1, 8)]
+    _, spoken, _ = feed(initial_state(), frames)
+    assert spoken and spoken[0].startswith("stop, artery")
+
+
+def test_fluid_growing_into_a_known_vessel_is_a_vessel_again():
+    known = ((150, 170), (140, 160))  # an artery to the right, 8+ mm from the tip
+    base = with_blob(*known)
+    s, spoken, _ = feed(initial_state(), [(base, nd())] * 12)
+    s, spoken, shown = feed(s, [(with_blob(*POCKET, base=base), nd())] * 5, t0=1.2)
+    assert spoken == [] and ("warning", FLUID_TEXT) in shown[-1]
+    merged = with_blob((122, 170), (96, 160), base=base)  # one blob, touching the artery
+    s, spoken, _ = feed(s, [(merged, nd())] * 2, t0=1.7)
+    assert spoken == ["stop, artery zero millimetres"]
+
+
+def test_track_fluid_names_bad_labels_and_restarts_when_time_goes_back():
+    with pytest.raises(ValueError, match="labels must be a 2-D array"):
+        track_fluid(None, np.zeros((3, 4, 5), np.uint8), VESSEL, None, 0.2, 0.0)
+    lab = with_blob(*POCKET)
+    track = FluidTrack()
+    for k in range(12):
+        track, fluid = track_fluid(track, pecs_labels(pleura_row=190), VESSEL, TIP, 0.2,
+                                   k * 0.1)
+        assert fluid is None
+    track, fluid = track_fluid(track, lab, VESSEL, TIP, 0.2, 1.2)
+    assert fluid is not None and fluid.sum() == (lab == VESSEL).sum()
+    # a replay restarted at t=0: no memory, no still tip yet -> a vessel, not fluid
+    track, fluid = track_fluid(track, lab, VESSEL, TIP, 0.2, 0.0)
+    assert fluid is None and len(track.memory) == 1
+    with pytest.raises(ValueError, match="fluid_still_mm must be > 0"):
+        AssistantSettings(fluid_still_mm=0)
