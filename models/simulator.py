@@ -525,6 +525,22 @@ def _artery_mm(anatomy: Anatomy, probe_x_mm: float) -> tuple[float, float]:
     return anatomy.artery_x_mm - probe_x_mm, float(b[0]) + 0.3 * anatomy.artery_r_mm
 
 
+def near_artery_needle(rng: np.random.Generator, anatomy: Anatomy, probe_x_mm: float,
+                       gap_mm: float) -> NeedleParams:
+    """An in-plane needle (20-45 degrees, from either side) whose tip stops ``gap_mm`` from
+    the artery's wall at rest, on the wall's upper side facing the needle (a careless path,
+    for training and testing the artery under a needle's reverberations)."""
+    ax, az = _artery_mm(anatomy, probe_x_mm)
+    direction = int(rng.choice([-1, 1]))
+    around = math.radians(float(rng.uniform(-70.0, 10.0))) * direction  # from the top
+    r = anatomy.artery_r_mm + float(gap_mm)
+    tx, tz = ax + r * math.sin(around), max(3.0, az - r * math.cos(around))
+    angle = float(rng.uniform(20.0, 45.0))
+    length = tz / math.sin(math.radians(angle))
+    entry = tx - direction * length * math.cos(math.radians(angle))
+    return NeedleParams(entry, angle, length, direction, 1.0)
+
+
 def _point_segment_mm(p: tuple, a: tuple, b: tuple) -> float:
     px, py = p[0] - a[0], p[1] - a[1]
     dx, dy = b[0] - a[0], b[1] - a[1]
@@ -542,12 +558,15 @@ def _smoothstep(u: float) -> float:
 def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int = 0,
                 size: tuple = DEFAULT_SIZE, depth_mm: float | None = None,
                 needle_start_s: float | None = None, needle_arrive_s: float | None = None,
-                inject_start_s: float | None = None, miss_window_s: tuple | None = None) -> dict:
+                inject_start_s: float | None = None, miss_window_s: tuple | None = None,
+                stop_near_artery_mm: float | None = None) -> dict:
     """Render a PECS II clip: MP4 frames plus ``<stem>_masks.npz`` (labels, N x H x W) and
     ``<stem>_meta.json`` (per-frame needle tip, spacing, depth). ``out`` is an .mp4 path or a
     folder (then ``clip.mp4`` in it). Story: scan, the needle enters at
     ``needle_start_s``, advances to the plane under pectoralis minor by
     ``needle_arrive_s``, local anaesthetic from ``inject_start_s`` opens the plane.
+    ``stop_near_artery_mm``: the needle stops this far above the artery's wall instead
+    (a careless path; the injection opens there), to test that its alert survives.
     Returns the metadata dict (also written as JSON)."""
     t_start = time.perf_counter()
     if int(n_frames) < 1:
@@ -587,6 +606,12 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
         entry_x = target[0] - (full - 0.6) * math.cos(math.radians(angle))
         if _point_segment_mm((ax, az), (entry_x, 0.0), target) > anatomy.artery_r_mm + 3.0:
             break
+    if stop_near_artery_mm is not None:
+        if not 0 <= float(stop_near_artery_mm) <= 20:
+            raise ValueError(f"stop_near_artery_mm must be 0..20, got {stop_near_artery_mm!r}")
+        target = (ax, az - anatomy.artery_r_mm - float(stop_near_artery_mm))
+        full = target[1] / math.sin(math.radians(angle)) + 0.6
+        entry_x = target[0] - (full - 0.6) * math.cos(math.radians(angle))
 
     writer = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (w, h), False)
     if not writer.isOpened():
@@ -658,4 +683,5 @@ def make_demo_clip(path_mp4: str, seconds: float = 12, fps: int = 20, seed: int 
 
 
 __all__ = ["Anatomy", "Curve", "NeedleParams", "SimFrame", "SimParams", "make_demo_clip",
-           "random_needle", "render_clip", "sample_anatomy", "simulate_frame"]
+           "near_artery_needle", "random_needle", "render_clip", "sample_anatomy",
+           "simulate_frame"]

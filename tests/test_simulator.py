@@ -89,6 +89,23 @@ def test_render_clip_writes_video_masks_and_json(tmp_path):
     assert meta["frames"][0]["needle"] == saved["frames"][0]["needle"]
 
 
+def test_a_clip_can_stop_the_needle_near_the_artery(tmp_path):
+    from assistant.guidance import distance_to_class_px
+    for near, seed in ((1.5, 4), (None, 4)):
+        meta = render_clip(tmp_path / f"n{near}.mp4", n_frames=12, fps=10, seed=seed,
+                           needle_start_s=0.0, needle_arrive_s=0.6, stop_near_artery_mm=near)
+        labels = np.load(meta["masks"])["labels"]
+        last = meta["frames"][-1]["needle"]
+        d_mm = distance_to_class_px(labels[-1], CLASS_INDEX["vessel"], last["tip_px"]) \
+            * meta["spacing_mm"]
+        if near is None:
+            assert d_mm > 3.0  # the usual path keeps clear of the artery
+        else:  # the tip ends 0.6 mm along the path past the aim: 1.5 mm above the wall
+            assert 0.8 < d_mm < 1.8
+    with pytest.raises(ValueError, match="stop_near_artery_mm"):
+        render_clip(tmp_path / "x.mp4", n_frames=2, stop_near_artery_mm=-1)
+
+
 def test_demo_clip_is_deterministic_and_tells_the_story(tmp_path):
     a = make_demo_clip(str(tmp_path / "a.mp4"), seconds=1.5, fps=10, seed=3)
     b = make_demo_clip(str(tmp_path / "b.mp4"), seconds=1.5, fps=10, seed=3)

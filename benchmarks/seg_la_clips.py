@@ -1,0 +1,176 @@
+"""Artery alerts through whole injections: false "stop, artery" and kept true alerts.
+
+Simulated PECS II clips (``models.simulator.render_clip``; seeds from ``--seed``, never
+used in training: training draws single frames, not clips) at 20 fps: the needle goes
+in, stops, and local anaesthetic opens a pocket at its tip. Two stories:
+
+* **plane**: the needle stops in the plane under pectoralis minor, clear of the artery
+  (an alert there is false);
+* **artery**: the needle stops ``--near-mm`` above the artery's wall (an alert is right).
+
+Each frame goes through the shipped segmentation path (``models.segmenter`` and the
+needle tracker, as the segmentation node runs them) and ``assistant.logic.reduce``, once
+with the new-fluid rule (``assistant.fluid``) and once without. Counted against the TRUE
+tip and the TRUE artery (the simulator's masks):
+
+* false stop frames: an artery alert ("stop, ...") on screen while the true artery is
+  more than the alert limit + 2 mm from the true tip; spoken false stops;
+* near frames: the true artery within the limit; kept = those with the alert on screen;
+* near clips: clips whose true tip came within the limit; spoken in time: those whose
+  first spoken "stop, artery" came no later than 2 frames (0.1 s) after that
+  (``spoken_after_s`` per clip: negative is early);
+* fluid frames: the "injectate or vessel at the tip?" banner on screen.
+
+Prints one JSON line per model and rule setting; asserts nothing. SIMULATED data only.
+
+    .venv/bin/python benchmarks/seg_la_clips.py [--model A.onnx --model B.onnx] [--clips 6]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from assistant.guidance import distance_to_class_px  # noqa: E402
+from assistant.logic import FLUID_TEXT, Speak, initial_state, reduce  # noqa: E402
+from assistant.logic_settings import AssistantSettings  # noqa: E402
+from assistant.messages import Frame, SegResult  # noqa: E402
+from models.classes import CLASSES  # noqa: E402
+from models.needle import NEEDLE, NeedleTracker  # noqa: E402
+from models.segmenter import Segmenter  # noqa: E402
+from models.settings import SegmentationSettings  # noqa: E402
+from models.simulator import render_clip  # noqa: E402
+
+FPS = 20
+
+
+def clip_frames(path: Path, seed: int, n: int, near_mm: float | None):
+    """(images, labels, meta) of one rendered clip."""
+    meta = render_clip(path, n_frames=n, fps=FPS, seed=seed, stop_near_artery_mm=near_mm)
+    labels = np.load(meta["masks"])["labels"]
+    cap = cv2.VideoCapture(str(path))
+    images = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        images.append(img)
+    cap.release()
+    return images, labels, meta
+
+
+def segment_clip(seg: Segmenter, images, sp: float):
+    """The segmentation node's per-frame work: SegResults in frame order."""
+    seg_settings = SegmentationSettings()
+    tracker = NeedleTracker(min_length_mm=seg_settings.needle_min_length_mm,
+                            min_elongation=seg_settings.needle_min_elongation,
+                            min_confidence=seg_settings.needle_min_confidence,
+                            confirm_frames=seg_settings.needle_confirm_frames)
+    out = []
+    for k, img in enumerate(images):
+        o = seg.segment(img)
+        conf = float(o.confidence[NEEDLE]) if NEEDLE < len(o.confidence) else None
+        nd = tracker.update(o.labels, sp, k / FPS, conf)
+        out.append(SegResult(frame_id=k, media_time_s=k / FPS, frame_t_mono=0.0,
+                             labels=o.labels, classes=list(o.classes),
+                             confidence=[float(c) for c in o.confidence],
+                             present=[bool(p) for p in o.present], needle=nd,
+                             calibrated=list(o.calibrated)))
+    return out
+
+
+def run_logic(images, segs, labels, meta, settings: AssistantSettings) -> dict:
+    vi = CLASSES.index("vessel")
+    sp = float(meta["spacing_mm"])
+    limit = settings.artery_alert_mm
+    state = initial_state(settings)
+    c = {"frames": 0, "false_stop_frames": 0, "false_stops_spoken": 0, "near_frames": 0,
+         "near_kept": 0, "fluid_frames": 0}
+    first_near = first_spoken = None
+    for k, (img, sg) in enumerate(zip(images, segs)):
+        t = k / FPS
+        state, _ = reduce(state, Frame(frame_id=k, media_time_s=t, image=img, spacing_mm=sp,
+                                       depth_mm=float(meta["depth_mm"])), None, t)
+        state, acts = reduce(state, sg, None, t)
+        nd = meta["frames"][k]["needle"]
+        if not nd or nd.get("tip_px") is None or not nd.get("visible", True):
+            continue
+        d = distance_to_class_px(labels[k], vi, nd["tip_px"])
+        true_mm = float("inf") if d is None else d * sp
+        c["frames"] += 1
+        stop_up = any(a.key == "artery" and a.level == "alert" for a in state.alerts)
+        spoken = any(isinstance(a, Speak) and a.priority == "alert" and "artery" in a.text
+                     for a in acts)
+        if spoken and first_spoken is None:
+            first_spoken = k
+        if true_mm <= limit:
+            first_near = k if first_near is None else first_near
+            c["near_frames"] += 1
+            c["near_kept"] += int(stop_up)
+        elif true_mm > limit + 2.0:
+            c["false_stop_frames"] += int(stop_up)
+            c["false_stops_spoken"] += int(spoken)
+        c["fluid_frames"] += int(any(a.key == "fluid" and a.text == FLUID_TEXT
+                                     for a in state.alerts))
+    if first_near is not None:  # a clip whose tip came within the limit: was it said in time?
+        c["near_clips"] = 1
+        c["spoken_in_time"] = int(first_spoken is not None and first_spoken <= first_near + 2)
+        c["spoken_after_s"] = None if first_spoken is None else (first_spoken - first_near) / FPS
+    return c
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", default=[],
+                    help="ONNX model with its manifest (repeat; default: the shipped one)")
+    ap.add_argument("--clips", type=int, default=6, help="clips per story")
+    ap.add_argument("--frames", type=int, default=120, help="frames per clip (20 fps)")
+    ap.add_argument("--seed", type=int, default=8100)
+    ap.add_argument("--near-mm", type=float, default=1.5)
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    clips = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for story, near in (("plane", None), ("artery", a.near_mm)):
+            for i in range(a.clips):
+                seed = a.seed + i + (0 if near is None else 500)
+                clips.append((story, seed) + clip_frames(Path(tmp) / f"{story}{seed}.mp4",
+                                                         seed, a.frames, near))
+    for model in a.model or [""]:
+        seg = Segmenter(SegmentationSettings(model_path=model))
+        segs = [segment_clip(seg, imgs, float(meta["spacing_mm"]))
+                for _, _, imgs, _, meta in clips]
+        for rule in (True, False):
+            settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule)
+            for story in ("plane", "artery"):
+                tot: dict = {}
+                per_clip = []
+                for (st, seed, imgs, labels, meta), sg in zip(clips, segs):
+                    if st != story:
+                        continue
+                    c = run_logic(imgs, sg, labels, meta, settings)
+                    per_clip.append({"seed": seed, **c})
+                    for key, v in c.items():
+                        if key != "spoken_after_s":
+                            tot[key] = tot.get(key, 0) + v
+                print(json.dumps({"model": model or "shipped", "fluid_rule": rule,
+                                  "story": story, "clips": len(per_clip), **tot,
+                                  "per_clip": per_clip,
+                                  "data": "SIMULATED injection clips"}), flush=True)
+    print(f"# {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
