@@ -301,13 +301,28 @@ def load_dltrack(root: Path) -> list[Sample]:
     return out
 
 
+def _artery_needle_frame(rng: np.random.Generator):
+    """A frame whose needle tip stops 0-4 mm from the artery's wall, half of them with
+    local anaesthetic opening the plane (``--sim-artery``)."""
+    from models.simulator import (SimParams, near_artery_needle, sample_anatomy,
+                                  simulate_frame)
+
+    anatomy = sample_anatomy(rng)
+    probe = float(rng.uniform(-6.0, 6.0))
+    needle = near_artery_needle(rng, anatomy, probe, float(rng.uniform(0.0, 4.0)))
+    la = float(rng.uniform(2.0, 9.0)) if rng.random() < 0.5 else 0.0
+    return simulate_frame(rng, SimParams(anatomy=anatomy, probe_x_mm=probe, needle=needle,
+                                         la_radius_mm=la, time_s=float(rng.uniform(0, 1))))
+
+
 def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None = None,
-             needle_only: bool = False, la: bool = False) -> list[Sample]:
+             needle_only: bool = False, la: bool = False, artery: bool = False) -> list[Sample]:
     """n simulated 542x562 frames, stored downsized (the model sees them downsized).
     ``needle_only``: keep only frames whose labels hold a needle (drawing until n).
     ``la``: every frame shows local anaesthetic opening the plane (a dark pocket, 2-9 mm
     half-width, at the needle tip or the target), labelled as what it is not: no vessel,
-    no pleura (the pocket is background)."""
+    no pleura (the pocket is background). ``artery``: every needle stops 0-4 mm from the
+    artery's wall, under its reverberations (``_artery_needle_frame``)."""
     from models.simulator import SimParams, simulate_frame
 
     if cache is not None and cache.exists():
@@ -318,8 +333,11 @@ def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None
     imgs, labs, meta = [], [], []
     rng = np.random.default_rng(seed)
     while len(imgs) < n:
-        f = (simulate_frame(rng, SimParams(la_radius_mm=float(rng.uniform(2.0, 9.0))))
-             if la else simulate_frame(rng))
+        if artery:
+            f = _artery_needle_frame(rng)
+        else:
+            f = (simulate_frame(rng, SimParams(la_radius_mm=float(rng.uniform(2.0, 9.0))))
+                 if la else simulate_frame(rng))
         if needle_only and not (f.needle["visible"] and f.needle["tip_px"] is not None):
             continue
         h, w = store_hw
@@ -772,6 +790,7 @@ def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
 TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim", "seed", "minutes",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
+                 "sim_artery",
                  "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
                  "real_absent_sources", "context", "aug_us", "arch")
 
@@ -819,6 +838,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-la", type=int, default=0,
                     help="extra simulated training frames showing local anaesthetic opening "
                          "the plane (seeds 5000+): a dark pocket that is neither vessel nor pleura")
+    ap.add_argument("--sim-artery", type=int, default=0,
+                    help="extra simulated training frames whose needle stops 0-4 mm from the "
+                         "artery (seeds 7000+), half with local anaesthetic")
     ap.add_argument("--real-absent", nargs="*", default=[], choices=["needle"],
                     help="classes the real datasets never hold (volunteer scans: no needle): "
                          "supervised as 0 on every pixel of the real images")
@@ -900,6 +922,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.sim_la:
         sim = sim + make_sim(args.sim_la, 5000 + args.seed, la=True,
                              cache=cache / f"simla_{args.sim_la}_{5000 + args.seed}.npz")
+    if args.sim_artery:
+        sim = sim + make_sim(args.sim_artery, 7000 + args.seed, artery=True,
+                             cache=cache / f"simartery_{args.sim_artery}_{7000 + args.seed}.npz")
     log.info("data: usgra %d, dltrack %d, sim %d (+%d test) in %.0f s", len(us), len(dl),
              len(sim), len(sim_test), time.time() - t0)
     mix = {"usgra": 1.0, "dltrack": 1.0, "sim": args.sim_weight}
@@ -990,6 +1015,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "sim_frames": args.sim, "seed": args.seed,
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
+                     "sim_artery_frames": args.sim_artery,
                      "sim_weight": args.sim_weight, "real_absent": args.real_absent,
                      "aug_us": args.aug_us, "arch": args.arch,
                      "real_absent_sources": args.real_absent_sources,
