@@ -19,11 +19,18 @@ Fluid is not hidden: the caller keeps it out of the artery distance and shows it
 "injectate or vessel at the tip?" instead. A vessel the model misses for longer than
 ``memory_s`` and then finds right at a still tip would be called fluid too: that is
 why the words say both.
+
+The same memory works the other way (**a vessel does not leave a still view**): while the
+tip is still, every vessel remembered from the last ``memory_s`` is ``held``, and the
+caller counts it for the artery distance even where this frame's mask lost it (a needle
+tip over an artery hides it under its reverberations), saying the outline is not seen now.
+When the tip moves, only what is seen counts.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -52,16 +59,31 @@ def _full(small: np.ndarray, shape: tuple) -> np.ndarray:
     return cv2.resize(grown, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
 
 
+class FluidView(NamedTuple):
+    """What one segmentation's vessel pixels are, for the danger check (full-size bool
+    masks, or None when empty)."""
+
+    fluid: np.ndarray | None  # new fluid at the tip: not a danger
+    held: np.ndarray | None  # vessels remembered while the tip is still (may be hidden now)
+
+
+def _tip_still(tips: tuple, spacing_mm: float | None, still_s: float, still_mm: float) -> bool:
+    if not spacing_mm or len(tips) < 2 or tips[-1][0] - tips[0][0] < 0.8 * still_s:
+        return False
+    xs = np.array([p[1] for p in tips])
+    ys = np.array([p[2] for p in tips])
+    return float(np.hypot(xs - xs[-1], ys - ys[-1]).max()) * spacing_mm <= still_mm
+
+
 def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 tip_px, spacing_mm: float | None, now_s: float, *, birth_mm: float = 3.0,
                 memory_s: float = 5.0, still_s: float = 0.5,
-                still_mm: float = 1.0) -> tuple[FluidTrack, np.ndarray | None]:
-    """One segmentation's labels -> (the track to keep, full-size bool mask of the vessel
-    pixels that are new fluid, or None when there are none).
+                still_mm: float = 1.0) -> tuple[FluidTrack, FluidView]:
+    """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
-    nothing is called fluid (the memory still learns). Time going backwards (a replay
-    restarted) starts a new track.
+    nothing is called fluid and nothing is held (the memory still learns). Time going
+    backwards (a replay restarted) starts a new track.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
@@ -79,20 +101,16 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     if tip_px is not None:
         tips = tuple(p for p in track.tips if now_s - p[0] <= still_s) \
             + ((float(now_s), float(tip_px[0]), float(tip_px[1])),)
+    still = _tip_still(tips, spacing_mm, still_s, still_mm)
+    remembered = np.logical_or.reduce([m for _, m in memory]) if memory else None
     vessel = labels == vessel_idx
     fluid = np.zeros_like(vessel)
     if vessel.any():
         n, comp = cv2.connectedComponents(vessel.astype(np.uint8), connectivity=8)
-        known = _full(np.logical_or.reduce([m for _, m in memory]), labels.shape) \
-            if memory else np.zeros_like(vessel)
+        known = (_full(remembered, labels.shape) if remembered is not None
+                 else np.zeros_like(vessel))
         # births need a tip seen still for still_s and a memory at least twice that long
         span_ok = bool(memory) and now_s - memory[0][0] >= 2 * still_s
-        still = False
-        if spacing_mm and len(tips) >= 2 and now_s - tips[0][0] >= 0.8 * still_s:
-            xs = np.array([p[1] for p in tips])
-            ys = np.array([p[2] for p in tips])
-            moved_px = float(np.hypot(xs - xs[-1], ys - ys[-1]).max())
-            still = moved_px * spacing_mm <= still_mm
         for k in range(1, n):
             blob = comp == k
             if known[blob].any():
@@ -106,7 +124,15 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                                             + (ys_b - tips[-1][2]) ** 2)))
                 if d_px * spacing_mm <= birth_mm:
                     fluid |= blob
+    # a vessel does not leave a still view: what was seen stays a danger while the tip is
+    # still, even where a needle's reverberations hide it now
+    held = None
+    if still and remembered is not None and remembered.any():
+        held = cv2.resize(remembered.astype(np.uint8), (labels.shape[1], labels.shape[0]),
+                          interpolation=cv2.INTER_NEAREST) > 0
+        held &= ~fluid
     established = vessel & ~fluid
     memory = memory + ((float(now_s), _small(established)),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips)
-    return new, (fluid if fluid.any() else None)
+    return new, FluidView(fluid if fluid.any() else None,
+                          held if held is not None and held.any() else None)

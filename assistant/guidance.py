@@ -12,7 +12,9 @@ Conventions (image pixels, x right, y down; mm = px * spacing_mm):
   classes of ``preset.target_plane`` (upper class directly above the lower one).
 * ``nearest_danger``: ``{"name": "pleura"|"artery", "distance_mm"}``, the distance from
   the tip to the nearest pixel of a class in ``preset.avoid`` (new fluid at the tip,
-  ``assistant.fluid``, is not counted: its distance is ``fluid_mm``).
+  ``assistant.fluid``, is not counted: its distance is ``fluid_mm``; a vessel remembered
+  while the tip is still counts even when not seen now, and is then named in
+  ``dangers_held``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ from assistant.blocks import SPOKEN_CLASS, BlockPreset, danger_name
 from models.classes import CLASSES
 
 log = logging.getLogger(__name__)
+
+#: a remembered vessel (``held``) counts only when nearer than the one seen now by this much
+#: (the memory is kept at 1/4 of the frame size, so it is up to 3 px larger)
+HELD_MARGIN_MM = 0.5
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
          "fourteen fifteen sixteen seventeen eighteen nineteen").split()
@@ -121,13 +127,16 @@ def frame_spacing(spacing_mm: float | None, needle: dict) -> float | None:
 
 def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPreset,
                      spacing_mm: float | None, classes: Sequence[str] = CLASSES,
-                     fluid: np.ndarray | None = None) -> dict:
+                     fluid: np.ndarray | None = None, held: np.ndarray | None = None) -> dict:
     """Guidance for the renderer and the speech answers (keys: module docstring).
 
     The target is computed even without a needle (so "where is the target" works); the
     tip-relative keys are only there when the needle is visible. ``fluid``: a bool mask of
     pixels that are new fluid at the tip (``assistant.fluid``), not a danger; their
-    distance from the tip is ``fluid_mm``.
+    distance from the tip is ``fluid_mm``. ``held``: a bool mask of remembered vessel
+    pixels (``assistant.fluid``, the tip still): the artery distance is theirs when they are
+    nearer by more than ``HELD_MARGIN_MM`` than the vessel seen now (or none is seen), and
+    ``dangers_held`` then names it.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
@@ -194,6 +203,11 @@ def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPrese
             if idx is None:
                 continue
             d = distance_to_class_px(danger_labels, idx, (tx, ty))
+            if cls == "vessel" and held is not None and held.shape == labels.shape:
+                d_held = distance_to_class_px(held.astype(np.uint8), 1, (tx, ty))
+                if d_held is not None and (d is None or d_held * sp < d * sp - HELD_MARGIN_MM):
+                    d = d_held
+                    g.setdefault("dangers_held", []).append(danger_name(cls))
             if d is not None:
                 name = danger_name(cls)
                 dangers[name] = min(d * sp, dangers.get(name, float("inf")))

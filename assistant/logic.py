@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from assistant.blocks import BlockPreset, danger_name, default_presets, find_preset
-from assistant.fluid import FluidTrack, track_fluid
+from assistant.fluid import FluidTrack, FluidView, track_fluid
 from assistant.guidance import (compute_guidance, depth_sentence, frame_spacing, number_words,
                                 target_classes, target_sentence, unverified_words)
 from assistant.logic_settings import AssistantSettings
@@ -684,16 +684,16 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
             prev = None
         q = quality_score(image, labels, seg.confidence, preset, prev_image=prev,
                           spacing_mm=spacing, classes=seg.classes)
-        fluid_track, fluid = state.fluid, None
+        fluid_track, view = state.fluid, FluidView(None, None)
         if s.fluid_rule and "vessel" in preset.avoid and "vessel" in seg.classes:
             needle = seg.needle or {}
-            fluid_track, fluid = track_fluid(
+            fluid_track, view = track_fluid(
                 state.fluid, labels, list(seg.classes).index("vessel"),
                 needle.get("tip_px") if needle.get("visible") else None,
                 frame_spacing(spacing, needle), now_s, birth_mm=s.artery_alert_mm,
                 memory_s=s.fluid_memory_s, still_s=s.fluid_still_s, still_mm=s.fluid_still_mm)
         g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes,
-                             fluid=fluid)
+                             fluid=view.fluid, held=view.held)
     except (ValueError, TypeError) as exc:
         log.error("segmentation of frame %s rejected: %s", seg.frame_id, exc)
         actions.append(LogEvent("info", f"bad segmentation result: {exc}",
@@ -758,9 +758,12 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
     for name, dist in (g.get("dangers_mm") or {}).items() if g["visible"] else ():
         limit = s.pleura_alert_mm if name == "pleura" else s.artery_alert_mm
         doubt = "possible " if confidence.get(name, 1.0) < s.danger_unsure_below else ""
+        # a remembered vessel the mask lost (assistant.fluid): the outline is stale, said so
+        unseen = ", not seen now" if name in (g.get("dangers_held") or ()) else ""
         if dist <= limit:
             mm = number_words(dist)
-            text = f"stop, {doubt}{name} {mm} {'millimetre' if mm == 'one' else 'millimetres'}"
+            text = (f"stop, {doubt}{name} {mm} {'millimetre' if mm == 'one' else 'millimetres'}"
+                    f"{unseen}")
             speak = (name not in alerted
                      and now_s - spoken.get(name, float("-inf")) >= s.danger_repeat_s)
             state = _alert(state, name, "alert", text, now_s, actions, speak=speak,
@@ -773,7 +776,7 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
             # it says the distance now (not "stop"), and goes once clearly out (re-armed)
             rearmed = dist > limit * s.danger_rearm_factor
             state = _restate_alert(state, name, "warning", None if rearmed else
-                                   f"{doubt}{name} {number_words(dist)} millimetres")
+                                   f"{doubt}{name} {number_words(dist)} millimetres{unseen}")
             if rearmed:
                 alerted.discard(name)
     # new fluid at the tip (injectate, or a vessel never seen before): shown, not spoken

@@ -1,6 +1,7 @@
 """New fluid at the tip (assistant.fluid) through the assistant's logic: injectate that a
 model calls "vessel" does not say "stop, artery"; a vessel seen before the tip stopped
-still does, however it flickers; a blob met while the needle advances is a vessel."""
+still does, however it flickers; a blob met while the needle advances is a vessel; a
+vessel the mask loses under a still tip stays a danger, said to be not seen now."""
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,10 @@ def test_a_vessel_seen_before_the_tip_stopped_still_alerts_even_after_a_flicker(
     frames = [(artery, far)] * 10 + [(pecs_labels(pleura_row=190), nd())] * 10  # 1 s gone
     frames += [(artery, nd())] * 6  # back, at the still tip
     _, spoken, shown = feed(initial_state(), frames)
-    assert spoken == ["stop, artery one millimetre"]
-    assert ("alert", "stop, artery one millimetre") in shown[-1]
+    # while it is gone the remembered artery already alerts (the tip is still), and once
+    # seen again the banner drops "not seen now"; it is never taken for fluid
+    assert spoken == ["stop, artery one millimetre, not seen now"]
+    assert shown[-1] == [("alert", "stop, artery one millimetre")]
 
 
 def test_a_blob_met_while_the_needle_advances_is_a_vessel():
@@ -92,13 +95,32 @@ def test_track_fluid_names_bad_labels_and_restarts_when_time_goes_back():
     lab = with_blob(*POCKET)
     track = FluidTrack()
     for k in range(12):
-        track, fluid = track_fluid(track, pecs_labels(pleura_row=190), VESSEL, TIP, 0.2,
-                                   k * 0.1)
-        assert fluid is None
-    track, fluid = track_fluid(track, lab, VESSEL, TIP, 0.2, 1.2)
-    assert fluid is not None and fluid.sum() == (lab == VESSEL).sum()
+        track, view = track_fluid(track, pecs_labels(pleura_row=190), VESSEL, TIP, 0.2,
+                                  k * 0.1)
+        assert view.fluid is None and view.held is None
+    track, view = track_fluid(track, lab, VESSEL, TIP, 0.2, 1.2)
+    assert view.fluid is not None and view.fluid.sum() == (lab == VESSEL).sum()
     # a replay restarted at t=0: no memory, no still tip yet -> a vessel, not fluid
-    track, fluid = track_fluid(track, lab, VESSEL, TIP, 0.2, 0.0)
-    assert fluid is None and len(track.memory) == 1
+    track, view = track_fluid(track, lab, VESSEL, TIP, 0.2, 0.0)
+    assert view.fluid is None and view.held is None and len(track.memory) == 1
     with pytest.raises(ValueError, match="fluid_still_mm must be > 0"):
         AssistantSettings(fluid_still_mm=0)
+
+
+def test_an_artery_the_mask_loses_under_a_still_tip_stays_a_danger_said_unseen():
+    artery = with_blob((124, 134), (94, 108))  # 0.8 mm below the tip
+    eroded = with_blob((134, 140), (94, 108))  # only its bottom: 2.8 mm
+    frames = [(artery, nd([100, 60]))] * 6 + [(artery, nd())] * 8  # arrives, stops
+    s, spoken, shown = feed(initial_state(), frames)
+    assert spoken == ["stop, artery one millimetre"]
+    # the mask erodes under the tip's reverberations: the remembered artery holds
+    s, spoken, shown = feed(s, [(eroded, nd())] * 5, t0=1.4)
+    assert spoken == []
+    assert shown[-1] == [("alert", "stop, artery one millimetre, not seen now")]
+    assert to_state_message(s).guidance["dangers_held"] == ["artery"]
+    # ...and gone from the mask altogether, still held (within the 5 s memory)
+    s, _, shown = feed(s, [(pecs_labels(pleura_row=190), nd())] * 5, t0=1.9)
+    assert shown[-1] == [("alert", "stop, artery one millimetre, not seen now")]
+    # the tip moves away: only what is seen counts, the banner says how far now
+    s, _, shown = feed(s, [(eroded, nd([100, 112]))], t0=2.4)  # 1.6 mm back
+    assert shown[-1] == [("warning", "artery four millimetres")]
