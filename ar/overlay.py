@@ -397,6 +397,7 @@ class RenderInfo:
     needle_drawn: bool = False
     guidance_shown: bool = False  # needle depth / distance numbers in the side panel
     plane_px: np.ndarray | None = None  # target plane drawn (image px)
+    held_drawn: int = 0  # remembered vessel outlines drawn dashed ("not seen now")
     to_target_mm: float | None = None
     messages: list = field(default_factory=list)  # status texts shown
     notice: str = ""  # the short-lived notice drawn in the prompt box, if any
@@ -545,6 +546,18 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
             cv.text("target", (st_[0] + 20, st_[1] - 12), PLANE_COLOUR, 0.45, 1, bg=(0, 0, 0))
             if occupied is not None:
                 occupied.circle(st_, 22)
+        held = _held_from_guidance(state.guidance) if (
+            assistant_ok and ok and state.overlay_on and class_shown("vessel", state)) else []
+        for poly in held:  # a vessel the mask lost under a still tip: dashed, said so
+            sp_h = layout.image_to_screen(poly)
+            ring = np.vstack([sp_h, sp_h[:1]])
+            cv.polylines(dashed_segments(ring, 8, 6), (0, 0, 0), 4)
+            cv.polylines(dashed_segments(ring, 8, 6), COLOURS_BGR["vessel"], 2)
+        if held:  # named beside its right edge, clear of the tip that sits on top of it
+            pts = np.vstack([layout.image_to_screen(p) for p in held])
+            at = (int(pts[:, 0].max()) + 10, int(np.median(pts[:, 1])) + 5)
+            cv.text("artery, not seen now", at, COLOURS_BGR["vessel"], 0.45, 1, bg=(0, 0, 0))
+            info.held_drawn = len(held)
         if ok and class_shown("needle", state):
             _draw_needle(cv, layout, frame, seg, state if assistant_ok else None, plane_px, settings, info,
                          occupied)
@@ -827,6 +840,23 @@ def _plane_from_guidance(guidance: dict | None) -> np.ndarray | None:
             xa, xb = 0.0, 1e5
         return np.array([[xa, y], [xb, y]], np.float64)
     return None
+
+
+def _held_from_guidance(guidance: dict | None) -> list:
+    """``held_vessel_px`` outlines (each an (n, 2) array, n >= 3); malformed ones are logged
+    and skipped (the renderer must not die on a bad hint)."""
+    polys = guidance.get("held_vessel_px") if isinstance(guidance, dict) else None
+    out = []
+    for poly in polys or ():
+        try:
+            arr = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or len(arr) < 3 or not np.isfinite(arr).all():
+            log.warning("guidance.held_vessel_px holds a bad outline: %r", poly)
+            continue
+        out.append(arr)
+    return out
 
 
 def _target_point(guidance: dict | None):

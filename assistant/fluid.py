@@ -51,7 +51,8 @@ class FluidTrack:
 def _small(mask: np.ndarray) -> np.ndarray:
     h, w = mask.shape
     size = (max(1, math.ceil(w / SCALE)), max(1, math.ceil(h / SCALE)))
-    return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0
+    # float: on uint8 0/1 the area average is rounded, and a cell under half covered is lost
+    return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
 
 
 def _full(small: np.ndarray, shape: tuple) -> np.ndarray:

@@ -14,13 +14,14 @@ Conventions (image pixels, x right, y down; mm = px * spacing_mm):
   the tip to the nearest pixel of a class in ``preset.avoid`` (new fluid at the tip,
   ``assistant.fluid``, is not counted: its distance is ``fluid_mm``; a vessel remembered
   while the tip is still counts even when not seen now, and is then named in
-  ``dangers_held``).
+  ``dangers_held``, its outlines near the tip in ``held_vessel_px``).
 """
 from __future__ import annotations
 
 import logging
 from typing import Collection, Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from assistant.blocks import SPOKEN_CLASS, BlockPreset, danger_name
@@ -208,6 +209,7 @@ def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPrese
                 if d_held is not None and (d is None or d_held * sp < d * sp - HELD_MARGIN_MM):
                     d = d_held
                     g.setdefault("dangers_held", []).append(danger_name(cls))
+                    g["held_vessel_px"] = held_outlines(held, (tx, ty), 3 * d_held + 20)
             if d is not None:
                 name = danger_name(cls)
                 dangers[name] = min(d * sp, dangers.get(name, float("inf")))
@@ -216,6 +218,20 @@ def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPrese
             name = min(dangers, key=dangers.get)
             g["nearest_danger"] = {"name": name, "distance_mm": dangers[name]}
     return g
+
+
+def held_outlines(mask: np.ndarray, tip_xy: Sequence[float], within_px: float) -> list:
+    """Outlines ``[[[x, y], ...], ...]`` (simplified to 2 px) of the blobs of ``mask`` that
+    come within ``within_px`` of the tip: where a remembered vessel is, for the renderer."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    tx, ty = float(tip_xy[0]), float(tip_xy[1])
+    out = []
+    for c in contours:
+        pts = cv2.approxPolyDP(c, 2.0, True).reshape(-1, 2)
+        if len(pts) >= 3 and np.hypot(c[:, 0, 0] - tx, c[:, 0, 1] - ty).min() <= within_px:
+            out.append(pts.astype(int).tolist())
+    return out
 
 
 def target_word(preset: BlockPreset) -> str:

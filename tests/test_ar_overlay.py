@@ -305,6 +305,21 @@ def test_guidance_polyline_is_drawn_where_given():
     assert ((patch == (255, 0, 255)).all(axis=2)).any()
 
 
+def test_a_vessel_not_seen_now_is_drawn_dashed_and_named_only_while_overlays_show():
+    frame, seg, state = synthetic_scene()
+    ring = [[300, 100], [340, 100], [340, 140], [300, 140]]
+    st = dataclasses.replace(state, guidance={"held_vessel_px": [ring, [[1, 2]], "x"]})
+    out, info = render_monitor_info(frame, seg, st, NOW, S)
+    assert info.held_drawn == 1  # the malformed outlines skipped, not fatal
+    # the dashes lie on the outline, in the vessel colour
+    sx, sy = np.round(info.layout.image_to_screen(np.array(ring, float))).astype(int).T
+    on = [out[y - 1:y + 2, x - 1:x + 2] for x, y in zip(sx, sy)]
+    assert any((p == COLOURS_BGR["vessel"]).all(axis=2).any() for p in on)
+    for hidden in (dataclasses.replace(st, overlay_on=False),
+                   dataclasses.replace(st, layers={**st.layers, "vessel": False})):
+        assert render_monitor_info(frame, seg, hidden, NOW, S)[1].held_drawn == 0
+
+
 # ----------------------------------------------------------------------------- chrome and inputs
 
 def test_chrome_always_says_not_for_clinical_use_and_handles_missing_inputs():

@@ -117,7 +117,12 @@ def test_an_artery_the_mask_loses_under_a_still_tip_stays_a_danger_said_unseen()
     s, spoken, shown = feed(s, [(eroded, nd())] * 5, t0=1.4)
     assert spoken == []
     assert shown[-1] == [("alert", "stop, artery one millimetre, not seen now")]
-    assert to_state_message(s).guidance["dangers_held"] == ["artery"]
+    g = to_state_message(s).guidance
+    assert g["dangers_held"] == ["artery"]
+    (outline,) = g["held_vessel_px"]  # where it was, for the renderer's dashed outline
+    xs, ys = np.array(outline).T
+    # the artery and what is left of it, in whole 4-px cells of the memory
+    assert 92 <= xs.min() and xs.max() <= 111 and 120 <= ys.min() and ys.max() <= 143
     # ...and gone from the mask altogether, still held (within the 5 s memory)
     s, _, shown = feed(s, [(pecs_labels(pleura_row=190), nd())] * 5, t0=1.9)
     assert shown[-1] == [("alert", "stop, artery one millimetre, not seen now")]
