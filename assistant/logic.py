@@ -780,12 +780,13 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
             if rearmed:
                 alerted.discard(name)
     # new fluid at the tip (injectate, or a vessel never seen before): shown, not spoken
-    # as a "stop"; logged once per appearance
+    # as a "stop"; logged once per appearance as information, so that the record's alert
+    # counts (teaching figures) stay those of dangers
     fluid_mm = g.get("fluid_mm") if g["visible"] else None
     if fluid_mm is not None and fluid_mm <= s.artery_alert_mm:
         if not any(a.key == "fluid" for a in state.alerts):
-            actions.append(LogEvent("alert", FLUID_TEXT, {"key": "fluid",
-                                                          "distance_mm": fluid_mm}))
+            actions.append(LogEvent("info", FLUID_TEXT, {"key": "fluid",
+                                                         "distance_mm": fluid_mm}))
         state = _alert(state, "fluid", "warning", FLUID_TEXT, now_s, actions, speak=False)
     state = rep(state, dangers_alerted=frozenset(alerted),
                 dangers_spoken_s=tuple(sorted(spoken.items())))

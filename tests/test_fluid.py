@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from assistant.fluid import FluidTrack, track_fluid
-from assistant.logic import FLUID_TEXT, initial_state, reduce, to_state_message
+from assistant.logic import FLUID_TEXT, LogEvent, initial_state, reduce, to_state_message
 from assistant.logic_settings import AssistantSettings
 from assistant.messages import needle_dict
 from test_logic import pecs_labels, seg, speaks
@@ -45,11 +45,20 @@ POCKET = ((122, 130), (96, 106))  # 2 px = 0.4 mm below the tip
 def test_a_pocket_born_at_a_still_tip_is_shown_as_fluid_not_spoken_as_an_artery():
     still = [(pecs_labels(pleura_row=190), nd())] * 12  # 1.2 s: tip still, no vessel
     pocket = [(with_blob(*POCKET), nd())] * 10
+    logged = []
+    s = initial_state()
+    for i, (lab, needle) in enumerate(still + pocket):
+        s, acts = reduce(s, seg(i + 1, lab, needle), None, i * 0.1)
+        logged += [a for a in acts if isinstance(a, LogEvent) and a.data.get("key") == "fluid"]
+    assert [(e.kind, e.text) for e in logged] == [("info", FLUID_TEXT)]
     s, spoken, shown = feed(initial_state(), still + pocket)
     assert spoken == []
     assert shown[-1] == [("warning", FLUID_TEXT)]
     assert to_state_message(s).guidance["nearest_danger"]["name"] == "pleura"  # not artery
     assert to_state_message(s).guidance["fluid_mm"] == pytest.approx(0.4)
+    # logged once, as information (the record's alert counts are those of dangers)
+    _, acts = reduce(s, seg(99, with_blob(*POCKET), nd()), None, 2.3)
+    assert not [a for a in acts if isinstance(a, LogEvent) and a.kind == "alert"]
     # the same frames with the rule off: a stop
     off = initial_state(dataclasses.replace(AssistantSettings(), fluid_rule=False))
     _, spoken, _ = feed(off, still + pocket)
