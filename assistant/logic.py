@@ -705,10 +705,9 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
                   if isinstance(seg.calibrated, list) else frozenset())
     unsure = frozenset(c for c, conf, found in zip(seg.classes, seg.confidence, seg.present)
                        if c != "background" and found and float(conf) < s.danger_unsure_below)
-    state = rep(state, fluid=fluid_track)
-    state = rep(state, frame_id=int(seg.frame_id), quality=q.score, quality_reason=q.reason,
-                quality_parts=_summary(q.parts), quality_history=history, guidance=g,
-                unverified=unverified, unsure=unsure)
+    state = rep(state, fluid=fluid_track, frame_id=int(seg.frame_id), quality=q.score,
+                quality_reason=q.reason, quality_parts=_summary(q.parts),
+                quality_history=history, guidance=g, unverified=unverified, unsure=unsure)
     # the session record says which of its figures rest on outlines never checked on real
     # scans (the quality's key structures, the needle, the dangers, the target), once per change
     used = dict.fromkeys(preset.key_structures + ("needle",) + preset.avoid

@@ -24,7 +24,9 @@ class AssistantSettings:
     # injectate is not an artery (assistant.fluid): a vessel blob born within
     # artery_alert_mm of a tip that stayed still (moved <= fluid_still_mm over
     # fluid_still_s) on pixels with no vessel in the last fluid_memory_s is shown as
-    # "injectate or vessel at the tip?", not "stop, artery"; false: every blob is a vessel
+    # "injectate or vessel at the tip?", not "stop, artery"; and while the tip is still a
+    # vessel remembered from fluid_memory_s stays a danger where the mask lost it ("not
+    # seen now"); false: every blob is a vessel, and only what is seen counts
     fluid_rule: bool = True
     fluid_memory_s: float = 5.0
     fluid_still_s: float = 0.5
