@@ -556,7 +556,9 @@ def render_monitor_info(frame: Frame | None, seg: SegResult | None, state: Assis
         if held:  # named beside its right edge, clear of the tip that sits on top of it
             pts = np.vstack([layout.image_to_screen(p) for p in held])
             at = (int(pts[:, 0].max()) + 10, int(np.median(pts[:, 1])) + 5)
-            cv.text("artery, not seen now", at, COLOURS_BGR["vessel"], 0.45, 1, bg=(0, 0, 0))
+            hbox = cv.text("artery, not seen now", at, COLOURS_BGR["vessel"], 0.45, 1, bg=(0, 0, 0))
+            if occupied is not None:  # structure labels keep off it
+                occupied.rect(hbox)
             info.held_drawn = len(held)
         if ok and class_shown("needle", state):
             _draw_needle(cv, layout, frame, seg, state if assistant_ok else None, plane_px, settings, info,
