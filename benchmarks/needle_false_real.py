@@ -59,10 +59,7 @@ def trackers() -> dict:
                                                   min_confidence=0.0, confirm_frames=1),
         (f"gate: {s.needle_confirm_frames} frames, >= {s.needle_min_length_mm:g} mm, "
          f">= {s.needle_min_elongation:g}x, conf >= {s.needle_min_confidence:g}"):
-            lambda: NeedleTracker(min_length_mm=s.needle_min_length_mm,
-                                  min_elongation=s.needle_min_elongation,
-                                  min_confidence=s.needle_min_confidence,
-                                  confirm_frames=s.needle_confirm_frames),
+            lambda: NeedleTracker.from_settings(s),
     }
 
 

@@ -45,9 +45,10 @@ if str(ROOT) not in sys.path:
 from assistant.guidance import distance_to_class_px  # noqa: E402
 from assistant.logic import FLUID_TEXT, Speak, initial_state, reduce  # noqa: E402
 from assistant.logic_settings import AssistantSettings  # noqa: E402
-from assistant.messages import Frame, SegResult  # noqa: E402
+from assistant.messages import Frame  # noqa: E402
 from models.classes import CLASSES  # noqa: E402
-from models.needle import NEEDLE, NeedleTracker  # noqa: E402
+from models.needle import NeedleTracker  # noqa: E402
+from models.node import segment_frame  # noqa: E402
 from models.segmenter import Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 from models.simulator import render_clip  # noqa: E402
@@ -71,23 +72,10 @@ def clip_frames(path: Path, seed: int, n: int, near_mm: float | None):
 
 
 def segment_clip(seg: Segmenter, images, sp: float):
-    """The segmentation node's per-frame work: SegResults in frame order."""
-    seg_settings = SegmentationSettings()
-    tracker = NeedleTracker(min_length_mm=seg_settings.needle_min_length_mm,
-                            min_elongation=seg_settings.needle_min_elongation,
-                            min_confidence=seg_settings.needle_min_confidence,
-                            confirm_frames=seg_settings.needle_confirm_frames)
-    out = []
-    for k, img in enumerate(images):
-        o = seg.segment(img)
-        conf = float(o.confidence[NEEDLE]) if NEEDLE < len(o.confidence) else None
-        nd = tracker.update(o.labels, sp, k / FPS, conf)
-        out.append(SegResult(frame_id=k, media_time_s=k / FPS, frame_t_mono=0.0,
-                             labels=o.labels, classes=list(o.classes),
-                             confidence=[float(c) for c in o.confidence],
-                             present=[bool(p) for p in o.present], needle=nd,
-                             calibrated=list(o.calibrated)))
-    return out
+    """The segmentation process's per-frame work (``models.node.segment_frame``, its
+    tracker): SegResults in frame order."""
+    tracker = NeedleTracker.from_settings(SegmentationSettings())
+    return [segment_frame(seg, tracker, img, k, k / FPS, sp) for k, img in enumerate(images)]
 
 
 def run_logic(images, segs, labels, meta, settings: AssistantSettings) -> dict:

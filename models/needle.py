@@ -99,6 +99,13 @@ class NeedleTracker:
     them near a vessel would say "stop". Once confirmed, any needle mask near the predicted
     tip keeps the track (a real shaft fades as the beam misses it)."""
 
+    @classmethod
+    def from_settings(cls, seg) -> "NeedleTracker":
+        """The tracker the segmentation process runs: its shaft gate from ``seg``
+        (``SegmentationSettings``, config section ``segmentation``)."""
+        return cls(min_length_mm=seg.needle_min_length_mm, min_elongation=seg.needle_min_elongation,
+                   min_confidence=seg.needle_min_confidence, confirm_frames=seg.needle_confirm_frames)
+
     def __init__(self, max_missing: int = 5, alpha: float = 0.6, beta: float = 0.2,
                  min_pixels: int = 15, gate_px: float = 80.0, min_length_mm: float = 3.0,
                  min_elongation: float = 3.0, min_confidence: float = 0.85,

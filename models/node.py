@@ -12,21 +12,38 @@ from assistant.node import Node
 log = logging.getLogger(__name__)
 
 
+def segment_frame(segmenter, tracker, image, frame_id: int, media_time_s: float,
+                  spacing_mm: float, frame_t_mono: float = 0.0) -> m.SegResult:
+    """One frame's work (pure but for the tracker's state): labels, per-class confidence,
+    the tracked needle and timings as a SegResult. A bad image raises ValueError."""
+    from models.needle import NEEDLE
+
+    t0 = time.monotonic()
+    out = segmenter.segment(image)
+    needle_conf = float(out.confidence[NEEDLE]) if NEEDLE < len(out.confidence) else None
+    needle = tracker.update(out.labels, spacing_mm, media_time_s, needle_conf)
+    timings = dict(out.timings_ms)
+    timings["total"] = (time.monotonic() - t0) * 1000
+    return m.SegResult(frame_id=frame_id, media_time_s=media_time_s, frame_t_mono=frame_t_mono,
+                       labels=out.labels, classes=list(out.classes),
+                       confidence=[float(c) for c in out.confidence],
+                       present=[bool(p) for p in out.present], needle=needle,
+                       timings_ms=timings, model=getattr(segmenter, "model_name", ""),
+                       calibrated=list(out.calibrated))
+
+
 class SegmentationNode(Node):
     NAME = "segmentation"
     TOPICS = ("frame",)
     STREAM_TYPES = ("frame",)
 
     def setup(self) -> None:
-        from models.needle import NEEDLE, NeedleTracker
+        from models.needle import NeedleTracker
         from models.segmenter import Segmenter
 
         seg = self.settings.segmentation
         self.segmenter = Segmenter(seg)
-        self.tracker = NeedleTracker(
-            min_length_mm=seg.needle_min_length_mm, min_elongation=seg.needle_min_elongation,
-            min_confidence=seg.needle_min_confidence, confirm_frames=seg.needle_confirm_frames)
-        self.needle_index = NEEDLE
+        self.tracker = NeedleTracker.from_settings(seg)
         self.done = 0
         self.errors = 0
         self.last_ms = 0.0
@@ -34,27 +51,16 @@ class SegmentationNode(Node):
     def handle(self, header: m.Header, msg: m.Message) -> None:
         if not isinstance(msg, m.Frame):
             return
-        t0 = time.monotonic()
         try:
-            out = self.segmenter.segment(msg.image)
+            res = segment_frame(self.segmenter, self.tracker, msg.image, msg.frame_id,
+                                msg.media_time_s, msg.spacing_mm, header.t_mono)
         except ValueError as exc:
             # A bad frame is logged and skipped; the stream goes on.
             self.errors += 1
             log.error("frame %d from %s: %s", msg.frame_id, header.source, exc)
             return
-        needle_conf = (float(out.confidence[self.needle_index])
-                       if self.needle_index < len(out.confidence) else None)
-        needle = self.tracker.update(out.labels, msg.spacing_mm, msg.media_time_s, needle_conf)
-        timings = dict(out.timings_ms)
-        timings["total"] = (time.monotonic() - t0) * 1000
-        self.last_ms = timings["total"]
-        self.publish(m.SegResult(frame_id=msg.frame_id, media_time_s=msg.media_time_s,
-                                 frame_t_mono=header.t_mono, labels=out.labels,
-                                 classes=list(out.classes), confidence=[float(c) for c in out.confidence],
-                                 present=[bool(p) for p in out.present], needle=needle,
-                                 timings_ms=timings, model=getattr(self.segmenter, "model_name", ""),
-                                 calibrated=list(out.calibrated)),
-                     parent_id=header.msg_id)
+        self.last_ms = res.timings_ms["total"]
+        self.publish(res, parent_id=header.msg_id)
         self.done += 1
 
     def stats(self) -> dict:
