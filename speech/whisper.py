@@ -371,7 +371,14 @@ class WhisperTiny:
     def context(self, samples: np.ndarray):
         """What the decoder attends to for an utterance (here each layer's cross-attention
         keys and values), computed once per utterance."""
-        return self.cross_kv(self.encode(samples))
+        return self.context_pooled(samples)[0]
+
+    def context_pooled(self, samples: np.ndarray):
+        """(context, pooled): the decoder's context and the encoder output's mean and max
+        over time (speech.whisper_head.pool), from one encoder pass."""
+        from .whisper_head import pool
+        enc = self.encode(samples)
+        return self.cross_kv(enc), pool(enc)
 
     def cross_kv(self, enc: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each decoder layer's cross-attention keys and values for an encoder output."""
@@ -459,13 +466,13 @@ class OrtWhisper(WhisperTiny):
             raise WhisperError(f"{path}: onnxruntime cannot load it with the Whisper weights "
                                f"({e})") from e
 
-    def context(self, samples: np.ndarray):
+    def context_pooled(self, samples: np.ndarray):
         x = np.asarray(samples)
         x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
         mel = log_mel(x)
         n = min(mel.shape[1] - mel.shape[1] % 2, 2 * MAX_ENCODER_FRAMES)
-        k, v = self._enc.run(None, {"mel": np.ascontiguousarray(mel[None, :, :n])})
-        return k, v
+        k, v, pooled = self._enc.run(None, {"mel": np.ascontiguousarray(mel[None, :, :n])})
+        return (k, v), pooled[0]
 
     def _decoder(self, vocab: np.ndarray):
         """The decoder session whose output projection is that of ``vocab`` (padded to the
@@ -604,6 +611,7 @@ class WhisperResult:
     exhausted: bool  # the search budget ran out before the answer was certain
     encode_ms: float
     search_ms: float
+    pooled: np.ndarray | None = None  # the encoder output's mean and max over time
 
 
 class _Trie:
@@ -665,7 +673,7 @@ class PhraseScorer:
         import time
         t0 = time.perf_counter()
         m = self.model
-        xkv = m.context(samples)
+        xkv, pooled = m.context_pooled(samples)
         t1 = time.perf_counter()
         index = self._index
         pos = (lambda t: t) if index is None else index.__getitem__  # noqa: E731
@@ -738,4 +746,4 @@ class PhraseScorer:
                 push_children(g[3][0], cache, lpv, -g[0], g[3][3])
         t2 = time.perf_counter()
         return WhisperResult(best, runner, wake_alone, wake_logp, expansions, exhausted,
-                             1000 * (t1 - t0), 1000 * (t2 - t1))
+                             1000 * (t1 - t0), 1000 * (t2 - t1), pooled)

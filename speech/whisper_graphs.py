@@ -15,7 +15,8 @@ Regenerate (needs the ``onnx`` package, in the train environment)::
 
 Encoder: ``mel`` (1, 80, T, T even) -> ``cross_k`` (layers, heads, 64, T/2) and
 ``cross_v`` (layers, heads, T/2, 64): each decoder layer's cross-attention keys and values,
-already in the layouts the decoder multiplies by.
+already in the layouts the decoder multiplies by; ``pooled`` (1, 2 d): the encoder output's
+mean and max over time (the single-word head's features, speech/whisper_head.py).
 
 Decoder step, for B prefixes at once, each with its own cache padded to L:
 ``tok_emb`` (B, N, d): the new tokens' embeddings, ``cache_len`` (B,) int64 (the tokens already in each cache, which
@@ -154,10 +155,16 @@ def encoder_graph():
         vs.append(g.heads(v))  # (1, H, S, dh)
     g.nodes.append(h.make_node("Concat", ks, ["cross_k"], axis=0, name="cross_k"))
     g.nodes.append(h.make_node("Concat", vs, ["cross_v"], axis=0, name="cross_v"))
+    # the encoder output's mean and max over time, for the single-word head
+    # (speech/whisper_head.py pool)
+    g.nodes.append(h.make_node("Concat", [g.op("ReduceMean", [enc, g.const([1])], keepdims=0),
+                                          g.op("ReduceMax", [enc, g.const([1])], keepdims=0)],
+                               ["pooled"], axis=-1, name="pooled"))
     return g.model("whisper_tiny_en_encoder",
                    [h.make_tensor_value_info("mel", T.FLOAT, [1, N_MELS, "frames"])],
                    [h.make_tensor_value_info("cross_k", T.FLOAT, [N_DEC, HEADS, D_MODEL // HEADS, "S"]),
-                    h.make_tensor_value_info("cross_v", T.FLOAT, [N_DEC, HEADS, "S", D_MODEL // HEADS])])
+                    h.make_tensor_value_info("cross_v", T.FLOAT, [N_DEC, HEADS, "S", D_MODEL // HEADS]),
+                    h.make_tensor_value_info("pooled", T.FLOAT, [1, 2 * D_MODEL])])
 
 
 def decoder_graph():
