@@ -1,0 +1,286 @@
+"""Train the single-word head on Whisper's encoder (speech/whisper_head.py) and write
+speech/whisper_head_en.npz.
+
+    python -m speech.train_whisper_head --data ../shared/data/speech [--out FILE]
+        [--real-speakers all|tune|fold:K:F]
+
+Numpy only (softmax regression, Adam); deterministic for a seed; about three minutes on one
+core, most of it Whisper's encoder on the examples.
+
+Examples, each cut as the listener cuts an utterance (150 ms before the speech, 50-300 ms
+after it) and mixed with the real noise of the first 60 % of each noise file (the benchmark
+draws its noise anywhere in them) at a random SNR, or kept as recorded:
+
+* REAL Speech Commands clips (every speaker by default; ``--real-speakers tune`` keeps the
+  benchmark's test half out, ``fold:K:F`` the speakers of fold F of K, as
+  ``benchmarks/kws_speaker_folds.py``): the ten single words, ``_unknown_`` and
+  ``_silence_`` as "other"; REAL noise alone as "other";
+* SYNTHETIC eSpeak NG voices (the classifier's training voices, never the benchmark's test
+  voices): 120 per word as the word, and 3000 "other": every multi-word command phrase, the
+  wake phrase, other words, partial commands and operating-room talk (whole or cut).
+  Without them (``--per-word 0 --n-other 0``) the head is a little better on held-out real
+  words but has never heard a sentence: it names a single word in talk and in multi-word
+  commands (docs/SPEECH.md, "The single-word head").
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .commands import SINGLE_WORDS, load_commands
+from .kws import SR
+from .whisper_head import OTHER, pool
+
+PRE_S = 0.15  # the endpointer's pre-roll
+TAIL_S = (0.05, 0.3)  # what follows the speech in an utterance (hangover, its lag)
+
+
+def speaker_fold(name: str, k: int = 2) -> int:
+    """A speaker-level hash split of Speech Commands file names, independent of the
+    tune/test one: 0..k-1 (benchmarks/kws_speaker_folds.py)."""
+    spk = name.split("_nohash")[0].split("_")[-1]
+    return int(hashlib.md5((spk + "inner").encode()).hexdigest(), 16) % k
+
+
+def keeper(spec: str):
+    """File-name filter for the real speakers: 'all', 'tune' or 'fold:K:F' (all but F)."""
+    from .train_kws import split_of
+    if spec == "all":
+        return lambda n: True
+    if spec == "tune":
+        return lambda n: split_of(n) == "tune"
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != "fold" or not parts[1].isdigit() or not parts[2].isdigit():
+        raise SystemExit(f"--real-speakers {spec!r}: want all, tune or fold:K:F")
+    k, f = int(parts[1]), int(parts[2])
+    return lambda n: speaker_fold(n, k) != f
+
+
+def _quiet(x: np.ndarray, n: int) -> np.ndarray:
+    """``n`` samples of the clip's quietest 100 ms, tiled (its room before/after)."""
+    if n <= 0:
+        return x[:0]
+    m = max(1, len(x) // 1600)
+    f = x[: m * 1600].reshape(m, -1) if len(x) >= 1600 else x[None, :]
+    q = f[int(np.argmin((f.astype(np.float64) ** 2).mean(axis=1)))]
+    return np.tile(q, int(np.ceil(n / max(1, len(q)))))[:n]
+
+
+def cut_real(x: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A real clip as an utterance: (audio, its speech part for the SNR)."""
+    from .train_kws import speech_bounds
+    a, b = speech_bounds(x)
+    a0 = a - int(PRE_S * SR)
+    b1 = b + int(rng.uniform(*TAIL_S) * SR)
+    head = _quiet(x, -a0) if a0 < 0 else x[:0]
+    tail = _quiet(x, b1 - len(x)) if b1 > len(x) else x[:0]
+    return np.concatenate([head, x[max(0, a0): min(len(x), b1)], tail]), x[a:b]
+
+
+def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """(audio, label, source) of every example; every real speaker's clips (``source`` is
+    the file name for them: ``keeper`` chooses the speakers at fit time)."""
+    import glob
+    from .audio import read_wav
+    from .train_kws import (PARTIALS, TALK, WAKE_SOUNDALIKES, COMMON_WORDS, Mixer, Synth,
+                            train_voices)
+    rng = np.random.default_rng(args.seed)
+    mixer = Mixer(Path(args.data) / "noise", rng)
+    audio: list[np.ndarray] = []
+    labels: list[str] = []
+    source: list[str] = []
+
+    def add(x, ref, label, src, room=True):
+        audio.append(mixer(x, ref, room=room) if room is not None else x)
+        labels.append(label)
+        source.append(src)
+
+    n_real = 0
+    for w in list(SINGLE_WORDS) + ["_unknown_", "_silence_"]:
+        for f in sorted(glob.glob(str(Path(args.data) / "speech_commands" / w / "*.wav"))):
+            x0, _ = read_wav(f)
+            lab = w if w in SINGLE_WORDS else OTHER
+            for k in range(args.real_repeats):
+                if w == "_silence_":
+                    n = int(rng.uniform(0.3, 1.0) * SR)
+                    off = int(rng.integers(0, max(1, len(x0) - n)))
+                    x, ref = x0[off: off + n], np.full(SR, 1000, np.int16)
+                else:
+                    x, ref = cut_real(x0, rng)
+                # as recorded first, then in noise (a real room already: no reverberation)
+                add(x, ref, lab, os.path.basename(f), room=None if k == 0 else False)
+                n_real += 1
+    print(f"real: {n_real} examples", flush=True)
+
+    synth = Synth(Path(args.cache))
+    voices = train_voices()
+    commands = load_commands(args.commands or None)
+    wake = commands.wake_phrases[0]
+    multi = [p for c in commands.commands.values() for p in c.phrases
+             if p not in SINGLE_WORDS]
+    from .engines import cmudict_words
+    cmd_words = set(commands.words) | set(wake.split())
+    cmu = sorted(w for w in cmudict_words() if w.isalpha() and 2 <= len(w) <= 12
+                 and w not in cmd_words)
+    other = [w for w in COMMON_WORDS if w not in cmd_words]
+
+    def say(text):
+        import subprocess
+        v = voices[int(rng.integers(len(voices)))]
+        s, p = int(rng.integers(110, 221)), int(rng.integers(15, 86))
+        try:
+            return synth(text, v, s, p)
+        except subprocess.CalledProcessError:
+            return synth(text, v.split("+")[0], s, p)
+
+    def utter(x):
+        pre = np.zeros(int(PRE_S * SR), np.int16)
+        post = np.zeros(int(rng.uniform(*TAIL_S) * SR), np.int16)
+        return np.concatenate([pre, x, post])
+
+    t0 = time.time()
+    for w in SINGLE_WORDS:
+        for _ in range(args.per_word):
+            s = say(w)
+            add(utter(s), s, w, "synthetic")
+    for _ in range(args.n_other):
+        r = rng.random()
+        if r < 0.3:
+            t = multi[int(rng.integers(len(multi)))]
+        elif r < 0.4:
+            t = wake
+        elif r < 0.6:
+            t = cmu[int(rng.integers(len(cmu)))]
+        elif r < 0.7:
+            t = other[int(rng.integers(len(other)))]
+        elif r < 0.8:
+            t = PARTIALS[int(rng.integers(len(PARTIALS)))]
+        elif r < 0.85:
+            t = WAKE_SOUNDALIKES[int(rng.integers(len(WAKE_SOUNDALIKES)))]
+        else:
+            t = TALK[int(rng.integers(len(TALK)))]
+        s = say(t)
+        if len(s) > int(2.5 * SR):  # long talk: a piece as an always-listening cut makes it
+            a = int(rng.integers(0, len(s) - int(0.4 * SR)))
+            s = s[a: a + int(rng.uniform(0.4, 2.5) * SR)]
+        add(utter(s), s, OTHER, "synthetic")
+    for _ in range(args.n_noise):  # noise alone
+        add(np.zeros(int(rng.uniform(0.3, 1.2) * SR), np.int16), np.full(SR, 1000, np.int16),
+            OTHER, "noise")
+    print(f"synthetic and noise: {len(audio) - n_real} examples, {time.time() - t0:.0f} s",
+          flush=True)
+    return audio, labels, source
+
+
+def features(audio: list[np.ndarray], model=None) -> np.ndarray:
+    """Pooled encoder output of each example (speech.whisper_head.pool)."""
+    from .whisper import WhisperTiny
+    m = model or WhisperTiny()
+    t0 = time.time()
+    out = np.zeros((len(audio), 2 * m.d), np.float32)
+    for i, x in enumerate(audio):
+        out[i] = pool(m.encode(x))
+        if (i + 1) % 2000 == 0:
+            print(f"  encoded {i + 1}/{len(audio)}, {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
+def fit(X: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1e-3,
+        iters: int = 600, lr: float = 0.01, other_weight: float = 1.0, seed: int = 0) -> dict:
+    """Softmax regression on standardised features, full-batch Adam, L2 on the weights;
+    "other" (the last class) weighted by ``other_weight``, every other class by 1."""
+    rng = np.random.default_rng(seed)
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0) + 1e-4
+    Z = ((X - mu) / sd).astype(np.float64)
+    n, d = Z.shape
+    W = rng.normal(0, 0.01, (d, n_classes))
+    b = np.zeros(n_classes)
+    Y = np.eye(n_classes)[y]
+    sw = np.where(y == n_classes - 1, other_weight, 1.0)
+    sw = sw / sw.sum()
+    mW, vW, mb, vb = (np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b))
+    for t in range(1, iters + 1):
+        z = Z @ W + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        g = (p - Y) * sw[:, None]
+        gW = Z.T @ g + l2 * W
+        gb = g.sum(axis=0)
+        for m_, v_, gr, par in ((mW, vW, gW, W), (mb, vb, gb, b)):
+            m_ *= 0.9
+            m_ += 0.1 * gr
+            v_ *= 0.999
+            v_ += 0.001 * gr * gr
+            par -= lr * (m_ / (1 - 0.9 ** t)) / (np.sqrt(v_ / (1 - 0.999 ** t)) + 1e-8)
+    loss = float(-(sw * np.log(p[np.arange(n), y] + 1e-12)).sum())
+    return {"mu": mu.astype(np.float32), "sd": sd.astype(np.float32),
+            "W": W.astype(np.float32), "b": b.astype(np.float32), "loss": loss}
+
+
+def main(argv: list[str] | None = None) -> int:
+    here = Path(__file__).resolve().parent
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=str(here.parents[1] / "shared" / "data" / "speech"))
+    ap.add_argument("--out", default=str(here / "whisper_head_en.npz"))
+    ap.add_argument("--commands", default="", help="command file (default: the English one)")
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/usra-assistant/kws_synth"))
+    ap.add_argument("--real-speakers", default="all",
+                    help="all (default), tune (the benchmark's tune half) or fold:K:F (every "
+                         "speaker but fold F of K: benchmarks/kws_speaker_folds.py)")
+    ap.add_argument("--real-repeats", type=int, default=6,
+                    help="each real clip as recorded and this many - 1 times in noise")
+    ap.add_argument("--per-word", type=int, default=120, help="synthetic examples per word")
+    ap.add_argument("--n-other", type=int, default=3000, help="synthetic 'other' examples")
+    ap.add_argument("--n-noise", type=int, default=400, help="real noise alone, as 'other'")
+    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--iters", type=int, default=600)
+    ap.add_argument("--other-weight", type=float, default=1.0)
+    ap.add_argument("--features", default="", help="reuse/save the pooled features (.npz)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    classes = list(SINGLE_WORDS) + [OTHER]
+    key = {k: v for k, v in vars(args).items()
+           if k not in ("out", "l2", "iters", "other_weight", "features", "cache",
+                        "real_speakers")}
+    fp = Path(args.features) if args.features else None
+    if fp and fp.is_file() and json.loads(str(np.load(fp)["key"])) == key:
+        z = np.load(fp)
+        X, y, src = z["X"], z["y"], [str(s) for s in z["source"]]
+        print(f"features reused from {fp}: {len(y)} examples", flush=True)
+    else:
+        audio, labels, src = build(args)
+        X = features(audio)
+        y = np.array([classes.index(lab) for lab in labels])
+        if fp:
+            np.savez(fp, X=X, y=y, source=np.array(src), key=json.dumps(key))
+    keep = keeper(args.real_speakers)
+    synthetic = np.array([s in ("synthetic", "noise") for s in src])
+    use = synthetic | np.array([keep(s) for s in src])
+    X, y, real = X[use], y[use], ~synthetic[use]
+    res = fit(X, y, len(classes), l2=args.l2, iters=args.iters, lr=0.01,
+              other_weight=args.other_weight, seed=args.seed)
+    pred = np.argmax(((X - res["mu"]) / res["sd"]) @ res["W"] + res["b"], axis=1)
+    print(f"fit: loss {res['loss']:.4f}; training accuracy {np.mean(pred == y):.3f} "
+          f"(real {np.mean(pred[real] == y[real]):.3f})", flush=True)
+    out = Path(args.out)
+    np.savez(out, classes=np.array(classes), mu=res["mu"], sd=res["sd"], W=res["W"],
+             b=res["b"], meta=json.dumps({**key, "real_speakers": args.real_speakers,
+                                          "l2": args.l2, "iters": args.iters,
+                                          "other_weight": args.other_weight,
+                                          "examples": int(len(y)), "real": int(real.sum())}))
+    print(f"wrote {out} ({out.stat().st_size // 1024} kB)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
