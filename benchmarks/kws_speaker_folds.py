@@ -48,11 +48,8 @@ from speech.kws import Embedder  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 
 
-def speaker_fold(name: str, k: int = 2) -> int:
-    """A speaker-level hash split independent of the tune/test one: 0..k-1 (k=2: the
-    inner folds "A" = 0 and "B" = 1 used inside the tune half)."""
-    spk = name.split("_nohash")[0].split("_")[-1]
-    return int(hashlib.md5((spk + "inner").encode()).hexdigest(), 16) % k
+from speech.train_whisper_head import speaker_fold  # noqa: E402  (k=2: the inner folds
+# "A" = 0 and "B" = 1 used inside the tune half)
 
 
 def in_set(name: str, over: str) -> bool:
@@ -77,6 +74,13 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
     sb.split_of = lambda n: ("test" if in_set(n, a.over) and speaker_fold(n, a.k) == fold
                              else "x")
     over = sb.parse_sets(a.set)  # as speech_bench.py --set
+    if a.head_features:  # the single-word head, retrained without the held-out speakers
+        from speech import train_whisper_head as th
+        head = a.out_dir / f"{a.tag}head{fold}.npz"
+        if not (a.reuse and head.is_file()):
+            th.main(["--data", str(a.data), "--features", a.head_features, "--out", str(head),
+                     "--real-speakers", f"fold:{a.k}:{fold}"] + a.head_args.split())
+        over["whisper_head_file"] = str(head)
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20)
     res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
     if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold
@@ -113,6 +117,10 @@ def main(argv=None) -> int:
                     help="override a SpeechSettings field, e.g. --set second_opinion=false")
     ap.add_argument("--dump", type=Path,
                     help="append every held-out utterance's decision here (JSON lines)")
+    ap.add_argument("--head-features", default="",
+                    help="train the single-word head of each fold without its speakers "
+                         "(python -m speech.train_whisper_head --features F, --over all)")
+    ap.add_argument("--head-args", default="", help="more train_whisper_head arguments")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)

@@ -73,6 +73,14 @@ class DecisionThresholds:
     # reach these (None: neither is acted on, the speaker is asked again)
     whisper_override_regret: float | None = None
     whisper_override_margin: float = 4.0
+    # the single-word head on Whisper's encoder (speech/whisper_head.py; head_check): its
+    # word is acted on when its probability >= min_head_prob (None: the head is not
+    # consulted) and Whisper's best phrase or the classifier's top class is the same word
+    min_head_prob: float | None = None
+    # Whisper agrees only with a phrase at least this close to what it would have written
+    min_head_agree_regret: float = -6.0
+    # ... and acted on alone (neither other model names it) at this probability (None: never)
+    min_head_prob_alone: float | None = None
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -377,6 +385,40 @@ def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
         return d, False  # a word cut out of talk, as often as a command said alone
     return dataclasses.replace(wd, reason=f"{wd.reason} (classifier: {d.reason})",
                                joined=d.joined, wake_prob=d.wake_prob), False
+
+
+def head_check(d: Decision, classifier_top: str | None, whisper_best: str | None, head,
+               *, bare_ok: bool, speech_s: float, whisper_regret: float | None = None,
+               th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
+    """The single-word head's word in place of the decision ``d`` (pure), or None (``d``
+    stands). The head (a :class:`speech.whisper_head.HeadResult`) names one of the ten
+    single-word commands with probability >= ``min_head_prob``, and one of the two other
+    models names the same word as its first choice, whatever its own threshold made of it
+    (``classifier_top``: the classifier's most probable class; ``whisper_best``: the command
+    of Whisper's most probable phrase, whose ``whisper_regret`` must be >=
+    ``min_head_agree_regret``), or alone with probability >= ``min_head_prob_alone``
+    (None: never). Only where a bare word is a command here
+    (``bare_ok``: always listening, the pedal, a wake phrase said just before or an
+    awaited reply) and with ``min_whisper_bare_s`` of speech or more (always listening
+    cuts words out of talk). A decision already on that word stands."""
+    from .whisper_head import OTHER
+    if (th.min_head_prob is None or head is None or not bare_ok or head.command == OTHER
+            or head.prob < th.min_head_prob or speech_s < th.min_whisper_bare_s):
+        return None
+    w = head.command
+    if d.kind == "accept" and d.command == w:
+        return None
+    if whisper_regret is None or whisper_regret < th.min_head_agree_regret:
+        whisper_best = None  # Whisper only found it far from what it heard
+    by = [n for n, c in (("classifier", classifier_top), ("whisper", whisper_best)) if c == w]
+    if not by and (th.min_head_prob_alone is None or head.prob < th.min_head_prob_alone):
+        return None
+    was = f"{d.kind} {d.command}" if d.command else d.kind
+    as_ = f"as the {' and '.join(by)}" if by else "alone"
+    return dataclasses.replace(
+        d, kind="accept", command=w, heard=w, confidence=round(head.prob, 3),
+        reason=f"head: {w} {head.prob:.3f}, {as_} (was {was})",
+        wake=False, posterior=head.prob)
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,

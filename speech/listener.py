@@ -31,7 +31,7 @@ import numpy as np
 
 from .commands import CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
-                       second_opinion, unclear_after_wake, vetoed, whisper_check)
+                       head_check, second_opinion, unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
@@ -153,6 +153,16 @@ class CommandListener:
                                              margin_cap=s.min_whisper_margin + 1.0)
             except (WhisperError, ImportError, OSError) as e:
                 log.warning("speech: no Whisper check (%s)", e)
+        # the single-word head on Whisper's encoder output (speech/whisper_head.py): read
+        # whenever Whisper runs (its probabilities are in the diagnostics); it decides
+        # only with min_head_prob set
+        self._head = None
+        if self._whisper is not None and (s.min_head_prob is not None or s.whisper_head_file):
+            from .whisper_head import HeadError, WhisperHead
+            try:
+                self._head = WhisperHead(s.whisper_head_file or None)
+            except HeadError as e:
+                log.warning("speech: no single-word head (%s)", e)
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
         self._t0: float | None = None  # media time of the first sample fed
@@ -509,6 +519,12 @@ class CommandListener:
                             speech_s=speech)
         d2, again = whisper_check(d, wd, speech, self.thresholds)
         b, r2 = w.best, w.runner_up
+        hr = self._head(w.pooled) if self._head is not None and w.pooled is not None else None
+        d3 = head_check(d2, d.command, b.command if b else None, hr, bare_ok=fam[1],
+                        speech_s=speech, whisper_regret=b.regret if b else None,
+                        th=self.thresholds)
+        if d3 is not None:
+            d2, again = replace(d3, joined=d.joined, wake_prob=d.wake_prob), False
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
                 "reason": wd.reason, "text": b.text if b else None,
@@ -520,7 +536,10 @@ class CommandListener:
                 "runner_logp": round(r2.logp, 3) if r2 else None,
                 "wake_logp": None if w.wake_logp is None else round(w.wake_logp, 3),
                 "expansions": w.expansions, "exhausted": w.exhausted,
-                "ms": round(w.encode_ms + w.search_ms, 1), "at_pause": early}
+                "ms": round(w.encode_ms + w.search_ms, 1), "at_pause": early,
+                "bare_ok": fam[1], "speech_s": round(speech, 3),
+                "head": hr.command if hr else None,
+                "head_p": round(hr.prob, 4) if hr else None}
         if d2.kind == "accept":
             return d2, False, diag
         return d2, asked or again, diag
@@ -567,7 +586,8 @@ class CommandListener:
     def _heard(self, u: Utterance, d: Decision) -> Heard:
         cmd = self.commands.commands[d.command]
         via = ("second opinion" if d.reason.startswith("second opinion")
-               else "whisper" if d.reason.startswith("whisper") else "")
+               else "whisper" if d.reason.startswith("whisper")
+               else "head" if d.reason.startswith("head") else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
                   d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,

@@ -89,6 +89,13 @@ class SpeechSettings:
     # (None, the default: neither, the speaker is asked again; docs/SPEECH.md, rule 3)
     whisper_override_regret: float | None = None
     whisper_override_margin: float = 4.0
+    # the single-word head on Whisper's encoder (speech/whisper_head.py, decision.py
+    # head_check): a word it is sure of (min_head_prob; None: off) and the classifier or
+    # Whisper names first is acted on; whisper_head_file: its weights ("" = the shipped)
+    min_head_prob: float | None = None
+    min_head_agree_regret: float = -6.0  # Whisper's phrase must be this close to agree
+    min_head_prob_alone: float | None = None  # the head's word with neither model naming it
+    whisper_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most
     # a wake phrase alone is held this long for the command that follows a pause
