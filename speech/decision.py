@@ -76,11 +76,14 @@ class DecisionThresholds:
     # the single-word head on Whisper's encoder (speech/whisper_head.py; head_check): its
     # word is acted on when its probability >= min_head_prob (None: the head is not
     # consulted) and Whisper's best phrase or the classifier's top class is the same word
-    min_head_prob: float | None = None
+    min_head_prob: float | None = 0.9
     # Whisper agrees only with a phrase at least this close to what it would have written
     min_head_agree_regret: float = -6.0
     # ... and acted on alone (neither other model names it) at this probability (None: never)
     min_head_prob_alone: float | None = None
+    # the classifier's sure single word (Whisper not asked) is not acted on when the head
+    # names something else with at least this probability (None: the head is not asked)
+    min_head_veto: float | None = 0.7
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -419,6 +422,23 @@ def head_check(d: Decision, classifier_top: str | None, whisper_best: str | None
         d, kind="accept", command=w, heard=w, confidence=round(head.prob, 3),
         reason=f"head: {w} {head.prob:.3f}, {as_} (was {was})",
         wake=False, posterior=head.prob)
+
+
+def head_veto(d: Decision, head, *, bare_ok: bool,
+              th: DecisionThresholds = DecisionThresholds()) -> tuple[Decision, bool] | None:
+    """The classifier's sure acceptance ``d`` of a single word refused by the single-word
+    head (pure), or None (``d`` stands): where a bare word is a command here, the head's
+    class is not ``d``'s command and its probability is >= ``min_head_veto``. Returns
+    (the rejection, whether to ask again): another word is a command misheard (ask
+    again), "other" is talk or noise (silence)."""
+    from .whisper_head import OTHER
+    if (th.min_head_veto is None or head is None or not bare_ok or d.kind != "accept"
+            or head.command == d.command or head.prob < th.min_head_veto):
+        return None
+    heard = "something else" if head.command == OTHER else head.command
+    return (dataclasses.replace(d, kind="reject", reason=f"head heard {heard} "
+                                f"({head.prob:.2f}), the classifier {d.command} "
+                                f"({d.confidence:.2f})"), head.command != OTHER)
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,

@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .commands import CommandSet, load_commands
+from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
-                       head_check, second_opinion, unclear_after_wake, vetoed, whisper_check)
+                       head_check, head_veto, second_opinion, unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
@@ -426,8 +426,12 @@ class CommandListener:
         if (self._whisper is not None and self._command_length(speech)
                 and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above)):
             d, asked, wdiag = self._whisper_check(u, d, asked, joined)
+        elif (self._head is not None and d.kind == "accept" and d.command in SINGLE_WORDS
+              and (s.min_head_veto is not None or s.whisper_head_file)):
+            d, asked, wdiag = self._head_veto(u, d, asked, joined)
         # PocketSphinx's second opinion only where Whisper, when it ran, had no command
-        second = self._second if wdiag is None or wdiag["kind"] != "accept" else None
+        # (not after the head refused a sure answer: that refusal stands)
+        second = self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure") else None
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
             d2 = self._second_opinion(u, r, d, joined)
@@ -543,6 +547,28 @@ class CommandListener:
         if d2.kind == "accept":
             return d2, False, diag
         return d2, asked or again, diag
+
+    def _head_veto(self, u: Utterance, d: Decision, asked: bool, joined: bool
+                   ) -> tuple[Decision, bool, dict | None]:
+        """The single-word head on a single word the classifier was sure of (Whisper not
+        asked): one encoder pass, then speech/decision.py head_veto. Diagnostics as
+        Whisper's check's, with kind "sure"."""
+        bare_ok = self._whisper_families(u.speech_start_s, joined)[1]
+        if not bare_ok:
+            return d, asked, None
+        try:
+            hr = self._head(self._whisper.model.context_pooled(u.samples)[1])
+        except Exception as e:  # an extra check: never lose the stream
+            log.error("speech: single-word head failed (%s); off from now on", e)
+            self._head = None
+            return d, asked, None
+        diag = {"kind": "sure", "classifier_command": d.command, "classifier_post": d.posterior,
+                "bare_ok": bare_ok, "speech_s": round(u.speech_end_s - u.speech_start_s, 3),
+                "head": hr.command, "head_p": round(hr.prob, 4)}
+        v = head_veto(d, hr, bare_ok=bare_ok, th=self.thresholds)
+        if v is None:
+            return d, asked, diag
+        return v[0], v[1], diag
 
     def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
         """PocketSphinx's decision on the same audio, when it agrees with one of the

@@ -90,11 +90,15 @@ class SpeechSettings:
     whisper_override_regret: float | None = None
     whisper_override_margin: float = 4.0
     # the single-word head on Whisper's encoder (speech/whisper_head.py, decision.py
-    # head_check): a word it is sure of (min_head_prob; None: off) and the classifier or
-    # Whisper names first is acted on; whisper_head_file: its weights ("" = the shipped)
-    min_head_prob: float | None = None
+    # head_check, head_veto; chosen by rule W3, docs/SPEECH.md "The single-word head"):
+    # where Whisper checks, a word the head is min_head_prob sure of and the classifier or
+    # Whisper names first is acted on; a single word the classifier was sure of is refused
+    # when the head names something else with min_head_veto (one encoder pass, 7-12 ms).
+    # None: off. whisper_head_file: its weights ("" = the shipped)
+    min_head_prob: float | None = 0.9
     min_head_agree_regret: float = -6.0  # Whisper's phrase must be this close to agree
     min_head_prob_alone: float | None = None  # the head's word with neither model naming it
+    min_head_veto: float | None = 0.7
     whisper_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most
