@@ -25,6 +25,29 @@ def hr(word: str, p: float) -> HeadResult:
     return HeadResult(word, p, {word: p})
 
 
+def real_word(word: str, i: int) -> np.ndarray:
+    """The i-th REAL clip of ``word`` with 0.5 s of silence before and 0.6 s after."""
+    x, _ = read_wav(sorted((REAL / word).glob("*.wav"))[i])
+    return np.concatenate([np.zeros(8000, np.int16), x, np.zeros(9600, np.int16)])
+
+
+def listen(settings: SpeechSettings, x: np.ndarray, classify) -> tuple[list, list]:
+    """The heard commands and the utterance log of a listener fed ``x`` in 20 ms chunks,
+    with the classifier's answers passed through ``classify(result) -> result``."""
+    from speech import kws
+    real = kws.KwsRecognizer.classify
+    mp = pytest.MonkeyPatch()
+    mp.setattr(kws.KwsRecognizer, "classify", lambda self, *a, **k: classify(real(self, *a, **k)))
+    try:
+        lis = CommandListener(settings)
+        out = []
+        for c, t in chunks(x, 20):
+            out += lis.feed(c, t)
+        return out + lis.flush(), list(lis.log)
+    finally:
+        mp.undo()
+
+
 # ------------------------------------------------------------------ the pure decision
 
 def test_head_check_needs_a_sure_head_and_one_model_that_agrees():
@@ -139,32 +162,16 @@ def test_listener_acts_on_the_head_where_whisper_is_not_sure_enough():
     with the head off, nothing comes. (A speaker the shipped head was trained on: the path
     is tested here, the accuracy above.)"""
     from speech import kws
-    f = sorted((REAL / "left").glob("*.wav"))[0]
-    x, _ = read_wav(f)
-    x = np.concatenate([np.zeros(8000, np.int16), x, np.zeros(9600, np.int16)])
-    real = kws.KwsRecognizer.classify
-
-    def deaf(self, *a, **k):
-        r = real(self, *a, **k)
-        return replace(r, top=kws.NONE, top_prob=0.9, probs={kws.NONE: 0.9})
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(kws.KwsRecognizer, "classify", deaf)
-    try:
-        got = {}
-        for p in (None, 0.5):
-            s = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
-                        min_whisper_regret=5.0, min_head_prob=p, min_head_prob_alone=0.5)
-            lis = CommandListener(s)
-            out = []
-            for c, t in chunks(x, 20):
-                out += lis.feed(c, t)
-            got[p] = out + lis.flush()
-        assert got[None] == []
-        (h,) = got[0.5]
-        assert h.command == "left" and h.via == "head"
-    finally:
-        mp.undo()
+    x = real_word("left", 0)
+    deaf = lambda r: replace(r, top=kws.NONE, top_prob=0.9, probs={kws.NONE: 0.9})  # noqa: E731
+    got = {}
+    for p in (None, 0.5):
+        s = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
+                    min_whisper_regret=5.0, min_head_prob=p, min_head_prob_alone=0.5)
+        got[p] = listen(s, x, deaf)[0]
+    assert got[None] == []
+    (h,) = got[0.5]
+    assert h.command == "left" and h.via == "head"
 
 
 def test_head_veto_refuses_a_sure_word_the_head_hears_otherwise():
@@ -188,31 +195,14 @@ def test_listener_refuses_a_sure_word_the_head_hears_as_another():
     without the veto "right" is acted on; with it nothing is, the speaker is asked again,
     and the diagnostics say what the head heard. (The shipped head was trained on every
     real speaker, this one too: the path is tested here, the accuracy above.)"""
-    from speech import kws
-    f = sorted((REAL / "left").glob("*.wav"))[1]
-    x, _ = read_wav(f)
-    x = np.concatenate([np.zeros(8000, np.int16), x, np.zeros(9600, np.int16)])
-    real = kws.KwsRecognizer.classify
-
-    def misheard(self, *a, **k):
-        r = real(self, *a, **k)
-        return replace(r, top="right", top_prob=0.95, probs={"right": 0.95})
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(kws.KwsRecognizer, "classify", misheard)
-    try:
-        got, logs = {}, {}
-        for v in (None, 0.9):
-            s = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
-                        min_head_veto=v, whisper_head_file=str(HEAD_FILE))
-            lis = CommandListener(s)
-            out = []
-            for c, t in chunks(x, 20):
-                out += lis.feed(c, t)
-            got[v], logs[v] = out + lis.flush(), list(lis.log)
-        assert [h.command for h in got[None]] == ["right"]
-        assert got[0.9] == []
-        (u,) = [u for u in logs[0.9] if u.whisper is not None]
-        assert u.whisper["kind"] == "sure" and u.whisper["head"] == "left" and u.unclear
-    finally:
-        mp.undo()
+    x = real_word("left", 1)
+    misheard = lambda r: replace(r, top="right", top_prob=0.95, probs={"right": 0.95})  # noqa: E731
+    got, logs = {}, {}
+    for v in (None, 0.9):
+        s = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
+                    min_head_veto=v, whisper_head_file=str(HEAD_FILE))
+        got[v], logs[v] = listen(s, x, misheard)
+    assert [h.command for h in got[None]] == ["right"]
+    assert got[0.9] == []
+    (u,) = [u for u in logs[0.9] if u.whisper is not None]
+    assert u.whisper["kind"] == "sure" and u.whisper["head"] == "left" and u.unclear
