@@ -31,7 +31,8 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
-                       head_check, head_veto, second_opinion, unclear_after_wake, vetoed, whisper_check)
+                       head_check, head_veto, second_opinion, unclear_after_wake, vetoed,
+                       whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
@@ -153,9 +154,10 @@ class CommandListener:
                                              margin_cap=s.min_whisper_margin + 1.0)
             except (WhisperError, ImportError, OSError) as e:
                 log.warning("speech: no Whisper check (%s)", e)
-        # the single-word head on Whisper's encoder output (speech/whisper_head.py): read
-        # whenever Whisper runs (its probabilities are in the diagnostics); it decides
-        # only with min_head_prob set
+        # the single-word head on Whisper's encoder output (speech/whisper_head.py): votes
+        # where Whisper checks (min_head_prob), refuses sure single words it hears otherwise
+        # (min_head_veto); with a whisper_head_file its answers are in the diagnostics even
+        # with both off (benchmarks)
         self._head = None
         if self._whisper is not None and (s.min_head_prob is not None or s.whisper_head_file):
             from .whisper_head import HeadError, WhisperHead
