@@ -80,6 +80,22 @@ def _geometry(settings, height: int, sidecar: dict) -> tuple[float, float]:
     return spacing, depth
 
 
+def read_video_frames(path: str | Path) -> list[np.ndarray]:
+    """Every frame OpenCV can decode from the video file ``path``, in order (BGR arrays):
+    a short clip held in memory, for benchmarks and tests (the processes stream)."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            frames.append(img)
+    finally:
+        cap.release()
+    return frames
+
+
 def probe_video(path: str | Path) -> dict:
     """Open a video to check it: frame count, fps, size. Raises SourceError."""
     p = Path(path)

@@ -35,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +45,7 @@ from assistant.guidance import distance_to_class_px  # noqa: E402
 from assistant.logic import FLUID_TEXT, Speak, initial_state, reduce  # noqa: E402
 from assistant.logic_settings import AssistantSettings  # noqa: E402
 from assistant.messages import Frame  # noqa: E402
+from assistant.sources import read_video_frames  # noqa: E402
 from models.classes import CLASSES  # noqa: E402
 from models.needle import NeedleTracker  # noqa: E402
 from models.node import segment_frame  # noqa: E402
@@ -60,15 +60,7 @@ def clip_frames(path: Path, seed: int, n: int, near_mm: float | None):
     """(images, labels, meta) of one rendered clip."""
     meta = render_clip(path, n_frames=n, fps=FPS, seed=seed, stop_near_artery_mm=near_mm)
     labels = np.load(meta["masks"])["labels"]
-    cap = cv2.VideoCapture(str(path))
-    images = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        images.append(img)
-    cap.release()
-    return images, labels, meta
+    return read_video_frames(path), labels, meta
 
 
 def segment_clip(seg: Segmenter, images, sp: float):

@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import SAMPLE_RATE_HZ, read_wav, to_internal  # noqa: E402
+from speech.audio import SAMPLE_RATE_HZ, read_wav, room_tone, to_internal  # noqa: E402
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener  # noqa: E402
@@ -102,9 +102,7 @@ QUIET_SNR_DB = 40.0
 
 def background(x: np.ndarray, seconds: float) -> np.ndarray:
     """The clip's own quietest 100 ms, tiled: the room's background before/after."""
-    f = x[: len(x) // 1600 * 1600].reshape(-1, 1600)
-    q = f[np.argmin((f.astype(np.float64) ** 2).mean(axis=1))]
-    return np.tile(q, int(np.ceil(seconds * SR / 1600)))[: int(seconds * SR)]
+    return room_tone(x, int(seconds * SR))
 
 
 def noise_piece(noises: list[np.ndarray], n: int, seed: int) -> np.ndarray:

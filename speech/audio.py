@@ -212,6 +212,17 @@ def write_wav(path: str | Path, samples: np.ndarray, rate_hz: int = SAMPLE_RATE_
         w.writeframes(np.asarray(samples, np.int16).tobytes())
 
 
+def room_tone(x: np.ndarray, n: int) -> np.ndarray:
+    """``n`` samples of the clip's own quietest 100 ms, tiled: the room's background to
+    put before or after it (the whole clip when shorter than 100 ms)."""
+    if n <= 0:
+        return x[:0]
+    m = max(1, len(x) // 1600)
+    f = x[: m * 1600].reshape(m, -1) if len(x) >= 1600 else x[None, :]
+    q = f[int(np.argmin((f.astype(np.float64) ** 2).mean(axis=1)))]
+    return np.tile(q, int(np.ceil(n / max(1, len(q)))))[:n]
+
+
 def chunks(samples: np.ndarray, chunk_ms: int = 50, start_s: float = 0.0):
     """Yield (chunk, start_s) pieces of a 16 kHz signal, as a stream would deliver them."""
     n = max(1, SAMPLE_RATE_HZ * chunk_ms // 1000)

@@ -62,24 +62,15 @@ def keeper(spec: str):
     return lambda n: speaker_fold(n, k) != f
 
 
-def _quiet(x: np.ndarray, n: int) -> np.ndarray:
-    """``n`` samples of the clip's quietest 100 ms, tiled (its room before/after)."""
-    if n <= 0:
-        return x[:0]
-    m = max(1, len(x) // 1600)
-    f = x[: m * 1600].reshape(m, -1) if len(x) >= 1600 else x[None, :]
-    q = f[int(np.argmin((f.astype(np.float64) ** 2).mean(axis=1)))]
-    return np.tile(q, int(np.ceil(n / max(1, len(q)))))[:n]
-
-
 def cut_real(x: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
     """A real clip as an utterance: (audio, its speech part for the SNR)."""
+    from .audio import room_tone
     from .train_kws import speech_bounds
     a, b = speech_bounds(x)
     a0 = a - int(PRE_S * SR)
     b1 = b + int(rng.uniform(*TAIL_S) * SR)
-    head = _quiet(x, -a0) if a0 < 0 else x[:0]
-    tail = _quiet(x, b1 - len(x)) if b1 > len(x) else x[:0]
+    head = room_tone(x, -a0) if a0 < 0 else x[:0]
+    tail = room_tone(x, b1 - len(x)) if b1 > len(x) else x[:0]
     return np.concatenate([head, x[max(0, a0): min(len(x), b1)], tail]), x[a:b]
 
 

@@ -27,17 +27,9 @@ def wait_for(cond, timeout_s: float = 10.0, interval_s: float = 0.01, what: str 
 
 def video_frames(path) -> list:
     """Every frame OpenCV can decode from the video file ``path`` (BGR arrays)."""
-    import cv2
+    from assistant.sources import read_video_frames
 
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        frames.append(img)
-    cap.release()
-    return frames
+    return read_video_frames(path)
 
 
 def write_media(path, frames: list, fps: float, audio16k=None, rate: int = 44100,
