@@ -195,8 +195,7 @@ class Runner:
             for r in lis.log:
                 d = r.decision
                 self.dump.append({**tag, **dump_row(r), "lr": d.lr_per_frame,
-                                  "gpf": d.grammar_per_frame, "unc": d.uncovered_ms,
-                                  "vp": r.voice_prob})
+                                  "gpf": d.grammar_per_frame, "unc": d.uncovered_ms})
         return out
 
 
@@ -206,7 +205,8 @@ def dump_row(u) -> dict:
     return {"kind": d.kind, "command": d.command, "heard": d.heard, "reason": d.reason,
             "post": d.posterior, "wake": d.wake, "dur": round(u.end_s - u.start_s, 3),
             "conf": d.confidence, "wp": d.wake_prob, "joined": d.joined,
-            "start": round(u.start_s, 3), "unclear": u.unclear, "whisper": u.whisper}
+            "start": round(u.start_s, 3), "unclear": u.unclear, "whisper": u.whisper,
+            "vp": u.voice_prob}
 
 
 def pct(a: float, b: float) -> str:
