@@ -84,6 +84,20 @@ class DecisionThresholds:
     # the classifier's sure single word (Whisper not asked) is not acted on when the head
     # names something else with at least this probability (None: the head is not asked)
     min_head_veto: float | None = 0.7
+    # the neural voice model's highest speech probability in an utterance (speech/vad.py;
+    # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
+    # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
+    # burst of "up", the "s" of "yes"). None: the rule is off
+    # the classifier and the head together (head_fuse): their log-probabilities over the
+    # ten single words and "other", weighted fuse_weight (the classifier's) and 1 - that;
+    # a word not otherwise accepted is acted on at min_fused_prob, an accepted single word
+    # is refused when another class has min_fused_veto (None: that part is off)
+    fuse_weight: float = 0.35
+    min_fused_prob: float | None = 0.6
+    min_fused_veto: float | None = 0.7
+    min_voice_prob: float | None = 0.1
+    tail_voice_prob: float | None = 0.2
+    tail_gap_ms: int = 600
     confidence_weights: tuple[float, ...] = CONFIDENCE_WEIGHTS
     confidence_bias: float = CONFIDENCE_BIAS
 
@@ -439,6 +453,76 @@ def head_veto(d: Decision, head, *, bare_ok: bool,
     return (dataclasses.replace(d, kind="reject", reason=f"head heard {heard} "
                                 f"({head.prob:.2f}), the classifier {d.command} "
                                 f"({d.confidence:.2f})"), head.command != OTHER)
+
+
+def fused_probs(clf_words: dict, head_probs: dict, weight: float) -> dict:
+    """The classifier's and the head's probabilities over the single words and "other"
+    combined (pure): softmax of ``weight`` x log p_classifier + (1 - weight) x log p_head.
+    The classifier's "other" is everything that is not one of the words (its no-command
+    class, the wake phrase, the other commands); each probability is floored at 1e-4."""
+    from .whisper_head import OTHER
+    words = [w for w in head_probs if w != OTHER]
+    pc = [clf_words.get(w, 0.0) for w in words]
+    pc.append(1.0 - sum(pc))
+    ph = [head_probs[w] for w in words] + [head_probs.get(OTHER, 0.0)]
+    z = [weight * math.log(max(a, 1e-4)) + (1.0 - weight) * math.log(max(b, 1e-4))
+         for a, b in zip(pc, ph)]
+    m = max(z)
+    e = [math.exp(v - m) for v in z]
+    t = sum(e)
+    return {c: v / t for c, v in zip(words + [OTHER], e)}
+
+
+def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speech_s: float,
+              th: DecisionThresholds = DecisionThresholds()
+              ) -> tuple[Decision, bool] | None:
+    """The last word on a single-word utterance (pure), or None (``d`` stands): where a bare
+    word is a command here and the head ran, the fused probabilities (fused_probs) act on
+    a word ``d`` did not accept (>= ``min_fused_prob``, with ``min_whisper_bare_s`` of
+    speech, to the millisecond: endpoints lie on a 10 ms grid), or refuse a single word
+    ``d`` accepted when another class is >= ``min_fused_veto``. Returns (decision, whether
+    to ask again)."""
+    from .commands import SINGLE_WORDS
+    from .whisper_head import OTHER
+    if head is None or not clf_words or not bare_ok:
+        return None
+    f = fused_probs(clf_words, head.probs, th.fuse_weight)
+    top = max(f, key=f.get)
+    p = f[top]
+    if (d.kind != "accept" and th.min_fused_prob is not None and top != OTHER
+            and p >= th.min_fused_prob and round(speech_s, 3) >= th.min_whisper_bare_s):
+        return (Decision("accept", command=top, heard=top, confidence=round(p, 3),
+                         reason=f"fused: {top} {p:.2f} (head {head.command} {head.prob:.2f}, "
+                                f"classifier {clf_words.get(top, 0.0):.2f}; was {d.kind})",
+                         wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob,
+                         joined=d.joined), False)
+    if (d.kind == "accept" and d.command in SINGLE_WORDS and th.min_fused_veto is not None
+            and top != d.command and p >= th.min_fused_veto):
+        heard = "something else" if top == OTHER else top
+        return (dataclasses.replace(d, kind="reject", reason=f"fused: {heard} {p:.2f}, not "
+                                    f"{d.command}"), top != OTHER)
+    return None
+
+
+def not_speech(voice_prob: float | None, gap_s: float | None,
+               th: DecisionThresholds = DecisionThresholds()) -> str | None:
+    """Why an utterance is not to be decoded at all (pure), or None: the neural voice
+    model's highest speech probability in it (``voice_prob``; None without the model) is
+    below ``min_voice_prob`` (noise: dishes, a cat), or below ``tail_voice_prob`` while it
+    starts ``gap_s`` after the previous utterance's speech ended, within ``tail_gap_ms``
+    (None: no previous utterance). The endpointer closes a word on the voice model's pause,
+    so the burst of a final stop consonant or a trailing "s" can open an utterance of its
+    own, and the classifier, whose window still spans the whole word, names a command
+    again (a second "up") or another one ("off")."""
+    if voice_prob is None:
+        return None
+    if th.min_voice_prob is not None and voice_prob < th.min_voice_prob:
+        return f"the voice model heard no speech ({voice_prob:.2f})"
+    if (th.tail_voice_prob is not None and gap_s is not None and voice_prob < th.tail_voice_prob
+            and gap_s * 1000 < th.tail_gap_ms):
+        return (f"the tail of the previous utterance ({1000 * gap_s:.0f} ms after it, "
+                f"voice {voice_prob:.2f})")
+    return None
 
 
 def confidence_features(lr: float, posterior: float, uncovered_ms: float,

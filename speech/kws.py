@@ -310,6 +310,7 @@ class KwsResult:
     speech_s: float  # endpointed speech duration
     n_windows: int  # classifier windows averaged at the end of speech
     wake_end_s: float | None = None  # media time at which the best wake window ends
+    all_probs: dict[str, float] | None = None  # every class (diagnostics)
 
 
 class KwsRecognizer:
@@ -389,4 +390,5 @@ class KwsRecognizer:
         order = np.argsort(p)[::-1]
         top = self.model.classes[int(order[0])]
         probs = {self.model.classes[int(i)]: round(float(p[i]), 4) for i in order[:3]}
-        return KwsResult(probs, top, float(p[order[0]]), wake, speech, len(wins), wake_end)
+        return KwsResult(probs, top, float(p[order[0]]), wake, speech, len(wins), wake_end,
+                         {c: round(float(v), 4) for c, v in zip(self.model.classes, p)})

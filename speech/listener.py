@@ -31,11 +31,13 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
-                       head_check, head_veto, second_opinion, unclear_after_wake, vetoed,
-                       whisper_check)
+                       head_check, head_fuse, head_veto, not_speech, second_opinion,
+                       unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
+from .kws import NONE
 from .settings import SpeechSettings
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
+from .whisper_head import HeadResult
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,13 @@ class CommandListener:
         if s.activation not in ("wake", "push_to_talk", "always"):
             raise ValueError(f"speech.activation must be wake, push_to_talk or always, "
                              f"got {s.activation!r}")
+        for name in ("min_voice_prob", "tail_voice_prob", "min_head_prob", "min_head_veto",
+                     "min_fused_prob", "min_fused_veto", "fuse_weight"):
+            v = getattr(s, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"speech.{name} is a probability (0 to 1) or null, got {v!r}")
+        if s.tail_gap_ms < 0:
+            raise ValueError(f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}")
         if commands is None:
             known = None
             if s.engine == "pocketsphinx":
@@ -156,10 +165,12 @@ class CommandListener:
                 log.warning("speech: no Whisper check (%s)", e)
         # the single-word head on Whisper's encoder output (speech/whisper_head.py): votes
         # where Whisper checks (min_head_prob), refuses sure single words it hears otherwise
-        # (min_head_veto); with a whisper_head_file its answers are in the diagnostics even
-        # with both off (benchmarks)
+        # (min_head_veto), decides with the classifier (min_fused_prob, min_fused_veto); with
+        # a whisper_head_file its answers are in the diagnostics even with all off (benchmarks)
         self._head = None
-        if self._whisper is not None and (s.min_head_prob is not None or s.whisper_head_file):
+        uses = (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto)
+        if self._whisper is not None and (any(v is not None for v in uses)
+                                          or s.whisper_head_file):
             from .whisper_head import HeadError, WhisperHead
             try:
                 self._head = WhisperHead(s.whisper_head_file or None)
@@ -179,6 +190,7 @@ class CommandListener:
         # drained by take_unclear(); bounded for a caller that never asks
         self._unclear: deque[Unclear] = deque(maxlen=64)
         self._held: Utterance | None = None  # a wake phrase said alone
+        self._prev_end: float | None = None  # speech end of the utterance before (not_speech)
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
         self._speaking_since: float | None = None
         self._ptt: deque[tuple[float, float]] = deque(maxlen=64)
@@ -351,7 +363,10 @@ class CommandListener:
         if held is not None and u.speech_start_s - held.speech_end_s > s.wake_join_gap_ms / 1000:
             held = None
         if u.too_long or dec is None:
+            self._prev_end = u.speech_end_s
             self._record(u, Decision("reject", reason="too long for a command"))
+            return []
+        if self._not_speech(u, held):
             return []
         if not self._gate(u, ms):
             return []
@@ -383,6 +398,19 @@ class CommandListener:
             return [self._heard(joined, d)]
         return [self._heard(u, d)]
 
+    def _not_speech(self, u: Utterance, held: Utterance | None) -> bool:
+        """True (and logged) when the utterance is not decoded at all: the neural voice
+        model heard no speech in it, or it is the tail of the utterance before (rule T,
+        decision.not_speech). A wake phrase held for the command stays held."""
+        gap = None if self._prev_end is None else u.speech_start_s - self._prev_end
+        self._prev_end = u.speech_end_s
+        why = not_speech(u.voice_prob, gap, self.thresholds)
+        if why is None:
+            return False
+        self._held = held
+        self._record(u, Decision("reject", reason=why))
+        return True
+
     def _gate(self, u: Utterance, ms: float) -> bool:
         """Muting and the pedal: False (and logged) when the utterance must be dropped."""
         if self._muted(u):
@@ -404,7 +432,10 @@ class CommandListener:
         if held is not None and u.speech_start_s - held.speech_end_s > s.wake_join_gap_ms / 1000:
             held = None
         if u.too_long:
+            self._prev_end = u.speech_end_s
             self._record(u, Decision("reject", reason="too long for a command"))
+            return []
+        if self._not_speech(u, held):
             return []
         self._recent.append((u.speech_start_s, u.speech_end_s))
         t0 = time.perf_counter()
@@ -429,8 +460,11 @@ class CommandListener:
                 and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above)):
             d, asked, wdiag = self._whisper_check(u, d, asked, joined)
         elif (self._head is not None and d.kind == "accept" and d.command in SINGLE_WORDS
-              and (s.min_head_veto is not None or s.whisper_head_file)):
+              and (s.min_head_veto is not None or s.min_fused_veto is not None
+                   or s.whisper_head_file)):
             d, asked, wdiag = self._head_veto(u, d, asked, joined)
+        if wdiag is not None and r.all_probs:  # the classifier on the single words
+            wdiag["clf_words"] = {c: r.all_probs.get(c, 0.0) for c in (*SINGLE_WORDS, NONE)}
         # PocketSphinx's second opinion only where Whisper, when it ran, had no command
         # (not after the head refused a sure answer: that refusal stands)
         second = self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure") else None
@@ -445,6 +479,12 @@ class CommandListener:
             d2 = vetoed(d, other) if other is not None else None
             if d2 is not None:  # a command was asked for: ask for it again
                 d, asked = d2, True
+        if wdiag is not None and wdiag.get("head_probs"):  # the last word (rule F)
+            f = head_fuse(d, wdiag.get("clf_words"),
+                          HeadResult(wdiag["head"], wdiag["head_p"], wdiag["head_probs"]),
+                          bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
+            if f is not None:
+                d, asked = f
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear, wdiag)
@@ -545,7 +585,8 @@ class CommandListener:
                 "ms": round(w.encode_ms + w.search_ms, 1), "at_pause": early,
                 "bare_ok": fam[1], "speech_s": round(speech, 3),
                 "head": hr.command if hr else None,
-                "head_p": round(hr.prob, 4) if hr else None}
+                "head_p": round(hr.prob, 4) if hr else None,
+                "head_probs": hr.probs if hr else None}
         if d2.kind == "accept":
             return d2, False, diag
         return d2, asked or again, diag
@@ -566,7 +607,7 @@ class CommandListener:
             return d, asked, None
         diag = {"kind": "sure", "classifier_command": d.command, "classifier_post": d.posterior,
                 "bare_ok": bare_ok, "speech_s": round(u.speech_end_s - u.speech_start_s, 3),
-                "head": hr.command, "head_p": round(hr.prob, 4)}
+                "head": hr.command, "head_p": round(hr.prob, 4), "head_probs": hr.probs}
         v = head_veto(d, hr, bare_ok=bare_ok, th=self.thresholds)
         if v is None:
             return d, asked, diag
@@ -615,7 +656,8 @@ class CommandListener:
         cmd = self.commands.commands[d.command]
         via = ("second opinion" if d.reason.startswith("second opinion")
                else "whisper" if d.reason.startswith("whisper")
-               else "head" if d.reason.startswith("head") else "")
+               else "head" if d.reason.startswith("head")
+               else "fused" if d.reason.startswith("fused") else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
                   d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,

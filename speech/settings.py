@@ -27,6 +27,13 @@ class SpeechSettings:
     # activity model (Silero VAD), even while noise keeps the energy up; 0 = energy only
     vad_neural_hangover_ms: int = 128
     vad_min_speech_ms: int = 60
+    # with the neural model: an utterance in which it never heard speech above
+    # min_voice_prob is not decoded, nor one below tail_voice_prob that starts within
+    # tail_gap_ms of the previous one's end (a word's own tail: the burst of "up");
+    # decision.py not_speech, rule T in docs/SPEECH.md. None: off
+    min_voice_prob: float | None = 0.1
+    tail_voice_prob: float | None = 0.2
+    tail_gap_ms: int = 600
     max_utterance_ms: int = 5000
     # decode while the user speaks (live CMN) rather than after the endpoint (batch CMN)
     decode_while_speaking: bool = True
@@ -99,6 +106,13 @@ class SpeechSettings:
     min_head_agree_regret: float = -6.0  # Whisper's phrase must be this close to agree
     min_head_prob_alone: float | None = None  # the head's word with neither model naming it
     min_head_veto: float | None = 0.7
+    # the classifier and the head together (decision.py head_fuse, rule F in docs/SPEECH.md):
+    # their log-probabilities weighted fuse_weight : 1 - fuse_weight; a single word not
+    # otherwise accepted is acted on at min_fused_prob, an accepted single word refused
+    # when another class reaches min_fused_veto. None: off
+    fuse_weight: float = 0.35
+    min_fused_prob: float | None = 0.6
+    min_fused_veto: float | None = 0.7
     whisper_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from speech.audio import chunks, read_wav
-from speech.decision import Decision, DecisionThresholds, head_check
+from speech.decision import Decision, DecisionThresholds, fused_probs, head_check, head_fuse
 from speech.listener import CommandListener
 from speech.settings import SpeechSettings
 from speech.whisper import OrtWhisper, WhisperTiny, shared_model
@@ -92,6 +92,52 @@ def test_head_check_alone_only_above_its_own_threshold():
     assert d.command == "left" and "alone" in d.reason
 
 
+def words_p(**p) -> dict:
+    """A head's probabilities: the given words, the rest of the mass on "other"."""
+    d = {w: 0.0 for w in ("yes", "no", "stop", "go", "up", "down", "left", "right", "on", "off")}
+    d.update(p)
+    d[OTHER] = round(1.0 - sum(d.values()), 6)
+    return d
+
+
+def test_fused_probabilities_weigh_the_two_models():
+    clf = {"left": 0.6, "right": 0.3}  # the rest (0.1) is the classifier's "other"
+    head = words_p(left=0.2, right=0.7)
+    f = fused_probs(clf, head, 0.5)
+    assert abs(sum(f.values()) - 1.0) < 1e-9 and set(f) == set(head)
+    # geometric means, renormalised: sqrt(.6 * .2) against sqrt(.3 * .7)
+    assert f["right"] / f["left"] == pytest.approx((0.3 * 0.7) ** 0.5 / (0.6 * 0.2) ** 0.5)
+    assert fused_probs(clf, head, 0.0)["right"] == pytest.approx(0.7, abs=1e-3)  # head alone
+    assert fused_probs(clf, head, 1.0)["left"] == pytest.approx(0.6, abs=1e-3)  # classifier
+    assert fused_probs(clf, head, 1.0)[OTHER] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_head_fuse_acts_on_a_word_and_refuses_one():
+    th = DecisionThresholds(fuse_weight=0.2, min_fused_prob=0.75, min_fused_veto=0.8)
+    rej = Decision("reject", reason="not a command")
+    sure_left = HeadResult("left", 0.95, words_p(left=0.95))
+    kw = dict(bare_ok=True, speech_s=0.4, th=th)
+    d, again = head_fuse(rej, {"left": 0.3}, sure_left, **kw)
+    assert d.kind == "accept" and d.command == "left" and d.reason.startswith("fused")
+    assert not again
+    # not sure enough together, too short, bare words not commands here, or off
+    torn = HeadResult("left", 0.6, words_p(left=0.6, right=0.35))
+    assert head_fuse(rej, {"left": 0.001, "right": 0.9}, torn, **kw) is None
+    assert head_fuse(rej, {"left": 0.3}, sure_left, **dict(kw, speech_s=0.1)) is None
+    assert head_fuse(rej, {"left": 0.3}, sure_left, **dict(kw, bare_ok=False)) is None
+    off = DecisionThresholds(min_fused_prob=None, min_fused_veto=None)
+    assert head_fuse(rej, {"left": 0.3}, sure_left, **dict(kw, th=off)) is None
+    # an accepted word both call another: refused and asked again; "other": silence
+    right = Decision("accept", "right", "right", 0.8, "ok")
+    d, again = head_fuse(right, {"left": 0.5, "right": 0.4}, sure_left, **kw)
+    assert d.kind == "reject" and again and "left" in d.reason
+    talk = HeadResult(OTHER, 0.99, words_p(right=0.01))
+    d, again = head_fuse(right, {"right": 0.05}, talk, **kw)
+    assert d.kind == "reject" and not again
+    assert head_fuse(right, {"right": 0.9}, HeadResult("right", 0.9, words_p(right=0.9)),
+                     **kw) is None
+
+
 # ------------------------------------------------------------------ features and files
 
 def test_encoder_graph_gives_the_pooled_features_of_the_numpy_encoder():
@@ -167,7 +213,8 @@ def test_listener_acts_on_the_head_where_whisper_is_not_sure_enough():
     got = {}
     for p in (None, 0.5):
         s = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
-                    min_whisper_regret=5.0, min_head_prob=p, min_head_prob_alone=0.5)
+                    min_whisper_regret=5.0, min_head_prob=p, min_head_prob_alone=0.5,
+                    min_fused_prob=None, min_fused_veto=None)
         got[p] = listen(s, x, deaf)[0]
     assert got[None] == []
     (h,) = got[0.5]
@@ -200,9 +247,36 @@ def test_listener_refuses_a_sure_word_the_head_hears_as_another():
     got, logs = {}, {}
     for v in (None, 0.9):
         s = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
-                    min_head_veto=v, whisper_head_file=str(HEAD_FILE))
+                    min_head_veto=v, whisper_head_file=str(HEAD_FILE), min_fused_prob=None,
+                    min_fused_veto=None)
         got[v], logs[v] = listen(s, x, misheard)
     assert [h.command for h in got[None]] == ["right"]
     assert got[0.9] == []
     (u,) = [u for u in logs[0.9] if u.whisper is not None]
     assert u.whisper["kind"] == "sure" and u.whisper["head"] == "left" and u.unclear
+
+
+@needs_real
+def test_listener_acts_on_the_fused_word_and_refuses_another():
+    """A REAL speaker's "left", always listening. (i) The classifier made unsure of it and
+    Whisper's phrase scores not allowed to accept: nothing is acted on without the fusion,
+    "left" with it (via "fused"). (ii) The classifier made sure of "right" and the head's
+    own veto off: "right" is acted on without the fusion; with it, nothing, and the
+    speaker is asked again."""
+    x = real_word("left", 1)
+    base = replace(SpeechSettings(engine="kws"), activation="always", second_opinion=False,
+                   min_head_prob=None, min_head_veto=None, min_whisper_regret=100.0,
+                   min_fused_prob=None, min_fused_veto=None, whisper_head_file=str(HEAD_FILE))
+    p = {"_none_": 0.6, "left": 0.3}
+    unsure = lambda r: replace(r, top="_none_", top_prob=0.6, probs=p, all_probs=p)  # noqa: E731
+    got = {v: listen(replace(base, min_fused_prob=v), x, unsure)[0] for v in (None, 0.75)}
+    assert got[None] == []
+    assert [(h.command, h.via) for h in got[0.75]] == [("left", "fused")]
+    sure = lambda r: replace(r, top="right", top_prob=0.95, probs={"right": 0.95},  # noqa: E731
+                             all_probs={"right": 0.95, "left": 0.01})
+    off, _ = listen(replace(base, min_whisper_regret=-4.0), x, sure)
+    assert [h.command for h in off] == ["right"]
+    on, logs = listen(replace(base, min_whisper_regret=-4.0, min_fused_veto=0.8), x, sure)
+    assert on == []
+    (u,) = [u for u in logs if u.whisper is not None]
+    assert u.decision.reason.startswith("fused: left") and u.unclear
