@@ -398,6 +398,13 @@ class CommandListener:
             return [self._heard(joined, d)]
         return [self._heard(u, d)]
 
+    def _may_act(self, d: Decision, joined: bool, reply_open: bool) -> bool:
+        """Whether the head's word (or a refusal) may stand: with activation "wake", a
+        bare word only after a wake phrase said alone or, while an answer is awaited, a
+        reply command (yes/no): the head names any of the ten words."""
+        return (d.kind != "accept" or self.settings.activation != "wake" or d.wake or joined
+                or (reply_open and self.commands.commands[d.command].reply))
+
     def _not_speech(self, u: Utterance, held: Utterance | None) -> bool:
         """True (and logged) when the utterance is not decoded at all: the neural voice
         model heard no speech in it, or it is the tail of the utterance before (rule T,
@@ -483,7 +490,7 @@ class CommandListener:
             f = head_fuse(d, wdiag.get("clf_words"),
                           HeadResult(wdiag["head"], wdiag["head_p"], wdiag["head_probs"]),
                           bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
-            if f is not None:
+            if f is not None and self._may_act(f[0], joined, u.speech_start_s <= self._reply_until):
                 d, asked = f
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
@@ -569,7 +576,7 @@ class CommandListener:
         d3 = head_check(d2, d.command, b.command if b else None, hr, bare_ok=fam[1],
                         speech_s=speech, whisper_regret=b.regret if b else None,
                         th=self.thresholds)
-        if d3 is not None:
+        if d3 is not None and self._may_act(d3, joined, reply_open):
             d2, again = replace(d3, joined=d.joined, wake_prob=d.wake_prob), False
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,

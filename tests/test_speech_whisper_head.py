@@ -31,15 +31,19 @@ def real_word(word: str, i: int) -> np.ndarray:
     return np.concatenate([np.zeros(8000, np.int16), x, np.zeros(9600, np.int16)])
 
 
-def listen(settings: SpeechSettings, x: np.ndarray, classify) -> tuple[list, list]:
+def listen(settings: SpeechSettings, x: np.ndarray, classify, reply: bool = False
+           ) -> tuple[list, list]:
     """The heard commands and the utterance log of a listener fed ``x`` in 20 ms chunks,
-    with the classifier's answers passed through ``classify(result) -> result``."""
+    with the classifier's answers passed through ``classify(result) -> result``; ``reply``:
+    a yes/no answer is awaited all along."""
     from speech import kws
     real = kws.KwsRecognizer.classify
     mp = pytest.MonkeyPatch()
     mp.setattr(kws.KwsRecognizer, "classify", lambda self, *a, **k: classify(real(self, *a, **k)))
     try:
         lis = CommandListener(settings)
+        if reply:
+            lis.expect_reply(until_s=1e9)
         out = []
         for c, t in chunks(x, 20):
             out += lis.feed(c, t)
@@ -280,3 +284,21 @@ def test_listener_acts_on_the_fused_word_and_refuses_another():
     assert on == []
     (u,) = [u for u in logs if u.whisper is not None]
     assert u.decision.reason.startswith("fused: left") and u.unclear
+
+
+@needs_real
+def test_awaiting_a_reply_the_head_acts_only_on_a_reply_word():
+    """Wake activation while a yes/no answer is awaited: bare "yes" and "no" are commands,
+    other bare words are not. REAL "left", "stop" and "yes" with the classifier made
+    unsure (so the head decides): "yes" is acted on, "left" and "stop" are not (without
+    the guard the head, which knows only that a bare word may be a command here, acted
+    on both)."""
+    p = {"_none_": 0.6}
+    unsure = lambda r: replace(r, top="_none_", top_prob=0.6, probs=p,  # noqa: E731
+                               all_probs={**(r.all_probs or {}), **p})
+    s = replace(SpeechSettings(engine="kws"), activation="wake", second_opinion=False,
+                min_whisper_regret=100.0)
+    for w, i in (("left", 0), ("stop", 1)):  # clips without a wake phrase heard in them
+        assert listen(s, real_word(w, i), unsure, reply=True)[0] == []
+    got, _ = listen(s, real_word("yes", 1), unsure, reply=True)
+    assert [h.command for h in got] == ["yes"] and got[0].via in ("head", "fused")
