@@ -84,10 +84,6 @@ class DecisionThresholds:
     # the classifier's sure single word (Whisper not asked) is not acted on when the head
     # names something else with at least this probability (None: the head is not asked)
     min_head_veto: float | None = 0.7
-    # the neural voice model's highest speech probability in an utterance (speech/vad.py;
-    # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
-    # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
-    # burst of "up", the "s" of "yes"). None: the rule is off
     # the classifier and the head together (head_fuse): their log-probabilities over the
     # ten single words and "other", weighted fuse_weight (the classifier's) and 1 - that;
     # a word not otherwise accepted is acted on at min_fused_prob, an accepted single word
@@ -95,6 +91,10 @@ class DecisionThresholds:
     fuse_weight: float = 0.35
     min_fused_prob: float | None = 0.6
     min_fused_veto: float | None = 0.7
+    # the neural voice model's highest speech probability in an utterance (speech/vad.py;
+    # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
+    # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
+    # burst of "up", the "s" of "yes"). None: the rule is off
     min_voice_prob: float | None = 0.1
     tail_voice_prob: float | None = 0.2
     tail_gap_ms: int = 600

@@ -7,9 +7,11 @@
     listener.flush()
 
 Pipeline per utterance: endpointer (speech/vad.py: opens on energy, closes on quiet or
-when the neural voice-activity model hears no more speech) -> engine decode with the
-command grammar and an open model (speech/engines.py) -> pure accept/reject decision
-(speech/decision.py). Deterministic: the same samples give the same commands,
+when the neural voice-activity model hears no more speech) -> not decoded when that model
+heard no speech in it or it is a word's own tail (decision.not_speech) -> engine decode
+with the command grammar and an open model (speech/engines.py), or the kws classifier
+with Whisper's check, the single-word head and their fusion -> pure accept/reject
+decisions (speech/decision.py). Deterministic: the same samples give the same commands,
 whatever the chunk sizes (the endpointer works on fixed 10 ms frames).
 
 Activation:
