@@ -97,6 +97,7 @@ class Node:
 
     # ------------------------------------------------------------------ loop
     def _heartbeat(self, now: float) -> None:
+        """Publish a heartbeat when one is due (cheap otherwise)."""
         if now < self._hb_due:
             return
         self._hb_due = now + self.settings.bus.heartbeat_ms / 1000
@@ -157,6 +158,10 @@ class Node:
                         self._dispatch(header, msg)
                         if self._stop.is_set():
                             break
+                        # a long batch (replay hands over many audio blocks at once) is
+                        # work, not a hang: keep beating between messages; a handler that
+                        # hangs still stops the heartbeats
+                        self._heartbeat(time.monotonic())
                 self.reliable.tick()
                 self.tick(time.monotonic())
         finally:

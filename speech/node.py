@@ -122,6 +122,7 @@ class SpeechNode(Node):
             except queue.Empty:
                 break
             self._feed(samples, t)
+            self._heartbeat(time.monotonic())  # a backlog is work, not a hang
 
     def stats(self) -> dict:
         return {"commands": self.heard_count, "unclear": self.unclear_count,

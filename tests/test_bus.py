@@ -156,3 +156,55 @@ def test_live_consumer_gets_newest_frame_and_no_queue_grows(bus):
     late = node.ages_ms[len(node.ages_ms) // 2:]
     # a frame waits at most about one handling time (50 ms) plus a poll, never a growing queue
     assert max(late) < 200, f"frame age grew to {max(late):.0f} ms"
+
+
+class SlowReplay(Node):
+    """A replay node whose every message takes 150 ms of work (a Whisper check, say)."""
+    NAME = "slowreplay"
+    TOPICS = ("say",)
+
+    def setup(self):
+        self.handled = 0
+
+    def handle(self, header, msg):
+        import time
+        time.sleep(0.15)  # the work of a busy handler (not a wait for a condition)
+        self.handled += 1
+
+
+def test_a_long_batch_of_work_keeps_the_heartbeats_coming(bus):
+    """Replay hands a node many messages at once. 24 x 150 ms of work is 3.6 s, longer
+    than the 1.5 s of silence after which the launcher kills a node as hung: the node must
+    keep beating between the messages of a batch."""
+    ep, ctx = bus
+    settings = Settings()
+    node = SlowReplay(settings, ep, replay=True, ctx=ctx)
+    t = threading.Thread(target=node.run, daemon=True)
+    t.start()
+    watcher = BusClient(ep, "watcher", ("hb",), ctx=ctx)
+    sender = BusClient(ep, "sender", (), ctx=ctx)
+    try:
+        wait_for(lambda: node.ready, 10, what="node ready")
+        beats = []
+
+        def collect():
+            for h, msg in watcher.drain():
+                if isinstance(msg, m.Heartbeat) and msg.node == "slowreplay":
+                    beats.append(h.t_mono)
+        wait_for(lambda: collect() or len(beats) >= 2, 5, what="heartbeats")
+        import time
+        beats.clear()
+        t0 = time.monotonic()
+        for i in range(24):
+            sender.publish(m.Say(text=f"block {i}"))
+        wait_for(lambda: collect() or node.handled == 24, 10, what="the batch handled")
+        t1 = time.monotonic()
+        collect()
+        limit_s = settings.bus.heartbeat_ms * settings.bus.offline_after_missed / 1000
+        gaps = np.diff([t0] + [b for b in beats if b < t1] + [t1])  # the silences while busy
+        assert gaps.max() < limit_s, f"silences between heartbeats {gaps.round(2)} s"
+    finally:
+        node.stop()
+        t.join(5)
+        watcher.close()
+        sender.close()
