@@ -20,7 +20,7 @@ from ar.settings import HmdSettings, RenderSettings
 from assistant.blocks import BlockPreset, default_presets
 from assistant.logic_settings import AssistantSettings
 from models.settings import SegmentationSettings
-from speech.settings import SpeechSettings, TTSSettings
+from speech.settings import SpeechSettings, TTSSettings, settings_problem
 
 NODE_NAMES = ("source", "segmentation", "speech", "tts", "assistant", "renderer")
 
@@ -261,6 +261,9 @@ def _check_cross_field(s: Settings, filename: str) -> None:
     if not 0.0 < s.speech.kws_none_scale <= 1.0:
         raise ConfigError(f"{filename}: speech.kws_none_scale: expected a number in (0, 1], "
                           f"got {s.speech.kws_none_scale!r}")
+    problem = settings_problem(s.speech)
+    if problem:
+        raise ConfigError(f"{filename}: {problem}")
     ids = [b.id for b in s.blocks]
     if not ids:
         raise ConfigError(f"{filename}: blocks: at least one block preset is needed")

@@ -22,8 +22,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .commands import CommandSet
+from .commands import SINGLE_WORDS, CommandSet
 from .engines import Decoded
+from .whisper_head import OTHER
 
 
 #: Logistic model of P(the command is the one that was said) from the features of
@@ -418,7 +419,6 @@ def head_check(d: Decision, classifier_top: str | None, whisper_best: str | None
     (``bare_ok``: always listening, the pedal, a wake phrase said just before or an
     awaited reply) and with ``min_whisper_bare_s`` of speech or more (always listening
     cuts words out of talk). A decision already on that word stands."""
-    from .whisper_head import OTHER
     if (th.min_head_prob is None or head is None or not bare_ok or head.command == OTHER
             or head.prob < th.min_head_prob or speech_s < th.min_whisper_bare_s):
         return None
@@ -445,7 +445,6 @@ def head_veto(d: Decision, head, *, bare_ok: bool,
     class is not ``d``'s command and its probability is >= ``min_head_veto``. Returns
     (the rejection, whether to ask again): another word is a command misheard (ask
     again), "other" is talk or noise (silence)."""
-    from .whisper_head import OTHER
     if (th.min_head_veto is None or head is None or not bare_ok or d.kind != "accept"
             or head.command == d.command or head.prob < th.min_head_veto):
         return None
@@ -460,7 +459,6 @@ def fused_probs(clf_words: dict, head_probs: dict, weight: float) -> dict:
     combined (pure): softmax of ``weight`` x log p_classifier + (1 - weight) x log p_head.
     The classifier's "other" is everything that is not one of the words (its no-command
     class, the wake phrase, the other commands); each probability is floored at 1e-4."""
-    from .whisper_head import OTHER
     words = [w for w in head_probs if w != OTHER]
     pc = [clf_words.get(w, 0.0) for w in words]
     pc.append(1.0 - sum(pc))
@@ -482,8 +480,6 @@ def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speec
     speech, to the millisecond: endpoints lie on a 10 ms grid), or refuse a single word
     ``d`` accepted when another class is >= ``min_fused_veto``. Returns (decision, whether
     to ask again)."""
-    from .commands import SINGLE_WORDS
-    from .whisper_head import OTHER
     if head is None or not clf_words or not bare_ok:
         return None
     f = fused_probs(clf_words, head.probs, th.fuse_weight)

@@ -37,7 +37,7 @@ from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_
                        unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
-from .settings import SpeechSettings
+from .settings import SpeechSettings, settings_problem
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
 from .whisper_head import HeadResult
 
@@ -110,13 +110,9 @@ class CommandListener:
         if s.activation not in ("wake", "push_to_talk", "always"):
             raise ValueError(f"speech.activation must be wake, push_to_talk or always, "
                              f"got {s.activation!r}")
-        for name in ("min_voice_prob", "tail_voice_prob", "min_head_prob", "min_head_veto",
-                     "min_fused_prob", "min_fused_veto", "fuse_weight"):
-            v = getattr(s, name)
-            if v is not None and not 0.0 <= v <= 1.0:
-                raise ValueError(f"speech.{name} is a probability (0 to 1) or null, got {v!r}")
-        if s.tail_gap_ms < 0:
-            raise ValueError(f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}")
+        problem = settings_problem(s)
+        if problem:
+            raise ValueError(problem)
         if commands is None:
             known = None
             if s.engine == "pocketsphinx":
@@ -489,7 +485,7 @@ class CommandListener:
             if d2 is not None:  # a command was asked for: ask for it again
                 d, asked = d2, True
         if wdiag is not None and wdiag.get("head_probs"):  # the last word (rule F)
-            f = head_fuse(d, wdiag.get("clf_words"),
+            f = head_fuse(d, r.all_probs,
                           HeadResult(wdiag["head"], wdiag["head_p"], wdiag["head_probs"]),
                           bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
             if f is not None and self._may_act(f[0], joined, u.speech_start_s <= self._reply_until):
@@ -604,7 +600,9 @@ class CommandListener:
                    ) -> tuple[Decision, bool, dict | None]:
         """The single-word head on a single word the classifier was sure of (Whisper not
         asked): one encoder pass, then speech/decision.py head_veto. Diagnostics as
-        Whisper's check's, with kind "sure"."""
+        Whisper's check's, with kind "sure". (The scores started at the pause hold pooled
+        features too, but of less audio, and whether they are ready at the close depends on
+        the clock: using them would make the answer depend on timing.)"""
         bare_ok = self._whisper_families(u.speech_start_s, joined)[1]
         if not bare_ok:
             return d, asked, None

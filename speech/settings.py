@@ -124,6 +124,23 @@ class SpeechSettings:
     ptt_grace_ms: int = 400
 
 
+#: settings that are probabilities (0 to 1, or None where the rule may be off)
+PROBABILITY_FIELDS = ("min_voice_prob", "tail_voice_prob", "min_head_prob", "min_head_veto",
+                      "min_fused_prob", "min_fused_veto", "fuse_weight")
+
+
+def settings_problem(s: SpeechSettings) -> str | None:
+    """What is wrong with the values of ``s`` ("speech.KEY ..."), or None. Read by the
+    config loader (which adds the file name) and by the listener (settings built in code)."""
+    for name in PROBABILITY_FIELDS:
+        v = getattr(s, name)
+        if v is not None and not 0.0 <= v <= 1.0:
+            return f"speech.{name} is a probability (0 to 1) or null, got {v!r}"
+    if s.tail_gap_ms < 0:
+        return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class TTSSettings:
     enabled: bool = True

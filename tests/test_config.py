@@ -47,6 +47,11 @@ def test_cross_field_checks():
         with pytest.raises(ConfigError, match=r"speech.kws_none_scale: expected a number in \(0, 1\]"):
             parse_settings(f"speech:\n  kws_none_scale: {bad}\n", "c.yaml")
     assert parse_settings("speech:\n  kws_none_scale: 0.5\n", "c.yaml").speech.kws_none_scale == 0.5
+    with pytest.raises(ConfigError, match=r"c.yaml: speech.min_fused_veto is a probability"):
+        parse_settings("speech:\n  min_fused_veto: 7\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"c.yaml: speech.tail_gap_ms must be >= 0"):
+        parse_settings("speech:\n  tail_gap_ms: -1\n", "c.yaml")
+    assert parse_settings("speech:\n  min_fused_veto: null\n", "c.yaml").speech.min_fused_veto is None
 
 
 def test_bad_yaml_and_missing_file(tmp_path):
