@@ -35,7 +35,7 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, load_commands
 from .kws import SR
-from .whisper_head import OTHER, pool
+from .whisper_head import OTHER, WAKE, pool
 
 PRE_S = 0.15  # the endpointer's pre-roll
 TAIL_S = (0.05, 0.3)  # what follows the speech in an utterance (hangover, its lag)
@@ -169,6 +169,83 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     return audio, labels, source
 
 
+def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """(audio, label, source) of the command head's examples: SYNTHETIC only (the
+    classifier's training voices) in the real noise, so the real speakers stay held out
+    for every benchmark. Each multi-word command ``--per-command`` times (a random phrase
+    of it, half after the wake phrase in one breath, half alone as after a wake phrase
+    said alone), each single word ``--per-word`` times (the same halves), the wake
+    phrase alone ``--n-wake`` times, ``--n-other`` others (as the single-word head's, the
+    multi-word phrases left out) and ``--n-noise`` noise alone."""
+    import subprocess
+    from .train_kws import (PARTIALS, TALK, WAKE_SOUNDALIKES, COMMON_WORDS, Mixer, Synth,
+                            train_voices)
+    from .engines import cmudict_words
+    rng = np.random.default_rng(args.seed)
+    mixer = Mixer(Path(args.data) / "noise", rng)
+    synth = Synth(Path(args.cache))
+    voices = train_voices()
+    commands = load_commands(args.commands or None)
+    wake = commands.wake_phrases[0]
+    cmd_words = set(commands.words) | set(wake.split())
+    cmu = sorted(w for w in cmudict_words() if w.isalpha() and 2 <= len(w) <= 12
+                 and w not in cmd_words)
+    other = [w for w in COMMON_WORDS if w not in cmd_words]
+    audio: list[np.ndarray] = []
+    labels: list[str] = []
+
+    def say(text):
+        v = voices[int(rng.integers(len(voices)))]
+        s, p = int(rng.integers(110, 221)), int(rng.integers(15, 86))
+        try:
+            return synth(text, v, s, p)
+        except subprocess.CalledProcessError:
+            return synth(text, v.split("+")[0], s, p)
+
+    def add(text, label):
+        x = say(text)
+        pre = np.zeros(int(PRE_S * SR), np.int16)
+        post = np.zeros(int(rng.uniform(*TAIL_S) * SR), np.int16)
+        audio.append(mixer(np.concatenate([pre, x, post]), x))
+        labels.append(label)
+
+    t0 = time.time()
+    for cid in sorted(commands.commands):
+        phrases = commands.commands[cid].phrases
+        n = args.per_word if cid in SINGLE_WORDS else args.per_command
+        for k in range(n):
+            ph = phrases[int(rng.integers(len(phrases)))]
+            add(f"{wake}, {ph}" if k % 2 == 0 else ph, cid)
+    for _ in range(args.n_wake):
+        add(wake, WAKE)
+    for _ in range(args.n_other):
+        r = rng.random()
+        if r < 0.35:
+            t = cmu[int(rng.integers(len(cmu)))]
+        elif r < 0.5:
+            t = other[int(rng.integers(len(other)))]
+        elif r < 0.65:
+            t = PARTIALS[int(rng.integers(len(PARTIALS)))]
+        elif r < 0.75:
+            t = WAKE_SOUNDALIKES[int(rng.integers(len(WAKE_SOUNDALIKES)))]
+        else:
+            t = TALK[int(rng.integers(len(TALK)))]
+        x = say(t)
+        if len(x) > int(2.5 * SR):  # long talk: a piece, as an always-listening cut
+            a = int(rng.integers(0, len(x) - int(0.4 * SR)))
+            x = x[a: a + int(rng.uniform(0.4, 2.5) * SR)]
+        pre = np.zeros(int(PRE_S * SR), np.int16)
+        post = np.zeros(int(rng.uniform(*TAIL_S) * SR), np.int16)
+        audio.append(mixer(np.concatenate([pre, x, post]), x))
+        labels.append(OTHER)
+    for _ in range(args.n_noise):
+        audio.append(mixer(np.zeros(int(rng.uniform(0.3, 1.2) * SR), np.int16),
+                           np.full(SR, 1000, np.int16)))
+        labels.append(OTHER)
+    print(f"synthetic and noise: {len(audio)} examples, {time.time() - t0:.0f} s", flush=True)
+    return audio, labels, ["synthetic"] * len(audio)
+
+
 def features(audio: list[np.ndarray], model=None) -> np.ndarray:
     """Pooled encoder output of each example (speech.whisper_head.pool)."""
     from .whisper import WhisperTiny
@@ -220,7 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(here.parents[1] / "shared" / "data" / "speech"))
-    ap.add_argument("--out", default=str(here / "whisper_head_en.npz"))
+    ap.add_argument("--kind", default="words", choices=["words", "commands"],
+                    help="words: the single-word head (ten words and other); commands: the "
+                         "command head (every command id, the wake phrase and other; "
+                         "synthetic voices only)")
+    ap.add_argument("--out", default="", help="default: speech/whisper_head_en.npz, "
+                    "or speech/whisper_cmd_head_en.npz with --kind commands")
     ap.add_argument("--commands", default="", help="command file (default: the English one)")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/usra-assistant/kws_synth"))
     ap.add_argument("--real-speakers", default="all",
@@ -228,10 +310,19 @@ def main(argv: list[str] | None = None) -> int:
                          "speaker but fold F of K: benchmarks/kws_speaker_folds.py)")
     ap.add_argument("--real-repeats", type=int, default=6,
                     help="each real clip as recorded and this many - 1 times in noise")
-    ap.add_argument("--per-word", type=int, default=120, help="synthetic examples per word")
-    ap.add_argument("--n-other", type=int, default=3000, help="synthetic 'other' examples")
-    ap.add_argument("--n-noise", type=int, default=400, help="real noise alone, as 'other'")
-    ap.add_argument("--l2", type=float, default=1e-3)
+    ap.add_argument("--per-word", type=int, default=None,
+                    help="synthetic examples per single word (default 120; --kind commands 40)")
+    ap.add_argument("--per-command", type=int, default=100,
+                    help="--kind commands: synthetic examples per multi-word command")
+    ap.add_argument("--n-wake", type=int, default=300,
+                    help="--kind commands: the wake phrase alone")
+    ap.add_argument("--n-other", type=int, default=None,
+                    help="synthetic 'other' examples (default 3000; --kind commands 2000)")
+    ap.add_argument("--n-noise", type=int, default=None,
+                    help="real noise alone, as 'other' (default 400; --kind commands 300)")
+    ap.add_argument("--l2", type=float, default=None,
+                    help="weight decay (default 1e-3; --kind commands 1e-2, chosen on a "
+                         "random fifth of its examples held out)")
     ap.add_argument("--iters", type=int, default=600)
     ap.add_argument("--other-weight", type=float, default=1.0)
     ap.add_argument("--features", default="", help="reuse/save the pooled features (.npz)")
@@ -239,17 +330,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    classes = list(SINGLE_WORDS) + [OTHER]
+    cmds = args.kind == "commands"
+    args.l2 = args.l2 if args.l2 is not None else (1e-2 if cmds else 1e-3)
+    args.per_word = args.per_word if args.per_word is not None else (40 if cmds else 120)
+    args.n_other = args.n_other if args.n_other is not None else (2000 if cmds else 3000)
+    args.n_noise = args.n_noise if args.n_noise is not None else (300 if cmds else 400)
+    if args.kind == "commands":
+        classes = sorted(load_commands(args.commands or None).commands) + [WAKE, OTHER]
+    else:
+        classes = list(SINGLE_WORDS) + [OTHER]
+    if not args.out:
+        args.out = str(here / ("whisper_cmd_head_en.npz" if args.kind == "commands"
+                               else "whisper_head_en.npz"))
     key = {k: v for k, v in vars(args).items()
            if k not in ("out", "l2", "iters", "other_weight", "features", "cache",
                         "real_speakers")}
+    if args.kind == "words":  # the single-word head's key as before these options
+        key = {k: v for k, v in key.items() if k not in ("kind", "per_command", "n_wake")}
     fp = Path(args.features) if args.features else None
     if fp and fp.is_file() and json.loads(str(np.load(fp)["key"])) == key:
         z = np.load(fp)
         X, y, src = z["X"], z["y"], [str(s) for s in z["source"]]
         print(f"features reused from {fp}: {len(y)} examples", flush=True)
     else:
-        audio, labels, src = build(args)
+        audio, labels, src = (build_commands if args.kind == "commands" else build)(args)
         X = features(audio)
         y = np.array([classes.index(lab) for lab in labels])
         if fp:
@@ -262,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
               other_weight=args.other_weight, seed=args.seed)
     pred = np.argmax(((X - res["mu"]) / res["sd"]) @ res["W"] + res["b"], axis=1)
     print(f"fit: loss {res['loss']:.4f}; training accuracy {np.mean(pred == y):.3f} "
-          f"(real {np.mean(pred[real] == y[real]):.3f})", flush=True)
+          + (f" (real {np.mean(pred[real] == y[real]):.3f})" if real.any() else ""), flush=True)
     out = Path(args.out)
     np.savez(out, classes=np.array(classes), mu=res["mu"], sd=res["sd"], W=res["W"],
              b=res["b"], meta=json.dumps({**key, "real_speakers": args.real_speakers,

@@ -21,7 +21,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 HEAD_FILE = HERE / "whisper_head_en.npz"
+CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"  # every command (rule M)
 OTHER = "_other_"
+WAKE = "_wake_"  # the command head's class for the wake phrase said alone
 
 
 class HeadError(RuntimeError):
