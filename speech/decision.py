@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from .commands import SINGLE_WORDS, CommandSet
 from .engines import Decoded
-from .whisper_head import OTHER
+from .whisper_head import OTHER, WAKE as HEAD_WAKE
 
 
 #: Logistic model of P(the command is the one that was said) from the features of
@@ -92,6 +92,12 @@ class DecisionThresholds:
     fuse_weight: float = 0.35
     min_fused_prob: float | None = 0.6
     min_fused_veto: float | None = 0.7
+    # the command head (rule M): the same over every command, for multi-word commands
+    cmd_fuse_weight: float = 0.5
+    min_cmd_fused_prob: float | None = 0.6
+    min_cmd_fused_veto: float | None = 0.7
+    min_cmd_fused_switch: float | None = 0.7
+    min_cmd_head_alone: float | None = 0.9
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -497,6 +503,77 @@ def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speec
         heard = "something else" if top == OTHER else top
         return (dataclasses.replace(d, kind="reject", reason=f"fused: {heard} {p:.2f}, not "
                                     f"{d.command}"), top != OTHER)
+    return None
+
+
+def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
+    """The classifier's and the command head's probabilities over every command and "none"
+    combined (pure), as fused_probs over the single words: softmax of ``weight`` x log
+    p_classifier + (1 - weight) x log p_head. Each model's "none" is everything that is not
+    a command (the classifier's no-command class and wake phrase; the head's wake phrase
+    and "other"); each probability is floored at 1e-4."""
+    cmds = [c for c in head_probs if c not in (OTHER, HEAD_WAKE)]
+    pc = [clf_all.get(c, 0.0) for c in cmds]
+    pc.append(max(0.0, 1.0 - sum(pc)))
+    ph = [head_probs[c] for c in cmds]
+    ph.append(head_probs.get(OTHER, 0.0) + head_probs.get(HEAD_WAKE, 0.0))
+    z = [weight * math.log(max(a, 1e-4)) + (1.0 - weight) * math.log(max(b, 1e-4))
+         for a, b in zip(pc, ph)]
+    m = max(z)
+    e = [math.exp(v - m) for v in z]
+    t = sum(e)
+    return {c: v / t for c, v in zip(cmds + [OTHER], e)}
+
+
+def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
+             *, addressed: bool, th: DecisionThresholds = DecisionThresholds()
+             ) -> tuple[Decision, bool] | None:
+    """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
+    and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
+    command ``d`` did not accept, when it is >= ``min_cmd_fused_prob`` and the utterance
+    was ``addressed`` (the wake phrase heard, or said alone just before, or no wake phrase
+    needed), or refuse a multi-word command ``d`` accepted when another command reaches
+    ``min_cmd_fused_veto`` (ask again), or act on that other command instead when it
+    reaches ``min_cmd_fused_switch`` too (and is a multi-word command). Where the fused
+    probability falls short, the head alone acts at ``min_cmd_head_alone``. Single words
+    are the single-word head's (head_fuse). Returns (decision, whether to ask again)."""
+    if head_probs is None or not clf_all:
+        return None
+    f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
+    top = max(f, key=f.get)
+    p = f[top]
+    multi = lambda c: c in commands.commands and c not in SINGLE_WORDS  # noqa: E731
+    act = None
+    if d.kind != "accept" and addressed:
+        if th.min_cmd_fused_prob is not None and multi(top) and p >= th.min_cmd_fused_prob:
+            act = top, p, ""
+        else:
+            h = max(head_probs, key=head_probs.get)
+            if (th.min_cmd_head_alone is not None and multi(h)
+                    and head_probs[h] >= th.min_cmd_head_alone):
+                act = h, head_probs[h], "head alone "
+    if act is not None:
+        c, q, how = act
+        heard = (f"{commands.wake_phrases[0]} " if d.wake else "") + \
+            commands.commands[c].phrases[0]
+        return (Decision("accept", command=c, heard=heard, confidence=round(q, 3),
+                         reason=f"cmdfused: {how}{c} {q:.2f} (head "
+                                f"{head_probs.get(c, 0.0):.2f}, classifier "
+                                f"{clf_all.get(c, 0.0):.2f}; was {d.kind})",
+                         wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob,
+                         joined=d.joined), False)
+    if (d.kind == "accept" and d.command not in SINGLE_WORDS
+            and th.min_cmd_fused_veto is not None and top != OTHER and top != d.command
+            and p >= th.min_cmd_fused_veto):
+        if (th.min_cmd_fused_switch is not None and p >= th.min_cmd_fused_switch
+                and multi(top)):
+            heard = (f"{commands.wake_phrases[0]} " if d.wake else "") + \
+                commands.commands[top].phrases[0]
+            return (dataclasses.replace(d, command=top, heard=heard, confidence=round(p, 3),
+                                        reason=f"cmdfused: {top} {p:.2f}, not {d.command} "
+                                               f"(acted on instead)"), False)
+        return (dataclasses.replace(d, kind="reject", reason=f"cmdfused: {top} {p:.2f}, not "
+                                    f"{d.command}"), True)
     return None
 
 

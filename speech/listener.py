@@ -33,7 +33,7 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
-                       head_check, head_fuse, head_veto, not_speech, second_opinion,
+                       cmd_fuse, head_check, head_fuse, head_veto, not_speech, second_opinion,
                        unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
@@ -68,7 +68,9 @@ class Heard:
     needs_confirmation: bool = False
     # "" the engine alone; "second opinion": the classifier was unsure and PocketSphinx
     # agreed with one of its guesses; "whisper": the classifier did not act on it and
-    # Whisper's check did (paths with their own error rates: docs/SPEECH.md)
+    # Whisper's check did; "head", "fused": the single-word head alone or with the
+    # classifier; "command head": the command head with the classifier (rule M) (paths
+    # with their own error rates: docs/SPEECH.md)
     via: str = ""
 
 
@@ -174,6 +176,25 @@ class CommandListener:
                 self._head = WhisperHead(s.whisper_head_file or None)
             except HeadError as e:
                 log.warning("speech: no single-word head (%s)", e)
+        # the command head on Whisper's encoder output (rules M, M3, M4): the same over every
+        # command, for multi-word commands; with a whisper_cmd_head_file its answers are in
+        # the diagnostics even with all off, and the sure commands are checked too (benchmarks)
+        self._cmd_head = None
+        if self._whisper is not None and (s.min_cmd_fused_prob is not None
+                                          or s.min_cmd_fused_veto is not None
+                                          or s.min_cmd_head_alone is not None
+                                          or s.whisper_cmd_head_file):
+            from .whisper_head import CMD_HEAD_FILE, HeadError, WhisperHead
+            try:
+                self._cmd_head = WhisperHead(s.whisper_cmd_head_file or CMD_HEAD_FILE)
+                missing = set(commands.commands) - set(self._cmd_head.classes)
+                if missing:
+                    raise HeadError(f"the command head does not know {sorted(missing)} "
+                                    f"(retrain: python -m speech.train_whisper_head "
+                                    f"--kind commands)")
+            except HeadError as e:
+                self._cmd_head = None
+                log.warning("speech: no command head (%s)", e)
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
         self._t0: float | None = None  # media time of the first sample fed
@@ -468,6 +489,9 @@ class CommandListener:
               and (s.min_head_veto is not None or s.min_fused_veto is not None
                    or s.whisper_head_file)):
             d, asked, wdiag = self._head_veto(u, d, asked, joined)
+        elif (self._cmd_head is not None and d.kind == "accept" and d.command not in SINGLE_WORDS
+              and (s.cmd_head_sure or s.whisper_cmd_head_file)):
+            wdiag = self._cmd_head_sure(u, d)
         if wdiag is not None and r.all_probs:  # the classifier on the single words
             wdiag["clf_words"] = {c: r.all_probs.get(c, 0.0) for c in (*SINGLE_WORDS, NONE)}
         # PocketSphinx's second opinion only where Whisper, when it ran, had no command
@@ -490,6 +514,17 @@ class CommandListener:
                           bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
             if f is not None and self._may_act(f[0], joined, u.speech_start_s <= self._reply_until):
                 d, asked = f
+        if wdiag is not None and wdiag.get("cmd_probs") is not None:  # rule M
+            addressed = (s.activation != "wake" or joined
+                         or r.wake_prob >= self.thresholds.min_kws_wake)
+            wdiag["addressed"] = addressed
+            if r.all_probs:
+                wdiag["clf_all"] = {c: round(float(v), 5) for c, v in r.all_probs.items()}
+            m = (cmd_fuse(d, r.all_probs, wdiag["cmd_probs"], self.commands,
+                          addressed=addressed, th=self.thresholds)
+                 if wdiag["kind"] != "sure" or s.cmd_head_sure else None)
+            if m is not None:
+                d, asked = m
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear, wdiag)
@@ -576,6 +611,9 @@ class CommandListener:
                         th=self.thresholds)
         if d3 is not None and self._may_act(d3, joined, reply_open):
             d2, again = replace(d3, joined=d.joined, wake_prob=d.wake_prob), False
+        cp = None
+        if self._cmd_head is not None and w.pooled is not None:
+            cp = {c: round(float(v), 5) for c, v in self._cmd_head(w.pooled).probs.items()}
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
                 "reason": wd.reason, "text": b.text if b else None,
@@ -591,7 +629,7 @@ class CommandListener:
                 "bare_ok": fam[1], "speech_s": round(speech, 3),
                 "head": hr.command if hr else None,
                 "head_p": round(hr.prob, 4) if hr else None,
-                "head_probs": hr.probs if hr else None}
+                "head_probs": hr.probs if hr else None, "cmd_probs": cp}
         if d2.kind == "accept":
             return d2, False, diag
         return d2, asked or again, diag
@@ -619,6 +657,20 @@ class CommandListener:
         if v is None:
             return d, asked, diag
         return v[0], v[1], diag
+
+    def _cmd_head_sure(self, u: Utterance, d: Decision) -> dict | None:
+        """The command head on a multi-word command the classifier was sure of (Whisper not
+        asked): one encoder pass; diagnostics with kind "sure" and the head's
+        probabilities (rule M's refusal reads them), or None when it failed."""
+        try:
+            hr = self._cmd_head(self._whisper.model.context_pooled(u.samples)[1])
+        except Exception as e:  # an extra check: never lose the stream
+            log.error("speech: command head failed (%s); off from now on", e)
+            self._cmd_head = None
+            return None
+        return {"kind": "sure", "classifier_command": d.command, "classifier_post": d.posterior,
+                "speech_s": round(u.speech_end_s - u.speech_start_s, 3),
+                "cmd_probs": {c: round(float(v), 5) for c, v in hr.probs.items()}}
 
     def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
         """PocketSphinx's decision on the same audio, when it agrees with one of the
@@ -664,7 +716,8 @@ class CommandListener:
         via = ("second opinion" if d.reason.startswith("second opinion")
                else "whisper" if d.reason.startswith("whisper")
                else "head" if d.reason.startswith("head")
-               else "fused" if d.reason.startswith("fused") else "")
+               else "fused" if d.reason.startswith("fused")
+               else "command head" if d.reason.startswith("cmdfused") else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
                   d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,

@@ -114,6 +114,22 @@ class SpeechSettings:
     min_fused_prob: float | None = 0.6
     min_fused_veto: float | None = 0.7
     whisper_head_file: str = ""
+    # the command head on Whisper's encoder (speech/whisper_head.py over every command, the
+    # wake phrase and other; decision.py cmd_fuse, rule M in docs/SPEECH.md): where Whisper
+    # checks, its probabilities and the classifier's weighted cmd_fuse_weight : 1 -
+    # cmd_fuse_weight act on a multi-word command not otherwise accepted at
+    # min_cmd_fused_prob (the wake phrase heard), and refuse an accepted one when another
+    # command reaches min_cmd_fused_veto (that command acted on instead when it reaches
+    # min_cmd_fused_switch too: rule M3); cmd_head_sure: also check the multi-word commands
+    # the classifier was sure of (one encoder pass). None: off. whisper_cmd_head_file: its
+    # weights ("" = the shipped); set, its answers are in the diagnostics even with all off
+    cmd_fuse_weight: float = 0.5
+    min_cmd_fused_prob: float | None = 0.6
+    min_cmd_fused_veto: float | None = 0.7
+    min_cmd_fused_switch: float | None = 0.7  # the refused command's rival acted on instead
+    min_cmd_head_alone: float | None = 0.9  # the head alone, where the fused falls short
+    cmd_head_sure: bool = False
+    whisper_cmd_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most
     # a wake phrase alone is held this long for the command that follows a pause
@@ -126,7 +142,9 @@ class SpeechSettings:
 
 #: settings that are probabilities (0 to 1, or None where the rule may be off)
 PROBABILITY_FIELDS = ("min_voice_prob", "tail_voice_prob", "min_head_prob", "min_head_veto",
-                      "min_fused_prob", "min_fused_veto", "fuse_weight")
+                      "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
+                      "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
+                      "min_cmd_head_alone")
 
 
 def settings_problem(s: SpeechSettings) -> str | None:

@@ -52,6 +52,10 @@ def test_cross_field_checks():
     with pytest.raises(ConfigError, match=r"c.yaml: speech.tail_gap_ms must be >= 0"):
         parse_settings("speech:\n  tail_gap_ms: -1\n", "c.yaml")
     assert parse_settings("speech:\n  min_fused_veto: null\n", "c.yaml").speech.min_fused_veto is None
+    with pytest.raises(ConfigError, match=r"c.yaml: speech.cmd_fuse_weight is a probability"):
+        parse_settings("speech:\n  cmd_fuse_weight: -0.5\n", "c.yaml")
+    s = parse_settings("speech:\n  min_cmd_fused_prob: null\n  cmd_head_sure: true\n", "c.yaml")
+    assert s.speech.min_cmd_fused_prob is None and s.speech.cmd_head_sure is True
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

@@ -135,22 +135,27 @@ def test_a_command_asked_for_but_not_understood_is_asked_again(engine):
 
 
 def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
-    # the classifier made too strict to act (min_kws_prob 1.0), so "show fascia" after a
-    # clear wake phrase is a command asked for and not understood ...
+    # the classifier made too strict to act (min_kws_prob 1.0) and the command head's rule
+    # off (it would act: tests/test_speech_cmd_head.py), so "show fascia" after a clear
+    # wake phrase is a command asked for and not understood ...
     x = with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1)
-    out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=False)
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None, second_opinion=False)
     assert out == [] and len(lis.take_unclear()) == 1
     # ... until PocketSphinx decodes the same audio and agrees with one of the
     # classifier's top candidates: acted on, with its reason, and not asked again
-    out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=True)
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None, second_opinion=True)
     assert [(h.command, h.heard, h.via) for h in out] == [
         ("show.fascia", "assistant show fascia", "second opinion")]
     assert lis.take_unclear() == []
     assert lis.log[-1].decision.reason.startswith("second opinion: show.fascia")
     # its own wake floor: asked even where "say again" would not be (and not when above it)
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_unclear_wake=1.0)
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None, min_unclear_wake=1.0)
     assert [h.command for h in out] == ["show.fascia"]
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_unclear_wake=1.0,
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None, min_unclear_wake=1.0,
                       min_second_opinion_wake=1.0)
     assert out == [] and lis.take_unclear() == []
     # a second engine that fails costs the second opinion, never the stream
@@ -158,7 +163,8 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
         def decode(self, samples):
             raise RuntimeError("decoder gone")
 
-    lis2 = CommandListener(replace(SpeechSettings(engine="kws"), min_kws_prob=1.0),
+    lis2 = CommandListener(replace(SpeechSettings(engine="kws"), min_kws_prob=1.0,
+                                   min_cmd_fused_prob=None, min_cmd_head_alone=None),
                            commands=load_commands(), engine=engine)
     lis2._second = Broken()
     got = []
@@ -171,12 +177,15 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     assert out == [] and len(lis.take_unclear()) == 1
     # no wake phrase: nobody asked, so no second opinion is sought
     x = with_silence(espeak("show fascia", "en-us+f3"), seed=1)
-    out, lis = listen(engine, x, min_kws_prob=1.0, second_opinion=True)
+    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None, second_opinion=True)
     assert out == [] and lis.take_unclear() == []
     # ... unless every utterance is addressed: always listening with second_opinion_always
-    out, lis = listen(engine, x, "always", min_kws_prob=1.0)
+    out, lis = listen(engine, x, "always", min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None)
     assert out == [] and lis.take_unclear() == []
-    out, lis = listen(engine, x, "always", min_kws_prob=1.0, second_opinion_always=True)
+    out, lis = listen(engine, x, "always", min_kws_prob=1.0, min_cmd_fused_prob=None,
+                      min_cmd_head_alone=None, second_opinion_always=True)
     assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
 
 
