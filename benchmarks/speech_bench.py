@@ -184,6 +184,7 @@ class Runner:
         self.wall_s += time.perf_counter() - t0
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
+        self.last_log = list(lis.log) or [None]  # (a "nothing" row stands for none)
         self.last_unclear = sum(r.unclear for r in lis.log)  # "say again" prompts
         # commands acted on through PocketSphinx's second opinion (speech/decision.py)
         self.last_second = [r.decision.command for r in lis.log if r.decision.kind == "accept"
@@ -312,6 +313,9 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                     end = lead / SR + speech_end(x)
                     h, emitted, ms = got[0]
                     lat.append(1000 * (emitted - end) + ms)
+                    acc = [row for row in r.dump[-len(r.last_log):] if row["kind"] == "accept"]
+                    if acc:  # --dump: which path the slow ones took
+                        acc[-1]["lat_ms"] = round(lat[-1], 1)
                 else:
                     errors.append(f"{voice}/{phrase}->{cmds}")
                     asked += (not cmds) and r.last_unclear > 0
