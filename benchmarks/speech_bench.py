@@ -313,9 +313,13 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                     end = lead / SR + speech_end(x)
                     h, emitted, ms = got[0]
                     lat.append(1000 * (emitted - end) + ms)
-                    acc = [row for row in r.dump[-len(r.last_log):] if row["kind"] == "accept"]
-                    if acc:  # --dump: which path the slow ones took
-                        acc[-1]["lat_ms"] = round(lat[-1], 1)
+                    acc = [(row, u) for row, u in zip(r.dump[-len(r.last_log):], r.last_log)
+                           if row["kind"] == "accept"]
+                    if acc:  # --dump: which path the slow ones took, and where the time went
+                        row, u = acc[-1]
+                        row["lat_ms"] = round(lat[-1], 1)
+                        row["close_ms"] = round(1000 * (u.closed_at_s - end), 1)
+                        row["decode_ms"] = round(u.decode_ms, 1)
                 else:
                     errors.append(f"{voice}/{phrase}->{cmds}")
                     asked += (not cmds) and r.last_unclear > 0

@@ -460,6 +460,16 @@ def head_veto(d: Decision, head, *, bare_ok: bool,
                                 f"({d.confidence:.2f})"), head.command != OTHER)
 
 
+def _log_pool(pc: list, ph: list, weight: float) -> list:
+    """softmax(weight x log pc + (1 - weight) x log ph), each probability floored at 1e-4."""
+    z = [weight * math.log(max(a, 1e-4)) + (1.0 - weight) * math.log(max(b, 1e-4))
+         for a, b in zip(pc, ph)]
+    m = max(z)
+    e = [math.exp(v - m) for v in z]
+    t = sum(e)
+    return [v / t for v in e]
+
+
 def fused_probs(clf_words: dict, head_probs: dict, weight: float) -> dict:
     """The classifier's and the head's probabilities over the single words and "other"
     combined (pure): softmax of ``weight`` x log p_classifier + (1 - weight) x log p_head.
@@ -469,12 +479,7 @@ def fused_probs(clf_words: dict, head_probs: dict, weight: float) -> dict:
     pc = [clf_words.get(w, 0.0) for w in words]
     pc.append(1.0 - sum(pc))
     ph = [head_probs[w] for w in words] + [head_probs.get(OTHER, 0.0)]
-    z = [weight * math.log(max(a, 1e-4)) + (1.0 - weight) * math.log(max(b, 1e-4))
-         for a, b in zip(pc, ph)]
-    m = max(z)
-    e = [math.exp(v - m) for v in z]
-    t = sum(e)
-    return {c: v / t for c, v in zip(words + [OTHER], e)}
+    return dict(zip(words + [OTHER], _log_pool(pc, ph, weight)))
 
 
 def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speech_s: float,
@@ -517,12 +522,7 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
     pc.append(max(0.0, 1.0 - sum(pc)))
     ph = [head_probs[c] for c in cmds]
     ph.append(head_probs.get(OTHER, 0.0) + head_probs.get(HEAD_WAKE, 0.0))
-    z = [weight * math.log(max(a, 1e-4)) + (1.0 - weight) * math.log(max(b, 1e-4))
-         for a, b in zip(pc, ph)]
-    m = max(z)
-    e = [math.exp(v - m) for v in z]
-    t = sum(e)
-    return {c: v / t for c, v in zip(cmds + [OTHER], e)}
+    return dict(zip(cmds + [OTHER], _log_pool(pc, ph, weight)))
 
 
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,

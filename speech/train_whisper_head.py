@@ -74,13 +74,52 @@ def cut_real(x: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([head, x[max(0, a0): min(len(x), b1)], tail]), x[a:b]
 
 
+class Talker:
+    """Synthetic speech as the heads hear it: eSpeak NG with a random training voice (the
+    classifier's, never the benchmark's), speed and pitch, cut as the listener cuts an
+    utterance; and the words that are no command (CMU dictionary and common words)."""
+
+    def __init__(self, rng, cache: str, commands) -> None:
+        from .engines import cmudict_words
+        from .train_kws import COMMON_WORDS, Synth, train_voices
+        self.rng, self.synth, self.voices = rng, Synth(Path(cache)), train_voices()
+        self.wake = commands.wake_phrases[0]
+        cmd_words = set(commands.words) | set(self.wake.split())
+        self.cmu = sorted(w for w in cmudict_words() if w.isalpha() and 2 <= len(w) <= 12
+                          and w not in cmd_words)
+        self.other = [w for w in COMMON_WORDS if w not in cmd_words]
+
+    def pick(self, seq):
+        return seq[int(self.rng.integers(len(seq)))]
+
+    def say(self, text: str) -> np.ndarray:
+        import subprocess
+        v = self.pick(self.voices)
+        s, p = int(self.rng.integers(110, 221)), int(self.rng.integers(15, 86))
+        try:
+            return self.synth(text, v, s, p)
+        except subprocess.CalledProcessError:
+            return self.synth(text, v.split("+")[0], s, p)
+
+    def piece(self, x: np.ndarray) -> np.ndarray:
+        """Long talk: a piece, as an always-listening cut makes it."""
+        if len(x) <= int(2.5 * SR):
+            return x
+        a = int(self.rng.integers(0, len(x) - int(0.4 * SR)))
+        return x[a: a + int(self.rng.uniform(0.4, 2.5) * SR)]
+
+    def utter(self, x: np.ndarray) -> np.ndarray:
+        pre = np.zeros(int(PRE_S * SR), np.int16)
+        post = np.zeros(int(self.rng.uniform(*TAIL_S) * SR), np.int16)
+        return np.concatenate([pre, x, post])
+
+
 def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     """(audio, label, source) of every example; every real speaker's clips (``source`` is
     the file name for them: ``keeper`` chooses the speakers at fit time)."""
     import glob
     from .audio import read_wav
-    from .train_kws import (PARTIALS, TALK, WAKE_SOUNDALIKES, COMMON_WORDS, Mixer, Synth,
-                            train_voices)
+    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer
     rng = np.random.default_rng(args.seed)
     mixer = Mixer(Path(args.data) / "noise", rng)
     audio: list[np.ndarray] = []
@@ -109,31 +148,11 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
                 n_real += 1
     print(f"real: {n_real} examples", flush=True)
 
-    synth = Synth(Path(args.cache))
-    voices = train_voices()
     commands = load_commands(args.commands or None)
-    wake = commands.wake_phrases[0]
+    tk = Talker(rng, args.cache, commands)
+    wake, say, utter = tk.wake, tk.say, tk.utter
     multi = [p for c in commands.commands.values() for p in c.phrases
              if p not in SINGLE_WORDS]
-    from .engines import cmudict_words
-    cmd_words = set(commands.words) | set(wake.split())
-    cmu = sorted(w for w in cmudict_words() if w.isalpha() and 2 <= len(w) <= 12
-                 and w not in cmd_words)
-    other = [w for w in COMMON_WORDS if w not in cmd_words]
-
-    def say(text):
-        import subprocess
-        v = voices[int(rng.integers(len(voices)))]
-        s, p = int(rng.integers(110, 221)), int(rng.integers(15, 86))
-        try:
-            return synth(text, v, s, p)
-        except subprocess.CalledProcessError:
-            return synth(text, v.split("+")[0], s, p)
-
-    def utter(x):
-        pre = np.zeros(int(PRE_S * SR), np.int16)
-        post = np.zeros(int(rng.uniform(*TAIL_S) * SR), np.int16)
-        return np.concatenate([pre, x, post])
 
     t0 = time.time()
     for w in SINGLE_WORDS:
@@ -142,24 +161,10 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
             add(utter(s), s, w, "synthetic")
     for _ in range(args.n_other):
         r = rng.random()
-        if r < 0.3:
-            t = multi[int(rng.integers(len(multi)))]
-        elif r < 0.4:
-            t = wake
-        elif r < 0.6:
-            t = cmu[int(rng.integers(len(cmu)))]
-        elif r < 0.7:
-            t = other[int(rng.integers(len(other)))]
-        elif r < 0.8:
-            t = PARTIALS[int(rng.integers(len(PARTIALS)))]
-        elif r < 0.85:
-            t = WAKE_SOUNDALIKES[int(rng.integers(len(WAKE_SOUNDALIKES)))]
-        else:
-            t = TALK[int(rng.integers(len(TALK)))]
-        s = say(t)
-        if len(s) > int(2.5 * SR):  # long talk: a piece as an always-listening cut makes it
-            a = int(rng.integers(0, len(s) - int(0.4 * SR)))
-            s = s[a: a + int(rng.uniform(0.4, 2.5) * SR)]
+        t = (tk.pick(multi) if r < 0.3 else wake if r < 0.4 else tk.pick(tk.cmu) if r < 0.6
+             else tk.pick(tk.other) if r < 0.7 else tk.pick(PARTIALS) if r < 0.8
+             else tk.pick(WAKE_SOUNDALIKES) if r < 0.85 else tk.pick(TALK))
+        s = tk.piece(say(t))
         add(utter(s), s, OTHER, "synthetic")
     for _ in range(args.n_noise):  # noise alone
         add(np.zeros(int(rng.uniform(0.3, 1.2) * SR), np.int16), np.full(SR, 1000, np.int16),
@@ -177,36 +182,17 @@ def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     said alone), each single word ``--per-word`` times (the same halves), the wake
     phrase alone ``--n-wake`` times, ``--n-other`` others (as the single-word head's, the
     multi-word phrases left out) and ``--n-noise`` noise alone."""
-    import subprocess
-    from .train_kws import (PARTIALS, TALK, WAKE_SOUNDALIKES, COMMON_WORDS, Mixer, Synth,
-                            train_voices)
-    from .engines import cmudict_words
+    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer
     rng = np.random.default_rng(args.seed)
     mixer = Mixer(Path(args.data) / "noise", rng)
-    synth = Synth(Path(args.cache))
-    voices = train_voices()
     commands = load_commands(args.commands or None)
-    wake = commands.wake_phrases[0]
-    cmd_words = set(commands.words) | set(wake.split())
-    cmu = sorted(w for w in cmudict_words() if w.isalpha() and 2 <= len(w) <= 12
-                 and w not in cmd_words)
-    other = [w for w in COMMON_WORDS if w not in cmd_words]
+    tk = Talker(rng, args.cache, commands)
+    wake = tk.wake
     audio: list[np.ndarray] = []
     labels: list[str] = []
 
-    def say(text):
-        v = voices[int(rng.integers(len(voices)))]
-        s, p = int(rng.integers(110, 221)), int(rng.integers(15, 86))
-        try:
-            return synth(text, v, s, p)
-        except subprocess.CalledProcessError:
-            return synth(text, v.split("+")[0], s, p)
-
-    def add(text, label):
-        x = say(text)
-        pre = np.zeros(int(PRE_S * SR), np.int16)
-        post = np.zeros(int(rng.uniform(*TAIL_S) * SR), np.int16)
-        audio.append(mixer(np.concatenate([pre, x, post]), x))
+    def add(x, label):
+        audio.append(mixer(tk.utter(x), x))
         labels.append(label)
 
     t0 = time.time()
@@ -215,29 +201,15 @@ def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
         n = args.per_word if cid in SINGLE_WORDS else args.per_command
         for k in range(n):
             ph = phrases[int(rng.integers(len(phrases)))]
-            add(f"{wake}, {ph}" if k % 2 == 0 else ph, cid)
+            add(tk.say(f"{wake}, {ph}" if k % 2 == 0 else ph), cid)
     for _ in range(args.n_wake):
-        add(wake, WAKE)
+        add(tk.say(wake), WAKE)
     for _ in range(args.n_other):
         r = rng.random()
-        if r < 0.35:
-            t = cmu[int(rng.integers(len(cmu)))]
-        elif r < 0.5:
-            t = other[int(rng.integers(len(other)))]
-        elif r < 0.65:
-            t = PARTIALS[int(rng.integers(len(PARTIALS)))]
-        elif r < 0.75:
-            t = WAKE_SOUNDALIKES[int(rng.integers(len(WAKE_SOUNDALIKES)))]
-        else:
-            t = TALK[int(rng.integers(len(TALK)))]
-        x = say(t)
-        if len(x) > int(2.5 * SR):  # long talk: a piece, as an always-listening cut
-            a = int(rng.integers(0, len(x) - int(0.4 * SR)))
-            x = x[a: a + int(rng.uniform(0.4, 2.5) * SR)]
-        pre = np.zeros(int(PRE_S * SR), np.int16)
-        post = np.zeros(int(rng.uniform(*TAIL_S) * SR), np.int16)
-        audio.append(mixer(np.concatenate([pre, x, post]), x))
-        labels.append(OTHER)
+        t = (tk.pick(tk.cmu) if r < 0.35 else tk.pick(tk.other) if r < 0.5
+             else tk.pick(PARTIALS) if r < 0.65 else tk.pick(WAKE_SOUNDALIKES) if r < 0.75
+             else tk.pick(TALK))
+        add(tk.piece(tk.say(t)), OTHER)
     for _ in range(args.n_noise):
         audio.append(mixer(np.zeros(int(rng.uniform(0.3, 1.2) * SR), np.int16),
                            np.full(SR, 1000, np.int16)))

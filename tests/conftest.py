@@ -25,6 +25,29 @@ def wait_for(cond, timeout_s: float = 10.0, interval_s: float = 0.01, what: str 
     return v
 
 
+def listen_patched(settings, x, classify, reply: bool = False) -> tuple[list, list]:
+    """The heard commands and the utterance log of a speech listener fed ``x`` in 20 ms
+    chunks, with the kws classifier's answers passed through ``classify(result) ->
+    result`` (to make it unsure or sure of something); ``reply``: a yes/no answer is
+    awaited all along."""
+    from speech import kws
+    from speech.audio import chunks
+    from speech.listener import CommandListener
+    real = kws.KwsRecognizer.classify
+    mp = pytest.MonkeyPatch()
+    mp.setattr(kws.KwsRecognizer, "classify", lambda self, *a, **k: classify(real(self, *a, **k)))
+    try:
+        lis = CommandListener(settings)
+        if reply:
+            lis.expect_reply(until_s=1e9)
+        out = []
+        for c, t in chunks(x, 20):
+            out += lis.feed(c, t)
+        return out + lis.flush(), list(lis.log)
+    finally:
+        mp.undo()
+
+
 def video_frames(path) -> list:
     """Every frame OpenCV can decode from the video file ``path`` (BGR arrays)."""
     from assistant.sources import read_video_frames

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from speech.audio import chunks
+from conftest import listen_patched
 from speech.commands import load_commands
 from speech.decision import Decision, DecisionThresholds, cmd_fuse, cmd_fused_probs
 from speech.listener import CommandListener
@@ -141,18 +141,7 @@ def test_a_head_file_that_does_not_know_a_command_is_not_used(tmp_path, caplog):
 # ------------------------------------------------------------------ through the listener
 
 def listen(settings: SpeechSettings, x: np.ndarray, classify) -> tuple[list, list]:
-    from speech import kws
-    real = kws.KwsRecognizer.classify
-    mp = pytest.MonkeyPatch()
-    mp.setattr(kws.KwsRecognizer, "classify", lambda self, *a, **k: classify(real(self, *a, **k)))
-    try:
-        lis = CommandListener(settings)
-        out = []
-        for c, t in chunks(x, 20):
-            out += lis.feed(c, t)
-        return out + lis.flush(), list(lis.log)
-    finally:
-        mp.undo()
+    return listen_patched(settings, x, classify)
 
 
 def test_listener_acts_on_the_command_head_and_refuses_with_it():

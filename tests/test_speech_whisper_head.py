@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech.audio import chunks, read_wav
+from conftest import listen_patched
+from speech.audio import read_wav
 from speech.decision import Decision, DecisionThresholds, fused_probs, head_check, head_fuse
-from speech.listener import CommandListener
 from speech.settings import SpeechSettings
 from speech.whisper import OrtWhisper, WhisperTiny, shared_model
 from speech.whisper_head import HEAD_FILE, OTHER, HeadError, HeadResult, WhisperHead, pool
@@ -33,23 +33,7 @@ def real_word(word: str, i: int) -> np.ndarray:
 
 def listen(settings: SpeechSettings, x: np.ndarray, classify, reply: bool = False
            ) -> tuple[list, list]:
-    """The heard commands and the utterance log of a listener fed ``x`` in 20 ms chunks,
-    with the classifier's answers passed through ``classify(result) -> result``; ``reply``:
-    a yes/no answer is awaited all along."""
-    from speech import kws
-    real = kws.KwsRecognizer.classify
-    mp = pytest.MonkeyPatch()
-    mp.setattr(kws.KwsRecognizer, "classify", lambda self, *a, **k: classify(real(self, *a, **k)))
-    try:
-        lis = CommandListener(settings)
-        if reply:
-            lis.expect_reply(until_s=1e9)
-        out = []
-        for c, t in chunks(x, 20):
-            out += lis.feed(c, t)
-        return out + lis.flush(), list(lis.log)
-    finally:
-        mp.undo()
+    return listen_patched(settings, x, classify, reply)
 
 
 # ------------------------------------------------------------------ the pure decision
