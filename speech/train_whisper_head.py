@@ -1,8 +1,8 @@
 """Train the single-word head on Whisper's encoder (speech/whisper_head.py) and write
-speech/whisper_head_en.npz.
+speech/whisper_head_en.npz (or, with ``--kind commands``, the command head).
 
     python -m speech.train_whisper_head --data ../shared/data/speech [--out FILE]
-        [--real-speakers all|tune|fold:K:F]
+        [--real-speakers all|tune|fold:K:F] [--kind words|commands]
 
 Numpy only (softmax regression, Adam); deterministic for a seed; about three minutes on one
 core, most of it Whisper's encoder on the examples.
@@ -21,6 +21,11 @@ draws its noise anywhere in them) at a random SNR, or kept as recorded:
   Without them (``--per-word 0 --n-other 0``) the head is a little better on held-out real
   words but has never heard a sentence: it names a single word in talk and in multi-word
   commands (docs/SPEECH.md, "The single-word head").
+
+``--kind commands`` trains the command head instead (speech/whisper_cmd_head_en.npz, every
+command id, the wake phrase said alone and "other"; docs/SPEECH.md, "The command head"):
+SYNTHETIC voices only (``build_commands``), so no real speaker is in it and every
+real-word figure stays held out.
 """
 from __future__ import annotations
 

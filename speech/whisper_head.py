@@ -10,7 +10,12 @@ top. The head is that layer (11 x 768 weights, trained by ``python -m
 speech.train_whisper_head``), run on the encoder output the phrase search computes anyway,
 so it costs no extra encoder pass.
 
-Pure numpy; the decision made from its probabilities is ``speech.decision.head_check``.
+The same class loads the command head (``CMD_HEAD_FILE``: every command id, the wake
+phrase said alone and "other", trained on synthetic voices by ``--kind commands``), whose
+probabilities ``speech.decision.cmd_fuse`` reads for multi-word commands.
+
+Pure numpy; the decisions made from the probabilities are in ``speech.decision``
+(``head_check``, ``head_veto``, ``head_fuse``; ``cmd_fuse``).
 """
 from __future__ import annotations
 
