@@ -26,6 +26,7 @@ class SpeechSettings:
     # close an utterance after this long with no speech heard by the neural voice
     # activity model (Silero VAD), even while noise keeps the energy up; 0 = energy only
     vad_neural_hangover_ms: int = 128
+    vad_neural_off_prob: float = 0.3  # "no speech": the model's probability below this
     vad_min_speech_ms: int = 60
     # with the neural model: an utterance in which it never heard speech above
     # min_voice_prob is not decoded, nor one below tail_voice_prob that starts within
@@ -141,7 +142,8 @@ class SpeechSettings:
 
 
 #: settings that are probabilities (0 to 1, or None where the rule may be off)
-PROBABILITY_FIELDS = ("min_voice_prob", "tail_voice_prob", "min_head_prob", "min_head_veto",
+PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob",
+                      "min_head_prob", "min_head_veto",
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone")

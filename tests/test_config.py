@@ -54,6 +54,8 @@ def test_cross_field_checks():
     assert parse_settings("speech:\n  min_fused_veto: null\n", "c.yaml").speech.min_fused_veto is None
     with pytest.raises(ConfigError, match=r"c.yaml: speech.cmd_fuse_weight is a probability"):
         parse_settings("speech:\n  cmd_fuse_weight: -0.5\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"c.yaml: speech.vad_neural_off_prob is a probability"):
+        parse_settings("speech:\n  vad_neural_off_prob: 30\n", "c.yaml")
     s = parse_settings("speech:\n  min_cmd_fused_prob: null\n  cmd_head_sure: true\n", "c.yaml")
     assert s.speech.min_cmd_fused_prob is None and s.speech.cmd_head_sure is True
 
