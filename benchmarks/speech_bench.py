@@ -184,11 +184,11 @@ class Runner:
         self.wall_s += time.perf_counter() - t0
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
-        self.last_log = list(lis.log) or [None]  # (a "nothing" row stands for none)
         self.last_unclear = sum(r.unclear for r in lis.log)  # "say again" prompts
         # commands acted on through PocketSphinx's second opinion (speech/decision.py)
         self.last_second = [r.decision.command for r in lis.log if r.decision.kind == "accept"
                             and r.decision.reason.startswith("second opinion")]
+        self.last_pairs = []  # (dump row, utterance log) of this stream's utterances
         if tag is not None:
             if not lis.log:  # nothing heard at all: the item still counts (as missed)
                 self.dump.append({**tag, "kind": "nothing", "command": None, "heard": "",
@@ -197,6 +197,7 @@ class Runner:
                 d = r.decision
                 self.dump.append({**tag, **dump_row(r), "lr": d.lr_per_frame,
                                   "gpf": d.grammar_per_frame, "unc": d.uncovered_ms})
+                self.last_pairs.append((self.dump[-1], r))
         return out
 
 
@@ -313,8 +314,7 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                     end = lead / SR + speech_end(x)
                     h, emitted, ms = got[0]
                     lat.append(1000 * (emitted - end) + ms)
-                    acc = [(row, u) for row, u in zip(r.dump[-len(r.last_log):], r.last_log)
-                           if row["kind"] == "accept"]
+                    acc = [(row, u) for row, u in r.last_pairs if row["kind"] == "accept"]
                     if acc:  # --dump: which path the slow ones took, and where the time went
                         row, u = acc[-1]
                         row["lat_ms"] = round(lat[-1], 1)

@@ -135,6 +135,12 @@ class Decision:
     margin: float | None = None  # diagnostics (Whisper): log units ahead of another command
 
 
+def said(commands: CommandSet, cid: str, wake: bool) -> str:
+    """What a decision reports as heard for command ``cid``: its first phrase, after the
+    wake phrase when one was heard (the classifiers know the command, not the synonym)."""
+    return (f"{commands.wake_phrases[0]} " if wake else "") + commands.commands[cid].phrases[0]
+
+
 def decide(dec: Decoded, commands: CommandSet, *, require_wake: bool,
            reply_open: bool = False, th: DecisionThresholds = DecisionThresholds(),
            speech_spans_s: list[tuple[float, float]] | None = None,
@@ -254,7 +260,7 @@ def _decide_kws(r, commands: CommandSet, *, require_wake: bool, reply_open: bool
         return Decision("reject", reason=f"unsure wake phrase ({diag})", posterior=r.top_prob)
     cid = r.top
     cmd = commands.commands[cid]
-    heard = (f"{wp} " if wake else "") + cmd.phrases[0]
+    heard = said(commands, cid, wake)
     conf = round(r.top_prob, 3)
     if r.top_prob < th.min_kws_prob:
         return Decision("reject", cid, heard, conf, f"{cid} only {r.top_prob:.2f} ({diag})",
@@ -537,7 +543,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     reaches ``min_cmd_fused_switch`` too (and is a multi-word command). Where the fused
     probability falls short, the head alone acts at ``min_cmd_head_alone``. Single words
     are the single-word head's (head_fuse). Returns (decision, whether to ask again)."""
-    if head_probs is None or not clf_all:
+    if head_probs is None or not clf_all or (d.kind == "accept" and d.command in SINGLE_WORDS):
         return None
     f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
     top = max(f, key=f.get)
@@ -554,22 +560,19 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
                 act = h, head_probs[h], "head alone "
     if act is not None:
         c, q, how = act
-        heard = (f"{commands.wake_phrases[0]} " if d.wake else "") + \
-            commands.commands[c].phrases[0]
-        return (Decision("accept", command=c, heard=heard, confidence=round(q, 3),
+        return (Decision("accept", command=c, heard=said(commands, c, d.wake),
+                         confidence=round(q, 3),
                          reason=f"cmdfused: {how}{c} {q:.2f} (head "
                                 f"{head_probs.get(c, 0.0):.2f}, classifier "
                                 f"{clf_all.get(c, 0.0):.2f}; was {d.kind})",
                          wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob,
                          joined=d.joined), False)
-    if (d.kind == "accept" and d.command not in SINGLE_WORDS
-            and th.min_cmd_fused_veto is not None and top != OTHER and top != d.command
-            and p >= th.min_cmd_fused_veto):
+    if (d.kind == "accept" and th.min_cmd_fused_veto is not None and top != OTHER
+            and top != d.command and p >= th.min_cmd_fused_veto):
         if (th.min_cmd_fused_switch is not None and p >= th.min_cmd_fused_switch
                 and multi(top)):
-            heard = (f"{commands.wake_phrases[0]} " if d.wake else "") + \
-                commands.commands[top].phrases[0]
-            return (dataclasses.replace(d, command=top, heard=heard, confidence=round(p, 3),
+            return (dataclasses.replace(d, command=top, heard=said(commands, top, d.wake),
+                                        confidence=round(p, 3),
                                         reason=f"cmdfused: {top} {p:.2f}, not {d.command} "
                                                f"(acted on instead)"), False)
         return (dataclasses.replace(d, kind="reject", reason=f"cmdfused: {top} {p:.2f}, not "

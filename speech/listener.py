@@ -39,7 +39,7 @@ from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
-from .whisper_head import HeadResult
+from .whisper_head import CMD_HEAD_FILE, HEAD_FILE, HeadError, HeadResult, WhisperHead
 
 log = logging.getLogger(__name__)
 
@@ -168,34 +168,16 @@ class CommandListener:
         # where Whisper checks (min_head_prob), refuses sure single words it hears otherwise
         # (min_head_veto), decides with the classifier (min_fused_prob, min_fused_veto); with
         # a whisper_head_file its answers are in the diagnostics even with all off (benchmarks)
-        self._head = None
-        uses = (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto)
-        if self._whisper is not None and (any(v is not None for v in uses)
-                                          or s.whisper_head_file):
-            from .whisper_head import HeadError, WhisperHead
-            try:
-                self._head = WhisperHead(s.whisper_head_file or None)
-            except HeadError as e:
-                log.warning("speech: no single-word head (%s)", e)
+        self._head = self._load_head(
+            "single-word head", s.whisper_head_file or HEAD_FILE, s.whisper_head_file,
+            (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto))
         # the command head on Whisper's encoder output (rules M, M3, M4): the same over every
         # command, for multi-word commands; with a whisper_cmd_head_file its answers are in
         # the diagnostics even with all off, and the sure commands are checked too (benchmarks)
-        self._cmd_head = None
-        if self._whisper is not None and (s.min_cmd_fused_prob is not None
-                                          or s.min_cmd_fused_veto is not None
-                                          or s.min_cmd_head_alone is not None
-                                          or s.whisper_cmd_head_file):
-            from .whisper_head import CMD_HEAD_FILE, HeadError, WhisperHead
-            try:
-                self._cmd_head = WhisperHead(s.whisper_cmd_head_file or CMD_HEAD_FILE)
-                missing = set(commands.commands) - set(self._cmd_head.classes)
-                if missing:
-                    raise HeadError(f"the command head does not know {sorted(missing)} "
-                                    f"(retrain: python -m speech.train_whisper_head "
-                                    f"--kind commands)")
-            except HeadError as e:
-                self._cmd_head = None
-                log.warning("speech: no command head (%s)", e)
+        self._cmd_head = self._load_head(
+            "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
+            (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone),
+            need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
         self._t0: float | None = None  # media time of the first sample fed
@@ -221,6 +203,24 @@ class CommandListener:
         self.log: deque[UtteranceLog] = deque(maxlen=log_size)
 
     # ------------------------------------------------------------------ control
+
+    def _load_head(self, what: str, path, named: str, uses: tuple, need=(), retrain=""):
+        """A head on Whisper's encoder (speech/whisper_head.py), or None: loaded when Whisper
+        runs and a rule that reads it is on (``uses`` not all None) or its file is ``named``
+        (diagnostics); one that is missing, broken or does not know every class in ``need``
+        is logged and left out, never fatal."""
+        if self._whisper is None or (all(v is None for v in uses) and not named):
+            return None
+        try:
+            head = WhisperHead(path)
+            missing = set(need) - set(head.classes)
+            if missing:
+                raise HeadError(f"the {what} does not know {sorted(missing)} (retrain: "
+                                f"python -m speech.train_whisper_head{retrain})")
+            return head
+        except HeadError as e:
+            log.warning("speech: no %s (%s)", what, e)
+            return None
 
     @property
     def stream_time_s(self) -> float:
@@ -519,8 +519,7 @@ class CommandListener:
             addressed = (s.activation != "wake" or joined
                          or r.wake_prob >= self.thresholds.min_kws_wake)
             wdiag["addressed"] = addressed
-            if r.all_probs:
-                wdiag["clf_all"] = {c: round(float(v), 5) for c, v in r.all_probs.items()}
+            wdiag["clf_all"] = r.all_probs
             m = (cmd_fuse(d, r.all_probs, wdiag["cmd_probs"], self.commands,
                           addressed=addressed, th=self.thresholds)
                  if wdiag["kind"] != "sure" or s.cmd_head_sure else None)
