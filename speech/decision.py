@@ -98,6 +98,7 @@ class DecisionThresholds:
     min_cmd_fused_veto: float | None = 0.7
     min_cmd_fused_switch: float | None = 0.7
     min_cmd_head_alone: float | None = 0.9
+    min_cmd_fused_unconfirmed: float | None = 0.3
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -532,8 +533,8 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
 
 
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
-             *, addressed: bool, th: DecisionThresholds = DecisionThresholds()
-             ) -> tuple[Decision, bool] | None:
+             *, addressed: bool, th: DecisionThresholds = DecisionThresholds(),
+             unconfirmed: bool = False) -> tuple[Decision, bool] | None:
     """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
     and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
     command ``d`` did not accept, when it is >= ``min_cmd_fused_prob`` and the utterance
@@ -542,13 +543,26 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     ``min_cmd_fused_veto`` (ask again), or act on that other command instead when it
     reaches ``min_cmd_fused_switch`` too (and is a multi-word command). Where the fused
     probability falls short, the head alone acts at ``min_cmd_head_alone``. Single words
-    are the single-word head's (head_fuse). Returns (decision, whether to ask again)."""
-    if head_probs is None or not clf_all or (d.kind == "accept" and d.command in SINGLE_WORDS):
+    are the single-word head's (head_fuse), except (rule M5) where Whisper's check ran and
+    did not accept ``d`` (``unconfirmed``): then any accepted command, a single word too,
+    gives way to a multi-word command other than it at ``min_cmd_fused_unconfirmed``.
+    Returns (decision, whether to ask again)."""
+    if head_probs is None or not clf_all:
+        return None
+    m5 = d.kind == "accept" and unconfirmed and th.min_cmd_fused_unconfirmed is not None
+    if d.kind == "accept" and d.command in SINGLE_WORDS and not m5:
         return None
     f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
     top = max(f, key=f.get)
     p = f[top]
     multi = lambda c: c in commands.commands and c not in SINGLE_WORDS  # noqa: E731
+    if m5 and multi(top) and top != d.command and p >= th.min_cmd_fused_unconfirmed:
+        return (dataclasses.replace(d, command=top, heard=said(commands, top, d.wake),
+                                    confidence=round(p, 3),
+                                    reason=f"cmdfused: {top} {p:.2f}, not {d.command} (which "
+                                           f"Whisper did not confirm)"), False)
+    if d.kind == "accept" and d.command in SINGLE_WORDS:
+        return None
     act = None
     if d.kind != "accept" and addressed:
         if th.min_cmd_fused_prob is not None and multi(top) and p >= th.min_cmd_fused_prob:
@@ -559,14 +573,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
                     and head_probs[h] >= th.min_cmd_head_alone):
                 act = h, head_probs[h], "head alone "
     if act is not None:
-        c, q, how = act
-        return (Decision("accept", command=c, heard=said(commands, c, d.wake),
-                         confidence=round(q, 3),
-                         reason=f"cmdfused: {how}{c} {q:.2f} (head "
-                                f"{head_probs.get(c, 0.0):.2f}, classifier "
-                                f"{clf_all.get(c, 0.0):.2f}; was {d.kind})",
-                         wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob,
-                         joined=d.joined), False)
+        return _cmd_act(d, *act, clf_all, head_probs, commands), False
     if (d.kind == "accept" and th.min_cmd_fused_veto is not None and top != OTHER
             and top != d.command and p >= th.min_cmd_fused_veto):
         if (th.min_cmd_fused_switch is not None and p >= th.min_cmd_fused_switch
@@ -578,6 +585,48 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
         return (dataclasses.replace(d, kind="reject", reason=f"cmdfused: {top} {p:.2f}, not "
                                     f"{d.command}"), True)
     return None
+
+
+def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
+              commands: CommandSet, *, addressed: bool,
+              th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
+    """Rule M's answer where Whisper's search cannot change it much (pure), or None (wait
+    for the search): ``d`` is the classifier's own decision, before Whisper. With the wake
+    phrase heard (``addressed``) and no single word accepted, a multi-word command at fused
+    >= ``min_cmd_fused_prob`` is acted on (``d`` itself when it accepted that command; when
+    it accepted another, only at ``min_cmd_fused_switch``); else, ``d`` accepting nothing,
+    one the head alone gives ``min_cmd_head_alone``. The search, which rule M would
+    override or agree with, is then not waited for (rule X in docs/SPEECH.md)."""
+    if (head_probs is None or not clf_all or not addressed
+            or (d.kind == "accept" and d.command in SINGLE_WORDS)):
+        return None
+    f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
+    top = max(f, key=f.get)
+    p = f[top]
+    multi = lambda c: c in commands.commands and c not in SINGLE_WORDS  # noqa: E731
+    act = None
+    if th.min_cmd_fused_prob is not None and multi(top) and p >= th.min_cmd_fused_prob:
+        if d.kind == "accept" and d.command == top:
+            return d
+        if d.kind != "accept" or (th.min_cmd_fused_switch is not None
+                                  and p >= th.min_cmd_fused_switch):
+            act = top, p, ""
+    elif d.kind != "accept" and th.min_cmd_head_alone is not None:
+        h = max(head_probs, key=head_probs.get)
+        if multi(h) and head_probs[h] >= th.min_cmd_head_alone:
+            act = h, head_probs[h], "head alone "
+    if act is None:
+        return None
+    return _cmd_act(d, *act, clf_all, head_probs, commands, "; before Whisper's search")
+
+
+def _cmd_act(d: Decision, c: str, q: float, how: str, clf_all: dict, head_probs: dict,
+             commands: CommandSet, note: str = "") -> Decision:
+    """Rule M's (or X's) act on command ``c`` at probability ``q``, in place of ``d``."""
+    return Decision("accept", command=c, heard=said(commands, c, d.wake), confidence=round(q, 3),
+                    reason=f"cmdfused: {how}{c} {q:.2f} (head {head_probs.get(c, 0.0):.2f}, "
+                           f"classifier {clf_all.get(c, 0.0):.2f}; was {d.kind}{note})",
+                    wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob, joined=d.joined)
 
 
 def not_speech(voice_prob: float | None, gap_s: float | None,

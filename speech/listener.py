@@ -32,9 +32,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
-from .decision import (Decision, DecisionThresholds, decide, decide_kws, decide_whisper,
-                       cmd_fuse, head_check, head_fuse, head_veto, not_speech, second_opinion,
-                       unclear_after_wake, vetoed, whisper_check)
+from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
+                       decide_whisper, head_check, head_fuse, head_veto, not_speech,
+                       second_opinion, unclear_after_wake, vetoed, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
@@ -48,6 +48,17 @@ _KWS_LEAD_S = 1.28  # quiet lead-in before a stream (kws engine): one classifier
 _KWS_TAIL_S = 0.32  # quiet tail after it
 # Whisper's scores from the pause stand if the speech ended no later than this after it
 _PAUSE_SLACK_S = 0.15
+
+
+@dataclass(frozen=True)
+class _WhisperJob:
+    """Whisper's check of one stretch of audio on the listener's worker thread: the
+    encoder pass (``enc``: the model's context and pooled output), then the search
+    (``search``: a WhisperResult), which ends early once ``cancel`` is set."""
+
+    enc: object  # Future
+    search: object  # Future
+    cancel: object  # threading.Event
 
 
 def _floor_noise(seconds: float, seed: int) -> np.ndarray:
@@ -171,12 +182,13 @@ class CommandListener:
         self._head = self._load_head(
             "single-word head", s.whisper_head_file or HEAD_FILE, s.whisper_head_file,
             (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto))
-        # the command head on Whisper's encoder output (rules M, M3, M4): the same over every
-        # command, for multi-word commands; with a whisper_cmd_head_file its answers are in
+        # the command head on Whisper's encoder output (rules M, M3, M4, M5, X): the same over
+        # every command, for multi-word commands; with a whisper_cmd_head_file its answers are in
         # the diagnostics even with all off, and the sure commands are checked too (benchmarks)
         self._cmd_head = self._load_head(
             "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
-            (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone),
+            (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
+             s.min_cmd_fused_unconfirmed),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -481,11 +493,14 @@ class CommandListener:
         pedal = s.activation == "push_to_talk"
         asked = unclear_after_wake(d, speech, self.thresholds, pedal=pedal)
         addressed = pedal or (s.activation == "always" and s.second_opinion_always)
+        # rule M's: the wake phrase heard, or said alone just before, or none needed
+        spoken_to = (s.activation != "wake" or joined
+                     or r.wake_prob >= self.thresholds.min_kws_wake)
         t1 = time.perf_counter()
         wdiag = None
         if (self._whisper is not None and self._command_length(speech)
                 and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above)):
-            d, asked, wdiag = self._whisper_check(u, d, asked, joined)
+            d, asked, wdiag = self._whisper_check(u, d, asked, joined, r, spoken_to)
         elif (self._head is not None and d.kind == "accept" and d.command in SINGLE_WORDS
               and (s.min_head_veto is not None or s.min_fused_veto is not None
                    or s.whisper_head_file)):
@@ -497,7 +512,8 @@ class CommandListener:
             wdiag["clf_words"] = {c: r.all_probs.get(c, 0.0) for c in (*SINGLE_WORDS, NONE)}
         # PocketSphinx's second opinion only where Whisper, when it ran, had no command
         # (not after the head refused a sure answer: that refusal stands)
-        second = self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure") else None
+        second = (self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure", "early")
+                  else None)
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
             d2 = self._second_opinion(u, r, d, joined)
@@ -516,13 +532,13 @@ class CommandListener:
             if f is not None and self._may_act(f[0], joined, u.speech_start_s <= self._reply_until):
                 d, asked = f
         if wdiag is not None and wdiag.get("cmd_probs") is not None:  # rule M
-            addressed = (s.activation != "wake" or joined
-                         or r.wake_prob >= self.thresholds.min_kws_wake)
-            wdiag["addressed"] = addressed
+            wdiag["addressed"] = spoken_to
             wdiag["clf_all"] = r.all_probs
             m = (cmd_fuse(d, r.all_probs, wdiag["cmd_probs"], self.commands,
-                          addressed=addressed, th=self.thresholds)
-                 if wdiag["kind"] != "sure" or s.cmd_head_sure else None)
+                          addressed=spoken_to, th=self.thresholds,
+                          unconfirmed=wdiag["kind"] not in ("accept", "sure"))
+                 if wdiag["kind"] != "early" and (wdiag["kind"] != "sure" or s.cmd_head_sure)
+                 else None)  # rule X acted already
             if m is not None:
                 d, asked = m
         ms += 1000.0 * (time.perf_counter() - t1)
@@ -569,15 +585,23 @@ class CommandListener:
         reply_open = speech_start_s <= self._reply_until
         return True, self.settings.activation != "wake" or joined or reply_open
 
-    def _submit_whisper(self, samples: np.ndarray, fam: tuple[bool, bool]):
-        """Whisper's scores of ``samples``, computed by the listener's one worker thread
-        (calls run one at a time, in order): a future."""
+    def _submit_whisper(self, samples: np.ndarray, fam: tuple[bool, bool]) -> _WhisperJob:
+        """Whisper's check of ``samples``, computed by the listener's one worker thread
+        (calls run one at a time, in order): the encoder pass, then the search on it."""
+        import threading
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="whisper-check")
-        return self._pool.submit(self._whisper.score, samples.copy(), wake=fam[0], bare=fam[1])
+        samples = samples.copy()
+        whisper, cancel = self._whisper, threading.Event()
+        enc = self._pool.submit(whisper.model.context_pooled, samples)
+        search = self._pool.submit(lambda: whisper.score(samples, wake=fam[0], bare=fam[1],
+                                                         context=enc.result(), cancel=cancel))
+        return _WhisperJob(enc, search, cancel)
 
     def _whisper_result(self, fut):
+        """A job's result (its encoder pass or its search), or None when it failed: then
+        Whisper's check is off from now on."""
         try:
             return fut.result()
         except Exception as e:  # an extra check: never lose the stream
@@ -585,21 +609,46 @@ class CommandListener:
             self._whisper = None
             return None
 
-    def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool
-                       ) -> tuple[Decision, bool, dict | None]:
+    def _early(self, job: _WhisperJob, d: Decision, r, addressed: bool, fam, at_pause: bool,
+               speech: float) -> tuple[Decision, dict] | None:
+        """Rule X (decision.cmd_early): the classifier and the command head, on the encoder's
+        output, act before Whisper's search ends, which is then cancelled; or None."""
+        ctx = self._whisper_result(job.enc)
+        if ctx is None:
+            return None
+        cp = {c: round(float(v), 5) for c, v in self._cmd_head(ctx[1]).probs.items()}
+        e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
+                      th=self.thresholds)
+        if e is None:
+            return None
+        job.cancel.set()
+        return e, {"kind": "early", "classifier": d.kind, "classifier_command": d.command,
+                   "classifier_post": d.posterior, "at_pause": at_pause, "bare_ok": fam[1],
+                   "speech_s": round(speech, 3), "cmd_probs": cp}
+
+    def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool,
+                       r=None, addressed: bool = False) -> tuple[Decision, bool, dict | None]:
         """Whisper's decision on the utterance checks the classifier's (speech/decision.py
         whisper_check): (decision, asked again, diagnostics). The scores made at the pause
-        (on_pause) are used when no speech came after it."""
+        (on_pause) are used when no speech came after it. With the classifier's result
+        ``r``, the command head may act before the search ends (rule X, ``cmd_early``)."""
         s = self.settings
         reply_open = u.speech_start_s <= self._reply_until
         fam = self._whisper_families(u.speech_start_s, joined)
         spec, self._spec = self._spec, None
         early = (spec is not None and spec[0] == u.speech_start_s and spec[2] == fam
                  and u.speech_end_s <= spec[1] + _PAUSE_SLACK_S)
-        w = self._whisper_result(spec[3] if early else self._submit_whisper(u.samples, fam))
+        job = spec[3] if early else self._submit_whisper(u.samples, fam)
+        speech = u.speech_end_s - u.speech_start_s
+        if s.cmd_early and self._cmd_head is not None and r is not None:
+            x = self._early(job, d, r, addressed, fam, early, speech)
+            if x is not None:
+                return x[0], False, x[1]
+            if self._whisper is None:  # its encoder pass failed (logged)
+                return d, asked, None
+        w = self._whisper_result(job.search)
         if w is None:
             return d, asked, None
-        speech = u.speech_end_s - u.speech_start_s
         wd = decide_whisper(w, self.commands, require_wake=s.activation == "wake",
                             reply_open=reply_open, th=self.thresholds, joined=joined,
                             speech_s=speech)

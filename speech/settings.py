@@ -129,7 +129,13 @@ class SpeechSettings:
     min_cmd_fused_veto: float | None = 0.7
     min_cmd_fused_switch: float | None = 0.7  # the refused command's rival acted on instead
     min_cmd_head_alone: float | None = 0.9  # the head alone, where the fused falls short
+    # rule M5: an accepted command (a single word too) that Whisper's check did not confirm
+    # gives way to a multi-word command the fused probabilities give this
+    min_cmd_fused_unconfirmed: float | None = 0.3
     cmd_head_sure: bool = False
+    # rule X (decision.py cmd_early): where the classifier and the command head settle a
+    # multi-word command, act at the encoder's output, without waiting for Whisper's search
+    cmd_early: bool = True
     whisper_cmd_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most
@@ -146,7 +152,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_head_prob", "min_head_veto",
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
-                      "min_cmd_head_alone")
+                      "min_cmd_head_alone", "min_cmd_fused_unconfirmed")
 
 
 def settings_problem(s: SpeechSettings) -> str | None:

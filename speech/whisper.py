@@ -661,20 +661,24 @@ class PhraseScorer:
             self._index = {int(v): i for i, v in enumerate(self.vocab_ids)}
         self._prompt = [SOT, NO_TIMESTAMPS]
 
-    def score(self, samples: np.ndarray, *, wake: bool = True, bare: bool = True
-              ) -> WhisperResult:
+    def score(self, samples: np.ndarray, *, wake: bool = True, bare: bool = True,
+              context=None, cancel=None) -> WhisperResult:
         """Score the candidates of one utterance (16 kHz samples): those after a wake
         phrase (``wake``), those without (``bare``), or both. Best first: the search stops
         once the best command and the best of another command are known, when nothing
         left can come within ``margin_cap`` of the best or above ``floor``, or after
-        ``max_expansions`` decoder steps (``exhausted``)."""
+        ``max_expansions`` decoder steps (``exhausted``). ``context``: the model's
+        ``context_pooled(samples)`` when already computed; ``cancel``: an event that, once
+        set, ends the search at its next step (``exhausted``: its answer is not wanted)."""
         if not (wake or bare):
             raise ValueError("score(): ask for wake-prefixed or bare candidates, or both")
         import time
         t0 = time.perf_counter()
         m = self.model
-        xkv, pooled = m.context_pooled(samples)
+        xkv, pooled = m.context_pooled(samples) if context is None else context
         t1 = time.perf_counter()
+        if cancel is not None and cancel.is_set():
+            return WhisperResult(None, None, None, None, 0, True, 1000 * (t1 - t0), 0.0, pooled)
         index = self._index
         pos = (lambda t: t) if index is None else index.__getitem__  # noqa: E731
         root = self.tries[(wake, bare)]
@@ -725,7 +729,7 @@ class PhraseScorer:
                     runner = ps
                     break
                 continue
-            if expansions >= self.max_expansions:
+            if expansions >= self.max_expansions or (cancel is not None and cancel.is_set()):
                 exhausted = True
                 break
             group = []

@@ -58,6 +58,13 @@ def test_cross_field_checks():
         parse_settings("speech:\n  vad_neural_off_prob: 30\n", "c.yaml")
     s = parse_settings("speech:\n  min_cmd_fused_prob: null\n  cmd_head_sure: true\n", "c.yaml")
     assert s.speech.min_cmd_fused_prob is None and s.speech.cmd_head_sure is True
+    with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_unconfirmed is a probability"):
+        parse_settings("speech:\n  min_cmd_fused_unconfirmed: 3\n", "c.yaml")
+    s = parse_settings("speech:\n  min_cmd_fused_unconfirmed: null\n  cmd_early: false\n",
+                       "c.yaml")
+    assert s.speech.min_cmd_fused_unconfirmed is None and s.speech.cmd_early is False
+    with pytest.raises(ConfigError, match=r"speech.cmd_early"):
+        parse_settings("speech:\n  cmd_early: sometimes\n", "c.yaml")
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import listen_patched
 from speech.commands import load_commands
-from speech.decision import Decision, DecisionThresholds, cmd_fuse, cmd_fused_probs
+from speech.decision import Decision, DecisionThresholds, cmd_early, cmd_fuse, cmd_fused_probs
 from speech.listener import CommandListener
 from speech.settings import SpeechSettings
 from speech.synth import espeak, with_silence
@@ -101,6 +101,72 @@ def test_cmd_fuse_acts_on_a_multi_word_command_and_refuses_one():
                     th=th) is None
 
 
+def test_a_command_whisper_did_not_confirm_gives_way_to_the_fused_rival():
+    """Rule M5: where Whisper's check ran and did not accept the decision, an accepted
+    command, a single word too, gives way to a multi-word command other than it at
+    min_cmd_fused_unconfirmed ("assistant, mute" taken for "yes")."""
+    th = DecisionThresholds(min_cmd_fused_unconfirmed=0.3)
+    yes = Decision("accept", "yes", "assistant yes", 0.6, "ok", wake=True)
+    clf, head = {"yes": 0.5, "mute": 0.2}, head_p(mute=0.8)
+    assert 0.3 <= cmd_fused_probs(clf, head, 0.5)["mute"] < 0.7
+    d, again = cmd_fuse(yes, clf, head, COMMANDS, addressed=True, th=th, unconfirmed=True)
+    assert d.kind == "accept" and d.command == "mute" and not again
+    assert d.heard == "assistant mute" and "did not confirm" in d.reason
+    # Whisper confirmed it (or was not asked), the rule off, or the rival too weak: stands
+    assert cmd_fuse(yes, clf, head, COMMANDS, addressed=True, th=th) is None
+    off = replace(th, min_cmd_fused_unconfirmed=None)
+    assert cmd_fuse(yes, clf, head, COMMANDS, addressed=True, th=off, unconfirmed=True) is None
+    weak = head_p(mute=0.3, yes=0.3)
+    assert cmd_fuse(yes, clf, weak, COMMANDS, addressed=True, th=th, unconfirmed=True) is None
+    # a multi-word command, likewise; never a single word in its place
+    start = Decision("accept", "record_start", "assistant start recording", 0.6, "ok", wake=True)
+    d, _ = cmd_fuse(start, {"record_start": 0.5, "record_stop": 0.3},
+                    head_p(record_stop=0.7, record_start=0.2), COMMANDS, addressed=True, th=th,
+                    unconfirmed=True)
+    assert d.command == "record_stop"
+    d, again = cmd_fuse(start, {"record_start": 0.3, "left": 0.6}, head_p(left=0.9), COMMANDS,
+                        addressed=True, th=th, unconfirmed=True)  # rule M's refusal
+    assert d.kind == "reject" and d.command == "record_start" and again
+
+
+def test_cmd_early_acts_only_where_whispers_search_cannot_change_rule_m():
+    """Rule X: the classifier's own decision and the command head, before Whisper's search:
+    acts where rule M's answer is settled whatever the search says, else waits (None)."""
+    th = DecisionThresholds(cmd_fuse_weight=0.5, min_cmd_fused_prob=0.6, min_cmd_fused_switch=0.7,
+                            min_cmd_head_alone=0.9)
+    rej = Decision("reject", reason="not a command", wake=True)
+    clf, head = {"show.fascia": 0.5, "_none_": 0.4}, head_p(**{"show.fascia": 0.95})
+    d = cmd_early(rej, clf, head, COMMANDS, addressed=True, th=th)
+    assert d.kind == "accept" and d.command == "show.fascia" and d.heard == "assistant show fascia"
+    assert "before Whisper's search" in d.reason
+    # the classifier accepted that command: its decision, as it was
+    acc = Decision("accept", "show.fascia", "assistant show fascia", 0.8, "ok", wake=True)
+    assert cmd_early(acc, clf, head, COMMANDS, addressed=True, th=th) is acc
+    # it accepted another: only when the fused reaches the switch (rule M3) ...
+    other = replace(acc, command="hide.fascia", heard="assistant hide fascia")
+    mid = {"show.fascia": 0.1, "hide.fascia": 0.3, "_none_": 0.4}
+    f = cmd_fused_probs(mid, head, 0.5)["show.fascia"]
+    assert 0.6 <= f < 0.7
+    assert cmd_early(other, mid, head, COMMANDS, addressed=True, th=th) is None
+    assert cmd_early(other, clf, head, COMMANDS, addressed=True, th=th).command == "show.fascia"
+    # the head alone (rule M4), the classifier accepting nothing
+    against = {"_none_": 0.95, "show.fascia": 0.01}
+    d = cmd_early(rej, against, head, COMMANDS, addressed=True, th=th)
+    assert d.command == "show.fascia" and "head alone" in d.reason
+    assert cmd_early(other, against, head, COMMANDS, addressed=True, th=th) is None
+    # not addressed, a single word accepted, a single word named, torn, or off: wait
+    assert cmd_early(rej, clf, head, COMMANDS, addressed=False, th=th) is None
+    yes = Decision("accept", "yes", "yes", 0.9, "ok")
+    assert cmd_early(yes, clf, head, COMMANDS, addressed=True, th=th) is None
+    assert cmd_early(rej, {"left": 0.5}, head_p(left=0.99), COMMANDS, addressed=True,
+                     th=th) is None
+    torn = head_p(**{"show.fascia": 0.5, "hide.fascia": 0.45})
+    assert cmd_early(rej, {"show.fascia": 0.3, "hide.fascia": 0.3}, torn, COMMANDS,
+                     addressed=True, th=th) is None
+    off = replace(th, min_cmd_fused_prob=None, min_cmd_head_alone=None)
+    assert cmd_early(rej, clf, head, COMMANDS, addressed=True, th=off) is None
+
+
 # ------------------------------------------------------------------ the shipped head
 
 def test_the_shipped_head_names_commands_of_voices_it_never_heard():
@@ -178,3 +244,27 @@ def test_listener_acts_on_the_command_head_and_refuses_with_it():
     switched, _ = listen(replace(base, min_cmd_fused_veto=0.7, cmd_head_sure=True), x, sure)
     assert [(h.command, h.heard, h.via) for h in switched] == [
         ("show.fascia", "assistant show fascia", "command head")]
+
+
+def test_listener_acts_on_the_command_head_before_whispers_search():
+    """SYNTHETIC "assistant, show fascia", the classifier made unsure of it and Whisper's
+    phrase scores not allowed to accept: rule M acts after Whisper's search; rule X (the
+    default) acts on the same command at the encoder's output, the search not waited for."""
+    x = with_silence(espeak("assistant, show fascia", voice="en-gb+f1", speed_wpm=150))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0)
+    p = {"_none_": 0.6, "show.fascia": 0.3}
+
+    def unsure(r):
+        return replace(r, top="_none_", top_prob=0.6, probs=p, all_probs={**r.all_probs, **p,
+                       **{c: 0.0 for c in r.all_probs if c not in p and c != "_wake_"}})
+    got = {}
+    for early in (False, True):
+        out, logs = listen(replace(base, cmd_early=early), x, unsure)
+        assert [(h.command, h.via) for h in out] == [("show.fascia", "command head")]
+        (u,) = [u for u in logs if u.decision.kind == "accept"]
+        got[early] = u
+    assert got[False].whisper["kind"] != "early" and "expansions" in got[False].whisper
+    assert "before Whisper's search" not in got[False].decision.reason
+    assert got[True].whisper["kind"] == "early" and "text" not in got[True].whisper
+    assert "before Whisper's search" in got[True].decision.reason
+    assert got[True].whisper["cmd_probs"] == got[False].whisper["cmd_probs"]

@@ -125,6 +125,23 @@ def test_a_spoken_command_scores_best_after_the_wake_phrase(scorer, text, voice,
 
 
 @needs_espeak
+def test_a_given_encoder_pass_and_a_cancelled_search(scorer):
+    """score() on a context computed before gives the same answer as computing it itself;
+    a search whose answer is no longer wanted (the event set) takes no decoder step."""
+    import threading
+    x = with_silence(espeak("assistant, stop recording", "en-us"), 0.2, 0.3)
+    own = scorer.score(x, wake=True, bare=False)
+    given = scorer.score(x, wake=True, bare=False, context=scorer.model.context_pooled(x))
+    assert given.best.command == own.best.command == "record_stop"
+    assert given.best.logp == pytest.approx(own.best.logp, abs=1e-4)
+    assert np.allclose(given.pooled, own.pooled)
+    stop = threading.Event()
+    stop.set()
+    r = scorer.score(x, wake=True, bare=False, cancel=stop)
+    assert r.exhausted and r.expansions == 0 and r.best is None and r.pooled is not None
+
+
+@needs_espeak
 def test_talk_is_not_taken_for_a_command(scorer):
     cs = load_commands()
     for text in ("the patient is ready for the block", "could you pass me the gel please"):
@@ -257,8 +274,9 @@ def test_listener_acts_on_whisper_when_the_classifier_does_not(monkeypatch):
     monkeypatch.setattr(kws.KwsRecognizer, "classify", deaf)
     got = {}
     for on in (False, True):
+        # rule X off: the command head would act before Whisper's search ended
         lis = CommandListener(replace(SpeechSettings(engine="kws"), whisper=on,
-                                      second_opinion=False))
+                                      second_opinion=False, cmd_early=False))
         out = []
         for c, t in chunks(x, 20):
             out += lis.feed(c, t)
