@@ -99,6 +99,7 @@ class DecisionThresholds:
     min_cmd_fused_switch: float | None = 0.7
     min_cmd_head_alone: float | None = 0.9
     min_cmd_fused_unconfirmed: float | None = 0.3
+    min_cmd_fused_agreed: float | None = 0.4
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -534,7 +535,8 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
 
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
              *, addressed: bool, th: DecisionThresholds = DecisionThresholds(),
-             unconfirmed: bool = False) -> tuple[Decision, bool] | None:
+             unconfirmed: bool = False, whisper_says: str | None = None
+             ) -> tuple[Decision, bool] | None:
     """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
     and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
     command ``d`` did not accept, when it is >= ``min_cmd_fused_prob`` and the utterance
@@ -545,7 +547,9 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     probability falls short, the head alone acts at ``min_cmd_head_alone``. Single words
     are the single-word head's (head_fuse), except (rule M5) where Whisper's check ran and
     did not accept ``d`` (``unconfirmed``): then any accepted command, a single word too,
-    gives way to a multi-word command other than it at ``min_cmd_fused_unconfirmed``.
+    gives way to a multi-word command other than it at ``min_cmd_fused_unconfirmed``; and
+    (rule M6) a multi-word command Whisper's own decision accepted (``whisper_says``) is
+    acted on, where nothing was, at ``min_cmd_fused_agreed`` when it is the fused first too.
     Returns (decision, whether to ask again)."""
     if head_probs is None or not clf_all:
         return None
@@ -565,13 +569,15 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
         return None
     act = None
     if d.kind != "accept" and addressed:
+        h = max(head_probs, key=head_probs.get)
         if th.min_cmd_fused_prob is not None and multi(top) and p >= th.min_cmd_fused_prob:
             act = top, p, ""
-        else:
-            h = max(head_probs, key=head_probs.get)
-            if (th.min_cmd_head_alone is not None and multi(h)
-                    and head_probs[h] >= th.min_cmd_head_alone):
-                act = h, head_probs[h], "head alone "
+        elif (th.min_cmd_head_alone is not None and multi(h)
+                and head_probs[h] >= th.min_cmd_head_alone):
+            act = h, head_probs[h], "head alone "
+        elif (th.min_cmd_fused_agreed is not None and multi(top) and top == whisper_says
+              and p >= th.min_cmd_fused_agreed):
+            act = top, p, "as Whisper heard, "
     if act is not None:
         return _cmd_act(d, *act, clf_all, head_probs, commands), False
     if (d.kind == "accept" and th.min_cmd_fused_veto is not None and top != OTHER

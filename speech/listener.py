@@ -182,13 +182,13 @@ class CommandListener:
         self._head = self._load_head(
             "single-word head", s.whisper_head_file or HEAD_FILE, s.whisper_head_file,
             (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto))
-        # the command head on Whisper's encoder output (rules M, M3, M4, M5, X): the same over
+        # the command head on Whisper's encoder output (rules M, M3-M6, X): the same over
         # every command, for multi-word commands; with a whisper_cmd_head_file its answers are in
         # the diagnostics even with all off, and the sure commands are checked too (benchmarks)
         self._cmd_head = self._load_head(
             "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
             (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
-             s.min_cmd_fused_unconfirmed),
+             s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -536,7 +536,8 @@ class CommandListener:
             wdiag["clf_all"] = r.all_probs
             m = (cmd_fuse(d, r.all_probs, wdiag["cmd_probs"], self.commands,
                           addressed=spoken_to, th=self.thresholds,
-                          unconfirmed=wdiag["kind"] not in ("accept", "sure"))
+                          unconfirmed=wdiag["kind"] not in ("accept", "sure"),
+                          whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None)
                  if wdiag["kind"] != "early" and (wdiag["kind"] != "sure" or s.cmd_head_sure)
                  else None)  # rule X acted already
             if m is not None:

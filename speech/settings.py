@@ -132,6 +132,9 @@ class SpeechSettings:
     # rule M5: an accepted command (a single word too) that Whisper's check did not confirm
     # gives way to a multi-word command the fused probabilities give this
     min_cmd_fused_unconfirmed: float | None = 0.3
+    # rule M6: a multi-word command Whisper's own decision accepted, refused or not acted on
+    # by the rest, is acted on when the fused probabilities put it first at this
+    min_cmd_fused_agreed: float | None = 0.4
     cmd_head_sure: bool = False
     # rule X (decision.py cmd_early): where the classifier and the command head settle a
     # multi-word command, act at the encoder's output, without waiting for Whisper's search
@@ -152,7 +155,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_head_prob", "min_head_veto",
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
-                      "min_cmd_head_alone", "min_cmd_fused_unconfirmed")
+                      "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed")
 
 
 def settings_problem(s: SpeechSettings) -> str | None:

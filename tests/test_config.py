@@ -60,6 +60,8 @@ def test_cross_field_checks():
     assert s.speech.min_cmd_fused_prob is None and s.speech.cmd_head_sure is True
     with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_unconfirmed is a probability"):
         parse_settings("speech:\n  min_cmd_fused_unconfirmed: 3\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_agreed is a probability"):
+        parse_settings("speech:\n  min_cmd_fused_agreed: -1\n", "c.yaml")
     s = parse_settings("speech:\n  min_cmd_fused_unconfirmed: null\n  cmd_early: false\n",
                        "c.yaml")
     assert s.speech.min_cmd_fused_unconfirmed is None and s.speech.cmd_early is False

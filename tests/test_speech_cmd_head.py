@@ -129,6 +129,26 @@ def test_a_command_whisper_did_not_confirm_gives_way_to_the_fused_rival():
     assert d.kind == "reject" and d.command == "record_start" and again
 
 
+def test_a_command_whisper_heard_is_acted_on_when_the_fused_agree():
+    """Rule M6: "whisper heard freeze, the classifier unfreeze: say again" with the fused
+    classifier and head putting "freeze" first, below rule M's bar: acted on at
+    min_cmd_fused_agreed; not when Whisper heard another, not addressed, or off."""
+    th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_fused_agreed=0.4,
+                            min_cmd_head_alone=0.9)
+    asked = Decision("reject", "unfreeze", "", 0.5, "whisper heard freeze: say again", wake=True)
+    clf, head = {"unfreeze": 0.5, "freeze": 0.3}, head_p(freeze=0.6, unfreeze=0.2)
+    f = cmd_fused_probs(clf, head, 0.5)
+    assert max(f, key=f.get) == "freeze" and 0.4 <= f["freeze"] < 0.6
+    d, again = cmd_fuse(asked, clf, head, COMMANDS, addressed=True, th=th, whisper_says="freeze")
+    assert d.kind == "accept" and d.command == "freeze" and not again
+    assert "as Whisper heard" in d.reason and d.heard == "assistant freeze"
+    for say, to in (("unfreeze", True), (None, True), ("freeze", False)):
+        assert cmd_fuse(asked, clf, head, COMMANDS, addressed=to, th=th, whisper_says=say) is None
+    off = replace(th, min_cmd_fused_agreed=None)
+    assert cmd_fuse(asked, clf, head, COMMANDS, addressed=True, th=off,
+                    whisper_says="freeze") is None
+
+
 def test_cmd_early_acts_only_where_whispers_search_cannot_change_rule_m():
     """Rule X: the classifier's own decision and the command head, before Whisper's search:
     acts where rule M's answer is settled whatever the search says, else waits (None)."""
