@@ -553,8 +553,9 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     Returns (decision, whether to ask again)."""
     if head_probs is None or not clf_all:
         return None
+    single = d.kind == "accept" and d.command in SINGLE_WORDS
     m5 = d.kind == "accept" and unconfirmed and th.min_cmd_fused_unconfirmed is not None
-    if d.kind == "accept" and d.command in SINGLE_WORDS and not m5:
+    if single and not m5:
         return None
     f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
     top = max(f, key=f.get)
@@ -565,7 +566,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
                                     confidence=round(p, 3),
                                     reason=f"cmdfused: {top} {p:.2f}, not {d.command} (which "
                                            f"Whisper did not confirm)"), False)
-    if d.kind == "accept" and d.command in SINGLE_WORDS:
+    if single:
         return None
     act = None
     if d.kind != "accept" and addressed:
