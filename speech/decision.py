@@ -557,11 +557,8 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     m5 = d.kind == "accept" and unconfirmed and th.min_cmd_fused_unconfirmed is not None
     if single and not m5:
         return None
-    f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
-    top = max(f, key=f.get)
-    p = f[top]
-    multi = lambda c: c in commands.commands and c not in SINGLE_WORDS  # noqa: E731
-    if m5 and multi(top) and top != d.command and p >= th.min_cmd_fused_unconfirmed:
+    top, p, top_multi = _fused_top(clf_all, head_probs, commands, th)
+    if m5 and top_multi and top != d.command and p >= th.min_cmd_fused_unconfirmed:
         return (dataclasses.replace(d, command=top, heard=said(commands, top, d.wake),
                                     confidence=round(p, 3),
                                     reason=f"cmdfused: {top} {p:.2f}, not {d.command} (which "
@@ -571,20 +568,19 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     act = None
     if d.kind != "accept" and addressed:
         h = max(head_probs, key=head_probs.get)
-        if th.min_cmd_fused_prob is not None and multi(top) and p >= th.min_cmd_fused_prob:
+        if th.min_cmd_fused_prob is not None and top_multi and p >= th.min_cmd_fused_prob:
             act = top, p, ""
-        elif (th.min_cmd_head_alone is not None and multi(h)
+        elif (th.min_cmd_head_alone is not None and _multi_word(commands, h)
                 and head_probs[h] >= th.min_cmd_head_alone):
             act = h, head_probs[h], "head alone "
-        elif (th.min_cmd_fused_agreed is not None and multi(top) and top == whisper_says
+        elif (th.min_cmd_fused_agreed is not None and top_multi and top == whisper_says
               and p >= th.min_cmd_fused_agreed):
             act = top, p, "as Whisper heard, "
     if act is not None:
         return _cmd_act(d, *act, clf_all, head_probs, commands), False
     if (d.kind == "accept" and th.min_cmd_fused_veto is not None and top != OTHER
             and top != d.command and p >= th.min_cmd_fused_veto):
-        if (th.min_cmd_fused_switch is not None and p >= th.min_cmd_fused_switch
-                and multi(top)):
+        if th.min_cmd_fused_switch is not None and p >= th.min_cmd_fused_switch and top_multi:
             return (dataclasses.replace(d, command=top, heard=said(commands, top, d.wake),
                                         confidence=round(p, 3),
                                         reason=f"cmdfused: {top} {p:.2f}, not {d.command} "
@@ -607,12 +603,9 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
     if (head_probs is None or not clf_all or not addressed
             or (d.kind == "accept" and d.command in SINGLE_WORDS)):
         return None
-    f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
-    top = max(f, key=f.get)
-    p = f[top]
-    multi = lambda c: c in commands.commands and c not in SINGLE_WORDS  # noqa: E731
+    top, p, top_multi = _fused_top(clf_all, head_probs, commands, th)
     act = None
-    if th.min_cmd_fused_prob is not None and multi(top) and p >= th.min_cmd_fused_prob:
+    if th.min_cmd_fused_prob is not None and top_multi and p >= th.min_cmd_fused_prob:
         if d.kind == "accept" and d.command == top:
             return d
         if d.kind != "accept" or (th.min_cmd_fused_switch is not None
@@ -620,11 +613,25 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
             act = top, p, ""
     elif d.kind != "accept" and th.min_cmd_head_alone is not None:
         h = max(head_probs, key=head_probs.get)
-        if multi(h) and head_probs[h] >= th.min_cmd_head_alone:
+        if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_alone:
             act = h, head_probs[h], "head alone "
     if act is None:
         return None
     return _cmd_act(d, *act, clf_all, head_probs, commands, "; before Whisper's search")
+
+
+def _multi_word(commands: CommandSet, c: str) -> bool:
+    """``c`` is a command of ``commands`` and not one of the single words (rules M-M6, X)."""
+    return c in commands.commands and c not in SINGLE_WORDS
+
+
+def _fused_top(clf_all: dict, head_probs: dict, commands: CommandSet, th: DecisionThresholds
+               ) -> tuple[str, float, bool]:
+    """The fused first (cmd_fused_probs): its id, its probability, and whether it is a
+    multi-word command."""
+    f = cmd_fused_probs(clf_all, head_probs, th.cmd_fuse_weight)
+    top = max(f, key=f.get)
+    return top, f[top], _multi_word(commands, top)
 
 
 def _cmd_act(d: Decision, c: str, q: float, how: str, clf_all: dict, head_probs: dict,

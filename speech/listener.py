@@ -25,6 +25,7 @@ assistant's own speech plus ``mute_tail_ms``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -589,7 +590,6 @@ class CommandListener:
     def _submit_whisper(self, samples: np.ndarray, fam: tuple[bool, bool]) -> _WhisperJob:
         """Whisper's check of ``samples``, computed by the listener's one worker thread
         (calls run one at a time, in order): the encoder pass, then the search on it."""
-        import threading
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="whisper-check")
@@ -610,22 +610,10 @@ class CommandListener:
             self._whisper = None
             return None
 
-    def _early(self, job: _WhisperJob, d: Decision, r, addressed: bool, fam, at_pause: bool,
-               speech: float) -> tuple[Decision, dict] | None:
-        """Rule X (decision.cmd_early): the classifier and the command head, on the encoder's
-        output, act before Whisper's search ends, which is then cancelled; or None."""
-        ctx = self._whisper_result(job.enc)
-        if ctx is None:
-            return None
-        cp = {c: round(float(v), 5) for c, v in self._cmd_head(ctx[1]).probs.items()}
-        e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
-                      th=self.thresholds)
-        if e is None:
-            return None
-        job.cancel.set()
-        return e, {"kind": "early", "classifier": d.kind, "classifier_command": d.command,
-                   "classifier_post": d.posterior, "at_pause": at_pause, "bare_ok": fam[1],
-                   "speech_s": round(speech, 3), "cmd_probs": cp}
+    def _cmd_probs(self, pooled: np.ndarray) -> dict:
+        """The command head's probabilities on Whisper's pooled encoder output (rounded:
+        they go into the diagnostics as they are)."""
+        return {c: round(float(v), 5) for c, v in self._cmd_head(pooled).probs.items()}
 
     def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool,
                        r=None, addressed: bool = False) -> tuple[Decision, bool, dict | None]:
@@ -641,12 +629,23 @@ class CommandListener:
                  and u.speech_end_s <= spec[1] + _PAUSE_SLACK_S)
         job = spec[3] if early else self._submit_whisper(u.samples, fam)
         speech = u.speech_end_s - u.speech_start_s
+        cp = None
         if s.cmd_early and self._cmd_head is not None and r is not None:
-            x = self._early(job, d, r, addressed, fam, early, speech)
-            if x is not None:
-                return x[0], False, x[1]
-            if self._whisper is None:  # its encoder pass failed (logged)
+            # rule X: the classifier and the command head on the encoder's output act before
+            # the search ends (decision.cmd_early), which is then cancelled
+            ctx = self._whisper_result(job.enc)
+            if ctx is None:  # the encoder pass failed (logged)
                 return d, asked, None
+            cp = self._cmd_probs(ctx[1])
+            e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
+                          th=self.thresholds)
+            if e is not None:
+                job.cancel.set()
+                return e, False, {"kind": "early", "classifier": d.kind,
+                                  "classifier_command": d.command,
+                                  "classifier_post": d.posterior, "at_pause": early,
+                                  "bare_ok": fam[1], "speech_s": round(speech, 3),
+                                  "cmd_probs": cp}
         w = self._whisper_result(job.search)
         if w is None:
             return d, asked, None
@@ -661,9 +660,8 @@ class CommandListener:
                         th=self.thresholds)
         if d3 is not None and self._may_act(d3, joined, reply_open):
             d2, again = replace(d3, joined=d.joined, wake_prob=d.wake_prob), False
-        cp = None
-        if self._cmd_head is not None and w.pooled is not None:
-            cp = {c: round(float(v), 5) for c, v in self._cmd_head(w.pooled).probs.items()}
+        if cp is None and self._cmd_head is not None and w.pooled is not None:
+            cp = self._cmd_probs(w.pooled)  # (rule X computed them already when it ran)
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
                 "reason": wd.reason, "text": b.text if b else None,
@@ -713,14 +711,13 @@ class CommandListener:
         asked): one encoder pass; diagnostics with kind "sure" and the head's
         probabilities (rule M's refusal reads them), or None when it failed."""
         try:
-            hr = self._cmd_head(self._whisper.model.context_pooled(u.samples)[1])
+            cp = self._cmd_probs(self._whisper.model.context_pooled(u.samples)[1])
         except Exception as e:  # an extra check: never lose the stream
             log.error("speech: command head failed (%s); off from now on", e)
             self._cmd_head = None
             return None
         return {"kind": "sure", "classifier_command": d.command, "classifier_post": d.posterior,
-                "speech_s": round(u.speech_end_s - u.speech_start_s, 3),
-                "cmd_probs": {c: round(float(v), 5) for c, v in hr.probs.items()}}
+                "speech_s": round(u.speech_end_s - u.speech_start_s, 3), "cmd_probs": cp}
 
     def _second_opinion(self, u: Utterance, r, d: Decision, joined: bool) -> Decision | None:
         """PocketSphinx's decision on the same audio, when it agrees with one of the
