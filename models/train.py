@@ -491,7 +491,7 @@ def loss_fn(logits, y, m, pm=None):
             for ch in NEEDLE_LOSS.channels:
                 ln, yn = logits[sel, ch], y[sel, ch]
                 b = F.binary_cross_entropy_with_logits(
-                    ln, yn, pos_weight=torch.tensor(NEEDLE_LOSS.pos_weight))
+                    ln, yn, pos_weight=torch.tensor(NEEDLE_LOSS.pos_weight, device=ln.device))
                 pn = torch.sigmoid(ln)
                 dn = 1 - (2 * (pn * yn).sum() + 1.0) / (pn.sum() + yn.sum() + 1.0)
                 loss = loss + NEEDLE_LOSS.weight * (b + dn)
@@ -586,7 +586,7 @@ class Checkpoint:
         if not (self.resume and self.path.exists()):
             return None
         try:
-            state = torch.load(self.path, weights_only=True)
+            state = torch.load(self.path, weights_only=True, map_location="cpu")
         except Exception as e:  # a torn or foreign file
             raise CheckpointError(f"checkpoint {self.path}: cannot be read ({e}); delete it "
                                   "to start again") from e
@@ -625,11 +625,13 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
           base: int, minutes: float | None, mix: dict[str, float], patch: int = 0,
           init: nn.Module | None = None, focus: int | tuple = 0,
           needle_bias: float | None = None, aug_seed: int | None = None,
-          ckpt: Checkpoint | None = None, last_kernel: int = 3) -> nn.Module:
+          ckpt: Checkpoint | None = None, last_kernel: int = 3,
+          device: str = "cpu") -> nn.Module:
+    """Train ``net`` (``init`` or a new one) on ``device``; returns it on the CPU, in eval mode."""
     torch.manual_seed(seed)
     # a continued run draws other batches than the run it continues (same seed, same data)
     rng = np.random.default_rng(seed if aug_seed is None else aug_seed)
-    net = init if init is not None else new_net(base, last_kernel)
+    net = (init if init is not None else new_net(base, last_kernel)).to(device)
     if needle_bias is not None:  # restart the needle output from its prior
         with torch.no_grad():
             net.head.bias[NEEDLE_CH] = needle_bias
@@ -673,7 +675,8 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
             g["lr"] = cur
         which = rng.choice(len(srcs), size=bs, p=p)
         idx = np.array([rng.choice(by_src[srcs[k]]) for k in which])
-        x, y, m, pm = batch(samples, idx, size, rng, patch, focus)
+        x, y, m, pm = (t.to(device, non_blocking=True)
+                       for t in batch(samples, idx, size, rng, patch, focus))
         logits = net(x)
         loss = loss_fn(logits, y, m, pm)
         opt.zero_grad()
@@ -697,7 +700,7 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
         it = iters
     if ckpt:  # the final weights: a kill during evaluation or export only redoes those
         ckpt.save(state(it, time.time() - t0))
-    net.eval()
+    net.cpu().eval()
     net.iters_done = done  # type: ignore[attr-defined]
     net.train_s = time.time() - t0  # type: ignore[attr-defined]  # every process, resumes included
     return net
@@ -815,6 +818,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim", type=int, default=600, help="simulated training frames")
     ap.add_argument("--sim-test", type=int, default=60, help="simulated held-out frames")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu",
+                    help="where the training steps run: cpu (default) or cuda[:N] where PyTorch "
+                         "sees one; batches are drawn on the CPU either way, evaluation and "
+                         "export run on the CPU")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
     ap.add_argument("--cv", type=int, default=0, help="k-fold cross-validation instead of export")
@@ -895,6 +902,12 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
+    if args.device != "cpu":
+        try:
+            torch.zeros(1, device=args.device)
+        except (RuntimeError, AssertionError) as e:
+            raise SystemExit(f"models.train: --device {args.device}: not usable here ({e})")
+        torch.backends.cudnn.benchmark = True  # fixed window sizes: let cuDNN pick kernels
     if args.last_kernel is None:
         start = (Path(args.init_onnx) if args.init_onnx
                  else Path(args.cv_init) / f"fold{(args.folds or [0])[0]}.onnx" if args.cv_init
@@ -959,7 +972,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                             fold=k, cv_init_sha256=init_sha)
             net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
                         args.base, args.minutes, mix, args.patch, fold_init, focus, args.needle_bias,
-                        None if args.aug_seed is None else args.aug_seed + k, ck, args.last_kernel)
+                        None if args.aug_seed is None else args.aug_seed + k, ck, args.last_kernel, args.device)
             if args.cv_save:
                 # keep the fold's model: seg-eval can then score its held-out images
                 fp = Path(args.cv_save) / f"fold{k}.onnx"
@@ -988,7 +1001,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     ck = checkpoint(out.with_name(out.stem + ".ckpt.pt"))
     net = train(us + dl + sim, args.iters, args.size, args.batch, args.lr, args.seed,
                 args.base, args.minutes, mix, args.patch, init, focus, args.needle_bias,
-                args.aug_seed, ck, args.last_kernel)
+                args.aug_seed, ck, args.last_kernel, args.device)
     train_s = time.time() - t0
     sim_metrics = evaluate(net, sim_test, args.size)
     log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
