@@ -281,10 +281,25 @@ def channel_mask(source: str) -> np.ndarray:
     return m
 
 
+# the label values each real dataset's masks may hold (anything else is a broken copy: a
+# palette mask saved as grey turns usgra's 1 and 2 into 38 and 75, and the model then learns
+# that no real image holds a nerve or a vessel)
+MASK_VALUES = {"usgra_seg": (0, 1, 2), "dltrack_apo": (0, 255)}
+
+
+def _checked_mask(path: Path, dataset: str) -> np.ndarray:
+    m = read_mask(path)
+    bad = sorted(set(np.unique(m).tolist()) - set(MASK_VALUES[dataset]))
+    if bad:
+        raise ValueError(f"mask {str(path)!r}: values {bad[:8]} are not labels of {dataset} "
+                         f"(expected {list(MASK_VALUES[dataset])}); was it re-saved as an image?")
+    return m
+
+
 def load_usgra(root: Path) -> list[Sample]:
     out = []
     for p in list_images(root / "usgra_seg" / "images"):
-        m = read_mask(root / "usgra_seg" / "masks" / p.name).astype(np.uint8)
+        m = _checked_mask(root / "usgra_seg" / "masks" / p.name, "usgra_seg").astype(np.uint8)
         lab = np.zeros_like(m)
         lab[m == 1] = CLASSES.index("nerve")
         lab[m == 2] = CLASSES.index("vessel")
@@ -295,7 +310,7 @@ def load_usgra(root: Path) -> list[Sample]:
 def load_dltrack(root: Path) -> list[Sample]:
     out = []
     for p in list_images(root / "dltrack_apo" / "images"):
-        m = read_mask(root / "dltrack_apo" / "masks" / p.name)
+        m = _checked_mask(root / "dltrack_apo" / "masks" / p.name, "dltrack_apo")
         lab = np.where(m > 127, CLASSES.index("fascia"), 0).astype(np.uint8)
         out.append(Sample(read_grey(p), lab, "dltrack", p.name))
     return out
