@@ -107,6 +107,7 @@ def _one_cache(job: tuple) -> str:
     from models.train import make_sim
 
     folder, (n, seed, kw, stem) = job
+    Path(folder).mkdir(parents=True, exist_ok=True)
     make_sim(n, seed, cache=Path(folder) / f"{stem}.npz", **kw)
     return stem
 
