@@ -108,3 +108,25 @@ def test_a_context_model_is_loaded_back_with_its_context(tmp_path, monkeypatch):
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         assert float((back(x) - net(x)).abs().max()) < 1e-5
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_device_that_is_not_there_is_refused_by_name(tmp_path):
+    """`--device cuda` where PyTorch sees no GPU: a clear error before any data is read."""
+    with pytest.raises(SystemExit, match=r"--device cuda: not usable here"):
+        train_mod.main(["--device", "cuda", "--data", str(tmp_path / "none"),
+                        "--out", str(tmp_path / "m.onnx"), "--cache", str(tmp_path)])
+
+
+def test_a_training_step_runs_on_the_device_asked_for_and_returns_on_the_cpu():
+    """`train(device=...)`: the net trains where asked and comes back on the CPU for export
+    (run here on the CPU, and on a GPU where the machine has one)."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    rng = np.random.default_rng(0)
+    img = (rng.random((64, 64)) * 255).astype(np.uint8)
+    lab = np.zeros((64, 64), np.uint8)
+    lab[20:40, 20:40] = train_mod.CLASSES.index("vessel")
+    s = train_mod.Sample(img, lab, "usgra", "a.png")
+    net = train_mod.train([s], 3, 32, 2, 1e-3, 0, BASE, None, {}, device=dev)
+    assert net.iters_done == 3 and not net.training
+    assert all(p.device.type == "cpu" for p in net.parameters())
