@@ -100,6 +100,7 @@ class DecisionThresholds:
     min_cmd_head_alone: float | None = 0.9
     min_cmd_fused_unconfirmed: float | None = 0.3
     min_cmd_fused_agreed: float | None = 0.4
+    min_cmd_head_unheard: float | None = None
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -535,8 +536,8 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
 
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
              *, addressed: bool, th: DecisionThresholds = DecisionThresholds(),
-             unconfirmed: bool = False, whisper_says: str | None = None
-             ) -> tuple[Decision, bool] | None:
+             unconfirmed: bool = False, whisper_says: str | None = None,
+             whisper_heard_none: bool = False) -> tuple[Decision, bool] | None:
     """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
     and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
     command ``d`` did not accept, when it is >= ``min_cmd_fused_prob`` and the utterance
@@ -549,8 +550,10 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     did not accept ``d`` (``unconfirmed``): then any accepted command, a single word too,
     gives way to a multi-word command other than it at ``min_cmd_fused_unconfirmed``; and
     (rule M6) a multi-word command Whisper's own decision accepted (``whisper_says``) is
-    acted on, where nothing was, at ``min_cmd_fused_agreed`` when it is the fused first too.
-    Returns (decision, whether to ask again)."""
+    acted on, where nothing was, at ``min_cmd_fused_agreed`` when it is the fused first too;
+    and (rule M7) where Whisper's check heard no command (``whisper_heard_none``: it refused,
+    or heard the wake phrase alone) and nothing was acted on, the head alone acts at
+    ``min_cmd_head_unheard``. Returns (decision, whether to ask again)."""
     if head_probs is None or not clf_all:
         return None
     single = d.kind == "accept" and d.command in SINGLE_WORDS
@@ -576,6 +579,9 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
         elif (th.min_cmd_fused_agreed is not None and top_multi and top == whisper_says
               and p >= th.min_cmd_fused_agreed):
             act = top, p, "as Whisper heard, "
+        elif (th.min_cmd_head_unheard is not None and whisper_heard_none
+              and _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_unheard):
+            act = h, head_probs[h], "head alone, Whisper heard no command, "
     if act is not None:
         return _cmd_act(d, *act, clf_all, head_probs, commands), False
     if (d.kind == "accept" and th.min_cmd_fused_veto is not None and top != OTHER

@@ -62,6 +62,10 @@ def test_cross_field_checks():
         parse_settings("speech:\n  min_cmd_fused_unconfirmed: 3\n", "c.yaml")
     with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_agreed is a probability"):
         parse_settings("speech:\n  min_cmd_fused_agreed: -1\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"speech.min_cmd_head_unheard is a probability"):
+        parse_settings("speech:\n  min_cmd_head_unheard: 1.5\n", "c.yaml")
+    assert parse_settings("speech:\n  min_cmd_head_unheard: 0.7\n",
+                          "c.yaml").speech.min_cmd_head_unheard == 0.7
     s = parse_settings("speech:\n  min_cmd_fused_unconfirmed: null\n  cmd_early: false\n",
                        "c.yaml")
     assert s.speech.min_cmd_fused_unconfirmed is None and s.speech.cmd_early is False

@@ -149,6 +149,34 @@ def test_a_command_whisper_heard_is_acted_on_when_the_fused_agree():
                     whisper_says="freeze") is None
 
 
+def test_the_head_alone_acts_where_whisper_heard_no_command():
+    """Rule M7: "assistant, show pleura" where Whisper heard the wake phrase alone and the
+    classifier no command: the head's 0.8 for show.pleura is below M4's 0.9 and the fused
+    below rule M's 0.6, so nothing acts, unless min_cmd_head_unheard is set; not when Whisper
+    heard a command, not for a single word, not when not addressed."""
+    th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.9,
+                            min_cmd_fused_agreed=None)
+    alone = Decision("wake_only", reason="whisper: wake phrase alone", wake=True)
+    clf, head = {"_none_": 0.7, "show.pleura": 0.1}, head_p(**{"show.pleura": 0.8})
+    f = cmd_fused_probs(clf, head, 0.5)
+    assert f["show.pleura"] < 0.6
+    assert cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=th,
+                    whisper_heard_none=True) is None  # off: as before
+    on = replace(th, min_cmd_head_unheard=0.7)
+    d, again = cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=on, whisper_heard_none=True)
+    assert d.kind == "accept" and d.command == "show.pleura" and not again
+    assert "Whisper heard no command" in d.reason and d.heard == "assistant show pleura"
+    assert cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=on,
+                    whisper_heard_none=False) is None  # Whisper heard a command
+    assert cmd_fuse(alone, clf, head, COMMANDS, addressed=False, th=on,
+                    whisper_heard_none=True) is None
+    assert cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=replace(on, min_cmd_head_unheard=0.85),
+                    whisper_heard_none=True) is None  # below the bar
+    word = head_p(left=0.8)
+    assert cmd_fuse(alone, clf, word, COMMANDS, addressed=True, th=on,
+                    whisper_heard_none=True) is None  # single words are the other head's
+
+
 def test_cmd_early_acts_only_where_whispers_search_cannot_change_rule_m():
     """Rule X: the classifier's own decision and the command head, before Whisper's search:
     acts where rule M's answer is settled whatever the search says, else waits (None)."""
