@@ -1,5 +1,6 @@
-"""Simulate rule M7 (the command head alone where Whisper's check heard no command) on the
-``--dump`` of ``speech_bench.py`` runs made with it off, as docs/SPEECH.md "Rule M7" reports.
+"""Simulate rule M7 (the command head alone where Whisper's check heard no command) or M7b
+(where it heard the wake phrase alone) on the ``--dump`` of ``speech_bench.py`` runs made with
+them off, as docs/SPEECH.md "Rule M7" reports.
 
 Each dumped utterance that Whisper's check ran on carries the classifier's probabilities and
 the command head's; ``decision.cmd_fuse`` (the pipeline's own function) is called again on
@@ -10,7 +11,7 @@ is (the real single words). Prints one line per value; asserts nothing.
 
     python benchmarks/speech_bench.py --part all --split tune --dump tune.jsonl
     python benchmarks/speech_bench.py --part talk --split tune --dump talk.jsonl
-    python benchmarks/cmd_rule_sim.py tune.jsonl talk.jsonl [--grid 0.6 0.7 0.8]
+    python benchmarks/cmd_rule_sim.py tune.jsonl talk.jsonl [--rule m7b] [--grid 0.6 0.7 0.8]
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from speech.decision import Decision, DecisionThresholds, cmd_fuse  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 
 
+RULES = {"m7": "min_cmd_head_unheard", "m7b": "min_cmd_head_wake_alone"}
+
+
 def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
     """The command the rule would now act on for this utterance, or None."""
     w = row.get("whisper") or {}
@@ -38,7 +42,7 @@ def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
                  row.get("reason") or "", wake=bool(row.get("wake")))
     m = cmd_fuse(d, w["clf_all"], w["cmd_probs"], commands, addressed=bool(w.get("addressed")),
                  th=th, unconfirmed=w.get("kind") not in ("accept", "sure"),
-                 whisper_heard_none=w.get("kind") in ("reject", "wake_only"))
+                 whisper_kind=w.get("kind"))
     return m[0].command if m is not None and m[0].kind == "accept" else None
 
 
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dumps", nargs="+", type=Path, help="speech_bench.py --dump files")
     ap.add_argument("--grid", nargs="+", type=float, default=[0.6, 0.7, 0.8])
+    ap.add_argument("--rule", choices=sorted(RULES), default="m7")
     a = ap.parse_args(argv)
     rows = [json.loads(line) for f in a.dumps for line in f.read_text().splitlines() if line]
     s = SpeechSettings()
@@ -79,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     base = DecisionThresholds.from_settings(s)
     print(f"{len(rows)} utterances from {', '.join(str(f) for f in a.dumps)}")
     for v in a.grid:
-        r = simulate(rows, commands, dataclasses.replace(base, min_cmd_head_unheard=v))
-        print(f"min_cmd_head_unheard={v}: {json.dumps(r)}")
+        r = simulate(rows, commands, dataclasses.replace(base, **{RULES[a.rule]: v}))
+        print(f"{RULES[a.rule]}={v}: {json.dumps(r)}")
     return 0
 
 

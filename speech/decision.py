@@ -101,6 +101,7 @@ class DecisionThresholds:
     min_cmd_fused_unconfirmed: float | None = 0.3
     min_cmd_fused_agreed: float | None = 0.4
     min_cmd_head_unheard: float | None = None
+    min_cmd_head_wake_alone: float | None = None
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -537,7 +538,7 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
              *, addressed: bool, th: DecisionThresholds = DecisionThresholds(),
              unconfirmed: bool = False, whisper_says: str | None = None,
-             whisper_heard_none: bool = False) -> tuple[Decision, bool] | None:
+             whisper_kind: str | None = None) -> tuple[Decision, bool] | None:
     """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
     and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
     command ``d`` did not accept, when it is >= ``min_cmd_fused_prob`` and the utterance
@@ -551,9 +552,11 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     gives way to a multi-word command other than it at ``min_cmd_fused_unconfirmed``; and
     (rule M6) a multi-word command Whisper's own decision accepted (``whisper_says``) is
     acted on, where nothing was, at ``min_cmd_fused_agreed`` when it is the fused first too;
-    and (rule M7) where Whisper's check heard no command (``whisper_heard_none``: it refused,
-    or heard the wake phrase alone) and nothing was acted on, the head alone acts at
-    ``min_cmd_head_unheard``. Returns (decision, whether to ask again)."""
+    and, where nothing was acted on and Whisper's check heard no command (``whisper_kind``,
+    its decision's kind: "reject", or "wake_only" for the wake phrase alone), the head alone
+    acts at ``min_cmd_head_unheard`` (rule M7), or, where Whisper heard the wake phrase
+    alone, at ``min_cmd_head_wake_alone`` (rule M7b). Returns (decision, whether to ask
+    again)."""
     if head_probs is None or not clf_all:
         return None
     single = d.kind == "accept" and d.command in SINGLE_WORDS
@@ -579,8 +582,11 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
         elif (th.min_cmd_fused_agreed is not None and top_multi and top == whisper_says
               and p >= th.min_cmd_fused_agreed):
             act = top, p, "as Whisper heard, "
-        elif (th.min_cmd_head_unheard is not None and whisper_heard_none
-              and _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_unheard):
+        elif _multi_word(commands, h) and any(
+                v is not None and head_probs[h] >= v
+                for v, kinds in ((th.min_cmd_head_unheard, ("reject", "wake_only")),
+                                 (th.min_cmd_head_wake_alone, ("wake_only",)))
+                if whisper_kind in kinds):
             act = h, head_probs[h], "head alone, Whisper heard no command, "
     if act is not None:
         return _cmd_act(d, *act, clf_all, head_probs, commands), False

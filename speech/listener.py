@@ -189,7 +189,8 @@ class CommandListener:
         self._cmd_head = self._load_head(
             "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
             (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
-             s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed, s.min_cmd_head_unheard),
+             s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed, s.min_cmd_head_unheard,
+             s.min_cmd_head_wake_alone),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -539,7 +540,7 @@ class CommandListener:
                           addressed=spoken_to, th=self.thresholds,
                           unconfirmed=wdiag["kind"] not in ("accept", "sure"),
                           whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
-                          whisper_heard_none=wdiag["kind"] in ("reject", "wake_only"))
+                          whisper_kind=wdiag["kind"])
                  if wdiag["kind"] != "early" and (wdiag["kind"] != "sure" or s.cmd_head_sure)
                  else None)  # rule X acted already
             if m is not None:

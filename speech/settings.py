@@ -138,6 +138,8 @@ class SpeechSettings:
     # rule M7: where Whisper's check heard no command (refused, or the wake phrase alone) and
     # nothing was acted on, a multi-word command the command head alone gives this
     min_cmd_head_unheard: float | None = None
+    # rule M7b: the same where Whisper's check heard the wake phrase alone
+    min_cmd_head_wake_alone: float | None = None
     cmd_head_sure: bool = False
     # rule X (decision.py cmd_early): where the classifier and the command head settle a
     # multi-word command, act at the encoder's output, without waiting for Whisper's search
@@ -159,7 +161,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
-                      "min_cmd_head_unheard")
+                      "min_cmd_head_unheard", "min_cmd_head_wake_alone")
 
 
 def settings_problem(s: SpeechSettings) -> str | None:

@@ -161,20 +161,36 @@ def test_the_head_alone_acts_where_whisper_heard_no_command():
     f = cmd_fused_probs(clf, head, 0.5)
     assert f["show.pleura"] < 0.6
     assert cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=th,
-                    whisper_heard_none=True) is None  # off: as before
+                    whisper_kind="wake_only") is None  # off: as before
     on = replace(th, min_cmd_head_unheard=0.7)
-    d, again = cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=on, whisper_heard_none=True)
+    d, again = cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=on, whisper_kind="wake_only")
     assert d.kind == "accept" and d.command == "show.pleura" and not again
     assert "Whisper heard no command" in d.reason and d.heard == "assistant show pleura"
     assert cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=on,
-                    whisper_heard_none=False) is None  # Whisper heard a command
+                    whisper_kind="accept") is None  # Whisper heard a command
     assert cmd_fuse(alone, clf, head, COMMANDS, addressed=False, th=on,
-                    whisper_heard_none=True) is None
+                    whisper_kind="wake_only") is None
     assert cmd_fuse(alone, clf, head, COMMANDS, addressed=True, th=replace(on, min_cmd_head_unheard=0.85),
-                    whisper_heard_none=True) is None  # below the bar
+                    whisper_kind="wake_only") is None  # below the bar
     word = head_p(left=0.8)
     assert cmd_fuse(alone, clf, word, COMMANDS, addressed=True, th=on,
-                    whisper_heard_none=True) is None  # single words are the other head's
+                    whisper_kind="wake_only") is None  # single words are the other head's
+
+
+def test_the_head_alone_where_whisper_heard_the_wake_phrase_alone():
+    """Rule M7b: as M7, but only where Whisper's check heard the wake phrase alone; an
+    utterance Whisper refused outright (read speech: "freeze" at 0.83) is left alone."""
+    th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.9,
+                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=0.6)
+    rej = Decision("reject", reason="not a command", wake=True)
+    clf, head = {"_none_": 0.6, "freeze": 0.1}, head_p(freeze=0.83)
+    d, again = cmd_fuse(rej, clf, head, COMMANDS, addressed=True, th=th, whisper_kind="wake_only")
+    assert d.kind == "accept" and d.command == "freeze" and not again
+    assert cmd_fuse(rej, clf, head, COMMANDS, addressed=True, th=th,
+                    whisper_kind="reject") is None
+    both = replace(th, min_cmd_head_unheard=0.8)  # M7 on too: Whisper's refusal counts
+    assert cmd_fuse(rej, clf, head, COMMANDS, addressed=True, th=both,
+                    whisper_kind="reject")[0].command == "freeze"
 
 
 def test_cmd_early_acts_only_where_whispers_search_cannot_change_rule_m():
