@@ -987,7 +987,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                             fold=k, cv_init_sha256=init_sha)
             net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
                         args.base, args.minutes, mix, args.patch, fold_init, focus, args.needle_bias,
-                        None if args.aug_seed is None else args.aug_seed + k, ck, args.last_kernel, args.device)
+                        None if args.aug_seed is None else args.aug_seed + k, ck, args.last_kernel,
+                        args.device)
             if args.cv_save:
                 # keep the fold's model: seg-eval can then score its held-out images
                 fp = Path(args.cv_save) / f"fold{k}.onnx"
