@@ -118,7 +118,6 @@ def build_sim_caches(folder: Path, processes: int = len(SIM_CACHES)) -> list[str
     same cache would race on its file)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    folder.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(processes) as ex:
         return list(ex.map(_one_cache, [(str(folder), spec) for spec in SIM_CACHES]))
 

@@ -15,15 +15,19 @@ VARIANTS=${1:-A}; FOLDS=${2:-0}; M1=${3:-4.3}; M2=${4:-1.7}
 D=/tmp/gpu_train; OUT=${OUT:-$D/out}; mkdir -p $D $OUT
 export PYTHONPATH=$PWD/.gpu/site:$PWD OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 t0=$(date +%s)
+STEP1=$(python3 -m models.recipe --recipe v15 --step-args v14base) || exit 3
+STEP2=$(python3 -m models.recipe --recipe v15 --step-args v15) || exit 3
 python3 -m models.pack_data --sim-caches .gpu/cache || exit 3
 echo "caches $(( $(date +%s) - t0 )) s"
 
 chain() {  # VARIANT FOLD
   local V=$1 K=$2
   local C="--batch 12 --threads 1 --device ${DEVICE:-cuda} --data .gpu/data --cache .gpu/cache --checkpoint-minutes -1"
-  local S1="--arch efflite0 --lr 1e-3 --sim-la 300 --real-absent needle --iters 5214 --minutes $M1"
+  # the recipe's steps (models/recipe.py, V15), with the CPU runs' iteration counts and the
+  # lease's caps after them (the last of a repeated argument counts)
+  local S1="$STEP1 --iters 5214 --minutes $M1"
   [ "$V" = B ] && S1="$S1 --sim-artery 100"
-  local S2="--arch efflite0 --focus needle nerve --needle-weight 1 --needle-pos-weight 10 --needle-loss-classes needle nerve --sim-needle 300 --sim-weight 0.6 --sim-la 300 --real-absent needle --sim-artery 100 --lr 3e-4 --iters 1750 --minutes $M2"
+  local S2="$STEP2 --iters 1750 --minutes $M2"
   mkdir -p $D/$V/base $D/$V/v15
   if [ "$K" = full ]; then
     python3 -m models.train --out $D/$V/base/full.onnx $S1 $C > $D/$V/log_full_1.txt 2>&1 &&

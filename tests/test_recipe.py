@@ -173,3 +173,17 @@ def test_the_command_line_dry_run_and_its_errors(tmp_path, capsys):
         with pytest.raises(SystemExit):
             recipe.main(["--out", str(tmp_path), *argv])
         assert msg in capsys.readouterr().err
+
+
+def test_v15_is_v14_with_needles_near_the_artery_and_prints_its_steps(capsys):
+    base, tune = recipe.V15
+    assert base == V14[0] and tune.init == base.name
+    assert tune.args == V14[1].args + ("--sim-artery", "100")
+    assert recipe.main(["--recipe", "v15", "--step-args", "v15"]) == 0
+    assert capsys.readouterr().out.split() == list(tune.args)
+    with pytest.raises(SystemExit):
+        recipe.main(["--recipe", "v15", "--step-args", "v99"])
+    assert "has the steps v14base, v15" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        recipe.main(["--recipe", "v15"])
+    assert "--out is required" in capsys.readouterr().err
