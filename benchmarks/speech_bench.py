@@ -140,8 +140,9 @@ def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndar
     key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
     p = cache / f"{key}.wav"
     if not p.exists():
+        # "--": a line of text may start with "-" (read as an option, no file written)
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
-                        "-w", str(p), text], check=True, capture_output=True)
+                        "-w", str(p), "--", text], check=True, capture_output=True)
     x, _ = read_wav(p)
     return x
 
