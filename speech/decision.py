@@ -101,7 +101,7 @@ class DecisionThresholds:
     min_cmd_fused_unconfirmed: float | None = 0.3
     min_cmd_fused_agreed: float | None = 0.4
     min_cmd_head_unheard: float | None = None
-    min_cmd_head_wake_alone: float | None = None
+    min_cmd_head_wake_alone: float | None = 0.6
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the

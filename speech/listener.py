@@ -516,35 +516,25 @@ class CommandListener:
         # (not after the head refused a sure answer: that refusal stands)
         second = (self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure", "early")
                   else None)
+        reply_open = u.speech_start_s <= self._reply_until
+        last = None  # rules F and M: the last word
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
-            d2 = self._second_opinion(u, r, d, joined)
-            if d2 is not None:
-                d, asked = d2, False
+            if s.cmd_before_second_opinion:  # rule S: not asked where rule M acts anyway
+                last = self._last_word(d, asked, wdiag, r, speech, joined, reply_open, spoken_to)
+            if last is None or not last[2]:
+                last = None
+                d2 = self._second_opinion(u, r, d, joined)
+                if d2 is not None:
+                    d, asked = d2, False
         elif (second is not None and d.kind == "accept"
               and (d.posterior or 0.0) < s.second_opinion_veto_below):
             other = self._decode_second(u, joined)
             d2 = vetoed(d, other) if other is not None else None
             if d2 is not None:  # a command was asked for: ask for it again
                 d, asked = d2, True
-        if wdiag is not None and wdiag.get("head_probs"):  # the last word (rule F)
-            f = head_fuse(d, r.all_probs,
-                          HeadResult(wdiag["head"], wdiag["head_p"], wdiag["head_probs"]),
-                          bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
-            if f is not None and self._may_act(f[0], joined, u.speech_start_s <= self._reply_until):
-                d, asked = f
-        if wdiag is not None and wdiag.get("cmd_probs") is not None:  # rule M
-            wdiag["addressed"] = spoken_to
-            wdiag["clf_all"] = r.all_probs
-            m = (cmd_fuse(d, r.all_probs, wdiag["cmd_probs"], self.commands,
-                          addressed=spoken_to, th=self.thresholds,
-                          unconfirmed=wdiag["kind"] not in ("accept", "sure"),
-                          whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
-                          whisper_kind=wdiag["kind"])
-                 if wdiag["kind"] != "early" and (wdiag["kind"] != "sure" or s.cmd_head_sure)
-                 else None)  # rule X acted already
-            if m is not None:
-                d, asked = m
+        d, asked, _ = last or self._last_word(d, asked, wdiag, r, speech, joined, reply_open,
+                                              spoken_to)
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear, wdiag)
@@ -573,6 +563,36 @@ class CommandListener:
                           u.closed_at_s)
         return [self._heard(u, d)]
 
+    def _last_word(self, d: Decision, asked: bool, wdiag: dict | None, r, speech: float,
+                   joined: bool, reply_open: bool, spoken_to: bool
+                   ) -> tuple[Decision, bool, bool]:
+        """Rules F (the single-word head fused with the classifier) and M (the command head
+        on multi-word commands) on the decision ``d``: (decision, asked again, whether rule
+        M acted on an utterance nothing was accepted on). Fills ``wdiag``'s "addressed"
+        and "clf_all"."""
+        s = self.settings
+        if wdiag is not None and wdiag.get("head_probs"):  # the last word (rule F)
+            f = head_fuse(d, r.all_probs,
+                          HeadResult(wdiag["head"], wdiag["head_p"], wdiag["head_probs"]),
+                          bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
+            if f is not None and self._may_act(f[0], joined, reply_open):
+                d, asked = f
+        acted = False
+        if wdiag is not None and wdiag.get("cmd_probs") is not None:  # rule M
+            wdiag["addressed"] = spoken_to
+            wdiag["clf_all"] = r.all_probs
+            m = (cmd_fuse(d, r.all_probs, wdiag["cmd_probs"], self.commands,
+                          addressed=spoken_to, th=self.thresholds,
+                          unconfirmed=wdiag["kind"] not in ("accept", "sure"),
+                          whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
+                          whisper_kind=wdiag["kind"])
+                 if wdiag["kind"] != "early" and (wdiag["kind"] != "sure" or s.cmd_head_sure)
+                 else None)  # rule X acted already
+            if m is not None:
+                acted = d.kind != "accept" and m[0].kind == "accept"
+                d, asked = m
+        return d, asked, acted
+
     def _command_length(self, speech_s: float) -> bool:
         """Short enough for a command with its wake phrase (Whisper's check runs on no
         longer speech)."""
@@ -591,15 +611,20 @@ class CommandListener:
 
     def _submit_whisper(self, samples: np.ndarray, fam: tuple[bool, bool]) -> _WhisperJob:
         """Whisper's check of ``samples``, computed by the listener's one worker thread
-        (calls run one at a time, in order): the encoder pass, then the search on it."""
+        (calls run one at a time, in order): the encoder pass, then the search on it. Where
+        no bare phrase is scored, the search ends once the wake phrase alone is settled
+        (decide_whisper's "wake_only" cannot change, and nothing else reads its best
+        command there: head_check needs bare phrases)."""
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="whisper-check")
         samples = samples.copy()
         whisper, cancel = self._whisper, threading.Event()
+        settle = None if fam[1] else self.thresholds.min_whisper_regret
         enc = self._pool.submit(whisper.model.context_pooled, samples)
         search = self._pool.submit(lambda: whisper.score(samples, wake=fam[0], bare=fam[1],
-                                                         context=enc.result(), cancel=cancel))
+                                                         context=enc.result(), cancel=cancel,
+                                                         settle_wake=settle))
         return _WhisperJob(enc, search, cancel)
 
     def _whisper_result(self, fut):

@@ -139,11 +139,14 @@ class SpeechSettings:
     # nothing was acted on, a multi-word command the command head alone gives this
     min_cmd_head_unheard: float | None = None
     # rule M7b: the same where Whisper's check heard the wake phrase alone
-    min_cmd_head_wake_alone: float | None = None
+    min_cmd_head_wake_alone: float | None = 0.6
     cmd_head_sure: bool = False
     # rule X (decision.py cmd_early): where the classifier and the command head settle a
     # multi-word command, act at the encoder's output, without waiting for Whisper's search
     cmd_early: bool = True
+    # rule S: PocketSphinx's second opinion is not asked where rule M acts on the utterance
+    # without it (it could only have mattered by accepting a command itself)
+    cmd_before_second_opinion: bool = True
     whisper_cmd_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most

@@ -662,14 +662,17 @@ class PhraseScorer:
         self._prompt = [SOT, NO_TIMESTAMPS]
 
     def score(self, samples: np.ndarray, *, wake: bool = True, bare: bool = True,
-              context=None, cancel=None) -> WhisperResult:
+              context=None, cancel=None, settle_wake: float | None = None) -> WhisperResult:
         """Score the candidates of one utterance (16 kHz samples): those after a wake
         phrase (``wake``), those without (``bare``), or both. Best first: the search stops
         once the best command and the best of another command are known, when nothing
         left can come within ``margin_cap`` of the best or above ``floor``, or after
         ``max_expansions`` decoder steps (``exhausted``). ``context``: the model's
         ``context_pooled(samples)`` when already computed; ``cancel``: an event that, once
-        set, ends the search at its next step (``exhausted``: its answer is not wanted)."""
+        set, ends the search at its next step (``exhausted``: its answer is not wanted).
+        ``settle_wake``: a regret; the search also ends when the wake phrase alone comes
+        out first with at least that regret (no command found yet can come above it, so
+        "the wake phrase alone" is settled; ``best`` and ``runner_up`` stay None)."""
         if not (wake or bare):
             raise ValueError("score(): ask for wake-prefixed or bare candidates, or both")
         import time
@@ -722,6 +725,9 @@ class PhraseScorer:
                 ps = PhraseScore(c.command, c.text.strip(), -negl, regret, c.wake, end_regret)
                 if not c.command:  # the wake phrase alone: not a command, kept aside
                     wake_alone = wake_alone or ps
+                    if (best is None and settle_wake is not None
+                            and wake_alone.regret >= settle_wake):
+                        break  # nothing to come can be more probable: settled
                     continue
                 if best is None:
                     best = ps

@@ -155,7 +155,7 @@ def test_the_head_alone_acts_where_whisper_heard_no_command():
     below rule M's 0.6, so nothing acts, unless min_cmd_head_unheard is set; not when Whisper
     heard a command, not for a single word, not when not addressed."""
     th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.9,
-                            min_cmd_fused_agreed=None)
+                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=None)
     alone = Decision("wake_only", reason="whisper: wake phrase alone", wake=True)
     clf, head = {"_none_": 0.7, "show.pleura": 0.1}, head_p(**{"show.pleura": 0.8})
     f = cmd_fused_probs(clf, head, 0.5)
@@ -332,3 +332,32 @@ def test_listener_acts_on_the_command_head_before_whispers_search():
     assert got[True].whisper["kind"] == "early" and "text" not in got[True].whisper
     assert "before Whisper's search" in got[True].decision.reason
     assert got[True].whisper["cmd_probs"] == got[False].whisper["cmd_probs"]
+
+
+def test_rule_m_acting_is_not_held_up_by_the_second_opinion(monkeypatch):
+    """SYNTHETIC "assistant, show fascia", the classifier made unsure of it and Whisper's
+    phrase scores not allowed to accept, rule X off: rule M acts after Whisper's search.
+    PocketSphinx's second opinion (a decode of the whole utterance, about 100 ms) is asked
+    first without rule S, and not at all with it (the default): the same command."""
+    x = with_silence(espeak("assistant, show fascia", voice="en-gb+f1", speed_wpm=150))
+    base = replace(SpeechSettings(engine="kws"), min_whisper_regret=100.0, cmd_early=False)
+    p = {"_none_": 0.6, "show.fascia": 0.3}
+
+    def unsure(r):
+        return replace(r, top="_none_", top_prob=0.6, probs=p, all_probs={**r.all_probs, **p,
+                       **{c: 0.0 for c in r.all_probs if c not in p and c != "_wake_"}})
+    asked = []
+    real = CommandListener._second_opinion
+
+    def spy(self, *a, **k):
+        asked.append(1)
+        return real(self, *a, **k)
+    monkeypatch.setattr(CommandListener, "_second_opinion", spy)
+    got = {}
+    for s in (False, True):
+        asked.clear()
+        out, logs = listen(replace(base, cmd_before_second_opinion=s), x, unsure)
+        got[s] = ([(h.command, h.via) for h in out], len(asked))
+        assert [u.whisper["kind"] for u in logs if u.decision.kind == "accept"] == ["reject"]
+    assert got[False] == ([("show.fascia", "command head")], 1)
+    assert got[True] == ([("show.fascia", "command head")], 0)

@@ -142,6 +142,31 @@ def test_a_given_encoder_pass_and_a_cancelled_search(scorer):
 
 
 @needs_espeak
+def test_the_search_stops_once_the_wake_phrase_alone_is_settled(scorer):
+    """"assistant" said alone: with settle_wake the search ends when the wake phrase alone
+    comes out first (nothing after it can be more probable), in fewer decoder steps, with
+    the same wake-alone score and the same decision; a command is scored as before."""
+    cs = load_commands()
+    x = with_silence(espeak("assistant", "en-us"), 0.2, 0.3)
+    full = scorer.score(x, wake=True, bare=False)
+    settled = scorer.score(x, wake=True, bare=False, settle_wake=-4.0)
+    assert decide_whisper(full, cs, require_wake=True).kind == "wake_only"
+    assert decide_whisper(settled, cs, require_wake=True).kind == "wake_only"
+    assert settled.wake_alone.text == full.wake_alone.text
+    assert settled.wake_alone.logp == pytest.approx(full.wake_alone.logp, abs=1e-4)
+    assert settled.best is None and not settled.exhausted
+    assert settled.expansions < full.expansions
+    # a wake phrase alone further from what Whisper heard than asked: not settled
+    strict = scorer.score(x, wake=True, bare=False, settle_wake=full.wake_alone.regret + 1e-3)
+    assert strict.expansions == full.expansions
+    cmd = with_silence(espeak("assistant, stop recording", "en-us"), 0.2, 0.3)
+    a = scorer.score(cmd, wake=True, bare=False)
+    b = scorer.score(cmd, wake=True, bare=False, settle_wake=-4.0)
+    assert b.best.command == a.best.command == "record_stop"
+    assert b.best.logp == pytest.approx(a.best.logp, abs=1e-4) and b.expansions == a.expansions
+
+
+@needs_espeak
 def test_talk_is_not_taken_for_a_command(scorer):
     cs = load_commands()
     for text in ("the patient is ready for the block", "could you pass me the gel please"):
