@@ -102,6 +102,9 @@ class DecisionThresholds:
     min_cmd_fused_agreed: float | None = 0.4
     min_cmd_head_unheard: float | None = None
     min_cmd_head_wake_alone: float | None = 0.6
+    # rule W: a command the classifier accepted in wake activation is not acted on when
+    # Whisper's check heard no command and the wake phrase's probability is below this
+    min_wake_unheard: float | None = 0.6
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -385,7 +388,8 @@ def normalise_heard(text: str) -> str:
 
 
 def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
-                  th: DecisionThresholds = DecisionThresholds()) -> tuple[Decision, bool]:
+                  th: DecisionThresholds = DecisionThresholds(), *,
+                  needs_wake: bool = False) -> tuple[Decision, bool]:
     """The classifier's decision ``d`` checked by Whisper's ``wd`` on the same utterance
     (pure). Returns (the decision to act on, whether the speaker is asked again):
 
@@ -397,7 +401,17 @@ def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
       on and the speaker is asked again;
     * the classifier rejected it and Whisper heard the wake phrase alone: held for the
       command after a pause, as the classifier's own "wake_only";
+    * the classifier accepted a command whose wake phrase it was unsure of (``wake_prob``
+      below ``min_wake_unheard``) where one is needed (``needs_wake``: wake activation, no
+      wake phrase said alone just before, no reply awaited) and Whisper heard no command:
+      not acted on, and not asked again (talk that happens to hold a command word; rule W);
     * otherwise the classifier's decision stands (Whisper agrees, or has no opinion)."""
+    if (wd.kind == "reject" and d.kind == "accept" and needs_wake
+            and th.min_wake_unheard is not None and d.wake_prob is not None
+            and d.wake_prob < th.min_wake_unheard):
+        return dataclasses.replace(
+            d, kind="reject", reason=f"wake phrase unsure ({d.wake_prob:.2f}) and Whisper "
+                                     f"heard no command ({wd.reason})"), False
     if wd.kind == "wake_only" and d.kind == "reject":
         return dataclasses.replace(wd, wake_prob=d.wake_prob), False
     if wd.kind != "accept":

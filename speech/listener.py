@@ -679,7 +679,9 @@ class CommandListener:
         wd = decide_whisper(w, self.commands, require_wake=s.activation == "wake",
                             reply_open=reply_open, th=self.thresholds, joined=joined,
                             speech_s=speech)
-        d2, again = whisper_check(d, wd, speech, self.thresholds)
+        d2, again = whisper_check(d, wd, speech, self.thresholds,
+                                  needs_wake=(s.activation == "wake" and not joined
+                                              and not reply_open))
         b, r2 = w.best, w.runner_up
         hr = self._head(w.pooled) if self._head is not None and w.pooled is not None else None
         d3 = head_check(d2, d.command, b.command if b else None, hr, bare_ok=fam[1],

@@ -140,6 +140,9 @@ class SpeechSettings:
     min_cmd_head_unheard: float | None = None
     # rule M7b: the same where Whisper's check heard the wake phrase alone
     min_cmd_head_wake_alone: float | None = 0.6
+    # rule W: in wake activation, a command the classifier accepted with the wake phrase's
+    # probability below this is not acted on where Whisper's check heard no command
+    min_wake_unheard: float | None = 0.6
     cmd_head_sure: bool = False
     # rule X (decision.py cmd_early): where the classifier and the command head settle a
     # multi-word command, act at the encoder's output, without waiting for Whisper's search
@@ -164,7 +167,8 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
-                      "min_cmd_head_unheard", "min_cmd_head_wake_alone")
+                      "min_cmd_head_unheard", "min_cmd_head_wake_alone",
+                      "min_wake_unheard")
 
 
 def settings_problem(s: SpeechSettings) -> str | None:

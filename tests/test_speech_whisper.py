@@ -258,6 +258,27 @@ def test_whisper_check_rules():
     assert whisper_check(kws_no, w_other, 0.12, th)[0].command == "hide.fascia"  # wake said
 
 
+def test_an_unsure_wake_phrase_and_whisper_hearing_no_command_is_not_acted_on():
+    """Rule W: the classifier's command with the wake phrase at 0.5 (min_wake_unheard 0.6)
+    where Whisper heard no command is refused, silently; not where the wake phrase is
+    surer, not where Whisper heard the command or the wake phrase alone, not where no
+    wake phrase is needed (needs_wake), and not with the rule off."""
+    th = DecisionThresholds(min_wake_unheard=0.6)
+    unsure = Decision("accept", "go", "assistant go", 0.66, "ok", True, wake_prob=0.5)
+    none = Decision("reject", reason="whisper: no command phrase near what was said")
+    d, again = whisper_check(unsure, none, 0.3, th, needs_wake=True)
+    assert d.kind == "reject" and not again and "wake phrase unsure (0.50)" in d.reason
+    sure = replace(unsure, wake_prob=0.7)
+    assert whisper_check(sure, none, 0.3, th, needs_wake=True) == (sure, False)
+    heard = Decision("accept", "go", "assistant go", 0.9, "whisper: go", True)
+    assert whisper_check(unsure, heard, 0.3, th, needs_wake=True) == (unsure, False)
+    wake = Decision("wake_only", heard="assistant", reason="whisper: wake phrase alone", wake=True)
+    assert whisper_check(unsure, wake, 0.3, th, needs_wake=True) == (unsure, False)
+    assert whisper_check(unsure, none, 0.3, th, needs_wake=False) == (unsure, False)
+    off = DecisionThresholds(min_wake_unheard=None)
+    assert whisper_check(unsure, none, 0.3, off, needs_wake=True) == (unsure, False)
+
+
 def test_whisper_overrides_a_disagreeing_classifier_only_when_set_and_sure():
     cs = load_commands()
     kws_ok = Decision("accept", "show.fascia", "assistant show fascia", 0.6, "ok", True)
