@@ -176,6 +176,12 @@ class CommandListener:
                                              margin_cap=s.min_whisper_margin + 1.0)
             except (WhisperError, ImportError, OSError) as e:
                 log.warning("speech: no Whisper check (%s)", e)
+            if self._whisper is not None:
+                try:  # now, not on the first command's time
+                    self._whisper.warm()
+                except Exception as e:  # an extra check: never lose the stream
+                    log.error("speech: Whisper check failed (%s); off from now on", e)
+                    self._whisper = None
         # the single-word head on Whisper's encoder output (speech/whisper_head.py): votes
         # where Whisper checks (min_head_prob), refuses sure single words it hears otherwise
         # (min_head_veto), decides with the classifier (min_fused_prob, min_fused_veto); with

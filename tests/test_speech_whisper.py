@@ -166,6 +166,19 @@ def test_the_search_stops_once_the_wake_phrase_alone_is_settled(scorer):
     assert b.best.logp == pytest.approx(a.best.logp, abs=1e-4) and b.expansions == a.expansions
 
 
+def test_warm_makes_the_decoder_before_the_first_utterance():
+    """A fresh model: warm() makes the decoder session of the scorer's shortlist (the first
+    check would otherwise pay about 250 ms for it); scoring then makes no other."""
+    model = OrtWhisper()
+    s = PhraseScorer(load_commands(), model=model)
+    assert model._dec == {}
+    s.warm()
+    assert len(model._dec) == 1
+    made = dict(model._dec)
+    s.score(np.zeros(8000, np.float32), wake=True, bare=False)
+    assert model._dec == made
+
+
 @needs_espeak
 def test_talk_is_not_taken_for_a_command(scorer):
     cs = load_commands()
