@@ -523,13 +523,14 @@ class CommandListener:
         second = (self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure", "early")
                   else None)
         reply_open = u.speech_start_s <= self._reply_until
-        last = None  # rules F and M: the last word
+        last = None  # rules F and M (the last word), when worked out before the second opinion
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
-            if s.cmd_before_second_opinion:  # rule S: not asked where rule M acts anyway
-                last = self._last_word(d, asked, wdiag, r, speech, joined, reply_open, spoken_to)
-            if last is None or not last[2]:
-                last = None
+            pre = (self._last_word(d, asked, wdiag, r, speech, joined, reply_open, spoken_to)
+                   if s.cmd_before_second_opinion else None)
+            if pre is not None and pre[2]:  # rule S: rule M acts anyway, PocketSphinx not asked
+                last = pre
+            else:
                 d2 = self._second_opinion(u, r, d, joined)
                 if d2 is not None:
                     d, asked = d2, False

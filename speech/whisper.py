@@ -679,8 +679,9 @@ class PhraseScorer:
         ``context_pooled(samples)`` when already computed; ``cancel``: an event that, once
         set, ends the search at its next step (``exhausted``: its answer is not wanted).
         ``settle_wake``: a regret; the search also ends when the wake phrase alone comes
-        out first with at least that regret (no command found yet can come above it, so
-        "the wake phrase alone" is settled; ``best`` and ``runner_up`` stay None)."""
+        out first with at least that regret (log probabilities only fall as a phrase grows,
+        so no command still to come can be more probable: "the wake phrase alone" is
+        settled; ``best`` and ``runner_up`` stay None)."""
         if not (wake or bare):
             raise ValueError("score(): ask for wake-prefixed or bare candidates, or both")
         import time
