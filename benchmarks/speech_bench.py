@@ -375,13 +375,13 @@ TALK_FILES = ["Apache-2.0", "Artistic", "BSD", "CC0-1.0", "GFDL-1.2", "GFDL-1.3"
 
 def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
     """Read-speech text: the licence texts every Debian machine has (no wake phrase in
-    them; plenty of command words inside sentences: show, stop, on, off, up, yes...)."""
+    them; plenty of command words inside sentences: show, stop, on, off, up, yes...), or,
+    in a folder holding none of them, its ``*.txt`` files in name order (another text, such
+    as ``--write-reference-text``'s)."""
     import re
     out = []
-    for name in TALK_FILES:
-        f = folder / name
-        if not f.is_file():
-            continue
+    files = [folder / n for n in TALK_FILES if (folder / n).is_file()]
+    for f in files or sorted(folder.glob("*.txt")):
         text = re.sub(r"\s+", " ", f.read_text(errors="replace"))
         for sent in re.split(r"(?<=[.;:!?])\s+", text):
             words = re.sub(r"[^A-Za-z0-9' ,-]+", " ", sent).split()
@@ -390,6 +390,17 @@ def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
                 if len(piece) > 1:
                     out.append(piece)
     return out
+
+
+def write_reference_text(folder: Path) -> Path:
+    """A read-speech text no rule was tuned on: the Python language reference of the
+    Python running this (``pydoc_data.topics``, 65,000 words in 3.11), every topic in name
+    order, written to ``folder/python-reference.txt``."""
+    from pydoc_data import topics
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / "python-reference.txt"
+    p.write_text("\n\n".join(topics.topics[k] for k in sorted(topics.topics)))
+    return p
 
 
 def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
@@ -463,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--talk-dir", type=Path, default=Path("/usr/share/common-licenses"),
                     help="--part talk: folder of the licence texts read aloud")
     ap.add_argument("--talk-minutes", type=float, default=240.0)
+    ap.add_argument("--write-reference-text", type=Path, metavar="DIR",
+                    help="write Python's language reference to DIR/python-reference.txt (a "
+                         "read-speech text for --talk-dir DIR) and exit")
     ap.add_argument("--talk-activation", default="wake", choices=["wake", "always"])
     ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
     ap.add_argument("--snrs", default="20,10,5,0")
@@ -476,6 +490,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a SpeechSettings field, e.g. --set min_lr_per_frame=-30")
     ap.add_argument("--dump", type=Path, help="write every utterance decision (JSON lines)")
     args = ap.parse_args(argv)
+    if args.write_reference_text:
+        print(write_reference_text(args.write_reference_text))
+        return 0
     args.cache.mkdir(parents=True, exist_ok=True)
     over = parse_sets(args.set)
     settings = replace(SpeechSettings(engine=args.engine), **over)

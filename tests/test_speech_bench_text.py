@@ -1,0 +1,18 @@
+"""The read-speech text of benchmarks/speech_bench.py --part talk: the licence texts, or any
+folder of .txt files, such as the Python language reference it writes itself (a text no
+rule was tuned on; docs/SPEECH.md, "Rule W")."""
+from __future__ import annotations
+
+import benchmarks.speech_bench as sb
+
+
+def test_the_reference_text_is_read_speech_without_the_wake_phrase(tmp_path):
+    p = sb.write_reference_text(tmp_path)
+    assert p == tmp_path / "python-reference.txt"
+    sents = sb.talk_sentences(tmp_path)
+    assert len(sents) > 1000 and all(0 < len(s.split()) <= 25 for s in sents)
+    assert not any("assistant" in s.lower() for s in sents)
+    assert sum(len(s.split()) for s in sents) > 30000  # over 4 h at 140-190 words a minute
+    # a folder holding the licence names reads those, not its .txt files
+    (tmp_path / "GPL-3").write_text("Show me the source. Stop here now")
+    assert sb.talk_sentences(tmp_path) == ["Show me the source", "Stop here now"]
