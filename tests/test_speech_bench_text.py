@@ -16,3 +16,18 @@ def test_the_reference_text_is_read_speech_without_the_wake_phrase(tmp_path):
     # a folder holding the licence names reads those, not its .txt files
     (tmp_path / "GPL-3").write_text("Show me the source. Stop here now")
     assert sb.talk_sentences(tmp_path) == ["Show me the source", "Stop here now"]
+
+
+def test_the_docstring_text_is_written_by_the_command_line(tmp_path):
+    """--write-docstring-text in its own process (it imports every standard module)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(sb.__file__)
+    out = subprocess.run([sys.executable, str(script), "--write-docstring-text", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, cwd=script.parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("stdlib-docstrings.txt")
+    sents = sb.talk_sentences(tmp_path)
+    assert sum(len(s.split()) for s in sents) > 30000
+    assert not any("assistant" in s.lower() for s in sents)
