@@ -392,21 +392,23 @@ def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
     return out
 
 
-def write_reference_text(folder: Path, kind: str = "reference") -> Path:
-    """A read-speech text no rule was tuned on, from the Python running this, written to
-    ``folder``: "reference", its language reference (``pydoc_data.topics``, every topic in
-    name order; 65,000 words in 3.11), or "docstrings", the docstrings of its standard
-    modules that import here and of their public names of more than 8 words (106,000
-    words in 3.11.7)."""
+def write_reference_text(folder: Path) -> Path:
+    """A read-speech text no rule was tuned on: the language reference of the Python running
+    this (``pydoc_data.topics``, every topic in name order; 65,000 words in 3.11)."""
+    from pydoc_data import topics
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / "python-reference.txt"
+    p.write_text("\n\n".join(topics.topics[k] for k in sorted(topics.topics)))
+    return p
+
+
+def write_docstring_text(folder: Path) -> Path:
+    """Another: the docstrings of the standard modules that import here and of their public
+    names of more than 8 words (105,830 words in 3.11.7)."""
     import importlib
     import inspect
     import warnings
     folder.mkdir(parents=True, exist_ok=True)
-    if kind == "reference":
-        from pydoc_data import topics
-        p = folder / "python-reference.txt"
-        p.write_text("\n\n".join(topics.topics[k] for k in sorted(topics.topics)))
-        return p
     skip = {"antigravity", "this", "idlelib", "turtledemo", "tkinter", "lib2to3", "ensurepip",
             "venv", "pydoc_data", "distutils"}  # distutils: setuptools may stand in for it
     out = []
@@ -520,9 +522,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="override a SpeechSettings field, e.g. --set min_lr_per_frame=-30")
     ap.add_argument("--dump", type=Path, help="write every utterance decision (JSON lines)")
     args = ap.parse_args(argv)
-    if args.write_reference_text or args.write_docstring_text:
-        print(write_reference_text(args.write_reference_text or args.write_docstring_text,
-                                   "reference" if args.write_reference_text else "docstrings"))
+    if args.write_reference_text:
+        print(write_reference_text(args.write_reference_text))
+        return 0
+    if args.write_docstring_text:
+        print(write_docstring_text(args.write_docstring_text))
         return 0
     args.cache.mkdir(parents=True, exist_ok=True)
     over = parse_sets(args.set)
