@@ -24,7 +24,12 @@ The same memory works the other way (**a vessel does not leave a still view**): 
 tip is still, every vessel remembered from the last ``memory_s`` is ``held``, and the
 caller counts it for the artery distance even where this frame's mask lost it (a needle
 tip over an artery hides it under its reverberations), saying the outline is not seen now.
-When the tip moves, only what is seen counts.
+While the tip moves (**a vessel does not vanish under the needle**), only the vessels
+remembered from the last ``hidden_s`` (seen on at least ``hidden_frames`` segmentations of
+it) that lie within ``birth_mm`` of the tip are held: what
+lies right at a moving tip is what its reverberations hide as it arrives over an artery. It
+can only prolong an alert whose vessel was seen within ``hidden_s``; everything farther
+counts only as seen.
 """
 from __future__ import annotations
 
@@ -79,11 +84,14 @@ def _tip_still(tips: tuple, spacing_mm: float | None, still_s: float, still_mm: 
 def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 tip_px, spacing_mm: float | None, now_s: float, *, birth_mm: float = 3.0,
                 memory_s: float = 5.0, still_s: float = 0.5,
-                still_mm: float = 1.0) -> tuple[FluidTrack, FluidView]:
+                still_mm: float = 1.0, hidden_s: float = 1.5,
+                hidden_frames: int = 3) -> tuple[FluidTrack, FluidView]:
     """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
-    nothing is called fluid and nothing is held (the memory still learns). Time going
+    nothing is called fluid and nothing is held (the memory still learns). ``hidden_s``:
+    how long a vessel near a moving tip is held (0: not at all), if it was seen on at least
+    ``hidden_frames`` of the segmentations of that time (a blob seen once is noise). Time going
     backwards (a replay restarted) starts a new track.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
@@ -132,6 +140,17 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         held = cv2.resize(remembered.astype(np.uint8), (labels.shape[1], labels.shape[0]),
                           interpolation=cv2.INTER_NEAREST) > 0
         held &= ~fluid
+    elif tips and spacing_mm and hidden_s > 0:
+        # ...and does not vanish under a moving tip: what was seen near it a moment ago
+        recent = [m for t, m in memory if now_s - t <= hidden_s]
+        seen = np.sum(recent, axis=0) >= hidden_frames if recent else None
+        if seen is not None and seen.any():
+            held = cv2.resize(seen.astype(np.uint8),
+                              (labels.shape[1], labels.shape[0]),
+                              interpolation=cv2.INTER_NEAREST) > 0
+            ys, xs = np.ogrid[:labels.shape[0], :labels.shape[1]]
+            near = np.hypot(xs - tips[-1][1], ys - tips[-1][2]) * spacing_mm <= birth_mm
+            held &= near & ~fluid
     established = vessel & ~fluid
     memory = memory + ((float(now_s), _small(established)),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips)

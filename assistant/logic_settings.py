@@ -31,6 +31,11 @@ class AssistantSettings:
     fluid_memory_s: float = 5.0
     fluid_still_s: float = 0.5
     fluid_still_mm: float = 1.0
+    # a vessel does not vanish under the needle: while the tip moves, a vessel seen within
+    # artery_alert_mm of it in the last fluid_hidden_s stays a danger ("not seen now");
+    # 0: while the tip moves only what is seen counts
+    fluid_hidden_s: float = 1.5
+    fluid_hidden_frames: int = 3  # ...if seen on at least this many segmentations of it
     needle_lost_alert_s: float = 2.0  # needle unseen this long while advancing: alert
     needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
     needle_track_window_s: float = 2.0
@@ -53,6 +58,12 @@ class AssistantSettings:
         if not 0 <= self.danger_unsure_below <= 1:
             raise ValueError(f"assistant.danger_unsure_below must be within 0..1, "
                              f"got {self.danger_unsure_below!r}")
+        if not (isinstance(self.fluid_hidden_frames, int) and self.fluid_hidden_frames >= 1):
+            raise ValueError(f"assistant.fluid_hidden_frames must be an integer >= 1, "
+                             f"got {self.fluid_hidden_frames!r}")
+        if not self.fluid_hidden_s >= 0:
+            raise ValueError(f"assistant.fluid_hidden_s must be >= 0, "
+                             f"got {self.fluid_hidden_s!r}")
         if not self.danger_repeat_s >= 0:
             raise ValueError(f"assistant.danger_repeat_s must be >= 0, "
                              f"got {self.danger_repeat_s!r}")

@@ -9,9 +9,10 @@ in, stops, and local anaesthetic opens a pocket at its tip. Two stories:
 * **artery**: the needle stops ``--near-mm`` above the artery's wall (an alert is right).
 
 Each frame goes through the shipped segmentation path (``models.segmenter`` and the
-needle tracker, as the segmentation node runs them) and ``assistant.logic.reduce``, once
-with the new-fluid rule (``assistant.fluid``) and once without. Counted against the TRUE
-tip and the TRUE artery (the simulator's masks):
+needle tracker, as the segmentation node runs them) and ``assistant.logic.reduce``: with
+the fluid rules (``assistant.fluid``: new fluid, and vessels held under a still tip and,
+for ``fluid_hidden_s``, near a moving one), with ``fluid_hidden_s`` 0, and with none.
+Counted against the TRUE tip and the TRUE artery (the simulator's masks):
 
 * false stop frames: an artery alert ("stop, ...") on screen while the true artery is
   more than the alert limit + 2 mm from the true tip; spoken false stops;
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=120, help="frames per clip (20 fps)")
     ap.add_argument("--seed", type=int, default=8100)
     ap.add_argument("--near-mm", type=float, default=1.5)
+    ap.add_argument("--hidden-s", type=float, default=AssistantSettings().fluid_hidden_s,
+                    help="fluid_hidden_s of the first setting (each model also runs with 0, "
+                         "and with no fluid rule)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     clips = []
@@ -131,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         seg = Segmenter(SegmentationSettings(model_path=model))
         segs = [segment_clip(seg, imgs, float(meta["spacing_mm"]))
                 for _, _, imgs, _, meta in clips]
-        for rule in (True, False):
-            settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule)
+        runs = [(True, a.hidden_s)] + ([(True, 0.0)] if a.hidden_s else []) + [(False, 0.0)]
+        for rule, hidden in runs:
+            settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule,
+                                           fluid_hidden_s=hidden)
             for story in ("plane", "artery"):
                 tot: dict = {}
                 per_clip = []
@@ -145,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                         if key != "spoken_after_s":
                             tot[key] = tot.get(key, 0) + v
                 print(json.dumps({"model": model or "shipped", "fluid_rule": rule,
+                                  "fluid_hidden_s": hidden,
                                   "story": story, "clips": len(per_clip), **tot,
                                   "per_clip": per_clip,
                                   "data": "SIMULATED injection clips"}), flush=True)

@@ -135,6 +135,49 @@ def test_an_artery_the_mask_loses_under_a_still_tip_stays_a_danger_said_unseen()
     # ...and gone from the mask altogether, still held (within the 5 s memory)
     s, _, shown = feed(s, [(pecs_labels(pleura_row=190), nd())] * 5, t0=1.9)
     assert shown[-1] == [("alert", "stop, artery one millimetre, not seen now")]
-    # the tip moves away: only what is seen counts, the banner says how far now
-    s, _, shown = feed(s, [(eroded, nd([100, 112]))], t0=2.4)  # 1.6 mm back
+    # the tip moves back 1.6 mm, 1.1 s after the artery was last seen whole: what was seen
+    # within fluid_hidden_s (1.5 s) and lies within 3 mm of the moving tip still counts...
+    s, _, shown = feed(s, [(eroded, nd([100, 112]))], t0=2.4)
+    assert shown[-1] == [("alert", "stop, artery two millimetres, not seen now")]
+    # ...and once that sighting is older, with the tip still moving, only what is seen
+    # counts: the banner says how far now
+    moving = [(eroded, nd([100, 118 if k % 2 else 112])) for k in range(1, 7)]  # 2.5-3.0 s
+    s, _, shown = feed(s, moving, t0=2.5)
     assert shown[-1] == [("warning", "artery four millimetres")]
+
+
+def test_an_artery_lost_under_an_arriving_tip_stays_a_danger_said_unseen():
+    artery = with_blob((124, 134), (94, 108))
+    blank = pecs_labels(pleura_row=190)
+    # the needle advances 1 mm a frame; the mask shows the artery until the tip is 4.8 mm
+    # above it, then loses it under the tip (reverberations) as the tip arrives
+    frames = [(artery, nd([100, 80 + 5 * k])) for k in range(5)]
+    frames += [(blank, nd([100, 105 + 5 * k])) for k in range(4)]  # 3.8 .. 0.8 mm
+    _, spoken, shown = feed(initial_state(), frames)
+    assert spoken == ["stop, artery three millimetres, not seen now"]
+    assert shown[-1] == [("alert", "stop, artery one millimetre, not seen now")]
+    # the same frames with the rule off (fluid_hidden_s 0): the moving tip gets no stop
+    off = initial_state(dataclasses.replace(AssistantSettings(), fluid_hidden_s=0))
+    _, spoken, shown = feed(off, frames)
+    assert spoken == [] and not [a for a in shown[-1] if a[0] == "alert"]
+    # only what lies near the tip is held: the same artery 4.8 mm below a tip that
+    # moves on sideways is not
+    track = FluidTrack()
+    for k in range(5):
+        track, view = track_fluid(track, artery, VESSEL, [100, 80 + 5 * k], 0.2, k * 0.1)
+    track, view = track_fluid(track, blank, VESSEL, [120, 100], 0.2, 0.5)
+    assert view.held is None
+    track, view = track_fluid(track, blank, VESSEL, [100, 118], 0.2, 0.6)
+    assert view.held is not None and view.held.any()
+    assert track_fluid(track, blank, VESSEL, [100, 118], 0.2, 0.6, hidden_s=0)[1].held is None
+    # a blob seen on fewer than fluid_hidden_frames (3) segmentations is noise, not held
+    track = FluidTrack()
+    for k in range(5):
+        lab = artery if k == 4 else blank  # seen once, 4.8 mm below the tip
+        track, view = track_fluid(track, lab, VESSEL, [100, 80 + 5 * k], 0.2, k * 0.1)
+    track, view = track_fluid(track, blank, VESSEL, [100, 118], 0.2, 0.5)
+    assert view.held is None
+    with pytest.raises(ValueError, match="fluid_hidden_frames must be an integer >= 1"):
+        AssistantSettings(fluid_hidden_frames=0)
+    with pytest.raises(ValueError, match="fluid_hidden_s must be >= 0"):
+        AssistantSettings(fluid_hidden_s=-1)
