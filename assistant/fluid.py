@@ -26,10 +26,9 @@ caller counts it for the artery distance even where this frame's mask lost it (a
 tip over an artery hides it under its reverberations), saying the outline is not seen now.
 While the tip moves (**a vessel does not vanish under the needle**), only the vessels
 remembered from the last ``hidden_s`` (seen on at least ``hidden_frames`` segmentations of
-it) that lie within ``birth_mm`` of the tip are held: what
-lies right at a moving tip is what its reverberations hide as it arrives over an artery. It
-can only prolong an alert whose vessel was seen within ``hidden_s``; everything farther
-counts only as seen.
+it) that lie within ``birth_mm`` of the tip are held: what lies right at a moving tip is
+what its reverberations hide as it arrives over an artery. It can only prolong an alert
+whose vessel was seen within ``hidden_s``; everything farther counts only as seen.
 """
 from __future__ import annotations
 
@@ -73,6 +72,17 @@ class FluidView(NamedTuple):
     held: np.ndarray | None  # vessels remembered while the tip is still (may be hidden now)
 
 
+def _disk(shape: tuple, x: float, y: float, r_px: float) -> np.ndarray:
+    """Full-size bool: the pixels within r_px of (x, y) (worked out in its bounding box)."""
+    out = np.zeros(shape, bool)
+    x0, x1 = max(0, int(x - r_px)), min(shape[1], int(x + r_px) + 2)
+    y0, y1 = max(0, int(y - r_px)), min(shape[0], int(y + r_px) + 2)
+    if x0 < x1 and y0 < y1:
+        ys, xs = np.ogrid[y0:y1, x0:x1]
+        out[y0:y1, x0:x1] = np.hypot(xs - x, ys - y) <= r_px
+    return out
+
+
 def _tip_still(tips: tuple, spacing_mm: float | None, still_s: float, still_mm: float) -> bool:
     if not spacing_mm or len(tips) < 2 or tips[-1][0] - tips[0][0] < 0.8 * still_s:
         return False
@@ -91,8 +101,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
     nothing is called fluid and nothing is held (the memory still learns). ``hidden_s``:
     how long a vessel near a moving tip is held (0: not at all), if it was seen on at least
-    ``hidden_frames`` of the segmentations of that time (a blob seen once is noise). Time going
-    backwards (a replay restarted) starts a new track.
+    ``hidden_frames`` of the segmentations of that time (a blob seen once is noise). Time
+    going backwards (a replay restarted) starts a new track.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
@@ -148,9 +158,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             held = cv2.resize(seen.astype(np.uint8),
                               (labels.shape[1], labels.shape[0]),
                               interpolation=cv2.INTER_NEAREST) > 0
-            ys, xs = np.ogrid[:labels.shape[0], :labels.shape[1]]
-            near = np.hypot(xs - tips[-1][1], ys - tips[-1][2]) * spacing_mm <= birth_mm
-            held &= near & ~fluid
+            held &= _disk(labels.shape, tips[-1][1], tips[-1][2], birth_mm / spacing_mm)
+            held &= ~fluid
     established = vessel & ~fluid
     memory = memory + ((float(now_s), _small(established)),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips)
