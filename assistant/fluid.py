@@ -59,6 +59,12 @@ def _small(mask: np.ndarray) -> np.ndarray:
     return cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
 
 
+def _to_frame(small: np.ndarray, shape: tuple) -> np.ndarray:
+    """A bool mask at 1/SCALE back to full size (each cell its SCALE x SCALE pixels)."""
+    return cv2.resize(small.astype(np.uint8), (shape[1], shape[0]),
+                      interpolation=cv2.INTER_NEAREST) > 0
+
+
 def _full(small: np.ndarray, shape: tuple) -> np.ndarray:
     grown = cv2.dilate(small.astype(np.uint8), np.ones((3, 3), np.uint8))  # one cell of slack
     return cv2.resize(grown, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
@@ -147,19 +153,14 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     # still, even where a needle's reverberations hide it now
     held = None
     if still and remembered is not None and remembered.any():
-        held = cv2.resize(remembered.astype(np.uint8), (labels.shape[1], labels.shape[0]),
-                          interpolation=cv2.INTER_NEAREST) > 0
-        held &= ~fluid
+        held = _to_frame(remembered, labels.shape) & ~fluid
     elif tips and spacing_mm and hidden_s > 0:
         # ...and does not vanish under a moving tip: what was seen near it a moment ago
         recent = [m for t, m in memory if now_s - t <= hidden_s]
         seen = np.sum(recent, axis=0) >= hidden_frames if recent else None
         if seen is not None and seen.any():
-            held = cv2.resize(seen.astype(np.uint8),
-                              (labels.shape[1], labels.shape[0]),
-                              interpolation=cv2.INTER_NEAREST) > 0
-            held &= _disk(labels.shape, tips[-1][1], tips[-1][2], birth_mm / spacing_mm)
-            held &= ~fluid
+            held = (_to_frame(seen, labels.shape) & ~fluid
+                    & _disk(labels.shape, tips[-1][1], tips[-1][2], birth_mm / spacing_mm))
     established = vessel & ~fluid
     memory = memory + ((float(now_s), _small(established)),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips)

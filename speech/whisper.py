@@ -303,6 +303,7 @@ class WhisperTiny:
     def __init__(self, model_dir: str | Path | None = None, check_sha256: bool = True) -> None:
         d = Path(model_dir) if model_dir else weights_dir()
         w = read_ct2(d / "model.bin", WEIGHTS_SHA256 if check_sha256 else None)
+        self.warmed: set = set()  # the shortlists PhraseScorer.warm has run (bytes; None: all)
         self.heads = int(w["encoder/num_heads"])
         self.d = w["encoder/conv1/bias"].shape[0]
         self.n_enc = sum(1 for k in w if re.fullmatch(r"encoder/layer_\d+/ffn/linear_0/weight", k))
@@ -669,12 +670,11 @@ class PhraseScorer:
         benchmarks) do nothing here."""
         m = self.model
         key = None if self.vocab_ids is None else self.vocab_ids.tobytes()
-        warmed = m.__dict__.setdefault("_warmed", set())
-        if key in warmed:
+        if key in m.warmed:
             return
         xkv, _ = m.context_pooled(np.zeros(SAMPLE_RATE_HZ // 2, np.float32))
         m.step([Cache()], [self._prompt], xkv, vocab=self.vocab_ids)
-        warmed.add(key)
+        m.warmed.add(key)
 
     def score(self, samples: np.ndarray, *, wake: bool = True, bare: bool = True,
               context=None, cancel=None, settle_wake: float | None = None) -> WhisperResult:
