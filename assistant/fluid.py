@@ -29,9 +29,19 @@ remembered from the last ``hidden_s`` (seen on at least ``hidden_frames`` segmen
 it) that lie within ``birth_mm`` of the tip are held: what lies right at a moving tip is
 what its reverberations hide as it arrives over an artery. It can only prolong an alert
 whose vessel was seen within ``hidden_s``; everything farther counts only as seen.
+
+**The memory follows the probe** (given the frames): an operator repositioning slides the
+probe, and every vessel moves across the image while a memory kept in image coordinates
+would stay where it was (a stale outline held near the tip: a false "stop"). Each
+segmentation's frame is registered to the last one's (phase correlation of the grey frame
+at 1/``REG_SCALE`` size, a Hann window); the translations add up, and every remembered
+mask is moved by how far the tissue moved since it was stored. A registration weaker than
+``REG_MIN_RESPONSE`` (a frozen or changed view, a different probe position: where things
+are is unknown) clears the memory.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -41,15 +51,23 @@ import numpy as np
 
 #: the vessel memory is kept at 1/SCALE of the frame size (any vessel pixel in a cell)
 SCALE = 4
+#: frames are registered at 1/REG_SCALE of their size, on a centre crop of at most REG_CROP
+#: cells a side (a fast DFT size); a response under REG_MIN_RESPONSE clears the memory
+REG_SCALE = 4
+REG_CROP = 128
+REG_MIN_RESPONSE = 0.15
 
 
 @dataclass(frozen=True, eq=False)
 class FluidTrack:
     """What ``track_fluid`` carries from one segmentation to the next."""
 
-    memory: tuple = ()  # ((t_s, bool mask at 1/SCALE of established vessel), ...)
+    # ((t_s, bool mask at 1/SCALE of established vessel, (x, y) offset when stored), ...)
+    memory: tuple = ()
     fluid: np.ndarray | None = None  # full-size bool: the last frame's fluid blobs
     tips: tuple = ()  # ((t_s, x_px, y_px), ...) of the visible tip, last still_s
+    view: np.ndarray | None = None  # the last frame, as registered (``_reg_view``)
+    offset: tuple = (0.0, 0.0)  # how far (px) the tissue has moved across the image
 
 
 def _small(mask: np.ndarray) -> np.ndarray:
@@ -78,6 +96,46 @@ class FluidView(NamedTuple):
     held: np.ndarray | None  # vessels remembered while the tip is still (may be hidden now)
 
 
+def _reg_view(image: np.ndarray) -> np.ndarray:
+    """A frame as registered: grey, 1/REG_SCALE size (area mean), float32, centre crop."""
+    g = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    h, w = (g.shape[0] // REG_SCALE) * REG_SCALE, (g.shape[1] // REG_SCALE) * REG_SCALE
+    if h < 8 * REG_SCALE or w < 8 * REG_SCALE:
+        raise ValueError(f"a frame of {image.shape[:2]} is too small to register")
+    small = cv2.resize(g[:h, :w], (w // REG_SCALE, h // REG_SCALE), interpolation=cv2.INTER_AREA)
+    ch, cw = min(REG_CROP, small.shape[0]), min(REG_CROP, small.shape[1])
+    y0, x0 = (small.shape[0] - ch) // 2, (small.shape[1] - cw) // 2
+    return small[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _hann(shape: tuple) -> np.ndarray:
+    return cv2.createHanningWindow((shape[1], shape[0]), cv2.CV_32F)
+
+
+def probe_motion(before: np.ndarray | None, now: np.ndarray) -> tuple[tuple[float, float] | None, float]:
+    """((dx, dy) px at full size that the tissue moved from ``before`` to ``now``, the
+    registration's response 0..1); (None, 0) when there is nothing to compare. Both are
+    ``_reg_view`` outputs."""
+    if before is None or before.shape != now.shape:
+        return None, 0.0
+    (dx, dy), response = cv2.phaseCorrelate(before, now, _hann(now.shape))
+    return (dx * REG_SCALE, dy * REG_SCALE), float(response)
+
+
+def _shift(small: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """A 1/SCALE mask moved by (dx, dy) full-size px (whole cells, zeros shifted in)."""
+    cx, cy = int(round(dx / SCALE)), int(round(dy / SCALE))
+    if cx == 0 and cy == 0:
+        return small
+    h, w = small.shape
+    out = np.zeros_like(small)
+    if abs(cx) < w and abs(cy) < h:
+        out[max(0, cy):h + min(0, cy), max(0, cx):w + min(0, cx)] = \
+            small[max(0, -cy):h - max(0, cy), max(0, -cx):w - max(0, cx)]
+    return out
+
+
 def _disk(shape: tuple, x: float, y: float, r_px: float) -> np.ndarray:
     """Full-size bool: the pixels within r_px of (x, y) (worked out in its bounding box)."""
     out = np.zeros(shape, bool)
@@ -101,25 +159,41 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 tip_px, spacing_mm: float | None, now_s: float, *, birth_mm: float = 3.0,
                 memory_s: float = 5.0, still_s: float = 0.5,
                 still_mm: float = 1.0, hidden_s: float = 1.5,
-                hidden_frames: int = 3) -> tuple[FluidTrack, FluidView]:
+                hidden_frames: int = 3, image: np.ndarray | None = None,
+                follow_probe: bool = True) -> tuple[FluidTrack, FluidView]:
     """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
     nothing is called fluid and nothing is held (the memory still learns). ``hidden_s``:
     how long a vessel near a moving tip is held (0: not at all), if it was seen on at least
     ``hidden_frames`` of the segmentations of that time (a blob seen once is noise). Time
-    going backwards (a replay restarted) starts a new track.
+    going backwards (a replay restarted) starts a new track. ``image``: the segmented frame
+    (grey or BGR, the labels' size); with it and ``follow_probe`` the memory moves with the
+    tissue (module docstring); without it the memory stays where it was seen.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
                          f"{getattr(labels, 'shape', type(labels).__name__)}")
     track = track or FluidTrack()
-    last_t = max([t for t, _ in track.memory] + [t for t, *_ in track.tips], default=None)
+    last_t = max([t for t, *_ in track.memory] + [t for t, *_ in track.tips], default=None)
     if last_t is not None and now_s < last_t:
         track = FluidTrack()
     small_shape = (math.ceil(labels.shape[0] / SCALE), math.ceil(labels.shape[1] / SCALE))
     memory = tuple(m for m in track.memory
                    if now_s - m[0] <= memory_s and m[1].shape == small_shape)
+    view, offset = track.view, track.offset
+    if follow_probe and image is not None:
+        if getattr(image, "shape", None) is None or image.shape[:2] != labels.shape:
+            raise ValueError(f"image of shape {getattr(image, 'shape', None)} does not match "
+                             f"labels of shape {labels.shape}")
+        view = _reg_view(image)
+        moved, response = probe_motion(track.view, view)
+        if moved is not None and response < REG_MIN_RESPONSE:
+            memory, offset = (), (0.0, 0.0)  # lost track of where things are: forget
+        elif moved is not None:
+            offset = (offset[0] + moved[0], offset[1] + moved[1])
+    # every remembered mask where its tissue is now
+    masks = [_shift(m, offset[0] - o[0], offset[1] - o[1]) for _, m, o in memory]
     prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
 
     tips: tuple = ()
@@ -127,7 +201,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         tips = tuple(p for p in track.tips if now_s - p[0] <= still_s) \
             + ((float(now_s), float(tip_px[0]), float(tip_px[1])),)
     still = _tip_still(tips, spacing_mm, still_s, still_mm)
-    remembered = np.logical_or.reduce([m for _, m in memory]) if memory else None
+    remembered = np.logical_or.reduce(masks) if masks else None
     vessel = labels == vessel_idx
     fluid = np.zeros_like(vessel)
     if vessel.any():
@@ -156,13 +230,14 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         held = _to_frame(remembered, labels.shape) & ~fluid
     elif tips and spacing_mm and hidden_s > 0:
         # ...and does not vanish under a moving tip: what was seen near it a moment ago
-        recent = [m for t, m in memory if now_s - t <= hidden_s]
+        recent = [m for (t, _, _), m in zip(memory, masks) if now_s - t <= hidden_s]
         seen = np.sum(recent, axis=0) >= hidden_frames if recent else None
         if seen is not None and seen.any():
             held = (_to_frame(seen, labels.shape) & ~fluid
                     & _disk(labels.shape, tips[-1][1], tips[-1][2], birth_mm / spacing_mm))
     established = vessel & ~fluid
-    memory = memory + ((float(now_s), _small(established)),)
-    new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips)
+    memory = memory + ((float(now_s), _small(established), offset),)
+    new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips,
+                     view=view, offset=offset)
     return new, FluidView(fluid if fluid.any() else None,
                           held if held is not None and held.any() else None)

@@ -692,7 +692,8 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
                 needle.get("tip_px") if needle.get("visible") else None,
                 frame_spacing(spacing, needle), now_s, birth_mm=s.artery_alert_mm,
                 memory_s=s.fluid_memory_s, still_s=s.fluid_still_s, still_mm=s.fluid_still_mm,
-                hidden_s=s.fluid_hidden_s, hidden_frames=s.fluid_hidden_frames)
+                hidden_s=s.fluid_hidden_s, hidden_frames=s.fluid_hidden_frames,
+                image=image, follow_probe=s.fluid_follow_probe)
         g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes,
                              fluid=view.fluid, held=view.held)
     except (ValueError, TypeError) as exc:

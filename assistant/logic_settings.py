@@ -36,6 +36,9 @@ class AssistantSettings:
     # 0: while the tip moves only what is seen counts
     fluid_hidden_s: float = 1.5
     fluid_hidden_frames: int = 3  # ...if seen on at least this many segmentations of it
+    # the vessel memory moves with the tissue when the probe slides (each frame registered
+    # to the last); false: it stays where it was seen in the image
+    fluid_follow_probe: bool = True
     needle_lost_alert_s: float = 2.0  # needle unseen this long while advancing: alert
     needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
     needle_track_window_s: float = 2.0

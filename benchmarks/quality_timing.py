@@ -5,6 +5,7 @@ guidance and the alert checks, on simulated PECS II frames at the replay size
 (542x562, models.simulator, labels as the segmentation, models.needle tracker).
 
     .venv/bin/python benchmarks/quality_timing.py [--frames 40] [--fluid-rule off]
+        [--follow-probe off]
 
 ``--frames 120`` fills the fluid rule's 5 s vessel memory (at 20 fps) before it is timed.
 """
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fluid-rule", choices=("on", "off"), default="on",
                     help="assistant.fluid_rule (new fluid at the tip, vessel permanence)")
+    ap.add_argument("--follow-probe", choices=("on", "off"), default="on",
+                    help="assistant.fluid_follow_probe (each frame registered to the last)")
     args = ap.parse_args(argv)
 
     from assistant.logic import initial_state, reduce
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from assistant.logic_settings import AssistantSettings
     state = initial_state(dataclasses.replace(AssistantSettings(),
-                                              fluid_rule=args.fluid_rule == "on"))
+                                              fluid_rule=args.fluid_rule == "on",
+                                              fluid_follow_probe=args.follow_probe == "on"))
     times = []
     for k, f in enumerate(frames):
         t = k / 20
@@ -63,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         times.append(1000 * (time.perf_counter() - t0))
     ms = np.array(times[2:] if len(times) < 110 else times[100:])  # warm caches / memory
     h, w = frames[0].labels.shape
-    print(f"reduce(Frame)+reduce(SegResult), fluid rule {args.fluid_rule}, {w}x{h} "
+    print(f"reduce(Frame)+reduce(SegResult), fluid rule {args.fluid_rule}, follow probe "
+          f"{args.follow_probe}, {w}x{h} "
           f"simulated PECS II, {len(ms)} frames: "
           f"median {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
           f"max {ms.max():.1f} ms; last quality {state.quality} ({state.quality_reason})")

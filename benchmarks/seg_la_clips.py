@@ -8,6 +8,10 @@ in, stops, and local anaesthetic opens a pocket at its tip. Two stories:
   (an alert there is false);
 * **artery**: the needle stops ``--near-mm`` above the artery's wall (an alert is right).
 
+``--slide-mm S``: in every clip the probe slides S mm over the skin in 0.6 s during the
+needle's approach (an operator repositioning), so whatever the rules remember of where a
+vessel was must move with the tissue.
+
 Each frame goes through the shipped segmentation path (``models.segmenter`` and the
 needle tracker, as the segmentation node runs them) and ``assistant.logic.reduce``: with
 the fluid rules (``assistant.fluid``: new fluid, and vessels held under a still tip and,
@@ -55,11 +59,27 @@ from models.settings import SegmentationSettings  # noqa: E402
 from models.simulator import render_clip  # noqa: E402
 
 FPS = 20
+SLIDE_S = 0.6  # a probe slide's duration (--slide-mm)
 
 
-def clip_frames(path: Path, seed: int, n: int, near_mm: float | None):
+def slide_for(seed: int, n: int, slide_mm: float) -> dict:
+    """A clip's probe slide: ``slide_mm`` to the right for even seeds, to the left for odd
+    ones, starting at a time drawn from the seed inside the needle's approach (render_clip's
+    default story)."""
+    if not slide_mm:
+        return {}
+    dur = n / FPS
+    ns = min(2.0, 0.17 * dur)
+    na = ns + 0.5 * (dur - ns)
+    u = float(np.random.default_rng([seed, 2]).uniform())
+    return {"slide_mm": slide_mm if seed % 2 == 0 else -slide_mm,
+            "slide_at_s": ns + u * max(0.0, na - ns - SLIDE_S), "slide_s": SLIDE_S}
+
+
+def clip_frames(path: Path, seed: int, n: int, near_mm: float | None, slide_mm: float = 0.0):
     """(images, labels, meta) of one rendered clip."""
-    meta = render_clip(path, n_frames=n, fps=FPS, seed=seed, stop_near_artery_mm=near_mm)
+    meta = render_clip(path, n_frames=n, fps=FPS, seed=seed, stop_near_artery_mm=near_mm,
+                       **slide_for(seed, n, slide_mm))
     labels = np.load(meta["masks"])["labels"]
     return read_video_frames(path), labels, meta
 
@@ -119,9 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=120, help="frames per clip (20 fps)")
     ap.add_argument("--seed", type=int, default=8100)
     ap.add_argument("--near-mm", type=float, default=1.5)
+    ap.add_argument("--slide-mm", type=float, default=0.0,
+                    help="every clip's probe slides this far (mm) during the needle's approach "
+                         "(right for even seeds, left for odd)")
     ap.add_argument("--hidden-s", type=float, default=AssistantSettings().fluid_hidden_s,
                     help="fluid_hidden_s of the first setting (each model also runs with 0, "
                          "and with no fluid rule)")
+    ap.add_argument("--follow-probe", choices=("on", "off"), default="on",
+                    help="assistant.fluid_follow_probe in every setting (the memory moves "
+                         "with the tissue)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     clips = []
@@ -130,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(a.clips):
                 seed = a.seed + i + (0 if near is None else 500)
                 clips.append((story, seed) + clip_frames(Path(tmp) / f"{story}{seed}.mp4",
-                                                         seed, a.frames, near))
+                                                         seed, a.frames, near, a.slide_mm))
     for model in a.model or [""]:
         seg = Segmenter(SegmentationSettings(model_path=model))
         segs = [segment_clip(seg, imgs, float(meta["spacing_mm"]))
@@ -138,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [(True, a.hidden_s)] + ([(True, 0.0)] if a.hidden_s else []) + [(False, 0.0)]
         for rule, hidden in runs:
             settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule,
-                                           fluid_hidden_s=hidden)
+                                           fluid_hidden_s=hidden,
+                                           fluid_follow_probe=a.follow_probe == "on")
             for story in ("plane", "artery"):
                 tot: dict = {}
                 per_clip = []
@@ -151,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         if key != "spoken_after_s":
                             tot[key] = tot.get(key, 0) + v
                 print(json.dumps({"model": model or "shipped", "fluid_rule": rule,
-                                  "fluid_hidden_s": hidden,
+                                  "fluid_hidden_s": hidden, "slide_mm": a.slide_mm,
+                                  "follow_probe": a.follow_probe == "on",
                                   "story": story, "clips": len(per_clip), **tot,
                                   "per_clip": per_clip,
                                   "data": "SIMULATED injection clips"}), flush=True)

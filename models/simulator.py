@@ -559,7 +559,8 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
                 size: tuple = DEFAULT_SIZE, depth_mm: float | None = None,
                 needle_start_s: float | None = None, needle_arrive_s: float | None = None,
                 inject_start_s: float | None = None, miss_window_s: tuple | None = None,
-                stop_near_artery_mm: float | None = None) -> dict:
+                stop_near_artery_mm: float | None = None, slide_mm: float = 0.0,
+                slide_at_s: float | None = None, slide_s: float = 0.6) -> dict:
     """Render a PECS II clip: MP4 frames plus ``<stem>_masks.npz`` (labels, N x H x W) and
     ``<stem>_meta.json`` (per-frame needle tip, spacing, depth). ``out`` is an .mp4 path or a
     folder (then ``clip.mp4`` in it). Story: scan, the needle enters at
@@ -567,6 +568,9 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
     ``needle_arrive_s``, local anaesthetic from ``inject_start_s`` opens the plane.
     ``stop_near_artery_mm``: the needle stops this far above the artery's wall instead
     (a careless path; the injection opens there), to test that its alert survives.
+    ``slide_mm``: the probe slides this far over the skin (+: the image moves left) in
+    ``slide_s`` from ``slide_at_s`` (default: halfway through the needle's approach), as an
+    operator repositioning does; 0 leaves the clip as it was.
     Returns the metadata dict (also written as JSON)."""
     t_start = time.perf_counter()
     if int(n_frames) < 1:
@@ -574,6 +578,10 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
     if not (1 <= int(fps) <= 240):
         raise ValueError(f"fps must be 1..240, got {fps!r}")
     n_frames, fps = int(n_frames), int(fps)
+    if not (math.isfinite(float(slide_mm)) and abs(float(slide_mm)) <= 20):
+        raise ValueError(f"slide_mm must be -20..20, got {slide_mm!r}")
+    if not float(slide_s) > 0:
+        raise ValueError(f"slide_s must be > 0 s, got {slide_s!r}")
     h, w = _check_size(size)
     out = Path(out)
     mp4 = out if out.suffix.lower() == ".mp4" else out / "clip.mp4"
@@ -582,6 +590,7 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
     ns = needle_start_s if needle_start_s is not None else min(2.0, 0.17 * dur)
     na = needle_arrive_s if needle_arrive_s is not None else ns + 0.5 * (dur - ns)
     inj = inject_start_s if inject_start_s is not None else na + 0.15 * (dur - na)
+    slide_at = slide_at_s if slide_at_s is not None else ns + 0.5 * (na - ns)
 
     rng = np.random.default_rng(seed)
     anatomy = sample_anatomy(rng)
@@ -593,7 +602,7 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
     tgc = float(rng.uniform(-1.0, 0.5))
     probe0 = float(rng.uniform(-4, 4))
     drift_mm = 1.2  # the hand holding the probe is not still
-    margin = int(math.ceil((drift_mm + 0.5) / sp)) + 1
+    margin = int(math.ceil((drift_mm + abs(float(slide_mm)) + 0.5) / sp)) + 1
     scene = _Scene(anatomy, (h, w), sp, freq, margin_px=margin)
     width_mm = w * sp
     # the needle: in-plane from the left, about 30 degrees, aimed at the plane, on a path
@@ -623,6 +632,8 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
         for i in range(n_frames):
             t = i / fps
             shift_mm = drift_mm * math.sin(2 * math.pi * t / 7.0) * 0.8
+            if slide_mm:
+                shift_mm += float(slide_mm) * _smoothstep((t - slide_at) / float(slide_s))
             shift_px = int(round(shift_mm / sp))
             probe = probe0 + shift_px * sp  # whole pixels: the speckle moves with the tissue
             needle = None
@@ -655,6 +666,7 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
         "size": [h, w], "spacing_mm": sp, "depth_mm": depth, "seed": int(seed),
         "freq_mhz": freq, "classes": list(CLASSES), "needle_start_s": ns,
         "needle_arrive_s": na, "inject_start_s": inj,
+        "slide_mm": float(slide_mm), "slide_at_s": slide_at if slide_mm else None,
         "target_px": [target[0] / sp - 0.5, target[1] / sp - 0.5],
         "note": "simulated PECS II scan; not for clinical use", "frames": frames_meta,
     }

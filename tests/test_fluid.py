@@ -181,3 +181,86 @@ def test_an_artery_lost_under_an_arriving_tip_stays_a_danger_said_unseen():
         AssistantSettings(fluid_hidden_frames=0)
     with pytest.raises(ValueError, match="fluid_hidden_s must be >= 0"):
         AssistantSettings(fluid_hidden_s=-1)
+
+
+# --- the memory follows the probe (assistant.fluid: probe_motion, follow_probe) -----------
+from assistant.fluid import probe_motion, _reg_view  # noqa: E402
+from assistant.messages import Frame  # noqa: E402
+from models.simulator import simulate_frame  # noqa: E402
+
+VIEW_W = 400  # the probe's view: a window of a wider simulated tissue frame
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    return simulate_frame(np.random.default_rng(5)).image  # 542 x 562 B-mode
+
+
+def view(tissue, s):
+    """The frame the probe sees at position s (px): tissue columns s .. s + VIEW_W."""
+    return np.ascontiguousarray(tissue[:, s:s + VIEW_W])
+
+
+def disc_labels(shape, cx, cy, r=8):
+    lab = np.zeros(shape, np.uint8)
+    ys, xs = np.ogrid[:shape[0], :shape[1]]
+    lab[(xs - cx) ** 2 + (ys - cy) ** 2 <= r * r] = VESSEL
+    return lab
+
+
+def test_probe_motion_measures_how_far_the_tissue_moved(tissue):
+    moved, response = probe_motion(_reg_view(view(tissue, 100)), _reg_view(view(tissue, 64)))
+    # the probe 36 px to the left: the tissue moves 36 px to the right across the image
+    assert moved[0] == pytest.approx(36, abs=2) and moved[1] == pytest.approx(0, abs=2)
+    assert response > 0.3
+    assert probe_motion(None, _reg_view(view(tissue, 0))) == (None, 0.0)
+    noise = np.random.default_rng(1).integers(0, 256, (542, VIEW_W), np.uint8)
+    # a view that shares nothing with the last one registers far below the floor (0.15)
+    assert probe_motion(_reg_view(view(tissue, 100)), _reg_view(noise))[1] < 0.1
+
+
+def slide_story(tissue, follow: bool, tip_after):
+    """Through the logic, with Frames: an artery (tissue x 300, image x 200) seen for 1 s
+    by a moving tip 4.6-6.4 mm away; the probe then slides 60 px (12 mm at 0.2 mm/px) in
+    0.3 s, the artery moving to image x 140 and the tip with it, 4.6 mm away; then the mask
+    loses the artery and the tip is at ``tip_after``.
+    Returns (spoken alerts, the artery alert texts on screen at the end)."""
+    st = initial_state(dataclasses.replace(AssistantSettings(), fluid_follow_probe=follow))
+    shape = (tissue.shape[0], VIEW_W)
+    plan = [(100, (160 + k, 250), True) for k in range(10)]  # 1 s, artery seen, tip moving
+    plan += [(100 + 20 * k, (169 - 20 * k, 250), True) for k in range(1, 4)]  # the slide
+    plan += [(160, tip_after, False)] * 2  # the mask loses the artery; the tip is near
+    spoken = []
+    for i, (s, tip, seen) in enumerate(plan):
+        t = i * 0.1
+        st, _ = reduce(st, Frame(frame_id=i + 1, media_time_s=t, image=view(tissue, s),
+                                 spacing_mm=0.2, depth_mm=108.4), None, t)
+        lab = disc_labels(shape, 300 - s, 250) if seen else np.zeros(shape, np.uint8)
+        st, acts = reduce(st, seg(i + 1, lab, nd(list(tip))), None, t)
+        spoken += speaks(acts, "alert")
+    return spoken, [a.text for a in st.alerts if a.key == "artery"]
+
+
+def test_a_probe_slide_leaves_no_stale_artery_at_the_tip(tissue):
+    # the tip arrives where the artery WAS in the image (x 200): nothing is there now
+    spoken, shown = slide_story(tissue, True, (200, 236))
+    assert spoken == [] and shown == []
+    # a memory that stays in image coordinates holds the old outline: a false stop
+    spoken, shown = slide_story(tissue, False, (200, 236))
+    assert spoken and "artery" in spoken[0]
+
+
+def test_after_a_probe_slide_the_artery_is_held_where_it_moved(tissue):
+    # the tip arrives over the artery's NEW place (x 140) as the mask loses it
+    spoken, shown = slide_story(tissue, True, (140, 236))
+    assert spoken and "artery" in spoken[0]
+    assert shown and "not seen now" in shown[0]
+    # a memory that stays in image coordinates saw it there on one frame only: nothing held
+    spoken, shown = slide_story(tissue, False, (140, 236))
+    assert spoken == [] and shown == []
+
+
+def test_track_fluid_names_an_image_that_does_not_match_the_labels(tissue):
+    with pytest.raises(ValueError, match=r"image of shape \(542, 400\) does not match labels"):
+        track_fluid(None, np.zeros((200, 200), np.uint8), VESSEL, [100, 100], 0.2, 0.0,
+                    image=view(tissue, 0))

@@ -106,6 +106,24 @@ def test_a_clip_can_stop_the_needle_near_the_artery(tmp_path):
         render_clip(tmp_path / "x.mp4", n_frames=2, stop_near_artery_mm=-1)
 
 
+def test_a_clip_can_slide_the_probe(tmp_path):
+    plain = render_clip(tmp_path / "p.mp4", n_frames=10, fps=10, seed=5, size=(120, 140))
+    meta = render_clip(tmp_path / "s.mp4", n_frames=10, fps=10, seed=5, size=(120, 140),
+                       slide_mm=4.0, slide_at_s=0.2, slide_s=0.4)
+    sp = meta["spacing_mm"]
+
+    def vessel_x(m, k):
+        return m["frames"][k]["vessel"]["centre_px"][0]
+    # before the slide the two clips are the same scan; after it the artery has moved 4 mm
+    # left across the image (the probe slid right over the skin), the hand's drift aside
+    assert vessel_x(meta, 1) == pytest.approx(vessel_x(plain, 1), abs=1.0)
+    moved = (vessel_x(meta, 9) - vessel_x(plain, 9)) * sp
+    assert moved == pytest.approx(-4.0, abs=0.2)
+    assert meta["slide_mm"] == 4.0 and plain["slide_mm"] == 0.0
+    with pytest.raises(ValueError, match="slide_mm"):
+        render_clip(tmp_path / "x.mp4", n_frames=2, slide_mm=50)
+
+
 def test_demo_clip_is_deterministic_and_tells_the_story(tmp_path):
     a = make_demo_clip(str(tmp_path / "a.mp4"), seconds=1.5, fps=10, seed=3)
     b = make_demo_clip(str(tmp_path / "b.mp4"), seconds=1.5, fps=10, seed=3)
