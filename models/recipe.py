@@ -85,7 +85,8 @@ V14: tuple[Step, ...] = (
 )
 
 # models/MODEL_CARD.md, "v15": v14 with needles stopping 0-4 mm from the artery in its needle
-# step (--sim-artery 100); its rule is written, no model has been built yet
+# step (--sim-artery 100); built on the CPU from v14r's step 1 (2026-12-05) and failed its
+# rule (the pocket still called a vessel): "v15 built on the CPU"
 V15: tuple[Step, ...] = (V14[0], Step("v15", "v14base", V14[1].args + _a("--sim-artery 100")))
 
 RECIPES = {"v13": (V13, V13_CROSS_VALIDATION), "v14": (V14, V14),
