@@ -56,6 +56,7 @@ SCALE = 4
 REG_SCALE = 4
 REG_CROP = 128
 REG_MIN_RESPONSE = 0.15
+REG_MIN_SIDE = 8 * REG_SCALE  # a smaller frame is not registered (the memory stays put)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +101,7 @@ def _reg_view(image: np.ndarray) -> np.ndarray:
     """A frame as registered: grey, 1/REG_SCALE size (area mean), float32, centre crop."""
     g = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     h, w = (g.shape[0] // REG_SCALE) * REG_SCALE, (g.shape[1] // REG_SCALE) * REG_SCALE
-    if h < 8 * REG_SCALE or w < 8 * REG_SCALE:
+    if h < REG_MIN_SIDE or w < REG_MIN_SIDE:
         raise ValueError(f"a frame of {image.shape[:2]} is too small to register")
     small = cv2.resize(g[:h, :w], (w // REG_SCALE, h // REG_SCALE), interpolation=cv2.INTER_AREA)
     ch, cw = min(REG_CROP, small.shape[0]), min(REG_CROP, small.shape[1])
@@ -182,7 +183,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     memory = tuple(m for m in track.memory
                    if now_s - m[0] <= memory_s and m[1].shape == small_shape)
     view, offset = track.view, track.offset
-    if follow_probe and image is not None:
+    if follow_probe and image is not None and min(labels.shape) >= REG_MIN_SIDE:
         if getattr(image, "shape", None) is None or image.shape[:2] != labels.shape:
             raise ValueError(f"image of shape {getattr(image, 'shape', None)} does not match "
                              f"labels of shape {labels.shape}")

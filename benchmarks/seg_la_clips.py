@@ -56,7 +56,7 @@ from models.needle import NeedleTracker  # noqa: E402
 from models.node import segment_frame  # noqa: E402
 from models.segmenter import Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
-from models.simulator import render_clip  # noqa: E402
+from models.simulator import clip_story_times, render_clip  # noqa: E402
 
 FPS = 20
 SLIDE_S = 0.6  # a probe slide's duration (--slide-mm)
@@ -68,9 +68,7 @@ def slide_for(seed: int, n: int, slide_mm: float) -> dict:
     default story)."""
     if not slide_mm:
         return {}
-    dur = n / FPS
-    ns = min(2.0, 0.17 * dur)
-    na = ns + 0.5 * (dur - ns)
+    ns, na, _ = clip_story_times(n / FPS)
     u = float(np.random.default_rng([seed, 2]).uniform())
     return {"slide_mm": slide_mm if seed % 2 == 0 else -slide_mm,
             "slide_at_s": ns + u * max(0.0, na - ns - SLIDE_S), "slide_s": SLIDE_S}

@@ -555,6 +555,17 @@ def _smoothstep(u: float) -> float:
     return u * u * (3 - 2 * u)
 
 
+def clip_story_times(dur_s: float, needle_start_s: float | None = None,
+                     needle_arrive_s: float | None = None,
+                     inject_start_s: float | None = None) -> tuple[float, float, float]:
+    """(needle enters, needle arrives, injection starts) in s of a ``dur_s`` clip, each the
+    given time or ``render_clip``'s default story."""
+    ns = needle_start_s if needle_start_s is not None else min(2.0, 0.17 * dur_s)
+    na = needle_arrive_s if needle_arrive_s is not None else ns + 0.5 * (dur_s - ns)
+    inj = inject_start_s if inject_start_s is not None else na + 0.15 * (dur_s - na)
+    return ns, na, inj
+
+
 def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int = 0,
                 size: tuple = DEFAULT_SIZE, depth_mm: float | None = None,
                 needle_start_s: float | None = None, needle_arrive_s: float | None = None,
@@ -587,9 +598,7 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
     mp4 = out if out.suffix.lower() == ".mp4" else out / "clip.mp4"
     mp4.parent.mkdir(parents=True, exist_ok=True)
     dur = n_frames / fps
-    ns = needle_start_s if needle_start_s is not None else min(2.0, 0.17 * dur)
-    na = needle_arrive_s if needle_arrive_s is not None else ns + 0.5 * (dur - ns)
-    inj = inject_start_s if inject_start_s is not None else na + 0.15 * (dur - na)
+    ns, na, inj = clip_story_times(dur, needle_start_s, needle_arrive_s, inject_start_s)
     slide_at = slide_at_s if slide_at_s is not None else ns + 0.5 * (na - ns)
 
     rng = np.random.default_rng(seed)
@@ -694,6 +703,7 @@ def make_demo_clip(path_mp4: str, seconds: float = 12, fps: int = 20, seed: int 
                        inject_start_s=na + 0.12 * (dur - na), miss_window_s=miss)
 
 
-__all__ = ["Anatomy", "Curve", "NeedleParams", "SimFrame", "SimParams", "make_demo_clip",
+__all__ = ["Anatomy", "Curve", "NeedleParams", "SimFrame", "SimParams", "clip_story_times",
+           "make_demo_clip",
            "near_artery_needle", "random_needle", "render_clip", "sample_anatomy",
            "simulate_frame"]
