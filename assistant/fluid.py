@@ -161,14 +161,17 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 memory_s: float = 5.0, still_s: float = 0.5,
                 still_mm: float = 1.0, hidden_s: float = 1.5,
                 hidden_frames: int = 3, image: np.ndarray | None = None,
-                follow_probe: bool = True) -> tuple[FluidTrack, FluidView]:
+                follow_probe: bool = True,
+                hidden_mm: float | None = None) -> tuple[FluidTrack, FluidView]:
     """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
     nothing is called fluid and nothing is held (the memory still learns). ``hidden_s``:
     how long a vessel near a moving tip is held (0: not at all), if it was seen on at least
     ``hidden_frames`` of the segmentations of that time (a blob seen once is noise). Time
-    going backwards (a replay restarted) starts a new track. ``image``: the segmented frame
+    going backwards (a replay restarted) starts a new track. ``birth_mm``: how far from a
+    still tip a new blob is fluid; ``hidden_mm`` (default ``birth_mm``): how far from a moving
+    tip a remembered vessel is held. ``image``: the segmented frame
     (grey or BGR, the labels' size); with it and ``follow_probe`` the memory moves with the
     tissue (module docstring); without it the memory stays where it was seen.
     """
@@ -235,7 +238,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         seen = np.sum(recent, axis=0) >= hidden_frames if recent else None
         if seen is not None and seen.any():
             held = (_to_frame(seen, labels.shape) & ~fluid
-                    & _disk(labels.shape, tips[-1][1], tips[-1][2], birth_mm / spacing_mm))
+                    & _disk(labels.shape, tips[-1][1], tips[-1][2],
+                            (birth_mm if hidden_mm is None else hidden_mm) / spacing_mm))
     established = vessel & ~fluid
     memory = memory + ((float(now_s), _small(established), offset),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips,

@@ -31,6 +31,8 @@ class AssistantSettings:
     fluid_memory_s: float = 5.0
     fluid_still_s: float = 0.5
     fluid_still_mm: float = 1.0
+    # a blob born this near a still tip is new fluid (injectate spreads along the plane)
+    fluid_birth_mm: float = 6.0
     # a vessel does not vanish under the needle: while the tip moves, a vessel seen within
     # artery_alert_mm of it in the last fluid_hidden_s stays a danger ("not seen now");
     # 0: while the tip moves only what is seen counts
@@ -51,7 +53,7 @@ class AssistantSettings:
         for name in ("quality_low_alert_s", "pleura_alert_mm", "artery_alert_mm",
                      "needle_lost_alert_s", "confirm_timeout_s", "alert_show_s",
                      "needle_track_window_s", "fluid_memory_s", "fluid_still_s",
-                     "fluid_still_mm"):
+                     "fluid_still_mm", "fluid_birth_mm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"assistant.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("quality_low_threshold", "quality_adequate_threshold"):

@@ -65,6 +65,23 @@ def test_a_pocket_born_at_a_still_tip_is_shown_as_fluid_not_spoken_as_an_artery(
     assert spoken == ["stop, artery zero millimetres"]
 
 
+def test_injectate_spreading_beyond_the_alert_limit_is_fluid_too():
+    """Injectate spreads along the plane: a blob born 4.4 mm from the still tip is fluid
+    (fluid_birth_mm 6), so when the tip then jiggles 2 mm nearer it is the warning, not a
+    stop; with a 3 mm birth radius it was remembered as a vessel and said as a stop."""
+    still = [(pecs_labels(pleura_row=190), nd())] * 12
+    far = ((142, 150), (96, 106))  # 22 px = 4.4 mm below the still tip
+    frames = still + [(with_blob(*far), nd())] * 5 + [(with_blob(*far), nd([100, 130]))] * 3
+    for birth, stop in ((6.0, False), (3.0, True)):
+        s = initial_state(dataclasses.replace(AssistantSettings(), fluid_birth_mm=birth))
+        s, spoken, shown = feed(s, frames)
+        assert any("artery" in t for t in spoken) == stop
+        if not stop:
+            assert shown[-1] == [("warning", FLUID_TEXT)]
+    with pytest.raises(ValueError, match="fluid_birth_mm must be > 0"):
+        AssistantSettings(fluid_birth_mm=0)
+
+
 def test_a_vessel_seen_before_the_tip_stopped_still_alerts_even_after_a_flicker():
     artery = with_blob((124, 134), (94, 108))  # 4 px = 0.8 mm below the tip
     far = nd([100, 60])  # the tip 12 mm above: no alert
