@@ -277,12 +277,14 @@ def test_after_a_probe_slide_the_artery_is_held_where_it_moved(tissue):
     assert spoken == [] and shown == []
 
 
-def test_track_fluid_names_an_image_that_does_not_match_the_labels(tissue):
-    # a frame too small to register leaves the memory where it is (no error)
+def test_a_frame_too_small_to_register_leaves_the_memory_where_it_is():
     tiny = np.zeros((20, 20), np.uint8)
     track, _ = track_fluid(None, tiny, VESSEL, None, 0.2, 0.0, image=tiny)
     track, _ = track_fluid(track, tiny, VESSEL, None, 0.2, 0.1, image=tiny)
     assert track.view is None and track.offset == (0.0, 0.0)
+
+
+def test_track_fluid_names_an_image_that_does_not_match_the_labels(tissue):
     with pytest.raises(ValueError, match=r"image of shape \(542, 400\) does not match labels"):
         track_fluid(None, np.zeros((200, 200), np.uint8), VESSEL, [100, 100], 0.2, 0.0,
                     image=view(tissue, 0))
