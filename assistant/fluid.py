@@ -26,8 +26,8 @@ caller counts it for the artery distance even where this frame's mask lost it (a
 tip over an artery hides it under its reverberations), saying the outline is not seen now.
 While the tip moves (**a vessel does not vanish under the needle**), only the vessels
 remembered from the last ``hidden_s`` (seen on at least ``hidden_frames`` segmentations of
-it) that lie within ``hidden_mm`` of the tip (the artery alert's limit) are held: what lies right at a moving tip is
-what its reverberations hide as it arrives over an artery. It can only prolong an alert
+it) that lie within ``hidden_mm`` of the tip (the artery alert's limit) are held: what lies
+right at a moving tip is what its reverberations hide as it arrives over an artery. It can only prolong an alert
 whose vessel was seen within ``hidden_s``; everything farther counts only as seen.
 
 **The memory follows the probe** (given the frames): an operator repositioning slides the
