@@ -27,8 +27,9 @@ tip over an artery hides it under its reverberations), saying the outline is not
 While the tip moves (**a vessel does not vanish under the needle**), only the vessels
 remembered from the last ``hidden_s`` (seen on at least ``hidden_frames`` segmentations of
 it) that lie within ``hidden_mm`` of the tip (the artery alert's limit) are held: what lies
-right at a moving tip is what its reverberations hide as it arrives over an artery. It can only prolong an alert
-whose vessel was seen within ``hidden_s``; everything farther counts only as seen.
+right at a moving tip is what its reverberations hide as it arrives over an artery. It can
+only prolong an alert whose vessel was seen within ``hidden_s``; everything farther counts
+only as seen.
 
 **The memory follows the probe** (given the frames): an operator repositioning slides the
 probe, and every vessel moves across the image while a memory kept in image coordinates
@@ -124,9 +125,8 @@ def probe_motion(before: np.ndarray | None, now: np.ndarray) -> tuple[tuple[floa
     return (dx * REG_SCALE, dy * REG_SCALE), float(response)
 
 
-def _shift(small: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """A 1/SCALE mask moved by (dx, dy) full-size px (whole cells, zeros shifted in)."""
-    cx, cy = int(round(dx / SCALE)), int(round(dy / SCALE))
+def _shift(small: np.ndarray, cx: int, cy: int) -> np.ndarray:
+    """A 1/SCALE array moved by (cx, cy) cells (zeros shifted in)."""
     if cx == 0 and cy == 0:
         return small
     h, w = small.shape
@@ -135,6 +135,22 @@ def _shift(small: np.ndarray, dx: float, dy: float) -> np.ndarray:
         out[max(0, cy):h + min(0, cy), max(0, cx):w + min(0, cx)] = \
             small[max(0, -cy):h - max(0, cy), max(0, -cx):w - max(0, cx)]
     return out
+
+
+def _where_now(entries, offset: tuple, combine) -> np.ndarray:
+    """``combine(masks)`` of memory entries, each mask moved to where its tissue is now.
+    Entries that moved by the same whole cells are combined first and moved once (a
+    translation commutes with ``or`` and with a sum): after a slide, a few shifts instead of
+    one per remembered frame."""
+    groups: dict = {}
+    for _, m, o in entries:
+        key = (int(round((offset[0] - o[0]) / SCALE)), int(round((offset[1] - o[1]) / SCALE)))
+        groups.setdefault(key, []).append(m)
+    return combine([_shift(combine(ms), cx, cy) for (cx, cy), ms in groups.items()])
+
+
+def _count(masks) -> np.ndarray:
+    return np.sum(masks, axis=0)
 
 
 def _disk(shape: tuple, x: float, y: float, r_px: float) -> np.ndarray:
@@ -196,8 +212,6 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             memory, offset = (), (0.0, 0.0)  # lost track of where things are: forget
         elif moved is not None:
             offset = (offset[0] + moved[0], offset[1] + moved[1])
-    # every remembered mask where its tissue is now
-    masks = [_shift(m, offset[0] - o[0], offset[1] - o[1]) for _, m, o in memory]
     prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
 
     tips: tuple = ()
@@ -205,7 +219,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         tips = tuple(p for p in track.tips if now_s - p[0] <= still_s) \
             + ((float(now_s), float(tip_px[0]), float(tip_px[1])),)
     still = _tip_still(tips, spacing_mm, still_s, still_mm)
-    remembered = np.logical_or.reduce(masks) if masks else None
+    # every remembered vessel where its tissue is now
+    remembered = _where_now(memory, offset, np.logical_or.reduce) if memory else None
     vessel = labels == vessel_idx
     fluid = np.zeros_like(vessel)
     if vessel.any():
@@ -234,8 +249,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         held = _to_frame(remembered, labels.shape) & ~fluid
     elif tips and spacing_mm and hidden_s > 0:
         # ...and does not vanish under a moving tip: what was seen near it a moment ago
-        recent = [m for (t, _, _), m in zip(memory, masks) if now_s - t <= hidden_s]
-        seen = np.sum(recent, axis=0) >= hidden_frames if recent else None
+        recent = [e for e in memory if now_s - e[0] <= hidden_s]
+        seen = _where_now(recent, offset, _count) >= hidden_frames if recent else None
         if seen is not None and seen.any():
             held = (_to_frame(seen, labels.shape) & ~fluid
                     & _disk(labels.shape, tips[-1][1], tips[-1][2],
