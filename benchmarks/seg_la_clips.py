@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--follow-probe", choices=("on", "off"), default="on",
                     help="assistant.fluid_follow_probe in every setting (the memory moves "
                          "with the tissue)")
+    ap.add_argument("--birth-mm", type=float, default=AssistantSettings().fluid_birth_mm,
+                    help="assistant.fluid_birth_mm in every setting (how far from a still tip "
+                         "a new blob is fluid)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     clips = []
@@ -163,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         for rule, hidden in runs:
             settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule,
                                            fluid_hidden_s=hidden,
-                                           fluid_follow_probe=a.follow_probe == "on")
+                                           fluid_follow_probe=a.follow_probe == "on",
+                                           fluid_birth_mm=a.birth_mm)
             for story in ("plane", "artery"):
                 tot: dict = {}
                 per_clip = []
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps({"model": model or "shipped", "fluid_rule": rule,
                                   "fluid_hidden_s": hidden, "slide_mm": a.slide_mm,
                                   "follow_probe": a.follow_probe == "on",
+                                  "fluid_birth_mm": a.birth_mm,
                                   "story": story, "clips": len(per_clip), **tot,
                                   "per_clip": per_clip,
                                   "data": "SIMULATED injection clips"}), flush=True)
