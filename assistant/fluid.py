@@ -38,7 +38,15 @@ segmentation's frame is registered to the last one's (phase correlation of the g
 at 1/``REG_SCALE`` size, a Hann window); the translations add up, and every remembered
 mask is moved by how far the tissue moved since it was stored. A registration weaker than
 ``REG_MIN_RESPONSE`` (a frozen or changed view, a different probe position: where things
-are is unknown) clears the memory.
+are is unknown) clears the memory. The needle is left out of it (given its entry): an
+advancing shaft moves across a still view and would pull the registration after it, so
+the tracked shaft, grown by ``NEEDLE_HOLE_MM`` for the reverberations under it, is filled
+with each view's mean in both frames (the same hole in both, so its edges do not move).
+While the tip is still the view counts as still: the registration runs (a response under
+the floor still clears the memory) but its translation is not added. A still needle is
+fixed in the tissue, so a probe that slid would have moved the tip across the image; what
+moves under a still tip is tissue pushed aside by the injectate, and a translation fitted
+to that deformation would move the remembered artery where it is not.
 """
 from __future__ import annotations
 
@@ -58,6 +66,8 @@ REG_SCALE = 4
 REG_CROP = 128
 REG_MIN_RESPONSE = 0.15
 REG_MIN_SIDE = 8 * REG_SCALE  # a smaller frame is not registered (the memory stays put)
+#: how far around the tracked shaft (entry to tip) the registration does not look
+NEEDLE_HOLE_MM = 2.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +80,7 @@ class FluidTrack:
     tips: tuple = ()  # ((t_s, x_px, y_px), ...) of the visible tip, last still_s
     view: np.ndarray | None = None  # the last frame, as registered (``_reg_view``)
     offset: tuple = (0.0, 0.0)  # how far (px) the tissue has moved across the image
+    hole: np.ndarray | None = None  # the last frame's needle cells in ``view`` (bool)
 
 
 def _small(mask: np.ndarray) -> np.ndarray:
@@ -98,6 +109,13 @@ class FluidView(NamedTuple):
     held: np.ndarray | None  # vessels remembered while the tip is still (may be hidden now)
 
 
+def _reg_crop(frame_hw: tuple) -> tuple[int, int, int, int]:
+    """(x0, y0, width, height) in cells of the centre crop ``_reg_view`` registers."""
+    sh, sw = frame_hw[0] // REG_SCALE, frame_hw[1] // REG_SCALE
+    ch, cw = min(REG_CROP, sh), min(REG_CROP, sw)
+    return (sw - cw) // 2, (sh - ch) // 2, cw, ch
+
+
 def _reg_view(image: np.ndarray) -> np.ndarray:
     """A frame as registered: grey, 1/REG_SCALE size (area mean), float32, centre crop."""
     g = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -105,9 +123,29 @@ def _reg_view(image: np.ndarray) -> np.ndarray:
     if h < REG_MIN_SIDE or w < REG_MIN_SIDE:
         raise ValueError(f"a frame of {image.shape[:2]} is too small to register")
     small = cv2.resize(g[:h, :w], (w // REG_SCALE, h // REG_SCALE), interpolation=cv2.INTER_AREA)
-    ch, cw = min(REG_CROP, small.shape[0]), min(REG_CROP, small.shape[1])
-    y0, x0 = (small.shape[0] - ch) // 2, (small.shape[1] - cw) // 2
+    x0, y0, cw, ch = _reg_crop(g.shape[:2])
     return small[y0:y0 + ch, x0:x0 + cw].astype(np.float32)
+
+
+def _needle_hole(frame_hw: tuple, entry_px, tip_px, grow_px: float) -> np.ndarray:
+    """The cells of ``_reg_view``'s crop within ``grow_px`` (frame pixels) of the shaft
+    from ``entry_px`` to ``tip_px`` (bool, the crop's shape)."""
+    x0, y0, cw, ch = _reg_crop(frame_hw)
+    hole = np.zeros((ch, cw), np.uint8)
+    # cv2 draws a thick line with round ends: half its thickness around the segment
+    pts = [(int(round(p[0] / REG_SCALE - x0)), int(round(p[1] / REG_SCALE - y0)))
+           for p in (entry_px, tip_px)]
+    cv2.line(hole, pts[0], pts[1], 1, thickness=max(1, int(round(2 * grow_px / REG_SCALE)) + 1))
+    return hole > 0
+
+
+def _filled(view: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """``view`` with the ``hole`` cells set to the mean of the others."""
+    if not hole.any() or hole.all():
+        return view
+    out = view.copy()
+    out[hole] = view[~hole].mean()
+    return out
 
 
 @functools.lru_cache(maxsize=4)
@@ -115,12 +153,16 @@ def _hann(shape: tuple) -> np.ndarray:
     return cv2.createHanningWindow((shape[1], shape[0]), cv2.CV_32F)
 
 
-def probe_motion(before: np.ndarray | None, now: np.ndarray) -> tuple[tuple[float, float] | None, float]:
+def probe_motion(before: np.ndarray | None, now: np.ndarray, hole: np.ndarray | None = None
+                 ) -> tuple[tuple[float, float] | None, float]:
     """((dx, dy) px at full size that the tissue moved from ``before`` to ``now``, the
     registration's response 0..1); (None, 0) when there is nothing to compare. Both are
-    ``_reg_view`` outputs."""
+    ``_reg_view`` outputs; ``hole`` (bool, their shape): cells left out of both (filled
+    with each view's mean of the others)."""
     if before is None or before.shape != now.shape:
         return None, 0.0
+    if hole is not None and hole.shape == now.shape:
+        before, now = _filled(before, hole), _filled(now, hole)
     (dx, dy), response = cv2.phaseCorrelate(before, now, _hann(now.shape))
     return (dx * REG_SCALE, dy * REG_SCALE), float(response)
 
@@ -178,7 +220,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 still_mm: float = 1.0, hidden_s: float = 1.5,
                 hidden_frames: int = 3, image: np.ndarray | None = None,
                 follow_probe: bool = True,
-                hidden_mm: float | None = None) -> tuple[FluidTrack, FluidView]:
+                hidden_mm: float | None = None,
+                entry_px=None) -> tuple[FluidTrack, FluidView]:
     """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
@@ -190,6 +233,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     tip a remembered vessel is held. ``image``: the segmented frame
     (grey or BGR, the labels' size); with it and ``follow_probe`` the memory moves with the
     tissue (module docstring); without it the memory stays where it was seen.
+    ``entry_px``: where the tracked shaft enters the image; with it and ``tip_px`` the
+    shaft is left out of the registration.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
@@ -201,24 +246,30 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     small_shape = (math.ceil(labels.shape[0] / SCALE), math.ceil(labels.shape[1] / SCALE))
     memory = tuple(m for m in track.memory
                    if now_s - m[0] <= memory_s and m[1].shape == small_shape)
-    view, offset = track.view, track.offset
-    if follow_probe and image is not None and min(labels.shape) >= REG_MIN_SIDE:
-        if getattr(image, "shape", None) is None or image.shape[:2] != labels.shape:
-            raise ValueError(f"image of shape {getattr(image, 'shape', None)} does not match "
-                             f"labels of shape {labels.shape}")
-        view = _reg_view(image)
-        moved, response = probe_motion(track.view, view)
-        if moved is not None and response < REG_MIN_RESPONSE:
-            memory, offset = (), (0.0, 0.0)  # lost track of where things are: forget
-        elif moved is not None:
-            offset = (offset[0] + moved[0], offset[1] + moved[1])
-    prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
-
     tips: tuple = ()
     if tip_px is not None:
         tips = tuple(p for p in track.tips if now_s - p[0] <= still_s) \
             + ((float(now_s), float(tip_px[0]), float(tip_px[1])),)
     still = _tip_still(tips, spacing_mm, still_s, still_mm)
+    view, offset, hole = track.view, track.offset, None
+    if follow_probe and image is not None and min(labels.shape) >= REG_MIN_SIDE:
+        if getattr(image, "shape", None) is None or image.shape[:2] != labels.shape:
+            raise ValueError(f"image of shape {getattr(image, 'shape', None)} does not match "
+                             f"labels of shape {labels.shape}")
+        view = _reg_view(image)
+        if tip_px is not None and entry_px is not None and spacing_mm:
+            hole = _needle_hole(labels.shape, entry_px, tip_px, NEEDLE_HOLE_MM / spacing_mm)
+        both = hole if track.hole is None or track.hole.shape != view.shape else (
+            track.hole if hole is None else hole | track.hole)
+        moved, response = probe_motion(track.view, view, both)
+        if moved is not None and response < REG_MIN_RESPONSE:
+            memory, offset = (), (0.0, 0.0)  # lost track of where things are: forget
+        elif moved is not None and not still:
+            # a still tip is a still view (the needle is fixed in the tissue: had the probe
+            # slid, the tip would have moved across the image); what moves then is tissue
+            # pushed aside by the injectate, not the probe
+            offset = (offset[0] + moved[0], offset[1] + moved[1])
+    prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
     # every remembered vessel where its tissue is now
     remembered = _where_now(memory, offset, np.logical_or.reduce) if memory else None
     vessel = labels == vessel_idx
@@ -258,6 +309,6 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     established = vessel & ~fluid
     memory = memory + ((float(now_s), _small(established), offset),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips,
-                     view=view, offset=offset)
+                     view=view, offset=offset, hole=hole)
     return new, FluidView(fluid if fluid.any() else None,
                           held if held is not None and held.any() else None)

@@ -687,14 +687,16 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
         fluid_track, view = state.fluid, FluidView(None, None)
         if s.fluid_rule and "vessel" in preset.avoid and "vessel" in seg.classes:
             needle = seg.needle or {}
+            seen = bool(needle.get("visible"))
             fluid_track, view = track_fluid(
                 state.fluid, labels, list(seg.classes).index("vessel"),
-                needle.get("tip_px") if needle.get("visible") else None,
+                needle.get("tip_px") if seen else None,
                 frame_spacing(spacing, needle), now_s, birth_mm=s.fluid_birth_mm,
                 hidden_mm=s.artery_alert_mm,
                 memory_s=s.fluid_memory_s, still_s=s.fluid_still_s, still_mm=s.fluid_still_mm,
                 hidden_s=s.fluid_hidden_s, hidden_frames=s.fluid_hidden_frames,
-                image=image, follow_probe=s.fluid_follow_probe)
+                image=image, follow_probe=s.fluid_follow_probe,
+                entry_px=needle.get("entry_px") if seen else None)
         g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes,
                              fluid=view.fluid, held=view.held)
     except (ValueError, TypeError) as exc:

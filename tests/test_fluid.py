@@ -288,3 +288,53 @@ def test_track_fluid_names_an_image_that_does_not_match_the_labels(tissue):
     with pytest.raises(ValueError, match=r"image of shape \(542, 400\) does not match labels"):
         track_fluid(None, np.zeros((200, 200), np.uint8), VESSEL, [100, 100], 0.2, 0.0,
                     image=view(tissue, 0))
+
+
+def needle_over(img, entry, tip):
+    """A bright shaft from entry to tip with two fainter reverberations under it."""
+    import cv2
+    out = img.copy()
+    for k, level in ((0, 255), (6, 200), (12, 150)):
+        cv2.line(out, (entry[0], entry[1] + k), (tip[0], tip[1] + k), level, 3)
+    return out
+
+
+def test_an_advancing_needle_does_not_pull_the_registration(tissue):
+    """A still probe, a needle advancing 30 frames: the tissue did not move, so the summed
+    translation must stay near zero once the shaft is left out (it drifts after it when the
+    shaft is registered too)."""
+    still = view(tissue, 80)
+    lab = np.zeros(still.shape, np.uint8)
+    drift = {}
+    for with_entry in (True, False):
+        track = None
+        for k in range(30):
+            tip = (60 + 8 * k, 100 + 5 * k)
+            track, _ = track_fluid(track, lab, VESSEL, tip, 0.2, k * 0.05,
+                                   image=needle_over(still, (10, 68), tip),
+                                   entry_px=(10, 68) if with_entry else None)
+        drift[with_entry] = float(np.hypot(*track.offset))
+    assert drift[True] <= 1.0
+    assert drift[False] > 4.0  # the story does test the pull
+
+
+def test_a_still_tip_keeps_the_memory_still_while_the_view_deforms(tissue):
+    """Injectate pushing the layers aside moves the image under a still needle; the needle is
+    fixed in the tissue, so a still tip means the probe did not slide: the memory stays. The
+    same image motion under a moving tip is followed."""
+    lab = np.zeros((tissue.shape[0], VIEW_W), np.uint8)
+    offsets = {}
+    for tip_moves in (False, True):
+        track = None
+        for k in range(20):
+            s = 100 if k < 10 else 100 - 3 * (k - 9)  # from frame 10 the image moves right
+            tip = (150 + (12 * k if tip_moves else 0), 250)
+            track, _ = track_fluid(track, lab, VESSEL, tip, 0.2, k * 0.05,
+                                   image=view(tissue, s), entry_px=(10, 150))
+            if k == 9:
+                before = track.offset
+        offsets[tip_moves] = (before, track.offset)
+    before, after = offsets[False]
+    assert after == before
+    before, after = offsets[True]
+    assert after[0] - before[0] == pytest.approx(30, abs=3)
