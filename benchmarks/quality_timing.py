@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = np.random.default_rng(args.seed)
     anatomy = sample_anatomy(rng)
+
     def needle(k: int):
         if args.needle == "random":
             return "random"
