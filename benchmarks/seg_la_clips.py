@@ -11,6 +11,8 @@ in, stops, and local anaesthetic opens a pocket at its tip. Two stories:
 ``--slide-mm S``: in every clip the probe slides S mm over the skin in 0.6 s during the
 needle's approach (an operator repositioning), so whatever the rules remember of where a
 vessel was must move with the tissue.
+``--drift-mm D`` instead: the hand holding the probe drifts D mm (smoothly) from 0.3 s
+after the needle arrives to the clip's end, slowly enough that the tip counts as still.
 
 Each frame goes through the shipped segmentation path (``models.segmenter`` and the
 needle tracker, as the segmentation node runs them) and ``assistant.logic.reduce``: with
@@ -62,22 +64,32 @@ FPS = 20
 SLIDE_S = 0.6  # a probe slide's duration (--slide-mm)
 
 
-def slide_for(seed: int, n: int, slide_mm: float) -> dict:
+def slide_for(seed: int, n: int, slide_mm: float, drift_mm: float = 0.0) -> dict:
     """A clip's probe slide: ``slide_mm`` to the right for even seeds, to the left for odd
     ones, starting at a time drawn from the seed inside the needle's approach (render_clip's
-    default story)."""
+    default story); or a drift of ``drift_mm`` from 0.3 s after the needle arrives to the
+    clip's end."""
+    if slide_mm and drift_mm:
+        raise ValueError("a clip has a slide or a drift, not both")
+    ns, na, _ = clip_story_times(n / FPS)
+    if drift_mm:
+        start = na + 0.3
+        if start >= n / FPS:
+            raise ValueError(f"a {n}-frame clip has no time for a drift after the needle arrives")
+        return {"slide_mm": drift_mm if seed % 2 == 0 else -drift_mm,
+                "slide_at_s": start, "slide_s": n / FPS - start}
     if not slide_mm:
         return {}
-    ns, na, _ = clip_story_times(n / FPS)
     u = float(np.random.default_rng([seed, 2]).uniform())
     return {"slide_mm": slide_mm if seed % 2 == 0 else -slide_mm,
             "slide_at_s": ns + u * max(0.0, na - ns - SLIDE_S), "slide_s": SLIDE_S}
 
 
-def clip_frames(path: Path, seed: int, n: int, near_mm: float | None, slide_mm: float = 0.0):
+def clip_frames(path: Path, seed: int, n: int, near_mm: float | None, slide_mm: float = 0.0,
+                drift_mm: float = 0.0):
     """(images, labels, meta) of one rendered clip."""
     meta = render_clip(path, n_frames=n, fps=FPS, seed=seed, stop_near_artery_mm=near_mm,
-                       **slide_for(seed, n, slide_mm))
+                       **slide_for(seed, n, slide_mm, drift_mm))
     labels = np.load(meta["masks"])["labels"]
     return read_video_frames(path), labels, meta
 
@@ -140,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slide-mm", type=float, default=0.0,
                     help="every clip's probe slides this far (mm) during the needle's approach "
                          "(right for even seeds, left for odd)")
+    ap.add_argument("--drift-mm", type=float, default=0.0,
+                    help="instead of a slide: every clip's probe drifts this far (mm) from 0.3 s "
+                         "after the needle arrives to the end (the tip stays 'still')")
     ap.add_argument("--hidden-s", type=float, default=AssistantSettings().fluid_hidden_s,
                     help="fluid_hidden_s of the first setting (each model also runs with 0, "
                          "and with no fluid rule)")
@@ -150,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="assistant.fluid_birth_mm in every setting (how far from a still tip "
                          "a new blob is fluid)")
     a = ap.parse_args(argv)
+    if a.slide_mm and a.drift_mm:
+        ap.error("--slide-mm and --drift-mm: a clip has one or the other")
     t0 = time.perf_counter()
     clips = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(a.clips):
                 seed = a.seed + i + (0 if near is None else 500)
                 clips.append((story, seed) + clip_frames(Path(tmp) / f"{story}{seed}.mp4",
-                                                         seed, a.frames, near, a.slide_mm))
+                                                         seed, a.frames, near, a.slide_mm,
+                                                         a.drift_mm))
     for model in a.model or [""]:
         seg = Segmenter(SegmentationSettings(model_path=model))
         segs = [segment_clip(seg, imgs, float(meta["spacing_mm"]))
@@ -181,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                             tot[key] = tot.get(key, 0) + v
                 print(json.dumps({"model": model or "shipped", "fluid_rule": rule,
                                   "fluid_hidden_s": hidden, "slide_mm": a.slide_mm,
+                                  "drift_mm": a.drift_mm,
                                   "follow_probe": a.follow_probe == "on",
                                   "fluid_birth_mm": a.birth_mm,
                                   "story": story, "clips": len(per_clip), **tot,
