@@ -133,8 +133,9 @@ def _needle_hole(frame_hw: tuple, entry_px, tip_px, grow_px: float) -> np.ndarra
     x0, y0, cw, ch = _reg_crop(frame_hw)
     hole = np.zeros((ch, cw), np.uint8)
     # cv2 draws a thick line with round ends: half its thickness around the segment
-    pts = [(int(round(p[0] / REG_SCALE - x0)), int(round(p[1] / REG_SCALE - y0)))
-           for p in (entry_px, tip_px)]
+    lim = 4 * REG_CROP  # far outside the crop: where exactly does not change the hole
+    pts = [(int(round(min(lim, max(-lim, p[0] / REG_SCALE - x0)))),
+            int(round(min(lim, max(-lim, p[1] / REG_SCALE - y0))))) for p in (entry_px, tip_px)]
     cv2.line(hole, pts[0], pts[1], 1, thickness=max(1, int(round(2 * grow_px / REG_SCALE)) + 1))
     return hole > 0
 
@@ -206,6 +207,19 @@ def _disk(shape: tuple, x: float, y: float, r_px: float) -> np.ndarray:
     return out
 
 
+def _point(p, name: str) -> tuple[float, float]:
+    """``p`` as (x, y) floats, or a ValueError naming ``name`` and what is wrong."""
+    try:
+        if isinstance(p, (str, bytes)):
+            raise TypeError
+        x, y = (float(v) for v in p)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two numbers (x, y), got {p!r}") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"{name} must be finite, got {p!r}")
+    return x, y
+
+
 def _tip_still(tips: tuple, spacing_mm: float | None, still_s: float, still_mm: float) -> bool:
     if not spacing_mm or len(tips) < 2 or tips[-1][0] - tips[0][0] < 0.8 * still_s:
         return False
@@ -239,6 +253,10 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
                          f"{getattr(labels, 'shape', type(labels).__name__)}")
+    if tip_px is not None:
+        tip_px = _point(tip_px, "tip_px")
+    if entry_px is not None:
+        entry_px = _point(entry_px, "entry_px")
     track = track or FluidTrack()
     last_t = max([t for t, *_ in track.memory] + [t for t, *_ in track.tips], default=None)
     if last_t is not None and now_s < last_t:

@@ -338,3 +338,26 @@ def test_a_still_tip_keeps_the_memory_still_while_the_view_deforms(tissue):
     assert after == before
     before, after = offsets[True]
     assert after[0] - before[0] == pytest.approx(30, abs=3)
+
+
+def test_a_malformed_needle_point_rejects_the_segmentation_and_names_it(tissue):
+    with pytest.raises(ValueError, match=r"entry_px must be two numbers \(x, y\), got 'xy'"):
+        track_fluid(None, np.zeros((200, 200), np.uint8), VESSEL, [100, 100], 0.2, 0.0,
+                    entry_px="xy")
+    with pytest.raises(ValueError, match="tip_px must be finite"):
+        track_fluid(None, np.zeros((200, 200), np.uint8), VESSEL, [float("nan"), 1], 0.2, 0.0)
+    # through the logic: the frame is rejected with a clear log line, the assistant goes on
+    st = initial_state(AssistantSettings())
+    lab = np.zeros((tissue.shape[0], VIEW_W), np.uint8)
+    st, _ = reduce(st, Frame(frame_id=1, media_time_s=0.0, image=view(tissue, 0),
+                             spacing_mm=0.2, depth_mm=108.4), None, 0.0)
+    bad = dict(nd([150, 250]), entry_px=[5])
+    st, acts = reduce(st, seg(1, lab, bad), None, 0.0)
+    (ev,) = [a for a in acts if isinstance(a, LogEvent)]
+    assert "entry_px must be two numbers" in ev.text
+    # a shaft far outside the image is no error: the hole is drawn where it can be
+    st, _ = reduce(st, Frame(frame_id=2, media_time_s=0.05, image=view(tissue, 0),
+                             spacing_mm=0.2, depth_mm=108.4), None, 0.05)
+    st, acts = reduce(st, seg(2, lab, dict(nd([150, 250]), entry_px=[-1e30, 5])), None, 0.05)
+    assert st.fluid is not None and st.fluid.hole is not None and st.fluid.hole.any()
+    assert not [a for a in acts if isinstance(a, LogEvent) and "bad segmentation" in a.text]
