@@ -67,6 +67,10 @@ class Message:
     #: reliable messages are acknowledged with an Ack and retried until acknowledged
     RELIABLE: ClassVar[bool] = False
 
+    def problem(self) -> str | None:
+        """What is wrong inside a decoded message's fields (beyond their types), or None."""
+        return None
+
 
 # ----------------------------------------------------------------------------- system
 
@@ -171,6 +175,22 @@ class SegResult(Message):
     timings_ms: dict = field(default_factory=dict)
     model: str = ""
     calibrated: list | None = None
+
+    def problem(self) -> str | None:
+        """A needle point (``tip_px``, ``tip_mm``, ``entry_px``) that is not None or two
+        finite numbers: the assistant measures distances from them."""
+        for key in NEEDLE_POINTS:
+            v = self.needle.get(key)
+            if v is None:
+                continue
+            if (not isinstance(v, (list, tuple)) or len(v) != 2
+                    or not all(_TYPE_CHECKS["float"](x) and np.isfinite(x) for x in v)):
+                return f"needle {key} should be two finite numbers (x, y), got {v!r}"
+        return None
+
+
+#: the needle dict's points: (x, y) each
+NEEDLE_POINTS = ("tip_px", "tip_mm", "entry_px")
 
 
 def needle_dict(visible: bool, tip_px=None, tip_mm=None, angle_deg=None,
@@ -385,6 +405,9 @@ def decode(frames: list) -> tuple[Header, Message]:
         msg = cls(**values)
     except TypeError as exc:
         raise DecodeError(f"'{topic}' message fields are wrong: {exc}") from exc
+    problem = msg.problem()
+    if problem:
+        raise DecodeError(f"'{topic}' message: {problem}")
     return header, msg
 
 

@@ -108,3 +108,19 @@ def test_array_field_must_be_an_array():
     body["frame_id"] = True
     with pytest.raises(m.DecodeError, match="field 'frame_id' should be int"):
         m.decode([frames[0], frames[1], json.dumps(body).encode(), bytes(frames[3])])
+
+
+@pytest.mark.parametrize("bad", [[5], "xy", [1.0, float("nan")], [1, True], {"x": 1}])
+def test_a_needle_point_that_is_not_two_finite_numbers_is_refused(bad):
+    labels = np.zeros((4, 4), np.uint8)
+    good = m.needle_dict(True, [1.0, 2.0], [0.1, 0.2], 30.0, 0.2, 0.9, entry_px=[0.0, 1.0])
+    msg = m.SegResult(frame_id=1, media_time_s=0.0, frame_t_mono=0.0, labels=labels,
+                      classes=["background"], confidence=[1.0], present=[True], needle=good)
+    frames, _ = m.encode(msg, "t")
+    assert m.decode([bytes(f) for f in frames])[1].needle == good
+    for key in m.NEEDLE_POINTS:
+        msg.needle = dict(good, **{key: bad})
+        frames, _ = m.encode(msg, "t")
+        with pytest.raises(m.DecodeError, match=f"'seg' message: needle {key} should be two "
+                                                r"finite numbers \(x, y\)"):
+            m.decode([bytes(f) for f in frames])
