@@ -19,18 +19,23 @@ from models.classes import CLASS_INDEX
 log = logging.getLogger(__name__)
 
 NEEDLE = CLASS_INDEX["needle"]
+#: a blob within this many columns of a side border reaches it
+BORDER_PX = 2
 
 
 class NeedleShape(NamedTuple):
     """What a needle mask looks like: the tip and entry (pixels, x right, y down), the shaft
     angle (0..90 degrees from horizontal), and the length (pixels) and elongation (length of
-    the long principal axis over the short one) of its largest blob."""
+    the long principal axis over the short one) of its largest blob, and whether that blob
+    reaches the image's left or right border (within ``BORDER_PX`` columns): then part of the
+    shaft lies outside the view and its length and elongation are cut short."""
 
     tip: tuple[float, float]
     entry: tuple[float, float]
     angle_deg: float
     length_px: float
     elongation: float
+    at_border: bool = False  # the largest blob reaches a side border: the shaft goes on outside
 
 
 def _axes(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -69,13 +74,15 @@ def needle_shape(mask: np.ndarray, min_pixels: int = 15) -> NeedleShape | None:
         side = lambda p: min(p[0], w - 1 - p[0])  # noqa: E731
         entry, tip = (a_end, b_end) if side(a_end) <= side(b_end) else (b_end, a_end)
     angle = math.degrees(math.atan2(abs(d[1]), abs(d[0])))
+    bxs = xs
     if len(keep) > 1:  # length and elongation of the largest blob alone
         bys, bxs = np.nonzero(cc == 1 + int(np.argmax(areas)))
         _, _, t, ev = _axes(bxs, bys)
     b_len = float(t.max() - t.min()) + 1.0
     elong = float(np.sqrt(ev[1] / max(ev[0], 1.0 / 12.0)))  # a 1-px-wide line: var 1/12
+    at_border = bool(bxs.min() < BORDER_PX or bxs.max() >= w - BORDER_PX)
     return NeedleShape((float(tip[0]), float(tip[1])), (float(entry[0]), float(entry[1])),
-                       float(angle), b_len, elong)
+                       float(angle), b_len, elong, at_border)
 
 
 def needle_tip_from_mask(mask: np.ndarray, min_pixels: int = 15
@@ -98,6 +105,9 @@ class NeedleTracker:
     the segmentation paints small bright specks as needle in about half the frames; each of
     them near a vessel would say "stop". Once confirmed, any needle mask near the predicted
     tip keeps the track (a real shaft fades as the beam misses it)."""
+
+    #: the elongation a shaft cut by a side border needs
+    BORDER_ELONGATION = 2.0
 
     @classmethod
     def from_settings(cls, seg) -> "NeedleTracker":
@@ -145,9 +155,13 @@ class NeedleTracker:
 
     def looks_like_a_shaft(self, shape: NeedleShape, spacing_mm: float,
                            confidence: float | None) -> bool:
-        """Pure test of one frame's needle: long, thin and (when given) confident enough."""
-        return (shape.length_px * spacing_mm >= self.min_length_mm
-                and shape.elongation >= self.min_elongation
+        """Pure test of one frame's needle: long, thin and (when given) confident enough.
+        A blob cut by a side border (a needle entering the view from the side) needs half
+        the length and an elongation of ``BORDER_ELONGATION`` (at most the usual one)."""
+        length, elong = self.min_length_mm, self.min_elongation
+        if shape.at_border:
+            length, elong = 0.5 * length, min(elong, self.BORDER_ELONGATION)
+        return (shape.length_px * spacing_mm >= length and shape.elongation >= elong
                 and (confidence is None or confidence >= self.min_confidence))
 
     def update(self, labels: np.ndarray, spacing_mm: float, t: float | None = None,

@@ -159,3 +159,25 @@ def test_the_shipped_model_needle_is_confirmed_only_after_three_frames():
     assert [nd["visible"] for nd in seen] == [False, False, True]
     tip = seen[-1]["tip_px"]
     assert math.hypot(tip[0] - f.needle["tip_px"][0], tip[1] - f.needle["tip_px"][1]) * f.spacing_mm < 2.0
+
+
+def test_a_needle_entering_through_a_side_border_needs_only_a_stub():
+    """A needle that comes into view through the side of the image shows only a stub: the
+    rest of its shaft is outside. A 2.2 mm stub (elongation about 2.4) reaching the border is
+    shaft-like; the same stub inside the image, a speck, is not."""
+    tr = NeedleTracker()
+    stub = shaft((200, 200), (0, 40), (20, 50), width=8)  # 22 px at 0.1 mm/px
+    from models.needle import needle_shape
+    s = needle_shape(stub)
+    assert s.at_border and 2.0 <= s.elongation < 3.0
+    assert tr.looks_like_a_shaft(s, 0.1, 0.93)
+    inside = np.roll(stub, 60, axis=1)
+    s_in = needle_shape(inside)
+    assert not s_in.at_border and not tr.looks_like_a_shaft(s_in, 0.1, 0.93)
+    seen = [tr.update(_labels_with(shaft((200, 200), (0, 40), (20 + 3 * k, 50 + 2 * k), 8)),
+                      0.1, k * 0.05, confidence=0.93)["visible"] for k in range(4)]
+    assert seen == [False, False, True, True]
+    # a speck at the border is still no shaft: half the length is still needed
+    speck = np.zeros((200, 200), bool)
+    speck[100:104, 0:8] = True  # 0.8 mm
+    assert not tr.looks_like_a_shaft(needle_shape(speck, min_pixels=10), 0.1, 0.93)
