@@ -58,6 +58,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from assistant.messages import needle_point
+
 #: the vessel memory is kept at 1/SCALE of the frame size (any vessel pixel in a cell)
 SCALE = 4
 #: frames are registered at 1/REG_SCALE of their size, on a centre crop of at most REG_CROP
@@ -207,19 +209,6 @@ def _disk(shape: tuple, x: float, y: float, r_px: float) -> np.ndarray:
     return out
 
 
-def _point(p, name: str) -> tuple[float, float]:
-    """``p`` as (x, y) floats, or a ValueError naming ``name`` and what is wrong."""
-    try:
-        if isinstance(p, (str, bytes)):
-            raise TypeError
-        x, y = (float(v) for v in p)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be two numbers (x, y), got {p!r}") from None
-    if not (math.isfinite(x) and math.isfinite(y)):
-        raise ValueError(f"{name} must be finite, got {p!r}")
-    return x, y
-
-
 def _tip_still(tips: tuple, spacing_mm: float | None, still_s: float, still_mm: float) -> bool:
     if not spacing_mm or len(tips) < 2 or tips[-1][0] - tips[0][0] < 0.8 * still_s:
         return False
@@ -254,9 +243,9 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         raise ValueError(f"labels must be a 2-D array of class indices, got "
                          f"{getattr(labels, 'shape', type(labels).__name__)}")
     if tip_px is not None:
-        tip_px = _point(tip_px, "tip_px")
+        tip_px = needle_point(tip_px, "tip_px")
     if entry_px is not None:
-        entry_px = _point(entry_px, "entry_px")
+        entry_px = needle_point(entry_px, "entry_px")
     track = track or FluidTrack()
     last_t = max([t for t, *_ in track.memory] + [t for t, *_ in track.tips], default=None)
     if last_t is not None and now_s < last_t:

@@ -181,16 +181,28 @@ class SegResult(Message):
         finite numbers: the assistant measures distances from them."""
         for key in NEEDLE_POINTS:
             v = self.needle.get(key)
-            if v is None:
-                continue
-            if (not isinstance(v, (list, tuple)) or len(v) != 2
-                    or not all(_TYPE_CHECKS["float"](x) and np.isfinite(x) for x in v)):
-                return f"needle {key} should be two finite numbers (x, y), got {v!r}"
+            if v is not None:
+                try:
+                    needle_point(v, key)
+                except ValueError:
+                    return f"needle {key} should be two finite numbers (x, y), got {v!r}"
         return None
 
 
 #: the needle dict's points: (x, y) each
 NEEDLE_POINTS = ("tip_px", "tip_mm", "entry_px")
+
+
+def needle_point(value, name: str) -> tuple[float, float]:
+    """A needle point as (x, y) floats, or a ValueError naming ``name``: it must be two
+    finite numbers (not strings, not booleans). The one check for every reader of one."""
+    if (not isinstance(value, (list, tuple, np.ndarray)) or len(value) != 2
+            or not all(_TYPE_CHECKS["float"](v) or isinstance(v, np.number) for v in value)):
+        raise ValueError(f"{name} must be two numbers (x, y), got {value!r}")
+    x, y = float(value[0]), float(value[1])
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return x, y
 
 
 def needle_dict(visible: bool, tip_px=None, tip_mm=None, angle_deg=None,
