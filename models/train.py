@@ -406,12 +406,15 @@ def _us_intensity(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarr
 
 
 def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
-            focus: int | tuple = 0
-            ) -> tuple[np.ndarray, np.ndarray]:
+            focus: int | tuple = 0, with_view: bool = False):
     """Random crop/scale, horizontal flip, gain/gamma, noise -> (img float, labels), at
     the model's scale (image resized to size x size), then a random patch x patch window
     when ``patch`` is set: the net is fully convolutional, and patches make an
-    iteration about (size/patch)^2 times cheaper on a CPU."""
+    iteration about (size/patch)^2 times cheaper on a CPU.
+
+    ``with_view``: also return the whole size x size frame the window was cut from (uint8,
+    after crop, flip and tilt, before the intensity changes) and the window's (y0, x0, h, w),
+    for a teacher to look at (``--distill``). The random draws are the same either way."""
     img, lab = s.image, s.labels
     h, w = img.shape
     if rng.random() < 0.8:
@@ -428,6 +431,7 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
         img, lab = img[:, ::-1], lab[:, ::-1]
     if AUG_US[0] and rng.random() < 0.5 * AUG_US[0]:
         img, lab = _tilt(img, lab, rng)
+    view = (np.ascontiguousarray(img), (0, 0, size, size))
     if 0 < patch < size:
         y0, x0 = (int(v) for v in rng.integers(0, size - patch + 1, 2))
         if focus and rng.random() < 0.7:
@@ -440,6 +444,7 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
                 y0 = int(np.clip(ys[j] - rng.integers(patch), 0, size - patch))
                 x0 = int(np.clip(xs[j] - rng.integers(patch), 0, size - patch))
         img, lab = img[y0:y0 + patch, x0:x0 + patch], lab[y0:y0 + patch, x0:x0 + patch]
+        view = (view[0], (y0, x0, patch, patch))
     x = img.astype(np.float32) / 255.0
     gamma = math.exp(rng.uniform(-0.35, 0.35))
     x = np.clip(x, 0, 1) ** gamma * rng.uniform(0.7, 1.3)
@@ -449,7 +454,8 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
         x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.4, 1.2))
     if rng.random() < 0.3:
         x = x + rng.normal(0, rng.uniform(0.01, 0.05), x.shape).astype(np.float32)
-    return np.clip(x, 0, 1).astype(np.float32), np.ascontiguousarray(lab)
+    out = np.clip(x, 0, 1).astype(np.float32), np.ascontiguousarray(lab)
+    return (*out, *view) if with_view else out
 
 
 def targets(lab: np.ndarray) -> np.ndarray:
@@ -457,11 +463,67 @@ def targets(lab: np.ndarray) -> np.ndarray:
     return (lab[None] == np.arange(1, NC + 1, dtype=np.uint8)[:, None, None]).astype(np.float32)
 
 
+class Teacher:
+    """A trained model (exported ONNX, sigmoid outputs) whose probabilities the net learns to
+    match on some classes of some datasets (``--distill``): knowledge distillation.
+
+    It sees the clean frame (after crop, flip and tilt, before the intensity changes) at the
+    model's input size; its probabilities are cut to the window the student sees."""
+
+    def __init__(self, path: Path, classes: tuple[str, ...], sources: tuple[str, ...],
+                 weight: float = 1.0):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise SystemExit(f"models.train: --distill: no teacher model at {str(path)!r}")
+        manifest = path.with_suffix(".json")
+        if manifest.is_file():
+            chans = json.loads(manifest.read_text())["output"]["channels"]
+            if list(chans) != list(CLASSES[1:]):
+                raise SystemExit(f"models.train: --distill {str(path)!r}: its channels {chans} "
+                                 f"are not this trainer's {list(CLASSES[1:])}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        inp = self.sess.get_inputs()[0]
+        self.input_name, self.input_hw = inp.name, tuple(inp.shape[2:])
+        self.path, self.sha256 = path, file_sha256(path)
+        self.classes, self.sources, self.weight = classes, sources, weight
+        self.channels = np.zeros(NC, np.float32)
+        for c in classes:
+            self.channels[CH[c]] = 1.0
+
+    def __call__(self, frame: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+        """(NC, h, w) teacher probabilities for ``window`` of the uint8 frame."""
+        x = pre_process_image(frame, self.input_hw)  # type: ignore[arg-type]
+        p = self.sess.run(None, {self.input_name: x})[0][0]
+        if p.shape[1:] != frame.shape:
+            p = np.stack([cv2.resize(c, frame.shape[::-1], interpolation=cv2.INTER_LINEAR) for c in p])
+        y0, x0, h, w = window
+        return np.ascontiguousarray(p[:, y0:y0 + h, x0:x0 + w], dtype=np.float32)
+
+    def describe(self) -> dict:
+        return {"model": str(self.path), "sha256": self.sha256, "classes": list(self.classes),
+                "sources": list(self.sources), "weight": self.weight}
+
+
 def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Generator,
-          patch: int = 0, focus: int | tuple = 0):
-    xs, ys, ms, pms = [], [], [], []
+          patch: int = 0, focus: int | tuple = 0, teacher: Teacher | None = None):
+    """(x, y, m, pm) tensors for the samples ``idx``; with a ``teacher`` also (t, tm): its
+    probabilities (zeros where it is not asked) and the channels it teaches per sample."""
+    xs, ys, ms, pms, ts, tms = [], [], [], [], [], []
     for i in idx:
-        x, lab = augment(samples[i], size, rng, patch, focus if samples[i].source == "sim" else 0)
+        x, lab, *view = augment(samples[i], size, rng, patch,
+                                focus if samples[i].source == "sim" else 0, teacher is not None)
+        if teacher is not None:
+            if samples[i].source in teacher.sources:
+                ts.append(teacher(*view))
+                tms.append(teacher.channels)
+            else:
+                ts.append(np.zeros((NC, *x.shape), np.float32))
+                tms.append(np.zeros(NC, np.float32))
         y = targets(lab)
         if NEEDLE_LOSS.dilate > 0 and y[NEEDLE_CH].any():
             k = 2 * NEEDLE_LOSS.dilate + 1
@@ -476,8 +538,21 @@ def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Gene
         ys.append(y)
         ms.append(cm)
         pms.append(pm)
-    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)),
-            torch.from_numpy(np.stack(ms)), torch.from_numpy(np.stack(pms)))
+    out = (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)),
+           torch.from_numpy(np.stack(ms)), torch.from_numpy(np.stack(pms)))
+    if teacher is None:
+        return out
+    return (*out, torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(tms)))
+
+
+def distill_loss(logits, t, tm):
+    """Soft-target BCE against the teacher's probabilities, over the channels it teaches
+    (per sample), every pixel; 0 when it teaches none in this batch."""
+    w = tm[:, :, None, None].expand_as(t)
+    n = w.sum()
+    if n <= 0:
+        return logits.sum() * 0.0
+    return (F.binary_cross_entropy_with_logits(logits, t, reduction="none") * w).sum() / n
 
 
 def loss_fn(logits, y, m, pm=None):
@@ -641,7 +716,7 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
           init: nn.Module | None = None, focus: int | tuple = 0,
           needle_bias: float | None = None, aug_seed: int | None = None,
           ckpt: Checkpoint | None = None, last_kernel: int = 3,
-          device: str = "cpu") -> nn.Module:
+          device: str = "cpu", teacher: Teacher | None = None) -> nn.Module:
     """Train ``net`` (``init`` or a new one) on ``device``; returns it on the CPU, in eval mode."""
     torch.manual_seed(seed)
     # a continued run draws other batches than the run it continues (same seed, same data)
@@ -690,10 +765,12 @@ def train(samples: list[Sample], iters: int, size: int, bs: int, lr: float, seed
             g["lr"] = cur
         which = rng.choice(len(srcs), size=bs, p=p)
         idx = np.array([rng.choice(by_src[srcs[k]]) for k in which])
-        x, y, m, pm = (t.to(device, non_blocking=True)
-                       for t in batch(samples, idx, size, rng, patch, focus))
+        x, y, m, pm, *taught = (t.to(device, non_blocking=True)
+                                for t in batch(samples, idx, size, rng, patch, focus, teacher))
         logits = net(x)
         loss = loss_fn(logits, y, m, pm)
+        if teacher is not None:
+            loss = loss + teacher.weight * distill_loss(logits, *taught)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -810,7 +887,8 @@ TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
                  "sim_artery",
                  "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
-                 "real_absent_sources", "context", "aug_us", "arch")
+                 "real_absent_sources", "context", "aug_us", "arch", "distill", "distill_weight",
+                 "distill_classes", "distill_sources")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -885,6 +963,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aug-seed", type=int, default=None,
                     help="seed of the batch/augmentation draws (default: --seed); give a new one "
                          "when continuing a run")
+    ap.add_argument("--distill", default=None, metavar="MODEL",
+                    help="a trained ONNX model to learn from as well (knowledge distillation): "
+                         "the net also matches its probabilities; with --cv a folder holding "
+                         "foldK.onnx, each trained without fold K")
+    ap.add_argument("--distill-weight", type=float, default=1.0,
+                    help="weight of the teacher's term against the labels' loss")
+    ap.add_argument("--distill-classes", nargs="+", default=["nerve", "vessel", "fascia"],
+                    choices=list(CLASSES[1:]), help="the classes the teacher teaches")
+    ap.add_argument("--distill-sources", nargs="+", default=["usgra", "dltrack"],
+                    choices=sorted(SOURCE_CLASSES), help="the datasets it teaches on")
     ap.add_argument("--cv-json", default=None)
     ap.add_argument("--cv-save", default=None, help="with --cv: folder to save each fold's ONNX model")
     ap.add_argument("--folds", type=int, nargs="*", default=None,
@@ -965,6 +1053,17 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             shape["init_sha256"] = file_sha256(args.init_onnx)
         return Checkpoint(path, args.checkpoint_minutes * 60, args.resume, {**shape, **extra})
 
+    def teacher(path: Path | None) -> Teacher | None:
+        if path is None:
+            return None
+        t = Teacher(path, tuple(args.distill_classes), tuple(args.distill_sources),
+                    args.distill_weight)
+        log.info("teacher %s (%s) on %s", path, ", ".join(t.classes), ", ".join(t.sources))
+        return t
+
+    if args.distill and args.cv and not Path(args.distill).is_dir():
+        raise SystemExit(f"models.train: --distill {args.distill!r}: with --cv it must be a "
+                         "folder holding foldK.onnx (each teacher trained without fold K)")
     if args.cv:
         results = []
         fu, fd = folds(len(us), args.cv), folds(len(dl), args.cv)
@@ -988,7 +1087,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
             net = train(tr, args.iters, args.size, args.batch, args.lr, args.seed + k,
                         args.base, args.minutes, mix, args.patch, fold_init, focus, args.needle_bias,
                         None if args.aug_seed is None else args.aug_seed + k, ck, args.last_kernel,
-                        args.device)
+                        args.device,
+                        teacher(Path(args.distill) / f"fold{k}.onnx" if args.distill else None))
             if args.cv_save:
                 # keep the fold's model: seg-eval can then score its held-out images
                 fp = Path(args.cv_save) / f"fold{k}.onnx"
@@ -1015,9 +1115,10 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         sim = sim + [s for s in sim if np.isin(s.labels, focus).any()]
     out = Path(args.out)
     ck = checkpoint(out.with_name(out.stem + ".ckpt.pt"))
+    tutor = teacher(Path(args.distill) if args.distill else None)
     net = train(us + dl + sim, args.iters, args.size, args.batch, args.lr, args.seed,
                 args.base, args.minutes, mix, args.patch, init, focus, args.needle_bias,
-                args.aug_seed, ck, args.last_kernel, args.device)
+                args.aug_seed, ck, args.last_kernel, args.device, tutor)
     train_s = time.time() - t0
     sim_metrics = evaluate(net, sim_test, args.size)
     log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
@@ -1047,6 +1148,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "sim_artery_frames": args.sim_artery,
                      "sim_weight": args.sim_weight, "real_absent": args.real_absent,
                      "aug_us": args.aug_us, "arch": args.arch,
+                     "distill": tutor.describe() if tutor else None,
                      "real_absent_sources": args.real_absent_sources,
                      "needle_loss": {"weight": args.needle_weight,
                                      "pos_weight": args.needle_pos_weight,
