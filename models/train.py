@@ -431,7 +431,7 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
         img, lab = img[:, ::-1], lab[:, ::-1]
     if AUG_US[0] and rng.random() < 0.5 * AUG_US[0]:
         img, lab = _tilt(img, lab, rng)
-    view = (np.ascontiguousarray(img), (0, 0, size, size))
+    view = (img, (0, 0, size, size))
     if 0 < patch < size:
         y0, x0 = (int(v) for v in rng.integers(0, size - patch + 1, 2))
         if focus and rng.random() < 0.7:
@@ -497,6 +497,7 @@ class Teacher:
 
     def __call__(self, frame: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
         """(NC, h, w) teacher probabilities for ``window`` of the uint8 frame."""
+        frame = np.ascontiguousarray(frame)  # a flipped view has negative strides
         x = pre_process_image(frame, self.input_hw)  # type: ignore[arg-type]
         p = self.sess.run(None, {self.input_name: x})[0][0]
         if p.shape[1:] != frame.shape:
@@ -1003,6 +1004,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Train (or cross-validate) as ``args`` say; see main()."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    if args.distill and args.cv and not Path(args.distill).is_dir():
+        raise SystemExit(f"models.train: --distill {args.distill!r}: with --cv it must be a "
+                         "folder holding foldK.onnx (each teacher trained without fold K)")
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(1)
     if args.device != "cpu":
@@ -1061,9 +1065,6 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         log.info("teacher %s (%s) on %s", path, ", ".join(t.classes), ", ".join(t.sources))
         return t
 
-    if args.distill and args.cv and not Path(args.distill).is_dir():
-        raise SystemExit(f"models.train: --distill {args.distill!r}: with --cv it must be a "
-                         "folder holding foldK.onnx (each teacher trained without fold K)")
     if args.cv:
         results = []
         fu, fd = folds(len(us), args.cv), folds(len(dl), args.cv)

@@ -117,3 +117,9 @@ def test_a_teacher_with_other_classes_or_no_file_is_refused(tmp_path):
     bad.with_suffix(".json").write_text('{"output": {"channels": ["nerve", "vessel"]}}')
     with pytest.raises(SystemExit, match="channels"):
         train_mod.Teacher(bad, ("nerve",), ("usgra",))
+
+
+def test_cross_validation_needs_a_folder_of_fold_teachers(tmp_path):
+    with pytest.raises(SystemExit, match="folder holding foldK.onnx"):
+        train_mod.main(["--cv", "3", "--distill", str(SHIPPED), "--data", str(tmp_path),
+                        "--cache", str(tmp_path)])
