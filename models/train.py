@@ -479,7 +479,7 @@ class Teacher:
             raise SystemExit(f"models.train: --distill: no teacher model at {str(path)!r}")
         manifest = path.with_suffix(".json")
         if manifest.is_file():
-            chans = json.loads(manifest.read_text())["output"]["channels"]
+            chans = (json.loads(manifest.read_text()).get("output") or {}).get("channels")
             if list(chans) != list(CLASSES[1:]):
                 raise SystemExit(f"models.train: --distill {str(path)!r}: its channels {chans} "
                                  f"are not this trainer's {list(CLASSES[1:])}")
