@@ -266,8 +266,9 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
         view = _reg_view(image)
         if tip_px is not None and entry_px is not None and spacing_mm:
             hole = _needle_hole(labels.shape, entry_px, tip_px, NEEDLE_HOLE_MM / spacing_mm)
-        both = hole if track.hole is None or track.hole.shape != view.shape else (
-            track.hole if hole is None else hole | track.hole)
+        both = hole  # the last frame's hole is left out of both views too
+        if track.hole is not None and track.hole.shape == view.shape:
+            both = track.hole if hole is None else hole | track.hole
         moved, response = probe_motion(track.view, view, both)
         if moved is not None and response < REG_MIN_RESPONSE:
             memory, offset = (), (0.0, 0.0)  # lost track of where things are: forget

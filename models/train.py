@@ -472,24 +472,21 @@ class Teacher:
 
     def __init__(self, path: Path, classes: tuple[str, ...], sources: tuple[str, ...],
                  weight: float = 1.0):
-        import onnxruntime as ort
+        from models.segmenter import ModelIntegrityError, Segmenter, load_manifest
+        from models.settings import SegmentationSettings
 
         path = Path(path)
         if not path.is_file():
             raise SystemExit(f"models.train: --distill: no teacher model at {str(path)!r}")
-        manifest = path.with_suffix(".json")
-        if manifest.is_file():
-            chans = (json.loads(manifest.read_text()).get("output") or {}).get("channels")
-            if list(chans) != list(CLASSES[1:]):
-                raise SystemExit(f"models.train: --distill {str(path)!r}: its channels {chans} "
-                                 f"are not this trainer's {list(CLASSES[1:])}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        inp = self.sess.get_inputs()[0]
-        self.input_name, self.input_hw = inp.name, tuple(inp.shape[2:])
-        self.path, self.sha256 = path, file_sha256(path)
+        try:  # the runtime's loader: its manifest, sha256 check and one-thread session
+            classes_of = list(load_manifest(path)["classes"])
+            if classes_of != list(CLASSES):
+                raise SystemExit(f"models.train: --distill {str(path)!r}: its output channels "
+                                 f"{classes_of[1:]} are not this trainer's {list(CLASSES[1:])}")
+            self.model = Segmenter(SegmentationSettings(model_path=str(path), threads=1)).load()
+        except (OSError, ValueError, ModelIntegrityError) as exc:
+            raise SystemExit(f"models.train: --distill {str(path)!r}: {exc}") from exc
+        self.path, self.sha256 = path, self.model.manifest["sha256"]
         self.classes, self.sources, self.weight = classes, sources, weight
         self.channels = np.zeros(NC, np.float32)
         for c in classes:
@@ -498,8 +495,7 @@ class Teacher:
     def __call__(self, frame: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
         """(NC, h, w) teacher probabilities for ``window`` of the uint8 frame."""
         frame = np.ascontiguousarray(frame)  # a flipped view has negative strides
-        x = pre_process_image(frame, self.input_hw)  # type: ignore[arg-type]
-        p = self.sess.run(None, {self.input_name: x})[0][0]
+        p = self.model.predict(pre_process_image(frame, self.model.input_hw))[0]
         if p.shape[1:] != frame.shape:
             p = np.stack([cv2.resize(c, frame.shape[::-1], interpolation=cv2.INTER_LINEAR) for c in p])
         y0, x0, h, w = window

@@ -4,6 +4,7 @@
 The teacher must look at the same place as the student (its probabilities cut to the
 student's window), teach only where asked, and leave augment() exactly as before when off.
 The teacher here is the shipped model on a simulated frame, where it finds the vessel."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,9 @@ def test_a_teacher_with_other_classes_or_no_file_is_refused(tmp_path):
         train_mod.Teacher(tmp_path / "none.onnx", ("nerve",), ("usgra",))
     bad = tmp_path / "t.onnx"
     bad.write_bytes(SHIPPED.read_bytes())
-    bad.with_suffix(".json").write_text('{"output": {"channels": ["nerve", "vessel"]}}')
+    manifest = json.loads(SHIPPED.with_suffix(".json").read_text())
+    manifest["classes"] = ["background", "nerve", "vessel"]  # another model's classes
+    bad.with_suffix(".json").write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="channels"):
         train_mod.Teacher(bad, ("nerve",), ("usgra",))
 
