@@ -143,6 +143,7 @@ class SimFrame:
     vessel: dict  # centre_px, radius_px
     target_px: tuple  # a point on the pectoralis minor / serratus plane
     params: dict = field(default_factory=dict)
+    fluid: np.ndarray | None = None  # bool (H, W): the injectate pocket, labelled background
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -386,7 +387,8 @@ class _Scene:
         db[: max(1, int(0.5 / sp))] += 6.0
         img = (db + 0.52 * dr_db) * (255.0 / dr_db)
         image = np.clip(img, 0, 255).astype(np.uint8)
-        return image, labels, ninfo, vessel, (b_pmin, b_serr)
+        # the injectate (local anaesthetic) where it is not under another class's label
+        return image, labels, ninfo, vessel, (b_pmin, b_serr), (layer == 4) & (labels == 0)
 
     def _line(self, spec: np.ndarray, cols: np.ndarray, depth_mm: np.ndarray, amp) -> None:
         """Add a specular reflector at depth_mm in each column (sub-pixel split)."""
@@ -498,14 +500,15 @@ def simulate_frame(seed: int | np.random.Generator, params: SimParams | None = N
     la_x = params.la_x_mm
     if la_r > 0 and la_x is None:
         la_x = needle.tip_mm()[0] if isinstance(needle, NeedleParams) else target[0]
-    image, labels, ninfo, vessel, (b_pmin, _) = scene.render(
+    image, labels, ninfo, vessel, (b_pmin, _), fluid = scene.render(
         v["probe_x_mm"], 0, params.time_s, needle, la_r, la_x, v["gain_db"], v["dr_db"],
         v["tgc_slope_db_cm"], rng)
     return SimFrame(image=image, labels=labels, spacing_mm=sp, depth_mm=v["depth_mm"],
                     needle=ninfo, vessel=vessel,
                     target_px=(target[0] / sp - 0.5, target[1] / sp - 0.5),
                     params={**v, "needle": asdict(needle) if isinstance(needle, NeedleParams) else None,
-                            "la_radius_mm": la_r, "time_s": params.time_s})
+                            "la_radius_mm": la_r, "time_s": params.time_s},
+                    fluid=fluid if la_r > 0 else None)
 
 
 def _target_mm(anatomy: Anatomy, probe_x_mm: float, width_mm: float,
@@ -659,7 +662,7 @@ def render_clip(out: str | Path, n_frames: int = 240, fps: int = 20, seed: int =
             if t >= inj:
                 la_r = 1.0 + 8.0 * _smoothstep((t - inj) / max(1e-3, dur - inj))
             la_x = needle.tip_mm()[0] if needle is not None else None
-            image, labels, ninfo, vessel, _ = scene.render(
+            image, labels, ninfo, vessel, _, _ = scene.render(
                 probe, shift_px, t, needle, la_r, la_x, gain, dr, tgc, noise_rng)
             writer.write(image)
             labels_all[i] = labels

@@ -60,6 +60,13 @@ class NeedleLoss:
 
 NEEDLE_LOSS = NeedleLoss()
 
+#: label value of the injectate pocket in simulated frames made with ``pocket=True``: background
+#: for every class (``targets``), kept apart so ``--pocket-weight`` can find its pixels
+POCKET_LABEL = 255
+#: ``--pocket-weight``: how many times the vessel channel's BCE counts on those pixels (0: off)
+POCKET_WEIGHT = [0.0]
+VESSEL_CH = CH["vessel"]
+
 
 # ----------------------------------------------------------------------------- network
 
@@ -331,13 +338,15 @@ def _artery_needle_frame(rng: np.random.Generator):
 
 
 def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None = None,
-             needle_only: bool = False, la: bool = False, artery: bool = False) -> list[Sample]:
+             needle_only: bool = False, la: bool = False, artery: bool = False,
+             pocket: bool = False) -> list[Sample]:
     """n simulated 542x562 frames, stored downsized (the model sees them downsized).
     ``needle_only``: keep only frames whose labels hold a needle (drawing until n).
     ``la``: every frame shows local anaesthetic opening the plane (a dark pocket, 2-9 mm
     half-width, at the needle tip or the target), labelled as what it is not: no vessel,
     no pleura (the pocket is background). ``artery``: every needle stops 0-4 mm from the
-    artery's wall, under its reverberations (``_artery_needle_frame``)."""
+    artery's wall, under its reverberations (``_artery_needle_frame``). ``pocket``: the
+    injectate's pixels are labelled ``POCKET_LABEL`` (still background to every class)."""
     from models.simulator import SimParams, simulate_frame
 
     if cache is not None and cache.exists():
@@ -357,8 +366,11 @@ def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None
             continue
         h, w = store_hw
         sx, sy = w / f.image.shape[1], h / f.image.shape[0]
+        lab = f.labels
+        if pocket and f.fluid is not None:
+            lab = np.where(f.fluid, np.uint8(POCKET_LABEL), lab)
         imgs.append(cv2.resize(f.image, (w, h), interpolation=cv2.INTER_AREA))
-        labs.append(cv2.resize(f.labels, (w, h), interpolation=cv2.INTER_NEAREST))
+        labs.append(cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST))
         meta.append({"tip_px": f.needle["tip_px"] if f.needle["visible"] else None,
                      "orig_hw": list(f.image.shape), "spacing_mm": f.spacing_mm,
                      "scale": [sx, sy]})
@@ -531,6 +543,9 @@ def batch(samples: list[Sample], idx: np.ndarray, size: int, rng: np.random.Gene
         # muscle or fascia), so unlabelled classes do not take over labelled structures
         own = (y * cm[:, None, None]).max(axis=0)
         pm = np.where(cm[:, None, None] > 0, 1.0, own[None]).astype(np.float32)
+        if POCKET_WEIGHT[0] > 0 and cm[VESSEL_CH] > 0:
+            # the injectate pocket is a hard negative of the vessel channel
+            pm[VESSEL_CH][lab == POCKET_LABEL] *= np.float32(POCKET_WEIGHT[0])
         xs.append(x[None])
         ys.append(y)
         ms.append(cm)
@@ -882,7 +897,7 @@ def write_manifest(onnx_path: Path, size: int, extra: dict) -> Path:
 TRAINING_ARGS = ("data", "size", "base", "iters", "batch", "patch", "lr", "sim", "seed", "minutes",
                  "init_onnx", "cv_init", "focus", "needle_weight", "needle_pos_weight",
                  "needle_loss_classes", "needle_dilate", "needle_bias", "sim_needle", "sim_la",
-                 "sim_artery",
+                 "sim_artery", "pocket_weight",
                  "sim_weight", "aug_seed", "cv", "last_kernel", "real_absent",
                  "real_absent_sources", "context", "aug_us", "arch", "distill", "distill_weight",
                  "distill_classes", "distill_sources")
@@ -938,6 +953,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim-artery", type=int, default=0,
                     help="extra simulated training frames whose needle stops 0-4 mm from the "
                          "artery (seeds 7000+), half with local anaesthetic")
+    ap.add_argument("--pocket-weight", type=float, default=0.0, metavar="W",
+                    help="on the injectate pocket's pixels of the --sim-la and --sim-artery frames, "
+                         "the vessel channel's BCE counts W times (a hard negative; 0: off)")
     ap.add_argument("--real-absent", nargs="*", default=[], choices=["needle"],
                     help="classes the real datasets never hold (volunteer scans: no needle): "
                          "supervised as 0 on every pixel of the real images")
@@ -1018,6 +1036,9 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
         args.last_kernel = onnx_last_kernel(start) if start else 3
     NEEDLE_LOSS.weight = args.needle_weight
     NEEDLE_LOSS.pos_weight = args.needle_pos_weight
+    if args.pocket_weight < 0:
+        raise SystemExit(f"models.train: --pocket-weight must be >= 0, got {args.pocket_weight}")
+    POCKET_WEIGHT[0] = args.pocket_weight
     NEEDLE_LOSS.dilate = args.needle_dilate
     NEEDLE_LOSS.channels = tuple(CH[c] for c in args.needle_loss_classes)
     REAL_ABSENT[:] = args.real_absent
@@ -1035,12 +1056,14 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.sim_needle:
         sim = sim + make_sim(args.sim_needle, 3000 + args.seed, needle_only=True,
                              cache=cache / f"simneedle_{args.sim_needle}_{3000 + args.seed}.npz")
+    pocket = args.pocket_weight > 0  # the pocket's pixels marked (other cache files)
+    tag = "p" if pocket else ""
     if args.sim_la:
-        sim = sim + make_sim(args.sim_la, 5000 + args.seed, la=True,
-                             cache=cache / f"simla_{args.sim_la}_{5000 + args.seed}.npz")
+        sim = sim + make_sim(args.sim_la, 5000 + args.seed, la=True, pocket=pocket,
+                             cache=cache / f"simla{tag}_{args.sim_la}_{5000 + args.seed}.npz")
     if args.sim_artery:
-        sim = sim + make_sim(args.sim_artery, 7000 + args.seed, artery=True,
-                             cache=cache / f"simartery_{args.sim_artery}_{7000 + args.seed}.npz")
+        sim = sim + make_sim(args.sim_artery, 7000 + args.seed, artery=True, pocket=pocket,
+                             cache=cache / f"simartery{tag}_{args.sim_artery}_{7000 + args.seed}.npz")
     log.info("data: usgra %d, dltrack %d, sim %d (+%d test) in %.0f s", len(us), len(dl),
              len(sim), len(sim_test), time.time() - t0)
     mix = {"usgra": 1.0, "dltrack": 1.0, "sim": args.sim_weight}
@@ -1143,6 +1166,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "aug_seed": args.aug_seed,
                      "sim_needle_frames": args.sim_needle, "sim_la_frames": args.sim_la,
                      "sim_artery_frames": args.sim_artery,
+                     "pocket_weight": args.pocket_weight,
                      "sim_weight": args.sim_weight, "real_absent": args.real_absent,
                      "aug_us": args.aug_us, "arch": args.arch,
                      "distill": tutor.describe() if tutor else None,

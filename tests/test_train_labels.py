@@ -90,3 +90,39 @@ def test_an_early_upadd_skip_bias_is_folded_into_the_up_bias_exactly(monkeypatch
     with torch.no_grad():
         assert float((now(x) - early(x)).abs().max()) < 1e-5
     assert train_mod.fold_skip_bias(now.state_dict()).keys() == now.state_dict().keys()
+
+
+def test_the_injectate_pocket_is_a_hard_negative_of_the_vessel_channel_only_when_asked(monkeypatch):
+    from models.simulator import SimParams, simulate_frame
+
+    # the simulator knows where its injectate is: a dark pocket at the tip, labelled background
+    f = simulate_frame(11, SimParams(la_radius_mm=7.0, needle=None))
+    assert f.fluid is not None and f.fluid.sum() > 500
+    assert not f.labels[f.fluid].any()
+    assert float(f.image[f.fluid].mean()) < 0.5 * float(f.image[f.labels > 0].mean())
+    assert simulate_frame(11, SimParams(needle=None)).fluid is None
+    marked = train_mod.make_sim(8, 5000, la=True, pocket=True)
+    plain = train_mod.make_sim(8, 5000, la=True)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(marked, plain))
+    k = next(i for i, s in enumerate(marked) if (s.labels == train_mod.POCKET_LABEL).sum() > 500)
+    s = marked[k]
+    pocket = s.labels == train_mod.POCKET_LABEL
+    # the same labels elsewhere; the pocket is still background to every class
+    assert np.array_equal(s.labels[~pocket], plain[k].labels[~pocket])
+    assert not plain[k].labels[pocket].any()
+
+    def one(weight):
+        monkeypatch.setattr(train_mod, "POCKET_WEIGHT", [weight])
+        # no crop, no patch: the window is the whole frame (the same draws each time)
+        return train_mod.batch([s], np.array([0]), 320, np.random.default_rng(3))
+
+    _, y0, _, pm0 = one(0.0)
+    x1, y1, _, pm1 = one(10.0)
+    assert torch.equal(y0, y1) and float(y1.sum(dim=1).max()) <= 1.0  # targets unchanged
+    heavy = pm1[0, VESSEL] == 10.0
+    assert int(heavy.sum()) > 100 and float(pm0[0, VESSEL].max()) == 1.0
+    assert float(y1[0, :, heavy].max()) == 0.0  # only background pixels weigh more
+    others = [c for c in range(train_mod.NC) if c != VESSEL]
+    assert torch.equal(pm0[0, others], pm1[0, others])  # only the vessel channel
+    # the heavy pixels are the dark pocket of the frame the net sees
+    assert float(x1[0, 0][heavy].mean()) < 0.5 * float(x1[0, 0][~heavy].mean())
