@@ -1,6 +1,10 @@
 """Writes rendered views to a video file on its own thread (OpenCV releases the GIL
 while encoding, so encoding overlaps with rendering on another core). The queue is
-bounded: a slow disk slows the producer instead of growing memory."""
+bounded: a slow disk slows the producer instead of growing memory.
+
+The video takes the first frame's size; a later frame of another size is resized to it
+(OpenCV's writer would silently drop it). A frame that is not uint8 (H, W, 3) is refused
+with an error naming the file."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class VideoRecorder:
         self.error: Exception | None = None
         self.crc = 0  # CRC-32 chain over every frame written: equal runs, equal digests
         self.frames = 0
+        self._size: tuple[int, int] | None = None  # (width, height) of the video
         self._closed = False
         self.t = threading.Thread(target=self._run, name="video-writer", daemon=True)
         self.t.start()
@@ -61,9 +66,18 @@ class VideoRecorder:
     def write(self, img: np.ndarray) -> None:
         if self._closed:
             raise VideoWriteError(f"{self.path}: recorder already closed")
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 \
+                or img.shape[2] != 3 or not min(img.shape[:2]):
+            raise ValueError(f"{self.path}: a video frame must be uint8 (H, W, 3), got "
+                             f"{getattr(img, 'dtype', type(img).__name__)} "
+                             f"{getattr(img, 'shape', '')}")
         img = np.ascontiguousarray(img)
         self.crc = zlib.crc32(img.data, self.crc)
         self.frames += 1
+        if self._size is None:
+            self._size = (img.shape[1], img.shape[0])
+        elif (img.shape[1], img.shape[0]) != self._size:
+            img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)
         self.q.put(img)
 
     def close(self) -> None:
