@@ -1,9 +1,9 @@
 """Block presets: what to find, where to aim, what to avoid, for each nerve block.
 
-A preset is a frozen dataclass. Defaults ship in code (:func:`default_presets`); the
-config loader may replace them with a ``blocks:`` section, a list of mappings read by
-:func:`presets_from_config` (strict: an unknown key or a wrong value is an error naming
-the block and the key).
+A preset is a frozen dataclass. Defaults ship in code (:func:`default_presets`); a
+``blocks:`` section of config.yaml replaces them, read strictly by ``assistant/config.py``
+into these dataclasses (an unknown key or a wrong value is an error naming the file, the
+block and the key; the checks of a preset's values are its ``__post_init__``).
 
 Class names are those of :mod:`models.classes`. There is one ``vessel`` class (artery
 or vein); in speech a vessel to avoid is called "artery", the dangerous case.
@@ -121,42 +121,6 @@ def default_presets() -> tuple[BlockPreset, ...]:
                     avoid=("vessel",), target_class="nerve",
                     target_depth_mm=(15.0, 40.0), image_depth_mm=(30.0, 55.0)),
     )
-
-
-_TUPLE_FIELDS = {"key_structures", "avoid", "target_plane", "target_depth_mm",
-                 "image_depth_mm", "expected_depth_frac"}
-
-
-def preset_from_dict(data: dict[str, Any]) -> BlockPreset:
-    """One preset from a config mapping; unknown keys are an error naming them."""
-    if not isinstance(data, dict):
-        raise ValueError(f"a block preset must be a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(BlockPreset)}
-    unknown = sorted(set(data) - names)
-    bid = data.get("id", "?")
-    if unknown:
-        raise ValueError(f"block '{bid}': unknown keys {unknown} (known: {sorted(names)})")
-    missing = sorted(n for n in ("id", "name", "key_structures", "avoid") if n not in data)
-    if missing:
-        raise ValueError(f"block '{bid}': missing keys {missing}")
-    values = {k: (tuple(v) if k in _TUPLE_FIELDS and v is not None else v)
-              for k, v in data.items()}
-    try:
-        return BlockPreset(**values)
-    except TypeError as exc:
-        raise ValueError(f"block '{bid}': {exc}") from exc
-
-
-def presets_from_config(items: Iterable[dict[str, Any]]) -> tuple[BlockPreset, ...]:
-    """The ``blocks:`` config section (a list of mappings) -> presets; ids unique."""
-    presets = tuple(preset_from_dict(d) for d in items)
-    if not presets:
-        raise ValueError("blocks: at least one block preset is needed")
-    ids = [p.id for p in presets]
-    dup = sorted({i for i in ids if ids.count(i) > 1})
-    if dup:
-        raise ValueError(f"blocks: duplicate block ids {dup}")
-    return presets
 
 
 def find_preset(presets: Iterable[BlockPreset], block_id: str) -> BlockPreset:

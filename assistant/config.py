@@ -167,6 +167,10 @@ def _build(cls, node, filename: str, prefix: str):
         if key in values:
             raise _err(filename, key_node, dotted, "key given twice")
         values[key] = _convert(hints[key], value_node, filename, dotted)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise _err(filename, node, prefix, f"missing keys {missing}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

@@ -22,7 +22,7 @@ class AssistantSettings:
     # the alert still fires (a doubtful vessel near the tip is still a reason to stop)
     danger_unsure_below: float = 0.5
     # injectate is not an artery (assistant.fluid): a vessel blob born within
-    # artery_alert_mm of a tip that stayed still (moved <= fluid_still_mm over
+    # fluid_birth_mm of a tip that stayed still (moved <= fluid_still_mm over
     # fluid_still_s) on pixels with no vessel in the last fluid_memory_s is shown as
     # "injectate or vessel at the tip?", not "stop, artery"; and while the tip is still a
     # vessel remembered from fluid_memory_s stays a danger where the mask lost it ("not
