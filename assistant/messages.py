@@ -109,7 +109,8 @@ class Ack(Message):
 
 @message
 class Control(Message):
-    """Launcher/replay driver to nodes: ``stop``, or ``end_of_stream`` in replay."""
+    """Launcher/replay driver to nodes: ``stop``, or ``finish`` (the renderer closes its video at
+    the end of a replay)."""
 
     TYPE: ClassVar[str] = "control"
     action: str
