@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(glob)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
+        if tool == "listen" and not {"-h", "--help"} & set(rest):
+            # as the commands would reach the assistant: the site's speech settings
+            from speech.listen_cli import main as listen
+            return int(listen(rest, settings=_settings(args).speech) or 0)
         return _call(LAB_TOOLS[tool][0], rest)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -263,7 +263,8 @@ class SpeechCommand(Message):
     start_s: float
     end_s: float
     role: str = "operator"  # operator | supervisor
-    via: str = ""  # "" the recognizer alone; "second opinion" or "whisper" (speech/decision.py)
+    via: str = ""  # "" the engine alone; "second opinion", "whisper", "head", "fused" or
+    # "command head": which path of speech/decision.py acted
 
 
 @message

@@ -53,8 +53,13 @@ def format_unclear(u, as_json: bool) -> str:
 
 
 def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
+    """``settings``: the speech settings to listen with (``assistant listen`` passes
+    config.yaml's ``speech:`` section, or ``assistant --config FILE``'s); the options below
+    override them. Without: the built-in defaults."""
     ap = argparse.ArgumentParser(prog="assistant listen",
-                                 description="Recognise voice commands in a WAV file.")
+                                 description="Recognise voice commands in a WAV file, with the "
+                                 "speech settings of config.yaml (assistant --config FILE "
+                                 "listen ... for another).")
     ap.add_argument("wav", help="WAV file, or a video or other media file with an audio track "
                                 "(any rate/channels; converted to 16 kHz mono)")
     ap.add_argument("--json", action="store_true", help="JSON lines output")

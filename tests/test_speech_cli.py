@@ -122,3 +122,24 @@ def test_fetch_refuses_a_checksum_mismatch(tmp_path, monkeypatch):
     with pytest.raises(fetch.FetchError, match="does not match the pinned"):
         fetch.fetch("vosk-en", tmp_path / "dest", url=bogus.as_uri())
     assert not (tmp_path / "dest" / fetch.MODELS["vosk-en"].folder).exists()
+
+
+def test_assistant_listen_uses_the_sites_speech_settings(tmp_path, capsys):
+    # a lab measures what its own config would act on: `assistant --config F listen`
+    from assistant.cli import main as assistant
+    p = tmp_path / "s.wav"
+    write_wav(p, with_silence(espeak("quality score")))
+    site = tmp_path / "site.yaml"
+    site.write_text("speech:\n  activation: always\n")
+    assert assistant(["--config", str(site), "listen", str(p), "--json"]) == 0
+    assert [json.loads(ln)["command"] for ln in capsys.readouterr().out.splitlines()] == ["quality_score"]
+    assert assistant(["listen", str(p), "--json"]) == 0  # the repo's config.yaml: wake phrase
+    assert capsys.readouterr().out == ""
+    # the tool's own option still wins over the config
+    assert assistant(["--config", str(site), "listen", str(p), "--activation", "wake"]) == 0
+    assert capsys.readouterr().out == ""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("speech:\n  activaton: always\n")
+    with pytest.raises(SystemExit) as exc:
+        assistant(["--config", str(bad), "listen", str(p)])
+    assert exc.value.code == 2 and "speech.activaton: unknown key" in capsys.readouterr().err
