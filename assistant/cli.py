@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
+from pathlib import Path
 
 DESCRIPTION = """Hands-free, voice-controlled AR assistant for ultrasound-guided regional
 anaesthesia. Decision support only: NOT FOR CLINICAL USE."""
@@ -43,7 +45,6 @@ def cmd_run(args) -> int:
 
     overrides: dict = {}
     if args.source:
-        from pathlib import Path
         p = Path(args.source)
         kind = "camera" if args.source.isdigit() else ("images" if p.is_dir() else "video")
         overrides["source"] = ({"kind": "camera", "camera_index": int(args.source)}
@@ -59,10 +60,29 @@ def cmd_run(args) -> int:
     return run_forever(launcher)
 
 
+def _folder_problem(path: str, option: str = "--out", mp4_ok: bool = False) -> str | None:
+    """Why ``path`` cannot be an output folder (an existing file; with ``mp4_ok`` an .mp4
+    path is a file to write), or None."""
+    p = Path(path)
+    if mp4_ok and p.suffix.lower() == ".mp4":
+        p = p.parent
+    for q in (p, *p.parents):
+        if q.exists():
+            return None if q.is_dir() else (f"{option} {path}: {q} is a file, not a folder")
+    return None
+
+
+def _refuse(problem: str | None) -> None:
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def cmd_replay(args) -> int:
     from assistant.replay import ReplayError, replay, summary_json
     from assistant.sources import SourceError
 
+    _refuse(_folder_problem(args.out))
     settings = _settings(args)
     nodes = tuple(args.nodes.split(",")) if args.nodes else None
     try:
@@ -82,6 +102,7 @@ def cmd_replay(args) -> int:
 def cmd_demo(args) -> int:
     from assistant.demo import run_demo
 
+    _refuse(_folder_problem(args.out))
     settings = _settings(args)
     return run_demo(settings, args.config, args.out, progress=not args.no_progress)
 
@@ -89,7 +110,15 @@ def cmd_demo(args) -> int:
 def cmd_simulate(args) -> int:
     from models.simulator import render_clip
 
-    meta = render_clip(args.out, n_frames=int(args.seconds * args.fps), fps=args.fps, seed=args.seed)
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        _refuse(f"--seconds must be a positive number, got {args.seconds}")
+    if not 1 <= args.fps <= 240:
+        _refuse(f"--fps must be 1..240, got {args.fps}")
+    n = int(args.seconds * args.fps)
+    if n < 1:
+        _refuse(f"--seconds {args.seconds} at --fps {args.fps} is less than one frame")
+    _refuse(_folder_problem(args.out, mp4_ok=True))
+    meta = render_clip(args.out, n_frames=n, fps=args.fps, seed=args.seed)
     print(json.dumps({k: v for k, v in meta.items() if not isinstance(v, list)} if isinstance(meta, dict) else {}))
     return 0
 
@@ -102,6 +131,8 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_models(args) -> int:
+    if not args.name:
+        _refuse(f"assistant models {args.action}: name the model to fetch (vosk-en)")
     return _call("speech.fetch:main", [args.action, args.name, *args.rest])
 
 
@@ -164,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="fetch vosk-en: download the official small English Vosk model "
                        "(checksum verified) where there is internet.")
     p.add_argument("action", choices=["fetch"])
-    p.add_argument("name")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("name", metavar="MODEL", nargs="?", help="the model to fetch (vosk-en)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="OPTIONS",
+                   help="--dest DIR, --url URL, --sha256 HEX, --timeout-s S")
     p.set_defaults(func=cmd_models)
 
     for name, (target, help_) in LAB_TOOLS.items():

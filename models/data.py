@@ -30,11 +30,33 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def _why_unreadable(path: str | Path) -> str:
+    """A reason OpenCV could not read an image file, in words."""
+    p = Path(path)
+    if not p.exists():
+        return "no such file"
+    if p.is_dir():
+        return "a folder, not an image"
+    if p.stat().st_size == 0:
+        return "the file is empty"
+    try:
+        with Image.open(p) as im:
+            im.load()
+    except Exception as exc:  # PIL's own words for what is wrong with it
+        return f"not a readable image ({exc})"
+    return "a format OpenCV cannot decode"
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """An image as uint8, (H, W) grey or (H, W, 3|4) BGR(A), as stored."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # the reason is ours
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if img is None:
-        raise ValueError(f"cannot read image {str(path)!r}")
+        raise ValueError(f"cannot read image {str(path)!r}: {_why_unreadable(path)}")
     if img.dtype == np.uint16:  # 16-bit scans: keep the top byte
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:

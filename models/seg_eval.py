@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def parse_map(text: str) -> dict[str, int]:
             raise EvalError(f"--map value for {name!r} must be 0..65535, got {v}")
         if name in out:
             raise EvalError(f"--map gives class {name!r} twice")
+        same = [n for n, w in out.items() if w == v]
+        if same:
+            raise EvalError(f"--map gives value {v} to both {same[0]!r} and {name!r}")
         out[name] = v
     if not out:
         raise EvalError("--map has no CLASS=VALUE pairs")
@@ -92,12 +96,20 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segm
            for name in mapping}
     tip_err: list[float] = []
     needle_images = 0
+    skipped: list[dict] = []  # pairs that could not be scored, each with its reason
+    seen_values: set[int] = set()
     for img_path, mask_path in pairs:
-        image = read_image(img_path)
-        mask = read_mask(mask_path)
-        if mask.shape[:2] != image.shape[:2]:
-            raise EvalError(f"mask {mask_path.name} is {mask.shape[1]}x{mask.shape[0]} but "
-                            f"image {img_path.name} is {image.shape[1]}x{image.shape[0]}")
+        try:
+            image = read_image(img_path)
+            mask = read_mask(mask_path)
+            if mask.shape[:2] != image.shape[:2]:
+                raise EvalError(f"mask {mask_path.name} is {mask.shape[1]}x{mask.shape[0]} "
+                                f"but image {img_path.name} is "
+                                f"{image.shape[1]}x{image.shape[0]}")
+        except ValueError as exc:  # one bad file costs that pair, not the others
+            skipped.append({"image": img_path.name, "why": str(exc)})
+            continue
+        seen_values.update(v for v in mapping.values() if (mask == v).any())
         out = segment(image)
         labels = getattr(out, "labels", out)
         confidence = getattr(out, "confidence", None)
@@ -139,9 +151,14 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], mapping: dict[str, int], segm
             per_class[name]["unsure_images"] = len(a["unsure"])
             per_class[name]["sure_dice"] = float(np.mean(a["sure"])) if a["sure"] else None
             per_class[name]["unsure_dice"] = float(np.mean(a["unsure"])) if a["unsure"] else None
+    if len(skipped) == len(pairs):
+        raise EvalError(f"no pair could be scored; first: {skipped[0]['image']}: "
+                        f"{skipped[0]['why']}")
     result = {"per_class": per_class,
               "needle_tip_error_px": float(np.median(tip_err)) if tip_err else None,
-              "images": len(pairs)}
+              "images": len(pairs) - len(skipped),
+              "skipped": skipped,
+              "values_in_no_mask": {n: v for n, v in mapping.items() if v not in seen_values}}
     if tip_err:
         result["needle_tip_error_px_p90"] = float(np.percentile(tip_err, 90))
     if "needle" in mapping:
@@ -174,7 +191,12 @@ def format_table(result: dict, spacing_mm: float | None = None) -> str:
             s += f", p90 {e90:.1f} px" + (f" = {e90 * spacing_mm:.2f} mm" if spacing_mm else "")
         s += f" ({result['needle_tip_found']} of {result['needle_images']} needles found)"
         lines.append(s)
-    lines.append(f"images: {result['images']}  (not for clinical use)")
+    for n, v in result.get("values_in_no_mask", {}).items():
+        lines.append(f"warning: no mask holds the value {v} given to {n!r} in --map")
+    for sk in result.get("skipped", []):
+        lines.append(f"skipped {sk['image']}: {sk['why']}")
+    skip = f", {len(result['skipped'])} skipped" if result.get("skipped") else ""
+    lines.append(f"images: {result['images']}{skip}  (not for clinical use)")
     return "\n".join(lines)
 
 
@@ -192,8 +214,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="below this a shown class counts as unsure (the monitor view's default)")
     args = ap.parse_args(argv)
     try:
-        if args.spacing_mm is not None and args.spacing_mm <= 0:
-            raise EvalError(f"--spacing-mm must be > 0, got {args.spacing_mm}")
+        if args.spacing_mm is not None and not (math.isfinite(args.spacing_mm)
+                                                and args.spacing_mm > 0):
+            raise EvalError(f"--spacing-mm must be a number > 0, got {args.spacing_mm}")
+        if args.threads < 1:
+            raise EvalError(f"--threads must be >= 1, got {args.threads}")
+        if args.json:
+            j = Path(args.json)
+            if j.is_dir():
+                raise EvalError(f"--json {args.json} is a folder; give a file name")
+            for q in j.parents:
+                if q.exists():
+                    if not q.is_dir():
+                        raise EvalError(f"--json {args.json}: {q} is a file, not a folder")
+                    break
         mapping = parse_map(args.mapping)
         pairs = pair_files(args.images, args.masks)
         from models.segmenter import Segmenter
@@ -210,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_table(result, args.spacing_mm))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=1))
+        except OSError as exc:
+            print(f"seg-eval: error: cannot write --json {args.json}: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

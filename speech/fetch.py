@@ -66,9 +66,11 @@ def download(url: str, out: Path, timeout_s: float = 30.0) -> str:
         raise FetchError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise FetchError(f"cannot reach {url} ({reason}): no internet connection? "
-                         f"Download the file elsewhere and unpack it into the model "
-                         f"folder, or set speech.vosk_model_dir") from exc
+        why = ("the file cannot be read" if url.startswith("file:")
+               else "no internet connection, or the server is down")
+        raise FetchError(f"cannot reach {url} ({reason}): {why}. Download the archive "
+                         f"elsewhere and unpack it into {out.parent.parent}, or set "
+                         f"speech.vosk_model_dir to a model folder") from exc
     return h.hexdigest()
 
 
@@ -81,6 +83,11 @@ def fetch(name: str, dest: Path = DEFAULT_DEST, url: str | None = None,
     url = url or spec.url
     pinned = spec.sha256 if sha256 is None else sha256
     dest = Path(dest)
+    for q in (dest, *dest.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise FetchError(f"--dest {dest}: {q} is a file, not a folder")
+            break
     model_dir = dest / spec.folder
     record = dest / f"{spec.folder}.zip.sha256"
     if not pinned and record.exists():
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``fetch vosk-en [--dest DIR]``. Exit 0 ok, 1 download/verification failed."""
     ap = argparse.ArgumentParser(prog="assistant models fetch",
                                  description="Download a speech model (needs internet).")
-    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("model", choices=sorted(MODELS), metavar="MODEL",
+                    help=f"one of: {', '.join(sorted(MODELS))}")
     ap.add_argument("--dest", type=Path, default=DEFAULT_DEST)
     ap.add_argument("--url", help="another mirror of the same archive")
     ap.add_argument("--sha256", help="expected SHA-256 ('' = record on first download)")

@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from .audio import AudioFileError, chunks, read_audio
 from .commands import CommandFileError
@@ -52,6 +53,16 @@ def format_unclear(u, as_json: bool) -> str:
     return f"{u.start_s:.2f}-{u.end_s:.2f} s  (not understood)  \"{heard}\"{guess}"
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of ms, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 ms, got {v}")
+    return v
+
+
 def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
     """``settings``: the speech settings to listen with (``assistant listen`` passes
     config.yaml's ``speech:`` section, or ``assistant --config FILE``'s); the options below
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
     ap.add_argument("--unclear", action="store_true",
                     help="also print commands asked for but not understood (\"say again\")")
-    ap.add_argument("--chunk-ms", type=int, default=50, help="stream chunk size")
+    ap.add_argument("--chunk-ms", type=_positive_int, default=50, help="stream chunk size")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every utterance")
     args = ap.parse_args(argv)
     if args.verbose:
@@ -80,10 +91,20 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                               ("vosk_model_dir", args.vosk_model_dir),
                               ("commands_file", args.commands)) if v}
     s = replace(s, **over)
+    if args.engine == "vosk" and not (s.vosk_model_dir and Path(s.vosk_model_dir).is_dir()):
+        # asked for by name: measure that engine or nothing (the live system falls back)
+        where = (f"{s.vosk_model_dir} is not a folder" if s.vosk_model_dir
+                 else "no model folder is set")
+        print(f"error: --engine vosk: {where} (--vosk-model-dir, or speech.vosk_model_dir; "
+              f"'assistant models fetch vosk-en' where there is internet)", file=sys.stderr)
+        return 2
     try:
         samples, _info = read_audio(args.wav)
     except AudioFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if len(samples) == 0:
+        print(f"error: {args.wav} holds no audio (0 samples)", file=sys.stderr)
         return 2
     from .listener import CommandListener  # the recognizer loads only when needed
     try:

@@ -86,6 +86,10 @@ def test_binary_255_masks_work(dataset, tmp_path):
     ("nomask", ["--map", "nerve=1"], "no mask"),
     ("ok", ["--map", "liver=3"], "unknown class 'liver'"),
     ("ok", ["--map", "nerve=x"], "integer"),
+    ("ok", ["--map", "nerve=1,vessel=1"], "value 1 to both 'nerve' and 'vessel'"),
+    ("ok", ["--map", "nerve=1", "--spacing-mm", "nan"], "--spacing-mm must be a number > 0"),
+    ("ok", ["--map", "nerve=1", "--threads", "0"], "--threads must be >= 1"),
+    ("corrupt", ["--map", "nerve=1"], "no pair could be scored; first: a.png: cannot read image"),
 ])
 def test_clear_errors(tmp_path, capsys, make, args, words):
     img, msk = tmp_path / "i", tmp_path / "m"
@@ -95,10 +99,52 @@ def test_clear_errors(tmp_path, capsys, make, args, words):
         cv2.imwrite(str(img / "a.png"), np.zeros((20, 20), np.uint8))
     if make == "ok":
         cv2.imwrite(str(msk / "a.png"), np.zeros((20, 20), np.uint8))
+    if make == "corrupt":
+        (img / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+        cv2.imwrite(str(msk / "a.png"), np.zeros((20, 20), np.uint8))
     if make is not None:
         args = ["--images", str(img), "--masks", str(msk)] + args
     assert main(args) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_bad_pair_is_skipped_and_named_and_the_rest_scored(dataset, tmp_path, capsys):
+    import shutil
+    img, msk = tmp_path / "i", tmp_path / "m"
+    shutil.copytree(dataset / "images", img)
+    shutil.copytree(dataset / "masks", msk)
+    (img / "f1.png").write_bytes((img / "f1.png").read_bytes()[:200])  # cut off
+    palette_png(msk / "f2.png", np.zeros((10, 10), np.uint8))  # another size
+    out = tmp_path / "r.json"
+    assert main(["--images", str(img), "--masks", str(msk), "--map", "nerve=1,vessel=2,fascia=7",
+                 "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["images"] == 1 and [s["image"] for s in r["skipped"]] == ["f1.png", "f2.png"]
+    assert "cannot read image" in r["skipped"][0]["why"] and "10x10" in r["skipped"][1]["why"]
+    assert r["values_in_no_mask"]["fascia"] == 7 and "vessel" not in r["values_in_no_mask"]
+    printed = capsys.readouterr()
+    assert "skipped f1.png: cannot read image" in printed.out and "2 skipped" in printed.out
+    assert "no mask holds the value 7 given to 'fascia'" in printed.out
+    assert "[ERROR" not in printed.err  # OpenCV's own log line is not shown
+    # the one good pair scores as it does alone
+    one = tmp_path / "one"
+    (one / "i").mkdir(parents=True)
+    (one / "m").mkdir()
+    shutil.copy(dataset / "images" / "f0.png", one / "i")
+    shutil.copy(dataset / "masks" / "f0.png", one / "m")
+    assert main(["--images", str(one / "i"), "--masks", str(one / "m"), "--map",
+                 "nerve=1,vessel=2", "--json", str(one / "r.json")]) == 0
+    alone = json.loads((one / "r.json").read_text())
+    assert r["per_class"]["vessel"] == alone["per_class"]["vessel"]
+
+
+def test_an_unwritable_json_is_refused_before_scoring(dataset, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for bad, words in ((tmp_path, "is a folder"), (tmp_path / "afile" / "r.json", "is a file")):
+        assert main(["--images", str(dataset / "images"), "--masks", str(dataset / "masks"),
+                     "--map", "nerve=1", "--json", str(bad)]) == 2
+        got = capsys.readouterr()
+        assert words in got.err and got.out == ""  # nothing scored first
 
 
 def test_parse_map():

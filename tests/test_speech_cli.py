@@ -94,6 +94,20 @@ def test_listen_bad_input(tmp_path, capsys):
     p.write_bytes(p.read_bytes()[:1000])
     assert listen_cli.main([str(p)]) == 2
     assert "truncated" in capsys.readouterr().err
+    empty = tmp_path / "zero.wav"
+    write_wav(empty, np.zeros(0, np.int16))
+    assert listen_cli.main([str(empty)]) == 2
+    assert "zero.wav holds no audio (0 samples)" in capsys.readouterr().err
+    write_wav(p, np.zeros(1600, np.int16))
+    for engine_args, words in ((["--engine", "vosk"], "no model folder is set"),
+                               (["--engine", "vosk", "--vosk-model-dir", str(p)],
+                                "t.wav is not a folder")):
+        assert listen_cli.main([str(p), *engine_args]) == 2  # not a silent fallback
+        assert words in capsys.readouterr().err
+    for bad in ("0", "-20"):
+        with pytest.raises(SystemExit) as exc:
+            listen_cli.main([str(p), "--chunk-ms", bad])
+        assert exc.value.code == 2 and "must be >= 1 ms" in capsys.readouterr().err
 
 
 def _closed_port() -> int:
@@ -113,6 +127,12 @@ def test_fetch_without_network_says_so(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "cannot reach" in err and url in err and "no internet" in err
     assert not (tmp_path / spec.folder).exists()
+
+
+def test_fetch_names_a_destination_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert fetch.main(["fetch", "vosk-en", "--dest", str(tmp_path / "afile" / "models")]) == 1
+    assert "afile is a file, not a folder" in capsys.readouterr().err
 
 
 def test_fetch_refuses_a_checksum_mismatch(tmp_path, monkeypatch):
