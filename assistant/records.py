@@ -124,6 +124,10 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+class SessionDbError(RuntimeError):
+    """A file that cannot be used as the session database, said in words."""
+
+
 class SessionStore:
     """The session database. One per process; not shared across threads."""
 
@@ -131,10 +135,21 @@ class SessionStore:
         self.path = Path(path) if path else default_db_path()
         if not create and not self.path.exists():
             raise FileNotFoundError(f"session database {self.path} does not exist")
+        if self.path.is_dir():
+            raise SessionDbError(f"session database {self.path} is a folder, not a file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit, every statement is committed when it returns
         self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
         self._db.row_factory = sqlite3.Row
+        try:  # before anything writes to it: is this ours?
+            tables = {r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise SessionDbError(f"{self.path} is not an SQLite session database ({exc})") from None
+        if not create and "sessions" not in tables:
+            self._db.close()  # a reader must not turn someone else's database into ours
+            raise SessionDbError(f"{self.path} is not a session database (no 'sessions' table)")
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL: a committed write survives a crash of the process (not of the
         # OS); FULL would fsync every frame's sample

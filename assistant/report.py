@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from assistant.records import (SessionStore, default_db_path, learning_curve, operator_id,
-                               pseudonym, session_figures)
+from assistant.records import (SessionDbError, SessionStore, default_db_path, learning_curve,
+                               operator_id, pseudonym, session_figures)
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +282,8 @@ def operator_report(store: SessionStore, operator: str, adequate: float = 60.0,
     """HTML for an operator's learning curve across sessions."""
     curve = learning_curve(store, operator, adequate)
     if not curve:
-        raise KeyError(f"no sessions of operator {operator_id(operator)} in {store.path}")
+        raise KeyError(f"no sessions of operator {operator!r} ({operator_id(operator)}) in "
+                       f"{store.path}")
     name = pseudonym(operator, salt) if deidentify else operator
     return _page(f"Learning curve: {name}", _curve_html(curve, name))
 
@@ -337,9 +338,14 @@ def main(argv: list[str] | None = None) -> int:
         print("assistant report: give either a SESSION or --operator NAME", file=sys.stderr)
         return 2
     db = args.db or default_db_path()
+    if args.out is not None and (args.out.is_dir() or not args.out.parent.is_dir()):
+        print(f"assistant report: --out {args.out}: "
+              + ("a folder; give a file name" if args.out.is_dir()
+                 else f"no folder {args.out.parent}"), file=sys.stderr)
+        return 2
     try:
         store = SessionStore(db, create=False)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, SessionDbError) as exc:
         print(f"assistant report: {exc}", file=sys.stderr)
         return 2
     try:
@@ -363,7 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         store.close()
     out = args.out or Path(default_name)
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"assistant report: cannot write {out}: {exc}", file=sys.stderr)
+        return 2
     log.info("report written to %s", out)
     print(out)
     return 0

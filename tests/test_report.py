@@ -82,7 +82,30 @@ def test_operator_report_and_usage_errors(db, tmp_path, capsys):
     assert report.main(["99", "--db", str(db), "--out", str(out)]) == 2
     assert "no session '99'" in capsys.readouterr().err
     assert report.main(["--operator", "Nobody", "--db", str(db), "--out", str(out)]) == 2
+    assert "no sessions of operator 'Nobody'" in capsys.readouterr().err
     assert report.main(["1", "--db", str(tmp_path / "none.sqlite")]) == 2
+
+
+def test_a_file_that_is_not_a_session_database_is_named_and_left_as_it_was(db, tmp_path, capsys):
+    import sqlite3
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all " * 100)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE x (a INTEGER)")
+    before = other.read_bytes()
+    for path, words in ((text, "is not an SQLite session database"),
+                        (other, "is not a session database (no 'sessions' table)"),
+                        (tmp_path, "is a folder")):
+        assert report.main(["1", "--db", str(path)]) == 2
+        assert words in capsys.readouterr().err
+    assert other.read_bytes() == before  # a reader wrote nothing into it
+    with sqlite3.connect(other) as c:
+        assert [r[0] for r in c.execute("SELECT name FROM sqlite_master")] == ["x"]
+    for out, words in ((tmp_path, "a folder; give a file name"),
+                       (tmp_path / "no" / "r.html", "no folder")):
+        assert report.main(["1", "--db", str(db), "--out", str(out)]) == 2
+        assert words in capsys.readouterr().err
 
 
 def test_plot_breaks_the_line_where_the_needle_is_not_seen():
