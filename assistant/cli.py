@@ -125,8 +125,10 @@ def cmd_simulate(args) -> int:
 
 def cmd_check_config(args) -> int:
     settings = _settings(args)
-    from assistant.config import dataclass_to_dict
+    from assistant.config import config_warnings, dataclass_to_dict
     print(json.dumps(dataclass_to_dict(settings), indent=2) if args.print else "config OK")
+    for w in config_warnings(settings):
+        print(f"warning: {w}", file=sys.stderr)
     return 0
 
 
@@ -243,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.config and not Path(args.config).is_file():
+        # named on the command line: a missing file is an error for every command
+        _refuse(f"--config {args.config}: config file not found")
     if not getattr(args, "func", None):
         ap.print_help()
         return 0

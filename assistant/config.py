@@ -268,6 +268,12 @@ def _check_cross_field(s: Settings, filename: str) -> None:
     problem = settings_problem(s.speech)
     if problem:
         raise ConfigError(f"{filename}: {problem}")
+    if s.speech.commands_file:
+        from speech.commands import CommandFileError, load_commands
+        try:  # a site's own command file: checked now, not when the speech process starts
+            load_commands(s.speech.commands_file)
+        except CommandFileError as exc:
+            raise ConfigError(f"{filename}: speech.commands_file: {exc}") from None
     ids = [b.id for b in s.blocks]
     if not ids:
         raise ConfigError(f"{filename}: blocks: at least one block preset is needed")
@@ -282,6 +288,25 @@ def _check_cross_field(s: Settings, filename: str) -> None:
     for key in ("pub_endpoint", "sub_endpoint"):
         ep = getattr(s.bus, key)
         check_endpoint(ep, s.bus.allow_remote, f"{filename}: bus.{key}")
+
+
+def config_warnings(s: "Settings") -> list[str]:
+    """What is allowed but will not work as a site may expect (``assistant check-config``
+    prints these): nothing here stops a start, because voice must fail soft."""
+    out = []
+    sp = s.speech
+    if sp.engine == "vosk" and not (sp.vosk_model_dir and Path(sp.vosk_model_dir).is_dir()):
+        out.append(f"speech.engine is vosk but speech.vosk_model_dir "
+                   f"{sp.vosk_model_dir or '(not set)'} is not a folder: the speech process "
+                   f"will use PocketSphinx ('assistant models fetch vosk-en' where there is "
+                   f"internet)")
+    spec = sp.input
+    if spec not in ("", "none", "mic") and not spec.startswith("mic:") and not Path(spec).is_file():
+        out.append(f"speech.input {spec!r} is not a file (nor 'mic', 'mic:N' or 'none'): "
+                   f"voice control will be off")
+    if s.source.kind in ("video", "images") and s.source.path and not Path(s.source.path).exists():
+        out.append(f"source.path {s.source.path!r} does not exist")
+    return out
 
 
 def check_endpoint(ep: str, allow_remote: bool, where: str) -> None:

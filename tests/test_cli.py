@@ -49,12 +49,13 @@ def test_check_config_reports_line(tmp_path):
     (["replay", "NOPE.mp4", "--out", "FILE"], "is a file, not a folder"),
     (["demo", "--out", "FILE/sub"], "is a file, not a folder"),
     (["models", "fetch"], "name the model to fetch"),
+    (["--config", "NOPE.yaml", "simulate", "--out", "OUT"], "config file not found"),
 ])
 def test_bad_command_line_values_are_named_without_a_traceback(tmp_path, capsys, args, words):
     from assistant.cli import main
     (tmp_path / "afile").write_text("x")
     args = [a.replace("OUT", str(tmp_path / "o")).replace("FILE", str(tmp_path / "afile"))
-            for a in args]
+            .replace("NOPE", str(tmp_path / "nope")) for a in args]
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 2

@@ -85,3 +85,29 @@ def test_overrides_are_checked_too():
     assert s.source.path == "a.mp4"
     with pytest.raises(ConfigError, match="source.colour: unknown key"):
         parse_settings("", "c.yaml", overrides={"source": {"colour": 1}})
+
+
+def test_a_sites_command_file_is_checked_when_the_config_is_read(tmp_path):
+    bad = tmp_path / "commands.yaml"
+    bad.write_text("version: 1\ncommands: [\n")
+    for path, words in ((tmp_path / "none.yaml", "cannot read"), (bad, "not valid YAML")):
+        with pytest.raises(ConfigError, match=f"speech.commands_file: command file .*{words}"):
+            parse_settings(f"speech:\n  commands_file: {path}\n", "site.yaml")
+    from speech.commands import DEFAULT_COMMANDS_FILE
+    good = parse_settings(f"speech:\n  commands_file: {DEFAULT_COMMANDS_FILE}\n", "site.yaml")
+    assert good.speech.commands_file == str(DEFAULT_COMMANDS_FILE)
+
+
+def test_check_config_warns_of_what_will_not_work_but_does_not_stop(tmp_path, capsys):
+    from assistant.cli import main
+    from assistant.config import config_warnings
+    assert config_warnings(parse_settings("", "x.yaml")) == []  # the defaults work
+    site = tmp_path / "site.yaml"
+    site.write_text("speech:\n  engine: vosk\n  input: /nonexist/a.wav\n"
+                    "source:\n  kind: video\n  path: /nonexist/v.mp4\n")
+    assert main(["--config", str(site), "check-config"]) == 0
+    got = capsys.readouterr()
+    assert got.out.strip() == "config OK"
+    assert "speech.engine is vosk but speech.vosk_model_dir (not set) is not a folder" in got.err
+    assert "speech.input '/nonexist/a.wav' is not a file" in got.err
+    assert "source.path '/nonexist/v.mp4' does not exist" in got.err
