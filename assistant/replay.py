@@ -93,8 +93,8 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
     kill a node mid-replay and check the replay still completes)."""
     video = Path(video)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # Open (and check) the inputs before any process starts: a bad file fails fast.
+    # Open (and check) the inputs before any process starts or any folder is made: a bad
+    # file fails fast and leaves nothing behind.
     fps = probe_video(video)["fps"] if not video.is_dir() else settings.source.fps
     fps = fps or settings.source.fps
     total = _count_frames(video)
@@ -107,6 +107,7 @@ def replay(settings, config_path: str | None, video: str | Path, out_dir: str | 
             audio = video
             log.info("replay: using the audio track of %s", video.name)
     samples = _load_audio(audio) if audio else None
+    out.mkdir(parents=True, exist_ok=True)
 
     nodes = tuple(n for n in (nodes or settings.launcher.nodes) if n != "source")
     if "renderer" not in nodes:

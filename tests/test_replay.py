@@ -103,6 +103,7 @@ def test_replay_cli_corrupt_video_names_file(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 1
     assert "replay failed" in r.stderr and "broken.mp4" in r.stderr
+    assert not (tmp_path / "o").exists()  # nothing made for input that cannot be read
     assert "Traceback" not in r.stderr
 
 
