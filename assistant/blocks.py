@@ -10,9 +10,8 @@ or vein); in speech a vessel to avoid is called "artery", the dangerous case.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from models.classes import CLASSES
 

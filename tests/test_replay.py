@@ -12,7 +12,6 @@ from assistant.config import load_settings
 from assistant.demo import make_voice_track
 from assistant.replay import replay
 from conftest import ROOT, video_frames, write_media
-from test_sources import make_video
 
 NODES = ("segmentation", "speech", "assistant", "renderer")
 
