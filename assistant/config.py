@@ -8,6 +8,7 @@ what was expected. Each package owns its settings dataclass; this module compose
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -111,8 +112,34 @@ def parse_settings(text: str, filename: str = "<config>", overrides: dict | None
     settings = Settings() if root is None else _build(Settings, root, filename, "")
     if overrides:
         settings = apply_overrides(settings, overrides)
-    _check_cross_field(settings, filename)
+    try:
+        _check_cross_field(settings, filename)
+    except ConfigError as exc:  # add the key's line where the file gives it
+        raise ConfigError(_with_line(str(exc), filename, _key_lines(root))) from None
     return settings
+
+
+def _key_lines(node, prefix: str = "") -> dict[str, int]:
+    """dotted key -> line of its value in the YAML file (mappings only, as the loader keys
+    are dotted)."""
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = f"{prefix}.{k.value}" if prefix else str(k.value)
+            out[key] = _line(k)
+            out.update(_key_lines(v, key))
+    return out
+
+
+def _with_line(message: str, filename: str, lines: dict[str, int]) -> str:
+    """``FILE: dotted.key...`` -> ``FILE:LINE: dotted.key...`` when the key is in the file."""
+    head = f"{filename}: "
+    if not message.startswith(head):
+        return message
+    m = re.match(r"[A-Za-z_]+(?:\.[A-Za-z_]+)+", message[len(head):])
+    if not m or m.group(0) not in lines:
+        return message
+    return f"{filename}:{lines[m.group(0)]}: {message[len(head):]}"
 
 
 def apply_overrides(settings: Settings, overrides: dict) -> Settings:

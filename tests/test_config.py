@@ -47,14 +47,14 @@ def test_cross_field_checks():
         with pytest.raises(ConfigError, match=r"speech.kws_none_scale: expected a number in \(0, 1\]"):
             parse_settings(f"speech:\n  kws_none_scale: {bad}\n", "c.yaml")
     assert parse_settings("speech:\n  kws_none_scale: 0.5\n", "c.yaml").speech.kws_none_scale == 0.5
-    with pytest.raises(ConfigError, match=r"c.yaml: speech.min_fused_veto is a probability"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: speech.min_fused_veto is a probability"):
         parse_settings("speech:\n  min_fused_veto: 7\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"c.yaml: speech.tail_gap_ms must be >= 0"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: speech.tail_gap_ms must be >= 0"):
         parse_settings("speech:\n  tail_gap_ms: -1\n", "c.yaml")
     assert parse_settings("speech:\n  min_fused_veto: null\n", "c.yaml").speech.min_fused_veto is None
-    with pytest.raises(ConfigError, match=r"c.yaml: speech.cmd_fuse_weight is a probability"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: speech.cmd_fuse_weight is a probability"):
         parse_settings("speech:\n  cmd_fuse_weight: -0.5\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"c.yaml: speech.vad_neural_off_prob is a probability"):
+    with pytest.raises(ConfigError, match=r"c.yaml:2: speech.vad_neural_off_prob is a probability"):
         parse_settings("speech:\n  vad_neural_off_prob: 30\n", "c.yaml")
     s = parse_settings("speech:\n  min_cmd_fused_prob: null\n  cmd_head_sure: true\n", "c.yaml")
     assert s.speech.min_cmd_fused_prob is None and s.speech.cmd_head_sure is True
@@ -111,3 +111,14 @@ def test_check_config_warns_of_what_will_not_work_but_does_not_stop(tmp_path, ca
     assert "speech.engine is vosk but speech.vosk_model_dir (not set) is not a folder" in got.err
     assert "speech.input '/nonexist/a.wav' is not a file" in got.err
     assert "source.path '/nonexist/v.mp4' does not exist" in got.err
+
+
+def test_cross_field_errors_give_the_line_of_the_key(tmp_path):
+    text = "assistant:\n  block: pecs2\nbus:\n  heartbeat_ms: -500\n"
+    with pytest.raises(ConfigError, match=r"^site.yaml:4: bus.heartbeat_ms: expected a positive"):
+        parse_settings(text, "site.yaml")
+    with pytest.raises(ConfigError, match=r"^site.yaml:3: speech.min_kws_prob is a probability"):
+        parse_settings("speech:\n  activation: wake\n  min_kws_prob: 1.5\n", "site.yaml")
+    # a key the file does not give (a default, or a check across keys) keeps the file alone
+    with pytest.raises(ConfigError, match=r"^site.yaml: source.path: required"):
+        parse_settings("source:\n  kind: video\n", "site.yaml")
