@@ -89,8 +89,18 @@ V14: tuple[Step, ...] = (
 # rule (the pocket still called a vessel): "v15 built on the CPU"
 V15: tuple[Step, ...] = (V14[0], Step("v15", "v14base", V14[1].args + _a("--sim-artery 100")))
 
+# models/MODEL_CARD.md, "The injectate pocket as a hard negative" (Q30): v14's two steps with
+# the vessel channel's error counted 30 times on the simulated injectate's pixels, at the
+# fixed iteration counts it was built with on the CPU (2026-12-05); passed the pocket, artery,
+# real-loop and needle checks; its cross-validation and speed check are pending
+_FIXED = {"v14base": _a("--iters 5214 --minutes 0"), "v14": _a("--iters 1750 --minutes 0")}
+V16: tuple[Step, ...] = (
+    Step("v16base", None, V14[0].args + _FIXED["v14base"] + _a("--pocket-weight 30")),
+    Step("v16", "v16base", V14[1].args + _FIXED["v14"] + _a("--pocket-weight 30")),
+)
+
 RECIPES = {"v13": (V13, V13_CROSS_VALIDATION), "v14": (V14, V14),
-           "v15": (V15, V15)}  # name: (lineage, CV)
+           "v15": (V15, V15), "v16": (V16, V16)}  # name: (lineage, CV)
 # v14 met the held-out and needle figures but not the replay check (a false artery alert
 # during a simulated injection; model card, "v14, measured and not shipped"): v13 stays
 SHIPPED, CROSS_VALIDATION = RECIPES["v13"]

@@ -187,3 +187,15 @@ def test_v15_is_v14_with_needles_near_the_artery_and_prints_its_steps(capsys):
     with pytest.raises(SystemExit):
         recipe.main(["--recipe", "v15"])
     assert "--out is required" in capsys.readouterr().err
+
+
+def test_v16_is_v14_at_its_cpu_iterations_with_the_pocket_weight_in_both_steps(capsys):
+    base, tune = recipe.V16
+    assert base.init is None and tune.init == base.name
+    for step, v14 in zip(recipe.V16, V14):
+        assert step.args[:len(v14.args)] == v14.args  # v14's arguments, then the changes
+        extra = step.args[len(v14.args):]
+        assert extra[-2:] == ("--pocket-weight", "30") and "--minutes" in extra
+    assert recipe.main(["--recipe", "v16", "--step-args", "v16base"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == list(base.args) and "5214" in printed
