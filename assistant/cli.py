@@ -63,13 +63,11 @@ def cmd_run(args) -> int:
 def _folder_problem(path: str, option: str = "--out", mp4_ok: bool = False) -> str | None:
     """Why ``path`` cannot be an output folder (an existing file; with ``mp4_ok`` an .mp4
     path is a file to write), or None."""
+    from assistant.paths import file_in_the_way
+
     p = Path(path)
-    if mp4_ok and p.suffix.lower() == ".mp4":
-        p = p.parent
-    for q in (p, *p.parents):
-        if q.exists():
-            return None if q.is_dir() else (f"{option} {path}: {q} is a file, not a folder")
-    return None
+    q = file_in_the_way(p.parent if mp4_ok and p.suffix.lower() == ".mp4" else p)
+    return None if q is None else f"{option} {path}: {q} is a file, not a folder"
 
 
 def _refuse(problem: str | None) -> None:

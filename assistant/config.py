@@ -322,9 +322,13 @@ def config_warnings(s: "Settings") -> list[str]:
     prints these): nothing here stops a start, because voice must fail soft."""
     out = []
     sp = s.speech
-    if sp.engine == "vosk" and not (sp.vosk_model_dir and Path(sp.vosk_model_dir).is_dir()):
+    from speech.engines import vosk_model_problem
+
+    if sp.engine == "vosk" and vosk_model_problem(sp.vosk_model_dir):
+        what = ("is not a folder" if not (sp.vosk_model_dir and Path(sp.vosk_model_dir).is_dir())
+                else "holds no Vosk model (no am/ folder)")
         out.append(f"speech.engine is vosk but speech.vosk_model_dir "
-                   f"{sp.vosk_model_dir or '(not set)'} is not a folder: the speech process "
+                   f"{sp.vosk_model_dir or '(not set)'} {what}: the speech process "
                    f"will use PocketSphinx ('assistant models fetch vosk-en' where there is "
                    f"internet)")
     spec = sp.input

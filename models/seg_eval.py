@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant.paths import file_in_the_way
 from models.classes import CLASS_INDEX, CLASSES
 from models.data import find_mask, list_images, read_image, read_mask
 from models.metrics import dice, hd95, iou
@@ -223,11 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             j = Path(args.json)
             if j.is_dir():
                 raise EvalError(f"--json {args.json} is a folder; give a file name")
-            for q in j.parents:
-                if q.exists():
-                    if not q.is_dir():
-                        raise EvalError(f"--json {args.json}: {q} is a file, not a folder")
-                    break
+            in_the_way = file_in_the_way(j.parent)
+            if in_the_way is not None:
+                raise EvalError(f"--json {args.json}: {in_the_way} is a file, not a folder")
         mapping = parse_map(args.mapping)
         pairs = pair_files(args.images, args.masks)
         from models.segmenter import Segmenter

@@ -121,11 +121,13 @@ WAV_SUFFIXES = (".wav", ".wave")
 def read_audio(path: str | Path) -> tuple[np.ndarray, WavInfo]:
     """Any recording as 16 kHz mono int16: a WAV file (:func:`read_wav`), or the audio
     track of a video or other media file (mp4, mov, mkv, avi, m4a, mp3, ...:
-    :func:`read_media_audio`)."""
+    :func:`read_media_audio`). A recording with no samples at all is an AudioFileError:
+    there is nothing to listen to."""
     p = Path(path)
-    if p.suffix.lower() in WAV_SUFFIXES:
-        return read_wav(p)
-    return read_media_audio(p)
+    samples, info = read_wav(p) if p.suffix.lower() in WAV_SUFFIXES else read_media_audio(p)
+    if len(samples) == 0:
+        raise AudioFileError(f"{p} holds no audio (0 samples)")
+    return samples, info
 
 
 def has_audio_track(path: str | Path) -> bool:

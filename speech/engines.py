@@ -231,6 +231,20 @@ def cmudict_words() -> set[str]:
 
 # ----------------------------------------------------------------------------- Vosk
 
+def vosk_model_problem(model_dir: str) -> str | None:
+    """Why ``model_dir`` cannot be loaded as a Vosk model (in words), or None."""
+    if not model_dir:
+        return "no model folder is set"
+    p = Path(model_dir)
+    if not p.exists():
+        return f"{model_dir} does not exist"
+    if not p.is_dir():
+        return f"{model_dir} is not a folder"
+    if not (p / "am").is_dir() and not (p / "final.mdl").exists():
+        return f"{model_dir} does not look like a Vosk model (no am/ folder)"
+    return None
+
+
 class VoskEngine:
     """Vosk (Kaldi) in grammar mode. ``[unk]`` in the grammar absorbs other speech."""
 
@@ -238,11 +252,10 @@ class VoskEngine:
 
     def __init__(self, model_dir: str, phrases: list[str]) -> None:
         p = Path(model_dir)
-        if not model_dir or not p.is_dir():
-            raise EngineError(f"Vosk model directory {model_dir!r} does not exist "
-                              f"(fetch one with 'assistant models fetch vosk-en')")
-        if not (p / "am").is_dir() and not (p / "final.mdl").exists():
-            raise EngineError(f"{model_dir} does not look like a Vosk model (no am/ folder)")
+        problem = vosk_model_problem(model_dir)
+        if problem:
+            raise EngineError(f"Vosk model: {problem} (fetch one with 'assistant models fetch "
+                              f"vosk-en')")
         try:
             import vosk
         except ImportError as exc:

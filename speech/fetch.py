@@ -23,6 +23,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.paths import file_in_the_way
+
 log = logging.getLogger(__name__)
 
 
@@ -83,11 +85,9 @@ def fetch(name: str, dest: Path = DEFAULT_DEST, url: str | None = None,
     url = url or spec.url
     pinned = spec.sha256 if sha256 is None else sha256
     dest = Path(dest)
-    for q in (dest, *dest.parents):
-        if q.exists():
-            if not q.is_dir():
-                raise FetchError(f"--dest {dest}: {q} is a file, not a folder")
-            break
+    in_the_way = file_in_the_way(dest)
+    if in_the_way is not None:
+        raise FetchError(f"--dest {dest}: {in_the_way} is a file, not a folder")
     model_dir = dest / spec.folder
     record = dest / f"{spec.folder}.zip.sha256"
     if not pinned and record.exists():

@@ -22,11 +22,10 @@ import json
 import logging
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from .audio import AudioFileError, chunks, read_audio
 from .commands import CommandFileError
-from .engines import EngineError
+from .engines import EngineError, vosk_model_problem
 from .settings import SpeechSettings
 
 log = logging.getLogger(__name__)
@@ -91,20 +90,15 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                               ("vosk_model_dir", args.vosk_model_dir),
                               ("commands_file", args.commands)) if v}
     s = replace(s, **over)
-    if args.engine == "vosk" and not (s.vosk_model_dir and Path(s.vosk_model_dir).is_dir()):
-        # asked for by name: measure that engine or nothing (the live system falls back)
-        where = (f"{s.vosk_model_dir} is not a folder" if s.vosk_model_dir
-                 else "no model folder is set")
-        print(f"error: --engine vosk: {where} (--vosk-model-dir, or speech.vosk_model_dir; "
+    problem = vosk_model_problem(s.vosk_model_dir) if args.engine == "vosk" else None
+    if problem:  # asked for by name: measure that engine or nothing (the live system falls back)
+        print(f"error: --engine vosk: {problem} (--vosk-model-dir, or speech.vosk_model_dir; "
               f"'assistant models fetch vosk-en' where there is internet)", file=sys.stderr)
         return 2
     try:
         samples, _info = read_audio(args.wav)
     except AudioFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if len(samples) == 0:
-        print(f"error: {args.wav} holds no audio (0 samples)", file=sys.stderr)
         return 2
     from .listener import CommandListener  # the recognizer loads only when needed
     try:
