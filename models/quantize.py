@@ -1,0 +1,135 @@
+"""Static int8 quantization of a trained segmentation model, for one-core speed.
+
+    python -m models.quantize --onnx DIR/full.onnx --out DIR/full_int8.onnx --data ../shared/data
+        [--held-out-from DIR/fold0.onnx]
+
+onnxruntime's static QDQ quantization: per-channel signed 8-bit weights, unsigned 8-bit
+activations with MinMax ranges measured on calibration frames. Every node runs in int8 except
+those whose output is at the full input resolution (the full-resolution branch and the head:
+the probabilities keep float precision, and a one-channel 3x3 convolution is slower in int8
+than in float). Calibration frames (ranges only, no labels): 40 simulated frames (seeds
+1000-1039), every 5th image of ``usgra_seg/images`` and every 20th of ``dltrack_apo/images``;
+``--held-out-from FOLD.onnx`` leaves out the images that fold model holds out (its manifest's
+``held_out_usgra`` / ``held_out_dltrack``), so a cross-validation fold stays held out.
+The manifest (OUT.json) is the input's with ``sha256``/``file`` updated and a ``quantization``
+record. Needs the ``train`` extra (onnx); nothing here is used at run time: onnxruntime runs
+the quantized model as it runs any other.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SIM_SEEDS = range(1000, 1040)
+USGRA_EVERY, DLTRACK_EVERY = 5, 20
+
+
+def calibration_images(data: Path, held_out: dict[str, set[str]] | None = None) -> list[Path]:
+    """The real calibration images (every 5th usgra, every 20th dltrack), less ``held_out``."""
+    from models.data import list_images
+    held_out = held_out or {}
+    out = []
+    for folder, every in (("usgra_seg", USGRA_EVERY), ("dltrack_apo", DLTRACK_EVERY)):
+        files = list_images(data / folder / "images")[::every]
+        out += [p for p in files if p.name not in held_out.get(folder, set())]
+    return out
+
+
+def held_out_of(fold_model: Path) -> dict[str, set[str]]:
+    """The images a fold model holds out, from its manifest."""
+    manifest = fold_model.with_suffix(".json")
+    try:
+        m = json.loads(manifest.read_text())
+        return {"usgra_seg": set(m["held_out_usgra"]), "dltrack_apo": set(m["held_out_dltrack"])}
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"--held-out-from {str(fold_model)!r}: its manifest {str(manifest)!r} "
+                         f"gives no held_out_usgra/held_out_dltrack lists ({e})") from None
+
+
+def full_resolution_nodes(model_path: Path) -> list[str]:
+    """Names of the nodes whose output has the input's height and width (kept float)."""
+    import onnx
+    from onnx import shape_inference
+    m = shape_inference.infer_shapes(onnx.load(str(model_path)))
+    dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    shapes = {v.name: dims(v) for v in list(m.graph.value_info) + list(m.graph.output)}
+    in_hw = dims(m.graph.input[0])[-2:]
+    return [n.name for n in m.graph.node if shapes.get(n.output[0], [])[-2:] == in_hw]
+
+
+def quantize(src: Path, dst: Path, frames: list[np.ndarray]) -> dict:
+    """Quantize ``src`` into ``dst`` calibrated on ``frames`` (uint8 images); the record."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
+                                          QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from models.segmenter import pre_process_image
+    manifest = json.loads(src.with_suffix(".json").read_text())
+    name, hw = manifest["input"]["name"], tuple(manifest["input"]["shape"][-2:])
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: pre_process_image(f, hw)} for f in frames])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        keep = full_resolution_nodes(pre)
+        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_exclude=keep, extra_options={"ActivationSymmetric": False})
+    return {"method": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, "
+                      "MinMax ranges", "kept_float": keep, "calibration_frames": len(frames)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--onnx", required=True, help="trained model (its manifest beside it)")
+    ap.add_argument("--out", required=True, help="quantized model to write (and OUT.json)")
+    ap.add_argument("--data", required=True, help="folder holding usgra_seg/ and dltrack_apo/")
+    ap.add_argument("--held-out-from", default=None,
+                    help="fold model whose held-out images are left out of the calibration")
+    a = ap.parse_args(argv)
+    import cv2
+
+    from models.segmenter import file_sha256
+    from models.simulator import simulate_frame
+    src, dst = Path(a.onnx), Path(a.out)
+    if not src.is_file() or not src.with_suffix(".json").is_file():
+        print(f"error: --onnx {a.onnx!r}: no such model with a manifest beside it", file=sys.stderr)
+        return 2
+    held = held_out_of(Path(a.held_out_from)) if a.held_out_from else None
+    paths = calibration_images(Path(a.data), held)
+    frames = [simulate_frame(s).image for s in SIM_SEEDS]
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            print(f"error: calibration image {str(p)!r} cannot be read", file=sys.stderr)
+            return 2
+        frames.append(img)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    record = quantize(src, dst, frames)
+    record["real_images"] = len(paths)
+    record["simulated_seeds"] = f"{SIM_SEEDS.start}-{SIM_SEEDS.stop - 1}"
+    record["float_model_sha256"] = file_sha256(src)
+    if a.held_out_from:
+        record["held_out_from"] = Path(a.held_out_from).name
+    m = json.loads(src.with_suffix(".json").read_text())
+    m["file"], m["sha256"], m["quantization"] = dst.name, file_sha256(dst), record
+    dst.with_suffix(".json").write_text(json.dumps(m, indent=1))
+    print(f"{dst}: {len(frames)} calibration frames ({len(paths)} real), "
+          f"{len(record['kept_float'])} nodes kept float, sha256 {m['sha256'][:12]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""models.quantize: int8 quantization of a trained model, its calibration set, and the
+quantized model's agreement with the float one."""
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from models import quantize
+from models.simulator import simulate_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data(tmp_path: Path, n_usgra: int = 12, n_dl: int = 41) -> Path:
+    for folder, n, fmt in (("usgra_seg", n_usgra, "{:04d}.png"), ("dltrack_apo", n_dl, "img_{:05d}.png")):
+        d = tmp_path / folder / "images"
+        d.mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(d / fmt.format(i)), np.full((20, 30), i, np.uint8))
+    return tmp_path
+
+
+def test_calibration_images_take_every_fifth_and_twentieth_and_leave_out_a_folds_held_out(tmp_path):
+    data = _data(tmp_path)
+    names = [p.name for p in quantize.calibration_images(data)]
+    assert names == ["0000.png", "0005.png", "0010.png",
+                     "img_00000.png", "img_00020.png", "img_00040.png"]
+    held = {"usgra_seg": {"0005.png", "0001.png"}, "dltrack_apo": {"img_00040.png"}}
+    names = [p.name for p in quantize.calibration_images(data, held)]
+    assert names == ["0000.png", "0010.png", "img_00000.png", "img_00020.png"]
+
+
+def test_held_out_lists_come_from_the_fold_manifest_or_a_clear_error(tmp_path):
+    fold = tmp_path / "fold1.onnx"
+    fold.write_bytes(b"")
+    with pytest.raises(ValueError, match="fold1.json.*held_out"):
+        quantize.held_out_of(fold)
+    fold.with_suffix(".json").write_text(json.dumps(
+        {"held_out_usgra": ["0003.png"], "held_out_dltrack": ["img_00007.png"]}))
+    assert quantize.held_out_of(fold) == {"usgra_seg": {"0003.png"}, "dltrack_apo": {"img_00007.png"}}
+
+
+def test_a_missing_model_is_named(tmp_path, capsys):
+    assert quantize.main(["--onnx", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "q.onnx"),
+                          "--data", str(tmp_path)]) == 2
+    assert "none.onnx" in capsys.readouterr().err
+
+
+def test_the_quantized_model_keeps_full_resolution_float_and_agrees_with_the_float_model(tmp_path):
+    pytest.importorskip("onnx", reason="quantization needs the train extra (onnx)")
+    import onnx
+    import onnxruntime as ort
+
+    from models.segmenter import pre_process_image
+    src = tmp_path / "m.onnx"
+    shutil.copy(ROOT / "models" / "pecs_seg.onnx", src)
+    shutil.copy(ROOT / "models" / "pecs_seg.json", src.with_suffix(".json"))
+    frames = [simulate_frame(s).image for s in range(6)]
+    dst = tmp_path / "q.onnx"
+    record = quantize.quantize(src, dst, frames)
+    graph = onnx.load(str(dst)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # a kept convolution reads its float weights; every other one int8 weights through a
+    # DequantizeLinear
+    kept = set(record["kept_float"])
+    inits = {i.name for i in graph.initializer}
+    dq_out = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert any(n.name in kept for n in convs) and any(n.name not in kept for n in convs)
+    for n in convs:
+        assert (n.input[1] in inits) == (n.name in kept), n.name
+        assert (n.input[1] in dq_out) == (n.name not in kept), n.name
+    assert graph.node[-1].op_type == "Sigmoid" and graph.node[-1].name in kept
+    a = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    x = pre_process_image(simulate_frame(99).image, (192, 192))
+    pa, pb = a.run(None, {"image": x})[0], b.run(None, {"image": x})[0]
+    assert pb.shape == pa.shape and pb.dtype == np.float32
+    # float head: probabilities are not on a 1/255 grid
+    assert len(np.unique(pb)) > 1000
+    ma, mb = pa >= 0.5, pb >= 0.5
+    for c in (1, 3):  # vessel, pec_major: large on every PECS II frame
+        agree = 2 * (ma[0, c] & mb[0, c]).sum() / (ma[0, c].sum() + mb[0, c].sum())
+        assert agree > 0.9, c
