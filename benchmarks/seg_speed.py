@@ -3,7 +3,8 @@
 
     .venv/bin/python benchmarks/seg_speed.py [--model PATH [--model PATH2 ...]] [--n 200] [--threads 1]
 
-Timings on a shared machine are noisy: quote medians, and compare runs on the same host. With
+The host line names the CPU's int8 dot-product instructions (VNNI, AMX): an int8 model
+measured faster than its float original only on a host with them (model card, "Speed"). Timings on a shared machine are noisy: quote medians, and compare runs on the same host. With
 several --model, the models take turns frame by frame (interleaved), so the host's load changes
 hit them alike and their medians compare; the ratio to the first is printed.
 """
@@ -15,6 +16,17 @@ import platform
 import time
 
 import numpy as np
+
+
+def int8_support() -> str:
+    """The CPU's int8 dot-product instructions, which decide whether an int8 model is faster
+    than float (Linux /proc/cpuinfo; 'unknown' elsewhere)."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    have = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return ", ".join(have) if have else "none (no VNNI)"
 
 
 def stats(ms: list[float]) -> str:
@@ -43,7 +55,7 @@ def main() -> None:
         print(f"model {seg.model_path} input {w}x{h}, intra_op_num_threads={args.threads}, "
               f"providers {seg.providers}")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; int8 dot product: {int8_support()}")
     sim_ms = []
     frames = []
     for s in range(20):
