@@ -1,6 +1,6 @@
 """Static int8 quantization of a trained segmentation model, for one-core speed.
 
-    python -m models.quantize --onnx DIR/full.onnx --out DIR/full_int8.onnx --data ../shared/data
+    python -m models.quantize --onnx DIR/full.onnx --out DIR/full_int8.onnx [--data ../shared/data]
         [--held-out-from DIR/fold0.onnx]
 
 onnxruntime's static QDQ quantization: per-channel signed 8-bit weights, unsigned 8-bit
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--onnx", required=True, help="trained model (its manifest beside it)")
     ap.add_argument("--out", required=True, help="quantized model to write (and OUT.json)")
-    ap.add_argument("--data", required=True, help="folder holding usgra_seg/ and dltrack_apo/")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
+                    help="folder holding usgra_seg/ and dltrack_apo/ (default ../shared/data)")
     ap.add_argument("--held-out-from", default=None,
                     help="fold model whose held-out images are left out of the calibration")
     a = ap.parse_args(argv)
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     record["real_images"] = len(paths)
     record["simulated_seeds"] = f"{SIM_SEEDS.start}-{SIM_SEEDS.stop - 1}"
     record["float_model_sha256"] = file_sha256(src)
+    record["command"] = "python -m models.quantize " + " ".join(argv if argv is not None else sys.argv[1:])
     if a.held_out_from:
         record["held_out_from"] = Path(a.held_out_from).name
     m = json.loads(src.with_suffix(".json").read_text())
