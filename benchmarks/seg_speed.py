@@ -81,10 +81,13 @@ def main() -> None:
             for k in pt:
                 pt[k].append(out.timings_ms[k])
     fh, fw = frames[0].shape
+    names = [seg.model_path.name for seg in segs]
+    if len(set(names)) < len(names):  # same file name in several folders: show the paths
+        names = [str(seg.model_path) for seg in segs]
     for j, seg in enumerate(segs):
         h, w = seg.input_hw
         if len(segs) > 1:
-            print(f"--- {seg.model_path.name}")
+            print(f"--- {names[j]}")
         print(f"model only ({w}x{h}):          {stats(model_ms[j])}")
         for k in ("pre", "predict", "post"):
             print(f"  {k:<8}                     {stats(parts[j][k])}")
@@ -94,7 +97,7 @@ def main() -> None:
         print(f"=> {1000 / med:.0f} fps at the median, {1000 / p95:.0f} fps at p95; "
               f"keeps up with 30 fps: {'yes' if p95 < 1000 / 30 else 'no'} (p95 < 33.3 ms)")
         if j:
-            print(f"   against {segs[0].model_path.name}: model median x"
+            print(f"   against {names[0]}: model median x"
                   f"{np.median(model_ms[j]) / np.median(model_ms[0]):.2f}, end to end x"
                   f"{med / np.median(parts[0]['total']):.2f}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
