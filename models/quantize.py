@@ -11,8 +11,9 @@ than in float). Calibration frames (ranges only, no labels): 40 simulated frames
 1000-1039), every 5th image of ``usgra_seg/images`` and every 20th of ``dltrack_apo/images``;
 ``--held-out-from FOLD.onnx`` leaves out the images that fold model holds out (its manifest's
 ``held_out_usgra`` / ``held_out_dltrack``), so a cross-validation fold stays held out.
-The manifest (OUT.json) is the input's with ``sha256``/``file`` updated and a ``quantization``
-record. Needs the ``train`` extra (onnx); nothing here is used at run time: onnxruntime runs
+The manifest (OUT.json) is the input's with ``sha256``/``file`` updated, the SIM held-out
+figures measured again on the quantized model (the float model's kept in the ``quantization``
+record). Needs the ``train`` extra (onnx); nothing here is used at run time: onnxruntime runs
 the quantized model as it runs any other.
 """
 from __future__ import annotations
@@ -91,6 +92,27 @@ def quantize(src: Path, dst: Path, frames: list[np.ndarray]) -> dict:
                       "MinMax ranges", "kept_float": keep, "calibration_frames": len(frames)}
 
 
+def sim_metrics(model: Path, cache: Path) -> dict:
+    """models.train's SIM held-out figures (seed 99999, and 88888 with a needle in every
+    frame), measured on ``model`` through onnxruntime with the runtime's post-processing."""
+    import onnxruntime as ort
+
+    from models.segmenter import pre_process_image
+    from models.train import evaluate, make_sim
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    hw = tuple(inp.shape[-2:])
+    probs_of = lambda image: sess.run(None, {inp.name: pre_process_image(image, hw)})[0][0]  # noqa: E731
+    sim = make_sim(60, 99999, cache=cache / "sim_60_99999.npz")
+    needle = make_sim(60, 88888, needle_only=True, cache=cache / "simneedle_60_88888.npz")
+    return {"simulated_held_out": {"frames": len(sim), "note": "simulated PECS II frames (seed "
+                                   "99999), not real data", **evaluate(probs_of, sim, hw[0])},
+            "simulated_needle_held_out": {"frames": len(needle), "note": "simulated PECS II "
+                                          "frames that all hold a visible needle (seed 88888), "
+                                          "not real data", **evaluate(probs_of, needle, hw[0])},
+            "real_cross_validation": "not run for this model"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--onnx", required=True, help="trained model (its manifest beside it)")
@@ -99,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder holding usgra_seg/ and dltrack_apo/ (default ../shared/data)")
     ap.add_argument("--held-out-from", default=None,
                     help="fold model whose held-out images are left out of the calibration")
+    ap.add_argument("--cache", default="/tmp/seg_cache",
+                    help="folder for simulated-frame caches (models.train's)")
     a = ap.parse_args(argv)
     import cv2
 
@@ -126,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.held_out_from:
         record["held_out_from"] = Path(a.held_out_from).name
     m = json.loads(src.with_suffix(".json").read_text())
+    # the SIM held-out figures are the float model's: measure them again on this one
+    record["float_model_metrics"] = m.get("metrics", {})
+    m["metrics"] = sim_metrics(dst, Path(a.cache))
     m["file"], m["sha256"], m["quantization"] = dst.name, file_sha256(dst), record
     dst.with_suffix(".json").write_text(json.dumps(m, indent=1))
     print(f"{dst}: {len(frames)} calibration frames ({len(paths)} real), "

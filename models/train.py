@@ -608,14 +608,20 @@ def predict_probs(net: nn.Module, image: np.ndarray, size: int) -> np.ndarray:
         return torch.sigmoid(net(x))[0].numpy()
 
 
-def evaluate(net: nn.Module, samples: list[Sample], size: int) -> dict:
+def evaluate(net, samples: list[Sample], size: int) -> dict:
     """Dice/IoU/HD95 per labelled class over images whose mask holds the class, using the
-    runtime's post-processing at the image's own size; needle tip error on sim frames."""
-    net.eval()
+    runtime's post-processing at the image's own size; needle tip error on sim frames.
+    ``net``: the torch network, or any function image -> probabilities (C, size, size) (an
+    exported model run by onnxruntime: ``models.quantize``)."""
+    if isinstance(net, nn.Module):
+        net.eval()
+        probs_of = lambda image: predict_probs(net, image, size)  # noqa: E731
+    else:
+        probs_of = net
     per: dict[str, dict[str, list]] = {}
     tip_err = []
     for s in samples:
-        out = probs_to_output(predict_probs(net, s.image, size), s.image.shape)
+        out = probs_to_output(probs_of(s.image), s.image.shape)
         for name in SOURCE_CLASSES[s.source]:
             ci = CLASSES.index(name)
             gt = s.labels == ci

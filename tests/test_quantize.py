@@ -86,3 +86,18 @@ def test_the_quantized_model_keeps_full_resolution_float_and_agrees_with_the_flo
     for c in (1, 3):  # vessel, pec_major: large on every PECS II frame
         agree = 2 * (ma[0, c] & mb[0, c]).sum() / (ma[0, c].sum() + mb[0, c].sum())
         assert agree > 0.9, c
+
+
+def test_the_sim_figures_measured_through_onnxruntime_are_the_training_figures(tmp_path):
+    """sim_metrics (the quantized model's figures) on the shipped float model gives what
+    models.train measured on its torch network when it was built."""
+    pytest.importorskip("torch", reason="models.train's evaluation needs torch")
+    shipped = json.loads((ROOT / "models" / "pecs_seg.json").read_text())["metrics"]
+    got = quantize.sim_metrics(ROOT / "models" / "pecs_seg.onnx", tmp_path)
+    assert got["real_cross_validation"] == "not run for this model"
+    for part in ("simulated_held_out", "simulated_needle_held_out"):
+        assert got[part]["frames"] == shipped[part]["frames"] == 60
+        for cls in ("sim:vessel", "sim:fascia", "sim:needle"):
+            assert got[part][cls]["n"] == shipped[part][cls]["n"]
+            assert got[part][cls]["dice"] == pytest.approx(shipped[part][cls]["dice"], abs=0.01)
+        assert got[part]["needle_tip"]["found"] == shipped[part]["needle_tip"]["found"]
