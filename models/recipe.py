@@ -1,13 +1,14 @@
 """The shipped segmentation recipe as one command: every training step, in order, resumable.
 
-    python -m models.recipe --out DIR [--recipe v14|v13] [--patch 128] [--dry-run]
-    python -m models.recipe --cv 3 --out DIR [--recipe v14|v13] [--folds 0 1 2] [--jobs 2]
+    python -m models.recipe --out DIR [--recipe v16i8|v13|...] [--patch 128] [--dry-run]
+    python -m models.recipe --cv 3 --out DIR [--recipe v16i8|v13|...] [--folds 0 1 2] [--jobs 2]
     python -m models.recipe --recipe v15 --step-args v15     # one step's models.train arguments
 
-Without ``--cv`` it trains the shipped lineage (``SHIPPED``, ``--recipe v13``: the seven
-from-scratch steps v8base -> ... -> v13; ``--recipe v14`` the candidate that was measured and
-not shipped: the ImageNet-pretrained encoder with the local-anaesthetic frames and real needle
-negatives, then a needle/nerve fine-tune) into DIR/<step>.onnx, each
+Without ``--cv`` it trains the shipped lineage (``SHIPPED``, ``--recipe v16i8``: the
+ImageNet-pretrained encoder with the injectate pocket as a hard negative, v16base -> v16, at
+the fixed iteration counts it was built with, then ``models.quantize`` into int8, v16i8;
+``--recipe v13`` the seven from-scratch steps of the model before it; v14, v15 and v16 the
+candidates measured on the way) into DIR/<step>.onnx, each
 step continuing from the one before, and writes the steps' commands, iteration counts, training
 seconds and sha256 into the last model's manifest (``lineage``). With ``--cv K`` it trains the
 cross-validation recipe (``CROSS_VALIDATION``) of every fold into DIR/<step>/fold<k>.onnx,
@@ -16,9 +17,10 @@ scored as the model card says (``benchmarks/seg_postproc_cv.py --fold-models DIR
 A step whose model and manifest exist is skipped, a step whose process was killed goes on
 from its checkpoint (``models.train --resume``), so after a kill or the end of a session the
 same command carries on. ``--jobs N`` runs up to N steps at once (the folds of a
-cross-validation are independent; a lineage is a chain, so one at a time). Schedules follow
-the clock (``--minutes``): another machine does a different number of iterations.
-Training needs the ``train`` extra (PyTorch); nothing here is used at run time.
+cross-validation are independent; a lineage is a chain, so one at a time). Schedules that
+follow the clock (``--minutes``, v13's) do a different number of iterations on another
+machine. Training and quantizing need the ``train`` extra (PyTorch, onnx); nothing here is
+used at run time.
 """
 from __future__ import annotations
 
@@ -36,10 +38,13 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Step:
     """One training run of a recipe: ``name`` continues from the step ``init`` (None: from
-    scratch) with ``args`` (models.train arguments other than the input and output)."""
+    scratch) with ``args`` (models.train arguments other than the input and output). With
+    ``tool="quantize"`` the step is ``models.quantize`` of ``init``'s model (a fold model's
+    calibration leaves that fold's held-out images out) and ``args`` is empty."""
     name: str
     init: str | None
     args: tuple[str, ...]
+    tool: str = "train"
 
 
 def _a(s: str) -> tuple[str, ...]:
@@ -99,11 +104,14 @@ V16: tuple[Step, ...] = (
     Step("v16", "v16base", V14[1].args + _FIXED["v14"] + _a("--pocket-weight 30")),
 )
 
+# models/MODEL_CARD.md, "v16i8": v16 in int8 (models.quantize; the full-resolution nodes float)
+V16I8: tuple[Step, ...] = (*V16, Step("v16i8", "v16", (), tool="quantize"))
+
 RECIPES = {"v13": (V13, V13_CROSS_VALIDATION), "v14": (V14, V14),
-           "v15": (V15, V15), "v16": (V16, V16)}  # name: (lineage, CV)
-# v14 met the held-out and needle figures but not the replay check (a false artery alert
-# during a simulated injection; model card, "v14, measured and not shipped"): v13 stays
-SHIPPED, CROSS_VALIDATION = RECIPES["v13"]
+           "v15": (V15, V15), "v16": (V16, V16), "v16i8": (V16I8, V16I8)}  # name: (lineage, CV)
+# v16i8 passed every check written for it (model card, "v16i8"); v13 before it
+SHIPPED_NAME = "v16i8"
+SHIPPED, CROSS_VALIDATION = RECIPES[SHIPPED_NAME]
 
 
 @dataclass
@@ -125,11 +133,21 @@ def plan(out: Path, steps: tuple[Step, ...] = SHIPPED, cv: int = 0,
         if s.init is not None and s.init not in names[:names.index(s.name)]:
             raise ValueError(f"step {s.name!r} continues from {s.init!r}, which is not an "
                              f"earlier step of the recipe")
+    for s in steps:
+        if s.tool not in ("train", "quantize") or (s.tool == "quantize" and (s.init is None or s.args)):
+            raise ValueError(f"step {s.name!r}: tool {s.tool!r} (a quantize step needs the step "
+                             f"it quantizes and no arguments)")
     train = [python, "-m", "models.train"]
+    quant = [python, "-m", "models.quantize"]
     jobs: list[Job] = []
     if not cv:
         for s in steps:
             onnx = out / f"{s.name}.onnx"
+            if s.tool == "quantize":
+                src = out / f"{s.init}.onnx"
+                jobs.append(Job(s.name, [*quant, "--onnx", str(src), "--out", str(onnx)],
+                                (onnx, onnx.with_suffix(".json")), s.init, out / f"{s.name}.log"))
+                continue
             init = ["--init-onnx", str(out / f"{s.init}.onnx")] if s.init else []
             jobs.append(Job(s.name, [*train, *init, "--out", str(onnx), *s.args, *COMMON, *extra,
                                      "--resume"],
@@ -142,6 +160,14 @@ def plan(out: Path, steps: tuple[Step, ...] = SHIPPED, cv: int = 0,
     for s in steps:  # step by step, so the folds of a step run side by side
         for k in folds:
             d = out / s.name
+            if s.tool == "quantize":
+                src = out / s.init / f"fold{k}.onnx"
+                jobs.append(Job(f"{s.name}/fold{k}",
+                                [*quant, "--onnx", str(src), "--out", str(d / f"fold{k}.onnx"),
+                                 "--held-out-from", str(src)],
+                                (d / f"fold{k}.onnx", d / f"fold{k}.json"), f"{s.init}/fold{k}",
+                                d / f"log{k}.txt"))
+                continue
             init = ["--cv-init", str(out / s.init)] if s.init else []
             jobs.append(Job(f"{s.name}/fold{k}",
                             [*train, "--cv", str(cv), "--folds", str(k), *init, *s.args, *COMMON,
@@ -209,6 +235,12 @@ def lineage(jobs: list[Job]) -> dict:
     out = {}
     for i, j in enumerate(jobs, 1):
         m = json.loads(j.outputs[1].read_text())
+        if "quantization" in m and j.argv[2] == "models.quantize":
+            q = m["quantization"]
+            out[f"{i}_{j.key}"] = {"command": q.get("command"), "kept_float": q.get("kept_float"),
+                                   "float_model_sha256": q.get("float_model_sha256"),
+                                   "sha256": m.get("sha256")}
+            continue
         t = m.get("training", {})
         out[f"{i}_{j.key}"] = {"command": t.get("command"), "iters": t.get("iters"),
                                "train_s": t.get("train_s"), "sha256": m.get("sha256")}
@@ -234,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
                     "with --step-args)")
     ap.add_argument("--cv", type=int, default=0,
                     help="K: the cross-validation recipe on K folds instead of the shipped lineage")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="v13",
-                    help="which recipe (default v13, the shipped model's; v14 the pretrained "
-                         "candidate, not shipped)")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default=SHIPPED_NAME,
+                    help=f"which recipe (default {SHIPPED_NAME}, the shipped model's; v13 the "
+                         f"one before it)")
     ap.add_argument("--folds", type=int, nargs="+", default=None, help="with --cv: these folds")
     ap.add_argument("--patch", type=int, default=None,
                     help="training window (models.train --patch; default: its 128)")
@@ -252,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.folds and not args.cv:
         ap.error("--folds needs --cv")
     if args.step_args is not None:
-        steps = {s.name: s for s in RECIPES[args.recipe][0]}
+        steps = {s.name: s for s in RECIPES[args.recipe][0] if s.tool == "train"}
         if args.step_args not in steps:
             ap.error(f"--step-args {args.step_args!r}: recipe {args.recipe} has the steps "
                      f"{', '.join(steps)}")

@@ -29,11 +29,39 @@ def _step_args(command: str) -> tuple[str | None, list[str]]:
     return init, rest
 
 
+def _options(words: list[str]) -> dict[str, list[tuple[str, ...]]]:
+    """Arguments -> {option: the values it was given each time, in order} (the meaning of a
+    command line whatever the order of its options; a repeated option's last value wins)."""
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for w in words:
+        if w.startswith("--"):
+            opt = w
+            out.setdefault(opt, []).append(())
+        else:
+            out[opt][-1] += (w,)
+    return out
+
+
 def test_the_recipe_is_the_lineage_of_the_shipped_model():
     shipped = json.loads((ROOT / "models" / "pecs_seg.json").read_text())["lineage"]
     steps = [v["command"] for k, v in shipped.items() if k[0].isdigit()]
-    assert len(steps) == len(SHIPPED) == 7 and SHIPPED == V13
+    assert len(steps) == len(SHIPPED) == 3 and SHIPPED == recipe.V16I8
     for step, command in zip(SHIPPED, steps):
+        if step.tool == "quantize":
+            assert command == (f"python -m models.quantize --onnx <{step.init}.onnx> "
+                               f"--out <{step.name}.onnx>")
+            continue
+        init, args = _step_args(command)
+        assert init == step.init, step.name
+        assert _options(args) == _options([*step.args, *recipe.COMMON, "--resume"]), step.name
+    assert [j.argv[2] for j in plan(ROOT, SHIPPED)] == ["models.train"] * 2 + ["models.quantize"]
+
+
+def test_v13_is_the_lineage_of_the_model_the_shipped_one_replaced():
+    v13 = json.loads((ROOT / "models" / "pecs_seg.json").read_text())["lineage"]["replaces"]
+    steps = [v["command"] for k, v in v13["lineage"].items() if k[0].isdigit()]
+    assert len(steps) == len(V13) == 7
+    for step, command in zip(V13, steps):
         init, args = _step_args(command)
         assert init == step.init, step.name
         assert args == [*step.args, *recipe.COMMON], step.name
@@ -45,7 +73,7 @@ def test_the_v14_candidate_starts_from_the_imagenet_encoder_and_its_cv_is_the_sa
     assert all("--arch efflite0" in " ".join(s.args) for s in V14)
     assert "--needle-weight 1" in " ".join(tune.args)
     assert recipe.RECIPES["v14"] == (V14, V14)
-    assert CROSS_VALIDATION == V13_CROSS_VALIDATION
+    assert CROSS_VALIDATION == recipe.V16I8
 
 
 def test_a_lineage_plan_chains_each_step_to_the_one_before(tmp_path):
@@ -159,9 +187,13 @@ def test_a_real_two_step_lineage_trains_and_records_itself(tmp_path, shared_data
 
 
 def test_the_command_line_dry_run_and_its_errors(tmp_path, capsys):
-    assert recipe.main(["--cv", "3", "--out", str(tmp_path), "--patch", "160", "--dry-run"]) == 0
+    assert recipe.main(["--cv", "3", "--out", str(tmp_path), "--patch", "160", "--dry-run",
+                        "--recipe", "v13"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 18 and all(s.startswith("todo ") and "--patch 160" in s for s in lines)
+    assert recipe.main(["--out", str(tmp_path), "--dry-run"]) == 0  # the shipped model's
+    lines = capsys.readouterr().out.splitlines()
+    assert [s.split()[2] for s in lines] == ["models.train", "models.train", "models.quantize"]
     assert recipe.main(["--cv", "3", "--out", str(tmp_path), "--dry-run", "--recipe", "v14"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and all("--arch efflite0" in s for s in lines)
@@ -199,3 +231,41 @@ def test_v16_is_v14_at_its_cpu_iterations_with_the_pocket_weight_in_both_steps(c
     assert recipe.main(["--recipe", "v16", "--step-args", "v16base"]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == list(base.args) and "5214" in printed
+
+
+def test_a_quantize_step_quantizes_the_step_before_and_a_fold_keeps_its_held_out(tmp_path):
+    *v16, q = recipe.V16I8
+    assert tuple(v16) == recipe.V16 and q.tool == "quantize" and q.init == "v16" and q.args == ()
+    jobs = plan(tmp_path, recipe.V16I8, python="py")
+    last = jobs[-1]
+    assert [j.key for j in jobs] == ["v16base", "v16", "v16i8"] and last.after == "v16"
+    assert last.argv == ["py", "-m", "models.quantize", "--onnx", str(tmp_path / "v16.onnx"),
+                         "--out", str(tmp_path / "v16i8.onnx")]
+    jobs = plan(tmp_path, recipe.V16I8, cv=3, folds=[2], python="py")
+    last = jobs[-1]
+    assert last.key == "v16i8/fold2" and last.after == "v16/fold2"
+    src = str(tmp_path / "v16" / "fold2.onnx")
+    assert last.argv[3:] == ["--onnx", src, "--out", str(tmp_path / "v16i8" / "fold2.onnx"),
+                             "--held-out-from", src]
+    # the folds' quantize steps start once their own training step is done
+    assert runnable(jobs, {"v16base/fold2", "v16/fold2"}, set(), 2) == [last]
+    with pytest.raises(ValueError, match="quantize step needs"):
+        plan(tmp_path, (Step("q", None, (), tool="quantize"),))
+    with pytest.raises(ValueError, match="tool 'prune'"):
+        plan(tmp_path, (Step("a", None, (), tool="prune"),))
+
+
+def test_the_lineage_of_a_quantize_step_is_its_command_and_kept_float_nodes(tmp_path):
+    jobs = plan(tmp_path, recipe.V16I8, python="py")
+    for j, m in zip(jobs, [
+            {"sha256": "a", "training": {"command": "python -m models.train x", "iters": 5}},
+            {"sha256": "b", "training": {"command": "python -m models.train y", "iters": 7}},
+            {"sha256": "c", "training": {"command": "python -m models.train y", "iters": 7},
+             "quantization": {"command": "python -m models.quantize z", "kept_float": ["n1"],
+                              "float_model_sha256": "b"}}]):
+        j.outputs[1].write_text(json.dumps(m))
+    lin = recipe.lineage(jobs)
+    assert lin["2_v16"] == {"command": "python -m models.train y", "iters": 7, "train_s": None,
+                            "sha256": "b"}
+    assert lin["3_v16i8"] == {"command": "python -m models.quantize z", "kept_float": ["n1"],
+                              "float_model_sha256": "b", "sha256": "c"}
