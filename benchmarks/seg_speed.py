@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/seg_speed.py [--model PATH [--model PATH2 ...]] [--n 200] [--threads 1]
 
 The host line names the CPU's int8 dot-product instructions (VNNI, AMX): an int8 model
-measured faster than its float original only on a host with them (model card, "Speed"). Timings on a shared machine are noisy: quote medians, and compare runs on the same host. With
+measured faster than its float original only on a host with them (model card, "Speed").
+Timings on a shared machine are noisy: quote medians, and compare runs on the same host. With
 several --model, the models take turns frame by frame (interleaved), so the host's load changes
 hit them alike and their medians compare; the ratio to the first is printed.
 """

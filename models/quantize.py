@@ -132,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     if not src.is_file() or not src.with_suffix(".json").is_file():
         print(f"error: --onnx {a.onnx!r}: no such model with a manifest beside it", file=sys.stderr)
         return 2
-    held = held_out_of(Path(a.held_out_from)) if a.held_out_from else None
-    paths = calibration_images(Path(a.data), held)
+    try:
+        held = held_out_of(Path(a.held_out_from)) if a.held_out_from else None
+        paths = calibration_images(Path(a.data), held)
+    except (OSError, ValueError) as e:  # a fold manifest without its lists, a missing folder
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     frames = [simulate_frame(s).image for s in SIM_SEEDS]
     for p in paths:
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)

@@ -43,10 +43,20 @@ def test_held_out_lists_come_from_the_fold_manifest_or_a_clear_error(tmp_path):
     assert quantize.held_out_of(fold) == {"usgra_seg": {"0003.png"}, "dltrack_apo": {"img_00007.png"}}
 
 
-def test_a_missing_model_is_named(tmp_path, capsys):
+def test_a_missing_model_data_folder_or_fold_manifest_is_named(tmp_path, capsys):
     assert quantize.main(["--onnx", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "q.onnx"),
                           "--data", str(tmp_path)]) == 2
     assert "none.onnx" in capsys.readouterr().err
+    model = tmp_path / "m.onnx"
+    shutil.copy(ROOT / "models" / "pecs_seg.onnx", model)
+    shutil.copy(ROOT / "models" / "pecs_seg.json", model.with_suffix(".json"))
+    out = tmp_path / "q.onnx"
+    assert quantize.main(["--onnx", str(model), "--out", str(out),
+                          "--data", str(tmp_path / "nodata")]) == 2
+    assert "nodata" in capsys.readouterr().err and not out.exists()
+    assert quantize.main(["--onnx", str(model), "--out", str(out), "--data", str(_data(tmp_path)),
+                          "--held-out-from", str(model)]) == 2
+    assert "m.json" in capsys.readouterr().err and not out.exists()
 
 
 def test_the_quantized_model_keeps_full_resolution_float_and_agrees_with_the_float_model(tmp_path):
