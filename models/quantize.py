@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if not src.is_file() or not src.with_suffix(".json").is_file():
         print(f"error: --onnx {a.onnx!r}: no such model with a manifest beside it", file=sys.stderr)
         return 2
+    if "quantization" in json.loads(src.with_suffix(".json").read_text()):
+        print(f"error: --onnx {a.onnx!r} is already quantized (its manifest has a "
+              f"'quantization' record); quantize the float model it came from", file=sys.stderr)
+        return 2
     try:
         held = held_out_of(Path(a.held_out_from)) if a.held_out_from else None
         paths = calibration_images(Path(a.data), held)

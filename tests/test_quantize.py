@@ -49,8 +49,14 @@ def test_a_missing_model_data_folder_or_fold_manifest_is_named(tmp_path, capsys)
     assert "none.onnx" in capsys.readouterr().err
     model = tmp_path / "m.onnx"
     shutil.copy(ROOT / "models" / "pecs_seg.onnx", model)
-    shutil.copy(ROOT / "models" / "pecs_seg.json", model.with_suffix(".json"))
+    manifest = json.loads((ROOT / "models" / "pecs_seg.json").read_text())
+    # the shipped model is quantized already: refused by name
+    model.with_suffix(".json").write_text(json.dumps(manifest))
     out = tmp_path / "q.onnx"
+    assert quantize.main(["--onnx", str(model), "--out", str(out), "--data", str(tmp_path)]) == 2
+    assert "already quantized" in capsys.readouterr().err and not out.exists()
+    manifest.pop("quantization", None)
+    model.with_suffix(".json").write_text(json.dumps(manifest))
     assert quantize.main(["--onnx", str(model), "--out", str(out),
                           "--data", str(tmp_path / "nodata")]) == 2
     assert "nodata" in capsys.readouterr().err and not out.exists()
@@ -59,15 +65,70 @@ def test_a_missing_model_data_folder_or_fold_manifest_is_named(tmp_path, capsys)
     assert "m.json" in capsys.readouterr().err and not out.exists()
 
 
+def _float_copy(src: Path, dst: Path) -> None:
+    """A float model from a QDQ one: the int8 weights (and int32 biases) dequantized into float
+    initializers, each activation's QuantizeLinear -> DequantizeLinear pair replaced by the
+    Clip to the range it can hold (the quantizer drops a Relu or Clip that range implies)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    m = onnx.load(str(src))
+    g = m.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    nodes, weights = [], {}
+    # the quantizer's own tensor names (..._DequantizeLinear_Output) would clash when this
+    # model is quantized again: every tensor a removed node made gets a neutral name
+    rename = {n.output[0]: f"dq{i}" for i, n in enumerate(g.node) if n.op_type == "DequantizeLinear"}
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            q = inits[n.input[0]].astype(np.float32)
+            scale = inits[n.input[1]].astype(np.float32)
+            zero = inits[n.input[2]].astype(np.float32) if len(n.input) > 2 else np.float32(0)
+            axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if scale.ndim == 1 and q.ndim > 1:
+                shape[axis] = -1
+                scale, zero = scale.reshape(shape), np.reshape(zero, shape)
+            weights[rename[n.output[0]]] = ((q - zero) * scale).astype(np.float32)
+        elif n.op_type == "DequantizeLinear":
+            q = producer[n.input[0]]
+            assert q.op_type == "QuantizeLinear"
+            scale, zero = inits[q.input[1]].astype(np.float32), inits[q.input[2]]
+            info = np.iinfo(zero.dtype)
+            lo, hi = (info.min - zero.astype(np.float32)) * scale, (info.max - zero.astype(np.float32)) * scale
+            out = rename[n.output[0]]
+            weights[out + "_lo"], weights[out + "_hi"] = lo, hi
+            nodes.append(helper.make_node("Clip", [q.input[0], out + "_lo", out + "_hi"], [out]))
+        elif n.op_type != "QuantizeLinear":
+            nodes.append(n)
+    for n in nodes:
+        for i, x in enumerate(n.input):
+            n.input[i] = rename.get(x, x)
+    used = {x for n in nodes for x in n.input}
+    keep = [numpy_helper.from_array(v, k) for k, v in list(inits.items()) + list(weights.items())
+            if k in used]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    del g.value_info[:]
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+
+
 def test_the_quantized_model_keeps_full_resolution_float_and_agrees_with_the_float_model(tmp_path):
     pytest.importorskip("onnx", reason="quantization needs the train extra (onnx)")
     import onnx
     import onnxruntime as ort
 
     from models.segmenter import pre_process_image
+    # the shipped model is int8: its float twin (the same trained weights, dequantized)
     src = tmp_path / "m.onnx"
-    shutil.copy(ROOT / "models" / "pecs_seg.onnx", src)
-    shutil.copy(ROOT / "models" / "pecs_seg.json", src.with_suffix(".json"))
+    _float_copy(ROOT / "models" / "pecs_seg.onnx", src)
+    manifest = json.loads((ROOT / "models" / "pecs_seg.json").read_text())
+    manifest.pop("quantization", None)
+    src.with_suffix(".json").write_text(json.dumps(manifest))
+    assert "QuantizeLinear" not in {n.op_type for n in onnx.load(str(src)).graph.node}
     frames = [simulate_frame(s).image for s in range(6)]
     dst = tmp_path / "q.onnx"
     record = quantize.quantize(src, dst, frames)
