@@ -325,8 +325,8 @@ def config_warnings(s: "Settings") -> list[str]:
     from speech.engines import vosk_model_problem
 
     if sp.engine == "vosk" and vosk_model_problem(sp.vosk_model_dir):
-        what = ("is not a folder" if not (sp.vosk_model_dir and Path(sp.vosk_model_dir).is_dir())
-                else "holds no Vosk model (no am/ folder)")
+        d = sp.vosk_model_dir
+        what = "holds no Vosk model (no am/ folder)" if d and Path(d).is_dir() else "is not a folder"
         out.append(f"speech.engine is vosk but speech.vosk_model_dir "
                    f"{sp.vosk_model_dir or '(not set)'} {what}: the speech process "
                    f"will use PocketSphinx ('assistant models fetch vosk-en' where there is "

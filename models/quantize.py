@@ -98,18 +98,14 @@ def sim_metrics(model: Path, cache: Path) -> dict:
     import onnxruntime as ort
 
     from models.segmenter import pre_process_image
-    from models.train import evaluate, make_sim
+    from models.train import evaluate, needle_test_set, sim_metrics_entries, sim_test_set
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     hw = tuple(inp.shape[-2:])
     probs_of = lambda image: sess.run(None, {inp.name: pre_process_image(image, hw)})[0][0]  # noqa: E731
-    sim = make_sim(60, 99999, cache=cache / "sim_60_99999.npz")
-    needle = make_sim(60, 88888, needle_only=True, cache=cache / "simneedle_60_88888.npz")
-    return {"simulated_held_out": {"frames": len(sim), "note": "simulated PECS II frames (seed "
-                                   "99999), not real data", **evaluate(probs_of, sim, hw[0])},
-            "simulated_needle_held_out": {"frames": len(needle), "note": "simulated PECS II "
-                                          "frames that all hold a visible needle (seed 88888), "
-                                          "not real data", **evaluate(probs_of, needle, hw[0])},
+    sim, needle = sim_test_set(60, cache), needle_test_set(60, cache)
+    return {**sim_metrics_entries(evaluate(probs_of, sim, hw[0]), len(sim),
+                                  evaluate(probs_of, needle, hw[0]), len(needle)),
             "real_cross_validation": "not run for this model"}
 
 
@@ -132,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     if not src.is_file() or not src.with_suffix(".json").is_file():
         print(f"error: --onnx {a.onnx!r}: no such model with a manifest beside it", file=sys.stderr)
         return 2
-    if "quantization" in json.loads(src.with_suffix(".json").read_text()):
+    m = json.loads(src.with_suffix(".json").read_text())
+    if "quantization" in m:
         print(f"error: --onnx {a.onnx!r} is already quantized (its manifest has a "
               f"'quantization' record); quantize the float model it came from", file=sys.stderr)
         return 2
@@ -157,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     record["command"] = "python -m models.quantize " + " ".join(argv if argv is not None else sys.argv[1:])
     if a.held_out_from:
         record["held_out_from"] = Path(a.held_out_from).name
-    m = json.loads(src.with_suffix(".json").read_text())
     # the SIM held-out figures are the float model's: measure them again on this one
     record["float_model_metrics"] = m.get("metrics", {})
     m["metrics"] = sim_metrics(dst, Path(a.cache))

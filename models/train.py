@@ -659,6 +659,25 @@ def evaluate(net, samples: list[Sample], size: int) -> dict:
     return res
 
 
+def sim_test_set(n: int, cache: Path) -> list[Sample]:
+    """The held-out simulated frames every model is scored on (seed 99999)."""
+    return make_sim(n, 99999, cache=cache / f"sim_{n}_99999.npz")
+
+
+def needle_test_set(n: int, cache: Path) -> list[Sample]:
+    """Held-out simulated frames that all hold a visible needle (seed 88888, never trained on)."""
+    return make_sim(n, 88888, needle_only=True, cache=cache / f"simneedle_{n}_88888.npz")
+
+
+def sim_metrics_entries(sim_res: dict, n_sim: int, needle_res: dict, n_needle: int) -> dict:
+    """The manifest's SIM held-out figures (``evaluate`` on the two sets above)."""
+    return {"simulated_held_out": {"frames": n_sim, "note": "simulated PECS II frames (seed "
+                                   "99999), not real data", **sim_res},
+            "simulated_needle_held_out": {"frames": n_needle, "note": "simulated PECS II frames "
+                                          "that all hold a visible needle (seed 88888), not "
+                                          "real data", **needle_res}}
+
+
 # ----------------------------------------------------------------------------- training
 
 class CheckpointError(ValueError):
@@ -1058,7 +1077,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     t0 = time.time()
     us, dl = load_usgra(root), load_dltrack(root)
     sim = make_sim(args.sim, 1000 + args.seed, cache=cache / f"sim_{args.sim}_{1000 + args.seed}.npz")
-    sim_test = make_sim(args.sim_test, 99999, cache=cache / f"sim_{args.sim_test}_99999.npz")
+    sim_test = sim_test_set(args.sim_test, cache)
     if args.sim_needle:
         sim = sim + make_sim(args.sim_needle, 3000 + args.seed, needle_only=True,
                              cache=cache / f"simneedle_{args.sim_needle}_{3000 + args.seed}.npz")
@@ -1149,8 +1168,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     sim_metrics = evaluate(net, sim_test, args.size)
     log.info("held-out simulated frames: %s", json.dumps(sim_metrics))
     # held-out frames that all hold a visible needle (seed stream never trained on)
-    needle_test = make_sim(args.sim_test, 88888, needle_only=True,
-                           cache=cache / f"simneedle_{args.sim_test}_88888.npz")
+    needle_test = needle_test_set(args.sim_test, cache)
     needle_metrics = evaluate(net, needle_test, args.size)
     log.info("held-out simulated needle frames: %s", json.dumps(needle_metrics))
     worst = export_onnx(net, out, args.size, [us[0].image, dl[0].image, sim_test[0].image])
@@ -1188,11 +1206,7 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
                      "wall_s": round(train_s), "threads": args.threads,
                      "onnx_vs_torch_max_abs": worst},
         "metrics": {
-            "simulated_held_out": {"frames": len(sim_test), "note": "simulated PECS II "
-                                   "frames (seed 99999), not real data", **sim_metrics},
-            "simulated_needle_held_out": {"frames": len(needle_test), "note": "simulated "
-                                          "PECS II frames that all hold a visible needle "
-                                          "(seed 88888), not real data", **needle_metrics},
+            **sim_metrics_entries(sim_metrics, len(sim_test), needle_metrics, len(needle_test)),
             "real_cross_validation": (cv_res or {}).get("summary",
                                                         "not run for this model"),
         },
