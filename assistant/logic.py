@@ -117,12 +117,17 @@ Action = Speak | LogEvent | SetRecording | PublishState | RecordSample
 
 @dataclass(frozen=True)
 class Pending:
-    """A command waiting for "yes" (or "no"; cancelled at ``deadline_s``)."""
+    """A command waiting for "yes" (or "no"; cancelled at ``deadline_s``).
+
+    ``offer``: not asked for, but offered because the command heard would change nothing
+    (:func:`opposite_offer`); it lapses silently, since it may have been said on purpose.
+    """
 
     command: str
     role: str
     prompt: str
     deadline_s: float
+    offer: bool = False
 
 
 @dataclass(frozen=True)
@@ -398,7 +403,8 @@ def _expire(state: State, now_s: float, actions: list) -> State:
         actions.append(LogEvent("action", f"cancelled (no answer): {p.command}",
                                 {"command": p.command, "role": p.role, "reason": "timeout"}))
         state = dataclasses.replace(state, pending=None)
-        state = _say(state, "cancelled", "ack", actions)
+        if not p.offer:
+            state = _say(state, "cancelled", "ack", actions)
         actions.append(PublishState())
     if state.notice and now_s > state.notice_until_s:
         state = dataclasses.replace(state, notice="")
@@ -424,6 +430,42 @@ def _needs_confirmation(state: State, cmd: str) -> str | None:
         target = _block_target(state, cmd)
         if target is not None and target.id != state.block:
             return f"switch to {target.name}? say yes or no"
+    return None
+
+
+#: toggles whose two commands differ by a word or a prefix ("freeze"/"unfreeze", "start"/
+#: "stop"), which the recognizer can swap: (the command, the state in which it changes
+#: nothing, what is said then, the other command, how it is offered)
+_TOGGLES = (
+    ("freeze", lambda s: s.frozen, "already frozen", "unfreeze", "unfreeze"),
+    ("unfreeze", lambda s: not s.frozen, "already live", "freeze", "freeze"),
+    ("record_start", lambda s: s.recording, "already recording", "record_stop",
+     "stop recording"),
+    ("record_stop", lambda s: not s.recording, "not recording", "record_start",
+     "start recording"),
+    ("injection_start", lambda s: s.injecting, "injection already marked",
+     "injection_stop", "mark injection stop"),
+    ("injection_stop", lambda s: not s.injecting, "no injection running",
+     "injection_start", "mark injection start"),
+)
+
+
+def opposite_offer(state: State, cmd: str) -> tuple[str, str] | None:
+    """(the other command, the question) if ``cmd`` would change nothing now and its
+    opposite would: what was said was more likely the opposite, misheard.
+
+    "assistant, unfreeze" heard as "freeze" while the image is frozen, or "record stop"
+    heard as "record start" while recording, would otherwise only be acknowledged
+    ("already frozen"), and the speaker would have to notice and say it again. Only the
+    multi-word toggles: single words ("go", "stop", "on", "off") are said for other
+    reasons too, and a question after each would be noise. Showing or hiding a layer is
+    not offered either: "show" and "hide" differ in every sound.
+    """
+    if not state.settings.offer_opposite:
+        return None
+    for name, noop, said, other, spoken in _TOGGLES:
+        if cmd == name and noop(state):
+            return other, f"{said}. {spoken}? say yes or no"
     return None
 
 
@@ -462,6 +504,19 @@ def _on_command(state: State, msg: SpeechCommand, header: Header | None, now_s: 
 
     if cmd in ("yes", "no"):
         return _answer_pending(state, cmd, role, now_s, actions)
+    if state.pending is not None and state.pending.offer:
+        # another command instead of an answer: the offer made for the last one is withdrawn
+        state = dataclasses.replace(state, pending=None)
+        actions.append(PublishState())
+    offer = opposite_offer(state, cmd)
+    if offer:
+        other, prompt = offer
+        state = dataclasses.replace(state, pending=Pending(
+            other, role, prompt, now_s + state.settings.confirm_timeout_s, offer=True))
+        actions.append(LogEvent("action", f"offered: {other} (heard {cmd}, which changes "
+                                "nothing now)", {**data, "prompt": prompt, "offered": other}))
+        actions.append(PublishState())
+        return _say(state, prompt, "answer", actions)
     prompt = _needs_confirmation(state, cmd)
     if prompt:
         state = dataclasses.replace(state, pending=Pending(
@@ -517,7 +572,7 @@ def _answer_pending(state: State, cmd: str, role: str, now_s: float, actions: li
     if cmd == "no":
         actions.append(LogEvent("action", f"cancelled: {p.command}",
                                 {"command": p.command, "role": role, "reason": "no"}))
-        return _say(state, "cancelled", "ack", actions)
+        return _say(state, "OK" if p.offer else "cancelled", "ack", actions)
     actions.append(LogEvent("action", f"confirmed: {p.command}",
                             {"command": p.command, "role": role}))
     return _execute(state, p.command, p.role, now_s, actions)

@@ -45,6 +45,10 @@ class AssistantSettings:
     needle_advance_min_mm: float = 1.0  # deeper by this within the window = advancing
     needle_track_window_s: float = 2.0
     confirm_timeout_s: float = 8.0  # an unanswered "say yes or no" is cancelled after this
+    # a toggle heard in the state it would leave unchanged ("freeze" while frozen) offers
+    # its opposite ("already frozen. unfreeze? say yes or no"): the recognizer can swap
+    # them (logic.opposite_offer); false: only "already frozen"
+    offer_opposite: bool = True
     alert_show_s: float = 5.0  # how long an alert stays in AssistantState.alerts
     frame_buffer: int = 8  # recent Frames kept to pair a SegResult with its image
     quality_history_len: int = 600  # samples kept in State (the records keep them all)

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 class SpeechNode(Node):
     NAME = "speech"
-    TOPICS = ("audio", "speaking")
+    TOPICS = ("audio", "speaking", "state")
+    STREAM_TYPES = ("state",)  # only its open question matters, and the newest says it
 
     def setup(self) -> None:
         from speech.listener import CommandListener
@@ -36,6 +37,7 @@ class SpeechNode(Node):
         self.heard_count = 0
         self.unclear_count = 0  # commands asked for but not understood ("say again")
         self.voice_enabled = True
+        self._question: str | None = None  # the assistant's open yes/no question, if any
         self.t0 = time.monotonic()
         if not self.replay:
             self._open_input(self.settings.speech.input)
@@ -94,6 +96,15 @@ class SpeechNode(Node):
         elif isinstance(msg, m.SpeakingState) and not self.replay:
             # Replay audio holds none of the assistant's own speech: no muting there.
             self.listener.set_speaking(msg.speaking, self._stream_time())
+        elif isinstance(msg, m.AssistantState):
+            # A question the assistant asked, whichever command led to it (a command that
+            # the command file marks ``confirm`` opens the window at once, below; an offer
+            # of the opposite, assistant.logic.opposite_offer, only shows up here): a bare
+            # "yes" or "no" is heard as the answer for the next reply_window_ms.
+            q = msg.pending_confirmation
+            if q and q != self._question:
+                self.listener.expect_reply()
+            self._question = q
 
     def _stream_time(self) -> float:
         return self.listener.stream_time_s

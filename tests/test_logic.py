@@ -178,6 +178,83 @@ def test_confirmation_times_out_on_tick():
     assert s.recording and speaks(acts) == ["nothing to confirm"]
 
 
+def test_freeze_heard_while_frozen_offers_unfreeze_and_yes_unfreezes():
+    # "assistant, unfreeze" heard as "freeze" (measured for some eSpeak voices): the
+    # speaker is offered what they more likely said, and one "yes" does it
+    s = initial_state()
+    s, _ = reduce(s, cmd("freeze"), None, 0)
+    assert s.frozen and s.pending is None
+    s, acts = reduce(s, cmd("freeze"), None, 1)
+    assert s.frozen and s.pending.command == "unfreeze" and s.pending.offer
+    assert speaks(acts) == ["already frozen. unfreeze? say yes or no"]
+    assert to_state_message(s).pending_confirmation == s.pending.prompt
+    assert events(acts, "action")[0].data["offered"] == "unfreeze"
+    s, acts = reduce(s, cmd("yes"), None, 2)
+    assert not s.frozen and s.pending is None and speaks(acts) == ["live"]
+
+
+def test_record_start_heard_while_recording_offers_stop_and_yes_is_the_confirmation():
+    s = initial_state()
+    s, _ = reduce(s, cmd("record_start"), None, 0)
+    s, acts = reduce(s, cmd("record_start"), None, 1)
+    assert s.recording and s.pending.command == "record_stop"
+    assert speaks(acts) == ["already recording. stop recording? say yes or no"]
+    assert not any(isinstance(a, SetRecording) for a in acts)
+    s, acts = reduce(s, cmd("yes"), None, 2)  # no second question
+    assert not s.recording and s.pending is None and SetRecording(False) in acts
+
+
+@pytest.mark.parametrize("said,state_kw,offered", [
+    ("unfreeze", {}, "freeze"),
+    ("record_stop", {}, "record_start"),
+    ("injection_start", {"injecting": True}, "injection_stop"),
+    ("injection_stop", {}, "injection_start"),
+])
+def test_every_multiword_toggle_offers_its_opposite_only_when_it_changes_nothing(
+        said, state_kw, offered):
+    s = dataclasses.replace(initial_state(), **state_kw)
+    s2, acts = reduce(s, cmd(said), None, 0)
+    assert s2.pending is not None and s2.pending.command == offered
+    assert speaks(acts)[0].endswith("? say yes or no")
+    # the same command where it does change something: done at once, nothing offered
+    s3, _ = reduce(s2, cmd(offered), None, 1)
+    assert s3.pending is None or s3.pending.command != offered
+
+
+def test_single_words_and_show_hide_offer_nothing():
+    s = initial_state()  # not recording, overlay on, every layer shown
+    for word in ("stop", "on", "show.nerve"):
+        s2, acts = reduce(s, cmd(word), None, 0)
+        assert s2.pending is None, word
+
+
+def test_an_offer_lapses_silently_or_is_declined_with_ok():
+    s = initial_state(AssistantSettings(confirm_timeout_s=5.0))
+    s, _ = reduce(s, cmd("unfreeze"), None, 0)
+    s, acts = reduce(s, Tick(5.1))
+    assert s.pending is None and not speaks(acts) and not s.frozen
+    assert events(acts, "action")[0].data["reason"] == "timeout"
+    s, _ = reduce(s, cmd("unfreeze"), None, 6)
+    s, acts = reduce(s, cmd("no"), None, 7)
+    assert s.pending is None and not s.frozen and speaks(acts) == ["OK"]
+
+
+def test_another_command_withdraws_an_offer():
+    s = initial_state()
+    s, _ = reduce(s, cmd("unfreeze"), None, 0)
+    s, _ = reduce(s, cmd("quality_score"), None, 1)
+    assert s.pending is None
+    s, acts = reduce(s, cmd("yes"), None, 2)  # a late "yes" does not freeze the image
+    assert not s.frozen and speaks(acts) == ["nothing to confirm"]
+
+
+def test_offer_opposite_off_only_acknowledges():
+    s = initial_state(AssistantSettings(offer_opposite=False))
+    s, _ = reduce(s, cmd("freeze"), None, 0)
+    s, acts = reduce(s, cmd("freeze"), None, 1)
+    assert s.pending is None and speaks(acts) == ["frozen"]
+
+
 def test_block_change_while_recording_needs_confirmation_but_not_otherwise():
     s = initial_state(AssistantSettings(block="pecs2"))
     s, acts = reduce(s, cmd("block.pecs1"), None, 0)

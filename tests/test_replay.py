@@ -76,6 +76,27 @@ def test_replay_asks_again_for_a_command_it_did_not_understand(tmp_path, clip):
     assert light(after) > 4000 and light(frames[5]) < 1000
 
 
+def test_replay_a_bare_yes_answers_the_opposite_offered(tmp_path):
+    # "freeze" heard while frozen (as "unfreeze" can be misheard): the assistant offers
+    # "unfreeze", and its question, not the command file, opens the speech process's
+    # window for a bare "yes", which the real recognizer then hears and the image goes live
+    from models.simulator import render_clip
+    video, audio = tmp_path / "sim.mp4", tmp_path / "voice.wav"
+    render_clip(str(video), n_frames=150, fps=20, seed=3)
+    make_voice_track(audio, seconds=7.5, script=((0.1, "assistant, freeze"),
+                                                 (2.6, "assistant, freeze"), (5.6, "yes")))
+    res = replay(load_settings(), None, video, tmp_path / "o", audio=audio, progress=False,
+                 nodes=NODES)
+    events = [json.loads(x) for x in open(res.events)]
+    heard = [e["data"]["command"] for e in events if e["kind"] == "command_heard"]
+    assert heard == ["freeze", "freeze", "yes"]
+    acts = [e["text"] for e in events if e["kind"] == "action"]
+    assert acts[0] == "freeze" and acts[1].startswith("offered: unfreeze")
+    assert acts[2:] == ["confirmed: unfreeze", "unfreeze"]
+    said = [e["text"] for e in events if e["kind"] == "speech"]
+    assert said == ["frozen", "already frozen. unfreeze? say yes or no", "live"]
+
+
 def test_replay_uses_the_recordings_own_audio_track(tmp_path, clip):
     # a lab recording with the room's sound in the same file: no --audio needed
     video, _ = clip
