@@ -2,6 +2,7 @@
 (pre + predict + post) on a 562x542 simulated frame. Prints medians and p95.
 
     .venv/bin/python benchmarks/seg_speed.py [--model PATH [--model PATH2 ...]] [--n 200] [--threads 1]
+        [--int8-weights auto|s8|u8[,...]]
 
 The host line names the CPU's int8 dot-product instructions (VNNI, AMX): an int8 model
 measured faster than its float original only on a host with them (model card, "Speed").
@@ -43,17 +44,23 @@ def main() -> None:
                     help="ONNX model (default: the shipped one); repeat to compare, interleaved")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--int8-weights", default="auto",
+                    help="segmentation.int8_weights, or several comma-separated to compare "
+                         "(e.g. s8,u8: on a CPU without VNNI the s8 sums saturate)")
     args = ap.parse_args()
 
     from models.segmenter import Segmenter
     from models.settings import SegmentationSettings
     from models.simulator import simulate_frame
 
-    segs = [Segmenter(SegmentationSettings(model_path=m, threads=args.threads)).load()
-            for m in (args.model or [""])]
+    segs = [Segmenter(SegmentationSettings(model_path=m, threads=args.threads,
+                                           int8_weights=w)).load()
+            for m in (args.model or [""]) for w in args.int8_weights.split(",")]
     for seg in segs:
         h, w = seg.input_hw
-        print(f"model {seg.model_path} input {w}x{h}, intra_op_num_threads={args.threads}, "
+        runs = (f" (runs {seg.run_path.name}: int8 weights {seg.int8_weights})"
+                if seg.int8_weights else "")
+        print(f"model {seg.model_path}{runs} input {w}x{h}, intra_op_num_threads={args.threads}, "
               f"providers {seg.providers}")
     print(f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}; int8 dot product: {int8_support()}")
@@ -82,9 +89,9 @@ def main() -> None:
             for k in pt:
                 pt[k].append(out.timings_ms[k])
     fh, fw = frames[0].shape
-    names = [seg.model_path.name for seg in segs]
+    names = [seg.run_path.name for seg in segs]
     if len(set(names)) < len(names):  # same file name in several folders: show the paths
-        names = [str(seg.model_path) for seg in segs]
+        names = [str(seg.run_path) for seg in segs]
     for j, seg in enumerate(segs):
         h, w = seg.input_hw
         if len(segs) > 1:

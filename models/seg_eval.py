@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--model", default="", help="ONNX model (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--int8-weights", choices=["auto", "s8", "u8"], default="auto",
+                    help="an int8 model's weights as quantized (s8) or as u8; auto: u8 on an "
+                         "x86 CPU without VNNI, where s8 sums saturate (as the runtime does)")
     ap.add_argument("--min-confidence", type=float, default=0.5,
                     help="below this a shown class counts as unsure (the monitor view's default)")
     args = ap.parse_args(argv)
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         from models.segmenter import Segmenter
         from models.settings import SegmentationSettings
 
-        seg = Segmenter(SegmentationSettings(model_path=args.model, threads=args.threads))
+        seg = Segmenter(SegmentationSettings(model_path=args.model, threads=args.threads,
+                                             int8_weights=args.int8_weights))
         if not 0.0 <= args.min_confidence <= 1.0:
             raise EvalError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
         result = evaluate_pairs(pairs, mapping, seg.segment, args.spacing_mm, args.min_confidence)

@@ -99,3 +99,20 @@ def shared_data():
 def _private_data_home(tmp_path, monkeypatch):
     """Session records of tests go to a temporary folder, never the user's."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+def copy_shipped_model(folder, change=None):
+    """The shipped model, its u8 variant and its manifest copied into ``folder`` as m.onnx
+    (the manifest passed through ``change`` first, if given); returns m.onnx's path."""
+    import json
+    import shutil
+
+    from models.segmenter import DEFAULT_MODEL
+    model = Path(folder) / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    shutil.copy(DEFAULT_MODEL.parent / manifest["u8_variant"]["file"], folder)
+    if change is not None:
+        change(manifest)
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    return model

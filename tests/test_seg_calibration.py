@@ -1,17 +1,16 @@
 """Calibrated segmentation confidence: the manifest's logistic map from the raw confidence
 (mean winning probability) and/or the area of a class's outline to the chance that the
 outline is good, and its use at run time."""
-import json
-import shutil
 
 import numpy as np
 import pytest
 
 from models.classes import CLASS_INDEX, CLASSES
-from models.segmenter import (DEFAULT_MODEL, Segmenter, calibrate_confidence, parse_calibration,
+from models.segmenter import (Segmenter, calibrate_confidence, parse_calibration,
                               probs_to_output)
 from models.settings import SegmentationSettings
 from models.simulator import simulate_frame
+from conftest import copy_shipped_model
 
 NERVE, VESSEL, FASCIA = CLASS_INDEX["nerve"], CLASS_INDEX["vessel"], CLASS_INDEX["fascia"]
 SPEC = {"classes": {"vessel": {"w": 40.0, "c": -36.0}}}  # 0.5 at raw 0.9
@@ -90,22 +89,16 @@ def test_the_shipped_model_calibrates_nerve_vessel_by_confidence_and_fascia_by_a
 
 
 def test_a_manifest_without_calibration_calibrates_nothing(tmp_path):
-    model = tmp_path / "m.onnx"
-    shutil.copy(DEFAULT_MODEL, model)
-    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    del manifest["confidence_calibration"]
-    model.with_suffix(".json").write_text(json.dumps(manifest))
+    model = copy_shipped_model(tmp_path, lambda m: m.pop("confidence_calibration"))
     seg = Segmenter(SegmentationSettings(model_path=str(model)))
     out = seg.segment(simulate_frame(3).image)
     assert out.calibrated == [] and seg.calibration == {}
 
 
 def test_a_manifest_with_a_bad_calibration_does_not_load(tmp_path):
-    model = tmp_path / "m.onnx"
-    shutil.copy(DEFAULT_MODEL, model)
-    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    manifest["confidence_calibration"]["classes"]["vessel"]["w"] = 0
-    model.with_suffix(".json").write_text(json.dumps(manifest))
+    def zero_w(manifest):
+        manifest["confidence_calibration"]["classes"]["vessel"]["w"] = 0
+    model = copy_shipped_model(tmp_path, zero_w)
     with pytest.raises(ValueError,
                        match="'vessel': w and w_log_area must be finite, >= 0 and not both 0"):
         Segmenter(SegmentationSettings(model_path=str(model))).load()

@@ -1,15 +1,14 @@
 """Post-processing of the segmentation (models.segmenter): per-class thresholds, blob
 rules, the manifest's ``post_process`` key and the optional flip test-time augmentation."""
-import json
-import shutil
 
 import numpy as np
 import pytest
 
 from models.classes import CLASS_INDEX, CLASSES
-from models.segmenter import (DEFAULT_MODEL, MIN_BLOB_FRAC, BlobRule, PostProcess, Segmenter,
+from models.segmenter import (MIN_BLOB_FRAC, BlobRule, PostProcess, Segmenter,
                               clean_blobs, parse_post_process, probs_to_output)
 from models.settings import SegmentationSettings
+from conftest import copy_shipped_model
 
 NERVE, VESSEL, FASCIA = CLASS_INDEX["nerve"], CLASS_INDEX["vessel"], CLASS_INDEX["fascia"]
 NC = len(CLASSES) - 1
@@ -135,11 +134,7 @@ def test_bad_post_process_is_refused_with_a_reason(spec, words):
 
 
 def copy_model(tmp_path, change):
-    model = tmp_path / "m.onnx"
-    shutil.copy(DEFAULT_MODEL, model)
-    manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    change(manifest)
-    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    model = copy_shipped_model(tmp_path, change)
     return Segmenter(SegmentationSettings(model_path=str(model))).load()
 
 
