@@ -187,6 +187,15 @@ def sim_metrics(model: Path, cache: Path) -> dict:
             "real_cross_validation": "not run for this model"}
 
 
+def _has_manifest(model: Path, flag: str) -> bool:
+    """True if ``model`` exists with its manifest beside it; else says so on stderr."""
+    if model.is_file() and model.with_suffix(".json").is_file():
+        return True
+    print(f"error: {flag} {str(model)!r}: no such model with a manifest beside it",
+          file=sys.stderr)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--onnx", help="trained model (its manifest beside it)")
@@ -202,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.u8_variant:
         model = Path(a.u8_variant)
-        if not model.is_file() or not model.with_suffix(".json").is_file():
-            print(f"error: --u8-variant {a.u8_variant!r}: no such model with a manifest beside "
-                  "it", file=sys.stderr)
+        if not _has_manifest(model, "--u8-variant"):
             return 2
         try:
             dst = add_u8_variant(model)
@@ -220,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.segmenter import file_sha256
     from models.simulator import simulate_frame
     src, dst = Path(a.onnx), Path(a.out)
-    if not src.is_file() or not src.with_suffix(".json").is_file():
-        print(f"error: --onnx {a.onnx!r}: no such model with a manifest beside it", file=sys.stderr)
+    if not _has_manifest(src, "--onnx"):
         return 2
     m = json.loads(src.with_suffix(".json").read_text())
     if "quantization" in m:
