@@ -393,7 +393,7 @@ def cpu_flags() -> frozenset[str] | None:
 
 def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -> str:
     """Which encoding of an int8 model's weights to run: "s8" (as quantized) or "u8" (the
-    same values shifted by 128, :func:`models.quantize.u8u8_variant`).
+    same values shifted by 128, :func:`models.quantize.u8_variant`).
 
     On an x86 CPU without VNNI, onnxruntime multiplies u8 activations by s8 weights with an
     instruction (VPMADDUBSW) that adds pairs of products in 16 bits and saturates: the
