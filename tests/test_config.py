@@ -113,6 +113,18 @@ def test_check_config_warns_of_what_will_not_work_but_does_not_stop(tmp_path, ca
     assert "source.path '/nonexist/v.mp4' does not exist" in got.err
 
 
+def test_check_config_warns_of_saturating_int8_weights_where_they_saturate(monkeypatch):
+    from assistant.config import config_warnings
+    import models.segmenter as segmenter
+    s8 = parse_settings("segmentation:\n  int8_weights: s8\n", "x.yaml")
+    monkeypatch.setattr(segmenter, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert any("int8_weights is s8 on an x86 CPU without VNNI" in w for w in config_warnings(s8))
+    assert config_warnings(parse_settings("", "x.yaml")) == []  # auto: nothing to say
+    monkeypatch.setattr(segmenter, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert config_warnings(s8) == []
+
+
 def test_cross_field_errors_give_the_line_of_the_key(tmp_path):
     text = "assistant:\n  block: pecs2\nbus:\n  heartbeat_ms: -500\n"
     with pytest.raises(ConfigError, match=r"^site.yaml:4: bus.heartbeat_ms: expected a positive"):
