@@ -450,12 +450,27 @@ def render_monitor(frame: Frame | None, seg: SegResult | None, state: AssistantS
     return render_monitor_info(frame, seg, state, now_mono, settings, node_status, cue=cue)[0]
 
 
+def confirm_lines(prompt: str) -> tuple[str, str]:
+    """A yes/no question as the prompt box's two lines (header, question), short enough for
+    the panel: "stop recording? say yes or no" -> ('say "yes" to confirm:', "stop
+    recording?"); an offer "already frozen. unfreeze? say yes or no" (assistant.logic.
+    opposite_offer) -> ('already frozen: say "yes" to', "unfreeze?"), so that the command
+    offered is never the part cut off."""
+    q = prompt.strip()
+    if q.endswith("say yes or no"):
+        q = q[: -len("say yes or no")].strip()
+    note, sep, rest = q.partition(". ")
+    if sep and rest:
+        return f'{note}: say "yes" to', rest
+    return 'say "yes" to confirm:', q
+
+
 def panel_prompt(info: RenderInfo) -> tuple[str, bool]:
     """The monitor panel's prompt box as one line for a view without that panel (the
     head-mounted one): (text, True) for a question waiting for "yes", (text, False) for a
     notice such as "not understood: say again", ("", False) for neither."""
     if info.confirm:
-        return f'say "yes" to confirm: {info.confirm}', True
+        return " ".join(confirm_lines(info.confirm)), True
     return info.notice, False
 
 
@@ -1132,9 +1147,9 @@ def _draw_panel(cv: _Canvas, settings: RenderSettings, seg: SegResult | None, st
         yb = H - BOTTOM_H - 58
         cv.rect((px + 6, yb), (W - 7, yb + 50), WARN_ORANGE)
         info.confirm = str(state.pending_confirmation)
-        cv.text('say "yes" to confirm:', (px + 14, yb + 20), (0, 0, 0), 0.5, 1)
-        cv.text(_clip_text(str(state.pending_confirmation), PANEL_W - 30, 0.55), (px + 14, yb + 42),
-                (0, 0, 0), 0.55, 2)
+        header, question = confirm_lines(info.confirm)
+        cv.text(_clip_text(header, PANEL_W - 30, 0.5), (px + 14, yb + 20), (0, 0, 0), 0.5, 1)
+        cv.text(_clip_text(question, PANEL_W - 30, 0.55), (px + 14, yb + 42), (0, 0, 0), 0.55, 2)
     # a short-lived notice in the same place ("not understood: say again"): the spoken
     # answer can be lost in a noisy room, so the screen says it too
     elif state is not None and assistant_ok and state.notice:

@@ -173,7 +173,7 @@ def test_the_panel_shows_a_waiting_question_or_a_notice_under_its_header():
     for change, text, confirm, colour in (
             ({"notice": "not understood: say again"}, "not understood: say again", False, NOTICE_BGR),
             ({"notice": "not understood: say again", "pending_confirmation": "stop recording? say yes or no"},
-             'say "yes" to confirm: stop recording? say yes or no', True, CONFIRM_BGR)):
+             'say "yes" to confirm: stop recording?', True, CONFIRM_BGR)):
         mon, info = render_monitor_info(frame, seg, dataclasses.replace(state, **change), 100.05,
                                         RenderSettings())
         assert panel_prompt(info) == (text, confirm)  # the question wins, as on the monitor

@@ -544,3 +544,33 @@ def test_needle_pixels_the_tracker_has_not_confirmed_are_drawn_unsure():
     _, info = render_monitor_info(frame, seg, state, NOW, S)
     assert info.drawn_classes["needle"] == "unsure" and info.drawn_classes["vessel"] == "sure"
     assert not info.needle_drawn
+
+
+def test_every_question_the_assistant_asks_fits_the_prompt_box_uncut():
+    """The prompt box shows a question in two lines; none may lose its end to the "..." of
+    a line too long (the command offered, "stop recording?", is at the end)."""
+    import cv2
+
+    from ar.overlay import FONT, PANEL_W, confirm_lines
+    from assistant import logic
+    s0 = logic.initial_state()
+    prompts = []
+    for name, _noop, *_ in logic._TOGGLES:
+        for st in (s0, dataclasses.replace(s0, frozen=True, recording=True, injecting=True)):
+            offer = logic.opposite_offer(st, name)
+            if offer:
+                prompts.append(offer[1])
+    rec = dataclasses.replace(s0, recording=True)
+    prompts += [logic._needs_confirmation(rec, "record_stop")]
+    prompts += [logic._needs_confirmation(rec, f"block.{p.id}") for p in s0.presets
+                if p.id != s0.block]
+    assert len(prompts) == 6 + 1 + len(s0.presets) - 1 and all(prompts)
+    for p in prompts:
+        header, question = confirm_lines(p)
+        assert question.endswith("?") and "say yes or no" not in question, p
+        assert cv2.getTextSize(header, FONT, 0.5, 1)[0][0] <= PANEL_W - 30, header
+        assert cv2.getTextSize(question, FONT, 0.55, 1)[0][0] <= PANEL_W - 30, question
+    assert confirm_lines("already recording. stop recording? say yes or no") == (
+        'already recording: say "yes" to', "stop recording?")
+    assert confirm_lines("stop recording? say yes or no") == ('say "yes" to confirm:',
+                                                             "stop recording?")
