@@ -8,7 +8,6 @@ what was expected. Each package owns its settings dataclass; this module compose
 from __future__ import annotations
 
 import dataclasses
-import platform
 import re
 import types
 import typing
@@ -338,9 +337,8 @@ def config_warnings(s: "Settings") -> list[str]:
                    f"voice control will be off")
     if s.source.kind in ("video", "images") and s.source.path and not Path(s.source.path).exists():
         out.append(f"source.path {s.source.path!r} does not exist")
-    from models.segmenter import cpu_flags, int8_weights_for
-    if (s.segmentation.int8_weights == "s8"
-            and int8_weights_for("auto", platform.machine(), cpu_flags()) == "u8"):
+    from models.segmenter import host_int8_weights
+    if s.segmentation.int8_weights == "s8" and host_int8_weights() == "u8":
         out.append("segmentation.int8_weights is s8 on an x86 CPU without VNNI (or whose "
                    "flags cannot be read): onnxruntime's int8 sums saturate here and the "
                    "masks differ from the model's measured figures; 'auto' runs its u8 copy")

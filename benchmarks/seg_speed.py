@@ -23,11 +23,11 @@ import numpy as np
 def int8_support() -> str:
     """The CPU's int8 dot-product instructions, which decide whether an int8 model is faster
     than float (Linux /proc/cpuinfo; 'unknown' elsewhere)."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
+    from models.segmenter import VNNI_FLAGS, cpu_flags
+    flags = cpu_flags()
+    if flags is None:
         return "unknown"
-    have = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    have = [f for f in VNNI_FLAGS if f in flags]
     return ", ".join(have) if have else "none (no VNNI)"
 
 

@@ -144,28 +144,22 @@ def u8_variant(src: Path, dst: Path) -> int:
     return len(done)
 
 
-def add_u8_variant(model: Path) -> Path:
-    """Write MODEL_u8.onnx beside ``model`` and name it, with its sha256, in the manifest's
-    ``u8_variant`` (the rest of the manifest, and ``model`` itself, unchanged)."""
+def u8_record(model: Path) -> dict:
+    """Write MODEL_u8.onnx beside ``model``; its manifest entry (``u8_variant``)."""
     from models.segmenter import file_sha256
-    mpath = model.with_suffix(".json")
-    manifest = json.loads(mpath.read_text())
     dst = model.with_name(model.stem + "_u8.onnx")
     n = u8_variant(model, dst)
-    manifest["u8_variant"] = {"file": dst.name, "sha256": file_sha256(dst),
-                              "weight_tensors": n, "note": U8_NOTE}
-    mpath.write_text(json.dumps(manifest, indent=1) + "\n")
-    return dst
+    return {"file": dst.name, "sha256": file_sha256(dst), "weight_tensors": n, "note": U8_NOTE}
 
 
-def runtime_file(model: Path) -> Path:
+def runtime_file(model: Path, manifest: dict | None = None) -> Path:
     """The file the runtime runs for ``model`` on this host (its u8 variant where
-    models.segmenter.int8_weights_for says so)."""
-    import platform
-
-    from models.segmenter import cpu_flags, int8_weights_for
-    variant = json.loads(model.with_suffix(".json").read_text()).get("u8_variant")
-    if variant and int8_weights_for("auto", platform.machine(), cpu_flags()) == "u8":
+    models.segmenter.int8_weights_for says so); ``manifest``: the model's, if not on disk."""
+    from models.segmenter import host_int8_weights
+    if manifest is None:
+        manifest = json.loads(model.with_suffix(".json").read_text())
+    variant = manifest.get("u8_variant")
+    if variant and host_int8_weights() == "u8":
         return model.parent / variant["file"]
     return model
 
@@ -213,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         model = Path(a.u8_variant)
         if not _has_manifest(model, "--u8-variant"):
             return 2
+        mpath = model.with_suffix(".json")
+        manifest = json.loads(mpath.read_text())
         try:
-            dst = add_u8_variant(model)
+            manifest["u8_variant"] = u8_record(model)
         except ValueError as e:
             print(f"error: --u8-variant: {e}", file=sys.stderr)
             return 2
-        print(f"{dst}: the u8 variant of {model.name}")
+        mpath.write_text(json.dumps(manifest, indent=1) + "\n")
+        print(f"{model.parent / manifest['u8_variant']['file']}: the u8 variant of {model.name}")
         return 0
     if not (a.onnx and a.out):
         ap.error("--onnx and --out are required (or --u8-variant MODEL)")
@@ -258,11 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     # the SIM held-out figures are the float model's: measure them again on this one
     record["float_model_metrics"] = m.get("metrics", {})
     m["file"], m["sha256"], m["quantization"] = dst.name, file_sha256(dst), record
-    dst.with_suffix(".json").write_text(json.dumps(m, indent=1))
-    add_u8_variant(dst)
-    m = json.loads(dst.with_suffix(".json").read_text())
+    m["u8_variant"] = u8_record(dst)
     # measured on the file this host runs (without VNNI the s8 file's sums saturate)
-    m["metrics"] = sim_metrics(runtime_file(dst), Path(a.cache))
+    m["metrics"] = sim_metrics(runtime_file(dst, m), Path(a.cache))
     dst.with_suffix(".json").write_text(json.dumps(m, indent=1))
     print(f"{dst}: {len(frames)} calibration frames ({len(paths)} real), "
           f"{len(record['kept_float'])} nodes kept float, sha256 {m['sha256'][:12]}")

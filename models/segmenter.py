@@ -410,6 +410,12 @@ def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -
     return "s8" if flags is not None and any(f in flags for f in VNNI_FLAGS) else "u8"
 
 
+def host_int8_weights(setting: str = "auto") -> str:
+    """:func:`int8_weights_for` on this host (its machine type and CPU flags)."""
+    import platform
+    return int8_weights_for(setting, platform.machine(), cpu_flags())
+
+
 # ----------------------------------------------------------------------------- runtime
 
 class Segmenter:
@@ -459,9 +465,7 @@ class Segmenter:
         run_path, weights = self.model_path, ""
         variant = manifest.get("u8_variant")
         if variant is not None or "quantization" in manifest:
-            import platform
-            weights = int8_weights_for(self.settings.int8_weights, platform.machine(),
-                                       cpu_flags())
+            weights = host_int8_weights(self.settings.int8_weights)
             if variant is None:
                 if weights == "u8":
                     log.warning("%s is int8 with no u8 variant in its manifest: on this CPU "
