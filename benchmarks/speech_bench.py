@@ -33,7 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import SAMPLE_RATE_HZ, read_wav, room_tone, to_internal  # noqa: E402
+from speech.audio import (SAMPLE_RATE_HZ, AudioFileError, read_wav, room_tone,  # noqa: E402
+                          to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener  # noqa: E402
@@ -137,13 +138,24 @@ def speech_end(x: np.ndarray) -> float:
 
 
 def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndarray:
+    """eSpeak NG's 16 kHz audio of ``text``, cached in ``cache`` by text, voice, speed and
+    pitch. The WAV is written under a name of this process's own and renamed into place
+    when complete, so runs sharing the cache never read a file another is still writing
+    (espeak-ng's header says 2^30 frames until it closes the file); a cached file that
+    cannot be read (a run killed before this rule) is made again."""
     key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
     p = cache / f"{key}.wav"
-    if not p.exists():
-        # "--": a line of text may start with "-" (read as an option, no file written)
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
-                        "-w", str(p), "--", text], check=True, capture_output=True)
-    x, _ = read_wav(p)
+    if p.exists():
+        try:
+            return read_wav(p)[0]
+        except AudioFileError as e:
+            print(f"speech_bench: remaking the cached synthetic WAV: {e}", file=sys.stderr)
+    tmp = cache / f".{key}.{os.getpid()}.wav"
+    # "--": a line of text may start with "-" (read as an option, no file written)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                    "-w", str(tmp), "--", text], check=True, capture_output=True)
+    x, _ = read_wav(tmp)
+    os.replace(tmp, p)
     return x
 
 

@@ -31,3 +31,15 @@ def test_the_docstring_text_is_written_by_the_command_line(tmp_path):
     sents = sb.talk_sentences(tmp_path)
     assert sum(len(s.split()) for s in sents) > 30000
     assert not any("assistant" in s.lower() for s in sents)
+
+
+def test_the_synthetic_cache_is_written_whole_and_a_broken_file_is_made_again(tmp_path):
+    x = sb.synth("show fascia", "en-us", 160, 50, tmp_path)
+    assert len(x) > 0.3 * sb.SAMPLE_RATE_HZ
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and not files[0].name.startswith(".")  # no half-written file left
+    # what a reader saw while another run was still writing it: the header, part of the data
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[:len(data) // 2])
+    assert (sb.synth("show fascia", "en-us", 160, 50, tmp_path) == x).all()
+    assert files[0].read_bytes() == data
