@@ -150,7 +150,10 @@ def train_voices() -> list[str]:
 
 
 class Synth:
-    """eSpeak NG to 16 kHz int16, cached on disk."""
+    """eSpeak NG to 16 kHz int16, cached on disk. Files are written under names of this
+    process's own and renamed when whole, so trainers and benchmarks sharing the cache
+    never read one another's half-written files; a cached file that cannot be read is made
+    again."""
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache
@@ -160,8 +163,11 @@ class Synth:
         key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
         p = self.cache / f"{key}.npy"
         if p.exists():
-            return np.load(p)
-        wav = self.cache / f"{key}.wav"
+            try:
+                return np.load(p)
+            except (OSError, ValueError, EOFError) as e:
+                print(f"remaking the cached synthetic audio {p.name}: {e}", flush=True)
+        wav = self.cache / f".{key}.{os.getpid()}.wav"
         if voice.startswith("flite:"):
             # speed 110-220 wpm -> duration stretch; pitch 15-85 -> mean F0 85-200 Hz
             subprocess.run(["flite", "-voice", voice[6:], "--setf",
@@ -174,7 +180,9 @@ class Synth:
         x, _ = read_wav(wav)
         wav.unlink()
         x = trim(x)
-        np.save(p, x)
+        tmp = self.cache / f".{key}.{os.getpid()}.npy"
+        np.save(tmp, x)
+        os.replace(tmp, p)
         return x
 
 

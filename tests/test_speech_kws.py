@@ -466,3 +466,16 @@ def test_a_convolutional_classifier_file_runs_as_its_definition_says(tmp_path):
         "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}))
     with pytest.raises(KwsError, match="unknown classifier arch 'rnn'"):
         KwsModel.load(p)
+
+
+def test_the_training_synth_cache_is_written_whole_and_a_broken_file_is_made_again(tmp_path):
+    from speech.train_kws import Synth
+    synth = Synth(tmp_path)
+    x = synth("show fascia", "en-us", 160, 50)
+    assert len(x) > 0.3 * 16000
+    files = list(tmp_path.iterdir())
+    assert [f.suffix for f in files] == [".npy"] and not files[0].name.startswith(".")
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[:len(data) // 2])  # as read while another trainer wrote it
+    assert (synth("show fascia", "en-us", 160, 50) == x).all()
+    assert files[0].read_bytes() == data
