@@ -86,15 +86,19 @@ def dense_convs(model):
     """Each dense Conv of a QDQ model fed by DequantizeLinear: name, its uint8 input
     tensor, the input zero point, int8 weights, stride, pads."""
     from onnx import helper, numpy_helper
+
+    from models.quantize import is_depthwise
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     prod = {o: n for n in model.graph.node for o in n.output}
     out = []
     for n in model.graph.node:
+        if n.op_type != "Conv" or is_depthwise(n):
+            continue
         att = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        dqa, dqw = prod.get(n.input[0]), prod.get(n.input[1]) if len(n.input) > 1 else None
-        if (n.op_type != "Conv" or att.get("group", 1) > 1 or dqa is None or dqw is None
-                or dqa.op_type != "DequantizeLinear" or dqw.op_type != "DequantizeLinear"
-                or dqw.input[0] not in inits or inits[dqw.input[0]].dtype != np.int8):
+        dqa, dqw = prod.get(n.input[0]), prod.get(n.input[1])
+        if (dqa is None or dqw is None or dqa.op_type != "DequantizeLinear"
+                or dqw.op_type != "DequantizeLinear" or dqw.input[0] not in inits
+                or inits[dqw.input[0]].dtype != np.int8):
             continue
         zp = int(inits[dqa.input[2]]) if len(dqa.input) > 2 and dqa.input[2] in inits else 0
         out.append(dict(name=n.name, act=dqa.input[0], zp=zp, w=inits[dqw.input[0]],

@@ -20,7 +20,6 @@ import glob
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
@@ -33,12 +32,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import (SAMPLE_RATE_HZ, AudioFileError, read_wav, room_tone,  # noqa: E402
-                          to_internal)
+from speech.audio import SAMPLE_RATE_HZ, read_wav, room_tone, to_internal  # noqa: E402
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
+from speech.synth import cached, espeak  # noqa: E402
 from speech.train_kws import active_power, split_of  # noqa: E402
 
 SR = SAMPLE_RATE_HZ
@@ -139,24 +138,11 @@ def speech_end(x: np.ndarray) -> float:
 
 def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndarray:
     """eSpeak NG's 16 kHz audio of ``text``, cached in ``cache`` by text, voice, speed and
-    pitch. The WAV is written under a name of this process's own and renamed into place
-    when complete, so runs sharing the cache never read a file another is still writing
-    (espeak-ng's header says 2^30 frames until it closes the file); a cached file that
-    cannot be read (a run killed before this rule) is made again."""
+    pitch (``speech.synth.cached``: written whole before any run can read it)."""
     key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
-    p = cache / f"{key}.wav"
-    if p.exists():
-        try:
-            return read_wav(p)[0]
-        except AudioFileError as e:
-            print(f"speech_bench: remaking the cached synthetic WAV: {e}", file=sys.stderr)
-    tmp = cache / f".{key}.{os.getpid()}.wav"
-    # "--": a line of text may start with "-" (read as an option, no file written)
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
-                    "-w", str(tmp), "--", text], check=True, capture_output=True)
-    x, _ = read_wav(tmp)
-    os.replace(tmp, p)
-    return x
+    # espeak's "--": a line of text may start with "-" (read as an option, no file written)
+    return cached(cache / f"{key}.wav", lambda p: read_wav(p)[0],
+                  lambda tmp: espeak(text, voice, speed, pitch, out_wav=tmp))
 
 
 # ----------------------------------------------------------------------------- running

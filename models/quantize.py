@@ -98,6 +98,11 @@ U8_NOTE = ("the dense convolutions' int8 weights shifted by 128 to uint8 (zero p
            "there instead of the s8 file (models.segmenter.int8_weights_for)")
 
 
+def is_depthwise(node) -> bool:
+    """An ONNX node that is a grouped (depthwise) convolution."""
+    return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+
+
 def u8_variant(src: Path, dst: Path) -> int:
     """Write ``dst``: ``src`` (a QDQ model) with the int8 weight tensors of its dense
     convolutions re-encoded as uint8 = int8 + 128 with zero point 128, which dequantizes to
@@ -114,14 +119,11 @@ def u8_variant(src: Path, dst: Path) -> int:
         for x in n.input:
             users.setdefault(x, []).append(n)
 
-    def depthwise(node) -> bool:
-        return node.op_type == "Conv" and any(a.name == "group" and a.i > 1
-                                              for a in node.attribute)
     done = set()
     for n in m.graph.node:
         if n.op_type != "DequantizeLinear" or n.input[0] not in inits or n.input[0] in done:
             continue
-        if any(depthwise(u) for u in users.get(n.output[0], [])):
+        if any(is_depthwise(u) for u in users.get(n.output[0], [])):
             continue
         w = numpy_helper.to_array(inits[n.input[0]])
         if w.dtype != np.int8:

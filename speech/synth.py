@@ -4,14 +4,35 @@ Synthetic voices are not human voices: figures measured with them say so.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 
 from .audio import read_wav
+
+T = TypeVar("T")
+
+
+def cached(path: Path, load: Callable[[Path], T], write: Callable[[Path], None]) -> T:
+    """``load(path)``, after ``write`` has made the file if it is missing or cannot be read.
+    ``write`` gets a name of this process's own in the same folder (same suffix), renamed to
+    ``path`` once whole: processes sharing a cache never read a file another is still
+    writing (espeak-ng's WAV header says 2^30 frames until it closes the file)."""
+    if path.exists():
+        try:
+            return load(path)
+        except (OSError, ValueError, EOFError) as e:  # a run killed mid-write, before this
+            print(f"remaking the cached file {path}: {e}", file=sys.stderr, flush=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+    return load(path)
 
 
 def espeak(text: str, voice: str = "en-us", speed_wpm: int = 160, pitch: int = 50,

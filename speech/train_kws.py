@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import read_wav
+from .synth import cached, espeak
 from .commands import SINGLE_WORDS, load_commands
 from .kws import (NONE, SR, WAKE, WINDOW, WINDOW_AUDIO, WINDOW_SAMPLES, Embedder,
                   samples_for, window_features)
@@ -150,10 +151,8 @@ def train_voices() -> list[str]:
 
 
 class Synth:
-    """eSpeak NG to 16 kHz int16, cached on disk. Files are written under names of this
-    process's own and renamed when whole, so trainers and benchmarks sharing the cache
-    never read one another's half-written files; a cached file that cannot be read is made
-    again."""
+    """eSpeak NG (or Flite) to 16 kHz int16, trimmed, cached on disk (``speech.synth.cached``:
+    written whole before another trainer or benchmark can read it)."""
 
     def __init__(self, cache: Path) -> None:
         self.cache = cache
@@ -161,29 +160,22 @@ class Synth:
 
     def __call__(self, text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
         key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
-        p = self.cache / f"{key}.npy"
-        if p.exists():
-            try:
-                return np.load(p)
-            except (OSError, ValueError, EOFError) as e:
-                print(f"remaking the cached synthetic audio {p.name}: {e}", flush=True)
-        wav = self.cache / f".{key}.{os.getpid()}.wav"
-        if voice.startswith("flite:"):
-            # speed 110-220 wpm -> duration stretch; pitch 15-85 -> mean F0 85-200 Hz
-            subprocess.run(["flite", "-voice", voice[6:], "--setf",
-                            f"duration_stretch={160 / speed:.3f}", "--setf",
-                            f"int_f0_target_mean={85 + (pitch - 15) * 1.65:.0f}",
-                            "-t", text, "-o", str(wav)], check=True, capture_output=True)
-        else:
-            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
-                            "-w", str(wav), "--", text], check=True, capture_output=True)
-        x, _ = read_wav(wav)
-        wav.unlink()
-        x = trim(x)
-        tmp = self.cache / f".{key}.{os.getpid()}.npy"
-        np.save(tmp, x)
-        os.replace(tmp, p)
-        return x
+
+        def write(tmp: Path) -> None:
+            if voice.startswith("flite:"):
+                wav = tmp.with_suffix(".wav")
+                # speed 110-220 wpm -> duration stretch; pitch 15-85 -> mean F0 85-200 Hz
+                subprocess.run(["flite", "-voice", voice[6:], "--setf",
+                                f"duration_stretch={160 / speed:.3f}", "--setf",
+                                f"int_f0_target_mean={85 + (pitch - 15) * 1.65:.0f}",
+                                "-t", text, "-o", str(wav)], check=True, capture_output=True)
+                x, _ = read_wav(wav)
+                wav.unlink()
+            else:
+                x = espeak(text, voice, speed, pitch)
+            np.save(tmp, trim(x))
+
+        return cached(self.cache / f"{key}.npy", np.load, write)
 
 
 def trim(x: np.ndarray, floor_db: float = 40.0) -> np.ndarray:
