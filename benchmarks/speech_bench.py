@@ -430,6 +430,48 @@ def write_docstring_text(folder: Path) -> Path:
     return p
 
 
+def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
+                   man_dir: Path = Path("/usr/share/man/man1")) -> Path:
+    """Another read-speech text no rule was tuned on (rule H3 in docs/SPEECH.md): the
+    section-1 manual pages installed here, taken evenly through their file-name order (one
+    in every len/400, and not the Google Cloud SDK's thousands, so not one program family),
+    each rendered by ``man`` as plain text without its header and footer lines and cut at
+    ``per_page`` words (so one long page cannot fill it), until ``words`` words. Needs ``man``; the pages differ between
+    machines, so how many were read and the first and last are printed."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    if shutil.which("man") is None:
+        raise SystemExit("--write-man-text: the man command is not installed here")
+    pages = sorted(man_dir.glob("*.1*"))
+    if not pages:
+        raise SystemExit(f"--write-man-text: no section-1 pages in {man_dir}")
+    # not the Google Cloud SDK's 16,000 subcommand pages (most of section 1 where installed)
+    pages = [p for p in pages if not p.name.startswith("gcloud")]
+    pages = pages[::max(1, len(pages) // 400)]
+    env = {**os.environ, "MANWIDTH": "2000", "MAN_KEEP_FORMATTING": "0"}
+    out, n, used = [], 0, []
+    for page in pages:
+        r = subprocess.run(["man", "-P", "cat", "-E", "ascii", str(page)], capture_output=True,
+                           text=True, env=env, errors="replace")
+        text = re.sub(r".\x08", "", r.stdout)  # overstrike (bold, underline) as plain letters
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        body = " ".join(" ".join(lines[1:-1]).split()[:per_page])  # not the header, footer
+        if r.returncode != 0 or not body:
+            continue
+        out.append(body)
+        used.append(page.name)
+        n += len(body.split())
+        if n >= words:
+            break
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / "man-pages.txt"
+    p.write_text("\n\n".join(out))
+    print(f"{len(used)} pages, {n} words, {used[0]} .. {used[-1]}", file=sys.stderr)
+    return p
+
+
 def bench_talk(r: Runner, voices: list[str], noises, cache: Path, snr: float,
                folder: Path, activation: str, max_minutes: float) -> dict:
     """SYNTHETIC voices reading hours of ordinary text (no command in it) as one
@@ -507,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-docstring-text", type=Path, metavar="DIR",
                     help="write the standard library's docstrings to "
                          "DIR/stdlib-docstrings.txt and exit")
+    ap.add_argument("--write-man-text", type=Path, metavar="DIR",
+                    help="write the section-1 manual pages installed here to "
+                         "DIR/man-pages.txt (60,000 words) and exit")
     ap.add_argument("--talk-activation", default="wake", choices=["wake", "always"])
     ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
     ap.add_argument("--snrs", default="20,10,5,0")
@@ -525,6 +570,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.write_docstring_text:
         print(write_docstring_text(args.write_docstring_text))
+        return 0
+    if args.write_man_text:
+        print(write_man_text(args.write_man_text))
         return 0
     args.cache.mkdir(parents=True, exist_ok=True)
     over = parse_sets(args.set)

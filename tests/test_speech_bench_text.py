@@ -43,3 +43,32 @@ def test_the_synthetic_cache_is_written_whole_and_a_broken_file_is_made_again(tm
     files[0].write_bytes(data[:len(data) // 2])
     assert (sb.synth("show fascia", "en-us", 160, 50, tmp_path) == x).all()
     assert files[0].read_bytes() == data
+
+
+def test_the_man_page_text_reads_pages_without_their_markup(tmp_path):
+    """--write-man-text (rule H3's unseen read-speech text): rendered pages as plain words,
+    bold and underline gone, no header or footer line, one long page cut short."""
+    import shutil
+    import pytest
+    if shutil.which("man") is None or shutil.which("groff") is None:
+        pytest.skip("man and groff are not installed here")
+    pages = tmp_path / "man1"
+    pages.mkdir()
+    (pages / "alpha.1").write_text(
+        '.TH ALPHA 1 "2026" "alpha 1.0" "User Commands"\n.SH NAME\nalpha \\- show the '
+        'first letter\n.SH DESCRIPTION\n.B Alpha\nprints\n.I one\nletter. ' + "word " * 400
+        + "\n")
+    (pages / "beta.1").write_text(
+        '.TH BETA 1 "2026" "beta 1.0" "User Commands"\n.SH NAME\nbeta \\- stop nothing\n'
+        '.SH DESCRIPTION\nBeta stops at the end.\n')
+    (pages / "gcloud_x.1").write_text('.TH GX 1\n.SH NAME\ngcloud x \\- skipped\n')
+    p = sb.write_man_text(tmp_path / "out", words=1000, per_page=50, man_dir=pages)
+    text = p.read_text()
+    assert p.name == "man-pages.txt"
+    assert "NAME alpha - show the first letter DESCRIPTION Alpha prints one letter." in text
+    assert "\b" not in text and "AAllpphhaa" not in text  # overstrike gone
+    assert "User Commands" not in text and "gcloud" not in text
+    first, second = text.split("\n\n")
+    assert len(first.split()) == 50 and second.startswith("NAME beta - stop nothing")
+    sents = sb.talk_sentences(tmp_path / "out")
+    assert sents[0] == "NAME alpha - show the first letter DESCRIPTION Alpha prints one letter"
