@@ -332,6 +332,13 @@ def test_session_record_survives_assistant_crash(tmp_path):
         assert marks[1]["data"]["duration_s"] > 0
 
 
+def status_if(read, ok):
+    """One reading of ``read()`` (a status dict or None), returned when ``ok`` holds for it,
+    else None: for wait_for, so what is asserted on is the reading that matched."""
+    st = read()
+    return st if st and ok(st) else None
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -366,7 +373,7 @@ def test_live_run_serves_the_monitor_view_to_a_browser(tmp_path):
 
         def status():
             return web_status(port)
-        first = wait_for(lambda: (status() or {}).get("frames", 0) > 0 and status(), 30,
+        first = wait_for(lambda: status_if(status, lambda st: st.get("frames", 0) > 0), 30,
                          what="first frame served")
         wait_for(lambda: (status() or {}).get("frames", 0) > first["frames"] + 5, 30,
                  what="frames advancing")
@@ -405,8 +412,10 @@ def test_head_mounted_view_says_which_outlines_are_unverified(tmp_path):
     try:
         def status():
             return web_status(port + 1)
-        st = wait_for(lambda: "unverified" in ((status() or {}).get("doubts") or "") and status(), 60,
-                      what="a head-mounted frame whose footer names unverified classes")
+        # one reading per poll: the doubts asserted on are those of the frame that matched
+        # (read twice, the second could be a later frame's, with no doubt)
+        st = wait_for(lambda: status_if(status, lambda s: "unverified" in (s.get("doubts") or "")),
+                      60, what="a head-mounted frame whose footer names unverified classes")
         assert "muscles" in st["doubts"] and "nerve" not in st["doubts"].split("unverified:")[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/frame.jpg", timeout=5) as r:
             view = cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR)
