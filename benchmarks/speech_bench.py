@@ -390,6 +390,19 @@ def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
     return out
 
 
+# whisper_cmd_head_file set (not cmd_head_sure): the listener also runs the command head on
+# every multi-word command the classifier was sure of, for the diagnostics (listener.py
+# _cmd_head_sure): an encoder pass more, about 20 ms (docs/SPEECH.md, "Rule H3")
+LATENCY_NOTE = ("whisper_cmd_head_file set: every multi-word command the classifier was sure of "
+                "also ran the command head for the diagnostics (one encoder pass more), so "
+                "the latency here is higher than with that file copied over the shipped one")
+
+
+def latency_note_for(s: SpeechSettings) -> str | None:
+    """LATENCY_NOTE where it applies to settings ``s``, else None."""
+    return LATENCY_NOTE if s.whisper_cmd_head_file and not s.cmd_head_sure else None
+
+
 def write_reference_text(folder: Path) -> Path:
     """A read-speech text no rule was tuned on: the language reference of the Python running
     this (``pydoc_data.topics``, every topic in name order; 65,000 words in 3.11)."""
@@ -436,8 +449,9 @@ def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
     section-1 manual pages installed here, taken evenly through their file-name order (one
     in every len/400, and not the Google Cloud SDK's thousands, so not one program family),
     each rendered by ``man`` as plain text without its header and footer lines and cut at
-    ``per_page`` words (so one long page cannot fill it), until ``words`` words. Needs ``man``; the pages differ between
-    machines, so how many were read and the first and last are printed."""
+    ``per_page`` words (so one long page cannot fill it), until ``words`` words. Needs
+    ``man``; the pages differ between machines, so how many were read and the first and
+    last are printed."""
     import os
     import re
     import shutil
@@ -584,6 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     r = Runner(settings, args.chunk_ms)
     out: dict = {"engine": r.engine.name, "split": args.split, "chunk_ms": args.chunk_ms,
                  "settings_overrides": over}
+    if latency_note_for(settings):
+        out["latency_note"] = latency_note_for(settings)
     if args.part in ("all", "words"):
         out["real_single_words_always"] = bench_words(r, args.data, args.split, snrs, noises)
         if r.engine.name == "kws" and kws_real_speakers(r.engine.model.meta) == "all":

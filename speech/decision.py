@@ -97,7 +97,7 @@ class DecisionThresholds:
     min_cmd_fused_prob: float | None = 0.6
     min_cmd_fused_veto: float | None = 0.7
     min_cmd_fused_switch: float | None = 0.7
-    min_cmd_head_alone: float | None = 0.9
+    min_cmd_head_alone: float | None = 0.97
     min_cmd_fused_unconfirmed: float | None = 0.3
     min_cmd_fused_agreed: float | None = 0.4
     min_cmd_head_unheard: float | None = None

@@ -128,7 +128,7 @@ class SpeechSettings:
     min_cmd_fused_prob: float | None = 0.6
     min_cmd_fused_veto: float | None = 0.7
     min_cmd_fused_switch: float | None = 0.7  # the refused command's rival acted on instead
-    min_cmd_head_alone: float | None = 0.9  # the head alone, where the fused falls short
+    min_cmd_head_alone: float | None = 0.97  # the head alone, where the fused falls short
     # rule M5: an accepted command (a single word too) that Whisper's check did not confirm
     # gives way to a multi-word command the fused probabilities give this
     min_cmd_fused_unconfirmed: float | None = 0.3

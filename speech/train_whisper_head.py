@@ -288,18 +288,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-repeats", type=int, default=6,
                     help="each real clip as recorded and this many - 1 times in noise")
     ap.add_argument("--per-word", type=int, default=None,
-                    help="synthetic examples per single word (default 120; --kind commands 40)")
-    ap.add_argument("--per-command", type=int, default=100,
+                    help="synthetic examples per single word (default 120)")
+    ap.add_argument("--per-command", type=int, default=300,
                     help="--kind commands: synthetic examples per multi-word command")
-    ap.add_argument("--n-wake", type=int, default=300,
+    ap.add_argument("--n-wake", type=int, default=900,
                     help="--kind commands: the wake phrase alone")
     ap.add_argument("--n-other", type=int, default=None,
-                    help="synthetic 'other' examples (default 3000; --kind commands 2000)")
+                    help="synthetic 'other' examples (default 3000; --kind commands 6000)")
     ap.add_argument("--n-noise", type=int, default=None,
-                    help="real noise alone, as 'other' (default 400; --kind commands 300)")
+                    help="real noise alone, as 'other' (default 400; --kind commands 900)")
     ap.add_argument("--l2", type=float, default=None,
-                    help="weight decay (default 1e-3; --kind commands 1e-2, chosen on a "
-                         "random fifth of its examples held out)")
+                    help="weight decay (default 1e-3; rule H3 in docs/SPEECH.md chose it for "
+                         "--kind commands too)")
     ap.add_argument("--iters", type=int, default=600)
     ap.add_argument("--other-weight", type=float, default=1.0)
     ap.add_argument("--features", default="", help="reuse/save the pooled features (.npz)")
@@ -308,10 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     cmds = args.kind == "commands"
-    args.l2 = args.l2 if args.l2 is not None else (1e-2 if cmds else 1e-3)
-    args.per_word = args.per_word if args.per_word is not None else (40 if cmds else 120)
-    args.n_other = args.n_other if args.n_other is not None else (2000 if cmds else 3000)
-    args.n_noise = args.n_noise if args.n_noise is not None else (300 if cmds else 400)
+    # --kind commands: three times stop 38's examples, weight decay 1e-3 (rule H3)
+    args.l2 = args.l2 if args.l2 is not None else 1e-3
+    args.per_word = args.per_word if args.per_word is not None else 120
+    args.n_other = args.n_other if args.n_other is not None else (6000 if cmds else 3000)
+    args.n_noise = args.n_noise if args.n_noise is not None else (900 if cmds else 400)
     if args.kind == "commands":
         classes = sorted(load_commands(args.commands or None).commands) + [WAKE, OTHER]
     else:

@@ -72,3 +72,15 @@ def test_the_man_page_text_reads_pages_without_their_markup(tmp_path):
     assert len(first.split()) == 50 and second.startswith("NAME beta - stop nothing")
     sents = sb.talk_sentences(tmp_path / "out")
     assert sents[0] == "NAME alpha - show the first letter DESCRIPTION Alpha prints one letter"
+
+
+def test_a_command_head_set_by_hand_is_flagged_in_the_latency():
+    """--set whisper_cmd_head_file adds a diagnostic encoder pass per sure command (the trap
+    rule H3 found): the output says so; installed (no override) or with cmd_head_sure it
+    does not."""
+    from dataclasses import replace
+    from speech.settings import SpeechSettings
+    assert sb.latency_note_for(replace(SpeechSettings(), whisper_cmd_head_file="/x.npz"))
+    assert sb.latency_note_for(SpeechSettings()) is None
+    assert sb.latency_note_for(replace(SpeechSettings(), whisper_cmd_head_file="/x.npz",
+                                       cmd_head_sure=True)) is None
