@@ -479,6 +479,8 @@ def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
         n += len(body.split())
         if n >= words:
             break
+    if not out:
+        raise SystemExit(f"--write-man-text: man rendered none of the pages in {man_dir}")
     folder.mkdir(parents=True, exist_ok=True)
     p = folder / "man-pages.txt"
     p.write_text("\n\n".join(out))
