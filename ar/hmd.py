@@ -457,7 +457,9 @@ class HmdView:
         it is ready instead of inside its loop, where it would miss its heartbeats."""
         if hasattr(self.tracker, "load"):
             self.tracker.load()
-        _ = self.cue_renderer
+        # one cue drawn: open3d is imported on the first (about 1 s here; the renderer was
+        # killed for it, again and again, under 100 ms heartbeats), and "no needle" is cached
+        self.cue_renderer.render(None)
 
     def step(self, scene_bgr: np.ndarray, monitor_bgr: np.ndarray, image_rect, now: float,
              to_target_mm: float | None = None, angle_deg: float | None = None,

@@ -322,3 +322,23 @@ def test_background_tracking_uses_the_newest_result_and_reports_failures():
             bt.latest()
     finally:
         bt.close()
+
+
+def test_prepare_draws_the_first_cue_before_the_loop():
+    """prepare() (before the renderer says it is ready) draws one cue, so open3d's import
+    and first ray cast (about 1 s) are not paid inside the loop on the first head-mounted
+    frame, where the launcher killed the renderer for missed heartbeats; that cue ("no
+    needle") is then served from the cache."""
+    from ar.cue3d import CueRenderer
+
+    class Tracker:  # no hand model to load here
+        def detect(self, img):
+            return []
+
+    cue = CueRenderer(64)
+    view = HmdView(HmdSettings(), tracker=Tracker(), cue_renderer=cue, background=False)
+    assert cue._picture.cache_info().currsize == 0
+    view.prepare()
+    assert cue._picture.cache_info().currsize == 1
+    img, alpha = cue.render(None)
+    assert cue._captioned.cache_info().hits == 1 and img.shape == (64, 64, 3) and alpha.any()

@@ -416,7 +416,8 @@ def test_head_mounted_view_says_which_outlines_are_unverified(tmp_path):
                        extra=f"hmd:\n  enabled: true\n  scene: {tmp_path / 'room.mp4'}\n")
     # the shipped heartbeat (500 ms), not the restart tests' 100: with 100 ms (killed after
     # 0.3 s of silence) the launcher killed the renderer with the head-mounted view again and
-    # again on this 2-core host, and the test timed out waiting for a frame
+    # again on this 2-core host (its first frame imported open3d, about 1 s; HmdView.prepare
+    # now does that before "ready"), and the test timed out waiting for a frame
     cfg.write_text(cfg.read_text().replace(str(tmp_path / "clip.mp4"), str(tmp_path / "pecs.mp4"))
                    .replace("fps: 40", "fps: 10")
                    .replace("heartbeat_ms: 100", "heartbeat_ms: 500"))
