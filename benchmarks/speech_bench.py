@@ -20,6 +20,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, replace
@@ -140,7 +141,6 @@ def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndar
     """eSpeak NG's 16 kHz audio of ``text``, cached in ``cache`` by text, voice, speed and
     pitch (``speech.synth.cached``: written whole before any run can read it)."""
     key = hashlib.sha1(f"{text}|{voice}|{speed}|{pitch}".encode()).hexdigest()[:16]
-    # espeak's "--": a line of text may start with "-" (read as an option, no file written)
     return cached(cache / f"{key}.wav", lambda p: read_wav(p)[0],
                   lambda tmp: espeak(text, voice, speed, pitch, out_wav=tmp))
 
@@ -376,7 +376,6 @@ def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
     them; plenty of command words inside sentences: show, stop, on, off, up, yes...), or,
     in a folder holding none of them, its ``*.txt`` files in name order (another text, such
     as ``--write-reference-text``'s)."""
-    import re
     out = []
     files = [folder / n for n in TALK_FILES if (folder / n).is_file()]
     for f in files or sorted(folder.glob("*.txt")):
@@ -390,17 +389,17 @@ def talk_sentences(folder: Path, max_words: int = 25) -> list[str]:
     return out
 
 
-# whisper_cmd_head_file set (not cmd_head_sure): the listener also runs the command head on
-# every multi-word command the classifier was sure of, for the diagnostics (listener.py
-# _cmd_head_sure): an encoder pass more, about 20 ms (docs/SPEECH.md, "Rule H3")
-LATENCY_NOTE = ("whisper_cmd_head_file set: every multi-word command the classifier was sure of "
-                "also ran the command head for the diagnostics (one encoder pass more), so "
-                "the latency here is higher than with that file copied over the shipped one")
-
-
 def latency_note_for(s: SpeechSettings) -> str | None:
-    """LATENCY_NOTE where it applies to settings ``s``, else None."""
-    return LATENCY_NOTE if s.whisper_cmd_head_file and not s.cmd_head_sure else None
+    """What a command head file set by hand does to the latency, or None: with
+    ``whisper_cmd_head_file`` set (and not ``cmd_head_sure``) the listener also runs the head
+    on every multi-word command the classifier was sure of, for the diagnostics
+    (listener.py ``_cmd_head_sure``): an encoder pass more, about 20 ms (docs/SPEECH.md,
+    "Rule H3")."""
+    if not s.whisper_cmd_head_file or s.cmd_head_sure:
+        return None
+    return ("whisper_cmd_head_file set: every multi-word command the classifier was sure of "
+            "also ran the command head for the diagnostics (one encoder pass more), so the "
+            "latency here is higher than with that file copied over the shipped one")
 
 
 def write_reference_text(folder: Path) -> Path:
@@ -452,8 +451,6 @@ def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
     ``per_page`` words (so one long page cannot fill it), until ``words`` words. Needs
     ``man``; the pages differ between machines, so how many were read and the first and
     last are printed."""
-    import os
-    import re
     import shutil
     import subprocess
     if shutil.which("man") is None:
@@ -600,8 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     r = Runner(settings, args.chunk_ms)
     out: dict = {"engine": r.engine.name, "split": args.split, "chunk_ms": args.chunk_ms,
                  "settings_overrides": over}
-    if latency_note_for(settings):
-        out["latency_note"] = latency_note_for(settings)
+    if note := latency_note_for(settings):
+        out["latency_note"] = note
     if args.part in ("all", "words"):
         out["real_single_words_always"] = bench_words(r, args.data, args.split, snrs, noises)
         if r.engine.name == "kws" and kws_real_speakers(r.engine.model.meta) == "all":
