@@ -443,10 +443,11 @@ def write_docstring_text(folder: Path) -> Path:
 
 
 def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
-                   man_dir: Path = Path("/usr/share/man/man1")) -> Path:
+                   man_dir: Path = Path("/usr/share/man/man1"), section: str = "1") -> Path:
     """Another read-speech text no rule was tuned on (rule H3 in docs/SPEECH.md): the
-    section-1 manual pages installed here, taken evenly through their file-name order (one
-    in every len/400, and not the Google Cloud SDK's thousands, so not one program family),
+    manual pages of ``section`` (in ``man_dir``) installed here, taken evenly through their
+    file-name order (one in every len/400, and not the Google Cloud SDK's thousands of
+    section-1 pages, so not one program family),
     each rendered by ``man`` as plain text without its header and footer lines and cut at
     ``per_page`` words (so one long page cannot fill it), until ``words`` words. Needs
     ``man``; the pages differ between machines, so how many were read and the first and
@@ -455,9 +456,9 @@ def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
     import subprocess
     if shutil.which("man") is None:
         raise SystemExit("--write-man-text: the man command is not installed here")
-    pages = sorted(man_dir.glob("*.1*"))
+    pages = sorted(man_dir.glob(f"*.{section}*"))
     if not pages:
-        raise SystemExit(f"--write-man-text: no section-1 pages in {man_dir}")
+        raise SystemExit(f"--write-man-text: no section-{section} pages in {man_dir}")
     # not the Google Cloud SDK's 16,000 subcommand pages (most of section 1 where installed)
     pages = [p for p in pages if not p.name.startswith("gcloud")]
     pages = pages[::max(1, len(pages) // 400)]
@@ -534,7 +535,7 @@ def _poisson_upper95(k: int) -> float:
 
 def parse_sets(items: list[str]) -> dict:
     """``--set KEY=VALUE`` overrides of SpeechSettings fields, typed as the field's
-    default ("none" for an optional field left unset)."""
+    default ("none" for an optional field left unset, "a,b" for a tuple)."""
     over = {}
     for kv in items:
         k, v = kv.split("=", 1)
@@ -543,6 +544,8 @@ def parse_sets(items: list[str]) -> dict:
             over[k] = None
         elif isinstance(default, bool):
             over[k] = v.lower() in ("1", "true", "yes")
+        elif isinstance(default, tuple):  # a list of names: "a,b" ("" for none)
+            over[k] = tuple(x for x in v.split(",") if x)
         else:
             over[k] = (float if default is None else type(default))(v)
     return over
@@ -563,8 +566,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="write the standard library's docstrings to "
                          "DIR/stdlib-docstrings.txt and exit")
     ap.add_argument("--write-man-text", type=Path, metavar="DIR",
-                    help="write the section-1 manual pages installed here to "
+                    help="write the manual pages of --man-section installed here to "
                          "DIR/man-pages.txt (60,000 words) and exit")
+    ap.add_argument("--man-section", default="1", choices=[str(i) for i in range(1, 10)],
+                    help="--write-man-text: which section (default 1)")
     ap.add_argument("--talk-activation", default="wake", choices=["wake", "always"])
     ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
     ap.add_argument("--snrs", default="20,10,5,0")
@@ -585,7 +590,8 @@ def main(argv: list[str] | None = None) -> int:
         print(write_docstring_text(args.write_docstring_text))
         return 0
     if args.write_man_text:
-        print(write_man_text(args.write_man_text))
+        print(write_man_text(args.write_man_text, section=args.man_section,
+                             man_dir=Path(f"/usr/share/man/man{args.man_section}")))
         return 0
     args.cache.mkdir(parents=True, exist_ok=True)
     over = parse_sets(args.set)

@@ -72,6 +72,20 @@ def test_the_man_page_text_reads_pages_without_their_markup(tmp_path):
     assert len(first.split()) == 50 and second.startswith("NAME beta - stop nothing")
     sents = sb.talk_sentences(tmp_path / "out")
     assert sents[0] == "NAME alpha - show the first letter DESCRIPTION Alpha prints one letter"
+    # another section (rule W2's unseen text: section 8) reads its own pages only
+    (pages / "gamma.8").write_text('.TH GAMMA 8\n.SH NAME\ngamma \\- mount nothing\n')
+    p8 = sb.write_man_text(tmp_path / "out8", man_dir=pages, section="8")
+    assert p8.read_text() == "NAME gamma - mount nothing"
+    with pytest.raises(SystemExit, match="no section-5 pages"):
+        sb.write_man_text(tmp_path / "out5", man_dir=pages, section="5")
+
+
+def test_set_overrides_are_typed_as_the_setting():
+    over = sb.parse_sets(["cmd_head_sure_for=freeze,record_stop", "min_wake_unheard=0.9",
+                          "min_cmd_head_unheard=none", "cmd_head_sure=true"])
+    assert over == {"cmd_head_sure_for": ("freeze", "record_stop"), "min_wake_unheard": 0.9,
+                    "min_cmd_head_unheard": None, "cmd_head_sure": True}
+    assert sb.parse_sets(["cmd_head_sure_for="]) == {"cmd_head_sure_for": ()}
 
 
 def test_a_command_head_set_by_hand_is_flagged_in_the_latency():
