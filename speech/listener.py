@@ -136,6 +136,11 @@ class CommandListener:
         if s.wake_phrase and s.wake_phrase not in commands.wake_phrases:
             raise ValueError(f"speech.wake_phrase {s.wake_phrase!r} is not one of the wake "
                              f"phrases of {commands.path}: {list(commands.wake_phrases)}")
+        odd = [c for c in s.cmd_head_sure_for if c not in commands.commands or c in SINGLE_WORDS]
+        if odd and s.cmd_head_sure_for != SpeechSettings.cmd_head_sure_for:
+            # (the default may name toggles a site's file leaves out: those are never said)
+            raise ValueError(f"speech.cmd_head_sure_for: {odd} are not multi-word commands of "
+                             f"{commands.path}")
         self.commands = commands
         own_engine = engine is None
         self.engine = engine or make_engine(s, commands)
@@ -514,7 +519,7 @@ class CommandListener:
                    or s.whisper_head_file)):
             d, asked, wdiag = self._head_veto(u, d, asked, joined)
         elif (self._cmd_head is not None and d.kind == "accept" and d.command not in SINGLE_WORDS
-              and (s.cmd_head_sure or s.whisper_cmd_head_file)):
+              and (self._checks_sure(d.command) or s.whisper_cmd_head_file)):
             wdiag = self._cmd_head_sure(u, d)
         if wdiag is not None and r.all_probs:  # the classifier on the single words
             wdiag["clf_words"] = {c: r.all_probs.get(c, 0.0) for c in (*SINGLE_WORDS, NONE)}
@@ -593,7 +598,8 @@ class CommandListener:
                           unconfirmed=wdiag["kind"] not in ("accept", "sure"),
                           whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
                           whisper_kind=wdiag["kind"])
-                 if wdiag["kind"] != "early" and (wdiag["kind"] != "sure" or s.cmd_head_sure)
+                 if wdiag["kind"] != "early" and (wdiag["kind"] != "sure"
+                                                  or self._checks_sure(wdiag["classifier_command"]))
                  else None)  # rule X acted already
             if m is not None:
                 acted = d.kind != "accept" and m[0].kind == "accept"
@@ -741,6 +747,12 @@ class CommandListener:
         if v is None:
             return d, asked, diag
         return v[0], v[1], diag
+
+    def _checks_sure(self, command: str | None) -> bool:
+        """Rule M's check of a multi-word ``command`` the classifier was sure of: all of them
+        with ``cmd_head_sure``, else those of ``cmd_head_sure_for`` (rule C)."""
+        s = self.settings
+        return s.cmd_head_sure or command in s.cmd_head_sure_for
 
     def _cmd_head_sure(self, u: Utterance, d: Decision) -> dict | None:
         """The command head on a multi-word command the classifier was sure of (Whisper not

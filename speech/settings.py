@@ -144,6 +144,10 @@ class SpeechSettings:
     # probability below this is not acted on where Whisper's check heard no command
     min_wake_unheard: float | None = 0.6
     cmd_head_sure: bool = False
+    # rule C: the sure multi-word commands checked all the same (cmd_head_sure false): the
+    # toggles, where "start" heard for "stop" changes the session (docs/SPEECH.md "Rule C")
+    cmd_head_sure_for: tuple[str, ...] = ("freeze", "unfreeze", "record_start", "record_stop",
+                                          "injection_start", "injection_stop")
     # rule X (decision.py cmd_early): where the classifier and the command head settle a
     # multi-word command, act at the encoder's output, without waiting for Whisper's search
     cmd_early: bool = True

@@ -58,6 +58,10 @@ def test_cross_field_checks():
         parse_settings("speech:\n  vad_neural_off_prob: 30\n", "c.yaml")
     s = parse_settings("speech:\n  min_cmd_fused_prob: null\n  cmd_head_sure: true\n", "c.yaml")
     assert s.speech.min_cmd_fused_prob is None and s.speech.cmd_head_sure is True
+    s = parse_settings("speech:\n  cmd_head_sure_for: [freeze, record_stop]\n", "c.yaml")
+    assert s.speech.cmd_head_sure_for == ("freeze", "record_stop")
+    with pytest.raises(ConfigError, match=r"c.yaml:2: speech.cmd_head_sure_for"):
+        parse_settings("speech:\n  cmd_head_sure_for: freeze\n", "c.yaml")
     with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_unconfirmed is a probability"):
         parse_settings("speech:\n  min_cmd_fused_unconfirmed: 3\n", "c.yaml")
     with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_agreed is a probability"):

@@ -310,6 +310,41 @@ def test_listener_acts_on_the_command_head_and_refuses_with_it():
         ("show.fascia", "assistant show fascia", "command head")]
 
 
+def test_a_sure_toggle_is_checked_and_a_swapped_one_put_right():
+    """Rule C: SYNTHETIC "assistant, stop recording", the classifier made sure (0.9) of
+    "record_start", the swap that changes the session. With the defaults the command head
+    checks it (a toggle) and "record_stop" is acted on; with no toggles to check, the
+    classifier's answer stands; "show fascia" heard as "hide fascia", not a toggle, is not
+    checked by default."""
+    x = with_silence(espeak("assistant, stop recording", voice="en-gb+f1", speed_wpm=150))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False)
+    q = {"record_start": 0.9, "record_stop": 0.05}
+
+    def sure(r):
+        return replace(r, top="record_start", top_prob=0.9, probs=q,
+                       all_probs={**{c: 0.0 for c in r.all_probs}, **q})
+    checked, logs = listen(base, x, sure)
+    assert [(h.command, h.via) for h in checked] == [("record_stop", "command head")]
+    (u,) = [u for u in logs if u.decision.kind == "accept"]
+    assert u.whisper["kind"] == "sure" and u.whisper["cmd_probs"]["record_stop"] > 0.9
+    unchecked, logs = listen(replace(base, cmd_head_sure_for=()), x, sure)
+    assert [h.command for h in unchecked] == ["record_start"]
+    assert all(u.whisper is None for u in logs if u.decision.kind == "accept")
+    y = with_silence(espeak("assistant, show fascia", voice="en-gb+f1", speed_wpm=150))
+    p = {"hide.fascia": 0.95, "show.fascia": 0.04}
+
+    def hide(r):
+        return replace(r, top="hide.fascia", top_prob=0.95, probs=p,
+                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    assert [h.command for h in listen(base, y, hide)[0]] == ["hide.fascia"]
+
+
+def test_a_sure_check_of_an_unknown_command_is_a_clear_error():
+    s = replace(SpeechSettings(engine="kws"), cmd_head_sure_for=("freez", "yes", "freeze"))
+    with pytest.raises(ValueError, match=r"cmd_head_sure_for: \['freez', 'yes'\]"):
+        CommandListener(s)
+
+
 def test_listener_acts_on_the_command_head_before_whispers_search():
     """SYNTHETIC "assistant, show fascia", the classifier made unsure of it and Whisper's
     phrase scores not allowed to accept: rule M acts after Whisper's search; rule X (the
