@@ -104,7 +104,7 @@ class DecisionThresholds:
     min_cmd_head_wake_alone: float | None = 0.6
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
-    min_wake_unheard: float | None = 0.6
+    min_wake_unheard: float | None = 0.9
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the

@@ -142,7 +142,8 @@ class SpeechSettings:
     min_cmd_head_wake_alone: float | None = 0.6
     # rule W: in wake activation, a command the classifier accepted with the wake phrase's
     # probability below this is not acted on where Whisper's check heard no command
-    min_wake_unheard: float | None = 0.6
+    # (0.9 since rule W2, docs/SPEECH.md)
+    min_wake_unheard: float | None = 0.9
     cmd_head_sure: bool = False
     # rule C: the sure multi-word commands checked all the same (cmd_head_sure false): the
     # toggles, where "start" heard for "stop" changes the session (docs/SPEECH.md "Rule C")

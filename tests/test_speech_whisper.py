@@ -290,6 +290,10 @@ def test_an_unsure_wake_phrase_and_whisper_hearing_no_command_is_not_acted_on():
     assert whisper_check(unsure, none, 0.3, th, needs_wake=False) == (unsure, False)
     off = DecisionThresholds(min_wake_unheard=None)
     assert whisper_check(unsure, none, 0.3, off, needs_wake=True) == (unsure, False)
+    # the default since rule W2 (0.9): a wake phrase at 0.85 is not sure enough either
+    d, _ = whisper_check(replace(unsure, wake_prob=0.85), none, 0.3, DecisionThresholds(),
+                         needs_wake=True)
+    assert d.kind == "reject" and "wake phrase unsure (0.85)" in d.reason
 
 
 def test_whisper_overrides_a_disagreeing_classifier_only_when_set_and_sure():
