@@ -443,9 +443,10 @@ def write_docstring_text(folder: Path) -> Path:
 
 
 def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
-                   man_dir: Path = Path("/usr/share/man/man1"), section: str = "1") -> Path:
-    """Another read-speech text no rule was tuned on (rule H3 in docs/SPEECH.md): the
-    manual pages of ``section`` (in ``man_dir``) installed here, taken evenly through their
+                   man_dir: Path | None = None, section: str = "1") -> Path:
+    """Another read-speech text no rule was tuned on (rules H3 and W2 in docs/SPEECH.md): the
+    manual pages of ``section`` installed here (in ``man_dir``, by default
+    /usr/share/man/manSECTION), taken evenly through their
     file-name order (one in every len/400, and not the Google Cloud SDK's thousands of
     section-1 pages, so not one program family),
     each rendered by ``man`` as plain text without its header and footer lines and cut at
@@ -454,6 +455,7 @@ def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
     last are printed."""
     import shutil
     import subprocess
+    man_dir = man_dir or Path(f"/usr/share/man/man{section}")
     if shutil.which("man") is None:
         raise SystemExit("--write-man-text: the man command is not installed here")
     pages = sorted(man_dir.glob(f"*.{section}*"))
@@ -590,8 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_docstring_text(args.write_docstring_text))
         return 0
     if args.write_man_text:
-        print(write_man_text(args.write_man_text, section=args.man_section,
-                             man_dir=Path(f"/usr/share/man/man{args.man_section}")))
+        print(write_man_text(args.write_man_text, section=args.man_section))
         return 0
     args.cache.mkdir(parents=True, exist_ok=True)
     over = parse_sets(args.set)
