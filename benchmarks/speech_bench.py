@@ -445,14 +445,13 @@ def write_docstring_text(folder: Path) -> Path:
 def write_man_text(folder: Path, words: int = 60000, per_page: int = 250,
                    man_dir: Path | None = None, section: str = "1") -> Path:
     """Another read-speech text no rule was tuned on (rules H3 and W2 in docs/SPEECH.md): the
-    manual pages of ``section`` installed here (in ``man_dir``, by default
-    /usr/share/man/manSECTION), taken evenly through their
-    file-name order (one in every len/400, and not the Google Cloud SDK's thousands of
-    section-1 pages, so not one program family),
-    each rendered by ``man`` as plain text without its header and footer lines and cut at
-    ``per_page`` words (so one long page cannot fill it), until ``words`` words. Needs
-    ``man``; the pages differ between machines, so how many were read and the first and
-    last are printed."""
+    manual pages of ``section`` installed here (``man_dir``, by default
+    /usr/share/man/manSECTION), taken evenly through their file-name order (one in every
+    len/400, and not the Google Cloud SDK's thousands of section-1 pages, so not one
+    program family), each rendered by ``man`` as plain text without its header and footer
+    lines and cut at ``per_page`` words (so one long page cannot fill it), until ``words``
+    words. Needs ``man``; the pages differ between machines, so how many were read and the
+    first and last are printed."""
     import shutil
     import subprocess
     man_dir = man_dir or Path(f"/usr/share/man/man{section}")
