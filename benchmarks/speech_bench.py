@@ -599,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     snrs = [float(s) for s in args.snrs.split(",") if s]
     noises = [read_wav(f)[0].astype(np.float64)
               for f in sorted(glob.glob(str(args.data / "noise" / "*.wav")))]
+    if not noises:
+        ap.error(f"--data {args.data}: no noise recordings in {args.data / 'noise'} "
+                 "(the shared speech data: ../shared/data/speech)")
     voices = {"tune": VOICES_TUNE, "test": VOICES_TEST, "all": VOICES_TUNE + VOICES_TEST}[args.split]
     r = Runner(settings, args.chunk_ms)
     out: dict = {"engine": r.engine.name, "split": args.split, "chunk_ms": args.chunk_ms,

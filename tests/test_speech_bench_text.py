@@ -3,6 +3,8 @@ folder of .txt files, such as the Python language reference it writes itself (a 
 rule was tuned on; docs/SPEECH.md, "Rule W")."""
 from __future__ import annotations
 
+import pytest
+
 import benchmarks.speech_bench as sb
 
 
@@ -98,3 +100,11 @@ def test_a_command_head_set_by_hand_is_flagged_in_the_latency():
     assert sb.latency_note_for(SpeechSettings()) is None
     assert sb.latency_note_for(replace(SpeechSettings(), whisper_cmd_head_file="/x.npz",
                                        cmd_head_sure=True)) is None
+
+
+def test_a_data_folder_without_noise_is_a_clear_error(tmp_path, capsys):
+    """--data pointing where the shared speech data is not: the folder is named, instead
+    of a crash deep in the noise mixing."""
+    with pytest.raises(SystemExit):
+        sb.main(["--part", "multi", "--data", str(tmp_path), "--cache", str(tmp_path / "c")])
+    assert f"--data {tmp_path}: no noise recordings in {tmp_path / 'noise'}" in capsys.readouterr().err
