@@ -105,6 +105,10 @@ class DecisionThresholds:
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
     min_wake_unheard: float | None = 0.9
+    # rule U: where the wake phrase is needed and its probability is below this, the command
+    # head does not stand in for it: rule X does not act before Whisper's search (it is waited
+    # for), and rule M does not act where Whisper's check heard no command (None: off)
+    min_wake_cmd_head: float | None = None
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -552,7 +556,8 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
              *, addressed: bool, th: DecisionThresholds = DecisionThresholds(),
              unconfirmed: bool = False, whisper_says: str | None = None,
-             whisper_kind: str | None = None) -> tuple[Decision, bool] | None:
+             whisper_kind: str | None = None, needs_wake: bool = False
+             ) -> tuple[Decision, bool] | None:
     """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
     and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
     command ``d`` did not accept, when it is >= ``min_cmd_fused_prob`` and the utterance
@@ -569,8 +574,9 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     and, where nothing was acted on and Whisper's check heard no command (``whisper_kind``,
     its decision's kind: "reject", or "wake_only" for the wake phrase alone), the head alone
     acts at ``min_cmd_head_unheard`` (rule M7), or, where Whisper heard the wake phrase
-    alone, at ``min_cmd_head_wake_alone`` (rule M7b). Returns (decision, whether to ask
-    again)."""
+    alone, at ``min_cmd_head_wake_alone`` (rule M7b). Where the wake phrase is needed
+    (``needs_wake``) and below ``min_wake_cmd_head`` and Whisper's check heard no command,
+    nothing is acted on (rule U). Returns (decision, whether to ask again)."""
     if head_probs is None or not clf_all:
         return None
     single = d.kind == "accept" and d.command in SINGLE_WORDS
@@ -586,7 +592,8 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     if single:
         return None
     act = None
-    if d.kind != "accept" and addressed:
+    if d.kind != "accept" and addressed and not (
+            whisper_kind == "reject" and needs_wake and _wake_unsure(d, th)):
         h = max(head_probs, key=head_probs.get)
         if th.min_cmd_fused_prob is not None and top_multi and p >= th.min_cmd_fused_prob:
             act = top, p, ""
@@ -617,7 +624,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
 
 
 def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
-              commands: CommandSet, *, addressed: bool,
+              commands: CommandSet, *, addressed: bool, needs_wake: bool = False,
               th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
     """Rule M's answer where Whisper's search cannot change it much (pure), or None (wait
     for the search): ``d`` is the classifier's own decision, before Whisper. With the wake
@@ -625,9 +632,13 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
     >= ``min_cmd_fused_prob`` is acted on (``d`` itself when it accepted that command; when
     it accepted another, only at ``min_cmd_fused_switch``); else, ``d`` accepting nothing,
     one the head alone gives ``min_cmd_head_alone``. The search, which rule M would
-    override or agree with, is then not waited for (rule X in docs/SPEECH.md)."""
+    override or agree with, is then not waited for (rule X in docs/SPEECH.md). Where the wake
+    phrase is needed (``needs_wake``: wake activation, no wake phrase said alone just before,
+    no reply awaited) and its probability is below ``min_wake_cmd_head``, the search is waited
+    for (rule U)."""
     if (head_probs is None or not clf_all or not addressed
-            or (d.kind == "accept" and d.command in SINGLE_WORDS)):
+            or (d.kind == "accept" and d.command in SINGLE_WORDS)
+            or (needs_wake and _wake_unsure(d, th))):
         return None
     top, p, top_multi = _fused_top(clf_all, head_probs, commands, th)
     act = None
@@ -644,6 +655,13 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
     if act is None:
         return None
     return _cmd_act(d, *act, clf_all, head_probs, commands, "; before Whisper's search")
+
+
+def _wake_unsure(d: Decision, th: DecisionThresholds) -> bool:
+    """Rule U: the classifier's wake-phrase probability in ``d`` is below
+    ``min_wake_cmd_head`` (unknown counts as below; False when the rule is off)."""
+    return th.min_wake_cmd_head is not None and (d.wake_prob is None
+                                                 or d.wake_prob < th.min_wake_cmd_head)
 
 
 def _multi_word(commands: CommandSet, c: str) -> bool:

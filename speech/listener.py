@@ -512,7 +512,8 @@ class CommandListener:
         t1 = time.perf_counter()
         wdiag = None
         if (self._whisper is not None and self._command_length(speech)
-                and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above)):
+                and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above
+                         and self._wake_sure_enough(d, joined, u.speech_start_s))):
             d, asked, wdiag = self._whisper_check(u, d, asked, joined, r, spoken_to)
         elif (self._head is not None and d.kind == "accept" and d.command in SINGLE_WORDS
               and (s.min_head_veto is not None or s.min_fused_veto is not None
@@ -597,7 +598,8 @@ class CommandListener:
                           addressed=spoken_to, th=self.thresholds,
                           unconfirmed=wdiag["kind"] not in ("accept", "sure"),
                           whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
-                          whisper_kind=wdiag["kind"])
+                          whisper_kind=wdiag["kind"],
+                          needs_wake=(s.activation == "wake" and not joined and not reply_open))
                  if wdiag["kind"] != "early" and (wdiag["kind"] != "sure"
                                                   or self._checks_sure(wdiag["classifier_command"]))
                  else None)  # rule X acted already
@@ -678,6 +680,8 @@ class CommandListener:
                 return d, asked, None
             cp = self._cmd_probs(ctx[1])
             e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
+                          needs_wake=(s.activation == "wake" and not joined
+                                      and not reply_open),
                           th=self.thresholds)
             if e is not None:
                 job.cancel.set()
@@ -747,6 +751,16 @@ class CommandListener:
         if v is None:
             return d, asked, diag
         return v[0], v[1], diag
+
+    def _wake_sure_enough(self, d: Decision, joined: bool, speech_start_s: float) -> bool:
+        """Rule V: the classifier's sure answer ``d`` may skip Whisper's check: no wake phrase
+        needed (not wake activation, one said alone just before, a reply awaited), or its
+        probability at least ``min_wake_sure`` (or the rule off)."""
+        s = self.settings
+        if (s.min_wake_sure is None or s.activation != "wake" or joined
+                or speech_start_s <= self._reply_until):
+            return True
+        return d.wake_prob is not None and d.wake_prob >= s.min_wake_sure
 
     def _checks_sure(self, command: str | None) -> bool:
         """Rule M's check of a multi-word ``command`` the classifier was sure of: all of them

@@ -144,6 +144,13 @@ class SpeechSettings:
     # probability below this is not acted on where Whisper's check heard no command
     # (0.9 since rule W2, docs/SPEECH.md)
     min_wake_unheard: float | None = 0.9
+    # rule U: where the wake phrase is needed, the command head acts (rules X and M) with it
+    # this sure, or where Whisper's check heard a command or the wake phrase (None: off)
+    min_wake_cmd_head: float | None = None
+    # rule V: a command the classifier is sure of (whisper_skip_above) skips Whisper's check
+    # only with the wake phrase this sure where one is needed; below, Whisper checks it and
+    # rule W2 applies (None: off)
+    min_wake_sure: float | None = None
     cmd_head_sure: bool = False
     # rule C: the sure multi-word commands checked all the same (cmd_head_sure false): the
     # toggles, where "start" heard for "stop" changes the session (docs/SPEECH.md "Rule C")
@@ -173,7 +180,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
                       "min_cmd_head_unheard", "min_cmd_head_wake_alone",
-                      "min_wake_unheard", "min_confidence", "min_word_posterior",
+                      "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure", "min_confidence", "min_word_posterior",
                       "min_vosk_confidence", "min_kws_prob", "min_kws_wake", "min_unclear_wake",
                       "min_second_opinion_prob", "min_second_opinion_wake",
                       "second_opinion_veto_below")

@@ -75,6 +75,12 @@ def test_cross_field_checks():
     assert s.speech.min_cmd_fused_unconfirmed is None and s.speech.cmd_early is False
     with pytest.raises(ConfigError, match=r"speech.cmd_early"):
         parse_settings("speech:\n  cmd_early: sometimes\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"speech.min_wake_cmd_head is a probability"):
+        parse_settings("speech:\n  min_wake_cmd_head: 9\n", "c.yaml")
+    assert parse_settings("speech:\n  min_wake_cmd_head: 0.9\n",
+                          "c.yaml").speech.min_wake_cmd_head == 0.9
+    with pytest.raises(ConfigError, match=r"speech.min_wake_sure is a probability"):
+        parse_settings("speech:\n  min_wake_sure: -0.1\n", "c.yaml")
 
 
 def test_bad_yaml_and_missing_file(tmp_path):

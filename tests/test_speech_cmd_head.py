@@ -231,6 +231,30 @@ def test_cmd_early_acts_only_where_whispers_search_cannot_change_rule_m():
     assert cmd_early(rej, clf, head, COMMANDS, addressed=True, th=off) is None
 
 
+def test_cmd_early_waits_for_the_search_where_the_wake_phrase_is_unsure():
+    """Rule U, before the search: where the wake phrase is needed and the classifier gave it
+    less than min_wake_cmd_head, rule X does not act before Whisper's search (None: wait);
+    with the wake phrase sure, said alone before (needs_wake false), or the rule off, it
+    acts."""
+    th = DecisionThresholds(cmd_fuse_weight=0.5, min_cmd_fused_prob=0.6, min_cmd_fused_switch=0.7,
+                            min_cmd_head_alone=0.9, min_wake_cmd_head=0.9)
+    clf, head = {"show.fascia": 0.5, "_none_": 0.4}, head_p(**{"show.fascia": 0.95})
+    unsure = Decision("reject", reason="not a command", wake=True, wake_prob=0.86)
+    sure = replace(unsure, wake_prob=0.95)
+    assert cmd_early(unsure, clf, head, COMMANDS, addressed=True, needs_wake=True, th=th) is None
+    acc = Decision("accept", "show.fascia", "assistant show fascia", 0.6, "ok", wake=True,
+                   wake_prob=0.4)
+    assert cmd_early(acc, clf, head, COMMANDS, addressed=True, needs_wake=True, th=th) is None
+    assert cmd_early(replace(unsure, wake_prob=None), clf, head, COMMANDS, addressed=True,
+                     needs_wake=True, th=th) is None
+    assert cmd_early(sure, clf, head, COMMANDS, addressed=True, needs_wake=True,
+                     th=th).command == "show.fascia"
+    assert cmd_early(unsure, clf, head, COMMANDS, addressed=True, needs_wake=False,
+                     th=th).command == "show.fascia"
+    assert cmd_early(acc, clf, head, COMMANDS, addressed=True, needs_wake=True,
+                     th=replace(th, min_wake_cmd_head=None)) is acc
+
+
 # ------------------------------------------------------------------ the shipped head
 
 def test_the_shipped_head_names_commands_of_voices_it_never_heard():
@@ -308,6 +332,75 @@ def test_listener_acts_on_the_command_head_and_refuses_with_it():
     switched, _ = listen(replace(base, min_cmd_fused_veto=0.7, cmd_head_sure=True), x, sure)
     assert [(h.command, h.heard, h.via) for h in switched] == [
         ("show.fascia", "assistant show fascia", "command head")]
+
+
+def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():
+    """Rule U, after the search: the head and classifier fused at 0.8 on "block.axillary"
+    (read speech, wake phrase 0.58, Whisper heard no command) are not acted on where the
+    wake phrase is needed; they are where Whisper heard the wake phrase alone, where none
+    is needed, with the wake phrase sure, or with the rule off."""
+    th = DecisionThresholds(min_cmd_fused_prob=0.6, min_wake_cmd_head=0.9)
+    rej = Decision("reject", reason="wake phrase unsure", wake=True, wake_prob=0.58)
+    clf, head = {"block.axillary": 0.44, "_none_": 0.17}, head_p(**{"block.axillary": 0.88})
+
+    def act(d=rej, kind="reject", needs_wake=True, t=th):
+        m = cmd_fuse(d, clf, head, COMMANDS, addressed=True, th=t, unconfirmed=True,
+                     whisper_kind=kind, needs_wake=needs_wake)
+        return m and m[0].kind == "accept" and m[0].command
+    assert act() is None
+    assert act(kind="wake_only") == "block.axillary"
+    assert act(needs_wake=False) == "block.axillary"
+    assert act(d=replace(rej, wake_prob=0.93)) == "block.axillary"
+    assert act(t=replace(th, min_wake_cmd_head=None)) == "block.axillary"
+
+
+def test_an_unsure_wake_phrase_waits_for_whispers_search():
+    """Rule U: SYNTHETIC "assistant show fascia", the classifier made unsure of the command
+    (0.5) and of the wake phrase (0.5). With the defaults rule X acts on it before Whisper's
+    search; with min_wake_cmd_head 0.9 the search is waited for and its answer used (here it
+    heard the wake phrase, which leaves the classifier's command standing)."""
+    x = with_silence(espeak("assistant show fascia", voice="en-gb+f1", speed_wpm=170))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False)
+    p = {"show.fascia": 0.5, "_none_": 0.3, "hide.fascia": 0.2}
+
+    def unsure(r):
+        return replace(r, top="show.fascia", top_prob=0.5, probs=p, wake_prob=0.5,
+                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    early, logs = listen(base, x, unsure)
+    assert [h.command for h in early] == ["show.fascia"]
+    assert [u.whisper["kind"] for u in logs if u.whisper] == ["early"]
+    waited, logs = listen(replace(base, min_wake_cmd_head=0.9), x, unsure)
+    assert [h.command for h in waited] == ["show.fascia"]
+    (w,) = [u.whisper for u in logs if u.whisper]
+    assert w["kind"] != "early" and w["expansions"] > 0  # the search ran and was heard out
+
+
+def test_a_sure_command_with_an_unsure_wake_phrase_is_checked_by_whisper():
+    """Rule V: SYNTHETIC "assistant show fascia", the classifier made sure of the command
+    (0.95) but not of the wake phrase (0.5). By default it skips Whisper's check; with
+    min_wake_sure 0.9 it is checked (rule X acts first; with rule U on too, after Whisper's
+    search, which lets it stand); with the wake phrase at 0.95 it skips the check again."""
+    x = with_silence(espeak("assistant show fascia", voice="en-gb+f1", speed_wpm=170))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False)
+    p = {"show.fascia": 0.95, "_none_": 0.05}
+
+    def sure(wake):
+        return lambda r: replace(r, top="show.fascia", top_prob=0.95, probs=p, wake_prob=wake,
+                                 all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    skipped, logs = listen(base, x, sure(0.5))
+    assert [h.command for h in skipped] == ["show.fascia"]
+    assert [u.whisper for u in logs if u.whisper] == []
+    checked, logs = listen(replace(base, min_wake_sure=0.9), x, sure(0.5))
+    assert [h.command for h in checked] == ["show.fascia"]
+    (w,) = [u.whisper for u in logs if u.whisper]
+    assert w["kind"] == "early"  # checked; rule X acted before the search
+    checked, logs = listen(replace(base, min_wake_sure=0.9, min_wake_cmd_head=0.9), x, sure(0.5))
+    assert [h.command for h in checked] == ["show.fascia"]
+    (w,) = [u.whisper for u in logs if u.whisper]
+    assert w["expansions"] > 0  # rule U too: the search was heard out
+    again, logs = listen(replace(base, min_wake_sure=0.9), x, sure(0.95))
+    assert [h.command for h in again] == ["show.fascia"]
+    assert [u.whisper for u in logs if u.whisper] == []
 
 
 def test_a_sure_toggle_is_checked_and_a_swapped_one_put_right():
