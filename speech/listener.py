@@ -599,7 +599,7 @@ class CommandListener:
                           unconfirmed=wdiag["kind"] not in ("accept", "sure"),
                           whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
                           whisper_kind=wdiag["kind"],
-                          needs_wake=(s.activation == "wake" and not joined and not reply_open))
+                          needs_wake=self._needs_wake(joined, reply_open))
                  if wdiag["kind"] != "early" and (wdiag["kind"] != "sure"
                                                   or self._checks_sure(wdiag["classifier_command"]))
                  else None)  # rule X acted already
@@ -680,8 +680,7 @@ class CommandListener:
                 return d, asked, None
             cp = self._cmd_probs(ctx[1])
             e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
-                          needs_wake=(s.activation == "wake" and not joined
-                                      and not reply_open),
+                          needs_wake=self._needs_wake(joined, reply_open),
                           th=self.thresholds)
             if e is not None:
                 job.cancel.set()
@@ -697,8 +696,7 @@ class CommandListener:
                             reply_open=reply_open, th=self.thresholds, joined=joined,
                             speech_s=speech)
         d2, again = whisper_check(d, wd, speech, self.thresholds,
-                                  needs_wake=(s.activation == "wake" and not joined
-                                              and not reply_open))
+                                  needs_wake=self._needs_wake(joined, reply_open))
         b, r2 = w.best, w.runner_up
         hr = self._head(w.pooled) if self._head is not None and w.pooled is not None else None
         d3 = head_check(d2, d.command, b.command if b else None, hr, bare_ok=fam[1],
@@ -752,13 +750,17 @@ class CommandListener:
             return d, asked, diag
         return v[0], v[1], diag
 
+    def _needs_wake(self, joined: bool, reply_open: bool) -> bool:
+        """The utterance needs its own wake phrase: wake activation, no wake phrase said alone
+        just before (``joined``), no reply awaited (``reply_open``)."""
+        return self.settings.activation == "wake" and not joined and not reply_open
+
     def _wake_sure_enough(self, d: Decision, joined: bool, speech_start_s: float) -> bool:
         """Rule V: the classifier's sure answer ``d`` may skip Whisper's check: no wake phrase
-        needed (not wake activation, one said alone just before, a reply awaited), or its
-        probability at least ``min_wake_sure`` (or the rule off)."""
+        needed, or its probability at least ``min_wake_sure`` (or the rule off)."""
         s = self.settings
-        if (s.min_wake_sure is None or s.activation != "wake" or joined
-                or speech_start_s <= self._reply_until):
+        if s.min_wake_sure is None or not self._needs_wake(
+                joined, speech_start_s <= self._reply_until):
             return True
         return d.wake_prob is not None and d.wake_prob >= s.min_wake_sure
 

@@ -180,7 +180,8 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
                       "min_cmd_head_unheard", "min_cmd_head_wake_alone",
-                      "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure", "min_confidence", "min_word_posterior",
+                      "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure",
+                      "min_confidence", "min_word_posterior",
                       "min_vosk_confidence", "min_kws_prob", "min_kws_wake", "min_unclear_wake",
                       "min_second_opinion_prob", "min_second_opinion_wake",
                       "second_opinion_veto_below")

@@ -107,4 +107,5 @@ def test_a_data_folder_without_noise_is_a_clear_error(tmp_path, capsys):
     of a crash deep in the noise mixing."""
     with pytest.raises(SystemExit):
         sb.main(["--part", "multi", "--data", str(tmp_path), "--cache", str(tmp_path / "c")])
-    assert f"--data {tmp_path}: no noise recordings in {tmp_path / 'noise'}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--data {tmp_path}: no noise recordings in {tmp_path / 'noise'}" in err
