@@ -109,6 +109,9 @@ class DecisionThresholds:
     # head does not stand in for it: rule X does not act before Whisper's search (it is waited
     # for), and rule M does not act where Whisper's check heard no command (None: off)
     min_wake_cmd_head: float | None = None
+    # rule V: a command the classifier is sure of skips Whisper's check only with the wake
+    # phrase this sure where one is needed (listener; None: off)
+    min_wake_sure: float | None = None
     # the neural voice model's highest speech probability in an utterance (speech/vad.py;
     # not_speech): below min_voice_prob it is not speech; below tail_voice_prob and starting
     # within tail_gap_ms of the previous utterance's end it is that utterance's tail (the
@@ -593,7 +596,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
         return None
     act = None
     if d.kind != "accept" and addressed and not (
-            whisper_kind == "reject" and needs_wake and _wake_unsure(d, th)):
+            whisper_kind == "reject" and needs_wake and wake_below(d, th.min_wake_cmd_head)):
         h = max(head_probs, key=head_probs.get)
         if th.min_cmd_fused_prob is not None and top_multi and p >= th.min_cmd_fused_prob:
             act = top, p, ""
@@ -638,7 +641,7 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
     for (rule U)."""
     if (head_probs is None or not clf_all or not addressed
             or (d.kind == "accept" and d.command in SINGLE_WORDS)
-            or (needs_wake and _wake_unsure(d, th))):
+            or (needs_wake and wake_below(d, th.min_wake_cmd_head))):
         return None
     top, p, top_multi = _fused_top(clf_all, head_probs, commands, th)
     act = None
@@ -657,11 +660,10 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
     return _cmd_act(d, *act, clf_all, head_probs, commands, "; before Whisper's search")
 
 
-def _wake_unsure(d: Decision, th: DecisionThresholds) -> bool:
-    """Rule U: the classifier's wake-phrase probability in ``d`` is below
-    ``min_wake_cmd_head`` (unknown counts as below; False when the rule is off)."""
-    return th.min_wake_cmd_head is not None and (d.wake_prob is None
-                                                 or d.wake_prob < th.min_wake_cmd_head)
+def wake_below(d: Decision, floor: float | None) -> bool:
+    """Rules U and V (pure): the classifier's wake-phrase probability in ``d`` is below
+    ``floor`` (unknown counts as below; False when the rule is off, ``floor`` None)."""
+    return floor is not None and (d.wake_prob is None or d.wake_prob < floor)
 
 
 def _multi_word(commands: CommandSet, c: str) -> bool:

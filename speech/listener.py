@@ -35,7 +35,7 @@ import numpy as np
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
                        decide_whisper, head_check, head_fuse, head_veto, not_speech,
-                       second_opinion, unclear_after_wake, vetoed, whisper_check)
+                       second_opinion, unclear_after_wake, vetoed, wake_below, whisper_check)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
@@ -758,11 +758,8 @@ class CommandListener:
     def _wake_sure_enough(self, d: Decision, joined: bool, speech_start_s: float) -> bool:
         """Rule V: the classifier's sure answer ``d`` may skip Whisper's check: no wake phrase
         needed, or its probability at least ``min_wake_sure`` (or the rule off)."""
-        s = self.settings
-        if s.min_wake_sure is None or not self._needs_wake(
-                joined, speech_start_s <= self._reply_until):
-            return True
-        return d.wake_prob is not None and d.wake_prob >= s.min_wake_sure
+        return not (self._needs_wake(joined, speech_start_s <= self._reply_until)
+                    and wake_below(d, self.thresholds.min_wake_sure))
 
     def _checks_sure(self, command: str | None) -> bool:
         """Rule M's check of a multi-word ``command`` the classifier was sure of: all of them
