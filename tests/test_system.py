@@ -207,9 +207,15 @@ class FakeRecognizer:
 
     def __init__(self, la, retries: int = 10):
         from assistant.bus import ReliableSender
-        self.c = BusClient(la.endpoints, "speech", ("event", "ack"), ctx=la.ctx)
+        self.c = BusClient(la.endpoints, "speech", ("event", "ack", "hb"), ctx=la.ctx)
         self.rel = ReliableSender(self.c, timeout_ms=200, retries=retries)
         self.events = []
+        self.heard_bus = False
+        # A SUB socket joins the proxy asynchronously: an Event published before it has
+        # joined is lost (the ack of a retried command is not, the event it caused may
+        # be). Anything received proves the join, so wait for a heartbeat before sending.
+        wait_for(lambda: self.pump() is not None and self.heard_bus, 10,
+                 what="a heartbeat on the test's own subscription")
 
     def pump(self):
         for h, msg in self.c.drain():
@@ -217,6 +223,8 @@ class FakeRecognizer:
                 self.rel.on_ack(h, msg)
             elif isinstance(msg, m.Event):
                 self.events.append(msg)
+            elif isinstance(msg, m.Heartbeat):
+                self.heard_bus = True
         self.rel.tick()
         return self.events
 
