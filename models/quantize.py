@@ -2,6 +2,8 @@
 
     python -m models.quantize --onnx DIR/full.onnx --out DIR/full_int8.onnx [--data ../shared/data]
         [--held-out-from DIR/fold0.onnx]
+    python -m models.quantize --u8-variant MODEL.onnx
+    python -m models.quantize --s7-variant MODEL.onnx [--data ../shared/data] [--held-out-from FOLD.onnx]
 
 onnxruntime's static QDQ quantization: per-channel signed 8-bit weights, unsigned 8-bit
 activations with MinMax ranges measured on calibration frames. Every node runs in int8 except
@@ -13,7 +15,11 @@ than in float). Calibration frames (ranges only, no labels): 40 simulated frames
 ``held_out_usgra`` / ``held_out_dltrack``), so a cross-validation fold stays held out.
 The manifest (OUT.json) is the input's with ``sha256``/``file`` updated, the SIM held-out
 figures measured again on the quantized model (the float model's kept in the ``quantization``
-record). Needs the ``train`` extra (onnx); nothing here is used at run time: onnxruntime runs
+record). Two other encodings of the int8 weights are written beside it and named in the
+manifest, for x86 CPUs without VNNI, where onnxruntime adds pairs of u8 x s8 products in 16 bits
+and saturates: ``u8_variant`` (the same values shifted to u8: exact, slower) and ``s7_variant``
+(7-bit weights, biases corrected on the calibration frames: cannot saturate, as fast as int8,
+not the same arithmetic; models/MODEL_CARD.md gives its figures). Needs the ``train`` extra (onnx); nothing here is used at run time: onnxruntime runs
 the quantized model as it runs any other.
 """
 from __future__ import annotations
@@ -39,6 +45,23 @@ def calibration_images(data: Path, held_out: dict[str, set[str]] | None = None) 
         files = list_images(data / folder / "images")[::every]
         out += [p for p in files if p.name not in held_out.get(folder, set())]
     return out
+
+
+def calibration_frames(data: Path, held_out_from: str | None = None) -> tuple[list[np.ndarray], list[Path]]:
+    """The calibration frames: the simulated seeds, then the real calibration images (less
+    the images the fold model ``held_out_from`` holds out); and the real images' paths."""
+    import cv2
+
+    from models.simulator import simulate_frame
+    held = held_out_of(Path(held_out_from)) if held_out_from else None
+    paths = calibration_images(data, held)
+    frames = [simulate_frame(s).image for s in SIM_SEEDS]
+    for p in paths:
+        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise ValueError(f"calibration image {str(p)!r} cannot be read")
+        frames.append(img)
+    return frames, paths
 
 
 def held_out_of(fold_model: Path) -> dict[str, set[str]]:
@@ -146,6 +169,128 @@ def u8_variant(src: Path, dst: Path) -> int:
     return len(done)
 
 
+S7_LIMIT = 64  # 2 * 255 * 64 = 32640: a pair of u8 x s8 products cannot pass 32767
+S7_NOTE = ("the dense convolutions' int8 weights re-scaled per output channel so that none "
+           f"exceeds {S7_LIMIT} in size (channels already within it unchanged), each bias "
+           "corrected by the mean change the coarser weights make on the calibration frames: "
+           "onnxruntime's u8 x s8 pair sums cannot saturate on an x86 CPU without VNNI, at "
+           "the s8 file's speed; not the same arithmetic as the s8 file (measured: model card)")
+
+
+def dense_conv_weights(m) -> list[tuple]:
+    """(conv, weight DequantizeLinear, bias DequantizeLinear or None) of every dense
+    (``group`` 1) convolution of the QDQ model ``m`` whose weights are int8 initializers."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out = []
+    for n in m.graph.node:
+        if n.op_type != "Conv" or is_depthwise(n):
+            continue
+        wdq = producer.get(n.input[1])
+        if wdq is None or wdq.op_type != "DequantizeLinear" or wdq.input[0] not in inits:
+            continue  # a float convolution (the full-resolution nodes)
+        if numpy_helper.to_array(inits[wdq.input[0]]).dtype != np.int8:
+            continue
+        bdq = producer.get(n.input[2]) if len(n.input) > 2 else None
+        out.append((n, wdq, bdq if bdq is not None and bdq.op_type == "DequantizeLinear" else None))
+    return out
+
+
+def conv_input_means(model: Path, frames: list[np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """The mean over ``frames`` and over positions of each channel of the tensors ``names``
+    (convolution inputs) of ``model``, run by onnxruntime on one thread."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from models.segmenter import pre_process_image
+    m = onnx.load(str(model))
+    for name in names:
+        m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    hw = tuple(inp.shape[-2:])
+    sums = {name: np.zeros(0) for name in names}
+    for f in frames:
+        for name, o in zip(names, sess.run(names, {inp.name: pre_process_image(f, hw)})):
+            mean = o.astype(np.float64).mean(axis=(0, 2, 3))
+            sums[name] = mean if not sums[name].size else sums[name] + mean
+    return {name: v / len(frames) for name, v in sums.items()}
+
+
+def s7_variant(src: Path, dst: Path, frames: list[np.ndarray], correct_bias: bool = True) -> dict:
+    """Write ``dst``: ``src`` (a QDQ model with int8 weights) with each dense convolution's
+    output channels whose weights exceed ``S7_LIMIT`` in size re-scaled to it (rounded from
+    the dequantized int8 values), and each bias corrected by the mean change in output:
+    b' = b - sum over inputs and taps of (W' - W) * E[x], E[x] the mean input channel over
+    ``frames`` (run exactly, through the u8 variant). onnxruntime's u8 x s8 kernel on an x86
+    CPU without VNNI adds pairs of products in 16 bits; with weights within 64 those sums
+    cannot saturate. ``correct_bias`` False: re-scaled weights only (to measure what the
+    correction does). The record: weight tensors and channels changed."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(str(src))
+    inits = {i.name: i for i in m.graph.initializer}
+    convs = dense_conv_weights(m)
+    if not convs:
+        raise ValueError(f"{src}: no int8 convolution weights to re-encode (is it quantized?)")
+    means = {}
+    if correct_bias:
+        with tempfile.TemporaryDirectory() as tmp:
+            exact = Path(tmp) / "u8.onnx"
+            u8_variant(src, exact)
+            means = conv_input_means(exact, frames, [n.input[0] for n, _, _ in convs])
+    arr = lambda name: numpy_helper.to_array(inits[name])  # noqa: E731
+    put = lambda name, a: inits[name].CopyFrom(numpy_helper.from_array(a, name))  # noqa: E731
+    tensors = channels = 0
+    for conv, wdq, bdq in convs:
+        w8 = arr(wdq.input[0]).astype(np.int64)
+        scale = arr(wdq.input[1]).astype(np.float64)
+        if len(wdq.input) > 2 and (arr(wdq.input[2]) != 0).any():
+            raise ValueError(f"{src}: weight {wdq.input[0]!r} is not symmetric int8")
+        if scale.ndim != 1 or w8.ndim != 4 or len(scale) != len(w8):
+            raise ValueError(f"{src}: weight {wdq.input[0]!r} is not per-channel "
+                             f"(scale shape {scale.shape})")
+        peak = np.abs(w8).reshape(len(w8), -1).max(axis=1)
+        if (peak <= S7_LIMIT).all():
+            continue
+        scale7 = scale * np.maximum(peak, S7_LIMIT) / S7_LIMIT
+        col = (-1, 1, 1, 1)
+        w = w8 * scale.reshape(col)
+        w7 = np.clip(np.round(w / scale7.reshape(col)), -S7_LIMIT, S7_LIMIT)
+        put(wdq.input[0], w7.astype(np.int8))
+        put(wdq.input[1], scale7.astype(np.float32))
+        tensors, channels = tensors + 1, channels + int((peak > S7_LIMIT).sum())
+        if bdq is None:
+            continue
+        bias_scale = arr(bdq.input[1]).astype(np.float64)  # input scale x weight scale
+        bias = arr(bdq.input[0]) * bias_scale
+        if correct_bias:
+            change = (w7 * scale7.reshape(col) - w).sum(axis=(2, 3))  # (out, in)
+            bias = bias - change @ means[conv.input[0]]
+        bias_scale7 = bias_scale / scale * scale7
+        q = np.round(bias / bias_scale7)
+        if not np.isfinite(q).all() or np.abs(q).max() >= 2 ** 31:
+            raise ValueError(f"{src}: bias {bdq.input[0]!r} does not fit int32 after re-scaling")
+        put(bdq.input[0], q.astype(np.int32))
+        put(bdq.input[1], bias_scale7.astype(np.float32))
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+    return {"weight_tensors": tensors, "channels_rescaled": channels,
+            "calibration_frames": len(frames)}
+
+
+def s7_record(model: Path, frames: list[np.ndarray]) -> dict:
+    """Write MODEL_s7.onnx beside ``model``; its manifest entry (``s7_variant``)."""
+    from models.segmenter import file_sha256
+    dst = model.with_name(model.stem + "_s7.onnx")
+    record = s7_variant(model, dst, frames)
+    return {"file": dst.name, "sha256": file_sha256(dst), **record, "note": S7_NOTE}
+
+
 def u8_record(model: Path) -> dict:
     """Write MODEL_u8.onnx beside ``model``; its manifest entry (``u8_variant``)."""
     from models.segmenter import file_sha256
@@ -157,13 +302,10 @@ def u8_record(model: Path) -> dict:
 def runtime_file(model: Path, manifest: dict | None = None) -> Path:
     """The file the runtime runs for ``model`` on this host (its u8 variant where
     models.segmenter.int8_weights_for says so); ``manifest``: the model's, if not on disk."""
-    from models.segmenter import host_int8_weights
+    from models.segmenter import host_int8_weights, weights_file
     if manifest is None:
         manifest = json.loads(model.with_suffix(".json").read_text())
-    variant = manifest.get("u8_variant")
-    if variant and host_int8_weights() == "u8":
-        return model.parent / variant["file"]
-    return model
+    return weights_file(model, manifest, host_int8_weights())[1]
 
 
 def sim_metrics(model: Path, cache: Path) -> dict:
@@ -204,7 +346,28 @@ def main(argv: list[str] | None = None) -> int:
                     help="fold model whose held-out images are left out of the calibration")
     ap.add_argument("--cache", default="/tmp/seg_cache",
                     help="folder for simulated-frame caches (models.train's)")
+    ap.add_argument("--s7-variant", metavar="MODEL",
+                    help="only write MODEL_s7.onnx (7-bit weights) for an int8 MODEL and name it "
+                         "in its manifest; its biases are corrected on the calibration frames "
+                         "(--data, --held-out-from as for quantizing)")
     a = ap.parse_args(argv)
+    if a.s7_variant:
+        model = Path(a.s7_variant)
+        if not _has_manifest(model, "--s7-variant"):
+            return 2
+        try:
+            frames, _ = calibration_frames(Path(a.data), a.held_out_from)
+            mpath = model.with_suffix(".json")
+            manifest = json.loads(mpath.read_text())
+            manifest["s7_variant"] = s7_record(model, frames)
+        except (OSError, ValueError) as e:
+            print(f"error: --s7-variant: {e}", file=sys.stderr)
+            return 2
+        mpath.write_text(json.dumps(manifest, indent=1) + "\n")
+        r = manifest["s7_variant"]
+        print(f"{model.parent / r['file']}: the 7-bit variant of {model.name} "
+              f"({r['channels_rescaled']} channels of {r['weight_tensors']} convolutions re-scaled)")
+        return 0
     if a.u8_variant:
         model = Path(a.u8_variant)
         if not _has_manifest(model, "--u8-variant"):
@@ -221,10 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (a.onnx and a.out):
         ap.error("--onnx and --out are required (or --u8-variant MODEL)")
-    import cv2
-
     from models.segmenter import file_sha256
-    from models.simulator import simulate_frame
     src, dst = Path(a.onnx), Path(a.out)
     if not _has_manifest(src, "--onnx"):
         return 2
@@ -234,18 +394,10 @@ def main(argv: list[str] | None = None) -> int:
               f"'quantization' record); quantize the float model it came from", file=sys.stderr)
         return 2
     try:
-        held = held_out_of(Path(a.held_out_from)) if a.held_out_from else None
-        paths = calibration_images(Path(a.data), held)
+        frames, paths = calibration_frames(Path(a.data), a.held_out_from)
     except (OSError, ValueError) as e:  # a fold manifest without its lists, a missing folder
         print(f"error: {e}", file=sys.stderr)
         return 2
-    frames = [simulate_frame(s).image for s in SIM_SEEDS]
-    for p in paths:
-        img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            print(f"error: calibration image {str(p)!r} cannot be read", file=sys.stderr)
-            return 2
-        frames.append(img)
     dst.parent.mkdir(parents=True, exist_ok=True)
     record = quantize(src, dst, frames)
     record["real_images"] = len(paths)
@@ -258,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     record["float_model_metrics"] = m.get("metrics", {})
     m["file"], m["sha256"], m["quantization"] = dst.name, file_sha256(dst), record
     m["u8_variant"] = u8_record(dst)
+    m["s7_variant"] = s7_record(dst, frames)
     # measured on the file this host runs (without VNNI the s8 file's sums saturate)
     m["metrics"] = sim_metrics(runtime_file(dst, m), Path(a.cache))
     dst.with_suffix(".json").write_text(json.dumps(m, indent=1))

@@ -211,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--model", default="", help="ONNX model (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--int8-weights", choices=["auto", "s8", "u8"], default="auto",
-                    help="an int8 model's weights as quantized (s8) or as u8; auto: u8 on an "
-                         "x86 CPU without VNNI, where s8 sums saturate (as the runtime does)")
+    ap.add_argument("--int8-weights", choices=["auto", "s8", "u8", "s7"], default="auto",
+                    help="an int8 model's weights as quantized (s8), as u8 (exact) or in 7 bits "
+                         "(s7); auto: u8 on an x86 CPU without VNNI, where s8 sums saturate "
+                         "(as the runtime does)")
     ap.add_argument("--min-confidence", type=float, default=0.5,
                     help="below this a shown class counts as unsure (the monitor view's default)")
     args = ap.parse_args(argv)

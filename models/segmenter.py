@@ -392,8 +392,10 @@ def cpu_flags() -> frozenset[str] | None:
 
 
 def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -> str:
-    """Which encoding of an int8 model's weights to run: "s8" (as quantized) or "u8" (the
-    same values shifted by 128, :func:`models.quantize.u8_variant`).
+    """Which encoding of an int8 model's weights to run: "s8" (as quantized), "u8" (the
+    same values shifted by 128, :func:`models.quantize.u8_variant`) or "s7" (7-bit weights
+    whose sums cannot saturate, :func:`models.quantize.s7_variant`: faster than u8 without
+    VNNI, not the same arithmetic; only where the setting asks for it).
 
     On an x86 CPU without VNNI, onnxruntime multiplies u8 activations by s8 weights with an
     instruction (VPMADDUBSW) that adds pairs of products in 16 bits and saturates: the
@@ -401,13 +403,37 @@ def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -
     with exact arithmetic on SIM frames, serratus 0.17 on REAL ones). u8 x u8 is computed
     in 32 bits there: the model's own figures. ``setting`` "auto" picks "u8" on x86 without
     VNNI, or where the flags cannot be read, and "s8" elsewhere (VNNI, ARM)."""
-    if setting in ("s8", "u8"):
+    if setting in ("s8", "u8", "s7"):
         return setting
     if setting != "auto":
-        raise ValueError(f"segmentation.int8_weights must be auto, s8 or u8, got {setting!r}")
+        raise ValueError(f"segmentation.int8_weights must be auto, s8, u8 or s7, got {setting!r}")
     if machine.lower() not in X86:
         return "s8"
     return "s8" if flags is not None and any(f in flags for f in VNNI_FLAGS) else "u8"
+
+
+#: manifest entries of an int8 model's other encodings of its weights (models.quantize)
+WEIGHT_VARIANTS = {"u8": "u8_variant", "s7": "s7_variant"}
+
+
+def weights_file(model_path: Path, manifest: dict, wanted: str) -> tuple[str, Path, str]:
+    """The encoding run and its file for an int8 model whose host or setting asks for
+    ``wanted`` (:func:`int8_weights_for`), and a warning ("" if none). A missing s7 variant
+    falls back to the u8 one (exact), a missing u8 variant to the model itself (s8)."""
+    for enc in ((wanted, "u8") if wanted == "s7" else (wanted,)):
+        variant = manifest.get(WEIGHT_VARIANTS.get(enc, ""))
+        if enc == "s8":
+            return "s8", model_path, ""
+        if variant is not None:
+            warn = "" if enc == wanted else (
+                f"{model_path.name} has no {wanted} variant in its manifest: running its "
+                f"{enc} weights (make one with python -m models.quantize --{wanted}-variant "
+                f"{model_path})")
+            return enc, model_path.parent / str(variant.get("file", "")), warn
+    return "s8", model_path, (
+        f"{model_path.name} is int8 with no u8 variant in its manifest: on this CPU (x86 "
+        "without VNNI) its int8 sums may saturate and its masks differ from its measured "
+        f"figures; make one with python -m models.quantize --u8-variant {model_path}")
 
 
 def host_int8_weights(setting: str = "auto") -> str:
@@ -435,7 +461,7 @@ class Segmenter:
         self.calibrated: list = []  # the calibration's classes in class order, set at load
         # the file run: the model, or its u8 weights variant (int8_weights_for); set at load
         self.run_path: Path = self.model_path
-        self.int8_weights = ""  # "s8" or "u8" for an int8 model with a u8 variant, else ""
+        self.int8_weights = ""  # "s8", "u8" or "s7" for an int8 model, else ""
 
     # lazily
     def load(self) -> "Segmenter":
@@ -463,30 +489,25 @@ class Segmenter:
                 log.warning("segmentation.provider is 'cuda' but onnxruntime has no "
                             "CUDAExecutionProvider here; running on the CPU")
         run_path, weights = self.model_path, ""
-        variant = manifest.get("u8_variant")
-        if variant is not None or "quantization" in manifest:
-            weights = host_int8_weights(self.settings.int8_weights)
-            if variant is None:
-                if weights == "u8":
-                    log.warning("%s is int8 with no u8 variant in its manifest: on this CPU "
-                                "(x86 without VNNI) its int8 sums may saturate and its masks "
-                                "differ from its measured figures; make one with python -m "
-                                "models.quantize --u8-variant %s", self.model_path.name,
-                                self.model_path)
-                weights = "s8"
-            elif weights == "u8":
-                run_path = self.model_path.parent / str(variant.get("file", ""))
+        if "quantization" in manifest or any(v in manifest for v in WEIGHT_VARIANTS.values()):
+            wanted = host_int8_weights(self.settings.int8_weights)
+            weights, run_path, warning = weights_file(self.model_path, manifest, wanted)
+            if warning:
+                log.warning("%s", warning)
+            if weights != "s8":
+                variant = manifest[WEIGHT_VARIANTS[weights]]
                 if not run_path.is_file():
                     raise FileNotFoundError(
-                        f"{run_path} (the u8 variant of {self.model_path.name}, which this "
-                        "CPU needs: x86 without VNNI) is missing; make it with python -m "
-                        f"models.quantize --u8-variant {self.model_path}, or set "
-                        "segmentation.int8_weights: s8 to accept saturated int8 sums")
+                        f"{run_path} (the {weights} variant of {self.model_path.name}, "
+                        f"which segmentation.int8_weights {self.settings.int8_weights!r} asks "
+                        "for here) is missing; make it with python -m models.quantize "
+                        f"--{weights}-variant {self.model_path}, or set "
+                        "segmentation.int8_weights: s8 (on x86 without VNNI its sums saturate)")
                 if file_sha256(run_path) != variant.get("sha256"):
                     raise ModelIntegrityError(f"{run_path.name} does not match the sha256 "
                                               f"in {self.model_path.with_suffix('.json').name}")
-                log.info("x86 CPU without VNNI: running %s (%s's weights as u8, no saturated "
-                         "int8 sums)", run_path.name, self.model_path.name)
+                log.info("running %s (%s's weights as %s)", run_path.name,
+                         self.model_path.name, weights)
         sess = ort.InferenceSession(str(run_path), sess_options=opts, providers=providers)
         self.run_path, self.int8_weights = run_path, weights
         self._input_name = sess.get_inputs()[0].name

@@ -10,9 +10,10 @@ class SegmentationSettings:
     model_path: str = ""  # empty: the model shipped in models/
     provider: Literal["cpu", "cuda"] = "cpu"
     threads: int = 1
-    # an int8 model's weights as quantized (s8) or shifted to u8: auto = u8 on an x86 CPU
-    # without VNNI, where onnxruntime's u8 x s8 sums saturate (models.segmenter.int8_weights_for)
-    int8_weights: Literal["auto", "s8", "u8"] = "auto"
+    # an int8 model's weights as quantized (s8), shifted to u8 (exact) or in 7 bits (s7, its
+    # own measured figures): auto = u8 on an x86 CPU without VNNI, where onnxruntime's
+    # u8 x s8 sums saturate (models.segmenter.int8_weights_for)
+    int8_weights: Literal["auto", "s8", "u8", "s7"] = "auto"
     min_confidence: float = 0.5  # below this a class is drawn as "unsure"
     # a needle is reported (drawn, tracked, able to raise alerts) only after this many
     # consecutive frames whose needle looks like a shaft (models/needle.py NeedleTracker)

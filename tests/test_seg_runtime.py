@@ -8,7 +8,7 @@ import pytest
 from models.classes import CLASS_INDEX, CLASSES
 from models.needle import needle_tip_from_mask
 from models.segmenter import (DEFAULT_MODEL, ModelIntegrityError, Segmenter, int8_weights_for,
-                              probs_to_output, validate_image)
+                              probs_to_output, validate_image, weights_file)
 from models.settings import SegmentationSettings
 from models.simulator import NeedleParams, SimParams, simulate_frame
 from conftest import copy_shipped_model
@@ -133,9 +133,46 @@ def test_a_changed_or_missing_u8_variant_is_refused_where_it_would_run(tmp_path)
     ("auto", "arm64", {"asimddp"}, "s8"),
     ("s8", "x86_64", {"avx2"}, "s8"),
     ("u8", "aarch64", None, "u8"),
+    ("s7", "x86_64", {"avx2"}, "s7"),  # only where the setting asks for it
+    ("s7", "x86_64", {"avx512_vnni"}, "s7"),
 ])
 def test_int8_weights_are_chosen_by_the_cpu(setting, machine, flags, want):
     assert int8_weights_for(setting, machine, None if flags is None else frozenset(flags)) == want
+
+
+def test_the_weights_file_falls_back_from_s7_to_u8_to_s8_and_says_so(tmp_path):
+    model = tmp_path / "m.onnx"
+    both = {"u8_variant": {"file": "m_u8.onnx"}, "s7_variant": {"file": "m_s7.onnx"}}
+    assert weights_file(model, both, "s7") == ("s7", tmp_path / "m_s7.onnx", "")
+    assert weights_file(model, both, "u8") == ("u8", tmp_path / "m_u8.onnx", "")
+    assert weights_file(model, both, "s8") == ("s8", model, "")
+    enc, path, warn = weights_file(model, {"u8_variant": {"file": "m_u8.onnx"}}, "s7")
+    assert (enc, path) == ("u8", tmp_path / "m_u8.onnx") and "--s7-variant" in warn
+    for manifest in ({}, {"s7_variant": {"file": "m_s7.onnx"}}):
+        enc, path, warn = weights_file(model, manifest, "u8")
+        assert (enc, path) == ("s8", model) and "saturate" in warn and "--u8-variant" in warn
+
+
+def test_a_changed_or_missing_s7_variant_is_refused_where_it_would_run(tmp_path):
+    model = copy_shipped_model(tmp_path)
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    if "s7_variant" not in manifest:  # made by models.quantize --s7-variant (train extra)
+        s7 = tmp_path / "m_s7.onnx"
+        s7.write_bytes(model.read_bytes())
+        manifest["s7_variant"] = {"file": s7.name, "sha256": "0" * 64}
+        model.with_suffix(".json").write_text(json.dumps(manifest))
+    else:
+        s7 = tmp_path / manifest["s7_variant"]["file"]
+        with open(s7, "ab") as f:
+            f.write(b"\0")
+    with pytest.raises(ModelIntegrityError, match=s7.name):
+        Segmenter(SegmentationSettings(model_path=str(model), int8_weights="s7")).load()
+    s7.unlink()
+    with pytest.raises(FileNotFoundError, match="s7 variant"):
+        Segmenter(SegmentationSettings(model_path=str(model), int8_weights="s7")).load()
+    # auto does not ask for it
+    s = Segmenter(SegmentationSettings(model_path=str(model), int8_weights="auto")).load()
+    assert s.int8_weights in ("s8", "u8")
 
 
 def test_the_model_run_here_agrees_with_exact_int8_arithmetic():
