@@ -342,6 +342,10 @@ def config_warnings(s: "Settings") -> list[str]:
         out.append("segmentation.int8_weights is s8 on an x86 CPU without VNNI (or whose "
                    "flags cannot be read): onnxruntime's int8 sums saturate here and the "
                    "masks differ from the model's measured figures; 'auto' runs its u8 copy")
+    if s.segmentation.int8_weights == "s7" and host_int8_weights() == "s8":
+        out.append("segmentation.int8_weights is s7 on a CPU whose int8 sums do not saturate "
+                   "(VNNI, ARM): its 7-bit weights are coarser and no faster there; 'auto' "
+                   "runs the model's own int8 weights")
     return out
 
 
