@@ -5,7 +5,7 @@ shipped manifest's ``post_process``), plus the time post-processing takes at 562
 
     .venv/bin/python benchmarks/seg_postproc_cv.py --data ../shared/data --fold-models /tmp/segcv
         [--manifest models/pecs_seg.json] [--tta] [--nested] [--sim] [--timing-n 200]
-        [--folds 0]
+        [--folds 0] [--int8-weights auto|s8|u8|s7]
 
 The fold models come from ``python -m models.train --cv 3 ... --cv-save DIR`` (fold0.onnx,
 fold1.onnx, fold2.onnx with their manifests); each is scored on its own held-out blocks,
@@ -45,8 +45,10 @@ from models.settings import SegmentationSettings  # noqa: E402
 TARGETS = [("usgra", "nerve"), ("usgra", "vessel"), ("dltrack", "fascia")]
 
 
-def fold_probs(model: Path, samples: list, tta: bool) -> list[np.ndarray]:
-    seg = Segmenter(SegmentationSettings(model_path=str(model), threads=1)).load()
+def fold_probs(model: Path, samples: list, tta: bool, int8_weights: str = "auto") -> list[np.ndarray]:
+    seg = Segmenter(SegmentationSettings(model_path=str(model), threads=1,
+                                         int8_weights=int8_weights)).load()
+    print(f"{model.name}: runs {seg.run_path.name}", flush=True)
     out = []
     for s in samples:
         x = pre_process_image(s.image, seg.input_hw)
@@ -214,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim", action="store_true", help="also held-out simulated frames")
     ap.add_argument("--timing-n", type=int, default=200, help="frames to time (0: no timing)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
+    ap.add_argument("--int8-weights", choices=["auto", "s8", "u8", "s7"], default="auto",
+                    help="int8 fold models: which encoding of their weights (segmentation."
+                         "int8_weights; s7 needs each fold's s7 variant)")
     ap.add_argument("--folds", type=int, nargs="+", default=None,
                     help="score only these folds (0-based; default: all k)")
     args = ap.parse_args(argv)
@@ -242,9 +247,9 @@ def main(argv: list[str] | None = None) -> int:
                 or fm.get("held_out_dltrack") != [dl[i].name for i in fd[k]]):
             raise SystemExit(f"{model}: its manifest's held-out images differ from folds()")
         t0 = time.time()
-        folds_data.append((te, fold_probs(model, te, False)))
+        folds_data.append((te, fold_probs(model, te, False, args.int8_weights)))
         if args.tta:
-            folds_tta.append((te, fold_probs(model, te, True)))
+            folds_tta.append((te, fold_probs(model, te, True, args.int8_weights)))
         print(f"fold {k}: {model.name}, {len(fu[k])} usgra + {len(fd[k])} dltrack held out "
               f"({us[fu[k][0]].name}-{us[fu[k][-1]].name}, {dl[fd[k][0]].name}-{dl[fd[k][-1]].name}), "
               f"{time.time() - t0:.0f} s", flush=True)
