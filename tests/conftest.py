@@ -102,8 +102,8 @@ def _private_data_home(tmp_path, monkeypatch):
 
 
 def copy_shipped_model(folder, change=None):
-    """The shipped model, its u8 variant and its manifest copied into ``folder`` as m.onnx
-    (the manifest passed through ``change`` first, if given); returns m.onnx's path."""
+    """The shipped model, its u8 and s7 variants and its manifest copied into ``folder`` as
+    m.onnx (the manifest passed through ``change`` first, if given); returns m.onnx's path."""
     import json
     import shutil
 
@@ -111,7 +111,8 @@ def copy_shipped_model(folder, change=None):
     model = Path(folder) / "m.onnx"
     shutil.copy(DEFAULT_MODEL, model)
     manifest = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    shutil.copy(DEFAULT_MODEL.parent / manifest["u8_variant"]["file"], folder)
+    for variant in ("u8_variant", "s7_variant"):
+        shutil.copy(DEFAULT_MODEL.parent / manifest[variant]["file"], folder)
     if change is not None:
         change(manifest)
     model.with_suffix(".json").write_text(json.dumps(manifest))
