@@ -19,8 +19,9 @@ record). Two other encodings of the int8 weights are written beside it and named
 manifest, for x86 CPUs without VNNI, where onnxruntime adds pairs of u8 x s8 products in 16 bits
 and saturates: ``u8_variant`` (the same values shifted to u8: exact, slower) and ``s7_variant``
 (7-bit weights, biases corrected on the calibration frames: cannot saturate, as fast as int8,
-not the same arithmetic; models/MODEL_CARD.md gives its figures). Needs the ``train`` extra (onnx); nothing here is used at run time: onnxruntime runs
-the quantized model as it runs any other.
+not the same arithmetic; models/MODEL_CARD.md gives its figures). Needs the ``train`` extra
+(onnx); nothing here is used at run time: onnxruntime runs the quantized model as it runs any
+other.
 """
 from __future__ import annotations
 
