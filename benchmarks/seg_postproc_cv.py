@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 
 from models.classes import CLASS_INDEX  # noqa: E402
 from models.metrics import dice  # noqa: E402
-from models.segmenter import (BlobRule, PostProcess, Segmenter, parse_post_process,  # noqa: E402
-                              pre_process_image, probs_to_output)
+from models.segmenter import (INT8_WEIGHTS, BlobRule, PostProcess, Segmenter,  # noqa: E402
+                              parse_post_process, pre_process_image, probs_to_output)
 from models.settings import SegmentationSettings  # noqa: E402
 
 # (dataset, class): the classes each real dataset labels
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sim", action="store_true", help="also held-out simulated frames")
     ap.add_argument("--timing-n", type=int, default=200, help="frames to time (0: no timing)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
-    ap.add_argument("--int8-weights", choices=["auto", "s8", "u8", "s7"], default="auto",
+    ap.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="auto",
                     help="int8 fold models: which encoding of their weights (segmentation."
                          "int8_weights; s7 needs each fold's s7 variant)")
     ap.add_argument("--folds", type=int, nargs="+", default=None,

@@ -127,6 +127,20 @@ def is_depthwise(node) -> bool:
     return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
+def symmetric_int8(src: Path, inits: dict, dq) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 weights and zero points a weight DequantizeLinear ``dq`` of ``src`` reads,
+    or a ValueError where they are not symmetric int8 (zero points all 0)."""
+    from onnx import numpy_helper
+    if len(dq.input) < 3 or dq.input[2] not in inits:
+        raise ValueError(f"{src}: weight {dq.input[0]!r} has no zero-point initializer")
+    w = numpy_helper.to_array(inits[dq.input[0]])
+    z = numpy_helper.to_array(inits[dq.input[2]])
+    if w.dtype != np.int8 or z.dtype != np.int8 or (z != 0).any():
+        raise ValueError(f"{src}: weight {dq.input[0]!r} is not symmetric int8 (weights "
+                         f"{w.dtype}, zero point {z.dtype} {z.ravel()[:4]})")
+    return w, z
+
+
 def u8_variant(src: Path, dst: Path) -> int:
     """Write ``dst``: ``src`` (a QDQ model) with the int8 weight tensors of its dense
     convolutions re-encoded as uint8 = int8 + 128 with zero point 128, which dequantizes to
@@ -149,15 +163,9 @@ def u8_variant(src: Path, dst: Path) -> int:
             continue
         if any(is_depthwise(u) for u in users.get(n.output[0], [])):
             continue
-        w = numpy_helper.to_array(inits[n.input[0]])
-        if w.dtype != np.int8:
+        if numpy_helper.to_array(inits[n.input[0]]).dtype != np.int8:
             continue
-        if len(n.input) < 3 or n.input[2] not in inits:
-            raise ValueError(f"{src}: weight {n.input[0]!r} has no zero-point initializer")
-        z = numpy_helper.to_array(inits[n.input[2]])
-        if z.dtype != np.int8 or (z != 0).any():
-            raise ValueError(f"{src}: weight {n.input[0]!r} is not symmetric int8 (zero point "
-                             f"{z.dtype} {z.ravel()[:4]})")
+        w, z = symmetric_int8(src, inits, n)
         inits[n.input[0]].CopyFrom(numpy_helper.from_array(
             (w.astype(np.int16) + 128).astype(np.uint8), n.input[0]))
         inits[n.input[2]].CopyFrom(numpy_helper.from_array(
@@ -248,10 +256,8 @@ def s7_variant(src: Path, dst: Path, frames: list[np.ndarray], correct_bias: boo
     put = lambda name, a: inits[name].CopyFrom(numpy_helper.from_array(a, name))  # noqa: E731
     tensors = channels = 0
     for conv, wdq, bdq in convs:
-        w8 = arr(wdq.input[0]).astype(np.int64)
+        w8 = symmetric_int8(src, inits, wdq)[0].astype(np.int64)
         scale = arr(wdq.input[1]).astype(np.float64)
-        if len(wdq.input) > 2 and (arr(wdq.input[2]) != 0).any():
-            raise ValueError(f"{src}: weight {wdq.input[0]!r} is not symmetric int8")
         if scale.ndim != 1 or w8.ndim != 4 or len(scale) != len(w8):
             raise ValueError(f"{src}: weight {wdq.input[0]!r} is not per-channel "
                              f"(scale shape {scale.shape})")

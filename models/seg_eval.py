@@ -202,6 +202,7 @@ def format_table(result: dict, spacing_mm: float | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.segmenter import INT8_WEIGHTS
     ap = argparse.ArgumentParser(prog="assistant seg-eval", description=__doc__.split("\n")[0])
     ap.add_argument("--images", required=True, help="folder of images (any size, grey or colour)")
     ap.add_argument("--masks", required=True, help="folder of masks with the same names")
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--model", default="", help="ONNX model (default: the shipped one)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--int8-weights", choices=["auto", "s8", "u8", "s7"], default="auto",
+    ap.add_argument("--int8-weights", choices=INT8_WEIGHTS, default="auto",
                     help="an int8 model's weights as quantized (s8), as u8 (exact) or in 7 bits "
                          "(s7); auto: u8 on an x86 CPU without VNNI, where s8 sums saturate "
                          "(as the runtime does)")

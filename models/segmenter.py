@@ -391,6 +391,10 @@ def cpu_flags() -> frozenset[str] | None:
     return frozenset(line.split(":", 1)[1].split()) if line else None
 
 
+#: the values of segmentation.int8_weights
+INT8_WEIGHTS = ("auto", "s8", "u8", "s7")
+
+
 def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -> str:
     """Which encoding of an int8 model's weights to run: "s8" (as quantized), "u8" (the
     same values shifted by 128, :func:`models.quantize.u8_variant`) or "s7" (7-bit weights
@@ -403,10 +407,11 @@ def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -
     with exact arithmetic on SIM frames, serratus 0.17 on REAL ones). u8 x u8 is computed
     in 32 bits there: the model's own figures. ``setting`` "auto" picks "u8" on x86 without
     VNNI, or where the flags cannot be read, and "s8" elsewhere (VNNI, ARM)."""
-    if setting in ("s8", "u8", "s7"):
-        return setting
+    if setting not in INT8_WEIGHTS:
+        raise ValueError(f"segmentation.int8_weights must be one of {', '.join(INT8_WEIGHTS)}, "
+                         f"got {setting!r}")
     if setting != "auto":
-        raise ValueError(f"segmentation.int8_weights must be auto, s8, u8 or s7, got {setting!r}")
+        return setting
     if machine.lower() not in X86:
         return "s8"
     return "s8" if flags is not None and any(f in flags for f in VNNI_FLAGS) else "u8"

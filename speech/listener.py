@@ -417,7 +417,7 @@ class CommandListener:
             return []
         # a wake phrase said alone just before counts as this utterance's wake phrase
         require_wake = s.activation == "wake" and held is None
-        reply_open = u.speech_start_s <= self._reply_until
+        reply_open = self._reply_open(u.speech_start_s)
         span = [(u.speech_start_s - u.start_s, u.speech_end_s - u.start_s)]
         d = decide(dec, self.commands, require_wake=require_wake, reply_open=reply_open,
                    th=self.thresholds, speech_spans_s=span,
@@ -499,9 +499,9 @@ class CommandListener:
         if not self._gate(u, ms):
             return []
         joined = held is not None and s.activation == "wake"
+        reply_open = self._reply_open(u.speech_start_s)
         d = decide_kws(r, self.commands, require_wake=s.activation == "wake",
-                       reply_open=u.speech_start_s <= self._reply_until, th=self.thresholds,
-                       joined=joined)
+                       reply_open=reply_open, th=self.thresholds, joined=joined)
         speech = u.speech_end_s - u.speech_start_s
         pedal = s.activation == "push_to_talk"
         asked = unclear_after_wake(d, speech, self.thresholds, pedal=pedal)
@@ -513,7 +513,7 @@ class CommandListener:
         wdiag = None
         if (self._whisper is not None and self._command_length(speech)
                 and not (d.kind == "accept" and (d.posterior or 0.0) >= s.whisper_skip_above
-                         and self._wake_sure_enough(d, joined, u.speech_start_s))):
+                         and self._wake_sure_enough(d, joined, reply_open))):
             d, asked, wdiag = self._whisper_check(u, d, asked, joined, r, spoken_to)
         elif (self._head is not None and d.kind == "accept" and d.command in SINGLE_WORDS
               and (s.min_head_veto is not None or s.min_fused_veto is not None
@@ -528,7 +528,6 @@ class CommandListener:
         # (not after the head refused a sure answer: that refusal stands)
         second = (self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure", "early")
                   else None)
-        reply_open = u.speech_start_s <= self._reply_until
         last = None  # rules F and M (the last word), when worked out before the second opinion
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
@@ -621,7 +620,7 @@ class CommandListener:
 
     def _whisper_families(self, speech_start_s: float, joined: bool) -> tuple[bool, bool]:
         """Which phrases Whisper scores: (after the wake phrase, bare)."""
-        reply_open = speech_start_s <= self._reply_until
+        reply_open = self._reply_open(speech_start_s)
         return True, self.settings.activation != "wake" or joined or reply_open
 
     def _submit_whisper(self, samples: np.ndarray, fam: tuple[bool, bool]) -> _WhisperJob:
@@ -664,7 +663,7 @@ class CommandListener:
         (on_pause) are used when no speech came after it. With the classifier's result
         ``r``, the command head may act before the search ends (rule X, ``cmd_early``)."""
         s = self.settings
-        reply_open = u.speech_start_s <= self._reply_until
+        reply_open = self._reply_open(u.speech_start_s)
         fam = self._whisper_families(u.speech_start_s, joined)
         spec, self._spec = self._spec, None
         early = (spec is not None and spec[0] == u.speech_start_s and spec[2] == fam
@@ -755,10 +754,14 @@ class CommandListener:
         just before (``joined``), no reply awaited (``reply_open``)."""
         return self.settings.activation == "wake" and not joined and not reply_open
 
-    def _wake_sure_enough(self, d: Decision, joined: bool, speech_start_s: float) -> bool:
+    def _reply_open(self, speech_start_s: float) -> bool:
+        """A reply (yes/no) is awaited for speech starting at ``speech_start_s``."""
+        return speech_start_s <= self._reply_until
+
+    def _wake_sure_enough(self, d: Decision, joined: bool, reply_open: bool) -> bool:
         """Rule V: the classifier's sure answer ``d`` may skip Whisper's check: no wake phrase
         needed, or its probability at least ``min_wake_sure`` (or the rule off)."""
-        return not (self._needs_wake(joined, speech_start_s <= self._reply_until)
+        return not (self._needs_wake(joined, reply_open)
                     and wake_below(d, self.thresholds.min_wake_sure))
 
     def _checks_sure(self, command: str | None) -> bool:
