@@ -573,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="--write-man-text: which section (default 1)")
     ap.add_argument("--talk-activation", default="wake", choices=["wake", "always"])
     ap.add_argument("--split", default="test", choices=["tune", "test", "all"])
+    ap.add_argument("--voices", default="",
+                    help="comma-separated eSpeak NG voices for the synthetic parts instead of "
+                         "the split's (e.g. a third set to design a rule on, keeping TEST "
+                         "unread); the real words still follow --split")
     ap.add_argument("--snrs", default="20,10,5,0")
     ap.add_argument("--engine", default=SpeechSettings().engine,
                     choices=["kws", "pocketsphinx", "vosk"])
@@ -602,10 +606,13 @@ def main(argv: list[str] | None = None) -> int:
     if not noises:
         ap.error(f"--data {args.data}: no noise recordings in {args.data / 'noise'} "
                  "(the shared speech data: ../shared/data/speech)")
-    voices = {"tune": VOICES_TUNE, "test": VOICES_TEST, "all": VOICES_TUNE + VOICES_TEST}[args.split]
+    voices = ([v for v in args.voices.split(",") if v] if args.voices else
+              {"tune": VOICES_TUNE, "test": VOICES_TEST, "all": VOICES_TUNE + VOICES_TEST}[args.split])
     r = Runner(settings, args.chunk_ms)
     out: dict = {"engine": r.engine.name, "split": args.split, "chunk_ms": args.chunk_ms,
                  "settings_overrides": over}
+    if args.voices:
+        out["voices"] = voices
     if note := latency_note_for(settings):
         out["latency_note"] = note
     if args.part in ("all", "words"):
