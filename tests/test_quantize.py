@@ -160,6 +160,70 @@ def test_the_quantized_model_keeps_full_resolution_float_and_agrees_with_the_flo
         assert agree > 0.9, c
 
 
+def test_the_float_tail_runs_the_last_int8_convolution_in_float_with_its_int8_weights(
+        tmp_path, capsys):
+    """``--float-tail`` (measured, not shipped): the int8 convolution whose output only the
+    full-resolution float nodes read runs in float, with the same (dequantized int8) weights
+    and its output no longer re-quantized; nothing else changes, and the probabilities move
+    by a rounding step, not more."""
+    pytest.importorskip("onnx", reason="the float tail is made with the train extra (onnx)")
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from models.segmenter import pre_process_image
+    q0, q1 = ROOT / "models" / "pecs_seg.onnx", tmp_path / "q1.onnx"
+    kept = json.loads(q0.with_suffix(".json").read_text())["quantization"]["kept_float"]
+    assert quantize.float_tail(q0, q1, kept) == ["node_conv2d_37"]
+    g0, g1 = onnx.load(str(q0)).graph, onnx.load(str(q1)).graph
+    i0 = {i.name: numpy_helper.to_array(i) for i in g0.initializer}
+    i1 = {i.name: numpy_helper.to_array(i) for i in g1.initializer}
+    conv0 = next(n for n in g0.node if n.name == "node_conv2d_37")
+    conv1 = next(n for n in g1.node if n.name == "node_conv2d_37")
+    wdq = next(n for n in g0.node if n.output[0] == conv0.input[1])
+    w8 = i0[wdq.input[0]].astype(np.float64)
+    scale = i0[wdq.input[1]].astype(np.float64).reshape(-1, 1, 1, 1)
+    np.testing.assert_allclose(i1[conv1.input[1]], w8 * scale, rtol=1e-6)
+    assert i1[conv1.input[1]].dtype == np.float32
+    assert not any(conv1.output[0] in n.input for n in g1.node if n.op_type == "QuantizeLinear")
+    assert len(g0.node) - len(g1.node) == 4  # weight and bias DequantizeLinear, output Q/DQ
+    # every other weight, bias, scale and zero point is as it was
+    gone = {wdq.input[0]} | {n.input[0] for n in g0.node if n.output[0] == conv0.input[2]}
+    assert all(np.array_equal(i0[k], i1[k]) for k in i0 if k in i1)
+    assert not gone & i1.keys()
+    # (exact arithmetic on any CPU: both through their u8 copies)
+    u0, u1 = tmp_path / "u0.onnx", tmp_path / "u1.onnx"
+    assert quantize.u8_variant(q0, u0) == 26 and quantize.u8_variant(q1, u1) == 25
+    run = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (u0, u1)]
+    xs = [pre_process_image(simulate_frame(seed).image, (192, 192)) for seed in (60, 61, 62)]
+    p0, p1 = (np.concatenate([s.run(None, {"image": x})[0] for x in xs]) for s in run)
+    assert 0 < np.abs(p1 - p0).max() < 0.2
+    a, b = p0 >= 0.5, p1 >= 0.5
+    for c in range(a.shape[1]):
+        n = a[:, c].sum() + b[:, c].sum()
+        if n > 200:
+            assert 2 * (a[:, c] & b[:, c]).sum() / n > 0.98, c
+    # an unnamed reader cannot be told apart from any other unnamed node: never counted
+    m = onnx.load(str(q0))
+    next(n for n in m.graph.node if n.name == "node_upsample_bilinear2d_3").name = ""
+    onnx.save(m, str(tmp_path / "anon.onnx"))
+    assert quantize.float_tail(tmp_path / "anon.onnx", tmp_path / "anon2.onnx", kept + [""]) == []
+    # nothing left to re-write once it ran: a clear error, the file untouched
+    assert quantize.float_tail(q1, tmp_path / "q2.onnx", kept) == []
+    shutil.copy(q0.with_suffix(".json"), q1.with_suffix(".json"))
+    before = q1.read_bytes()
+    assert quantize.main(["--float-tail", str(q1), "--data", str(_data(tmp_path / "data"))]) == 2
+    assert "already re-written" in capsys.readouterr().err
+    assert q1.read_bytes() == before
+    # a model without a quantization record (a float one) is named in a clear error
+    manifest = json.loads(q0.with_suffix(".json").read_text())
+    manifest.pop("quantization")
+    (tmp_path / "f.json").write_text(json.dumps(manifest))
+    shutil.copy(q0, tmp_path / "f.onnx")
+    assert quantize.main(["--float-tail", str(tmp_path / "f.onnx")]) == 2
+    assert "f.onnx" in capsys.readouterr().err
+
+
 def test_the_sim_figures_measured_through_onnxruntime_are_the_manifest_figures(tmp_path):
     """sim_metrics on the file the runtime runs here (the s8 model, or on an x86 CPU without
     VNNI its u8 variant) gives the manifest's figures, measured when it was made (on a CPU
