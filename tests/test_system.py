@@ -97,9 +97,14 @@ def test_sigkill_node_is_restarted_and_announced(tmp_path):
         wait_for(lambda: len([x for x in pump() if isinstance(x[1], m.Frame)]) > 3, 20,
                  what="frames flowing again")
         c.close()
-    lines = [json.loads(x) for x in events.read_text().splitlines()]
-    texts = [x["text"] for x in lines if x["kind"] == "node"]
-    assert texts[:3] == ["source offline", "source restarted", "source online"]
+
+        def node_texts():
+            # the launcher writes each Event when it comes back to it over the bus, a moment
+            # after the NodeStatus this client saw: wait for it before closing the launcher
+            lines = events.read_text().split("\n")[:-1]  # whole lines only
+            return [x["text"] for x in map(json.loads, lines) if x["kind"] == "node"]
+        wait_for(lambda: "source online" in node_texts(), 20, what="'source online' logged")
+    assert node_texts()[:3] == ["source offline", "source restarted", "source online"]
     assert not children_of_run(tmp_path)
 
 
