@@ -12,6 +12,12 @@ The rule (``track_fluid``, called once per segmentation):
   the tip is still (moved at most ``still_mm`` over the last ``still_s``), on pixels that
   held no established vessel during the last ``memory_s``, is *new fluid*;
 * it **stays fluid** while it overlaps the last frame's fluid and no remembered vessel;
+* **first seen at the tip, it waits one segmentation** (rule P): any other blob within
+  ``birth_mm`` of a visible tip (moving or not yet still) that touches no remembered vessel
+  and nothing of the last segmentation is *pending*: drawn, but not yet a danger, and not
+  remembered; a blob overlapping it on the next segmentation is a vessel. A speck the model draws for one
+  frame at the tip (a still tip's tracked position jitters, so "still" can fail just as
+  injectate appears) neither says "stop" nor stays in the memory as a danger;
 * everything else is a vessel, and is remembered: a blob touching a remembered vessel is
   a vessel again (the alert's side: when in doubt, it is a vessel).
 
@@ -83,6 +89,7 @@ class FluidTrack:
     view: np.ndarray | None = None  # the last frame, as registered (``_reg_view``)
     offset: tuple = (0.0, 0.0)  # how far (px) the tissue has moved across the image
     hole: np.ndarray | None = None  # the last frame's needle cells in ``view`` (bool)
+    pending: np.ndarray | None = None  # full-size bool: the last frame's pending blobs
 
 
 def _small(mask: np.ndarray) -> np.ndarray:
@@ -109,6 +116,9 @@ class FluidView(NamedTuple):
 
     fluid: np.ndarray | None  # new fluid at the tip: not a danger
     held: np.ndarray | None  # vessels remembered while the tip is still (may be hidden now)
+    # first seen at the tip (rule P): drawn as the model drew it, a danger from the next
+    # segmentation if it is still there
+    pending: np.ndarray | None = None
 
 
 def _reg_crop(frame_hw: tuple) -> tuple[int, int, int, int]:
@@ -224,7 +234,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 hidden_frames: int = 3, image: np.ndarray | None = None,
                 follow_probe: bool = True,
                 hidden_mm: float | None = None,
-                entry_px=None) -> tuple[FluidTrack, FluidView]:
+                entry_px=None, pending: bool = True) -> tuple[FluidTrack, FluidView]:
     """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
@@ -238,6 +248,12 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     tissue (module docstring); without it the memory stays where it was seen.
     ``entry_px``: where the tracked shaft enters the image; with it and ``tip_px`` the
     shaft is left out of the registration.
+    ``pending`` (rule P): a blob first seen within ``birth_mm`` of a visible tip, touching
+    no remembered vessel and nothing of the last segmentation, waits one segmentation: it
+    is drawn as the model drew it but is not yet a danger (``FluidView.pending``) and is not
+    remembered, and a blob overlapping it on the next segmentation is a vessel as usual. A one-frame speck at the
+    tip then never says "stop" nor enters the memory; a vessel never seen before that
+    appears at the tip alerts one segmentation later.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
@@ -278,10 +294,13 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             # pushed aside by the injectate, not the probe
             offset = (offset[0] + moved[0], offset[1] + moved[1])
     prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
+    was_pending = (track.pending if track.pending is not None
+                   and track.pending.shape == labels.shape else None)
     # every remembered vessel where its tissue is now
     remembered = _where_now(memory, offset, np.logical_or.reduce) if memory else None
     vessel = labels == vessel_idx
     fluid = np.zeros_like(vessel)
+    wait = np.zeros_like(vessel)  # rule P: first seen at the tip, not yet a vessel
     if vessel.any():
         n, comp = cv2.connectedComponents(vessel.astype(np.uint8), connectivity=8)
         known = (_full(remembered, labels.shape) if remembered is not None
@@ -295,12 +314,18 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             if prev is not None and prev[blob].any():
                 fluid |= blob  # fluid seen on the last frame, still apart from vessels
                 continue
-            if still and span_ok:
+            if was_pending is not None and was_pending[blob].any():
+                continue  # seen twice now: a vessel
+            near = False
+            if tips and spacing_mm:
                 ys_b, xs_b = np.nonzero(blob)
                 d_px = float(np.sqrt(np.min((xs_b - tips[-1][1]) ** 2
                                             + (ys_b - tips[-1][2]) ** 2)))
-                if d_px * spacing_mm <= birth_mm:
-                    fluid |= blob
+                near = d_px * spacing_mm <= birth_mm
+            if near and still and span_ok:
+                fluid |= blob
+            elif near and pending and tip_px is not None:
+                wait |= blob
     # a vessel does not leave a still view: what was seen stays a danger while the tip is
     # still, even where a needle's reverberations hide it now
     held = None
@@ -314,9 +339,10 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             held = (_to_frame(seen, labels.shape) & ~fluid
                     & _disk(labels.shape, tips[-1][1], tips[-1][2],
                             (birth_mm if hidden_mm is None else hidden_mm) / spacing_mm))
-    established = vessel & ~fluid
+    established = vessel & ~fluid & ~wait
     memory = memory + ((float(now_s), _small(established), offset),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips,
-                     view=view, offset=offset, hole=hole)
+                     view=view, offset=offset, hole=hole, pending=wait if wait.any() else None)
     return new, FluidView(fluid if fluid.any() else None,
-                          held if held is not None and held.any() else None)
+                          held if held is not None and held.any() else None,
+                          wait if wait.any() else None)

@@ -128,7 +128,8 @@ def frame_spacing(spacing_mm: float | None, needle: dict) -> float | None:
 
 def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPreset,
                      spacing_mm: float | None, classes: Sequence[str] = CLASSES,
-                     fluid: np.ndarray | None = None, held: np.ndarray | None = None) -> dict:
+                     fluid: np.ndarray | None = None, held: np.ndarray | None = None,
+                     pending: np.ndarray | None = None) -> dict:
     """Guidance for the renderer and the speech answers (keys: module docstring).
 
     The target is computed even without a needle (so "where is the target" works); the
@@ -199,6 +200,8 @@ def compute_guidance(needle: dict | None, labels: np.ndarray, preset: BlockPrese
             d = distance_to_class_px(fluid.astype(np.uint8), 1, (tx, ty))
             if d is not None:
                 g["fluid_mm"] = d * sp
+        if pending is not None and pending.shape == labels.shape and pending.any():
+            danger_labels = np.where(pending, 0, danger_labels)
         for cls in preset.avoid:
             idx = _class_index(cls, classes)
             if idx is None:

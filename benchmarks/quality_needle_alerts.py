@@ -57,7 +57,8 @@ def _path_to(lab: np.ndarray, sp: float, goal_px: tuple[float, float],
     return None
 
 
-def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0) -> dict | None:
+def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0,
+             pending: bool = True) -> dict | None:
     """One simulated approach; None when this patient offers no clear path."""
     from assistant.logic import Speak, initial_state, reduce
     from assistant.logic_settings import AssistantSettings
@@ -72,7 +73,7 @@ def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0) -> 
     base = simulate_frame(seed, SimParams(needle=None, **common))
     lab, sp = base.labels, base.spacing_mm
     bone, pleura, vessel = (CLASS_INDEX[c] for c in ("bone", "pleura", "vessel"))
-    settings = AssistantSettings()
+    settings = AssistantSettings(fluid_pending=pending)
     if danger == "pleura":
         limit = settings.pleura_alert_mm
         pts = np.argwhere(lab == pleura)
@@ -134,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=8)
     ap.add_argument("--step-mm", type=float, default=0.5, help="advance per frame (20 fps)")
+    ap.add_argument("--pending", choices=("on", "off"), default="on",
+                    help="assistant.fluid_pending (rule P: a vessel first seen at the tip "
+                         "waits one segmentation)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     for danger in ("pleura", "artery"):
-        res = [r for r in (approach(s, danger, args.step_mm) for s in range(args.patients))
-               if r is not None]
+        res = [r for r in (approach(s, danger, args.step_mm, pending=args.pending == "on")
+                           for s in range(args.patients)) if r is not None]
         if not res:
             print(f"{danger}: no simulated patient offered a clear path")
             continue

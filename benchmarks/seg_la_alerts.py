@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 
 from assistant.guidance import distance_to_class_px  # noqa: E402
 from models.classes import CLASSES  # noqa: E402
-from models.segmenter import Segmenter  # noqa: E402
+from models.segmenter import INT8_WEIGHTS, Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 from models.simulator import SimParams, simulate_frame  # noqa: E402
 
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="ONNX model with its manifest (repeat; default: the shipped one)")
     ap.add_argument("--frames", type=int, default=120, help="frames drawn (those with a needle count)")
     ap.add_argument("--seed", type=int, default=77777)
+    ap.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
+                    help="segmentation.int8_weights: which encoding of an int8 model runs")
     ap.add_argument("--write-set", default="", metavar="DIR")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             cv2.imwrite(str(Path(a.write_set) / "masks" / f"la{i:03d}.png"), f.labels)
     with_needle = [f for f in frames if f.needle["visible"] and f.needle["tip_px"] is not None]
     for model in a.model or [""]:
-        seg = Segmenter(SegmentationSettings(model_path=model))
+        seg = Segmenter(SegmentationSettings(model_path=model, int8_weights=a.int8_weights))
         false_alert = {c: 0 for c in LIMIT_MM}
         truly_near = {c: 0 for c in LIMIT_MM}
         for f in with_needle:
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                 elif d_pred <= lim and d_true > lim + 2.0:
                     false_alert[c] += 1
         print(json.dumps({"model": model or "shipped", "data": "SIMULATED local anaesthetic",
-                          "seed": a.seed, "frames_with_needle": len(with_needle),
+                          "seed": a.seed, "int8_weights": a.int8_weights,
+                          "frames_with_needle": len(with_needle),
                           "would_be_false_alert_frames": false_alert,
                           "truly_near_frames": truly_near}), flush=True)
     return 0

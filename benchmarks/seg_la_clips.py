@@ -56,7 +56,7 @@ from assistant.sources import read_video_frames  # noqa: E402
 from models.classes import CLASSES  # noqa: E402
 from models.needle import NeedleTracker  # noqa: E402
 from models.node import segment_frame  # noqa: E402
-from models.segmenter import Segmenter  # noqa: E402
+from models.segmenter import INT8_WEIGHTS, Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 from models.simulator import clip_story_times, render_clip  # noqa: E402
 
@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--follow-probe", choices=("on", "off"), default="on",
                     help="assistant.fluid_follow_probe in every setting (the memory moves "
                          "with the tissue)")
+    ap.add_argument("--pending", choices=("on", "off"), default="on",
+                    help="assistant.fluid_pending in every setting (rule P: a vessel first "
+                         "seen at the tip waits one segmentation)")
+    ap.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
+                    help="segmentation.int8_weights: which encoding of an int8 model runs")
     ap.add_argument("--birth-mm", type=float, default=AssistantSettings().fluid_birth_mm,
                     help="assistant.fluid_birth_mm in every setting (how far from a still tip "
                          "a new blob is fluid)")
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          seed, a.frames, near, a.slide_mm,
                                                          a.drift_mm))
     for model in a.model or [""]:
-        seg = Segmenter(SegmentationSettings(model_path=model))
+        seg = Segmenter(SegmentationSettings(model_path=model, int8_weights=a.int8_weights))
         segs = [segment_clip(seg, imgs, float(meta["spacing_mm"]))
                 for _, _, imgs, _, meta in clips]
         runs = [(True, a.hidden_s)] + ([(True, 0.0)] if a.hidden_s else []) + [(False, 0.0)]
@@ -185,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule,
                                            fluid_hidden_s=hidden,
                                            fluid_follow_probe=a.follow_probe == "on",
+                                           fluid_pending=a.pending == "on",
                                            fluid_birth_mm=a.birth_mm)
             for story in ("plane", "artery"):
                 tot: dict = {}
@@ -201,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "fluid_hidden_s": hidden, "slide_mm": a.slide_mm,
                                   "drift_mm": a.drift_mm,
                                   "follow_probe": a.follow_probe == "on",
+                                  "pending": a.pending == "on",
+                                  "int8_weights": a.int8_weights,
                                   "fluid_birth_mm": a.birth_mm,
                                   "story": story, "clips": len(per_clip), **tot,
                                   "per_clip": per_clip,

@@ -126,11 +126,50 @@ def test_track_fluid_names_bad_labels_and_restarts_when_time_goes_back():
         assert view.fluid is None and view.held is None
     track, view = track_fluid(track, lab, VESSEL, TIP, 0.2, 1.2)
     assert view.fluid is not None and view.fluid.sum() == (lab == VESSEL).sum()
-    # a replay restarted at t=0: no memory, no still tip yet -> a vessel, not fluid
+    # a replay restarted at t=0: no memory, no still tip yet -> not fluid; first seen at the
+    # tip, it waits one segmentation (rule P: shown, not remembered), then it is a vessel
     track, view = track_fluid(track, lab, VESSEL, TIP, 0.2, 0.0)
-    assert view.fluid is None and view.held is None and len(track.memory) == 1
+    assert view.fluid is None and view.held is None
+    assert view.pending is not None and view.pending.sum() == (lab == VESSEL).sum()
+    assert len(track.memory) == 1 and not track.memory[0][1].any()
+    track, view = track_fluid(track, lab, VESSEL, TIP, 0.2, 0.1)
+    assert view.fluid is None and view.pending is None and track.memory[-1][1].any()
     with pytest.raises(ValueError, match="fluid_still_mm must be > 0"):
         AssistantSettings(fluid_still_mm=0)
+
+
+def test_a_speck_seen_once_at_the_tip_says_nothing_and_is_not_held_as_a_danger():
+    """Rule P: the needle arrives and stops; its tracked tip jitters (so it is not yet
+    "still") as the model draws a vessel speck at the tip for one frame. Without the rule
+    that speck says "stop, artery" and, remembered, is held as a danger once the tip counts
+    as still; with it, nothing is said and nothing is held."""
+    moving = [(pecs_labels(pleura_row=190), nd([100, 60 + 6 * k])) for k in range(10)]
+    jitter = [(pecs_labels(pleura_row=190), nd([100 + 3 * (k % 2), 120])) for k in range(3)]
+    speck = [(with_blob((122, 125), (99, 103)), nd([103, 120]))]  # 0.4 mm from the tip
+    after = [(pecs_labels(pleura_row=190), nd())] * 12
+    for pending, said in ((True, []), (False, ["stop, artery zero millimetres"])):
+        st = initial_state(dataclasses.replace(AssistantSettings(), fluid_pending=pending))
+        st, spoken, shown = feed(st, moving + jitter + speck + after)
+        assert spoken == said, pending
+        held = [any("artery" in text for _, text in alerts) for alerts in shown[-8:]]
+        assert held == [bool(said)] * 8, pending  # held while still (no rule) or never
+
+
+def test_a_vessel_first_seen_at_the_tip_alerts_one_segmentation_later():
+    """Rule P's cost: a vessel never seen before that appears at the tip and stays is a
+    danger from its second segmentation (0.1 s here), shown meanwhile as fluid."""
+    moving = [(pecs_labels(pleura_row=190), nd([100, 60 + 6 * k])) for k in range(10)]
+    artery = [(with_blob((124, 134), (94, 108)), nd())] * 3  # 0.8 mm below the tip
+    for pending, first in ((True, 1), (False, 0)):
+        st = initial_state(dataclasses.replace(AssistantSettings(), fluid_pending=pending))
+        said = []
+        for i, (lab, needle) in enumerate(moving + artery):
+            st, acts = reduce(st, seg(i + 1, lab, needle), None, i * 0.1)
+            said.append(speaks(acts, "alert"))
+        assert said[10 + first] == ["stop, artery one millimetre"], pending
+        assert all(x == [] for x in said[:10 + first]), pending
+        # nothing else was said or shown about it meanwhile (the outline is drawn as is)
+        assert [a["text"] for a in to_state_message(st).alerts] == ["stop, artery one millimetre"]
 
 
 def test_an_artery_the_mask_loses_under_a_still_tip_stays_a_danger_said_unseen():
