@@ -15,9 +15,9 @@ The rule (``track_fluid``, called once per segmentation):
 * **first seen at the tip, it waits one segmentation** (rule P): any other blob within
   ``birth_mm`` of a visible tip (moving or not yet still) that touches no remembered vessel
   and nothing of the last segmentation is *pending*: drawn, but not yet a danger, and not
-  remembered; a blob overlapping it on the next segmentation is a vessel. A speck the model draws for one
-  frame at the tip (a still tip's tracked position jitters, so "still" can fail just as
-  injectate appears) neither says "stop" nor stays in the memory as a danger;
+  remembered; a blob overlapping it on the next segmentation is a vessel. A speck the model
+  draws for one frame at the tip (a still tip's tracked position jitters, so "still" can
+  fail just as injectate appears) neither says "stop" nor stays in the memory as a danger;
 * everything else is a vessel, and is remembered: a blob touching a remembered vessel is
   a vessel again (the alert's side: when in doubt, it is a vessel).
 
@@ -250,10 +250,10 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     shaft is left out of the registration.
     ``pending`` (rule P): a blob first seen within ``birth_mm`` of a visible tip, touching
     no remembered vessel and nothing of the last segmentation, waits one segmentation: it
-    is drawn as the model drew it but is not yet a danger (``FluidView.pending``) and is not
-    remembered, and a blob overlapping it on the next segmentation is a vessel as usual. A one-frame speck at the
-    tip then never says "stop" nor enters the memory; a vessel never seen before that
-    appears at the tip alerts one segmentation later.
+    is drawn as the model drew it but is not yet a danger (``FluidView.pending``) and is
+    not remembered, and a blob overlapping it on the next segmentation is a vessel as
+    usual. A one-frame speck at the tip then never says "stop" nor enters the memory; a
+    vessel never seen before that appears at the tip alerts one segmentation later.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "

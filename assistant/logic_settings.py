@@ -39,9 +39,9 @@ class AssistantSettings:
     fluid_hidden_s: float = 1.5
     fluid_hidden_frames: int = 3  # ...if seen on at least this many segmentations of it
     # a vessel blob first seen within fluid_birth_mm of the tip, touching nothing seen
-    # before, waits one segmentation before it is a danger (shown meanwhile as "injectate
-    # or vessel at the tip?"; rule P): a one-frame speck at the tip says nothing; a vessel
-    # never seen before alerts one segmentation later; false: it is a vessel at once
+    # before, waits one segmentation before it is a danger (drawn meanwhile as the model
+    # drew it; rule P): a one-frame speck at the tip says nothing; a vessel never seen
+    # before alerts one segmentation later; false: it is a vessel at once
     fluid_pending: bool = True
     # the vessel memory moves with the tissue when the probe slides (each frame registered
     # to the last); false: it stays where it was seen in the image
