@@ -338,11 +338,10 @@ def config_warnings(s: "Settings") -> list[str]:
     if s.source.kind in ("video", "images") and s.source.path and not Path(s.source.path).exists():
         out.append(f"source.path {s.source.path!r} does not exist")
     from models.segmenter import host_int8_weights
-    if s.segmentation.int8_weights == "s8" and host_int8_weights() in ("u8", "s7"):
+    if s.segmentation.int8_weights == "s8" and host_int8_weights() == "u8":
         out.append("segmentation.int8_weights is s8 on an x86 CPU without VNNI (or whose "
                    "flags cannot be read): onnxruntime's int8 sums saturate here and the "
-                   "masks differ from the model's measured figures; 'auto' runs its 7-bit "
-                   "copy (or, where the flags cannot be read, its u8 copy)")
+                   "masks differ from the model's measured figures; 'auto' runs its u8 copy")
     if s.segmentation.int8_weights == "s7" and host_int8_weights() == "s8":
         out.append("segmentation.int8_weights is s7 on a CPU whose int8 sums do not saturate "
                    "(VNNI, ARM): its 7-bit weights are coarser and no faster there; 'auto' "

@@ -1,6 +1,7 @@
 """Does the segmentation confidence say when an outline is wrong? Cross-validated on REAL images.
 
     .venv/bin/python benchmarks/seg_confidence_cv.py --fold-models DIR [--data ../shared/data] [--json FILE]
+        [--int8-weights auto|s8|u8|s7]
 
 DIR holds the fold models of ``python -m models.train --cv 3 ... --cv-save DIR`` (fold0.onnx and
 its .json naming the held-out images, ...). Each fold model segments its own held-out REAL images
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.classes import CLASSES  # noqa: E402
 from models.data import read_image, read_mask  # noqa: E402
-from models.segmenter import Segmenter  # noqa: E402
+from models.segmenter import INT8_WEIGHTS, WEIGHT_VARIANTS, Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 
 GOOD_DICE = 0.5
@@ -43,16 +44,24 @@ SETS = (("usgra_seg", "held_out_usgra", {"nerve": 1, "vessel": 2}),
         ("dltrack_apo", "held_out_dltrack", {"fascia": 255}))
 
 
-def rows_for_fold(model: Path, data: Path, post_process: dict, tmp: Path, k: int) -> list[dict]:
+def rows_for_fold(model: Path, data: Path, post_process: dict, tmp: Path, k: int,
+                  int8_weights: str = "auto") -> list[dict]:
     """(class, raw confidence, area, Dice) for each held-out image where the fold model
-    shows the class."""
+    shows the class. An int8 fold model's other encodings of its weights (its manifest's
+    ``u8_variant``, ``s7_variant``) go with it, so ``int8_weights`` picks among them as the
+    runtime does."""
     manifest = json.loads(model.with_suffix(".json").read_text())
     manifest["post_process"] = post_process
     manifest.pop("confidence_calibration", None)  # raw confidences
     dst = tmp / model.name
     shutil.copy(model, dst)
+    for key in WEIGHT_VARIANTS.values():
+        if key in manifest and (model.parent / manifest[key]["file"]).is_file():
+            shutil.copy(model.parent / manifest[key]["file"], tmp / manifest[key]["file"])
     dst.with_suffix(".json").write_text(json.dumps(manifest))
-    seg = Segmenter(SegmentationSettings(model_path=str(dst), threads=1)).load()
+    seg = Segmenter(SegmentationSettings(model_path=str(dst), threads=1,
+                                         int8_weights=int8_weights)).load()
+    print(f"{model.name}: runs {seg.run_path.name}", file=sys.stderr)
     rows = []
     for folder, key, cmap in SETS:
         for name in manifest[key]:
@@ -170,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, default=ROOT / "models" / "pecs_seg.json",
                     help="whose post_process to apply (default: the shipped model's)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
+                    help="segmentation.int8_weights: which encoding of an int8 fold model runs")
     args = ap.parse_args(argv)
-    folds = sorted(args.fold_models.glob("fold*.onnx"))
+    # fold0.onnx, fold1.onnx, ... (not their fold0_u8.onnx / fold0_s7.onnx variants)
+    folds = sorted(p for p in args.fold_models.glob("fold*.onnx") if p.stem[4:].isdigit())
     if not folds:
         print(f"no fold*.onnx in {args.fold_models}", file=sys.stderr)
         return 2
@@ -179,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in folds:
-            rows += rows_for_fold(model, args.data, post, Path(tmp), int(model.stem[4:]))
+            rows += rows_for_fold(model, args.data, post, Path(tmp), int(model.stem[4:]),
+                                  args.int8_weights)
     result = {}
     print(f"REAL held-out images, {len(folds)} fold models; good = Dice >= {GOOD_DICE}; "
           "cross-fold: fit on the other folds, scored on this one")

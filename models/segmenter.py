@@ -406,10 +406,10 @@ def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -
     output changes (measured on an AVX2 host, 2026-12-05: nerve masks agreeing at Dice 0.92
     with exact arithmetic on SIM frames, serratus 0.17 on REAL ones). u8 x u8 is computed
     in 32 bits there (the model's own figures, but 11-12 ms a frame); the 7-bit weights run
-    at the int8 speed (9.0-9.5 ms) with the same held-out figures (models/MODEL_CARD.md).
-    ``setting`` "auto" picks "s7" on x86 without VNNI (a model without an s7 variant runs
-    its u8 one: :func:`weights_file`), "u8" where the flags cannot be read (exact, whatever
-    the CPU), and "s8" elsewhere (VNNI, ARM)."""
+    at the int8 speed (9.0-9.5 ms) with the same held-out Dice, but their vessel confidence
+    flags fewer poor outlines (models/MODEL_CARD.md), so they run only where asked.
+    ``setting`` "auto" picks "u8" on x86 without VNNI, or where the flags cannot be read,
+    and "s8" elsewhere (VNNI, ARM)."""
     if setting not in INT8_WEIGHTS:
         raise ValueError(f"segmentation.int8_weights must be one of {', '.join(INT8_WEIGHTS)}, "
                          f"got {setting!r}")
@@ -417,9 +417,7 @@ def int8_weights_for(setting: str, machine: str, flags: frozenset[str] | None) -
         return setting
     if machine.lower() not in X86:
         return "s8"
-    if flags is None:
-        return "u8"
-    return "s8" if any(f in flags for f in VNNI_FLAGS) else "s7"
+    return "s8" if flags is not None and any(f in flags for f in VNNI_FLAGS) else "u8"
 
 
 #: manifest entries of an int8 model's other encodings of its weights (models.quantize)

@@ -132,7 +132,7 @@ def test_check_config_warns_of_saturating_int8_weights_where_they_saturate(monke
     assert any("int8_weights is s8 on an x86 CPU without VNNI" in w for w in config_warnings(s8))
     assert config_warnings(parse_settings("", "x.yaml")) == []  # auto: nothing to say
     s7 = parse_settings("segmentation:\n  int8_weights: s7\n", "x.yaml")
-    assert config_warnings(s7) == []  # 7 bits: no saturation, faster than u8 here (auto)
+    assert config_warnings(s7) == []  # 7 bits: no saturation, faster than u8 here
     monkeypatch.setattr(segmenter, "cpu_flags", lambda: None)  # flags unknown: auto is u8
     assert any("int8_weights is s8 on an x86 CPU without VNNI" in w for w in config_warnings(s8))
     monkeypatch.setattr(segmenter, "cpu_flags", lambda: frozenset({"avx2"}))

@@ -125,7 +125,7 @@ def test_a_changed_or_missing_u8_variant_is_refused_where_it_would_run(tmp_path)
 
 
 @pytest.mark.parametrize("setting,machine,flags,want", [
-    ("auto", "x86_64", {"avx2", "fma"}, "s7"),  # AVX2 without VNNI: u8 x s8 sums saturate
+    ("auto", "x86_64", {"avx2", "fma"}, "u8"),  # AVX2 without VNNI: u8 x s8 sums saturate
     ("auto", "x86_64", {"avx2", "avx512_vnni"}, "s8"),
     ("auto", "AMD64", {"avx_vnni"}, "s8"),
     ("auto", "x86_64", None, "u8"),  # flags unknown: the safe encoding
@@ -133,7 +133,7 @@ def test_a_changed_or_missing_u8_variant_is_refused_where_it_would_run(tmp_path)
     ("auto", "arm64", {"asimddp"}, "s8"),
     ("s8", "x86_64", {"avx2"}, "s8"),
     ("u8", "aarch64", None, "u8"),
-    ("s7", "x86_64", {"avx2"}, "s7"),
+    ("s7", "x86_64", {"avx2"}, "s7"),  # only where the setting asks for it
     ("s7", "x86_64", {"avx512_vnni"}, "s7"),  # asked for: coarser and no faster there
     ("u8", "x86_64", {"avx2"}, "u8"),  # exact, slower
 ])
@@ -187,8 +187,7 @@ def test_the_model_run_here_agrees_with_exact_int8_arithmetic():
     no graph optimisation runs each QDQ node as float (exact sums); the runtime's fused int8
     kernels must agree with it. With the s8 weights on an AVX2 CPU without VNNI (2026-12-05)
     the masks agreed at Dice 0.93 (nerve, vessel, fascia, pleura) and 0.925 (needle) on these
-    frames; with the u8 weights at 0.988 and more; the 7-bit weights run there since
-    2026-12-06 are not the same arithmetic but must agree as closely."""
+    frames; with the u8 weights at 0.988 and more."""
     import onnxruntime as ort
 
     from models.segmenter import pre_process_image
