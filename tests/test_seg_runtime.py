@@ -7,8 +7,8 @@ import pytest
 
 from models.classes import CLASS_INDEX, CLASSES
 from models.needle import needle_tip_from_mask
-from models.segmenter import (DEFAULT_MODEL, ModelIntegrityError, Segmenter, host_int8_weights,
-                              int8_weights_for, probs_to_output, validate_image, weights_file)
+from models.segmenter import (DEFAULT_MODEL, ModelIntegrityError, Segmenter, int8_weights_for,
+                              probs_to_output, validate_image, weights_file)
 from models.settings import SegmentationSettings
 from models.simulator import NeedleParams, SimParams, simulate_frame
 from conftest import copy_shipped_model
@@ -171,15 +171,11 @@ def test_a_changed_or_missing_s7_variant_is_refused_where_it_would_run(tmp_path)
     s7.unlink()
     with pytest.raises(FileNotFoundError, match="s7 variant"):
         Segmenter(SegmentationSettings(model_path=str(model), int8_weights="s7")).load()
-    # auto asks for it only on an x86 CPU without VNNI; u8 never does
+    # neither auto nor u8 asks for it
     s = Segmenter(SegmentationSettings(model_path=str(model), int8_weights="u8")).load()
     assert s.int8_weights == "u8"
-    if host_int8_weights() == "s7":
-        with pytest.raises(FileNotFoundError, match="s7 variant"):
-            Segmenter(SegmentationSettings(model_path=str(model), int8_weights="auto")).load()
-    else:
-        s = Segmenter(SegmentationSettings(model_path=str(model), int8_weights="auto")).load()
-        assert s.int8_weights in ("s8", "u8")
+    s = Segmenter(SegmentationSettings(model_path=str(model), int8_weights="auto")).load()
+    assert s.int8_weights in ("s8", "u8")
 
 
 def test_the_model_run_here_agrees_with_exact_int8_arithmetic():
