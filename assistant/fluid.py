@@ -324,7 +324,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 near = d_px * spacing_mm <= birth_mm
             if near and still and span_ok:
                 fluid |= blob
-            elif near and pending and tip_px is not None:
+            elif near and pending:
                 wait |= blob
     # a vessel does not leave a still view: what was seen stays a danger while the tip is
     # still, even where a needle's reverberations hide it now

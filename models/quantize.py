@@ -121,6 +121,16 @@ def quantize(src: Path, dst: Path, frames: list[np.ndarray]) -> dict:
                       "MinMax ranges", "kept_float": keep, "calibration_frames": len(frames)}
 
 
+def graph_index(g) -> tuple[dict, dict, dict]:
+    """An ONNX graph's initializers by name, the node producing each tensor, and the nodes
+    reading each tensor."""
+    users: dict[str, list] = {}
+    for n in g.node:
+        for x in n.input:
+            users.setdefault(x, []).append(n)
+    return ({i.name: i for i in g.initializer}, {o: n for n in g.node for o in n.output}, users)
+
+
 FLOAT_TAIL_NOTE = ("the int8 convolutions whose output only the full-resolution float nodes "
                    "read run in float (their int8 weights dequantized, their output no longer "
                    "re-quantized), so onnxruntime runs the full-resolution tail in its NCHWc "
@@ -139,12 +149,7 @@ def float_tail(src: Path, dst: Path, kept: list[str]) -> list[str]:
     from onnx import numpy_helper
     m = onnx.load(str(src))
     g = m.graph
-    inits = {i.name: i for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for x in n.input:
-            users.setdefault(x, []).append(n)
+    inits, producer, users = graph_index(g)
     kept_set = set(kept) - {""}  # an unnamed node cannot be told apart: never counted
 
     def dequantized(dq) -> np.ndarray:
@@ -171,16 +176,16 @@ def float_tail(src: Path, dst: Path, kept: list[str]) -> list[str]:
         readers = users.get(dqs[0].output[0], [])
         if not readers or any(r.name not in kept_set for r in readers):
             continue
-        names = [conv.input[1] + "_float"]
-        g.initializer.append(numpy_helper.from_array(dequantized(wdq), names[0]))
-        conv.input[1] = names[0]
-        drop += [wdq, q[0], dqs[0]]
         bdq = producer.get(conv.input[2]) if len(conv.input) > 2 else None
-        if bdq is not None and bdq.op_type == "DequantizeLinear" and bdq.input[0] in inits:
-            names.append(conv.input[2] + "_float")
-            g.initializer.append(numpy_helper.from_array(dequantized(bdq), names[1]))
-            conv.input[2] = names[1]
-            drop.append(bdq)
+        if bdq is None or bdq.op_type != "DequantizeLinear" or bdq.input[0] not in inits:
+            bdq = None
+        for i, dq in ((1, wdq), (2, bdq)):  # the weight and the bias, as their float values
+            if dq is not None:
+                name = conv.input[i] + "_float"
+                g.initializer.append(numpy_helper.from_array(dequantized(dq), name))
+                conv.input[i] = name
+                drop.append(dq)
+        drop += [q[0], dqs[0]]
         for r in readers:
             for i, x in enumerate(r.input):
                 if x == dqs[0].output[0]:
@@ -231,11 +236,7 @@ def u8_variant(src: Path, dst: Path) -> int:
     import onnx
     from onnx import numpy_helper
     m = onnx.load(str(src))
-    inits = {i.name: i for i in m.graph.initializer}
-    users: dict[str, list] = {}
-    for n in m.graph.node:
-        for x in n.input:
-            users.setdefault(x, []).append(n)
+    inits, _, users = graph_index(m.graph)
 
     done = set()
     for n in m.graph.node:
@@ -270,8 +271,7 @@ def dense_conv_weights(m) -> list[tuple]:
     """(conv, weight DequantizeLinear, bias DequantizeLinear or None) of every dense
     (``group`` 1) convolution of the QDQ model ``m`` whose weights are int8 initializers."""
     from onnx import numpy_helper
-    inits = {i.name: i for i in m.graph.initializer}
-    producer = {o: n for n in m.graph.node for o in n.output}
+    inits, producer, _ = graph_index(m.graph)
     out = []
     for n in m.graph.node:
         if n.op_type != "Conv" or is_depthwise(n):
