@@ -58,7 +58,7 @@ def _path_to(lab: np.ndarray, sp: float, goal_px: tuple[float, float],
 
 
 def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0,
-             pending: bool = True) -> dict | None:
+             pending: bool = True, needle_filter: str = "alpha_beta") -> dict | None:
     """One simulated approach; None when this patient offers no clear path."""
     from assistant.logic import Speak, initial_state, reduce
     from assistant.logic_settings import AssistantSettings
@@ -96,7 +96,7 @@ def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0,
     if needle is None:
         return None
     state = initial_state(settings)
-    tracker = NeedleTracker()
+    tracker = NeedleTracker(filter=needle_filter)
     lengths = np.arange(needle.length_mm - start_mm, needle.length_mm + 1e-9, step_mm)
     first = None
     early = False
@@ -138,10 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pending", choices=("on", "off"), default="on",
                     help="assistant.fluid_pending (rule P: a vessel first seen at the tip "
                          "waits one segmentation)")
+    ap.add_argument("--needle-filter", choices=("alpha_beta", "one_euro"), default="alpha_beta",
+                    help="the needle tracker's filter (segmentation.needle_filter)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     for danger in ("pleura", "artery"):
-        res = [r for r in (approach(s, danger, args.step_mm, pending=args.pending == "on")
+        res = [r for r in (approach(s, danger, args.step_mm, pending=args.pending == "on",
+                                    needle_filter=args.needle_filter)
                            for s in range(args.patients)) if r is not None]
         if not res:
             print(f"{danger}: no simulated patient offered a clear path")

@@ -94,11 +94,24 @@ def clip_frames(path: Path, seed: int, n: int, near_mm: float | None, slide_mm: 
     return read_video_frames(path), labels, meta
 
 
-def segment_clip(seg: Segmenter, images, sp: float):
+def segment_clip(seg: Segmenter, images, sp: float, needle_filter: str | None = None):
     """The segmentation process's per-frame work (``models.node.segment_frame``, its
-    tracker): SegResults in frame order."""
-    tracker = NeedleTracker.from_settings(SegmentationSettings())
+    tracker; ``needle_filter``: the tracker's filter, default the shipped one): SegResults
+    in frame order."""
+    s = SegmentationSettings()
+    tracker = NeedleTracker.from_settings(
+        s if needle_filter is None else dataclasses.replace(s, needle_filter=needle_filter))
     return [segment_frame(seg, tracker, img, k, k / FPS, sp) for k, img in enumerate(images)]
+
+
+def retrack(segs, sp: float, needle_filter: str):
+    """The same segmentations with the needle tracked again by a tracker with another
+    filter (the labels and confidences are the model's, so only the tracking differs)."""
+    s = dataclasses.replace(SegmentationSettings(), needle_filter=needle_filter)
+    tracker = NeedleTracker.from_settings(s)
+    ni = CLASSES.index("needle")
+    return [dataclasses.replace(sg, needle=tracker.update(sg.labels, sp, sg.media_time_s,
+                                                          sg.confidence[ni])) for sg in segs]
 
 
 def run_logic(images, segs, labels, meta, settings: AssistantSettings) -> dict:
@@ -164,12 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pending", choices=("on", "off"), default="on",
                     help="assistant.fluid_pending in every setting (rule P: a vessel first "
                          "seen at the tip waits one segmentation)")
+    ap.add_argument("--needle-filter", default=SegmentationSettings().needle_filter,
+                    help="the needle tracker's filter(s), comma-separated (one_euro, "
+                         "alpha_beta): each on the same segmentations")
     ap.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
                     help="segmentation.int8_weights: which encoding of an int8 model runs")
     ap.add_argument("--birth-mm", type=float, default=AssistantSettings().fluid_birth_mm,
                     help="assistant.fluid_birth_mm in every setting (how far from a still tip "
                          "a new blob is fluid)")
     a = ap.parse_args(argv)
+    filters = a.needle_filter.split(",")
+    if not set(filters) <= set(NeedleTracker.FILTERS):
+        ap.error(f"--needle-filter: one or more of {', '.join(NeedleTracker.FILTERS)}")
     if a.slide_mm and a.drift_mm:
         ap.error("--slide-mm and --drift-mm: a clip has one or the other")
     t0 = time.perf_counter()
@@ -183,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                                                          a.drift_mm))
     for model in a.model or [""]:
         seg = Segmenter(SegmentationSettings(model_path=model, int8_weights=a.int8_weights))
-        segs = [segment_clip(seg, imgs, float(meta["spacing_mm"]))
-                for _, _, imgs, _, meta in clips]
+        segs0 = [segment_clip(seg, imgs, float(meta["spacing_mm"]), filters[0])
+                 for _, _, imgs, _, meta in clips]
         runs = [(True, a.hidden_s)] + ([(True, 0.0)] if a.hidden_s else []) + [(False, 0.0)]
-        for rule, hidden in runs:
+        tracked = {f: segs0 if f == filters[0] else
+                   [retrack(sg, float(c[4]["spacing_mm"]), f) for sg, c in zip(segs0, clips)]
+                   for f in filters}
+        for nf, rule, hidden in [(f, r, h) for f in filters for r, h in runs]:
+            segs = tracked[nf]
             settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule,
                                            fluid_hidden_s=hidden,
                                            fluid_follow_probe=a.follow_probe == "on",
@@ -209,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "follow_probe": a.follow_probe == "on",
                                   "pending": a.pending == "on",
                                   "int8_weights": a.int8_weights,
+                                  "needle_filter": nf,
                                   "fluid_birth_mm": a.birth_mm,
                                   "story": story, "clips": len(per_clip), **tot,
                                   "per_clip": per_clip,

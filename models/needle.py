@@ -93,10 +93,25 @@ def needle_tip_from_mask(mask: np.ndarray, min_pixels: int = 15
     return None if s is None else (s.tip, s.entry, s.angle_deg)
 
 
+def lowpass_gain(cutoff_hz: float, dt: float) -> float:
+    """The gain of a first-order low-pass with cut-off ``cutoff_hz`` over a step of ``dt`` s."""
+    return 1.0 / (1.0 + 1.0 / (2.0 * math.pi * cutoff_hz * dt))
+
+
 class NeedleTracker:
-    """Smooths the needle tip over frames with an alpha-beta filter and coasts (keeps
-    predicting) for up to ``max_missing`` frames without a needle, reporting
-    ``frames_missing``. ``update`` returns :func:`assistant.messages.needle_dict`.
+    """Smooths the needle tip over frames and coasts (keeps predicting) for up to
+    ``max_missing`` frames without a needle, reporting ``frames_missing``. ``update``
+    returns :func:`assistant.messages.needle_dict`.
+
+    **The filter** (``filter``): ``alpha_beta`` (default) has fixed per-frame gains
+    ``alpha`` and ``beta`` and predicts a constant velocity, so it follows a needle advancing
+    at constant speed without lag. ``one_euro`` (opt-in) is a low-pass whose cut-off rises
+    with the tip's speed (Casiez et al., the One Euro filter): ``cutoff_hz`` for a still tip,
+    plus ``cutoff_per_mm_s`` Hz per mm/s of the tip's smoothed speed (itself low-passed at
+    ``SPEED_CUTOFF_HZ``), set in time, not frames. On simulated injections its tip is
+    steadier under a still needle and nearer the true tip while advancing, but as a
+    low-pass it lags a steady advance a little, and some alerts come a frame later
+    (docs/ASSISTANT.md, rule N).
 
     A needle is reported only once it is **confirmed**: ``confirm_frames`` consecutive
     frames whose needle looks like a shaft (largest blob at least ``min_length_mm`` long and
@@ -108,20 +123,31 @@ class NeedleTracker:
 
     #: the elongation a shaft cut by a side border needs
     BORDER_ELONGATION = 2.0
+    FILTERS = ("alpha_beta", "one_euro")
+    #: one_euro: the cut-off (Hz) of the low-pass on the tip's speed
+    SPEED_CUTOFF_HZ = 1.0
 
     @classmethod
     def from_settings(cls, seg) -> "NeedleTracker":
         """The tracker the segmentation process runs: its shaft gate from ``seg``
         (``SegmentationSettings``, config section ``segmentation``)."""
         return cls(min_length_mm=seg.needle_min_length_mm, min_elongation=seg.needle_min_elongation,
-                   min_confidence=seg.needle_min_confidence, confirm_frames=seg.needle_confirm_frames)
+                   min_confidence=seg.needle_min_confidence, confirm_frames=seg.needle_confirm_frames,
+                   filter=seg.needle_filter, cutoff_hz=seg.needle_cutoff_hz,
+                   cutoff_per_mm_s=seg.needle_cutoff_per_mm_s)
 
     def __init__(self, max_missing: int = 5, alpha: float = 0.6, beta: float = 0.2,
                  min_pixels: int = 15, gate_px: float = 80.0, min_length_mm: float = 3.0,
                  min_elongation: float = 3.0, min_confidence: float = 0.85,
-                 confirm_frames: int = 3):
+                 confirm_frames: int = 3, filter: str = "alpha_beta", cutoff_hz: float = 1.0,
+                 cutoff_per_mm_s: float = 0.4):
+        if filter not in self.FILTERS:
+            raise ValueError(f"filter must be one of {', '.join(self.FILTERS)}, got {filter!r}")
         if not 0 < alpha <= 1 or not 0 <= beta <= 1:
             raise ValueError(f"alpha must be in (0, 1] and beta in [0, 1], got {alpha}, {beta}")
+        if not cutoff_hz > 0 or not cutoff_per_mm_s >= 0:
+            raise ValueError(f"cutoff_hz must be > 0 and cutoff_per_mm_s >= 0, got {cutoff_hz}, "
+                             f"{cutoff_per_mm_s}")
         if min_length_mm < 0 or min_elongation < 1 or not 0 <= min_confidence <= 1:
             raise ValueError("min_length_mm must be >= 0, min_elongation >= 1 and "
                              f"min_confidence in [0, 1], got {min_length_mm}, {min_elongation}, "
@@ -129,7 +155,9 @@ class NeedleTracker:
         if int(confirm_frames) != confirm_frames or confirm_frames < 1:
             raise ValueError(f"confirm_frames must be an integer >= 1, got {confirm_frames!r}")
         self.max_missing = int(max_missing)
+        self.filter = filter
         self.alpha, self.beta = float(alpha), float(beta)
+        self.cutoff_hz, self.cutoff_per_mm_s = float(cutoff_hz), float(cutoff_per_mm_s)
         self.min_pixels = int(min_pixels)
         self.gate_px = float(gate_px)
         self.min_length_mm = float(min_length_mm)
@@ -185,12 +213,12 @@ class NeedleTracker:
                 and np.hypot(*(np.array(shape.tip) - (self._pos + self._vel * dt))) <= self.gate_px)
         conf = 1.0 if confidence is None else float(confidence)
         if self.confirmed and near:
-            self._follow(shape, dt, conf)
+            self._follow(shape, dt, conf, spacing_mm)
             self._seen += 1
             return self._dict(True, spacing_mm)
         if shaft and not self.confirmed:
             if near:
-                self._follow(shape, dt, conf)
+                self._follow(shape, dt, conf, spacing_mm)
                 self._seen += 1
             else:  # a new candidate: start again from here
                 self._start(shape, conf)
@@ -226,11 +254,18 @@ class NeedleTracker:
         self._entry, self._angle = np.array(shape.entry), shape.angle_deg
         self._conf, self._seen = conf, 1
 
-    def _follow(self, shape: NeedleShape, dt: float, conf: float) -> None:
-        pred = self._pos + self._vel * dt
-        r = np.array(shape.tip) - pred
-        self._pos = pred + self.alpha * r
-        self._vel = self._vel + (self.beta / dt) * r
+    def _follow(self, shape: NeedleShape, dt: float, conf: float, spacing_mm: float) -> None:
+        z = np.array(shape.tip)
+        if self.filter == "alpha_beta":
+            pred = self._pos + self._vel * dt
+            r = z - pred
+            self._pos = pred + self.alpha * r
+            self._vel = self._vel + (self.beta / dt) * r
+        else:  # one_euro: the speed (px/s) low-passed, then the tip at a cut-off that rises with it
+            self._vel = self._vel + lowpass_gain(self.SPEED_CUTOFF_HZ, dt) * (
+                (z - self._pos) / dt - self._vel)
+            cutoff = self.cutoff_hz + self.cutoff_per_mm_s * float(np.hypot(*self._vel)) * spacing_mm
+            self._pos = self._pos + lowpass_gain(cutoff, dt) * (z - self._pos)
         self._entry = 0.5 * self._entry + 0.5 * np.array(shape.entry)
         self._angle = 0.5 * self._angle + 0.5 * shape.angle_deg
         self._missing = 0

@@ -19,6 +19,8 @@ def test_empty_config_gives_defaults():
     ("sauce:\n  kind: video\n", 1, "sauce", "unknown key"),
     ("bus:\n  heartbeat_ms: fast\n", 2, "bus.heartbeat_ms", "expected an integer, got 'fast'"),
     ("source:\n  kind: dvd\n", 2, "source.kind", "expected one of simulated, video, images, camera"),
+    ("segmentation:\n  needle_filter: kalman\n", 2, "segmentation.needle_filter",
+     "expected one of alpha_beta, one_euro"),
     ("source:\n  fps: [1, 2]\n", 2, "source.fps", "expected a float, got a list"),
     ("render:\n  window: maybe\n", 2, "render.window", "expected true or false"),
     ("launcher:\n  nodes: source\n", 2, "launcher.nodes", "expected a list"),

@@ -71,6 +71,51 @@ def test_tracker_follows_then_coasts_over_missing_frames_then_gives_up():
     assert gone["tip_px"] is None and gone["frames_missing"] == 0 and not gone["visible"]
 
 
+def _still_needle_x(filter_: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A needle held still whose mask's tip jitters +-5 px along the shaft frame to frame
+    (as a model's does): the tracked and the measured tip x, after a settling half second."""
+    rng = np.random.default_rng(seed)
+    tr = NeedleTracker(filter=filter_)
+    tracked, measured = [], []
+    for k in range(40):
+        j = int(rng.integers(-5, 6))
+        tip = (120 + j, 70 + j // 2)
+        nd = tr.update(_labels_with(shaft((200, 200), (0, 10), tip)), 0.1, k * 0.05, 0.95)
+        if k >= 10:
+            tracked.append(nd["tip_px"][0])
+            measured.append(tip[0])
+    return np.array(tracked), np.array(measured, float)
+
+
+def _advance_lag_px(**kw) -> float:
+    """The largest tracked-tip error (px) of a needle advancing at 11 mm/s (0.1 mm/px, 20 fps)
+    once the track is half a second old."""
+    tr = NeedleTracker(**kw)
+    errs = []
+    for k in range(30):
+        tip = (40 + 5 * k, 30 + 2.5 * k)
+        nd = tr.update(_labels_with(shaft((300, 300), (0, 10), tip)), 0.1, k * 0.05, 0.95)
+        if k >= 10:
+            errs.append(math.hypot(nd["tip_px"][0] - tip[0], nd["tip_px"][1] - tip[1]))
+    return max(errs)
+
+
+def test_one_euro_holds_a_still_tip_still_and_follows_an_advancing_one():
+    """Rule N (opt-in filter): one_euro halves a still tip's jitter, where the default
+    alpha-beta filter keeps about 70 % of it, and follows an advancing needle within 0.3 mm,
+    where a fixed low-pass as calm (1 Hz) lags by well over a millimetre; alpha-beta, which
+    predicts, follows it closer still."""
+    one = np.concatenate([_still_needle_x("one_euro", s)[0] for s in range(3)])
+    ab = np.concatenate([_still_needle_x("alpha_beta", s)[0] for s in range(3)])
+    raw = np.concatenate([_still_needle_x("one_euro", s)[1] for s in range(3)])
+    assert one.std() < 0.65 * raw.std()
+    assert one.std() < 0.85 * ab.std()
+    lag = _advance_lag_px(filter="one_euro")
+    assert lag < 3.0  # 0.3 mm
+    assert _advance_lag_px(filter="one_euro", cutoff_per_mm_s=0.0) > 10.0  # not speed-adaptive
+    assert _advance_lag_px() < lag  # the default, alpha_beta
+
+
 def test_tracker_rejects_bad_input():
     tr = NeedleTracker()
     with pytest.raises(ValueError, match="labels"):
@@ -138,6 +183,12 @@ def test_bad_needle_gate_settings_are_refused_by_name():
         NeedleTracker(confirm_frames=0)
     with pytest.raises(ValueError, match="min_elongation >= 1"):
         NeedleTracker(min_elongation=0.5)
+    with pytest.raises(ValueError, match="filter must be one of alpha_beta, one_euro"):
+        NeedleTracker(filter="kalman")
+    with pytest.raises(ValueError, match="cutoff_hz must be > 0"):
+        NeedleTracker(cutoff_hz=0.0)
+    with pytest.raises(ValueError, match="segmentation.needle_cutoff_hz must be a number"):
+        SegmentationSettings(needle_cutoff_hz=-1.0)
     with pytest.raises(ValueError, match="segmentation.needle_confirm_frames must be an integer"):
         SegmentationSettings(needle_confirm_frames=2.5)
     with pytest.raises(ValueError, match="segmentation.needle_min_confidence must be a number"):
