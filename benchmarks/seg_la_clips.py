@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="assistant.fluid_pending in every setting (rule P: a vessel first "
                          "seen at the tip waits one segmentation)")
     ap.add_argument("--needle-filter", default=SegmentationSettings().needle_filter,
-                    help="the needle tracker's filter(s), comma-separated (one_euro, "
-                         "alpha_beta): each on the same segmentations")
+                    help="the needle tracker's filter(s), comma-separated (alpha_beta, "
+                         "one_euro): each on the same segmentations")
     ap.add_argument("--int8-weights", default="auto", choices=INT8_WEIGHTS,
                     help="segmentation.int8_weights: which encoding of an int8 model runs")
     ap.add_argument("--birth-mm", type=float, default=AssistantSettings().fluid_birth_mm,
