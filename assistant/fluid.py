@@ -89,7 +89,9 @@ class FluidTrack:
     view: np.ndarray | None = None  # the last frame, as registered (``_reg_view``)
     offset: tuple = (0.0, 0.0)  # how far (px) the tissue has moved across the image
     hole: np.ndarray | None = None  # the last frame's needle cells in ``view`` (bool)
-    pending: np.ndarray | None = None  # full-size bool: the last frame's pending blobs
+    # full-size uint8: the last frame's pending blobs, each pixel the number of
+    # segmentations its blob has waited (0: not pending)
+    pending: np.ndarray | None = None
 
 
 def _small(mask: np.ndarray) -> np.ndarray:
@@ -234,7 +236,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 hidden_frames: int = 3, image: np.ndarray | None = None,
                 follow_probe: bool = True,
                 hidden_mm: float | None = None,
-                entry_px=None, pending: bool = True) -> tuple[FluidTrack, FluidView]:
+                entry_px=None, pending: bool = True,
+                pending_frames: int = 1) -> tuple[FluidTrack, FluidView]:
     """One segmentation's labels -> (the track to keep, what its vessel pixels are).
 
     ``tip_px``: the visible needle tip (x, y), or None. Without a tip or a pixel spacing
@@ -249,11 +252,12 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     ``entry_px``: where the tracked shaft enters the image; with it and ``tip_px`` the
     shaft is left out of the registration.
     ``pending`` (rule P): a blob first seen within ``birth_mm`` of a visible tip, touching
-    no remembered vessel and nothing of the last segmentation, waits one segmentation: it
-    is drawn as the model drew it but is not yet a danger (``FluidView.pending``) and is
-    not remembered, and a blob overlapping it on the next segmentation is a vessel as
-    usual. A one-frame speck at the tip then never says "stop" nor enters the memory; a
-    vessel never seen before that appears at the tip alerts one segmentation later.
+    no remembered vessel and nothing of the last segmentation, waits ``pending_frames``
+    segmentations: it is drawn as the model drew it but is not yet a danger
+    (``FluidView.pending``) and is not remembered; a blob overlapping it waits on while it
+    has waited fewer, and is then a vessel as usual. A speck at the tip that lasts no more
+    than ``pending_frames`` segmentations never says "stop" nor enters the memory; a vessel
+    never seen before that appears at the tip alerts ``pending_frames`` segmentations later.
     """
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
@@ -294,6 +298,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             # pushed aside by the injectate, not the probe
             offset = (offset[0] + moved[0], offset[1] + moved[1])
     prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
+    if int(pending_frames) != pending_frames or pending_frames < 1:
+        raise ValueError(f"pending_frames must be an integer >= 1, got {pending_frames!r}")
     was_pending = (track.pending if track.pending is not None
                    and track.pending.shape == labels.shape else None)
     # every remembered vessel where its tissue is now
@@ -301,6 +307,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     vessel = labels == vessel_idx
     fluid = np.zeros_like(vessel)
     wait = np.zeros_like(vessel)  # rule P: first seen at the tip, not yet a vessel
+    waited = np.zeros(vessel.shape, np.uint8)  # ...for how many segmentations
     if vessel.any():
         n, comp = cv2.connectedComponents(vessel.astype(np.uint8), connectivity=8)
         known = (_full(remembered, labels.shape) if remembered is not None
@@ -315,7 +322,11 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 fluid |= blob  # fluid seen on the last frame, still apart from vessels
                 continue
             if was_pending is not None and was_pending[blob].any():
-                continue  # seen twice now: a vessel
+                age = int(was_pending[blob].max())
+                if age < pending_frames:  # waited too few segmentations: waits on
+                    wait |= blob
+                    waited[blob] = age + 1
+                continue  # else seen pending_frames + 1 times now: a vessel
             near = False
             if tips and spacing_mm:
                 ys_b, xs_b = np.nonzero(blob)
@@ -326,6 +337,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
                 fluid |= blob
             elif near and pending:
                 wait |= blob
+                waited[blob] = 1
     # a vessel does not leave a still view: what was seen stays a danger while the tip is
     # still, even where a needle's reverberations hide it now
     held = None
@@ -342,7 +354,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     established = vessel & ~fluid & ~wait
     memory = memory + ((float(now_s), _small(established), offset),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips,
-                     view=view, offset=offset, hole=hole, pending=wait if wait.any() else None)
+                     view=view, offset=offset, hole=hole, pending=waited if wait.any() else None)
     return new, FluidView(fluid if fluid.any() else None,
                           held if held is not None and held.any() else None,
                           wait if wait.any() else None)

@@ -751,7 +751,8 @@ def _on_seg(state: State, seg: SegResult, now_s: float, actions: list) -> State:
                 memory_s=s.fluid_memory_s, still_s=s.fluid_still_s, still_mm=s.fluid_still_mm,
                 hidden_s=s.fluid_hidden_s, hidden_frames=s.fluid_hidden_frames,
                 image=image, follow_probe=s.fluid_follow_probe,
-                entry_px=needle.get("entry_px") if seen else None, pending=s.fluid_pending)
+                entry_px=needle.get("entry_px") if seen else None, pending=s.fluid_pending,
+                pending_frames=s.fluid_pending_frames)
         g = compute_guidance(seg.needle, labels, preset, spacing, classes=seg.classes,
                              fluid=view.fluid, held=view.held, pending=view.pending)
     except (ValueError, TypeError) as exc:

@@ -39,10 +39,12 @@ class AssistantSettings:
     fluid_hidden_s: float = 1.5
     fluid_hidden_frames: int = 3  # ...if seen on at least this many segmentations of it
     # a vessel blob first seen within fluid_birth_mm of the tip, touching nothing seen
-    # before, waits one segmentation before it is a danger (drawn meanwhile as the model
-    # drew it; rule P): a one-frame speck at the tip says nothing; a vessel never seen
-    # before alerts one segmentation later; false: it is a vessel at once
+    # before, waits fluid_pending_frames segmentations before it is a danger (drawn
+    # meanwhile as the model drew it; rules P and P2): a speck at the tip for no longer says
+    # nothing; a vessel never seen before alerts that many segmentations later; false: it
+    # is a vessel at once
     fluid_pending: bool = True
+    fluid_pending_frames: int = 2
     # the vessel memory moves with the tissue when the probe slides (each frame registered
     # to the last); false: it stays where it was seen in the image
     fluid_follow_probe: bool = True
@@ -72,6 +74,11 @@ class AssistantSettings:
         if not 0 <= self.danger_unsure_below <= 1:
             raise ValueError(f"assistant.danger_unsure_below must be within 0..1, "
                              f"got {self.danger_unsure_below!r}")
+        if not (isinstance(self.fluid_pending_frames, int)
+                and not isinstance(self.fluid_pending_frames, bool)
+                and 1 <= self.fluid_pending_frames <= 10):
+            raise ValueError(f"assistant.fluid_pending_frames must be an integer from 1 to 10, "
+                             f"got {self.fluid_pending_frames!r}")
         if not (isinstance(self.fluid_hidden_frames, int) and self.fluid_hidden_frames >= 1):
             raise ValueError(f"assistant.fluid_hidden_frames must be an integer >= 1, "
                              f"got {self.fluid_hidden_frames!r}")

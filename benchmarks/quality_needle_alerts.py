@@ -58,7 +58,8 @@ def _path_to(lab: np.ndarray, sp: float, goal_px: tuple[float, float],
 
 
 def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0,
-             pending: bool = True, needle_filter: str = "alpha_beta") -> dict | None:
+             pending: bool = True, needle_filter: str = "alpha_beta",
+             pending_frames: int | None = None) -> dict | None:
     """One simulated approach; None when this patient offers no clear path."""
     from assistant.logic import Speak, initial_state, reduce
     from assistant.logic_settings import AssistantSettings
@@ -74,6 +75,8 @@ def approach(seed: int, danger: str, step_mm: float, start_mm: float = 15.0,
     lab, sp = base.labels, base.spacing_mm
     bone, pleura, vessel = (CLASS_INDEX[c] for c in ("bone", "pleura", "vessel"))
     settings = AssistantSettings(fluid_pending=pending)
+    if pending_frames is not None:
+        settings = dataclasses.replace(settings, fluid_pending_frames=pending_frames)
     if danger == "pleura":
         limit = settings.pleura_alert_mm
         pts = np.argwhere(lab == pleura)
@@ -138,13 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pending", choices=("on", "off"), default="on",
                     help="assistant.fluid_pending (rule P: a vessel first seen at the tip "
                          "waits one segmentation)")
+    ap.add_argument("--pending-frames", type=int, default=None,
+                    help="assistant.fluid_pending_frames (how many segmentations it waits; "
+                         "default: the shipped setting)")
     ap.add_argument("--needle-filter", choices=("alpha_beta", "one_euro"), default="alpha_beta",
                     help="the needle tracker's filter (segmentation.needle_filter)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     for danger in ("pleura", "artery"):
         res = [r for r in (approach(s, danger, args.step_mm, pending=args.pending == "on",
-                                    needle_filter=args.needle_filter)
+                                    needle_filter=args.needle_filter,
+                                    pending_frames=args.pending_frames)
                            for s in range(args.patients)) if r is not None]
         if not res:
             print(f"{danger}: no simulated patient offered a clear path")

@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pending", choices=("on", "off"), default="on",
                     help="assistant.fluid_pending in every setting (rule P: a vessel first "
                          "seen at the tip waits one segmentation)")
+    ap.add_argument("--pending-frames", default=str(AssistantSettings().fluid_pending_frames),
+                    help="assistant.fluid_pending_frames, comma-separated: each on the same "
+                         "segmentations")
     ap.add_argument("--needle-filter", default=SegmentationSettings().needle_filter,
                     help="the needle tracker's filter(s), comma-separated (alpha_beta, "
                          "one_euro): each on the same segmentations")
@@ -187,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                          "a new blob is fluid)")
     a = ap.parse_args(argv)
     filters = a.needle_filter.split(",")
+    try:
+        waits = [int(x) for x in a.pending_frames.split(",")]
+    except ValueError:
+        ap.error(f"--pending-frames: integers, comma-separated, got {a.pending_frames!r}")
     if not set(filters) <= set(NeedleTracker.FILTERS):
         ap.error(f"--needle-filter: one or more of {', '.join(NeedleTracker.FILTERS)}")
     if a.slide_mm and a.drift_mm:
@@ -208,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         tracked = {f: segs0 if f == filters[0] else
                    [retrack(sg, float(c[4]["spacing_mm"]), f) for sg, c in zip(segs0, clips)]
                    for f in filters}
-        for nf, rule, hidden in [(f, r, h) for f in filters for r, h in runs]:
+        for nf, pf, rule, hidden in [(f, w, r, h) for f in filters for w in waits
+                                     for r, h in runs]:
             segs = tracked[nf]
             settings = dataclasses.replace(AssistantSettings(), fluid_rule=rule,
+                                           fluid_pending_frames=pf,
                                            fluid_hidden_s=hidden,
                                            fluid_follow_probe=a.follow_probe == "on",
                                            fluid_pending=a.pending == "on",
@@ -233,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "pending": a.pending == "on",
                                   "int8_weights": a.int8_weights,
                                   "needle_filter": nf,
+                                  "pending_frames": pf,
                                   "fluid_birth_mm": a.birth_mm,
                                   "story": story, "clips": len(per_clip), **tot,
                                   "per_clip": per_clip,

@@ -592,10 +592,12 @@ def test_an_unsure_vessel_is_spoken_as_a_possible_artery(vessel_confidence, said
     conf = [1.0] * len(CLASSES)
     conf[CLASS_INDEX["vessel"]] = vessel_confidence
     nd = needle_dict(True, [100, 150], [20.0, 30.0], 40, 30.0)  # 0.2 mm/px
-    # first seen at the tip, the vessel waits one segmentation (rule P, test_fluid.py)
-    s, acts = reduce(initial_state(), seg(1, lab, nd, confidence=conf), None, 0)
-    assert speaks(acts, "alert") == []
-    s, acts = reduce(s, seg(2, lab, nd, confidence=conf), None, 0.05)
+    # first seen at the tip, the vessel waits two segmentations (rules P, P2; test_fluid.py)
+    s = initial_state()
+    for i in range(2):
+        s, acts = reduce(s, seg(1 + i, lab, nd, confidence=conf), None, 0.05 * i)
+        assert speaks(acts, "alert") == []
+    s, acts = reduce(s, seg(3, lab, nd, confidence=conf), None, 0.1)
     assert speaks(acts, "alert") == [said]
     assert [a["text"] for a in to_state_message(s).alerts] == [said]
     with pytest.raises(ValueError, match="danger_unsure_below must be within 0..1"):
@@ -754,8 +756,9 @@ def test_an_alert_about_a_class_never_checked_on_real_scans_says_possible():
     # the vessel is calibrated: a sure vessel is still a plain "artery"
     lab = pecs_labels(pleura_row=190)
     lab[160:170, 95:106] = CLASS_INDEX["vessel"]
-    s, _ = reduce(initial_state(), calibrated_seg(1, lab, nd), None, 0)  # rule P: waits once
-    _, acts = reduce(s, calibrated_seg(2, lab, nd), None, 0.05)
+    s, _ = reduce(initial_state(), calibrated_seg(1, lab, nd), None, 0)  # rules P, P2: waits
+    s, _ = reduce(s, calibrated_seg(2, lab, nd), None, 0.05)  # ...two segmentations
+    _, acts = reduce(s, calibrated_seg(3, lab, nd), None, 0.1)
     assert speaks(acts, "alert") == ["stop, artery two millimetres"]
 
 
