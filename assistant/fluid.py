@@ -12,12 +12,14 @@ The rule (``track_fluid``, called once per segmentation):
   the tip is still (moved at most ``still_mm`` over the last ``still_s``), on pixels that
   held no established vessel during the last ``memory_s``, is *new fluid*;
 * it **stays fluid** while it overlaps the last frame's fluid and no remembered vessel;
-* **first seen at the tip, it waits one segmentation** (rule P): any other blob within
-  ``birth_mm`` of a visible tip (moving or not yet still) that touches no remembered vessel
-  and nothing of the last segmentation is *pending*: drawn, but not yet a danger, and not
-  remembered; a blob overlapping it on the next segmentation is a vessel. A speck the model
-  draws for one frame at the tip (a still tip's tracked position jitters, so "still" can
-  fail just as injectate appears) neither says "stop" nor stays in the memory as a danger;
+* **first seen at the tip, it waits** ``pending_frames`` **segmentations** (rules P, P2):
+  any other blob within ``birth_mm`` of a visible tip (moving or not yet still) that
+  touches no remembered vessel and nothing of the last segmentation is *pending*: drawn,
+  but not yet a danger, and not remembered; a blob overlapping it waits on until it has
+  waited ``pending_frames``, and is then a vessel. A speck the model draws at the tip for
+  no longer (a still tip's tracked position jitters, so "still" can fail just as injectate
+  appears; a needle just in can draw a false vessel beside it) neither says "stop" nor
+  stays in the memory as a danger;
 * everything else is a vessel, and is remembered: a blob touching a remembered vessel is
   a vessel again (the alert's side: when in doubt, it is a vessel).
 
@@ -262,6 +264,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     if not isinstance(labels, np.ndarray) or labels.ndim != 2:
         raise ValueError(f"labels must be a 2-D array of class indices, got "
                          f"{getattr(labels, 'shape', type(labels).__name__)}")
+    if int(pending_frames) != pending_frames or pending_frames < 1:
+        raise ValueError(f"pending_frames must be an integer >= 1, got {pending_frames!r}")
     if tip_px is not None:
         tip_px = needle_point(tip_px, "tip_px")
     if entry_px is not None:
@@ -298,8 +302,6 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             # pushed aside by the injectate, not the probe
             offset = (offset[0] + moved[0], offset[1] + moved[1])
     prev = track.fluid if track.fluid is not None and track.fluid.shape == labels.shape else None
-    if int(pending_frames) != pending_frames or pending_frames < 1:
-        raise ValueError(f"pending_frames must be an integer >= 1, got {pending_frames!r}")
     was_pending = (track.pending if track.pending is not None
                    and track.pending.shape == labels.shape else None)
     # every remembered vessel where its tissue is now

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-mm", type=float, default=0.5, help="advance per frame (20 fps)")
     ap.add_argument("--pending", choices=("on", "off"), default="on",
                     help="assistant.fluid_pending (rule P: a vessel first seen at the tip "
-                         "waits one segmentation)")
+                         "waits; --pending-frames: for how many segmentations)")
     ap.add_argument("--pending-frames", type=int, default=None,
                     help="assistant.fluid_pending_frames (how many segmentations it waits; "
                          "default: the shipped setting)")

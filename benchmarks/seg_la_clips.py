@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                          "with the tissue)")
     ap.add_argument("--pending", choices=("on", "off"), default="on",
                     help="assistant.fluid_pending in every setting (rule P: a vessel first "
-                         "seen at the tip waits one segmentation)")
+                         "seen at the tip waits; --pending-frames: how long)")
     ap.add_argument("--pending-frames", default=str(AssistantSettings().fluid_pending_frames),
                     help="assistant.fluid_pending_frames, comma-separated: each on the same "
                          "segmentations")
