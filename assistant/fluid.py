@@ -308,8 +308,8 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
     remembered = _where_now(memory, offset, np.logical_or.reduce) if memory else None
     vessel = labels == vessel_idx
     fluid = np.zeros_like(vessel)
-    wait = np.zeros_like(vessel)  # rule P: first seen at the tip, not yet a vessel
-    waited = np.zeros(vessel.shape, np.uint8)  # ...for how many segmentations
+    # rule P: first seen at the tip, not yet a vessel; for how many segmentations (0: not)
+    waited = np.zeros(vessel.shape, np.uint8)
     if vessel.any():
         n, comp = cv2.connectedComponents(vessel.astype(np.uint8), connectivity=8)
         known = (_full(remembered, labels.shape) if remembered is not None
@@ -326,7 +326,6 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             if was_pending is not None and was_pending[blob].any():
                 age = int(was_pending[blob].max())
                 if age < pending_frames:  # waited too few segmentations: waits on
-                    wait |= blob
                     waited[blob] = age + 1
                 continue  # else seen pending_frames + 1 times now: a vessel
             near = False
@@ -338,7 +337,6 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             if near and still and span_ok:
                 fluid |= blob
             elif near and pending:
-                wait |= blob
                 waited[blob] = 1
     # a vessel does not leave a still view: what was seen stays a danger while the tip is
     # still, even where a needle's reverberations hide it now
@@ -353,6 +351,7 @@ def track_fluid(track: FluidTrack | None, labels: np.ndarray, vessel_idx: int,
             held = (_to_frame(seen, labels.shape) & ~fluid
                     & _disk(labels.shape, tips[-1][1], tips[-1][2],
                             (birth_mm if hidden_mm is None else hidden_mm) / spacing_mm))
+    wait = waited > 0
     established = vessel & ~fluid & ~wait
     memory = memory + ((float(now_s), _small(established), offset),)
     new = FluidTrack(memory=memory, fluid=fluid if fluid.any() else None, tips=tips,

@@ -20,7 +20,6 @@ Prints one JSON line per filter; asserts nothing. SIMULATED data only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -33,8 +32,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from assistant.fluid import _tip_still  # noqa: E402
-from benchmarks.seg_la_clips import FPS, clip_frames  # noqa: E402
-from models.needle import NEEDLE, NeedleTracker  # noqa: E402
+from benchmarks.seg_la_clips import FPS, clip_frames, clip_seeds, tracker_for  # noqa: E402
+from models.needle import NEEDLE  # noqa: E402
 from models.segmenter import Segmenter  # noqa: E402
 from models.settings import SegmentationSettings  # noqa: E402
 from models.simulator import clip_story_times  # noqa: E402
@@ -42,13 +41,10 @@ from models.simulator import clip_story_times  # noqa: E402
 STILL_S, STILL_MM = 0.5, 1.0  # the fluid rule's defaults (AssistantSettings)
 
 
-def tracker_for(spec: str) -> NeedleTracker:
+def spec_tracker(spec: str):
     """``alpha_beta``, ``one_euro`` or ``one_euro:C``: the shipped tracker with that filter."""
     name, _, c = spec.partition(":")
-    s = dataclasses.replace(SegmentationSettings(), needle_filter=name)
-    if c:
-        s = dataclasses.replace(s, needle_cutoff_per_mm_s=float(c))
-    return NeedleTracker.from_settings(s)
+    return tracker_for(name, float(c) if c else None)
 
 
 def track(spec: str, clips) -> dict:
@@ -57,7 +53,7 @@ def track(spec: str, clips) -> dict:
     adv, spread, still, n_still = [], [], 0, 0
     for masks, confs, tips, sp in clips:
         ns, na, _ = clip_story_times(len(masks) / FPS)
-        tr = tracker_for(spec)
+        tr = spec_tracker(spec)
         shown: list = []
         for k, (m, conf, truth) in enumerate(zip(masks, confs, tips)):
             t = k / FPS
@@ -96,25 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     specs = a.needle_filter.split(",")
     for spec in specs:
         try:
-            tracker_for(spec)
+            spec_tracker(spec)
         except ValueError as exc:
             ap.error(f"--needle-filter {spec!r}: {exc}")
     seg = Segmenter(SegmentationSettings())
     clips = []
     with tempfile.TemporaryDirectory() as tmp:
-        for near, first in [(n, f) for f in a.seed for n in (None, a.near_mm)]:
-            for i in range(a.clips):
-                seed = first + i + (0 if near is None else 500)
-                imgs, _, meta = clip_frames(Path(tmp) / f"c{seed}.mp4", seed, a.frames, near)
-                masks, confs = [], []
-                for img in imgs:
-                    out = seg.segment(img)
-                    masks.append(out.labels == NEEDLE)
-                    confs.append(float(out.confidence[NEEDLE]))
-                tips = np.array([f["needle"]["tip_px"] if f["needle"] and f["needle"].get(
-                    "visible", True) and f["needle"].get("tip_px") is not None else [np.nan] * 2
-                    for f in meta["frames"]], float)
-                clips.append((masks, confs, tips, float(meta["spacing_mm"])))
+        for _, seed, near in [c for f in a.seed for c in clip_seeds(f, a.clips, a.near_mm)]:
+            imgs, _, meta = clip_frames(Path(tmp) / f"c{seed}.mp4", seed, a.frames, near)
+            masks, confs = [], []
+            for img in imgs:
+                out = seg.segment(img)
+                masks.append(out.labels == NEEDLE)
+                confs.append(float(out.confidence[NEEDLE]))
+            tips = np.array([f["needle"]["tip_px"] if f["needle"] and f["needle"].get(
+                "visible", True) and f["needle"].get("tip_px") is not None else [np.nan] * 2
+                for f in meta["frames"]], float)
+            clips.append((masks, confs, tips, float(meta["spacing_mm"])))
     for spec in specs:
         print(json.dumps({**track(spec, clips), "seed": a.seed, "clips": len(clips),
                           "data": "SIMULATED injection clips"}), flush=True)

@@ -85,6 +85,25 @@ def slide_for(seed: int, n: int, slide_mm: float, drift_mm: float = 0.0) -> dict
             "slide_at_s": ns + u * max(0.0, na - ns - SLIDE_S), "slide_s": SLIDE_S}
 
 
+def clip_seeds(first: int, clips: int, near_mm: float) -> list[tuple[str, int, float | None]]:
+    """(story, seed, stop_near_artery_mm) of a clip set: ``clips`` plane clips from seed
+    ``first``, then ``clips`` artery clips from ``first + 500``."""
+    return [(story, first + i + off, near) for story, off, near in
+            (("plane", 0, None), ("artery", 500, near_mm)) for i in range(clips)]
+
+
+def tracker_for(needle_filter: str | None = None,
+                cutoff_per_mm_s: float | None = None) -> NeedleTracker:
+    """The segmentation process's tracker (``SegmentationSettings``), with another filter
+    (or its ``cutoff_per_mm_s``) when given."""
+    s = SegmentationSettings()
+    if needle_filter is not None:
+        s = dataclasses.replace(s, needle_filter=needle_filter)
+    if cutoff_per_mm_s is not None:
+        s = dataclasses.replace(s, needle_cutoff_per_mm_s=cutoff_per_mm_s)
+    return NeedleTracker.from_settings(s)
+
+
 def clip_frames(path: Path, seed: int, n: int, near_mm: float | None, slide_mm: float = 0.0,
                 drift_mm: float = 0.0):
     """(images, labels, meta) of one rendered clip."""
@@ -98,17 +117,14 @@ def segment_clip(seg: Segmenter, images, sp: float, needle_filter: str | None = 
     """The segmentation process's per-frame work (``models.node.segment_frame``, its
     tracker; ``needle_filter``: the tracker's filter, default the shipped one): SegResults
     in frame order."""
-    s = SegmentationSettings()
-    tracker = NeedleTracker.from_settings(
-        s if needle_filter is None else dataclasses.replace(s, needle_filter=needle_filter))
+    tracker = tracker_for(needle_filter)
     return [segment_frame(seg, tracker, img, k, k / FPS, sp) for k, img in enumerate(images)]
 
 
 def retrack(segs, sp: float, needle_filter: str):
     """The same segmentations with the needle tracked again by a tracker with another
     filter (the labels and confidences are the model's, so only the tracking differs)."""
-    s = dataclasses.replace(SegmentationSettings(), needle_filter=needle_filter)
-    tracker = NeedleTracker.from_settings(s)
+    tracker = tracker_for(needle_filter)
     ni = CLASSES.index("needle")
     return [dataclasses.replace(sg, needle=tracker.update(sg.labels, sp, sg.media_time_s,
                                                           sg.confidence[ni])) for sg in segs]
@@ -201,12 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     clips = []
     with tempfile.TemporaryDirectory() as tmp:
-        for story, near in (("plane", None), ("artery", a.near_mm)):
-            for i in range(a.clips):
-                seed = a.seed + i + (0 if near is None else 500)
-                clips.append((story, seed) + clip_frames(Path(tmp) / f"{story}{seed}.mp4",
-                                                         seed, a.frames, near, a.slide_mm,
-                                                         a.drift_mm))
+        for story, seed, near in clip_seeds(a.seed, a.clips, a.near_mm):
+            clips.append((story, seed) + clip_frames(Path(tmp) / f"{story}{seed}.mp4",
+                                                     seed, a.frames, near, a.slide_mm,
+                                                     a.drift_mm))
     for model in a.model or [""]:
         seg = Segmenter(SegmentationSettings(model_path=model, int8_weights=a.int8_weights))
         segs0 = [segment_clip(seg, imgs, float(meta["spacing_mm"]), filters[0])
