@@ -385,6 +385,9 @@ def make_sim(n: int, seed: int, store_hw: tuple = (320, 320), cache: Path | None
 # shear, vertical squash), another time-gain-compensation setting (a smooth gain ramp with
 # depth) and speckle of another grain (smoothed multiplicative noise).
 AUG_US = [0.0]
+# --zoom-out P MIN: with probability P a frame is shrunk to MIN..1 of the input size before
+# its window is cut (P 0: off, the draws unchanged)
+ZOOM_OUT = [0.0, 1.0]
 
 
 def _tilt(img: np.ndarray, lab: np.ndarray, rng: np.random.Generator):
@@ -443,9 +446,17 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
         img, lab = img[:, ::-1], lab[:, ::-1]
     if AUG_US[0] and rng.random() < 0.5 * AUG_US[0]:
         img, lab = _tilt(img, lab, rng)
-    view = (img, (0, 0, size, size))
+    if ZOOM_OUT[0] and 0 < patch < size and rng.random() < ZOOM_OUT[0]:
+        # zoom out: the whole frame smaller than the model's input, a window cut from it
+        # (crops above only zoom in; models/MODEL_CARD.md, "The same weights at another
+        # input size")
+        side = max(patch, int(round(size * rng.uniform(ZOOM_OUT[1], 1.0))))
+        img = cv2.resize(np.ascontiguousarray(img), (side, side), interpolation=cv2.INTER_AREA)
+        lab = cv2.resize(np.ascontiguousarray(lab), (side, side), interpolation=cv2.INTER_NEAREST)
+    side = img.shape[0]
+    view = (img, (0, 0, side, side))
     if 0 < patch < size:
-        y0, x0 = (int(v) for v in rng.integers(0, size - patch + 1, 2))
+        y0, x0 = (int(v) for v in rng.integers(0, side - patch + 1, 2))
         if focus and rng.random() < 0.7:
             # one of the focus classes the frame holds, at random
             held = [c for c in np.atleast_1d(focus) if (lab == c).any()]
@@ -453,8 +464,8 @@ def augment(s: Sample, size: int, rng: np.random.Generator, patch: int = 0,
             ys, xs = np.nonzero(lab == c)
             if len(ys):  # a window holding a pixel of the rare class
                 j = int(rng.integers(len(ys)))
-                y0 = int(np.clip(ys[j] - rng.integers(patch), 0, size - patch))
-                x0 = int(np.clip(xs[j] - rng.integers(patch), 0, size - patch))
+                y0 = int(np.clip(ys[j] - rng.integers(patch), 0, side - patch))
+                x0 = int(np.clip(xs[j] - rng.integers(patch), 0, side - patch))
         img, lab = img[y0:y0 + patch, x0:x0 + patch], lab[y0:y0 + patch, x0:x0 + patch]
         view = (view[0], (y0, x0, patch, patch))
     x = img.astype(np.float32) / 255.0
@@ -995,6 +1006,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aug-us", type=float, default=0.0, metavar="P",
                     help="ultrasound-specific augmentation (tilt/shear/squash, depth gain ramp, "
                          "speckle), each part drawn with probability scaled by P (0: off)")
+    ap.add_argument("--zoom-out", type=float, nargs=2, default=None, metavar=("P", "MIN"),
+                    help="with probability P shrink a frame to MIN..1 of --size before its "
+                         "window is cut (crops only zoom in; default: off)")
     ap.add_argument("--sim-weight", type=float, default=1.0,
                     help="share of simulated samples in a batch relative to each real dataset")
     ap.add_argument("--cv-init", default=None, metavar="DIR",
@@ -1070,6 +1084,12 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     REAL_ABSENT_SOURCES[:] = args.real_absent_sources
     CONTEXT[0] = args.context
     AUG_US[0] = args.aug_us
+    if args.zoom_out:
+        p_zoom, low = args.zoom_out
+        if not (0 < p_zoom <= 1 and args.patch / args.size <= low < 1):
+            ap.error(f"--zoom-out {p_zoom} {low}: P must be in (0, 1] and MIN in "
+                     f"[patch/size = {args.patch / args.size:.3f}, 1)")
+        ZOOM_OUT[:] = [p_zoom, low]
     ARCH[0] = args.arch
     root = Path(args.data)
     cache = Path(args.cache)

@@ -55,3 +55,22 @@ def test_depth_gain_ramp_is_smooth_and_speckle_keeps_the_range(monkeypatch):
             seen_ramp = True
             assert np.abs(np.diff(rows)).max() < 0.02  # a ramp, not steps
     assert seen_ramp
+
+
+def test_zoom_out_shrinks_the_frame_before_its_window_and_is_off_by_default(monkeypatch):
+    """--zoom-out P MIN (a screen, off in the shipped recipe): the labelled block comes out
+    smaller in the window and the window keeps its size."""
+    s = _sample()
+    assert train_mod.ZOOM_OUT == [0.0, 1.0]
+
+    def block_px():  # the block's area in windows drawn on it (focus), 40 draws
+        out = [train_mod.augment(s, 192, np.random.default_rng(k), patch=128, focus=2)
+               for k in range(40)]
+        assert {x.shape for o in out for x in o} == {(128, 128)}
+        return np.mean([(o[1] == 2).sum() for o in out])
+
+    before = block_px()
+    monkeypatch.setattr(train_mod, "ZOOM_OUT", [1.0, 0.7])
+    after = block_px()
+    # every frame shrunk to 0.7-1.0 of its side: the block's area by about (0.85)^2
+    assert 0.55 * before < after < 0.85 * before
