@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import SAMPLE_RATE_HZ as SR, AudioFileError, chunks, read_audio, room_tone
+from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, chunks, read_audio,
+                    room_tone)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
 from .settings import SpeechSettings
@@ -71,15 +72,6 @@ def collect(root: Path, commands: CommandSet) -> list[tuple[Path, str, str | Non
     return out
 
 
-def speech_power(x: np.ndarray) -> float:
-    """Mean power of the louder half of 10 ms frames (what an SNR is measured against)."""
-    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    if len(f) == 0:
-        return 1.0
-    p = np.sort((f * f).mean(axis=1))[len(f) // 2:]
-    return float(p.mean()) + 1e-9
-
-
 def load_noise(folder: Path) -> list[np.ndarray]:
     if not folder.is_dir():
         raise EvalInputError(f"--noise {folder} is not a folder")
@@ -107,7 +99,7 @@ def padded(x: np.ndarray, folder: str, noises: list[np.ndarray] | None, snr_db: 
     src = noises[int(rng.integers(len(noises)))]
     off = int(rng.integers(0, max(1, len(src) - len(body))))
     piece = np.resize(src[off:off + len(body)].astype(np.float64), len(body))
-    ref = SILENCE_REF_POWER if folder == "_silence_" else speech_power(x)
+    ref = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
     gain = np.sqrt(ref / (max((piece ** 2).mean(), 1e-9) * 10 ** (snr_db / 10)))
     return np.clip(body + gain * piece, -32768, 32767).astype(np.int16)
 

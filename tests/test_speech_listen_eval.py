@@ -75,7 +75,7 @@ def test_noise_is_mixed_at_the_snr_asked_against_the_files_speech_power():
     y = listen_eval.padded(speech, "yes", noise, 10.0, seed=1).astype(np.float64)
     lead = int(listen_eval.LEAD_S * 16000)
     added = y[lead:lead + 16000] - speech
-    ratio = 10 * np.log10(listen_eval.speech_power(speech) / (added ** 2).mean())
+    ratio = 10 * np.log10(listen_eval.active_power(speech) / (added ** 2).mean())
     assert abs(ratio - 10.0) < 0.5
     clean = listen_eval.padded(speech, "yes", None, None, seed=1)
     assert len(clean) == len(y) and np.array_equal(clean[lead:lead + 16000], speech)
