@@ -16,6 +16,9 @@ LAB_TOOLS = {
     # subcommand: (module:function, help). Each takes its own argv and has its own --help.
     "listen": ("speech.listen_cli:main",
                "print the voice commands recognised in a WAV file (lab tool)"),
+    "listen-eval": ("speech.listen_eval:main",
+                    "score the voice commands recognised in folders of recordings, each "
+                    "folder named by the command said (lab tool)"),
     "seg-eval": ("models.seg_eval:main",
                  "score the shipped segmentation model on a folder of images and masks"),
     "report": ("assistant.report:main",
@@ -235,10 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(glob)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
-        if tool == "listen" and not {"-h", "--help"} & set(rest):
+        if tool in ("listen", "listen-eval") and not {"-h", "--help"} & set(rest):
             # as the commands would reach the assistant: the site's speech settings
             from speech.listen_cli import main as listen
-            return int(listen(rest, settings=_settings(args).speech) or 0)
+            from speech.listen_eval import main as listen_eval
+            run = listen if tool == "listen" else listen_eval
+            return int(run(rest, settings=_settings(args).speech) or 0)
         return _call(LAB_TOOLS[tool][0], rest)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

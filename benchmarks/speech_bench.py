@@ -33,13 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import SAMPLE_RATE_HZ, read_wav, room_tone, to_internal  # noqa: E402
+from speech.audio import SAMPLE_RATE_HZ, active_power, read_wav, room_tone, to_internal  # noqa: E402
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 from speech.synth import cached, espeak  # noqa: E402
-from speech.train_kws import active_power, split_of  # noqa: E402
+from speech.train_kws import split_of  # noqa: E402
 
 SR = SAMPLE_RATE_HZ
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"

@@ -225,6 +225,15 @@ def room_tone(x: np.ndarray, n: int) -> np.ndarray:
     return np.tile(q, int(np.ceil(n / max(1, len(q)))))[:n]
 
 
+def active_power(x: np.ndarray) -> float:
+    """Mean power of the louder half of 10 ms frames (the speech power an SNR refers to)."""
+    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    if len(f) == 0:
+        return 1.0
+    p = np.sort((f * f).mean(axis=1))[len(f) // 2:]
+    return float(p.mean()) + 1e-9
+
+
 def chunks(samples: np.ndarray, chunk_ms: int = 50, start_s: float = 0.0):
     """Yield (chunk, start_s) pieces of a 16 kHz signal, as a stream would deliver them."""
     n = max(1, SAMPLE_RATE_HZ * chunk_ms // 1000)

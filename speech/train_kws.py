@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import read_wav
+from .audio import active_power, read_wav
 from .synth import cached, espeak
 from .commands import SINGLE_WORDS, load_commands
 from .kws import (NONE, SR, WAKE, WINDOW, WINDOW_AUDIO, WINDOW_SAMPLES, Embedder,
@@ -194,15 +194,6 @@ def speech_bounds(x: np.ndarray, floor_db: float = 25.0) -> tuple[int, int]:
     if len(idx) == 0:
         return 0, len(x)
     return idx[0] * 160, (idx[-1] + 1) * 160
-
-
-def active_power(x: np.ndarray) -> float:
-    """Mean power of the louder half of 10 ms frames (the speech power an SNR refers to)."""
-    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    if len(f) == 0:
-        return 1.0
-    p = np.sort((f * f).mean(axis=1))[len(f) // 2:]
-    return float(p.mean()) + 1e-9
 
 
 class Mixer:

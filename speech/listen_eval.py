@@ -1,0 +1,235 @@
+"""``assistant listen-eval DIR [--activation wake|always] [--noise DIR --snr DB] [--json FILE]``
+
+Scores the recognizer on a lab's own recordings, as ``assistant seg-eval`` scores the
+segmentation on its images: every audio file under ``DIR/<LABEL>/`` is streamed through the
+listener (a fresh one per file, the speech settings of config.yaml) and what it acts on is
+compared with the folder's label.
+
+A folder's name is the command said in its files, as a command id (``show.fascia``, ``yes``)
+or one of the command's phrases with spaces or underscores (``show fascia``,
+``show_fascia``); or, for recordings in which no command is said, one of ``_none_``,
+``_unknown_`` (other words), ``_silence_``, ``_noise_``, ``_talk_``. So Speech Commands'
+layout (``yes/``, ``no/``, ..., ``_unknown_/``, ``_silence_/``) is read as it is. A file
+counts as **right** when exactly its folder's command was acted on, **wrong** when another
+command was, **missed** when none was; a file without a command counts when any command was
+acted on. Files are padded with their own quietest 100 ms (0.5 s before, 0.6 s after, as the
+benchmark does with 1 s clips). ``--noise DIR --snr DB`` mixes each file with a piece of the
+noise recordings in DIR at DB against the file's speech power (``_silence_`` files: against a
+typical clip's). Unreadable files are listed and the rest still scored; the exit status is then
+2 (also for a folder that names no command), else 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, chunks, read_audio,
+                    room_tone)
+from .commands import CommandFileError, CommandSet
+from .engines import EngineError
+from .settings import SpeechSettings
+
+NO_COMMAND = ("_none_", "_unknown_", "_silence_", "_noise_", "_talk_")
+LEAD_S, TAIL_S = 0.5, 0.6
+SILENCE_REF_POWER = 1000.0 ** 2  # a typical clip's speech power, for _silence_ files
+
+
+class EvalInputError(ValueError):
+    """A folder or noise input the evaluation cannot use; the message names it."""
+
+
+def label_of(folder: str, commands: CommandSet) -> str | None:
+    """The command id a folder's recordings say, or None for a no-command folder."""
+    if folder in NO_COMMAND:
+        return None
+    if folder in commands.commands:
+        return folder
+    cid = commands.lookup(folder.replace("_", " "))
+    if cid is None:
+        raise EvalInputError(
+            f"folder {folder!r} names no command of {commands.path}: name it by a command id "
+            f"(e.g. {sorted(commands.commands)[0]!r}), one of its phrases (spaces or "
+            f"underscores), or one of {', '.join(NO_COMMAND)} for recordings without a command")
+    return cid
+
+
+def collect(root: Path, commands: CommandSet) -> list[tuple[Path, str, str | None]]:
+    """(file, folder, expected command id or None) for every file in root's sub-folders."""
+    if not root.is_dir():
+        raise EvalInputError(f"{root} is not a folder")
+    out = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        label = label_of(d.name, commands)
+        out += [(f, d.name, label) for f in sorted(d.iterdir())
+                if f.is_file() and not f.name.startswith(".")]
+    if not out:
+        raise EvalInputError(f"{root} holds no sub-folder with files (expected DIR/<LABEL>/*.wav)")
+    return out
+
+
+def load_noise(folder: Path) -> list[np.ndarray]:
+    if not folder.is_dir():
+        raise EvalInputError(f"--noise {folder} is not a folder")
+    out = []
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            try:
+                out.append(read_audio(str(f))[0])
+            except AudioFileError as exc:
+                raise EvalInputError(f"--noise: {exc}") from None
+    out = [x for x in out if len(x) >= SR // 10]
+    if not out:
+        raise EvalInputError(f"--noise {folder} holds no readable recording of 0.1 s or more")
+    return out
+
+
+def padded(x: np.ndarray, folder: str, noises: list[np.ndarray] | None, snr_db: float | None,
+           seed: int) -> np.ndarray:
+    """The file as streamed: room tone before and after, and the noise at ``snr_db``."""
+    if not noises or snr_db is None:
+        return np.concatenate([room_tone(x, int(LEAD_S * SR)), x, room_tone(x, int(TAIL_S * SR))])
+    body = np.concatenate([np.zeros(int(LEAD_S * SR), np.int16), x,
+                           np.zeros(int(TAIL_S * SR), np.int16)])
+    rng = np.random.default_rng(seed)
+    src = noises[int(rng.integers(len(noises)))]
+    off = int(rng.integers(0, max(1, len(src) - len(body))))
+    piece = np.resize(src[off:off + len(body)].astype(np.float64), len(body))
+    ref = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
+    gain = np.sqrt(ref / (max((piece ** 2).mean(), 1e-9) * 10 ** (snr_db / 10)))
+    return np.clip(body + gain * piece, -32768, 32767).astype(np.int16)
+
+
+@dataclass
+class Tally:
+    files: int = 0
+    right: int = 0
+    wrong: int = 0
+    missed: int = 0
+    acted: int = 0  # no-command files: taken for a command
+    errors: list = field(default_factory=list)
+
+
+def score(expected: str | None, heard: list[str], t: Tally) -> str:
+    """Count one file; returns its verdict."""
+    t.files += 1
+    if expected is None:
+        t.acted += bool(heard)
+        return "false command" if heard else "ignored"
+    if heard == [expected]:
+        t.right += 1
+        return "right"
+    if heard:
+        t.wrong += 1
+        return "wrong"
+    t.missed += 1
+    return "missed"
+
+
+def pct(a: int, n: int) -> str:
+    return f"{100.0 * a / n:.1f} %" if n else "-"
+
+
+def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="assistant listen-eval", description=__doc__.split("\n\n")[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dir", help="folder of sub-folders named by the command said in their files")
+    ap.add_argument("--activation", choices=["wake", "always"],
+                    help="wake: the recordings say the wake phrase first; always: bare commands "
+                         "(Speech Commands' words)")
+    ap.add_argument("--engine", choices=["kws", "pocketsphinx", "vosk"])
+    ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
+    ap.add_argument("--noise", help="folder of noise recordings to mix in (with --snr)")
+    ap.add_argument("--snr", type=float, help="signal-to-noise ratio in dB (with --noise)")
+    ap.add_argument("--json", help="also write the figures and every file's result here")
+    ap.add_argument("--chunk-ms", type=int, default=50, help="stream chunk size")
+    args = ap.parse_args(argv)
+    if (args.noise is None) != (args.snr is None):
+        ap.error("--noise and --snr go together")
+    s = settings or SpeechSettings()
+    s = replace(s, **{k: v for k, v in (("activation", args.activation), ("engine", args.engine),
+                                        ("commands_file", args.commands)) if v})
+    from .engines import cmudict_words, make_engine
+    from .commands import load_commands
+    from .listener import CommandListener
+    try:
+        commands = load_commands(s.commands_file or None,
+                                 cmudict_words() if s.engine == "pocketsphinx" else None)
+        items = collect(Path(args.dir), commands)
+        noises = load_noise(Path(args.noise)) if args.noise else None
+    except (CommandFileError, EvalInputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        engine = make_engine(s, commands)
+    except (EngineError, ValueError) as exc:
+        print(f"error: speech recognizer: {exc}", file=sys.stderr)
+        return 1
+
+    per: dict[str, Tally] = {}
+    rows, unreadable = [], []
+    for k, (path, folder, expected) in enumerate(items):
+        try:
+            x, _ = read_audio(str(path))
+        except AudioFileError as exc:
+            unreadable.append(str(exc))
+            continue
+        stream = padded(x, folder, noises, args.snr, seed=k)
+        lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
+        heard = []
+        for c, t in chunks(stream, args.chunk_ms):
+            heard += lis.feed(c, t)
+        heard += lis.flush()
+        ids = [h.command for h in heard]
+        verdict = score(expected, ids, per.setdefault(folder, Tally()))
+        rows.append({"file": str(path.relative_to(args.dir)), "expected": expected,
+                     "heard": ids, "words": [h.heard for h in heard], "verdict": verdict})
+
+    cmd = Tally(**{f: sum(getattr(t, f) for n, t in per.items() if n not in NO_COMMAND)
+                   for f in ("files", "right", "wrong", "missed")})
+    non = Tally(**{f: sum(getattr(t, f) for n, t in per.items() if n in NO_COMMAND)
+                   for f in ("files", "acted")})
+    cond = f"{args.snr:g} dB of {args.noise}" if args.noise else "as recorded (no noise added)"
+    print(f"listen-eval: {len(rows)} files in {len(per)} folders of {args.dir}, activation "
+          f"{s.activation}, engine {s.engine}, {cond}")
+    print(f"{'folder':<22}{'files':>6}{'right':>7}{'wrong':>7}{'missed':>8}{'acted on':>10}")
+    for name, t in sorted(per.items()):
+        if name in NO_COMMAND:
+            print(f"{name:<22}{t.files:>6}{'':>7}{'':>7}{'':>8}{t.acted:>10}")
+        else:
+            print(f"{name:<22}{t.files:>6}{t.right:>7}{t.wrong:>7}{t.missed:>8}")
+    if cmd.files:
+        print(f"commands: {cmd.files} files, right {cmd.right} ({pct(cmd.right, cmd.files)}), "
+              f"wrong {cmd.wrong} ({pct(cmd.wrong, cmd.files)}), missed {cmd.missed} "
+              f"({pct(cmd.missed, cmd.files)})")
+    if non.files:
+        print(f"without a command: {non.files} files, taken for a command {non.acted} "
+              f"({pct(non.acted, non.files)})")
+    bad = [r for r in rows if r["verdict"] in ("wrong", "false command")]
+    for r in bad[:30]:
+        print(f"  {r['verdict']}: {r['file']}: expected {r['expected'] or 'no command'}, "
+              f"acted on {', '.join(r['heard'])} (heard \"{' / '.join(r['words'])}\")")
+    if len(bad) > 30:
+        print(f"  ... and {len(bad) - 30} more (--json FILE lists every file)")
+    for u in unreadable:
+        print(f"unreadable, not scored: {u}", file=sys.stderr)
+    print("not for clinical use")
+    if args.json:
+        summary = {"dir": str(args.dir), "activation": s.activation, "engine": s.engine,
+                   "noise": args.noise, "snr_db": args.snr,
+                   "commands": {k: getattr(cmd, k) for k in ("files", "right", "wrong", "missed")},
+                   "without_command": {"files": non.files, "acted_on": non.acted},
+                   "per_folder": {n: {k: getattr(t, k) for k in
+                                      ("files", "right", "wrong", "missed", "acted")}
+                                  for n, t in sorted(per.items())},
+                   "unreadable": unreadable, "files": rows}
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    return 2 if unreadable else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""`assistant listen-eval`: a lab's folders of recordings, scored through the real recognizer."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from assistant import cli
+from speech import listen_eval
+from speech.audio import write_wav
+from speech.commands import load_commands
+from speech.synth import espeak, with_silence
+
+
+def _folders(tmp_path):
+    root = tmp_path / "rec"
+    for folder, name, text in (("freeze", "a.wav", "assistant, freeze"),
+                               # filed under the wrong command: must count as wrong
+                               ("freeze", "b.wav", "assistant, next block"),
+                               ("_talk_", "c.wav", "the coffee machine is broken again")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        write_wav(root / folder / name, with_silence(espeak(text)))
+    return root
+
+
+def test_recordings_are_scored_against_the_command_their_folder_names(tmp_path, capsys):
+    root = _folders(tmp_path)
+    out = tmp_path / "r.json"
+    assert listen_eval.main([str(root), "--activation", "wake", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["commands"] == {"files": 2, "right": 1, "wrong": 1, "missed": 0}
+    assert r["without_command"] == {"files": 1, "acted_on": 0}
+    verdicts = {row["file"]: (row["verdict"], row["heard"]) for row in r["files"]}
+    assert verdicts == {"freeze/a.wav": ("right", ["freeze"]),
+                        "freeze/b.wav": ("wrong", ["block_next"]),
+                        "_talk_/c.wav": ("ignored", [])}
+    text = capsys.readouterr().out
+    assert "right 1 (50.0 %), wrong 1 (50.0 %)" in text
+    assert "wrong: freeze/b.wav: expected freeze, acted on block_next" in text
+
+
+def test_a_folder_naming_no_command_and_an_unreadable_file_are_said(tmp_path, capsys):
+    root = _folders(tmp_path)
+    (root / "purple elephant").mkdir()
+    assert listen_eval.main([str(root)]) == 2
+    assert "folder 'purple elephant' names no command" in capsys.readouterr().err
+    (root / "purple elephant").rmdir()
+    bad = root / "freeze" / "cut.wav"
+    write_wav(bad, np.zeros(16000, np.int16))
+    bad.write_bytes(bad.read_bytes()[:1000])
+    assert listen_eval.main([str(root), "--activation", "wake"]) == 2
+    cap = capsys.readouterr()
+    assert "unreadable, not scored:" in cap.err and "cut.wav" in cap.err
+    assert "commands: 2 files, right 1" in cap.out  # the others still scored
+    with pytest.raises(SystemExit):
+        listen_eval.main([str(root), "--snr", "10"])  # --snr without --noise
+    assert listen_eval.main([str(root), "--noise", str(tmp_path / "none"), "--snr", "10"]) == 2
+    assert "--noise" in capsys.readouterr().err
+
+
+def test_folder_names_are_command_ids_phrases_or_no_command():
+    cs = load_commands()
+    assert listen_eval.label_of("yes", cs) == "yes"
+    assert listen_eval.label_of("show_fascia", cs) == listen_eval.label_of("show fascia", cs)
+    assert listen_eval.label_of("show_fascia", cs) in cs.commands
+    for folder in ("_unknown_", "_silence_", "_none_"):
+        assert listen_eval.label_of(folder, cs) is None
+
+
+def test_noise_is_mixed_at_the_snr_asked_against_the_files_speech_power():
+    rng = np.random.default_rng(0)
+    speech = (rng.standard_normal(16000) * 3000).astype(np.int16)
+    noise = [(rng.standard_normal(48000) * 500).astype(np.int16)]
+    y = listen_eval.padded(speech, "yes", noise, 10.0, seed=1).astype(np.float64)
+    lead = int(listen_eval.LEAD_S * 16000)
+    added = y[lead:lead + 16000] - speech
+    ratio = 10 * np.log10(listen_eval.active_power(speech) / (added ** 2).mean())
+    assert abs(ratio - 10.0) < 0.5
+    clean = listen_eval.padded(speech, "yes", None, None, seed=1)
+    assert len(clean) == len(y) and np.array_equal(clean[lead:lead + 16000], speech)
+
+
+def test_the_assistant_command_offers_it(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["listen-eval", "--help"])
+    assert exc.value.code == 0
+    assert "folder" in capsys.readouterr().out
