@@ -52,7 +52,7 @@ def format_unclear(u, as_json: bool) -> str:
     return f"{u.start_s:.2f}-{u.end_s:.2f} s  (not understood)  \"{heard}\"{guess}"
 
 
-def _positive_int(text: str) -> int:
+def positive_ms(text: str) -> int:
     try:
         v = int(text)
     except ValueError:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
     ap.add_argument("--unclear", action="store_true",
                     help="also print commands asked for but not understood (\"say again\")")
-    ap.add_argument("--chunk-ms", type=_positive_int, default=50, help="stream chunk size")
+    ap.add_argument("--chunk-ms", type=positive_ms, default=50, help="stream chunk size")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every utterance")
     args = ap.parse_args(argv)
     if args.verbose:

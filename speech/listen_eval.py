@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, chunks, 
                     room_tone)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
+from .listen_cli import positive_ms
 from .settings import SpeechSettings
 
 NO_COMMAND = ("_none_", "_unknown_", "_silence_", "_noise_", "_talk_")
@@ -111,7 +112,6 @@ class Tally:
     wrong: int = 0
     missed: int = 0
     acted: int = 0  # no-command files: taken for a command
-    errors: list = field(default_factory=list)
 
 
 def score(expected: str | None, heard: list[str], t: Tally) -> str:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--noise", help="folder of noise recordings to mix in (with --snr)")
     ap.add_argument("--snr", type=float, help="signal-to-noise ratio in dB (with --noise)")
     ap.add_argument("--json", help="also write the figures and every file's result here")
-    ap.add_argument("--chunk-ms", type=int, default=50, help="stream chunk size")
+    ap.add_argument("--chunk-ms", type=positive_ms, default=50, help="stream chunk size")
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     if non.files:
         print(f"without a command: {non.files} files, taken for a command {non.acted} "
               f"({pct(non.acted, non.files)})")
+    if cmd.files and cmd.missed == cmd.files and s.activation == "wake":
+        print("no command was acted on: do the recordings say the wake phrase first? "
+              "(--activation always for bare commands, as in Speech Commands)")
     bad = [r for r in rows if r["verdict"] in ("wrong", "false command")]
     for r in bad[:30]:
         print(f"  {r['verdict']}: {r['file']}: expected {r['expected'] or 'no command'}, "

@@ -59,6 +59,18 @@ def test_a_folder_naming_no_command_and_an_unreadable_file_are_said(tmp_path, ca
     assert "--noise" in capsys.readouterr().err
 
 
+def test_bare_words_heard_with_wake_activation_get_a_hint(tmp_path, capsys):
+    root = tmp_path / "rec"
+    (root / "freeze").mkdir(parents=True)
+    write_wav(root / "freeze" / "a.wav", with_silence(espeak("freeze")))
+    assert listen_eval.main([str(root), "--activation", "wake"]) == 0
+    out = capsys.readouterr().out
+    assert "missed 1" in out and "--activation always for bare commands" in out
+    assert listen_eval.main([str(root), "--activation", "always"]) == 0
+    out = capsys.readouterr().out
+    assert "right 1 (100.0 %)" in out and "--activation always for" not in out
+
+
 def test_folder_names_are_command_ids_phrases_or_no_command():
     cs = load_commands()
     assert listen_eval.label_of("yes", cs) == "yes"
