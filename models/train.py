@@ -1087,8 +1087,8 @@ def run(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.zoom_out:
         p_zoom, low = args.zoom_out
         if not (0 < p_zoom <= 1 and args.patch / args.size <= low < 1):
-            ap.error(f"--zoom-out {p_zoom} {low}: P must be in (0, 1] and MIN in "
-                     f"[patch/size = {args.patch / args.size:.3f}, 1)")
+            raise SystemExit(f"models.train: --zoom-out {p_zoom:g} {low:g}: P must be in "
+                             f"(0, 1] and MIN in [patch/size = {args.patch / args.size:.3f}, 1)")
         ZOOM_OUT[:] = [p_zoom, low]
     ARCH[0] = args.arch
     root = Path(args.data)

@@ -74,3 +74,8 @@ def test_zoom_out_shrinks_the_frame_before_its_window_and_is_off_by_default(monk
     after = block_px()
     # every frame shrunk to 0.7-1.0 of its side: the block's area by about (0.85)^2
     assert 0.55 * before < after < 0.85 * before
+
+
+def test_a_zoom_out_that_would_leave_no_room_for_the_window_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"--zoom-out 0.5 0.3: .*MIN in \[patch/size = 0.667"):
+        train_mod.main(["--zoom-out", "0.5", "0.3", "--out", str(tmp_path / "m.onnx")])
