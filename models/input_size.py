@@ -93,7 +93,9 @@ def resize_model(model: Path, out_dir: Path, size: int) -> Path:
     new["input_size_change"] = {
         "from": old, "to": size,
         "note": "the same weights run at another input size (models.input_size): input, "
-                "output and Resize sizes re-written; nothing retrained"}
+                "output and Resize sizes re-written; nothing retrained. The metrics, "
+                "thresholds and confidence maps in this manifest were measured and chosen "
+                f"at {old}x{old}, not at this size"}
     dst.with_suffix(".json").write_text(json.dumps(new, indent=1) + "\n")
     return dst
 
