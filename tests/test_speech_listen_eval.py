@@ -35,8 +35,13 @@ def test_recordings_are_scored_against_the_command_their_folder_names(tmp_path, 
     assert verdicts == {"freeze/a.wav": ("right", ["freeze"]),
                         "freeze/b.wav": ("wrong", ["block_next"]),
                         "_talk_/c.wav": ("ignored", [])}
+    # the one right command: how long after the end of its speech it came out
+    right = next(row for row in r["files"] if row["verdict"] == "right")
+    assert 0 < right["latency_ms"] < 2000
+    assert r["latency_ms_end_of_speech_to_command"]["n"] == 1
     text = capsys.readouterr().out
     assert "right 1 (50.0 %), wrong 1 (50.0 %)" in text
+    assert "end of speech to command" in text
     assert "wrong: freeze/b.wav: expected freeze, acted on block_next" in text
 
 
@@ -98,3 +103,11 @@ def test_the_assistant_command_offers_it(capsys):
         cli.main(["listen-eval", "--help"])
     assert exc.value.code == 0
     assert "folder" in capsys.readouterr().out
+
+
+def test_the_end_of_speech_is_found_above_the_recordings_own_noise_floor():
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(24000) * 30).astype(np.int16)  # 1.5 s of room noise
+    t = np.arange(8000) / 16000
+    x[4000:12000] += (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)  # speech 0.25-0.75 s
+    assert abs(listen_eval.speech_end_s(x) - 0.75) <= 0.01
