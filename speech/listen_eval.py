@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -123,7 +124,6 @@ def stream_through(lis, stream: np.ndarray, chunk_ms: int) -> list[tuple]:
     """Feed ``stream`` as a live one; [(Heard, emitted_s)]: when each command came out on the
     stream's clock (a chunk is processed once it has been spoken and the chunks before it
     are done, so work that takes longer than its audio delays what follows)."""
-    import time
     out, busy_until = [], 0.0
     for c, t in chunks(stream, chunk_ms):
         arrival = t + len(c) / SR
