@@ -19,6 +19,9 @@ LAB_TOOLS = {
     "listen-eval": ("speech.listen_eval:main",
                     "score the voice commands recognised in folders of recordings, each "
                     "folder named by the command said (lab tool)"),
+    "needle-eval": ("models.needle_eval:main",
+                    "the needle tip as reported, frame by frame through a video, against "
+                    "marked tips (lab tool)"),
     "seg-eval": ("models.seg_eval:main",
                  "score the shipped segmentation model on a folder of images and masks"),
     "report": ("assistant.report:main",
@@ -120,6 +123,12 @@ def cmd_simulate(args) -> int:
         _refuse(f"--seconds {args.seconds} at --fps {args.fps} is less than one frame")
     _refuse(_folder_problem(args.out, mp4_ok=True))
     meta = render_clip(args.out, n_frames=n, fps=args.fps, seed=args.seed)
+    if isinstance(meta, dict) and meta.get("frames"):
+        # the true tips, for assistant needle-eval
+        from models.needle_eval import write_tips
+        tips = Path(meta["video"]).with_name(Path(meta["video"]).stem + "_tips.csv")
+        write_tips(tips, meta["frames"])
+        meta["tips"] = str(tips)
     print(json.dumps({k: v for k, v in meta.items() if not isinstance(v, list)} if isinstance(meta, dict) else {}))
     return 0
 
@@ -238,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(glob)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
+        if tool == "needle-eval" and not {"-h", "--help"} & set(rest):
+            # the tracker as the segmentation process runs it: the site's settings
+            from models.needle_eval import main as needle_eval
+            return int(needle_eval(rest, settings=_settings(args).segmentation) or 0)
         if tool in ("listen", "listen-eval") and not {"-h", "--help"} & set(rest):
             # as the commands would reach the assistant: the site's speech settings
             from speech.listen_cli import main as listen
