@@ -29,11 +29,15 @@ LAB_TOOLS = {
 }
 
 
-def _call(target: str, argv: list[str]) -> int:
+# lab tools that run as the live system would, with config.yaml's section of that name
+SITE_SETTINGS = {"listen": "speech", "listen-eval": "speech", "needle-eval": "segmentation"}
+
+
+def _call(target: str, argv: list[str], **kwargs) -> int:
     import importlib
 
     module, func = target.split(":")
-    return int(getattr(importlib.import_module(module), func)(argv) or 0)
+    return int(getattr(importlib.import_module(module), func)(argv, **kwargs) or 0)
 
 
 def _settings(args, overrides: dict | None = None):
@@ -247,16 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(glob)
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                             format="%(levelname)s %(name)s: %(message)s")
-        if tool == "needle-eval" and not {"-h", "--help"} & set(rest):
-            # the tracker as the segmentation process runs it: the site's settings
-            from models.needle_eval import main as needle_eval
-            return int(needle_eval(rest, settings=_settings(args).segmentation) or 0)
-        if tool in ("listen", "listen-eval") and not {"-h", "--help"} & set(rest):
-            # as the commands would reach the assistant: the site's speech settings
-            from speech.listen_cli import main as listen
-            from speech.listen_eval import main as listen_eval
-            run = listen if tool == "listen" else listen_eval
-            return int(run(rest, settings=_settings(args).speech) or 0)
+        if tool in SITE_SETTINGS and not {"-h", "--help"} & set(rest):
+            # as the live system would run: the site's settings of that section
+            section = getattr(_settings(args), SITE_SETTINGS[tool])
+            return _call(LAB_TOOLS[tool][0], rest, settings=section)
         return _call(LAB_TOOLS[tool][0], rest)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -101,3 +101,15 @@ def test_bad_arguments_are_refused_by_name(clip, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["needle-eval", "--help"])
     assert exc.value.code == 0
+
+
+def test_the_sites_segmentation_settings_are_the_ones_measured(clip, tmp_path, capsys):
+    out, meta = clip
+    args = ["needle-eval", str(out / "clip.mp4"), "--tips", str(out / "clip_tips.csv"),
+            "--spacing-mm", str(meta["spacing_mm"])]
+    site = tmp_path / "site.yaml"
+    site.write_text("segmentation:\n  needle_filter: one_euro\n")
+    assert cli.main(["--config", str(site), *args]) == 0
+    assert "tracker filter one_euro" in capsys.readouterr().out
+    assert cli.main(args) == 0  # the repo's config.yaml
+    assert "tracker filter alpha_beta" in capsys.readouterr().out
