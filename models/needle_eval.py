@@ -9,9 +9,10 @@ at most 2 mm on real needle sequences"), for a lab that has such sequences.
 index and the tip in pixels of the video's frames; a row with x and y left empty marks a frame
 annotated as showing no needle. Frames without a row count as showing no needle too, unless
 ``--only-listed``, which scores only the frames listed (for sequences annotated every few
-frames). The frame time is the frame index over the video's frame rate (``--fps`` to
-override). A frame the video cannot decode ends the reading there; the frames read are scored
-and the stop is said.
+frames). The sequence may also be a folder of frame images, in name order (``--fps`` then
+required). The frame time is the frame index over the frame rate (``--fps`` overrides the
+video's). A frame the video cannot decode ends the reading there, and the frames read are
+scored; an image of a folder that cannot be read is named and skipped (its time still passes).
 
 It prints, for the frames with a marked tip, how many the product reported a needle in and the
 tip error of those (median, p90, max, in px and mm), and how many were within 2 mm (a frame
@@ -93,6 +94,49 @@ def write_tips(path: Path, frames_meta: list[dict]) -> int:
     return n
 
 
+def _frames(source: Path, fps: float | None):
+    """(an iterator of frames, the frame rate, the frame count or 0) for a video file or a
+    folder of images (sorted by name; an image that cannot be read comes as its error text,
+    so that the frame index and the time still count it)."""
+    import cv2
+
+    from models.data import list_images, read_image
+    if source.is_dir():
+        if not fps:
+            raise NeedleEvalError(f"{source} is a folder of images: give its frame rate, --fps")
+        try:
+            files = list_images(source)
+        except (OSError, ValueError) as exc:
+            raise NeedleEvalError(str(exc)) from None
+
+        def images():
+            for f in files:
+                try:
+                    yield read_image(f)
+                except ValueError as exc:
+                    yield str(exc)
+        return images(), fps, len(files)
+    cap = cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        raise NeedleEvalError(f"{source}: cannot be opened as a video")
+    rate = fps or cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if not rate or not math.isfinite(rate) or rate <= 0:
+        cap.release()
+        raise NeedleEvalError(f"{source}: no frame rate in the file; give --fps")
+    n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def decoded():
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    return
+                yield frame
+        finally:
+            cap.release()
+    return decoded(), rate, n_total
+
+
 def evaluate(video: Path, tips: dict, spacing_mm: float, settings=None, fps: float | None = None,
              only_listed: bool = False) -> dict:
     """Run the segmentation and the needle tracker over ``video``; the figures and a row per
@@ -105,24 +149,21 @@ def evaluate(video: Path, tips: dict, spacing_mm: float, settings=None, fps: flo
     from models.settings import SegmentationSettings
 
     settings = settings or SegmentationSettings()
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise NeedleEvalError(f"{video}: cannot be opened as a video")
-    rate = fps or cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if not rate or not math.isfinite(rate) or rate <= 0:
-        cap.release()
-        raise NeedleEvalError(f"{video}: no frame rate in the file; give --fps")
-    n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    frames, rate, n_total = _frames(video, fps)
     seg = Segmenter(settings)
     tracker = NeedleTracker.from_settings(settings)
     needle = CLASSES.index("needle")
-    rows, i, stopped = [], 0, None
+    rows, i, stopped, skipped = [], 0, None, []
     while True:
-        ok, frame = cap.read()
-        if not ok:
+        frame = next(frames, None)
+        if frame is None:
             if n_total and i < n_total:
                 stopped = f"frame {i} of {n_total} could not be decoded; scored frames 0-{i - 1}"
             break
+        if isinstance(frame, str):  # an image of a folder that cannot be read: time goes on
+            skipped.append(frame)
+            i += 1
+            continue
         out = seg.segment(frame)
         nd = tracker.update(out.labels, spacing_mm, i / rate, out.confidence[needle])
         if i in tips or not only_listed:
@@ -133,8 +174,7 @@ def evaluate(video: Path, tips: dict, spacing_mm: float, settings=None, fps: flo
                 row["error_px"] = float(math.hypot(got[0] - truth[0], got[1] - truth[1]))
             rows.append(row)
         i += 1
-    cap.release()
-    if i == 0:
+    if i == len(skipped):
         raise NeedleEvalError(f"{video}: no frame could be read")
     beyond = sorted(f for f in tips if f >= i)
     marked = [r for r in rows if r["marked"] is not None]
@@ -149,7 +189,7 @@ def evaluate(video: Path, tips: dict, spacing_mm: float, settings=None, fps: flo
                 "max": round(float(v.max()) * scale, 3)}
     within = int((err * spacing_mm <= GOAL_MM).sum())
     return {"video": str(video), "frames_read": i, "fps": rate, "spacing_mm": spacing_mm,
-            "stopped": stopped, "tips_beyond_the_video": beyond,
+            "stopped": stopped, "unreadable_images": skipped, "tips_beyond_the_video": beyond,
             "needle_filter": settings.needle_filter,
             "marked_frames": len(marked), "reported_in_marked": len(err),
             "tip_error_px": stats(err, 1.0), "tip_error_mm": stats(err, spacing_mm),
@@ -163,7 +203,8 @@ def main(argv: list[str] | None = None, settings=None) -> int:
     from models.segmenter import INT8_WEIGHTS
     ap = argparse.ArgumentParser(prog="assistant needle-eval", description=__doc__.split("\n\n")[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("video", help="the recorded sequence (mp4, avi, ...)")
+    ap.add_argument("video", help="the recorded sequence: a video (mp4, avi, ...) or a folder "
+                                  "of its frames as images (sorted by name; give --fps)")
     ap.add_argument("--tips", required=True, help="CSV: frame,x,y per annotated frame")
     ap.add_argument("--spacing-mm", type=float, required=True, help="mm per pixel of the frames")
     ap.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's)")
@@ -185,8 +226,8 @@ def main(argv: list[str] | None = None, settings=None) -> int:
         if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
             raise NeedleEvalError(f"--fps must be a number > 0, got {args.fps}")
         video = Path(args.video)
-        if not video.is_file():
-            raise NeedleEvalError(f"{video}: no such file")
+        if not video.exists():
+            raise NeedleEvalError(f"{video}: no such file or folder")
         tips = read_tips(Path(args.tips))
         r = evaluate(video, tips, args.spacing_mm, s, args.fps, args.only_listed)
     except NeedleEvalError as exc:
@@ -210,6 +251,8 @@ def main(argv: list[str] | None = None, settings=None) -> int:
               f"{r['false_needle_frames']}")
     if r["stopped"]:
         print(f"warning: {r['stopped']}", file=sys.stderr)
+    for u in r["unreadable_images"]:
+        print(f"warning: not scored: {u}", file=sys.stderr)
     if r["tips_beyond_the_video"]:
         print(f"warning: {len(r['tips_beyond_the_video'])} annotated frames lie beyond the "
               f"{r['frames_read']} frames read (first: {r['tips_beyond_the_video'][0]})",

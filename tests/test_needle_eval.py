@@ -113,3 +113,34 @@ def test_the_sites_segmentation_settings_are_the_ones_measured(clip, tmp_path, c
     assert "tracker filter one_euro" in capsys.readouterr().out
     assert cli.main(args) == 0  # the repo's config.yaml
     assert "tracker filter alpha_beta" in capsys.readouterr().out
+
+
+def test_a_folder_of_frame_images_gives_what_the_video_gives(clip, tmp_path, capsys):
+    import cv2
+    out, meta = clip
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cap = cv2.VideoCapture(str(out / "clip.mp4"))
+    k = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        cv2.imwrite(str(frames / f"f{k:04d}.png"), frame)
+        k += 1
+    cap.release()
+    common = ["--tips", str(out / "clip_tips.csv"), "--spacing-mm", str(meta["spacing_mm"])]
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert needle_eval.main([str(out / "clip.mp4"), *common, "--json", str(a)]) == 0
+    assert needle_eval.main([str(frames), *common, "--fps", str(meta["fps"]), "--json", str(b)]) == 0
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    for key in ("frames_read", "marked_frames", "reported_in_marked", "tip_error_px",
+                "false_needle_frames"):
+        assert ra[key] == rb[key], key
+    # a folder needs its frame rate; an unreadable image is named and skipped
+    assert needle_eval.main([str(frames), *common]) == 2
+    assert "give its frame rate, --fps" in capsys.readouterr().err
+    (frames / "f0000.png").write_bytes(b"not an image")
+    assert needle_eval.main([str(frames), *common, "--fps", "20", "--json", str(b)]) == 0
+    assert "not scored: cannot read image" in capsys.readouterr().err
+    assert json.loads(b.read_text())["frames_read"] == ra["frames_read"]
