@@ -33,10 +33,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import SAMPLE_RATE_HZ, active_power, read_wav, room_tone, to_internal  # noqa: E402
+from speech.audio import (SAMPLE_RATE_HZ, active_power, noise_piece, read_wav, room_tone,  # noqa: E402
+                          speech_end_s, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
-from speech.listener import CommandListener  # noqa: E402
+from speech.listener import CommandListener, feed_live  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 from speech.synth import cached, espeak  # noqa: E402
 from speech.train_kws import split_of  # noqa: E402
@@ -106,16 +107,6 @@ def background(x: np.ndarray, seconds: float) -> np.ndarray:
     return room_tone(x, int(seconds * SR))
 
 
-def noise_piece(noises: list[np.ndarray], n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    src = noises[int(rng.integers(len(noises)))]
-    off = int(rng.integers(0, max(1, len(src) - n)))
-    piece = src[off: off + n].astype(np.float64)
-    if len(piece) < n:
-        piece = np.pad(piece, (0, n - len(piece)), mode="wrap")
-    return piece
-
-
 def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None) -> np.ndarray:
     s = speech.astype(np.float64)
     if snr_db is None:
@@ -127,14 +118,6 @@ def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None) -> np.ndarr
     if peak > 32000:  # keep the mix in range, SNR unchanged
         y *= 32000 / peak
     return np.round(y).astype(np.int16)
-
-
-def speech_end(x: np.ndarray) -> float:
-    """Last 10 ms frame above -35 dB of the loudest frame (clean synthetic speech)."""
-    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    e = 10 * np.log10((f * f).mean(axis=1) + 1)
-    idx = np.nonzero(e > e.max() - 35)[0]
-    return (idx[-1] + 1) * 0.01 if len(idx) else 0.0
 
 
 def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndarray:
@@ -167,19 +150,8 @@ class Runner:
         decode at a pause) delays what follows, and that delay counts."""
         s = replace(self.settings, activation=activation)
         lis = CommandListener(s, commands=self.commands, engine=self.engine, log_size=None)
-        n = SR * self.chunk_ms // 1000
-        out = []
         t0 = time.perf_counter()
-        busy_until = 0.0  # the listener's clock: when it finishes the chunks fed so far
-        for i in range(0, len(x), n):
-            c = x[i: i + n]
-            arrival = (i + len(c)) / SR
-            ts = time.perf_counter()
-            got = lis.feed(c, i / SR)
-            busy_until = max(arrival, busy_until) + (time.perf_counter() - ts)
-            out += [(h, busy_until, 0.0) for h in got]
-        got = lis.flush()
-        out += [(h, max(len(x) / SR, busy_until), 0.0) for h in got]
+        out = [(h, emitted, 0.0) for h, emitted in feed_live(lis, x, self.chunk_ms)]
         self.wall_s += time.perf_counter() - t0
         self.audio_s += len(x) / SR
         self.end_ms += [r.decode_ms for r in lis.log if r.decode_ms > 0]
@@ -310,7 +282,7 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                 second_wrong += sum(c != cid for c in r.last_second)
                 if cmds == [cid]:
                     ok += 1
-                    end = lead / SR + speech_end(x)
+                    end = lead / SR + speech_end_s(x)
                     h, emitted, ms = got[0]
                     lat.append(1000 * (emitted - end) + ms)
                     acc = [(row, u) for row, u in r.last_pairs if row["kind"] == "accept"]

@@ -11,8 +11,9 @@ annotated as showing no needle. Frames without a row count as showing no needle 
 ``--only-listed``, which scores only the frames listed (for sequences annotated every few
 frames). The sequence may also be a folder of frame images, in name order (``--fps`` then
 required). The frame time is the frame index over the frame rate (``--fps`` overrides the
-video's). A frame the video cannot decode ends the reading there, and the frames read are
-scored; an image of a folder that cannot be read is named and skipped (its time still passes).
+video's). Frames are read as a replay reads them (``assistant.sources``): a frame or image
+that cannot be decoded is named and skipped (its time still passes); a video too damaged to
+read on is scored up to where it broke, and that is said.
 
 It prints, for the frames with a marked tip, how many the product reported a needle in and the
 tip error of those (median, p90, max, in px and mm), and how many were within 2 mm (a frame
@@ -94,86 +95,74 @@ def write_tips(path: Path, frames_meta: list[dict]) -> int:
     return n
 
 
-def _frames(source: Path, fps: float | None):
-    """(an iterator of frames, the frame rate, the frame count or 0) for a video file or a
-    folder of images (sorted by name; an image that cannot be read comes as its error text,
-    so that the frame index and the time still count it)."""
-    import cv2
-
-    from models.data import list_images, read_image
-    if source.is_dir():
-        if not fps:
-            raise NeedleEvalError(f"{source} is a folder of images: give its frame rate, --fps")
-        try:
+def _source(source: Path, fps: float | None):
+    """(frames, frame rate, frame count, image files or None) for a video or a folder of frame
+    images, read as a replay reads them (``assistant.sources``: a frame that cannot be decoded
+    is skipped and keeps its index, so the frame times stay right)."""
+    from assistant.config import SourceSettings
+    from assistant.sources import SourceError, list_images, open_path, probe_video
+    try:
+        if source.is_dir():
+            if not fps:
+                raise NeedleEvalError(f"{source} is a folder of images: give its frame rate, --fps")
             files = list_images(source)
-        except (OSError, ValueError) as exc:
-            raise NeedleEvalError(str(exc)) from None
+            rate, total = fps, len(files)
+        else:
+            files, info = None, probe_video(source)
+            rate, total = fps or info["fps"], info["frames"]
+            if not rate:
+                raise NeedleEvalError(f"{source}: no frame rate in the file; give --fps")
+        return open_path(source, SourceSettings(fps=rate)), rate, total, files
+    except SourceError as exc:
+        raise NeedleEvalError(str(exc)) from None
 
-        def images():
-            for f in files:
-                try:
-                    yield read_image(f)
-                except ValueError as exc:
-                    yield str(exc)
-        return images(), fps, len(files)
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise NeedleEvalError(f"{source}: cannot be opened as a video")
-    rate = fps or cap.get(cv2.CAP_PROP_FPS) or 0.0
-    if not rate or not math.isfinite(rate) or rate <= 0:
-        cap.release()
-        raise NeedleEvalError(f"{source}: no frame rate in the file; give --fps")
-    n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
-    def decoded():
-        try:
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            cap.release()
-    return decoded(), rate, n_total
+def _score(i: int, nd: dict, tips: dict, only_listed: bool, rows: list) -> None:
+    """Frame ``i``'s row: the marked tip, the reported one and the distance."""
+    if only_listed and i not in tips:
+        return
+    truth, got = tips.get(i), nd["tip_px"]
+    row = {"frame": i, "marked": truth, "reported": got}
+    if truth is not None and got is not None:
+        row["error_px"] = float(math.hypot(got[0] - truth[0], got[1] - truth[1]))
+    rows.append(row)
 
 
 def evaluate(video: Path, tips: dict, spacing_mm: float, settings=None, fps: float | None = None,
              only_listed: bool = False) -> dict:
     """Run the segmentation and the needle tracker over ``video``; the figures and a row per
     scored frame."""
-    import cv2
-
+    from assistant.sources import SourceError
     from models.classes import CLASSES
     from models.needle import NeedleTracker
     from models.segmenter import Segmenter
     from models.settings import SegmentationSettings
 
     settings = settings or SegmentationSettings()
-    frames, rate, n_total = _frames(video, fps)
+    frames, rate, n_total, files = _source(video, fps)
     seg = Segmenter(settings)
     tracker = NeedleTracker.from_settings(settings)
     needle = CLASSES.index("needle")
     rows, i, stopped, skipped = [], 0, None, []
-    while True:
-        frame = next(frames, None)
-        if frame is None:
-            if n_total and i < n_total:
-                stopped = f"frame {i} of {n_total} could not be decoded; scored frames 0-{i - 1}"
-            break
-        if isinstance(frame, str):  # an image of a folder that cannot be read: time goes on
-            skipped.append(frame)
+
+    def skip_to(index: int) -> None:  # frames the source could not read: named, time goes on
+        skipped.extend(f"cannot read image {files[k]}" if files else
+                       f"frame {k} could not be decoded" for k in range(i, index))
+    try:
+        for fr in frames:
+            skip_to(fr.index)
+            i = fr.index
+            out = seg.segment(fr.image)
+            nd = tracker.update(out.labels, spacing_mm, i / rate, out.confidence[needle])
+            _score(i, nd, tips, only_listed, rows)
             i += 1
-            continue
-        out = seg.segment(frame)
-        nd = tracker.update(out.labels, spacing_mm, i / rate, out.confidence[needle])
-        if i in tips or not only_listed:
-            truth = tips.get(i)
-            got = nd["tip_px"]
-            row = {"frame": i, "marked": truth, "reported": got}
-            if truth is not None and got is not None:
-                row["error_px"] = float(math.hypot(got[0] - truth[0], got[1] - truth[1]))
-            rows.append(row)
-        i += 1
+    except SourceError as exc:  # too few frames decoded: score those read, say so
+        stopped = f"{exc}; scored frames 0-{i - 1}"
+    if files:
+        skip_to(n_total)
+        i = max(i, n_total)
+    elif n_total and i < n_total and stopped is None:
+        stopped = f"frame {i} of {n_total} could not be decoded; scored frames 0-{i - 1}"
     if i == len(skipped):
         raise NeedleEvalError(f"{video}: no frame could be read")
     beyond = sorted(f for f in tips if f >= i)
@@ -189,7 +178,7 @@ def evaluate(video: Path, tips: dict, spacing_mm: float, settings=None, fps: flo
                 "max": round(float(v.max()) * scale, 3)}
     within = int((err * spacing_mm <= GOAL_MM).sum())
     return {"video": str(video), "frames_read": i, "fps": rate, "spacing_mm": spacing_mm,
-            "stopped": stopped, "unreadable_images": skipped, "tips_beyond_the_video": beyond,
+            "stopped": stopped, "unread_frames": skipped, "tips_beyond_the_video": beyond,
             "needle_filter": settings.needle_filter,
             "marked_frames": len(marked), "reported_in_marked": len(err),
             "tip_error_px": stats(err, 1.0), "tip_error_mm": stats(err, spacing_mm),
@@ -251,7 +240,7 @@ def main(argv: list[str] | None = None, settings=None) -> int:
               f"{r['false_needle_frames']}")
     if r["stopped"]:
         print(f"warning: {r['stopped']}", file=sys.stderr)
-    for u in r["unreadable_images"]:
+    for u in r["unread_frames"]:
         print(f"warning: not scored: {u}", file=sys.stderr)
     if r["tips_beyond_the_video"]:
         print(f"warning: {len(r['tips_beyond_the_video'])} annotated frames lie beyond the "

@@ -234,6 +234,30 @@ def active_power(x: np.ndarray) -> float:
     return float(p.mean()) + 1e-9
 
 
+def noise_piece(noises: list[np.ndarray], n: int, seed: int) -> np.ndarray:
+    """``n`` samples (float64) of one of ``noises``, the recording and the offset drawn from
+    ``seed``; a recording shorter than ``n`` is repeated."""
+    rng = np.random.default_rng(seed)
+    src = noises[int(rng.integers(len(noises)))]
+    off = int(rng.integers(0, max(1, len(src) - n)))
+    piece = src[off: off + n].astype(np.float64)
+    if len(piece) < n:
+        piece = np.pad(piece, (0, n - len(piece)), mode="wrap")
+    return piece
+
+
+def speech_end_s(x: np.ndarray) -> float:
+    """Where the speech in a recording ends, from its own energy: the end of the last 10 ms
+    frame within 35 dB of the loudest and 10 dB over the quietest tenth (on clean synthetic
+    speech, with digital silence around it, the first condition alone decides)."""
+    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    if len(f) == 0:
+        return 0.0
+    e = 10 * np.log10((f * f).mean(axis=1) + 1)
+    idx = np.nonzero(e > max(e.max() - 35, np.percentile(e, 10) + 10))[0]
+    return (idx[-1] + 1) * 0.01 if len(idx) else len(x) / SAMPLE_RATE_HZ
+
+
 def chunks(samples: np.ndarray, chunk_ms: int = 50, start_s: float = 0.0):
     """Yield (chunk, start_s) pieces of a 16 kHz signal, as a stream would deliver them."""
     n = max(1, SAMPLE_RATE_HZ * chunk_ms // 1000)

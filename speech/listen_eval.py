@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, chunks, read_audio,
-                    room_tone)
+from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, noise_piece,
+                    read_audio, room_tone, speech_end_s)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
 from .listen_cli import positive_ms
@@ -100,41 +99,10 @@ def padded(x: np.ndarray, folder: str, noises: list[np.ndarray] | None, snr_db: 
         return np.concatenate([room_tone(x, int(LEAD_S * SR)), x, room_tone(x, int(TAIL_S * SR))])
     body = np.concatenate([np.zeros(int(LEAD_S * SR), np.int16), x,
                            np.zeros(int(TAIL_S * SR), np.int16)])
-    rng = np.random.default_rng(seed)
-    src = noises[int(rng.integers(len(noises)))]
-    off = int(rng.integers(0, max(1, len(src) - len(body))))
-    piece = np.resize(src[off:off + len(body)].astype(np.float64), len(body))
+    piece = noise_piece(noises, len(body), seed)
     ref = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
     gain = np.sqrt(ref / (max((piece ** 2).mean(), 1e-9) * 10 ** (snr_db / 10)))
     return np.clip(body + gain * piece, -32768, 32767).astype(np.int16)
-
-
-def speech_end_s(x: np.ndarray) -> float:
-    """Where the speech in a recording ends, estimated from its own energy: the end of the
-    last 10 ms frame within 35 dB of the loudest and 10 dB over the quietest tenth."""
-    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
-    if len(f) == 0:
-        return 0.0
-    e = 10 * np.log10((f * f).mean(axis=1) + 1)
-    idx = np.nonzero(e > max(e.max() - 35, np.percentile(e, 10) + 10))[0]
-    return (idx[-1] + 1) * 0.01 if len(idx) else len(x) / SR
-
-
-def stream_through(lis, stream: np.ndarray, chunk_ms: int) -> list[tuple]:
-    """Feed ``stream`` as a live one; [(Heard, emitted_s)]: when each command came out on the
-    stream's clock (a chunk is processed once it has been spoken and the chunks before it
-    are done, so work that takes longer than its audio delays what follows)."""
-    out, busy_until = [], 0.0
-    for c, t in chunks(stream, chunk_ms):
-        arrival = t + len(c) / SR
-        t0 = time.perf_counter()
-        got = lis.feed(c, t)
-        busy_until = max(arrival, busy_until) + (time.perf_counter() - t0)
-        out += [(h, busy_until) for h in got]
-    t0 = time.perf_counter()
-    got = lis.flush()
-    done = max(len(stream) / SR, busy_until) + (time.perf_counter() - t0)
-    return out + [(h, done) for h in got]
 
 
 @dataclass
@@ -187,7 +155,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                                         ("commands_file", args.commands)) if v})
     from .engines import cmudict_words, make_engine
     from .commands import load_commands
-    from .listener import CommandListener
+    from .listener import CommandListener, feed_live
     try:
         commands = load_commands(s.commands_file or None,
                                  cmudict_words() if s.engine == "pocketsphinx" else None)
@@ -212,7 +180,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
             continue
         stream = padded(x, folder, noises, args.snr, seed=k)
         lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
-        got = stream_through(lis, stream, args.chunk_ms)
+        got = feed_live(lis, stream, args.chunk_ms)
         heard = [h for h, _ in got]
         ids = [h.command for h in heard]
         verdict = score(expected, ids, per.setdefault(folder, Tally()))

@@ -834,3 +834,22 @@ class CommandListener:
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,
                  h.start_s, h.end_s, h.confidence)
         return h
+
+
+def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int) -> list[tuple]:
+    """Feed ``stream`` (16 kHz int16) to ``listener`` as a live one; [(Heard, emitted_s)]:
+    when each command came out on the stream's clock. Each chunk arrives when its last sample
+    has been spoken and is processed once the chunks before it are done, so work that takes
+    longer than the audio it covers (a decode at a pause) delays what follows, and that
+    delay counts. What the final flush gives comes out at the end of the stream or when
+    the work before it is done. The clock of the latency benchmark and of listen-eval."""
+    from .audio import SAMPLE_RATE_HZ, chunks
+    out, busy_until = [], 0.0  # the listener's clock: when it finishes the chunks fed so far
+    for c, t in chunks(stream, chunk_ms):
+        arrival = t + len(c) / SAMPLE_RATE_HZ
+        t0 = time.perf_counter()
+        got = listener.feed(c, t)
+        busy_until = max(arrival, busy_until) + (time.perf_counter() - t0)
+        out += [(h, busy_until) for h in got]
+    done = max(len(stream) / SAMPLE_RATE_HZ, busy_until)
+    return out + [(h, done) for h in listener.flush()]
