@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--noise", help="folder of noise recordings to mix in (with --snr)")
     ap.add_argument("--snr", type=float, help="signal-to-noise ratio in dB (with --noise)")
     ap.add_argument("--json", help="also write the figures and every file's result here")
-    ap.add_argument("--chunk-ms", type=positive_ms, default=50, help="stream chunk size")
+    ap.add_argument("--chunk-ms", type=positive_ms,
+                    help="stream chunk size (default: speech.block_ms, 20)")
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
             continue
         stream = padded(x, folder, noises, args.snr, seed=k)
         lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
-        got = feed_live(lis, stream, args.chunk_ms)
+        got = feed_live(lis, stream, args.chunk_ms or s.block_ms)
         heard = [h for h, _ in got]
         ids = [h.command for h in heard]
         verdict = score(expected, ids, per.setdefault(folder, Tally()))

@@ -31,7 +31,8 @@ class SpeechNode(Node):
         from speech.listener import CommandListener
 
         self.listener = CommandListener(self.settings.speech)
-        self.audio_q: queue.Queue = queue.Queue(maxsize=200)  # ~10 s of 50 ms blocks
+        # about 10 s of audio blocks
+        self.audio_q: queue.Queue = queue.Queue(maxsize=max(1, 10_000 // self.settings.speech.block_ms))
         self.mic = None
         self.pacer: threading.Thread | None = None
         self.heard_count = 0
@@ -54,7 +55,8 @@ class SpeechNode(Node):
             if device is not None and device.isdigit():
                 device = int(device)
             try:
-                self.mic = open_microphone(device, self._push)
+                self.mic = open_microphone(device, self._push,
+                                           block_ms=self.settings.speech.block_ms)
                 log.info("listening on microphone %s", device if device is not None else "(default)")
             except NoMicrophoneError as exc:
                 log.error("%s", exc)
@@ -75,7 +77,7 @@ class SpeechNode(Node):
         """Play a WAV into the recognizer at real-time speed (a stand-in microphone)."""
         from speech.audio import chunks
         start = time.monotonic()
-        for piece, t in chunks(samples, 50):
+        for piece, t in chunks(samples, self.settings.speech.block_ms):
             delay = start + t - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return

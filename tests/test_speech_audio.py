@@ -100,3 +100,31 @@ def test_media_files_that_cannot_give_audio_are_named(tmp_path):
         read_audio(junk)
     with pytest.raises(AudioFileError, match="gone.mkv does not exist"):
         read_audio(tmp_path / "gone.mkv")
+
+
+def test_wav_input_is_delivered_in_blocks_of_speech_block_ms():
+    """The speech node plays a WAV input as a microphone would deliver it, in
+    speech.block_ms blocks, each stamped with its start time (the latency a command can
+    have depends on the block length: docs/SPEECH.md)."""
+    import queue
+    import threading
+    from dataclasses import replace
+
+    from assistant.config import Settings
+    from speech.node import SpeechNode
+
+    for block_ms in (20, 50):
+        node = SpeechNode.__new__(SpeechNode)  # the pacer alone, without a bus
+        base = Settings()
+        node.settings = replace(base, speech=replace(base.speech, block_ms=block_ms))
+        node._stop = threading.Event()
+        node.audio_q = queue.Queue()
+        x = _tone(16000, 0.2)
+        node._pace_wav(x)
+        got = []
+        while not node.audio_q.empty():
+            got.append(node.audio_q.get_nowait())
+        n = 16 * block_ms
+        assert [len(s) for s, _ in got] == [n] * (len(x) // n) + ([len(x) % n] if len(x) % n else [])
+        assert [t for _, t in got] == pytest.approx([i * block_ms / 1000 for i in range(len(got))])
+        assert np.array_equal(np.concatenate([s for s, _ in got]), x)
