@@ -250,6 +250,9 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                     wrong += bool(cmds) and cmds != [w]  # acted on, but not as said
                     if cmds == [w]:
                         lat.append(1000 * (got[0][1] - 0.5 - speech_end_s(x)) + got[0][2])
+                        acc = [row for row, _ in r.last_pairs if row["kind"] == "accept"]
+                        if acc:  # --dump: each word's time, to pool over runs
+                            acc[-1]["lat_ms"] = round(lat[-1], 1)
         key = "clean" if snr is None else f"{snr} dB"
         res[key] = {"commands_right": pct(ok, n), "wrong_command": pct(wrong, n),
                     "unknown_accepted": pct(fa_unk, n_unk),
