@@ -209,16 +209,17 @@ def latency_summary(lat: dict[str, list[float]]) -> dict:
 def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 lat_all: dict[str, list[float]] | None = None) -> dict:
     """REAL human single words (--activation always). The time from the end of speech
-    to the command of each word acted on as said goes into ``lat_all`` (per condition;
-    the end is estimated from the clean recording's energy, ``speech_end_s``, so it is
-    approximate) and, summarised, into the result's ``latency_ms_end_of_speech_to_command``."""
+    to the command of each word acted on as said (the end estimated from the clean
+    recording's energy, ``speech_end_s``, so approximate) is summarised in the result's
+    ``latency_ms_end_of_speech_to_command`` and added to ``lat_all`` (per condition), to
+    pool over several calls."""
     res = {}
-    lat_all = {} if lat_all is None else lat_all
+    lat_here: dict[str, list[float]] = {}
     files = {w: sorted(glob.glob(str(data / "speech_commands" / w / "*.wav")))
              for w in COMMAND_WORDS + ["_unknown_", "_silence_"]}
     for snr in [None] + list(snrs):
         ok = n = wrong = fa_unk = n_unk = fa_sil = n_sil = 0
-        lat = lat_all.setdefault("clean" if snr is None else f"{snr:g} dB", [])
+        lat = lat_here.setdefault("clean" if snr is None else f"{snr:g} dB", [])
         for w, fs in files.items():
             for k, f in enumerate(fs):
                 if split != "all" and split_of(os.path.basename(f)) != split:
@@ -257,7 +258,10 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
         res[key] = {"commands_right": pct(ok, n), "wrong_command": pct(wrong, n),
                     "unknown_accepted": pct(fa_unk, n_unk),
                     "silence_accepted": pct(fa_sil, n_sil)}
-    res["latency_ms_end_of_speech_to_command"] = latency_summary(lat_all)
+    res["latency_ms_end_of_speech_to_command"] = latency_summary(lat_here)
+    if lat_all is not None:
+        for k, v in lat_here.items():
+            lat_all.setdefault(k, []).extend(v)
     return res
 
 
