@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from speech.audio import (SAMPLE_RATE_HZ, active_power, noise_piece, read_wav, room_tone,  # noqa: E402
-                          speech_end_s, to_internal)
+                          speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener, feed_live  # noqa: E402
@@ -224,7 +224,7 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
             for k, f in enumerate(fs):
                 if split != "all" and split_of(os.path.basename(f)) != split:
                     continue
-                x, _ = read_wav(f)
+                x = strip_padding(read_wav(f)[0])  # no file padding: as a microphone gives it
                 if snr is None:
                     stream = np.concatenate([background(x, 0.5), x, background(x, 0.6)])
                 else:

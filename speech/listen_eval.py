@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, noise_piece,
-                    read_audio, room_tone, speech_end_s)
+                    read_audio, room_tone, speech_end_s, strip_padding)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
 from .listen_cli import positive_ms
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     rows, unreadable, latencies = [], [], []
     for k, (path, folder, expected) in enumerate(items):
         try:
-            x, _ = read_audio(str(path))
+            x = strip_padding(read_audio(str(path))[0])  # as a microphone would give it
         except AudioFileError as exc:
             unreadable.append(str(exc))
             continue

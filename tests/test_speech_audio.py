@@ -128,3 +128,22 @@ def test_wav_input_is_delivered_in_blocks_of_speech_block_ms():
         assert [len(s) for s, _ in got] == [n] * (len(x) // n) + ([len(x) % n] if len(x) % n else [])
         assert [t for _, t in got] == pytest.approx([i * block_ms / 1000 for i in range(len(got))])
         assert np.array_equal(np.concatenate([s for s, _ in got]), x)
+
+
+def test_file_padding_is_not_taken_for_the_room():
+    """A clip padded with digital zeros (as Speech Commands pads short recordings): the
+    zeros go, so the room tone put around it for listen-eval and the benchmark is the
+    recorded background, not digital silence; an all-zero clip is kept."""
+    from speech.audio import room_tone, strip_padding
+
+    rng = np.random.default_rng(0)
+    room = (rng.normal(0, 300, 16000)).astype(np.int16)  # about 50 dB of background
+    clip = np.concatenate([np.zeros(800, np.int16), room[:12800], np.zeros(2400, np.int16)])
+    out = strip_padding(clip)
+    assert len(out) == 12800 and np.array_equal(out, room[:12800])
+    assert np.abs(room_tone(clip, 1600)).max() == 0  # what it was: digital silence
+    assert np.abs(room_tone(out, 1600)).std() > 100  # now the recorded background
+    # a few zeros at an end are a zero crossing, not padding; silence stays whole
+    short = np.concatenate([room[:1000], np.zeros(50, np.int16)])
+    assert len(strip_padding(short)) == 1050
+    assert len(strip_padding(np.zeros(500, np.int16))) == 500
