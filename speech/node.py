@@ -84,10 +84,16 @@ class SpeechNode(Node):
             self._push(piece, t)
 
     def _push(self, samples: np.ndarray, t: float) -> None:
+        """A live audio block (the microphone's or the WAV pacer's thread): queued for the
+        node loop, which is woken from its bus wait at once. Waiting out the wait (up to
+        POLL_MS, 20 ms) added that much to every command's latency before
+        (benchmarks/speech_node_wait.py)."""
         try:
             self.audio_q.put_nowait((samples, t))
         except queue.Full:
             log.warning("speech: audio queue full; a block was dropped")
+            return
+        self.bus.wake()
 
     def handle(self, header: m.Header, msg: m.Message) -> None:
         if isinstance(msg, m.AudioChunk) and self.replay:
@@ -127,6 +133,10 @@ class SpeechNode(Node):
                                                end_s=h.end_s, role=role, via=h.via))
             if h.needs_confirmation:
                 self.listener.expect_reply()
+
+    def poll_timeout_ms(self, now: float) -> int:
+        # blocks still queued (more than tick takes at once): no wait on the bus
+        return 0 if not self.audio_q.empty() else self.POLL_MS
 
     def tick(self, now: float) -> None:
         for _ in range(50):

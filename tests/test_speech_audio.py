@@ -110,17 +110,21 @@ def test_wav_input_is_delivered_in_blocks_of_speech_block_ms():
     import threading
     from dataclasses import replace
 
+    from assistant.bus import BusClient, Endpoints
     from assistant.config import Settings
     from speech.node import SpeechNode
 
     for block_ms in (20, 50):
-        node = SpeechNode.__new__(SpeechNode)  # the pacer alone, without a bus
+        node = SpeechNode.__new__(SpeechNode)  # the pacer and its queue, without the loop
         base = Settings()
         node.settings = replace(base, speech=replace(base.speech, block_ms=block_ms))
         node._stop = threading.Event()
         node.audio_q = queue.Queue()
+        node.bus = BusClient(Endpoints(pub="inproc://p", sub="inproc://s"), "speech", ())
         x = _tone(16000, 0.2)
         node._pace_wav(x)
+        assert node.bus.recv(0) is None  # woken for the blocks, no message
+        node.bus.close()
         got = []
         while not node.audio_q.empty():
             got.append(node.audio_q.get_nowait())
