@@ -281,7 +281,7 @@ def chunks(samples: np.ndarray, chunk_ms: int = 50, start_s: float = 0.0):
 
 def open_microphone(device: int | str | None,
                     callback: Callable[[np.ndarray, float], None],
-                    block_ms: int = 50):
+                    block_ms: int = 20):
     """Open a microphone input stream that calls ``callback(samples_int16_16k, start_s)``.
 
     Returns the started ``sounddevice.InputStream`` (call ``.stop()``/``.close()``).

@@ -32,7 +32,8 @@ class SpeechNode(Node):
 
         self.listener = CommandListener(self.settings.speech)
         # about 10 s of audio blocks
-        self.audio_q: queue.Queue = queue.Queue(maxsize=max(1, 10_000 // self.settings.speech.block_ms))
+        self.audio_q: queue.Queue = queue.Queue(
+            maxsize=max(1, 10_000 // self.settings.speech.block_ms))
         self.mic = None
         self.pacer: threading.Thread | None = None
         self.heard_count = 0

@@ -201,7 +201,8 @@ def settings_problem(s: SpeechSettings) -> str | None:
     if s.tail_gap_ms < 0:
         return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
     if not (isinstance(s.block_ms, int) and 5 <= s.block_ms <= 200):
-        return f"speech.block_ms must be a whole number of milliseconds, 5 to 200, got {s.block_ms!r}"
+        return ("speech.block_ms must be a whole number of milliseconds, 5 to 200, "
+                f"got {s.block_ms!r}")
     return None
 
 

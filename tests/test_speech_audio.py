@@ -129,7 +129,8 @@ def test_wav_input_is_delivered_in_blocks_of_speech_block_ms():
         while not node.audio_q.empty():
             got.append(node.audio_q.get_nowait())
         n = 16 * block_ms
-        assert [len(s) for s, _ in got] == [n] * (len(x) // n) + ([len(x) % n] if len(x) % n else [])
+        sizes = [n] * (len(x) // n) + ([len(x) % n] if len(x) % n else [])
+        assert [len(s) for s, _ in got] == sizes
         assert [t for _, t in got] == pytest.approx([i * block_ms / 1000 for i in range(len(got))])
         assert np.array_equal(np.concatenate([s for s, _ in got]), x)
 
