@@ -123,6 +123,12 @@ class BusClient:
         self.sub.connect(endpoints.sub)
         self.poller = zmq.Poller()
         self.poller.register(self.sub, zmq.POLLIN)
+        # wake(): a pipe in the same poll, so that work arriving outside the bus (live
+        # audio, on the microphone's thread) ends a recv() wait at once
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.poller.register(self._wake_r, zmq.POLLIN)
         self.stats: Counter = Counter()
         self._lock = threading.Lock()  # PUB sockets are not thread-safe
 
@@ -139,13 +145,33 @@ class BusClient:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             remaining = max(0, int((deadline - time.monotonic()) * 1000))
-            if not self.poller.poll(remaining):
+            events = dict(self.poller.poll(remaining))
+            if not events:
                 return None
+            if self._wake_r in events:  # wake(): back to the caller's loop now
+                self._drain_wake()
+                return self.recv_nowait()
             got = self.recv_nowait()
             if got is not None:
                 return got
             if time.monotonic() >= deadline:
                 return None
+
+    def wake(self) -> None:
+        """Make a recv() waiting in another thread return now (safe from any thread): a
+        node whose input arrives outside the bus (live audio) is not left waiting for
+        the recv timeout. Wakes that pile up before the recv count as one."""
+        try:
+            os.write(self._wake_w, b"w")
+        except BlockingIOError:  # the pipe is full: a wake is pending anyway
+            pass
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def recv_nowait(self) -> tuple[m.Header, m.Message] | None:
         try:
@@ -181,6 +207,11 @@ class BusClient:
     def close(self) -> None:
         self.pub.close(linger=0)
         self.sub.close(linger=0)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def newest_only(batch: list[tuple[m.Header, m.Message]], stream_types: tuple[str, ...]):

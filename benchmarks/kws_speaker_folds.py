@@ -56,9 +56,10 @@ def in_set(name: str, over: str) -> bool:
     return over == "all" or tk.split_of(name) == over
 
 
-def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> dict:
+def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises,
+                   lat: dict[str, list[float]] | None = None) -> dict:
     """Train on the synthetic part (Xs, ys) plus every real clip not in fold ``fold``;
-    the listener's figures on that fold."""
+    the listener's figures on that fold (its words' latencies appended to ``lat``)."""
     keep = folds != fold
     a.out_dir.mkdir(parents=True, exist_ok=True)
     out = a.out_dir / f"{a.tag}{fold}.npz"
@@ -82,7 +83,7 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises) -> di
                      "--real-speakers", f"fold:{a.k}:{fold}"] + a.head_args.split())
         over["whisper_head_file"] = str(head)
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20)
-    res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises)
+    res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises, lat)
     if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold
         with open(a.dump, "a") as f:
             for d in r.dump:
@@ -152,12 +153,15 @@ def main(argv=None) -> int:
     noises = [read_wav(f)[0].astype(np.float64)
               for f in sorted(glob.glob(str(a.data / "noise" / "*.wav")))]
     total: dict[str, dict[str, list[int]]] = {}
+    lat: dict[str, list[float]] = {}  # every fold's words, pooled
     for fold in held:
-        res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises)
+        res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises, lat)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
                           "none_scale": a.none_scale,
                           "real_speed": a.real_speed, "held_out": res}), flush=True)
         for cond, v in res.items():
+            if cond.startswith("latency"):
+                continue
             t = total.setdefault(cond, {})
             for key, text in v.items():  # "74.5% (79/106)" or "n/a"
                 m = re.search(r"\((\d+)/(\d+)\)", text)
@@ -169,7 +173,8 @@ def main(argv=None) -> int:
         print(json.dumps({"over": a.over, "k": a.k, "folds": held,
                           "none_scale": a.none_scale, "sum": {
             cond: {key: f"{n}/{d} ({100 * n / max(d, 1):.1f} %)" for key, (n, d) in v.items()}
-            for cond, v in total.items()}}))
+            for cond, v in total.items()},
+            "latency_ms_end_of_speech_to_command": sb.latency_summary(lat)}))
     return 0
 
 

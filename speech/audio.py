@@ -214,6 +214,20 @@ def write_wav(path: str | Path, samples: np.ndarray, rate_hz: int = SAMPLE_RATE_
         w.writeframes(np.asarray(samples, np.int16).tobytes())
 
 
+def strip_padding(x: np.ndarray, min_run: int = 160) -> np.ndarray:
+    """The clip without the runs of exact digital zeros (at least ``min_run`` samples, 10
+    ms) at its start and end: a file's padding, which no microphone delivers. Left in, a
+    clip with a recorded background of 50 dB or more would be framed by digital silence,
+    its quietest 100 ms (the room tone put around it) would be that silence, and the
+    background would sound like speech beside it. A clip with nothing else is kept whole."""
+    nz = np.flatnonzero(x)
+    if len(nz) == 0:
+        return x
+    a = int(nz[0]) if nz[0] >= min_run else 0
+    b = int(nz[-1]) + 1 if len(x) - 1 - nz[-1] >= min_run else len(x)
+    return x[a:b]
+
+
 def room_tone(x: np.ndarray, n: int) -> np.ndarray:
     """``n`` samples of the clip's own quietest 100 ms, tiled: the room's background to
     put before or after it (the whole clip when shorter than 100 ms)."""
@@ -267,7 +281,7 @@ def chunks(samples: np.ndarray, chunk_ms: int = 50, start_s: float = 0.0):
 
 def open_microphone(device: int | str | None,
                     callback: Callable[[np.ndarray, float], None],
-                    block_ms: int = 50):
+                    block_ms: int = 20):
     """Open a microphone input stream that calls ``callback(samples_int16_16k, start_s)``.
 
     Returns the started ``sounddevice.InputStream`` (call ``.stop()``/``.close()``).

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--commands", help="command YAML (default speech/commands_en.yaml)")
     ap.add_argument("--unclear", action="store_true",
                     help="also print commands asked for but not understood (\"say again\")")
-    ap.add_argument("--chunk-ms", type=positive_ms, default=50, help="stream chunk size")
+    ap.add_argument("--chunk-ms", type=positive_ms,
+                    help="stream chunk size (default: speech.block_ms, 20)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every utterance")
     args = ap.parse_args(argv)
     if args.verbose:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
         for _, line in sorted(lines, key=lambda x: x[0]):
             print(line, flush=True)
 
-    for chunk, t in chunks(samples, args.chunk_ms):
+    for chunk, t in chunks(samples, args.chunk_ms or s.block_ms):
         out(listener.feed(chunk, t))
     out(listener.flush())
     return 0

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, noise_piece,
-                    read_audio, room_tone, speech_end_s)
+                    read_audio, room_tone, speech_end_s, strip_padding)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
 from .listen_cli import positive_ms
@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--noise", help="folder of noise recordings to mix in (with --snr)")
     ap.add_argument("--snr", type=float, help="signal-to-noise ratio in dB (with --noise)")
     ap.add_argument("--json", help="also write the figures and every file's result here")
-    ap.add_argument("--chunk-ms", type=positive_ms, default=50, help="stream chunk size")
+    ap.add_argument("--chunk-ms", type=positive_ms,
+                    help="stream chunk size (default: speech.block_ms, 20)")
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
@@ -174,13 +175,13 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     rows, unreadable, latencies = [], [], []
     for k, (path, folder, expected) in enumerate(items):
         try:
-            x, _ = read_audio(str(path))
+            x = strip_padding(read_audio(str(path))[0])  # as a microphone would give it
         except AudioFileError as exc:
             unreadable.append(str(exc))
             continue
         stream = padded(x, folder, noises, args.snr, seed=k)
         lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
-        got = feed_live(lis, stream, args.chunk_ms)
+        got = feed_live(lis, stream, args.chunk_ms or s.block_ms)
         heard = [h for h, _ in got]
         ids = [h.command for h in heard]
         verdict = score(expected, ids, per.setdefault(folder, Tally()))

@@ -31,7 +31,9 @@ class SpeechNode(Node):
         from speech.listener import CommandListener
 
         self.listener = CommandListener(self.settings.speech)
-        self.audio_q: queue.Queue = queue.Queue(maxsize=200)  # ~10 s of 50 ms blocks
+        # about 10 s of audio blocks
+        self.audio_q: queue.Queue = queue.Queue(
+            maxsize=max(1, 10_000 // self.settings.speech.block_ms))
         self.mic = None
         self.pacer: threading.Thread | None = None
         self.heard_count = 0
@@ -54,7 +56,8 @@ class SpeechNode(Node):
             if device is not None and device.isdigit():
                 device = int(device)
             try:
-                self.mic = open_microphone(device, self._push)
+                self.mic = open_microphone(device, self._push,
+                                           block_ms=self.settings.speech.block_ms)
                 log.info("listening on microphone %s", device if device is not None else "(default)")
             except NoMicrophoneError as exc:
                 log.error("%s", exc)
@@ -75,17 +78,23 @@ class SpeechNode(Node):
         """Play a WAV into the recognizer at real-time speed (a stand-in microphone)."""
         from speech.audio import chunks
         start = time.monotonic()
-        for piece, t in chunks(samples, 50):
+        for piece, t in chunks(samples, self.settings.speech.block_ms):
             delay = start + t - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
             self._push(piece, t)
 
     def _push(self, samples: np.ndarray, t: float) -> None:
+        """A live audio block (the microphone's or the WAV pacer's thread): queued for the
+        node loop, which is woken from its bus wait at once. Waiting out the wait (up to
+        POLL_MS, 20 ms) added that much to every command's latency before
+        (benchmarks/speech_node_wait.py)."""
         try:
             self.audio_q.put_nowait((samples, t))
         except queue.Full:
             log.warning("speech: audio queue full; a block was dropped")
+            return
+        self.bus.wake()
 
     def handle(self, header: m.Header, msg: m.Message) -> None:
         if isinstance(msg, m.AudioChunk) and self.replay:
@@ -125,6 +134,10 @@ class SpeechNode(Node):
                                                end_s=h.end_s, role=role, via=h.via))
             if h.needs_confirmation:
                 self.listener.expect_reply()
+
+    def poll_timeout_ms(self, now: float) -> int:
+        # blocks still queued (more than tick takes at once): no wait on the bus
+        return 0 if not self.audio_q.empty() else self.POLL_MS
 
     def tick(self, now: float) -> None:
         for _ in range(50):

@@ -18,6 +18,10 @@ class SpeechSettings:
     activation: Literal["wake", "push_to_talk", "always"] = "wake"
     wake_phrase: str = "assistant"  # must be one of the command file's wake_phrases
     input: str = "none"  # "mic", "mic:<index>", a WAV (or media file) path, or "none"
+    # audio arrives in blocks this long (microphone, WAV input, listen and listen-eval): a
+    # command cannot come out before the block holding the end of the speech has arrived,
+    # so a longer block adds on average half its length to every command's latency
+    block_ms: int = 20
     mute_tail_ms: int = 300  # recognizer stays muted this long after our own speech
     # --- endpointing (speech/vad.py)
     vad_on_db: float = 9.0
@@ -196,6 +200,9 @@ def settings_problem(s: SpeechSettings) -> str | None:
             return f"speech.{name} is a probability (0 to 1) or null, got {v!r}"
     if s.tail_gap_ms < 0:
         return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
+    if not (isinstance(s.block_ms, int) and 5 <= s.block_ms <= 200):
+        return ("speech.block_ms must be a whole number of milliseconds, 5 to 200, "
+                f"got {s.block_ms!r}")
     return None
 
 

@@ -208,3 +208,31 @@ def test_a_long_batch_of_work_keeps_the_heartbeats_coming(bus):
         t.join(5)
         watcher.close()
         sender.close()
+
+
+def test_wake_ends_a_recv_wait_from_another_thread(bus):
+    """Live audio arrives on the microphone's thread: BusClient.wake() makes the node
+    loop's recv() return at once instead of at its timeout, and a message still comes
+    through afterwards."""
+    ep, ctx = bus
+    a = BusClient(ep, "a", ("say",), ctx=ctx)
+    b = BusClient(ep, "b", (), ctx=ctx)
+    subscribed(a, b, m.Say(text="ping"))
+    done = threading.Event()
+    result = []
+
+    def wait_long():
+        result.append(a.recv(60_000))  # a minute, unless woken
+        done.set()
+
+    t = threading.Thread(target=wait_long, daemon=True)
+    t.start()
+    for _ in range(3):  # wakes that pile up count as one
+        a.wake()
+    assert done.wait(5), "recv() was not woken"
+    assert result == [None]
+    b.publish(m.Say(text="after"))
+    got = wait_for(lambda: a.recv(50), 5, what="a message after the wake")
+    assert got[1].text == "after"
+    assert a.recv(0) is None  # no stale wake left behind
+    a.close(); b.close()

@@ -53,6 +53,10 @@ def test_cross_field_checks():
         parse_settings("speech:\n  min_fused_veto: 7\n", "c.yaml")
     with pytest.raises(ConfigError, match=r"c.yaml:2: speech.tail_gap_ms must be >= 0"):
         parse_settings("speech:\n  tail_gap_ms: -1\n", "c.yaml")
+    for bad in ("0", "400"):
+        with pytest.raises(ConfigError, match=r"c.yaml:2: speech.block_ms must be .* 5 to 200"):
+            parse_settings(f"speech:\n  block_ms: {bad}\n", "c.yaml")
+    assert parse_settings("speech:\n  block_ms: 50\n", "c.yaml").speech.block_ms == 50
     assert parse_settings("speech:\n  min_fused_veto: null\n", "c.yaml").speech.min_fused_veto is None
     with pytest.raises(ConfigError, match=r"c.yaml:2: speech.cmd_fuse_weight is a probability"):
         parse_settings("speech:\n  cmd_fuse_weight: -0.5\n", "c.yaml")

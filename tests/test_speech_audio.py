@@ -100,3 +100,55 @@ def test_media_files_that_cannot_give_audio_are_named(tmp_path):
         read_audio(junk)
     with pytest.raises(AudioFileError, match="gone.mkv does not exist"):
         read_audio(tmp_path / "gone.mkv")
+
+
+def test_wav_input_is_delivered_in_blocks_of_speech_block_ms():
+    """The speech node plays a WAV input as a microphone would deliver it, in
+    speech.block_ms blocks, each stamped with its start time (the latency a command can
+    have depends on the block length: docs/SPEECH.md)."""
+    import queue
+    import threading
+    from dataclasses import replace
+
+    from assistant.bus import BusClient, Endpoints
+    from assistant.config import Settings
+    from speech.node import SpeechNode
+
+    for block_ms in (20, 50):
+        node = SpeechNode.__new__(SpeechNode)  # the pacer and its queue, without the loop
+        base = Settings()
+        node.settings = replace(base, speech=replace(base.speech, block_ms=block_ms))
+        node._stop = threading.Event()
+        node.audio_q = queue.Queue()
+        node.bus = BusClient(Endpoints(pub="inproc://p", sub="inproc://s"), "speech", ())
+        x = _tone(16000, 0.2)
+        node._pace_wav(x)
+        assert node.bus.recv(0) is None  # woken for the blocks, no message
+        node.bus.close()
+        got = []
+        while not node.audio_q.empty():
+            got.append(node.audio_q.get_nowait())
+        n = 16 * block_ms
+        sizes = [n] * (len(x) // n) + ([len(x) % n] if len(x) % n else [])
+        assert [len(s) for s, _ in got] == sizes
+        assert [t for _, t in got] == pytest.approx([i * block_ms / 1000 for i in range(len(got))])
+        assert np.array_equal(np.concatenate([s for s, _ in got]), x)
+
+
+def test_file_padding_is_not_taken_for_the_room():
+    """A clip padded with digital zeros (as Speech Commands pads short recordings): the
+    zeros go, so the room tone put around it for listen-eval and the benchmark is the
+    recorded background, not digital silence; an all-zero clip is kept."""
+    from speech.audio import room_tone, strip_padding
+
+    rng = np.random.default_rng(0)
+    room = (rng.normal(0, 300, 16000)).astype(np.int16)  # about 50 dB of background
+    clip = np.concatenate([np.zeros(800, np.int16), room[:12800], np.zeros(2400, np.int16)])
+    out = strip_padding(clip)
+    assert len(out) == 12800 and np.array_equal(out, room[:12800])
+    assert np.abs(room_tone(clip, 1600)).max() == 0  # what it was: digital silence
+    assert np.abs(room_tone(out, 1600)).std() > 100  # now the recorded background
+    # a few zeros at an end are a zero crossing, not padding; silence stays whole
+    short = np.concatenate([room[:1000], np.zeros(50, np.int16)])
+    assert len(strip_padding(short)) == 1050
+    assert len(strip_padding(np.zeros(500, np.int16))) == 500
