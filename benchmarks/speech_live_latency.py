@@ -85,14 +85,14 @@ def match(items, got) -> list[float]:
     return lat
 
 
-def live(stream: np.ndarray, items, wav: Path) -> tuple[list[float], int]:
+def live(stream: np.ndarray, items, wav: Path, over: dict) -> tuple[list[float], int]:
     write_wav(wav, stream)
     base = Settings()
-    settings = replace(base, speech=replace(base.speech, input=str(wav)))
+    settings = replace(base, speech=replace(base.speech, input=str(wav), **over))
     run_dir = tempfile.mkdtemp(prefix="usra-live-")
     ep = Endpoints(pub=f"ipc://{run_dir}/pub", sub=f"ipc://{run_dir}/sub")
     proxy = Proxy(ep).start()
-    sub = BusClient(ep, "lab", ("speech_cmd",))
+    sub = BusClient(ep, "lab", ("speech_cmd", "speech_unclear"))
     probe = BusClient(ep, "probe", ())
     deadline = time.monotonic() + 10
     while True:  # the subscription is live once a probe message comes through
@@ -113,10 +113,11 @@ def live(stream: np.ndarray, items, wav: Path) -> tuple[list[float], int]:
         now = time.monotonic()
         if r is not None:
             h, msg = r
-            if isinstance(msg, m.SpeechCommand) and h.msg_id not in seen:
+            if h.msg_id not in seen and isinstance(msg, (m.SpeechCommand, m.SpeechUnclear)):
                 seen.add(h.msg_id)
                 sub.publish(m.Ack(to=h.source.split(":")[0]), parent_id=h.msg_id)
-                got.append((now - node.t_play, msg.command))
+                if isinstance(msg, m.SpeechCommand):
+                    got.append((now - node.t_play, msg.command))
         pacer = getattr(node, "pacer", None)
         if pacer is not None and not pacer.is_alive() and end_wall is None:
             end_wall = now
@@ -130,8 +131,8 @@ def live(stream: np.ndarray, items, wav: Path) -> tuple[list[float], int]:
     return [1000 * x for x in match(items, got)], len(got)
 
 
-def modelled(stream: np.ndarray, items, chunk_ms: int) -> list[float]:
-    s = Settings().speech
+def modelled(stream: np.ndarray, items, chunk_ms: int, over: dict) -> list[float]:
+    s = replace(Settings().speech, **over)
     lis = CommandListener(s)
     got = [(emitted, h.command) for h, emitted in feed_live(lis, stream, chunk_ms)]
     return [1000 * x for x in match(items, got)]
@@ -150,7 +151,12 @@ def main(argv=None) -> int:
     ap.add_argument("--snrs", default="quiet,20")
     ap.add_argument("--data", type=Path, default=sb.DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"))
+    ap.add_argument("--set", action="append", default=[],
+                    help="override a speech setting, e.g. --set vad_neural_reset_ms=3000")
+    ap.add_argument("--model-only", action="store_true",
+                    help="only the benchmark's model of the stream (no real-time node run)")
     a = ap.parse_args(argv)
+    over = sb.parse_sets(a.set)
     noises = [read_wav(f)[0].astype(np.float64)
               for f in sorted(glob.glob(str(a.data / "noise" / "*.wav")))]
     if not noises:
@@ -162,8 +168,9 @@ def main(argv=None) -> int:
         for cond in [c for c in a.snrs.split(",") if c]:
             snr = None if cond == "quiet" else float(cond)
             stream, items = build(a.per_voice, snr, noises, a.cache)
-            lv, n_msgs = live(stream, items, Path(d) / f"{cond}.wav")
-            md = modelled(stream, items, block)
+            lv, n_msgs = ([], 0) if a.model_only else live(stream, items,
+                                                           Path(d) / f"{cond}.wav", over)
+            md = modelled(stream, items, block, over)
             pooled_live += lv
             pooled_model += md
             n_all += len(items)
@@ -172,7 +179,7 @@ def main(argv=None) -> int:
     out["pooled"] = {"live_node": summary(pooled_live, n_all),
                      "benchmark_model": summary(pooled_model, n_all)}
     print(json.dumps({"block_ms": block, "data": "SYNTHETIC test voices, REAL noise",
-                      **out}, indent=1))
+                      "settings_overrides": over, **out}, indent=1))
     return 0
 
 
