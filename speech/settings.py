@@ -31,8 +31,8 @@ class SpeechSettings:
     # activity model (Silero VAD), even while noise keeps the energy up; 0 = energy only
     vad_neural_hangover_ms: int = 128
     vad_neural_off_prob: float = 0.3  # "no speech": the model's probability below this
-    # clear the neural model's state at each utterance's close and after this long with
-    # none open (0 = never): its state drifts over a long stream (docs/SPEECH.md)
+    # clear the neural model's state after every this long with no utterance open (0 =
+    # never): its state drifts over a long stream (docs/SPEECH.md)
     vad_neural_reset_ms: int = 0
     vad_min_speech_ms: int = 60
     # with the neural model: an utterance in which it never heard speech above

@@ -100,8 +100,9 @@ class VadSettings:
     neural_hangover_ms: int = 0
     neural_on_prob: float = 0.5
     neural_off_prob: float = 0.3
-    # the neural model's state is cleared when an utterance closes and after every this
-    # long with none open; 0 = never. Its recurrent state drifts over a long stream: after
+    # the neural model's state is cleared after every this long with no utterance open
+    # (counted from the last close or clearing; never inside an utterance, nor in a pause
+    # shorter than this); 0 = never. Its recurrent state drifts over a long stream: after
     # a minute of commands its speech probability fell from 1 to 0.3 over 0.5 s of quiet
     # after a word instead of within 0.1 s (docs/SPEECH.md, "The voice model's memory")
     neural_reset_idle_ms: int = 0
@@ -325,9 +326,7 @@ class Endpointer:
         self._too_long = False
         self._n_heard = False
         self._n_max = 0.0
-        if self.neural is not None and self.s.neural_reset_idle_ms > 0:
-            self.neural.reset()  # the next utterance starts from a fresh state
-            self._n_idle = 0
+        self._n_idle = 0  # the idle stretch starts now
         if self.sink is not None:
             self.sink.on_close(u)
         return u
