@@ -33,7 +33,7 @@ class SpeechSettings:
     vad_neural_off_prob: float = 0.3  # "no speech": the model's probability below this
     # clear the neural model's state after every this long with no utterance open (0 =
     # never): its state drifts over a long stream (docs/SPEECH.md)
-    vad_neural_reset_ms: int = 0
+    vad_neural_reset_ms: int = 1000
     vad_min_speech_ms: int = 60
     # with the neural model: an utterance in which it never heard speech above
     # min_voice_prob is not decoded, nor one below tail_voice_prob that starts within
