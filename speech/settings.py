@@ -204,7 +204,8 @@ def settings_problem(s: SpeechSettings) -> str | None:
     if s.tail_gap_ms < 0:
         return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
     if s.vad_neural_reset_ms < 0:
-        return f"speech.vad_neural_reset_ms must be >= 0 (0 = never), got {s.vad_neural_reset_ms!r}"
+        return ("speech.vad_neural_reset_ms must be >= 0 (0 = never), "
+                f"got {s.vad_neural_reset_ms!r}")
     if not (isinstance(s.block_ms, int) and 5 <= s.block_ms <= 200):
         return ("speech.block_ms must be a whole number of milliseconds, 5 to 200, "
                 f"got {s.block_ms!r}")

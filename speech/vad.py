@@ -103,8 +103,9 @@ class VadSettings:
     # the neural model's state is cleared after every this long with no utterance open
     # (counted from the last close or clearing; never inside an utterance, nor in a pause
     # shorter than this); 0 = never. Its recurrent state drifts over a long stream: after
-    # a minute of commands its speech probability fell from 1 to 0.3 over 0.5 s of quiet
-    # after a word instead of within 0.1 s (docs/SPEECH.md, "The voice model's memory")
+    # a minute of commands its speech probability stayed at 0.3-0.5 for 0.6 s of quiet
+    # after a word, where a fresh state fell under 0.1 within 0.1 s (docs/SPEECH.md,
+    # "A live session")
     neural_reset_idle_ms: int = 0
 
 
