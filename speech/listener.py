@@ -155,7 +155,8 @@ class CommandListener:
             on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
             min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms,
             neural_hangover_ms=s.vad_neural_hangover_ms,
-            neural_off_prob=s.vad_neural_off_prob), sink=self, neural=neural)
+            neural_off_prob=s.vad_neural_off_prob,
+            neural_reset_idle_ms=s.vad_neural_reset_ms), sink=self, neural=neural)
         # decode while the user speaks when the engine can (see engines.py)
         self._streaming = bool(getattr(self.engine, "streaming", False))
         # neural classifier: embeddings computed as the audio streams in (speech/kws.py)

@@ -31,6 +31,9 @@ class SpeechSettings:
     # activity model (Silero VAD), even while noise keeps the energy up; 0 = energy only
     vad_neural_hangover_ms: int = 128
     vad_neural_off_prob: float = 0.3  # "no speech": the model's probability below this
+    # clear the neural model's state after every this long with no utterance open (0 =
+    # never): its state drifts over a long stream (docs/SPEECH.md)
+    vad_neural_reset_ms: int = 1000
     vad_min_speech_ms: int = 60
     # with the neural model: an utterance in which it never heard speech above
     # min_voice_prob is not decoded, nor one below tail_voice_prob that starts within
@@ -200,6 +203,9 @@ def settings_problem(s: SpeechSettings) -> str | None:
             return f"speech.{name} is a probability (0 to 1) or null, got {v!r}"
     if s.tail_gap_ms < 0:
         return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
+    if s.vad_neural_reset_ms < 0:
+        return ("speech.vad_neural_reset_ms must be >= 0 (0 = never), "
+                f"got {s.vad_neural_reset_ms!r}")
     if not (isinstance(s.block_ms, int) and 5 <= s.block_ms <= 200):
         return ("speech.block_ms must be a whole number of milliseconds, 5 to 200, "
                 f"got {s.block_ms!r}")

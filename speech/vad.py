@@ -100,6 +100,13 @@ class VadSettings:
     neural_hangover_ms: int = 0
     neural_on_prob: float = 0.5
     neural_off_prob: float = 0.3
+    # the neural model's state is cleared after every this long with no utterance open
+    # (counted from the last close or clearing; never inside an utterance, nor in a pause
+    # shorter than this); 0 = never. Its recurrent state drifts over a long stream: after
+    # a minute of commands its speech probability stayed at 0.3-0.5 for 0.6 s of quiet
+    # after a word, where a fresh state fell under 0.1 within 0.1 s (docs/SPEECH.md,
+    # "A live session")
+    neural_reset_idle_ms: int = 0
 
 
 @dataclass
@@ -143,6 +150,7 @@ class Endpointer:
         self._n_last = 0.0  # the last step's probability
         self._n_low_since: float | None = None  # start of the current low-probability run
         self._n_time = 0.0  # stream time of the end of the last neural step
+        self._n_idle = 0  # samples of neural steps since the last reset with none open
         self._pending = np.zeros(0, np.int16)  # samples not yet a whole frame
         # Time is origin + frame count * 10 ms, never a running float sum, so that any
         # chunking of the same stream gives bit-identical times (replay determinism).
@@ -210,6 +218,11 @@ class Endpointer:
         self._nbuf = [rest] if len(rest) else []
         t_end = round(t0 + FRAME_MS / 1000.0 - len(rest) / SAMPLE_RATE_HZ, 6)
         p = self.neural.prob(step)
+        if self.s.neural_reset_idle_ms > 0 and not self._in_speech:
+            self._n_idle += NEURAL_CHUNK
+            if self._n_idle * 1000 >= self.s.neural_reset_idle_ms * SAMPLE_RATE_HZ:
+                self.neural.reset()
+                self._n_idle = 0
         self._n_time = t_end
         self._n_last = p
         if self._in_speech:
@@ -314,6 +327,7 @@ class Endpointer:
         self._too_long = False
         self._n_heard = False
         self._n_max = 0.0
+        self._n_idle = 0  # the idle stretch starts now
         if self.sink is not None:
             self.sink.on_close(u)
         return u

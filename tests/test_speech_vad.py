@@ -156,3 +156,48 @@ def test_a_sink_is_told_of_the_pause_before_the_hangover_closes():
     assert end - 0.05 <= pause_s <= closed_at_s - 0.09  # a hangover's head start
     assert speech_end_s <= pause_s + 1e-6
     assert n_s >= pause_s - start_s  # the samples reach the pause
+
+
+@needs_model
+def test_reset_gives_the_voice_model_a_fresh_state_in_each_pause():
+    """vad_neural_reset_ms: after that long with no utterance open the model hears what
+    follows exactly as a newly loaded one would (its recurrent state drifts over a long
+    stream), and never inside an utterance or a shorter pause; off (0), it carries the
+    state of everything before."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for text in ("assistant, show fascia", "assistant, needle depth", "assistant, freeze"):
+        parts += [rng.normal(0, 30, int(1.6 * SR)), espeak(text).astype(np.float64)]
+    parts.append(rng.normal(0, 30, int(1.6 * SR)))
+    x = np.clip(np.concatenate(parts), -32768, 32767).astype(np.int16)
+
+    def run(reset_ms):
+        nv = NeuralVad()
+        steps, resets = [], []  # (chunk, probability) of every step; steps before each reset
+        prob, reset = nv.prob, nv.reset
+        nv.prob = lambda chunk: steps.append((chunk.copy(), prob(chunk))) or steps[-1][1]
+        nv.reset = lambda: resets.append(len(steps)) or reset()
+        ep = Endpointer(VadSettings(neural_hangover_ms=128, neural_reset_idle_ms=reset_ms),
+                        neural=nv)
+        spans = []
+        for c, t in chunks(x, 20):
+            for u in ep.feed(c, t):
+                spans.append((u.start_s, u.closed_at_s))
+        return steps, resets, spans
+
+    steps, resets, spans = run(1000)
+    assert len(spans) >= 3 and len(resets) >= 3  # the lead-in and the pauses
+    step_end = [(k + 1) * 512 / SR for k in range(len(steps))]
+    for k in resets:  # never inside an utterance, and a second or more after the last one
+        t = step_end[k - 1]
+        assert not any(a < t < b for a, b in spans)
+        assert all(t - b >= 1.0 - 0.033 for a, b in spans if b <= t)
+    fresh = NeuralVad()  # from the second reset to the third: as a newly loaded model
+    same = [fresh.prob(chunk) == p for chunk, p in steps[resets[1]:resets[2]]]
+    assert len(same) > 30 and all(same)
+
+    steps, resets, spans = run(0)
+    assert resets == []
+    k = int(np.ceil(spans[0][1] * SR / 512)) + 40  # a second after the first close
+    fresh = NeuralVad()
+    assert not all(fresh.prob(chunk) == p for chunk, p in steps[k:k + 40])
