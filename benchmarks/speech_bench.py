@@ -33,9 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import (SAMPLE_RATE_HZ, active_power, noise_piece, read_wav, room_tone,  # noqa: E402
+from speech.audio import (SAMPLE_RATE_HZ, active_power, noise_piece, read_wav,  # noqa: E402
                           speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
+from speech.listen_eval import LEAD_S, padded  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listener import CommandListener, feed_live  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
@@ -101,11 +102,6 @@ QUIET_SNR_DB = 40.0
 
 
 # ----------------------------------------------------------------------------- audio helpers
-
-def background(x: np.ndarray, seconds: float) -> np.ndarray:
-    """The clip's own quietest 100 ms, tiled: the room's background before/after."""
-    return room_tone(x, int(seconds * SR))
-
 
 def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None) -> np.ndarray:
     s = speech.astype(np.float64)
@@ -225,17 +221,8 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 if split != "all" and split_of(os.path.basename(f)) != split:
                     continue
                 x = strip_padding(read_wav(f)[0])  # no file padding: as a microphone gives it
-                if snr is None:
-                    stream = np.concatenate([background(x, 0.5), x, background(x, 0.6)])
-                else:
-                    body = np.concatenate([np.zeros(int(0.5 * SR), np.int16), x,
-                                           np.zeros(int(0.6 * SR), np.int16)])
-                    nz = noise_piece(noises, len(body), seed=k * 31 + len(w))
-                    # SNR against the clip's speech power; silence clips get the noise
-                    # at the level it would have next to a typical clip
-                    ref = x if w != "_silence_" else (np.ones(SR, np.int16) * 1000)
-                    g = np.sqrt(active_power(ref) / ((nz ** 2).mean() * 10 ** (snr / 10)))
-                    stream = np.clip(body + g * nz, -32768, 32767).astype(np.int16)
+                # its room tone around it, or the noise at the SNR (as listen-eval streams it)
+                stream = padded(x, w, noises, snr, seed=k * 31 + len(w))
                 got = r.run(stream, "always", {"part": "words", "snr": snr, "word": w,
                                                "file": os.path.basename(f)})
                 cmds = [h.command for h, _, _ in got]
@@ -250,7 +237,7 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                     ok += cmds == [w]
                     wrong += bool(cmds) and cmds != [w]  # acted on, but not as said
                     if cmds == [w]:
-                        lat.append(1000 * (got[0][1] - 0.5 - speech_end_s(x)) + got[0][2])
+                        lat.append(1000 * (got[0][1] - LEAD_S - speech_end_s(x)) + got[0][2])
                         acc = [row for row, _ in r.last_pairs if row["kind"] == "accept"]
                         if acc:  # --dump: each word's time, to pool over runs
                             acc[-1]["lat_ms"] = round(lat[-1], 1)
@@ -278,6 +265,25 @@ def bench_noise(r: Runner, data: Path) -> dict:
             "per_hour": round(fa * 3600 / total_s, 1)}
 
 
+def multi_item(cs, cid: str, ci: int, voice: str, vi: int, snr: float | None, noises,
+               cache: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """Command ``cid`` (the ``ci``-th multi-word one) said by voice ``vi``: "assistant,
+    <phrase>" with 0.6 s before and 0.8 s after it, in the real noise at ``snr`` (None:
+    quiet). Returns (stream, the speech alone, samples before it, the phrase); phrase,
+    speed and pitch follow from the two indices."""
+    phrases = cs.commands[cid].phrases
+    phrase = phrases[(vi + ci) % len(phrases)]
+    speed = 140 + 10 * ((vi * 7 + ci) % 6)
+    pitch = 30 + 8 * ((vi * 3 + ci) % 6)
+    x = synth(f"{cs.wake_phrases[0]}, {phrase}", voice, speed, pitch, cache)
+    lead, tail = int(0.6 * SR), int(0.8 * SR)
+    body = np.concatenate([np.zeros(lead, np.int16), x, np.zeros(tail, np.int16)])
+    nz = noise_piece(noises, len(body), seed=vi * 1000 + ci)
+    # "quiet" = the real noise 40 dB down: eSpeak writes exact digital zeros between
+    # words, which no microphone ever delivers
+    return mix(body, nz, QUIET_SNR_DB if snr is None else snr), x, lead, phrase
+
+
 def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
                 max_cmds: int) -> dict:
     """SYNTHETIC voices: "assistant, <phrase>" for every command (wake activation)."""
@@ -291,17 +297,8 @@ def bench_multi(r: Runner, voices: list[str], snrs, noises, cache: Path,
         errors: list[str] = []
         for vi, voice in enumerate(voices):
             for ci, cid in enumerate(ids):
-                phrases = cs.commands[cid].phrases
-                phrase = phrases[(vi + ci) % len(phrases)]
-                speed = 140 + 10 * ((vi * 7 + ci) % 6)
-                pitch = 30 + 8 * ((vi * 3 + ci) % 6)
-                x = synth(f"{cs.wake_phrases[0]}, {phrase}", voice, speed, pitch, cache)
-                lead, tail = int(0.6 * SR), int(0.8 * SR)
-                body = np.concatenate([np.zeros(lead, np.int16), x, np.zeros(tail, np.int16)])
-                nz = noise_piece(noises, len(body), seed=vi * 1000 + ci)
-                # "quiet" = the real noise 40 dB down: eSpeak writes exact digital zeros
-                # between words, which no microphone ever delivers
-                stream = mix(body, nz, QUIET_SNR_DB if snr is None else snr)
+                stream, x, lead, phrase = multi_item(cs, cid, ci, voice, vi, snr, noises,
+                                                     cache)
                 got = r.run(stream, "wake", {"part": "multi", "snr": snr, "voice": voice,
                                              "cmd": cid})
                 cmds = [h.command for h, _, _ in got]
