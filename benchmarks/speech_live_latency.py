@@ -1,6 +1,7 @@
 """End of speech to command message, through the live speech node and the bus.
 
     .venv/bin/python benchmarks/speech_live_latency.py [--per-voice 10] [--snrs quiet,20]
+        [--background per-command|steady] [--model-only]
 
 speech_bench.py times a command on the stream's clock with a model of a live listener
 (each audio block handed over the moment it has been spoken). This measures the product
