@@ -160,10 +160,12 @@ def live(stream: np.ndarray, items, wav: Path, over: dict) -> tuple[list[float],
     return [1000 * x for x in match(items, got)], len(got)
 
 
-def modelled(stream: np.ndarray, items, chunk_ms: int, over: dict) -> list[float]:
+def modelled(stream: np.ndarray, items, chunk_ms: int, over: dict,
+             pace_pauses: bool = False) -> list[float]:
     s = replace(Settings().speech, **over)
     lis = CommandListener(s)
-    got = [(emitted, h.command) for h, emitted in feed_live(lis, stream, chunk_ms)]
+    got = [(emitted, h.command) for h, emitted in feed_live(lis, stream, chunk_ms,
+                                                            pace_pauses)]
     return [1000 * x for x in match(items, got)]
 
 
@@ -186,6 +188,9 @@ def main(argv=None) -> int:
                     help="per-command: each command with its own noise recording and level, "
                          "as the per-command benchmark; steady: one room, the recordings in "
                          "turn at one level")
+    ap.add_argument("--pace-pauses", action="store_true",
+                    help="the benchmark's model hands audio over in real time while a "
+                         "check started at a pause runs (speech.listener.feed_live)")
     ap.add_argument("--model-only", action="store_true",
                     help="only the benchmark's model of the stream (no real-time node run)")
     a = ap.parse_args(argv)
@@ -203,7 +208,7 @@ def main(argv=None) -> int:
             stream, items = build(a.per_voice, snr, noises, a.cache, a.background)
             lv, n_msgs = ([], 0) if a.model_only else live(stream, items,
                                                            Path(d) / f"{cond}.wav", over)
-            md = modelled(stream, items, block, over)
+            md = modelled(stream, items, block, over, a.pace_pauses)
             pooled_live += lv
             pooled_model += md
             n_all += len(items)
@@ -212,7 +217,7 @@ def main(argv=None) -> int:
     out["pooled"] = {"live_node": summary(pooled_live, n_all),
                      "benchmark_model": summary(pooled_model, n_all)}
     print(json.dumps({"block_ms": block, "data": "SYNTHETIC test voices, REAL noise",
-                      "background": a.background,
+                      "background": a.background, "model_paces_pauses": a.pace_pauses,
                       "settings_overrides": over, **out}, indent=1))
     return 0
 
