@@ -838,7 +838,7 @@ class CommandListener:
 
 
 def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int,
-              pace_pauses: bool = False) -> list[tuple]:
+              pace_pauses: bool = False, stats: dict | None = None) -> list[tuple]:
     """Feed ``stream`` (16 kHz int16) to ``listener`` as a live one; [(Heard, emitted_s)]:
     when each command came out on the stream's clock. Each chunk arrives when its last sample
     has been spoken and is processed once the chunks before it are done, so work that takes
@@ -851,7 +851,8 @@ def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int,
     wall time from the audio still to come, and its wait at the close is all counted.
     ``pace_pauses``: while such a check is running, each chunk is handed over no sooner
     than it would be spoken (the wall clock kept in step with the stream's from the pause
-    on), as a microphone hands them over, so the check runs while the hangover is heard."""
+    on), as a microphone hands them over, so the check runs while the hangover is heard;
+    ``stats["slept_s"]`` (when given) adds up the time spent waiting for the audio."""
     from .audio import SAMPLE_RATE_HZ, chunks
     out, busy_until = [], 0.0  # the listener's clock: when it finishes the chunks fed so far
     anchor = None  # (wall time, stream time) when a check started at a pause
@@ -861,6 +862,8 @@ def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int,
             wait = anchor[0] + (arrival - anchor[1]) - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
+                if stats is not None:
+                    stats["slept_s"] = stats.get("slept_s", 0.0) + wait
         t0 = time.perf_counter()
         got = listener.feed(c, t)
         t1 = time.perf_counter()
