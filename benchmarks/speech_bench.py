@@ -145,7 +145,8 @@ class Runner:
         command came out on the stream's clock, as a live listener would give it. Each
         chunk arrives when its last sample has been spoken and is processed once the
         chunks before it are done: work that takes longer than the audio it covers (a
-        decode at a pause) delays what follows, and that delay counts."""
+        decode at a pause) delays what follows, and that delay counts. With pace_pauses,
+        the hangover after a pause goes in real time while Whisper's check runs (feed_live)."""
         s = replace(self.settings, activation=activation)
         lis = CommandListener(s, commands=self.commands, engine=self.engine, log_size=None)
         t0, stats = time.perf_counter(), {}

@@ -21,7 +21,7 @@ def test_a_steady_background_holds_one_level_and_each_command_at_its_snr(tmp_pat
                                        ("assistant, needle depth", "en-us"),
                                        ("assistant, hide overlay", "en-gb")]):
         x = sb.synth(text, voice, 150 + 10 * i, 50, tmp_path)
-        x = (x * (0.3 + 0.4 * i)).astype(np.int16)  # four speakers at four levels
+        x = np.clip(x * (0.3 + 0.4 * i), -32768, 32767).astype(np.int16)  # four levels
         lead, tail = int(0.6 * SR), int(0.8 * SR)
         clean.append((x, lead, lead + len(x) + tail))
     for snr in (20.0, None):  # None: quiet, the noise 40 dB down
