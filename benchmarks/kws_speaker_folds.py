@@ -82,7 +82,8 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises,
             th.main(["--data", str(a.data), "--features", a.head_features, "--out", str(head),
                      "--real-speakers", f"fold:{a.k}:{fold}"] + a.head_args.split())
         over["whisper_head_file"] = str(head)
-    r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20)
+    r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20,
+                  a.pace_pauses)
     res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises, lat)
     if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold
         with open(a.dump, "a") as f:
@@ -122,6 +123,7 @@ def main(argv=None) -> int:
                     help="train the single-word head of each fold without its speakers "
                          "(python -m speech.train_whisper_head --features F, --over all)")
     ap.add_argument("--head-args", default="", help="more train_whisper_head arguments")
+    ap.add_argument("--pace-pauses", action="store_true", help="speech_bench.py --pace-pauses")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)

@@ -1,6 +1,7 @@
 """End of speech to command message, through the live speech node and the bus.
 
     .venv/bin/python benchmarks/speech_live_latency.py [--per-voice 10] [--snrs quiet,20]
+        [--background per-command|steady] [--model-only]
 
 speech_bench.py times a command on the stream's clock with a model of a live listener
 (each audio block handed over the moment it has been spoken). This measures the product
@@ -36,7 +37,8 @@ import speech_bench as sb  # noqa: E402
 from assistant import messages as m  # noqa: E402
 from assistant.bus import BusClient, Endpoints, Proxy  # noqa: E402
 from assistant.config import Settings  # noqa: E402
-from speech.audio import read_wav, speech_end_s, write_wav  # noqa: E402
+from speech.audio import (active_power, noise_piece, read_wav, speech_end_s,  # noqa: E402
+                          write_wav)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.listener import CommandListener, feed_live  # noqa: E402
 from speech.node import SpeechNode  # noqa: E402
@@ -44,20 +46,54 @@ from speech.node import SpeechNode  # noqa: E402
 SR = 16000
 
 
-def build(per_voice: int, snr: float | None, noises, cache: Path):
-    """One stream of commands; [(command id, end of speech in media seconds)]."""
+def build(per_voice: int, snr: float | None, noises, cache: Path,
+          background: str = "per-command"):
+    """One stream of commands; [(command id, end of speech in media seconds)]. With
+    ``background`` "per-command" each command brings its own noise, as the per-command
+    benchmark mixes it (another recording and level every 3.4 s); "steady": one room (see
+    :func:`steady`)."""
     cs = load_commands()
     ids = [c for c in sorted(cs.commands) if c not in SINGLE_WORDS]
-    parts, items, t = [], [], 0.0
+    parts, clean, items, t = [], [], [], 0.0
     for vi, voice in enumerate(sb.VOICES_TEST):
         for j in range(per_voice):
             ci = (vi * 7 + j * 5) % len(ids)  # spread over the command list
             # as the benchmark makes it, one at a time: 0.6 s before, 0.8 s after
             stream, x, lead, _ = sb.multi_item(cs, ids[ci], ci, voice, vi, snr, noises, cache)
             parts.append(stream)
+            clean.append((x, lead, len(stream)))
             items.append((ids[ci], t + lead / SR + speech_end_s(x)))
             t += len(stream) / SR
+    if background == "steady":
+        return steady(clean, snr, noises), items
     return np.concatenate(parts), items
+
+
+def steady(clean, snr: float | None, noises) -> np.ndarray:
+    """The same commands at the same times in a steady background: the noise recordings in
+    turn, each for an equal share of the commands and continuous through it, at one level;
+    every command scaled to ``snr`` over that level (None: quiet, 40 dB)."""
+    snr = sb.QUIET_SNR_DB if snr is None else snr
+    ref = float(np.median([active_power(x) for x, _, _ in clean]))
+    per = -(-len(clean) // len(noises))
+    out = []
+    for f, noise in enumerate(noises):
+        share = clean[f * per:(f + 1) * per]
+        if not share:
+            break
+        nz = noise_piece([noise], sum(n for _, _, n in share), seed=f)
+        nz *= np.sqrt(ref / 10 ** (snr / 10) / (float((nz ** 2).mean()) + 1e-9))
+        pos = 0
+        for x, lead, n in share:
+            seg = nz[pos:pos + n].copy()
+            seg[lead:lead + len(x)] += np.sqrt(ref / active_power(x)) * x.astype(np.float64)
+            out.append(seg)
+            pos += n
+    y = np.concatenate(out)
+    peak = float(np.abs(y).max())
+    if peak > 32000:  # in range; the SNR unchanged
+        y *= 32000 / peak
+    return np.round(y).astype(np.int16)
 
 
 class LiveNode(SpeechNode):
@@ -124,10 +160,12 @@ def live(stream: np.ndarray, items, wav: Path, over: dict) -> tuple[list[float],
     return [1000 * x for x in match(items, got)], len(got)
 
 
-def modelled(stream: np.ndarray, items, chunk_ms: int, over: dict) -> list[float]:
+def modelled(stream: np.ndarray, items, chunk_ms: int, over: dict,
+             pace_pauses: bool = False) -> list[float]:
     s = replace(Settings().speech, **over)
     lis = CommandListener(s)
-    got = [(emitted, h.command) for h, emitted in feed_live(lis, stream, chunk_ms)]
+    got = [(emitted, h.command) for h, emitted in feed_live(lis, stream, chunk_ms,
+                                                            pace_pauses)]
     return [1000 * x for x in match(items, got)]
 
 
@@ -146,6 +184,13 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"))
     ap.add_argument("--set", action="append", default=[],
                     help="override a speech setting, e.g. --set vad_neural_reset_ms=3000")
+    ap.add_argument("--background", choices=("per-command", "steady"), default="per-command",
+                    help="per-command: each command with its own noise recording and level, "
+                         "as the per-command benchmark; steady: one room, the recordings in "
+                         "turn at one level")
+    ap.add_argument("--pace-pauses", action="store_true",
+                    help="the benchmark's model hands audio over in real time while a "
+                         "check started at a pause runs (speech.listener.feed_live)")
     ap.add_argument("--model-only", action="store_true",
                     help="only the benchmark's model of the stream (no real-time node run)")
     a = ap.parse_args(argv)
@@ -160,10 +205,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as d:
         for cond in [c for c in a.snrs.split(",") if c]:
             snr = None if cond == "quiet" else float(cond)
-            stream, items = build(a.per_voice, snr, noises, a.cache)
+            stream, items = build(a.per_voice, snr, noises, a.cache, a.background)
             lv, n_msgs = ([], 0) if a.model_only else live(stream, items,
                                                            Path(d) / f"{cond}.wav", over)
-            md = modelled(stream, items, block, over)
+            md = modelled(stream, items, block, over, a.pace_pauses)
             pooled_live += lv
             pooled_model += md
             n_all += len(items)
@@ -172,6 +217,7 @@ def main(argv=None) -> int:
     out["pooled"] = {"live_node": summary(pooled_live, n_all),
                      "benchmark_model": summary(pooled_model, n_all)}
     print(json.dumps({"block_ms": block, "data": "SYNTHETIC test voices, REAL noise",
+                      "background": a.background, "model_paces_pauses": a.pace_pauses,
                       "settings_overrides": over, **out}, indent=1))
     return 0
 

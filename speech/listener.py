@@ -837,20 +837,41 @@ class CommandListener:
         return h
 
 
-def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int) -> list[tuple]:
+def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int,
+              pace_pauses: bool = False, stats: dict | None = None) -> list[tuple]:
     """Feed ``stream`` (16 kHz int16) to ``listener`` as a live one; [(Heard, emitted_s)]:
     when each command came out on the stream's clock. Each chunk arrives when its last sample
     has been spoken and is processed once the chunks before it are done, so work that takes
     longer than the audio it covers (a decode at a pause) delays what follows, and that
     delay counts. What the final flush gives comes out at the end of the stream or when
-    the work before it is done. The clock of the latency benchmark and of listen-eval."""
+    the work before it is done. The clock of the latency benchmark and of listen-eval.
+
+    The chunks are fed as fast as they are processed, so work the listener runs in its
+    own thread meanwhile (Whisper's check, started at a pause: ``on_pause``) gets no
+    wall time from the audio still to come, and its wait at the close is all counted.
+    ``pace_pauses``: while such a check is running, each chunk is handed over no sooner
+    than it would be spoken (the wall clock kept in step with the stream's from the pause
+    on), as a microphone hands them over, so the check runs while the hangover is heard;
+    ``stats["slept_s"]`` (when given) adds up the time spent waiting for the audio."""
     from .audio import SAMPLE_RATE_HZ, chunks
     out, busy_until = [], 0.0  # the listener's clock: when it finishes the chunks fed so far
+    anchor = None  # (wall time, stream time) when a check started at a pause
     for c, t in chunks(stream, chunk_ms):
         arrival = t + len(c) / SAMPLE_RATE_HZ
+        if anchor is not None:
+            wait = anchor[0] + (arrival - anchor[1]) - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+                if stats is not None:
+                    stats["slept_s"] = stats.get("slept_s", 0.0) + wait
         t0 = time.perf_counter()
         got = listener.feed(c, t)
-        busy_until = max(arrival, busy_until) + (time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        busy_until = max(arrival, busy_until) + (t1 - t0)
         out += [(h, busy_until) for h in got]
+        if not pace_pauses or getattr(listener, "_spec", None) is None:
+            anchor = None
+        elif anchor is None:
+            anchor = (t1, busy_until)
     done = max(len(stream) / SAMPLE_RATE_HZ, busy_until)
     return out + [(h, done) for h in listener.flush()]

@@ -75,11 +75,13 @@ class SpeechNode(Node):
         self.pacer.start()
 
     def _pace_wav(self, samples: np.ndarray) -> None:
-        """Play a WAV into the recognizer at real-time speed (a stand-in microphone)."""
-        from speech.audio import chunks
+        """Play a WAV into the recognizer at real-time speed (a stand-in microphone): each
+        block is handed over once its last sample has been played, as a microphone's is
+        (until 2026-12-06 it went at its first, a block early)."""
+        from speech.audio import SAMPLE_RATE_HZ, chunks
         start = time.monotonic()
         for piece, t in chunks(samples, self.settings.speech.block_ms):
-            delay = start + t - time.monotonic()
+            delay = start + t + len(piece) / SAMPLE_RATE_HZ - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
             self._push(piece, t)

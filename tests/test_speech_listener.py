@@ -161,3 +161,18 @@ def test_pocketsphinx_leaves_no_dictionary_folder_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     x = with_silence(espeak("assistant, show fascia"), 0.3, 0.3)
     assert eng.decode(x).text == "assistant show fascia"  # the words are still known
+
+
+def test_feed_live_can_hand_the_hangover_over_in_real_time(base):
+    """The benchmark's clock (feed_live) with pace_pauses: from the pause at which
+    Whisper's check starts, the audio goes in no faster than it is spoken, as from a
+    microphone; the same commands come out, and the time spent waiting is counted apart."""
+    from speech.listener import feed_live
+    x = with_silence(espeak("assistant, show fascia"))
+    plain = feed_live(listener(base), x, 20)
+    stats: dict = {}
+    paced = feed_live(listener(base), x, 20, pace_pauses=True, stats=stats)
+    assert [h.command for h, _ in plain] == ["show.fascia"]
+    assert [h for h, _ in paced] == [h for h, _ in plain]
+    assert stats["slept_s"] > 0.05  # the hangover, at least, in real time
+    assert feed_live(listener(base), x, 20, stats=(s := {})) and s == {}  # unpaced: no wait
