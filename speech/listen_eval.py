@@ -148,6 +148,10 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", help="also write the figures and every file's result here")
     ap.add_argument("--chunk-ms", type=positive_ms,
                     help="stream chunk size (default: speech.block_ms, 20)")
+    ap.add_argument("--pace-pauses", action="store_true",
+                    help="time the commands as the live node gives them: the hangover after "
+                         "a pause goes in real time while Whisper's check runs (slower to run; "
+                         "docs/SPEECH.md, \"The live figures\")")
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
             continue
         stream = padded(x, folder, noises, args.snr, seed=k)
         lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
-        got = feed_live(lis, stream, args.chunk_ms or s.block_ms)
+        got = feed_live(lis, stream, args.chunk_ms or s.block_ms, args.pace_pauses)
         heard = [h for h, _ in got]
         ids = [h.command for h in heard]
         verdict = score(expected, ids, per.setdefault(folder, Tally()))
@@ -217,7 +221,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
            if latencies else None)
     if lat:
         print(f"end of speech to command (right ones; the end estimated from each recording's "
-              f"energy): p50 {lat['p50']} ms, p95 {lat['p95']} ms (n {lat['n']}, this host)")
+              f"energy): p50 {lat['p50']} ms, p95 {lat['p95']} ms (n {lat['n']}, this host"
+              f"{', paced as live' if args.pace_pauses else ''})")
     if cmd.files and cmd.missed == cmd.files and s.activation == "wake":
         print("no command was acted on: do the recordings say the wake phrase first? "
               "(--activation always for bare commands, as in Speech Commands)")
@@ -236,6 +241,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                    "commands": {k: getattr(cmd, k) for k in ("files", "right", "wrong", "missed")},
                    "without_command": {"files": non.files, "acted_on": non.acted},
                    "latency_ms_end_of_speech_to_command": lat,
+                   "latency_paced_as_live": args.pace_pauses,
                    "per_folder": {n: {k: getattr(t, k) for k in
                                       ("files", "right", "wrong", "missed", "acted")}
                                   for n, t in sorted(per.items())},

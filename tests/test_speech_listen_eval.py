@@ -39,6 +39,7 @@ def test_recordings_are_scored_against_the_command_their_folder_names(tmp_path, 
     right = next(row for row in r["files"] if row["verdict"] == "right")
     assert 0 < right["latency_ms"] < 2000
     assert r["latency_ms_end_of_speech_to_command"]["n"] == 1
+    assert r["latency_paced_as_live"] is False
     text = capsys.readouterr().out
     assert "right 1 (50.0 %), wrong 1 (50.0 %)" in text
     assert "end of speech to command" in text
@@ -111,3 +112,17 @@ def test_the_end_of_speech_is_found_above_the_recordings_own_noise_floor():
     t = np.arange(8000) / 16000
     x[4000:12000] += (8000 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)  # speech 0.25-0.75 s
     assert abs(listen_eval.speech_end_s(x) - 0.75) <= 0.01
+
+
+def test_latency_can_be_timed_as_the_live_node_gives_it(tmp_path, capsys):
+    """--pace-pauses: the same verdicts, the latency timed with the hangover in real time
+    while Whisper's check runs, and the figures say so."""
+    root = _folders(tmp_path)
+    plain, paced = tmp_path / "a.json", tmp_path / "b.json"
+    assert listen_eval.main([str(root), "--json", str(plain)]) == 0
+    assert listen_eval.main([str(root), "--json", str(paced), "--pace-pauses"]) == 0
+    a, b = json.loads(plain.read_text()), json.loads(paced.read_text())
+    assert [(r["file"], r["verdict"], r["heard"]) for r in a["files"]] == \
+        [(r["file"], r["verdict"], r["heard"]) for r in b["files"]]
+    assert b["latency_paced_as_live"] is True and b["latency_ms_end_of_speech_to_command"]["n"] == 1
+    assert "paced as live" in capsys.readouterr().out
