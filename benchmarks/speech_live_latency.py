@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,6 +97,34 @@ def steady(clean, snr: float | None, noises) -> np.ndarray:
     return np.round(y).astype(np.int16)
 
 
+@contextmanager
+def live_bus():
+    """A real bus (the proxy) on ipc endpoints in a temporary folder, removed after."""
+    with tempfile.TemporaryDirectory(prefix="usra-live-") as d:
+        ep = Endpoints(pub=f"ipc://{d}/pub", sub=f"ipc://{d}/sub")
+        proxy = Proxy(ep).start()
+        try:
+            yield ep
+        finally:
+            proxy.stop()
+
+
+@contextmanager
+def wav_node(node_cls, ep: Endpoints, wav: Path, over: dict | None = None):
+    """A speech node of ``node_cls`` on the bus at ``ep``, playing ``wav`` in real time as
+    its live input (speech settings ``over`` changed), run in its own thread; stopped after."""
+    base = Settings()
+    settings = replace(base, speech=replace(base.speech, input=str(wav), **(over or {})))
+    node = node_cls(settings, ep)
+    th = threading.Thread(target=node.run, daemon=True)
+    th.start()
+    try:
+        yield node
+    finally:
+        node._stop.set()
+        th.join(10)
+
+
 class LiveNode(SpeechNode):
     """The speech node, noting the wall time at which its WAV input started playing."""
 
@@ -116,47 +145,39 @@ def match(items, got) -> list[float]:
 
 def live(stream: np.ndarray, items, wav: Path, over: dict) -> tuple[list[float], int]:
     write_wav(wav, stream)
-    base = Settings()
-    settings = replace(base, speech=replace(base.speech, input=str(wav), **over))
-    run_dir = tempfile.mkdtemp(prefix="usra-live-")
-    ep = Endpoints(pub=f"ipc://{run_dir}/pub", sub=f"ipc://{run_dir}/sub")
-    proxy = Proxy(ep).start()
-    sub = BusClient(ep, "lab", ("speech_cmd", "speech_unclear"))
-    probe = BusClient(ep, "probe", ())
-    deadline = time.monotonic() + 10
-    while True:  # the subscription is live once a probe message comes through
-        probe.publish(m.SpeechCommand(command="probe", heard="", confidence=0, start_s=0,
-                                      end_s=0))
-        if sub.recv(50) is not None:
-            break
-        if time.monotonic() > deadline:
-            raise SystemExit("the bus did not come up")
-    sub.drain()
-    node = LiveNode(settings, ep)
-    th = threading.Thread(target=node.run, daemon=True)
-    th.start()
-    got, seen = [], set()
-    end_wall = None
-    while True:
-        r = sub.recv(100)
-        now = time.monotonic()
-        if r is not None:
-            h, msg = r
-            if h.msg_id not in seen and isinstance(msg, (m.SpeechCommand, m.SpeechUnclear)):
-                seen.add(h.msg_id)
-                sub.publish(m.Ack(to=h.source.split(":")[0]), parent_id=h.msg_id)
-                if isinstance(msg, m.SpeechCommand):
-                    got.append((now - node.t_play, msg.command))
-        pacer = getattr(node, "pacer", None)
-        if pacer is not None and not pacer.is_alive() and end_wall is None:
-            end_wall = now
-        if end_wall is not None and now - end_wall > 2.0:
-            break
-    node._stop.set()
-    th.join(10)
-    for c in (sub, probe):
-        c.close()
-    proxy.stop()
+    with live_bus() as ep:
+        sub = BusClient(ep, "lab", ("speech_cmd", "speech_unclear"))
+        probe = BusClient(ep, "probe", ())
+        deadline = time.monotonic() + 10
+        while True:  # the subscription is live once a probe message comes through
+            probe.publish(m.SpeechCommand(command="probe", heard="", confidence=0, start_s=0,
+                                          end_s=0))
+            if sub.recv(50) is not None:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the bus did not come up")
+        sub.drain()
+        got, seen = [], set()
+        end_wall = None
+        with wav_node(LiveNode, ep, wav, over) as node:
+            while True:
+                r = sub.recv(100)
+                now = time.monotonic()
+                if r is not None:
+                    h, msg = r
+                    if h.msg_id not in seen and isinstance(msg, (m.SpeechCommand,
+                                                                 m.SpeechUnclear)):
+                        seen.add(h.msg_id)
+                        sub.publish(m.Ack(to=h.source.split(":")[0]), parent_id=h.msg_id)
+                        if isinstance(msg, m.SpeechCommand):
+                            got.append((now - node.t_play, msg.command))
+                pacer = getattr(node, "pacer", None)
+                if pacer is not None and not pacer.is_alive() and end_wall is None:
+                    end_wall = now
+                if end_wall is not None and now - end_wall > 2.0:
+                    break
+        for c in (sub, probe):
+            c.close()
     return [1000 * x for x in match(items, got)], len(got)
 
 

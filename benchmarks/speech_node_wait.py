@@ -20,20 +20,19 @@ import glob
 import json
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from assistant.bus import Endpoints, Proxy  # noqa: E402
 from assistant.config import Settings  # noqa: E402
 from speech.audio import read_wav, room_tone, strip_padding, write_wav  # noqa: E402
 from speech.node import SpeechNode  # noqa: E402
+from speech_live_latency import live_bus, wav_node  # noqa: E402
 
 
 def words_stream(data: Path, seconds: float) -> np.ndarray:
@@ -77,25 +76,16 @@ class Timed(SpeechNode):
 
 
 def run(old_loop: bool, wav: Path, seconds: float) -> dict:
-    base = Settings()
-    settings = replace(base, speech=replace(base.speech, input=str(wav)))
-    run_dir = tempfile.mkdtemp(prefix="usra-wait-")
-    ep = Endpoints(pub=f"ipc://{run_dir}/pub", sub=f"ipc://{run_dir}/sub")
-    proxy = Proxy(ep).start()
-    node = type("TimedNode", (Timed,), {"OLD_LOOP": old_loop})(settings, ep)
-    th = threading.Thread(target=node.run, daemon=True)
-    th.start()
-    deadline = time.monotonic() + seconds + 60
-    while not hasattr(node, "pacer") or node.pacer is None:  # setup loads the recognizer
-        if time.monotonic() > deadline:
-            raise SystemExit("the speech node did not start")
-        time.sleep(0.05)
-    c0 = time.process_time()
-    node.pacer.join(seconds + 30)
-    cpu = time.process_time() - c0
-    node._stop.set()
-    th.join(10)
-    proxy.stop()
+    node_cls = type("TimedNode", (Timed,), {"OLD_LOOP": old_loop})
+    with live_bus() as ep, wav_node(node_cls, ep, wav) as node:
+        deadline = time.monotonic() + seconds + 60
+        while not hasattr(node, "pacer") or node.pacer is None:  # setup loads the recognizer
+            if time.monotonic() > deadline:
+                raise SystemExit("the speech node did not start")
+            time.sleep(0.05)
+        c0 = time.process_time()
+        node.pacer.join(seconds + 30)
+        cpu = time.process_time() - c0
     w = np.array(node.waits)
     return {"loop": "old (blocks wait out the bus wait, up to 20 ms)" if old_loop
             else "current (a block wakes the loop)",

@@ -294,6 +294,11 @@ class CommandListener:
 
     # ------------------------------------------------------------------ stream
 
+    @property
+    def check_pending(self) -> bool:
+        """Whisper's check, started at a pause (``on_pause``), is waiting for the close."""
+        return self._spec is not None
+
     def feed(self, samples: np.ndarray, start_s: float) -> list[Heard]:
         """Feed 16 kHz mono int16 samples starting at media time ``start_s``; returns
         the commands whose utterance ended in this chunk."""
@@ -869,7 +874,7 @@ def feed_live(listener: "CommandListener", stream: np.ndarray, chunk_ms: int,
         t1 = time.perf_counter()
         busy_until = max(arrival, busy_until) + (t1 - t0)
         out += [(h, busy_until) for h in got]
-        if not pace_pauses or getattr(listener, "_spec", None) is None:
+        if not pace_pauses or not listener.check_pending:
             anchor = None
         elif anchor is None:
             anchor = (t1, busy_until)
