@@ -148,10 +148,12 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", help="also write the figures and every file's result here")
     ap.add_argument("--chunk-ms", type=positive_ms,
                     help="stream chunk size (default: speech.block_ms, 20)")
-    ap.add_argument("--pace-pauses", action="store_true",
-                    help="time the commands as the live node gives them: the hangover after "
-                         "a pause goes in real time while Whisper's check runs (slower to run; "
-                         "docs/SPEECH.md, \"The live figures\")")
+    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
+                    help="time the commands as the live node gives them (the default since "
+                         "2026-12-07): the hangover after a pause goes in real time while "
+                         "Whisper's check runs; --no-pace-pauses feeds the audio as fast as it "
+                         "is processed, which counts all of that check after the close "
+                         "(docs/SPEECH.md, \"The live figures\")")
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     if lat:
         print(f"end of speech to command (right ones; the end estimated from each recording's "
               f"energy): p50 {lat['p50']} ms, p95 {lat['p95']} ms (n {lat['n']}, this host"
-              f"{', paced as live' if args.pace_pauses else ''})")
+              f"{', paced as live' if args.pace_pauses else ', unpaced'})")
     if cmd.files and cmd.missed == cmd.files and s.activation == "wake":
         print("no command was acted on: do the recordings say the wake phrase first? "
               "(--activation always for bare commands, as in Speech Commands)")
