@@ -123,7 +123,8 @@ def main(argv=None) -> int:
                     help="train the single-word head of each fold without its speakers "
                          "(python -m speech.train_whisper_head --features F, --over all)")
     ap.add_argument("--head-args", default="", help="more train_whisper_head arguments")
-    ap.add_argument("--pace-pauses", action="store_true", help="speech_bench.py --pace-pauses")
+    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
+                    help="speech_bench.py --pace-pauses (the default since 2026-12-07)")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)
@@ -173,7 +174,7 @@ def main(argv=None) -> int:
                     t[key][1] += int(m.group(2))
     if len(held) > 1:
         print(json.dumps({"over": a.over, "k": a.k, "folds": held,
-                          "none_scale": a.none_scale, "sum": {
+                          "none_scale": a.none_scale, "paces_pauses": a.pace_pauses, "sum": {
             cond: {key: f"{n}/{d} ({100 * n / max(d, 1):.1f} %)" for key, (n, d) in v.items()}
             for cond, v in total.items()},
             "latency_ms_end_of_speech_to_command": sb.latency_summary(lat)}))

@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import (SAMPLE_RATE_HZ, active_power, noise_piece, read_wav,  # noqa: E402
-                          speech_end_s, strip_padding, to_internal)
+from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, noise_piece,  # noqa: E402
+                          read_wav, speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.listen_eval import LEAD_S, padded  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
@@ -219,6 +219,7 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
              for w in COMMAND_WORDS + ["_unknown_", "_silence_"]}
     for snr in [None] + list(snrs):
         ok = n = wrong = fa_unk = n_unk = fa_sil = n_sil = 0
+        ok_cut = n_cut = 0  # words the recording cut (speech.audio.cut_at_edge)
         lat = lat_here.setdefault("clean" if snr is None else f"{snr:g} dB", [])
         for w, fs in files.items():
             for k, f in enumerate(fs):
@@ -239,6 +240,9 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 else:
                     n += 1
                     ok += cmds == [w]
+                    if cut_at_edge(x):
+                        n_cut += 1
+                        ok_cut += cmds == [w]
                     wrong += bool(cmds) and cmds != [w]  # acted on, but not as said
                     if cmds == [w]:
                         lat.append(1000 * (got[0][1] - LEAD_S - speech_end_s(x)) + got[0][2])
@@ -248,7 +252,9 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
         key = "clean" if snr is None else f"{snr} dB"
         res[key] = {"commands_right": pct(ok, n), "wrong_command": pct(wrong, n),
                     "unknown_accepted": pct(fa_unk, n_unk),
-                    "silence_accepted": pct(fa_sil, n_sil)}
+                    "silence_accepted": pct(fa_sil, n_sil),
+                    "right_of_whole_words": pct(ok - ok_cut, n - n_cut),
+                    "right_of_words_the_recording_cut": pct(ok_cut, n_cut)}
     res["latency_ms_end_of_speech_to_command"] = latency_summary(lat_here)
     if lat_all is not None:
         for k, v in lat_here.items():
@@ -575,10 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default=SpeechSettings().engine,
                     choices=["kws", "pocketsphinx", "vosk"])
     ap.add_argument("--chunk-ms", type=int, default=20)
-    ap.add_argument("--pace-pauses", action="store_true",
+    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
                     help="hand the audio over in real time while Whisper's check started at "
-                         "a pause runs, as a microphone does (speech.listener.feed_live); "
-                         "without it that check's time is all counted after the close")
+                         "a pause runs, as a microphone does (speech.listener.feed_live; the "
+                         "default since 2026-12-07); --no-pace-pauses feeds it as fast as it "
+                         "is processed, so that check's time is all counted after the close "
+                         "(the figures before 2026-12-07)")
     ap.add_argument("--max-cmds", type=int, default=100)
     ap.add_argument("--monologue-passes", type=int, default=4)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"))
@@ -609,8 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     r = Runner(settings, args.chunk_ms, args.pace_pauses)
     out: dict = {"engine": r.engine.name, "split": args.split, "chunk_ms": args.chunk_ms,
                  "settings_overrides": over}
-    if args.pace_pauses:
-        out["paces_pauses"] = True
+    out["paces_pauses"] = args.pace_pauses
     if args.voices:
         out["voices"] = voices
     if note := latency_note_for(settings):

@@ -209,9 +209,10 @@ def main(argv=None) -> int:
                     help="per-command: each command with its own noise recording and level, "
                          "as the per-command benchmark; steady: one room, the recordings in "
                          "turn at one level")
-    ap.add_argument("--pace-pauses", action="store_true",
+    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
                     help="the benchmark's model hands audio over in real time while a "
-                         "check started at a pause runs (speech.listener.feed_live)")
+                         "check started at a pause runs (speech.listener.feed_live; the "
+                         "default since 2026-12-07)")
     ap.add_argument("--model-only", action="store_true",
                     help="only the benchmark's model of the stream (no real-time node run)")
     a = ap.parse_args(argv)

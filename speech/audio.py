@@ -228,6 +228,21 @@ def strip_padding(x: np.ndarray, min_run: int = 160) -> np.ndarray:
     return x[a:b]
 
 
+def cut_at_edge(x: np.ndarray, edge_ms: int = 30, within_db: float = 10.0) -> bool:
+    """Whether the recording starts or ends in the middle of its loudest sound: a 10 ms
+    frame among its first or last ``edge_ms`` within ``within_db`` of its loudest frame
+    (its file padding stripped first). Such a clip holds a word the recording cut: 16 of
+    the 200 shared Speech Commands words, e.g. a "no" whose first 150 ms end the file. A
+    benchmark reports the words whole and cut apart; it scores both."""
+    x = strip_padding(x)
+    f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+    if len(f) < 2:
+        return False
+    e = 10 * np.log10((f * f).mean(axis=1) + 1e-9)
+    k = max(1, min(len(f) // 2, edge_ms // 10))
+    return bool(max(e[:k].max(), e[-k:].max()) >= e.max() - within_db)
+
+
 def room_tone(x: np.ndarray, n: int) -> np.ndarray:
     """``n`` samples of the clip's own quietest 100 ms, tiled: the room's background to
     put before or after it (the whole clip when shorter than 100 ms)."""

@@ -85,6 +85,11 @@ class DecisionThresholds:
     # the classifier's sure single word (Whisper not asked) is not acted on when the head
     # names something else with at least this probability (None: the head is not asked)
     min_head_veto: float | None = 0.7
+    # rule V1 (whisper_single_veto): a single word about to be acted on with a probability
+    # under whisper_skip_above, after Whisper's check ran, is not acted on (asked again) when
+    # Whisper's best phrase names another command and the head another word
+    whisper_single_veto: bool = False
+    whisper_skip_above: float = 0.7
     # the classifier and the head together (head_fuse): their log-probabilities over the
     # ten single words and "other", weighted fuse_weight (the classifier's) and 1 - that;
     # a word not otherwise accepted is acted on at min_fused_prob, an accepted single word
@@ -473,6 +478,24 @@ def head_check(d: Decision, classifier_top: str | None, whisper_best: str | None
         d, kind="accept", command=w, heard=w, confidence=round(head.prob, 3),
         reason=f"head: {w} {head.prob:.3f}, {as_} (was {was})",
         wake=False, posterior=head.prob)
+
+
+def whisper_single_veto(d: Decision, whisper_best: str | None, head_word: str | None,
+                        th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
+    """Rule V1 (pure): the single word ``d`` about to be acted on, where Whisper's check ran,
+    refused, or None (``d`` stands). Only a single-word command accepted with probability
+    under ``whisper_skip_above`` (the band where Whisper is asked), when Whisper's best phrase
+    names another command (``whisper_best``, whether or not Whisper accepted it) and the
+    single-word head's word (``head_word``) is not the command: neither of the two models on
+    Whisper's encoder backs it. The caller asks the speaker again."""
+    if (not th.whisper_single_veto or d.kind != "accept" or d.command not in SINGLE_WORDS
+            or (d.posterior or 0.0) >= th.whisper_skip_above or whisper_best is None
+            or whisper_best == d.command or head_word == d.command):
+        return None
+    return dataclasses.replace(
+        d, kind="reject",
+        reason=f"{d.command} ({d.posterior or 0.0:.2f}) backed by neither Whisper "
+               f"({whisper_best}) nor the head ({head_word}): say again")
 
 
 def head_veto(d: Decision, head, *, bare_ok: bool,

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, noise_piece,
-                    read_audio, room_tone, speech_end_s, strip_padding)
+from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, cut_at_edge,
+                    noise_piece, read_audio, room_tone, speech_end_s, strip_padding)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
 from .listen_cli import positive_ms
@@ -148,10 +148,12 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", help="also write the figures and every file's result here")
     ap.add_argument("--chunk-ms", type=positive_ms,
                     help="stream chunk size (default: speech.block_ms, 20)")
-    ap.add_argument("--pace-pauses", action="store_true",
-                    help="time the commands as the live node gives them: the hangover after "
-                         "a pause goes in real time while Whisper's check runs (slower to run; "
-                         "docs/SPEECH.md, \"The live figures\")")
+    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
+                    help="time the commands as the live node gives them (the default since "
+                         "2026-12-07): the hangover after a pause goes in real time while "
+                         "Whisper's check runs; --no-pace-pauses feeds the audio as fast as it "
+                         "is processed, which counts all of that check after the close "
+                         "(docs/SPEECH.md, \"The live figures\")")
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
@@ -191,6 +193,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
         verdict = score(expected, ids, per.setdefault(folder, Tally()))
         row = {"file": str(path.relative_to(args.dir)), "expected": expected,
                "heard": ids, "words": [h.heard for h in heard], "verdict": verdict}
+        if expected is not None:  # the recording may have cut the word: said apart
+            row["cut_at_edge"] = cut_at_edge(x)
         if verdict == "right":
             row["latency_ms"] = round(1000 * (got[0][1] - LEAD_S - speech_end_s(x)), 1)
             latencies.append(row["latency_ms"])
@@ -222,7 +226,15 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     if lat:
         print(f"end of speech to command (right ones; the end estimated from each recording's "
               f"energy): p50 {lat['p50']} ms, p95 {lat['p95']} ms (n {lat['n']}, this host"
-              f"{', paced as live' if args.pace_pauses else ''})")
+              f"{', paced as live' if args.pace_pauses else ', unpaced'})")
+    cut = [r for r in rows if r.get("cut_at_edge")]
+    cut_tally = {"files": len(cut), "right": sum(r["verdict"] == "right" for r in cut)}
+    if cut:
+        whole = cmd.files - len(cut)
+        print(f"command files that begin or end in their loudest sound (the recording may "
+              f"have cut the word): {len(cut)}, right {cut_tally['right']}; the other {whole}: "
+              f"right {cmd.right - cut_tally['right']} "
+              f"({pct(cmd.right - cut_tally['right'], whole)})")
     if cmd.files and cmd.missed == cmd.files and s.activation == "wake":
         print("no command was acted on: do the recordings say the wake phrase first? "
               "(--activation always for bare commands, as in Speech Commands)")
@@ -240,6 +252,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                    "noise": args.noise, "snr_db": args.snr,
                    "commands": {k: getattr(cmd, k) for k in ("files", "right", "wrong", "missed")},
                    "without_command": {"files": non.files, "acted_on": non.acted},
+                   "commands_cut_at_edge": cut_tally,
                    "latency_ms_end_of_speech_to_command": lat,
                    "latency_paced_as_live": args.pace_pauses,
                    "per_folder": {n: {k: getattr(t, k) for k in

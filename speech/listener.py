@@ -35,7 +35,8 @@ import numpy as np
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
                        decide_whisper, head_check, head_fuse, head_veto, not_speech,
-                       second_opinion, unclear_after_wake, vetoed, wake_below, whisper_check)
+                       second_opinion, unclear_after_wake, vetoed, wake_below, whisper_check,
+                       whisper_single_veto)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
@@ -553,6 +554,10 @@ class CommandListener:
                 d, asked = d2, True
         d, asked, _ = last or self._last_word(d, asked, wdiag, r, speech, joined, reply_open,
                                               spoken_to)
+        if wdiag is not None and wdiag["kind"] not in ("sure", "early"):  # Whisper's check ran
+            v = whisper_single_veto(d, wdiag.get("command"), wdiag.get("head"), self.thresholds)
+            if v is not None:
+                d, asked = v, True
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear, wdiag)

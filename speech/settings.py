@@ -114,6 +114,10 @@ class SpeechSettings:
     min_head_agree_regret: float = -6.0  # Whisper's phrase must be this close to agree
     min_head_prob_alone: float | None = None  # the head's word with neither model naming it
     min_head_veto: float | None = 0.7
+    # rule V1 (decision.py whisper_single_veto; docs/SPEECH.md "Rule V1"): a single word
+    # acted on under whisper_skip_above, after Whisper's check, is refused (say again) when
+    # Whisper's best phrase names another command and the head another word
+    whisper_single_veto: bool = False
     # the classifier and the head together (decision.py head_fuse, rule F in docs/SPEECH.md):
     # their log-probabilities weighted fuse_weight : 1 - fuse_weight; a single word not
     # otherwise accepted is acted on at min_fused_prob, an accepted single word refused

@@ -159,3 +159,26 @@ def test_file_padding_is_not_taken_for_the_room():
     short = np.concatenate([room[:1000], np.zeros(50, np.int16)])
     assert len(strip_padding(short)) == 1050
     assert len(strip_padding(np.zeros(500, np.int16))) == 500
+
+
+def test_a_word_the_recording_cut_is_told_from_a_whole_one(shared_data):
+    """cut_at_edge: a tone in the middle of room noise is whole; the same clip ending 50 ms
+    into the tone, or starting 50 ms before its end (padding after it stripped first), is
+    cut; and the shared "no" of speaker 0c540988, whose word begins 150 ms before the file
+    ends, is cut, while a clip of the same word from another speaker is whole."""
+    from speech.audio import cut_at_edge, read_wav
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 100, 16000)
+    t = np.arange(6400) / 16000
+    x[4800:11200] += 6000 * np.sin(2 * np.pi * 200 * t)  # 0.3-0.7 s
+    x = x.astype(np.int16)
+    assert not cut_at_edge(x)
+    assert cut_at_edge(x[:5600])  # ends 50 ms into the word
+    assert cut_at_edge(np.concatenate([x[10400:], np.zeros(3200, np.int16)])[:4000])
+    # steady noise alone has no quiet edge either: the benchmarks ask only of command words
+    assert cut_at_edge(x[:4000])
+    words = shared_data / "speech" / "speech_commands" / "no"
+    assert cut_at_edge(read_wav(words / "0c540988_nohash_0.wav")[0])
+    whole = [f for f in sorted(words.glob("*.wav")) if not f.name.startswith("0c540988")]
+    assert sum(not cut_at_edge(read_wav(f)[0]) for f in whole) >= len(whole) * 0.8

@@ -39,7 +39,8 @@ def test_recordings_are_scored_against_the_command_their_folder_names(tmp_path, 
     right = next(row for row in r["files"] if row["verdict"] == "right")
     assert 0 < right["latency_ms"] < 2000
     assert r["latency_ms_end_of_speech_to_command"]["n"] == 1
-    assert r["latency_paced_as_live"] is False
+    assert r["latency_paced_as_live"] is True  # timed as the live node gives it, by default
+    assert r["commands_cut_at_edge"] == {"files": 0, "right": 0}  # silence around each
     text = capsys.readouterr().out
     assert "right 1 (50.0 %), wrong 1 (50.0 %)" in text
     assert "end of speech to command" in text
@@ -115,14 +116,32 @@ def test_the_end_of_speech_is_found_above_the_recordings_own_noise_floor():
 
 
 def test_latency_can_be_timed_as_the_live_node_gives_it(tmp_path, capsys):
-    """--pace-pauses: the same verdicts, the latency timed with the hangover in real time
-    while Whisper's check runs, and the figures say so."""
+    """Paced (the default): the same verdicts as --no-pace-pauses, the latency timed with the
+    hangover in real time while Whisper's check runs, and the figures say so."""
     root = _folders(tmp_path)
     plain, paced = tmp_path / "a.json", tmp_path / "b.json"
-    assert listen_eval.main([str(root), "--json", str(plain)]) == 0
-    assert listen_eval.main([str(root), "--json", str(paced), "--pace-pauses"]) == 0
+    assert listen_eval.main([str(root), "--json", str(plain), "--no-pace-pauses"]) == 0
+    assert listen_eval.main([str(root), "--json", str(paced)]) == 0
     a, b = json.loads(plain.read_text()), json.loads(paced.read_text())
     assert [(r["file"], r["verdict"], r["heard"]) for r in a["files"]] == \
         [(r["file"], r["verdict"], r["heard"]) for r in b["files"]]
+    assert a["latency_paced_as_live"] is False
     assert b["latency_paced_as_live"] is True and b["latency_ms_end_of_speech_to_command"]["n"] == 1
     assert "paced as live" in capsys.readouterr().out
+
+
+def test_a_recording_that_cuts_its_word_is_said_apart(tmp_path, capsys):
+    """A file that ends in the middle of its loudest sound (the recording cut the word, as
+    16 of the shared Speech Commands words) is marked, and the figures on the other files
+    are given beside the whole count."""
+    root = _folders(tmp_path)
+    x = espeak("assistant, freeze")
+    loud = np.flatnonzero(np.abs(x) > 0.5 * np.abs(x).max())
+    write_wav(root / "freeze" / "d.wav", x[: int(loud[-1]) - 800])  # ends 50 ms early
+    out = tmp_path / "r.json"
+    assert listen_eval.main([str(root), "--activation", "wake", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    cut = {row["file"]: row["cut_at_edge"] for row in r["files"] if "cut_at_edge" in row}
+    assert cut == {"freeze/a.wav": False, "freeze/b.wav": False, "freeze/d.wav": True}
+    assert r["commands_cut_at_edge"]["files"] == 1
+    assert "the recording may have cut the word): 1," in capsys.readouterr().out

@@ -286,3 +286,24 @@ def test_awaiting_a_reply_the_head_acts_only_on_a_reply_word():
         assert listen(s, real_word(w, i), unsure, reply=True)[0] == []
     got, _ = listen(s, real_word("yes", 1), unsure, reply=True)
     assert [h.command for h in got] == ["yes"] and got[0].via in ("head", "fused")
+
+
+def test_rule_v1_refuses_a_single_word_neither_whisper_model_backs():
+    """whisper_single_veto (pure): an unsure "up" is refused when Whisper's best phrase is
+    another command and the head hears another word; it stands when either backs it, when
+    it is sure (Whisper not asked there), when it is not a single word, or with the rule off."""
+    from speech.decision import whisper_single_veto
+
+    th = DecisionThresholds(whisper_single_veto=True)
+    up = Decision("accept", "up", "up", 0.4, posterior=0.4)
+    v = whisper_single_veto(up, "off", "off", th)
+    assert v is not None and v.kind == "reject" and "say again" in v.reason
+    assert whisper_single_veto(up, "off", "_other_", th) is not None
+    assert whisper_single_veto(up, "up", "off", th) is None  # Whisper backs it
+    assert whisper_single_veto(up, "off", "up", th) is None  # the head backs it
+    assert whisper_single_veto(up, None, "off", th) is None  # Whisper named no command
+    sure = Decision("accept", "up", "up", 0.8, posterior=0.8)
+    assert whisper_single_veto(sure, "off", "off", th) is None
+    multi = Decision("accept", "freeze", "freeze", 0.4, posterior=0.4)
+    assert whisper_single_veto(multi, "unfreeze", "_other_", th) is None
+    assert whisper_single_veto(up, "off", "off", DecisionThresholds()) is None  # off
