@@ -45,6 +45,7 @@ import speech_bench as sb  # noqa: E402
 from speech import train_kws as tk  # noqa: E402
 from speech.audio import read_wav  # noqa: E402
 from speech.kws import Embedder  # noqa: E402
+from speech.listener import add_pace_pauses_option  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 
 
@@ -123,8 +124,7 @@ def main(argv=None) -> int:
                     help="train the single-word head of each fold without its speakers "
                          "(python -m speech.train_whisper_head --features F, --over all)")
     ap.add_argument("--head-args", default="", help="more train_whisper_head arguments")
-    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
-                    help="speech_bench.py --pace-pauses (the default since 2026-12-07)")
+    add_pace_pauses_option(ap)
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)

@@ -38,7 +38,7 @@ from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, noise_piece
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.listen_eval import LEAD_S, padded  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
-from speech.listener import CommandListener, feed_live  # noqa: E402
+from speech.listener import CommandListener, add_pace_pauses_option, feed_live  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 from speech.synth import cached, espeak  # noqa: E402
 from speech.train_kws import split_of  # noqa: E402
@@ -581,12 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default=SpeechSettings().engine,
                     choices=["kws", "pocketsphinx", "vosk"])
     ap.add_argument("--chunk-ms", type=int, default=20)
-    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
-                    help="hand the audio over in real time while Whisper's check started at "
-                         "a pause runs, as a microphone does (speech.listener.feed_live; the "
-                         "default since 2026-12-07); --no-pace-pauses feeds it as fast as it "
-                         "is processed, so that check's time is all counted after the close "
-                         "(the figures before 2026-12-07)")
+    add_pace_pauses_option(ap)
     ap.add_argument("--max-cmds", type=int, default=100)
     ap.add_argument("--monologue-passes", type=int, default=4)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"))

@@ -41,7 +41,7 @@ from assistant.config import Settings  # noqa: E402
 from speech.audio import (active_power, noise_piece, read_wav, speech_end_s,  # noqa: E402
                           write_wav)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
-from speech.listener import CommandListener, feed_live  # noqa: E402
+from speech.listener import CommandListener, add_pace_pauses_option, feed_live  # noqa: E402
 from speech.node import SpeechNode  # noqa: E402
 
 SR = 16000
@@ -209,10 +209,7 @@ def main(argv=None) -> int:
                     help="per-command: each command with its own noise recording and level, "
                          "as the per-command benchmark; steady: one room, the recordings in "
                          "turn at one level")
-    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
-                    help="the benchmark's model hands audio over in real time while a "
-                         "check started at a pause runs (speech.listener.feed_live; the "
-                         "default since 2026-12-07)")
+    add_pace_pauses_option(ap)
     ap.add_argument("--model-only", action="store_true",
                     help="only the benchmark's model of the stream (no real-time node run)")
     a = ap.parse_args(argv)

@@ -148,12 +148,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", help="also write the figures and every file's result here")
     ap.add_argument("--chunk-ms", type=positive_ms,
                     help="stream chunk size (default: speech.block_ms, 20)")
-    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
-                    help="time the commands as the live node gives them (the default since "
-                         "2026-12-07): the hangover after a pause goes in real time while "
-                         "Whisper's check runs; --no-pace-pauses feeds the audio as fast as it "
-                         "is processed, which counts all of that check after the close "
-                         "(docs/SPEECH.md, \"The live figures\")")
+    from .listener import add_pace_pauses_option
+    add_pace_pauses_option(ap)
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
