@@ -45,7 +45,7 @@ import speech_bench as sb  # noqa: E402
 from speech import train_kws as tk  # noqa: E402
 from speech.audio import read_wav  # noqa: E402
 from speech.kws import Embedder  # noqa: E402
-from speech.listener import add_pace_pauses_option  # noqa: E402
+from speech.listen_cli import add_pace_pauses_option  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 
 

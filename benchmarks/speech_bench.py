@@ -38,7 +38,8 @@ from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, noise_piece
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.listen_eval import LEAD_S, padded  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
-from speech.listener import CommandListener, add_pace_pauses_option, feed_live  # noqa: E402
+from speech.listen_cli import add_pace_pauses_option  # noqa: E402
+from speech.listener import CommandListener, feed_live  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 from speech.synth import cached, espeak  # noqa: E402
 from speech.train_kws import split_of  # noqa: E402

@@ -41,7 +41,8 @@ from assistant.config import Settings  # noqa: E402
 from speech.audio import (active_power, noise_piece, read_wav, speech_end_s,  # noqa: E402
                           write_wav)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
-from speech.listener import CommandListener, add_pace_pauses_option, feed_live  # noqa: E402
+from speech.listen_cli import add_pace_pauses_option  # noqa: E402
+from speech.listener import CommandListener, feed_live  # noqa: E402
 from speech.node import SpeechNode  # noqa: E402
 
 SR = 16000

@@ -52,6 +52,19 @@ def format_unclear(u, as_json: bool) -> str:
     return f"{u.start_s:.2f}-{u.end_s:.2f} s  (not understood)  \"{heard}\"{guess}"
 
 
+def add_pace_pauses_option(ap) -> None:
+    """``--pace-pauses`` / ``--no-pace-pauses`` on an argparse parser: how the benchmarks and
+    listen-eval clock the stream (``feed_live``'s ``pace_pauses``; paced by default since
+    2026-12-07)."""
+    ap.add_argument("--pace-pauses", action=argparse.BooleanOptionalAction, default=True,
+                    help="time commands as the live node gives them (the default since "
+                         "2026-12-07): from a pause at which Whisper's check starts, the audio "
+                         "is handed over in real time, so the check runs while the hangover is "
+                         "heard; --no-pace-pauses feeds it as fast as it is processed, which "
+                         "counts all of that check after the close (the figures before; "
+                         "docs/SPEECH.md, \"The live figures\")")
+
+
 def positive_ms(text: str) -> int:
     try:
         v = int(text)

@@ -35,7 +35,7 @@ from .audio import (SAMPLE_RATE_HZ as SR, AudioFileError, active_power, cut_at_e
                     noise_piece, read_audio, room_tone, speech_end_s, strip_padding)
 from .commands import CommandFileError, CommandSet
 from .engines import EngineError
-from .listen_cli import positive_ms
+from .listen_cli import add_pace_pauses_option, positive_ms
 from .settings import SpeechSettings
 
 NO_COMMAND = ("_none_", "_unknown_", "_silence_", "_noise_", "_talk_")
@@ -148,7 +148,6 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", help="also write the figures and every file's result here")
     ap.add_argument("--chunk-ms", type=positive_ms,
                     help="stream chunk size (default: speech.block_ms, 20)")
-    from .listener import add_pace_pauses_option
     add_pace_pauses_option(ap)
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
