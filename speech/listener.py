@@ -41,7 +41,8 @@ from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
 from .vad import Endpointer, NeuralVad, Utterance, VadSettings
-from .whisper_head import CMD_HEAD_FILE, HEAD_FILE, HeadError, HeadResult, WhisperHead
+from .whisper_head import (CMD_HEAD_FILE, HEAD_FILE, HEAD_MOON_FILE, HeadError, HeadResult,
+                           WhisperHead)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class _WhisperJob:
     enc: object  # Future
     search: object  # Future
     cancel: object  # threading.Event
+    extra: object = None  # Future: the single-word head's other features (Moonshine's), or None
 
 
 def _floor_noise(seconds: float, seed: int) -> np.ndarray:
@@ -193,9 +195,16 @@ class CommandListener:
         # where Whisper checks (min_head_prob), refuses sure single words it hears otherwise
         # (min_head_veto), decides with the classifier (min_fused_prob, min_fused_veto); with
         # a whisper_head_file its answers are in the diagnostics even with all off (benchmarks)
+        # With head_moonshine (the default file only) it reads Moonshine tiny's encoder too
+        # (speech/moonshine.py); where that cannot load, the Whisper-only head is used.
+        self._moon = None
+        head_uses = (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto)
         self._head = self._load_head(
-            "single-word head", s.whisper_head_file or HEAD_FILE, s.whisper_head_file,
-            (s.min_head_prob, s.min_head_veto, s.min_fused_prob, s.min_fused_veto))
+            "single-word head", s.whisper_head_file or (
+                HEAD_MOON_FILE if s.head_moonshine else HEAD_FILE),
+            s.whisper_head_file, head_uses)
+        if self._head is None and s.head_moonshine and not s.whisper_head_file:
+            self._head = self._load_head("single-word head", HEAD_FILE, "", head_uses)
         # the command head on Whisper's encoder output (rules M, M3-M6, X): the same over
         # every command, for multi-word commands; with a whisper_cmd_head_file its answers are in
         # the diagnostics even with all off, and the sure commands are checked too (benchmarks)
@@ -244,6 +253,12 @@ class CommandListener:
             if missing:
                 raise HeadError(f"the {what} does not know {sorted(missing)} (retrain: "
                                 f"python -m speech.train_whisper_head{retrain})")
+            if head.extra == "moonshine":
+                from .moonshine import MoonshineError, shared_encoder
+                try:
+                    self._moon = shared_encoder()
+                except MoonshineError as e:
+                    raise HeadError(f"{path} reads Moonshine's encoder: {e}") from e
             return head
         except HeadError as e:
             log.warning("speech: no %s (%s)", what, e)
@@ -650,7 +665,21 @@ class CommandListener:
         search = self._pool.submit(lambda: whisper.score(samples, wake=fam[0], bare=fam[1],
                                                          context=enc.result(), cancel=cancel,
                                                          settle_wake=settle))
-        return _WhisperJob(enc, search, cancel)
+        extra = None
+        if self._head is not None and self._head.extra and fam[1]:  # the same audio's
+            extra = self._pool.submit(self._moon.pooled, samples)
+        return _WhisperJob(enc, search, cancel, extra)
+
+    def _head_on(self, pooled: np.ndarray, samples: np.ndarray | None = None,
+                 extra=None) -> HeadResult:
+        """The single-word head on Whisper's ``pooled`` output and, for a head that reads
+        them too, Moonshine's pooled output of the same audio (the job's ``extra`` future,
+        else computed from ``samples`` here)."""
+        head = self._head
+        if not head.extra:
+            return head(pooled)
+        m = extra.result() if extra is not None else self._moon.pooled(samples)
+        return head(np.concatenate([pooled, m]))
 
     def _whisper_result(self, fut):
         """A job's result (its encoder pass or its search), or None when it failed: then
@@ -708,7 +737,14 @@ class CommandListener:
         d2, again = whisper_check(d, wd, speech, self.thresholds,
                                   needs_wake=self._needs_wake(joined, reply_open))
         b, r2 = w.best, w.runner_up
-        hr = self._head(w.pooled) if self._head is not None and w.pooled is not None else None
+        hr = None
+        if self._head is not None and w.pooled is not None and (job.extra is not None
+                                                              or not self._head.extra):
+            try:
+                hr = self._head_on(w.pooled, extra=job.extra)
+            except Exception as e:  # an extra check: never lose the stream
+                log.error("speech: single-word head failed (%s); off from now on", e)
+                self._head = None
         d3 = head_check(d2, d.command, b.command if b else None, hr, bare_ok=fam[1],
                         speech_s=speech, whisper_regret=b.regret if b else None,
                         th=self.thresholds)
@@ -747,7 +783,7 @@ class CommandListener:
         if not bare_ok:
             return d, asked, None
         try:
-            hr = self._head(self._whisper.model.context_pooled(u.samples)[1])
+            hr = self._head_on(self._whisper.model.context_pooled(u.samples)[1], u.samples)
         except Exception as e:  # an extra check: never lose the stream
             log.error("speech: single-word head failed (%s); off from now on", e)
             self._head = None

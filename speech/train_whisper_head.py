@@ -40,7 +40,7 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, load_commands
 from .kws import SR
-from .whisper_head import OTHER, WAKE, pool
+from .whisper_head import EXTRA_FEATURES, OTHER, WAKE, pool
 
 PRE_S = 0.15  # the endpointer's pre-roll
 TAIL_S = (0.05, 0.3)  # what follows the speech in an utterance (hangover, its lag)
@@ -223,14 +223,21 @@ def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     return audio, labels, ["synthetic"] * len(audio)
 
 
-def features(audio: list[np.ndarray], model=None) -> np.ndarray:
-    """Pooled encoder output of each example (speech.whisper_head.pool)."""
+def features(audio: list[np.ndarray], model=None, moonshine: bool = False) -> np.ndarray:
+    """Pooled encoder output of each example (speech.whisper_head.pool); with ``moonshine``,
+    Moonshine tiny's pooled encoder output after it (speech/moonshine.py)."""
     from .whisper import WhisperTiny
     m = model or WhisperTiny()
+    moon = None
+    if moonshine:
+        from .moonshine import MoonshineEncoder
+        moon = MoonshineEncoder()
     t0 = time.time()
-    out = np.zeros((len(audio), 2 * m.d), np.float32)
+    out = np.zeros((len(audio), 2 * m.d + EXTRA_FEATURES["moonshine" if moon else ""]),
+                   np.float32)
     for i, x in enumerate(audio):
-        out[i] = pool(m.encode(x))
+        out[i] = pool(m.encode(x)) if moon is None else np.concatenate(
+            [pool(m.encode(x)), moon.pooled(x)])
         if (i + 1) % 2000 == 0:
             print(f"  encoded {i + 1}/{len(audio)}, {time.time() - t0:.0f} s", flush=True)
     return out
@@ -304,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other-weight", type=float, default=1.0)
     ap.add_argument("--features", default="", help="reuse/save the pooled features (.npz)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--moonshine", action="store_true",
+                    help="read Moonshine tiny's pooled encoder output after Whisper's "
+                         "(speech/moonshine.py; docs/SPEECH.md, \"Moonshine's ears\")")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -325,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                         "real_speakers")}
     if args.kind == "words":  # the single-word head's key as before these options
         key = {k: v for k, v in key.items() if k not in ("kind", "per_command", "n_wake")}
+    if not args.moonshine:  # the key as before that option
+        key.pop("moonshine")
     fp = Path(args.features) if args.features else None
     if fp and fp.is_file() and json.loads(str(np.load(fp)["key"])) == key:
         z = np.load(fp)
@@ -332,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"features reused from {fp}: {len(y)} examples", flush=True)
     else:
         audio, labels, src = (build_commands if args.kind == "commands" else build)(args)
-        X = features(audio)
+        X = features(audio, moonshine=args.moonshine)
         y = np.array([classes.index(lab) for lab in labels])
         if fp:
             np.savez(fp, X=X, y=y, source=np.array(src), key=json.dumps(key))
@@ -350,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
              b=res["b"], meta=json.dumps({**key, "real_speakers": args.real_speakers,
                                           "l2": args.l2, "iters": args.iters,
                                           "other_weight": args.other_weight,
+                                          "extra_features": "moonshine" if args.moonshine
+                                          else "",
                                           "examples": int(len(y)), "real": int(real.sum())}))
     print(f"wrote {out} ({out.stat().st_size // 1024} kB)", flush=True)
     return 0

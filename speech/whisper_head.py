@@ -19,6 +19,7 @@ Pure numpy; the decisions made from the probabilities are in ``speech.decision``
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 HEAD_FILE = HERE / "whisper_head_en.npz"
-CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"  # every command (rule M)
+CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"
+# the single-word head over Whisper's and Moonshine tiny's pooled encoder outputs (rule MH,
+# speech.head_moonshine; speech/moonshine.py)
+HEAD_MOON_FILE = HERE / "whisper_moon_head_en.npz"  # every command (rule M)
 OTHER = "_other_"
+EXTRA_FEATURES = {"": 0, "moonshine": 576}  # what a head may read after Whisper's, and its width
 WAKE = "_wake_"  # the command head's class for the wake phrase said alone
 
 
@@ -65,11 +70,18 @@ class WhisperHead:
             self.classes = [str(c) for c in z["classes"]]
             self.mu, self.sd = z["mu"].astype(np.float32), z["sd"].astype(np.float32)
             self.W, self.b = z["W"].astype(np.float32), z["b"].astype(np.float32)
+            meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
         except (KeyError, ValueError, OSError) as e:
             raise HeadError(f"{p}: not a Whisper head file ({e})") from e
         if self.W.shape != (len(self.mu), len(self.classes)) or OTHER not in self.classes:
             raise HeadError(f"{p}: weights {self.W.shape} do not fit {len(self.mu)} features "
                             f"and classes {self.classes}")
+        #: the features read after Whisper's pooled output: "" (none) or "moonshine"
+        #: (speech/moonshine.py's pooled output; ``train_whisper_head --moonshine``)
+        self.extra = str(meta.get("extra_features", ""))
+        if self.extra not in EXTRA_FEATURES:
+            raise HeadError(f"{p}: reads unknown features {self.extra!r} "
+                            f"(known: {sorted(EXTRA_FEATURES)})")
 
     @property
     def dim(self) -> int:

@@ -147,6 +147,18 @@ def test_check_config_warns_of_saturating_int8_weights_where_they_saturate(monke
                for w in config_warnings(s7))
 
 
+def test_check_config_warns_of_a_moonshine_head_without_its_wheel(monkeypatch):
+    from assistant.config import config_warnings
+    import importlib.util
+    on = parse_settings("speech:\n  head_moonshine: true\n", "x.yaml")
+    assert config_warnings(on) == []  # the wheel is installed here (scripts/setup.sh)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    (w,) = config_warnings(on)
+    assert w.startswith("speech.head_moonshine is true but Moonshine's encoder is not "
+                        "installed: pip install --no-deps moonshine-voice==0.1.0")
+    assert config_warnings(parse_settings("", "x.yaml")) == []  # off: nothing to say
+
+
 def test_cross_field_errors_give_the_line_of_the_key(tmp_path):
     text = "assistant:\n  block: pecs2\nbus:\n  heartbeat_ms: -500\n"
     with pytest.raises(ConfigError, match=r"^site.yaml:4: bus.heartbeat_ms: expected a positive"):
