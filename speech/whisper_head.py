@@ -27,10 +27,10 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 HEAD_FILE = HERE / "whisper_head_en.npz"
-CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"
-# the single-word head over Whisper's and Moonshine tiny's pooled encoder outputs (rule MH,
-# speech.head_moonshine; speech/moonshine.py)
-HEAD_MOON_FILE = HERE / "whisper_moon_head_en.npz"  # every command (rule M)
+CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"  # every command (rule M)
+# the single-word head over Whisper's and Moonshine tiny's pooled encoder outputs (rule MH2,
+# an opt-in: speech.head_moonshine; speech/moonshine.py)
+HEAD_MOON_FILE = HERE / "whisper_moon_head_en.npz"
 OTHER = "_other_"
 EXTRA_FEATURES = {"": 0, "moonshine": 576}  # what a head may read after Whisper's, and its width
 WAKE = "_wake_"  # the command head's class for the wake phrase said alone
@@ -71,6 +71,8 @@ class WhisperHead:
             self.mu, self.sd = z["mu"].astype(np.float32), z["sd"].astype(np.float32)
             self.W, self.b = z["W"].astype(np.float32), z["b"].astype(np.float32)
             meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+            if not isinstance(meta, dict):
+                raise ValueError(f"its meta is {type(meta).__name__}, not a mapping")
         except (KeyError, ValueError, OSError) as e:
             raise HeadError(f"{p}: not a Whisper head file ({e})") from e
         if self.W.shape != (len(self.mu), len(self.classes)) or OTHER not in self.classes:
