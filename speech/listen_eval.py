@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,19 @@ def score(expected: str | None, heard: list[str], t: Tally) -> str:
 
 def pct(a: int, n: int) -> str:
     return f"{100.0 * a / n:.1f} %" if n else "-"
+
+
+def settings_changed(s: SpeechSettings) -> dict:
+    """The speech settings that differ from the shipped defaults (what a lab compares when it
+    scores its recordings with and without an option), as JSON values."""
+    base = SpeechSettings()
+    out = {}
+    for f in fields(s):
+        v = getattr(s, f.name)
+        if v != getattr(base, f.name):
+            out[f.name] = (sorted(v) if isinstance(v, (frozenset, set))
+                           else list(v) if isinstance(v, tuple) else v)
+    return out
 
 
 def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) -> int:
@@ -241,6 +254,9 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
         print(f"  ... and {len(bad) - 30} more (--json FILE lists every file)")
     for u in unreadable:
         print(f"unreadable, not scored: {u}", file=sys.stderr)
+    changed = settings_changed(s)
+    print("speech settings other than the defaults: "
+          + (", ".join(f"{k}={v}" for k, v in changed.items()) or "none"))
     print("not for clinical use")
     if args.json:
         summary = {"dir": str(args.dir), "activation": s.activation, "engine": s.engine,
@@ -250,6 +266,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                    "commands_cut_at_edge": cut_tally,
                    "latency_ms_end_of_speech_to_command": lat,
                    "latency_paced_as_live": args.pace_pauses,
+                   "speech_settings_changed": changed,
                    "per_folder": {n: {k: getattr(t, k) for k in
                                       ("files", "right", "wrong", "missed", "acted")}
                                   for n, t in sorted(per.items())},

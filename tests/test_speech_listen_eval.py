@@ -41,10 +41,26 @@ def test_recordings_are_scored_against_the_command_their_folder_names(tmp_path, 
     assert r["latency_ms_end_of_speech_to_command"]["n"] == 1
     assert r["latency_paced_as_live"] is True  # timed as the live node gives it, by default
     assert r["commands_cut_at_edge"] == {"files": 0, "right": 0}  # silence around each
+    assert r["speech_settings_changed"] == {}  # the shipped defaults (wake is one)
     text = capsys.readouterr().out
+    assert "speech settings other than the defaults: none" in text
     assert "right 1 (50.0 %), wrong 1 (50.0 %)" in text
     assert "end of speech to command" in text
     assert "wrong: freeze/b.wav: expected freeze, acted on block_next" in text
+
+
+def test_the_settings_a_run_changed_are_recorded_to_compare_two_runs():
+    """A lab scores its recordings with and without an option that is off (docs/SPEECH.md,
+    "Trying an option that is off"): each run's JSON says what it changed."""
+    from dataclasses import replace
+    from speech.settings import SpeechSettings
+    s = replace(SpeechSettings(), head_moonshine=True, activation="always",
+                cmd_head_sure_for=("record_stop", "freeze"))
+    got = listen_eval.settings_changed(s)
+    assert got == {"activation": "always", "head_moonshine": True,
+                   "cmd_head_sure_for": ["record_stop", "freeze"]}
+    assert json.loads(json.dumps(got)) == got
+    assert listen_eval.settings_changed(SpeechSettings()) == {}
 
 
 def test_a_folder_naming_no_command_and_an_unreadable_file_are_said(tmp_path, capsys):
