@@ -288,7 +288,9 @@ class Endpointer:
             self._run = 0
             self._pre.append(frame)
             return None
-        # in speech
+        # in speech: its frames are also the pre-roll of an utterance that opens right
+        # after this one closes (its hangover tail may hold the next word's soft onset)
+        self._pre.append(frame)
         if not self._too_long:
             self._buf.append(frame)
             if len(self._buf) * FRAME_MS > s.max_utterance_ms + s.preroll_ms + s.hangover_ms:

@@ -201,3 +201,30 @@ def test_reset_gives_the_voice_model_a_fresh_state_in_each_pause():
     k = int(np.ceil(spans[0][1] * SR / 512)) + 40  # a second after the first close
     fresh = NeuralVad()
     assert not all(fresh.prob(chunk) == p for chunk, p in steps[k:k + 40])
+
+
+def test_an_utterance_opening_right_after_a_close_keeps_its_pre_roll():
+    """A word that starts just after the previous utterance closed (a command after a
+    wake phrase said alone, its soft onset in the wake phrase's hangover tail) still gets
+    ``preroll_ms`` of the audio before its detected start, taken from that tail."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 30, int(2.0 * SR))  # a quiet room
+    t = np.arange(int(0.5 * SR)) / SR
+    tone = 8000 * np.sin(2 * np.pi * 300 * t)
+    a0, b0 = int(0.5 * SR), int(1.25 * SR)  # A: 0.5-1.0 s; closes at ~1.2 s; B from 1.25 s
+    x[a0:a0 + len(tone)] += tone
+    x[b0:b0 + len(tone)] += tone
+    x = np.round(x).astype(np.int16)
+    s = VadSettings(hangover_ms=200, preroll_ms=150)
+    ep = Endpointer(s)
+    us = []
+    for c, t0 in chunks(x, 20, 0.0):
+        us += ep.feed(c, t0)
+    us += ep.flush()
+    assert len(us) == 2, [(u.speech_start_s, u.closed_at_s) for u in us]
+    a, b = us
+    assert a.closed_at_s < b.speech_start_s < a.closed_at_s + 0.1  # B opens right after
+    assert b.speech_start_s == pytest.approx(1.25, abs=0.011)
+    assert b.start_s == pytest.approx(b.speech_start_s - 0.15, abs=1e-6)
+    i0 = round(b.start_s * SR)
+    assert np.array_equal(b.samples, x[i0:i0 + len(b.samples)])  # the stream's own audio
