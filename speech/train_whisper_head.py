@@ -236,8 +236,8 @@ def features(audio: list[np.ndarray], model=None, moonshine: bool = False) -> np
     out = np.zeros((len(audio), 2 * m.d + EXTRA_FEATURES["moonshine" if moon else ""]),
                    np.float32)
     for i, x in enumerate(audio):
-        out[i] = pool(m.encode(x)) if moon is None else np.concatenate(
-            [pool(m.encode(x)), moon.pooled(x)])
+        f = pool(m.encode(x))
+        out[i] = f if moon is None else np.concatenate([f, moon.pooled(x)])
         if (i + 1) % 2000 == 0:
             print(f"  encoded {i + 1}/{len(audio)}, {time.time() - t0:.0f} s", flush=True)
     return out

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .moonshine import DIM as MOONSHINE_DIM
+
 HERE = Path(__file__).resolve().parent
 HEAD_FILE = HERE / "whisper_head_en.npz"
 CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"  # every command (rule M)
@@ -32,7 +34,8 @@ CMD_HEAD_FILE = HERE / "whisper_cmd_head_en.npz"  # every command (rule M)
 # an opt-in: speech.head_moonshine; speech/moonshine.py)
 HEAD_MOON_FILE = HERE / "whisper_moon_head_en.npz"
 OTHER = "_other_"
-EXTRA_FEATURES = {"": 0, "moonshine": 576}  # what a head may read after Whisper's, and its width
+# what a head may read after Whisper's, and its width (Moonshine's pooled mean and max)
+EXTRA_FEATURES = {"": 0, "moonshine": 2 * MOONSHINE_DIM}
 WAKE = "_wake_"  # the command head's class for the wake phrase said alone
 
 
