@@ -107,8 +107,9 @@ class DecisionThresholds:
     min_cmd_fused_agreed: float | None = 0.4
     min_cmd_head_unheard: float | None = None
     min_cmd_head_wake_alone: float | None = 0.6
-    # rule M8: after a wake phrase said alone, the head alone at this (None: off)
-    min_cmd_head_joined: float | None = None
+    # rule M8: after a wake phrase said alone, the head alone at this (None: off; on since
+    # 2026-12-07)
+    min_cmd_head_joined: float | None = 0.6
     min_joined_speech_ms: int = 200  # rule M8: a multi-word command is no shorter
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this

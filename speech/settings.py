@@ -158,7 +158,7 @@ class SpeechSettings:
     min_cmd_head_wake_alone: float | None = 0.6
     # rule M8: in an utterance that follows a wake phrase said alone (wake activation) and
     # where nothing was acted on, a multi-word command the command head alone gives this
-    min_cmd_head_joined: float | None = None
+    min_cmd_head_joined: float | None = 0.6
     min_joined_speech_ms: int = 200  # ... in speech this long at least (a fragment is no command)
     # rule W: in wake activation, a command the classifier accepted with the wake phrase's
     # probability below this is not acted on where Whisper's check heard no command
