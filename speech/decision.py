@@ -607,10 +607,9 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     acts at ``min_cmd_head_unheard`` (rule M7), or, where Whisper heard the wake phrase
     alone, at ``min_cmd_head_wake_alone`` (rule M7b), or, in an utterance that follows a
     wake phrase said alone (``joined``) and whose speech lasts ``speech_s`` >=
-    ``min_joined_speech_ms``, at ``min_cmd_head_joined`` (rule M8). Where the wake
-    phrase is needed
-    (``needs_wake``) and below ``min_wake_cmd_head`` and Whisper's check heard no command,
-    nothing is acted on (rule U). Returns (decision, whether to ask again)."""
+    ``min_joined_speech_ms``, at ``min_cmd_head_joined`` (rule M8). Where the wake phrase
+    is needed (``needs_wake``) and below ``min_wake_cmd_head`` and Whisper's check heard no
+    command, nothing is acted on (rule U). Returns (decision, whether to ask again)."""
     if head_probs is None or not clf_all:
         return None
     single = d.kind == "accept" and d.command in SINGLE_WORDS
@@ -669,7 +668,8 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
     >= ``min_cmd_fused_prob`` is acted on (``d`` itself when it accepted that command; when
     it accepted another, only at ``min_cmd_fused_switch``); else, ``d`` accepting nothing,
     one the head alone gives ``min_cmd_head_alone``, or, after a wake phrase said alone
-    (``joined``), ``min_cmd_head_joined`` (rule M8). The search, which rule M would
+    (``joined``) in speech of ``min_joined_speech_ms`` or more, ``min_cmd_head_joined``
+    (rule M8). The search, which rule M would
     override or agree with, is then not waited for (rule X in docs/SPEECH.md). Where the wake
     phrase is needed (``needs_wake``: wake activation, no wake phrase said alone just before,
     no reply awaited) and its probability is below ``min_wake_cmd_head``, the search is waited
