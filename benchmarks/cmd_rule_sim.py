@@ -1,6 +1,7 @@
-"""Simulate rule M7 (the command head alone where Whisper's check heard no command) or M7b
-(where it heard the wake phrase alone) on the ``--dump`` of ``speech_bench.py`` runs made with
-them off, as docs/SPEECH.md "Rule M7" reports.
+"""Simulate rule M7 (the command head alone where Whisper's check heard no command), M7b
+(where it heard the wake phrase alone) or M8 (in an utterance that follows a wake phrase said
+alone) on the ``--dump`` of ``speech_bench.py`` runs made with them off, as docs/SPEECH.md
+"Rule M7" and "Rule M8" report.
 
 Each dumped utterance that Whisper's check ran on carries the classifier's probabilities and
 the command head's; ``decision.cmd_fuse`` (the pipeline's own function) is called again on
@@ -11,7 +12,7 @@ is (the real single words). Prints one line per value; asserts nothing.
 
     python benchmarks/speech_bench.py --part all --split tune --dump tune.jsonl
     python benchmarks/speech_bench.py --part talk --split tune --dump talk.jsonl
-    python benchmarks/cmd_rule_sim.py tune.jsonl talk.jsonl [--rule m7b] [--grid 0.6 0.7 0.8]
+    python benchmarks/cmd_rule_sim.py tune.jsonl talk.jsonl [--rule m7b|m8] [--grid 0.6 0.7 0.8]
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from speech.decision import Decision, DecisionThresholds, cmd_fuse  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 
 
-RULES = {"m7": "min_cmd_head_unheard", "m7b": "min_cmd_head_wake_alone"}
+RULES = {"m7": "min_cmd_head_unheard", "m7b": "min_cmd_head_wake_alone",
+         "m8": "min_cmd_head_joined"}
 
 
 def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
@@ -42,7 +44,8 @@ def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
                  row.get("reason") or "", wake=bool(row.get("wake")))
     m = cmd_fuse(d, w["clf_all"], w["cmd_probs"], commands, addressed=bool(w.get("addressed")),
                  th=th, unconfirmed=w.get("kind") not in ("accept", "sure"),
-                 whisper_kind=w.get("kind"))
+                 whisper_kind=w.get("kind"), joined=bool(row.get("joined")),
+                 speech_s=w.get("speech_s"))
     return m[0].command if m is not None and m[0].kind == "accept" else None
 
 

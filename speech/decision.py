@@ -107,6 +107,10 @@ class DecisionThresholds:
     min_cmd_fused_agreed: float | None = 0.4
     min_cmd_head_unheard: float | None = None
     min_cmd_head_wake_alone: float | None = 0.6
+    # rule M8: after a wake phrase said alone, the head alone at this (None: off; on since
+    # 2026-12-07)
+    min_cmd_head_joined: float | None = 0.6
+    min_joined_speech_ms: int = 200  # rule M8: a multi-word command is no shorter
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
     min_wake_unheard: float | None = 0.9
@@ -582,7 +586,8 @@ def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:
 def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, commands: CommandSet,
              *, addressed: bool, th: DecisionThresholds = DecisionThresholds(),
              unconfirmed: bool = False, whisper_says: str | None = None,
-             whisper_kind: str | None = None, needs_wake: bool = False
+             whisper_kind: str | None = None, needs_wake: bool = False,
+             joined: bool = False, speech_s: float | None = None
              ) -> tuple[Decision, bool] | None:
     """The last word on a multi-word command (pure), or None (``d`` stands): the classifier's
     and the command head's probabilities fused (cmd_fused_probs) act on a multi-word
@@ -600,9 +605,11 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     and, where nothing was acted on and Whisper's check heard no command (``whisper_kind``,
     its decision's kind: "reject", or "wake_only" for the wake phrase alone), the head alone
     acts at ``min_cmd_head_unheard`` (rule M7), or, where Whisper heard the wake phrase
-    alone, at ``min_cmd_head_wake_alone`` (rule M7b). Where the wake phrase is needed
-    (``needs_wake``) and below ``min_wake_cmd_head`` and Whisper's check heard no command,
-    nothing is acted on (rule U). Returns (decision, whether to ask again)."""
+    alone, at ``min_cmd_head_wake_alone`` (rule M7b), or, in an utterance that follows a
+    wake phrase said alone (``joined``) and whose speech lasts ``speech_s`` >=
+    ``min_joined_speech_ms``, at ``min_cmd_head_joined`` (rule M8). Where the wake phrase
+    is needed (``needs_wake``) and below ``min_wake_cmd_head`` and Whisper's check heard no
+    command, nothing is acted on (rule U). Returns (decision, whether to ask again)."""
     if head_probs is None or not clf_all:
         return None
     single = d.kind == "accept" and d.command in SINGLE_WORDS
@@ -635,6 +642,8 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
                                  (th.min_cmd_head_wake_alone, ("wake_only",)))
                 if whisper_kind in kinds):
             act = h, head_probs[h], "head alone, Whisper heard no command, "
+        elif _joined_act(commands, head_probs, h, joined, speech_s, th):
+            act = h, head_probs[h], "head alone after the wake phrase said alone, "
     if act is not None:
         return _cmd_act(d, *act, clf_all, head_probs, commands), False
     if (d.kind == "accept" and th.min_cmd_fused_veto is not None and top != OTHER
@@ -651,13 +660,16 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
 
 def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
               commands: CommandSet, *, addressed: bool, needs_wake: bool = False,
-              th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
+              th: DecisionThresholds = DecisionThresholds(), joined: bool = False,
+              speech_s: float | None = None) -> Decision | None:
     """Rule M's answer where Whisper's search cannot change it much (pure), or None (wait
     for the search): ``d`` is the classifier's own decision, before Whisper. With the wake
     phrase heard (``addressed``) and no single word accepted, a multi-word command at fused
     >= ``min_cmd_fused_prob`` is acted on (``d`` itself when it accepted that command; when
     it accepted another, only at ``min_cmd_fused_switch``); else, ``d`` accepting nothing,
-    one the head alone gives ``min_cmd_head_alone``. The search, which rule M would
+    one the head alone gives ``min_cmd_head_alone``, or, after a wake phrase said alone
+    (``joined``) in speech of ``min_joined_speech_ms`` or more, ``min_cmd_head_joined``
+    (rule M8). The search, which rule M would
     override or agree with, is then not waited for (rule X in docs/SPEECH.md). Where the wake
     phrase is needed (``needs_wake``: wake activation, no wake phrase said alone just before,
     no reply awaited) and its probability is below ``min_wake_cmd_head``, the search is waited
@@ -678,9 +690,23 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
         h = max(head_probs, key=head_probs.get)
         if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_alone:
             act = h, head_probs[h], "head alone "
+    if act is None and d.kind != "accept":
+        h = max(head_probs, key=head_probs.get)
+        if _joined_act(commands, head_probs, h, joined, speech_s, th):
+            act = h, head_probs[h], "head alone after the wake phrase said alone "
     if act is None:
         return None
     return _cmd_act(d, *act, clf_all, head_probs, commands, "; before Whisper's search")
+
+
+def _joined_act(commands: CommandSet, head_probs: dict, h: str, joined: bool,
+                speech_s: float | None, th: DecisionThresholds) -> bool:
+    """Rule M8 (pure): the utterance follows a wake phrase said alone (``joined``), its
+    speech lasts at least ``min_joined_speech_ms`` (a fragment holds no multi-word command),
+    and the command head's first, ``h``, is a multi-word command at ``min_cmd_head_joined``."""
+    return (joined and th.min_cmd_head_joined is not None and speech_s is not None
+            and speech_s * 1000 >= th.min_joined_speech_ms and _multi_word(commands, h)
+            and head_probs[h] >= th.min_cmd_head_joined)
 
 
 def wake_below(d: Decision, floor: float | None) -> bool:

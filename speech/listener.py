@@ -213,7 +213,7 @@ class CommandListener:
             "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
             (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
              s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed, s.min_cmd_head_unheard,
-             s.min_cmd_head_wake_alone),
+             s.min_cmd_head_wake_alone, s.min_cmd_head_joined),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -625,7 +625,8 @@ class CommandListener:
                           unconfirmed=wdiag["kind"] not in ("accept", "sure"),
                           whisper_says=wdiag["command"] if wdiag["kind"] == "accept" else None,
                           whisper_kind=wdiag["kind"],
-                          needs_wake=self._needs_wake(joined, reply_open))
+                          needs_wake=self._needs_wake(joined, reply_open), joined=joined,
+                          speech_s=speech)
                  if wdiag["kind"] != "early" and (wdiag["kind"] != "sure"
                                                   or self._checks_sure(wdiag["classifier_command"]))
                  else None)  # rule X acted already
@@ -723,7 +724,7 @@ class CommandListener:
             cp = self._cmd_probs(ctx[1])
             e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
                           needs_wake=self._needs_wake(joined, reply_open),
-                          th=self.thresholds)
+                          th=self.thresholds, joined=joined, speech_s=speech)
             if e is not None:
                 job.cancel.set()
                 return e, False, {"kind": "early", "classifier": d.kind,

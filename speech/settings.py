@@ -156,6 +156,10 @@ class SpeechSettings:
     min_cmd_head_unheard: float | None = None
     # rule M7b: the same where Whisper's check heard the wake phrase alone
     min_cmd_head_wake_alone: float | None = 0.6
+    # rule M8: in an utterance that follows a wake phrase said alone (wake activation) and
+    # where nothing was acted on, a multi-word command the command head alone gives this
+    min_cmd_head_joined: float | None = 0.6
+    min_joined_speech_ms: int = 200  # ... in speech this long at least (a fragment is no command)
     # rule W: in wake activation, a command the classifier accepted with the wake phrase's
     # probability below this is not acted on where Whisper's check heard no command
     # (0.9 since rule W2, docs/SPEECH.md)
@@ -195,7 +199,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
-                      "min_cmd_head_unheard", "min_cmd_head_wake_alone",
+                      "min_cmd_head_unheard", "min_cmd_head_wake_alone", "min_cmd_head_joined",
                       "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure",
                       "min_confidence", "min_word_posterior",
                       "min_vosk_confidence", "min_kws_prob", "min_kws_wake", "min_unclear_wake",
@@ -212,6 +216,8 @@ def settings_problem(s: SpeechSettings) -> str | None:
             return f"speech.{name} is a probability (0 to 1) or null, got {v!r}"
     if s.tail_gap_ms < 0:
         return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
+    if s.min_joined_speech_ms < 0:
+        return f"speech.min_joined_speech_ms must be >= 0, got {s.min_joined_speech_ms!r}"
     if s.vad_neural_reset_ms < 0:
         return ("speech.vad_neural_reset_ms must be >= 0 (0 = never), "
                 f"got {s.vad_neural_reset_ms!r}")

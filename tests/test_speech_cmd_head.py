@@ -193,6 +193,39 @@ def test_the_head_alone_where_whisper_heard_the_wake_phrase_alone():
                     whisper_kind="reject")[0].command == "freeze"
 
 
+def test_the_head_alone_after_a_wake_phrase_said_alone():
+    """Rule M8: "assistant <pause> show bone" at 10 dB: the follow-up's classifier hears no
+    command, the head puts show.bone first at 0.96 (under rule M4's 0.97) and the fused is
+    short of rule M's 0.6. With min_cmd_head_joined set (0.6, the default), the head alone acts there, before
+    Whisper's search too (cmd_early); not on an utterance that does not follow a wake phrase
+    said alone, not on a fragment too short for a multi-word command, not below the bar, not
+    on a single word, not where the classifier accepted a command."""
+    th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.97,
+                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=None,
+                            min_cmd_head_joined=None)
+    rej = Decision("reject", reason="not a command (_none_ 0.4)", joined=True)
+    clf, head = {"_none_": 0.4, "show.all": 0.21, "show.bone": 0.02}, head_p(**{"show.bone": 0.96})
+    assert cmd_fused_probs(clf, head, 0.5)["show.bone"] < 0.6
+    kw = dict(addressed=True, whisper_kind="reject", joined=True, speech_s=0.46)
+    assert cmd_fuse(rej, clf, head, COMMANDS, th=th, **kw) is None  # off: as before
+    assert cmd_early(rej, clf, head, COMMANDS, addressed=True, th=th, joined=True,
+                     speech_s=0.46) is None
+    on = replace(th, min_cmd_head_joined=0.6)
+    d, again = cmd_fuse(rej, clf, head, COMMANDS, th=on, **kw)
+    assert d.kind == "accept" and d.command == "show.bone" and not again
+    assert "after the wake phrase said alone" in d.reason
+    e = cmd_early(rej, clf, head, COMMANDS, addressed=True, th=on, joined=True, speech_s=0.46)
+    assert e.kind == "accept" and e.command == "show.bone" and "before Whisper's search" in e.reason
+    for change in ({"joined": False}, {"speech_s": 0.09}, {"speech_s": None}):
+        assert cmd_fuse(rej, clf, head, COMMANDS, th=on, **{**kw, **change}) is None, change
+    assert cmd_fuse(rej, clf, head, COMMANDS, th=replace(on, min_cmd_head_joined=0.97),
+                    **kw) is None  # below the bar
+    assert cmd_fuse(rej, clf, head_p(left=0.96), COMMANDS, th=on, **kw) is None
+    acc = Decision("accept", "show.all", "show all", 0.5, "ok", joined=True)
+    assert cmd_early(acc, clf, head, COMMANDS, addressed=True, th=on, joined=True,
+                     speech_s=0.46) is None
+
+
 def test_cmd_early_acts_only_where_whispers_search_cannot_change_rule_m():
     """Rule X: the classifier's own decision and the command head, before Whisper's search:
     acts where rule M's answer is settled whatever the search says, else waits (None)."""
