@@ -642,7 +642,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
                                  (th.min_cmd_head_wake_alone, ("wake_only",)))
                 if whisper_kind in kinds):
             act = h, head_probs[h], "head alone, Whisper heard no command, "
-        elif _joined_act(commands, head_probs, h, joined, speech_s, th):
+        elif _joined_command(commands, head_probs, joined, speech_s, th):
             act = h, head_probs[h], "head alone after the wake phrase said alone, "
     if act is not None:
         return _cmd_act(d, *act, clf_all, head_probs, commands), False
@@ -691,22 +691,25 @@ def cmd_early(d: Decision, clf_all: dict | None, head_probs: dict | None,
         if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_alone:
             act = h, head_probs[h], "head alone "
     if act is None and d.kind != "accept":
-        h = max(head_probs, key=head_probs.get)
-        if _joined_act(commands, head_probs, h, joined, speech_s, th):
+        h = _joined_command(commands, head_probs, joined, speech_s, th)
+        if h is not None:
             act = h, head_probs[h], "head alone after the wake phrase said alone "
     if act is None:
         return None
     return _cmd_act(d, *act, clf_all, head_probs, commands, "; before Whisper's search")
 
 
-def _joined_act(commands: CommandSet, head_probs: dict, h: str, joined: bool,
-                speech_s: float | None, th: DecisionThresholds) -> bool:
-    """Rule M8 (pure): the utterance follows a wake phrase said alone (``joined``), its
-    speech lasts at least ``min_joined_speech_ms`` (a fragment holds no multi-word command),
-    and the command head's first, ``h``, is a multi-word command at ``min_cmd_head_joined``."""
-    return (joined and th.min_cmd_head_joined is not None and speech_s is not None
-            and speech_s * 1000 >= th.min_joined_speech_ms and _multi_word(commands, h)
-            and head_probs[h] >= th.min_cmd_head_joined)
+def _joined_command(commands: CommandSet, head_probs: dict, joined: bool,
+                    speech_s: float | None, th: DecisionThresholds) -> str | None:
+    """Rule M8 (pure): the command head's first, where it is a multi-word command at
+    ``min_cmd_head_joined`` in an utterance that follows a wake phrase said alone
+    (``joined``) with speech of ``min_joined_speech_ms`` or more (a fragment holds no
+    multi-word command); else None."""
+    if (not joined or th.min_cmd_head_joined is None or speech_s is None
+            or speech_s * 1000 < th.min_joined_speech_ms):
+        return None
+    h = max(head_probs, key=head_probs.get)
+    return h if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_joined else None
 
 
 def wake_below(d: Decision, floor: float | None) -> bool:

@@ -196,10 +196,10 @@ def test_the_head_alone_where_whisper_heard_the_wake_phrase_alone():
 def test_the_head_alone_after_a_wake_phrase_said_alone():
     """Rule M8: "assistant <pause> show bone" at 10 dB: the follow-up's classifier hears no
     command, the head puts show.bone first at 0.96 (under rule M4's 0.97) and the fused is
-    short of rule M's 0.6. With min_cmd_head_joined set (0.6, the default), the head alone acts there, before
-    Whisper's search too (cmd_early); not on an utterance that does not follow a wake phrase
-    said alone, not on a fragment too short for a multi-word command, not below the bar, not
-    on a single word, not where the classifier accepted a command."""
+    short of rule M's 0.6. With min_cmd_head_joined set (0.6, the default), the head alone
+    acts there, before Whisper's search too (cmd_early); not on an utterance that does not
+    follow a wake phrase said alone, not on a fragment too short for a multi-word command,
+    not below the bar, not on a single word, not where the classifier accepted a command."""
     th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.97,
                             min_cmd_fused_agreed=None, min_cmd_head_wake_alone=None,
                             min_cmd_head_joined=None)

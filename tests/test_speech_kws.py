@@ -30,6 +30,12 @@ def engine():
     return KwsRecognizer(load_commands())
 
 
+# the classifier too strict to act, and the command head's rules that would act instead off
+# (rules M, X, M8): what is left to act is the second opinion
+STRICT = dict(min_kws_prob=1.0, min_cmd_fused_prob=None, min_cmd_head_alone=None,
+              min_cmd_head_joined=None)
+
+
 def listen(engine, x, activation="wake", chunk_ms=20, **over):
     s = replace(SpeechSettings(engine="kws", activation=activation), **over)
     lis = CommandListener(s, commands=load_commands(), engine=engine)
@@ -140,43 +146,39 @@ def test_the_command_head_acts_after_a_wake_phrase_said_alone(engine):
     strict to act and the command head's other rules off, the head alone acts on the
     follow-up at min_cmd_head_joined; with that off nothing is acted on ("say again")."""
     x = with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1)
-    strict = dict(min_kws_prob=1.0, min_cmd_fused_prob=None, min_cmd_head_alone=None,
-                  second_opinion=False)
+    strict = dict(STRICT, min_cmd_head_joined=SpeechSettings().min_cmd_head_joined,
+                  second_opinion=False)  # M8 as shipped, the rest off
     out, lis = listen(engine, x, **strict)
     assert [(h.command, h.heard, h.via) for h in out] == [
         ("show.fascia", "assistant show fascia", "command head")]
     assert "after the wake phrase said alone" in lis.log[-1].decision.reason
     assert lis.log[-2].decision.kind == "wake_only" and lis.log[-1].decision.joined
-    out, lis = listen(engine, x, min_cmd_head_joined=None, **strict)
+    out, lis = listen(engine, x, **STRICT, second_opinion=False)
     assert out == [] and len(lis.take_unclear()) == 1
-    # without the wake phrase said alone before it, the same words need the head at 0.97
+    # without the wake phrase said alone before it, M8 does not apply: nothing acts
     y = with_silence(espeak("show fascia", "en-us+f3"), seed=1)
     out, lis = listen(engine, y, **strict)
     assert out == []
 
 
 def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
-    # the classifier made too strict to act (min_kws_prob 1.0) and the command head's rules
-    # off (they would act: tests/test_speech_cmd_head.py, and M8 below), so "show fascia" after a clear
+    # the classifier made too strict to act and the command head's rules off (STRICT: they
+    # would act, tests/test_speech_cmd_head.py and M8 above), so "show fascia" after a clear
     # wake phrase is a command asked for and not understood ...
     x = with_silence(espeak("assistant, show fascia", "en-us+f3"), seed=1)
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None, second_opinion=False)
+    out, lis = listen(engine, x, **STRICT, second_opinion=False)
     assert out == [] and len(lis.take_unclear()) == 1
     # ... until PocketSphinx decodes the same audio and agrees with one of the
     # classifier's top candidates: acted on, with its reason, and not asked again
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None, second_opinion=True)
+    out, lis = listen(engine, x, **STRICT, second_opinion=True)
     assert [(h.command, h.heard, h.via) for h in out] == [
         ("show.fascia", "assistant show fascia", "second opinion")]
     assert lis.take_unclear() == []
     assert lis.log[-1].decision.reason.startswith("second opinion: show.fascia")
     # its own wake floor: asked even where "say again" would not be (and not when above it)
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None, min_unclear_wake=1.0)
+    out, lis = listen(engine, x, **STRICT, min_unclear_wake=1.0)
     assert [h.command for h in out] == ["show.fascia"]
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None, min_unclear_wake=1.0,
+    out, lis = listen(engine, x, **STRICT, min_unclear_wake=1.0,
                       min_second_opinion_wake=1.0)
     assert out == [] and lis.take_unclear() == []
     # a second engine that fails costs the second opinion, never the stream
@@ -184,8 +186,7 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
         def decode(self, samples):
             raise RuntimeError("decoder gone")
 
-    lis2 = CommandListener(replace(SpeechSettings(engine="kws"), min_kws_prob=1.0,
-                                   min_cmd_fused_prob=None, min_cmd_head_alone=None, min_cmd_head_joined=None),
+    lis2 = CommandListener(replace(SpeechSettings(engine="kws"), **STRICT),
                            commands=load_commands(), engine=engine)
     lis2._second = Broken()
     got = []
@@ -198,15 +199,12 @@ def test_a_second_opinion_acts_on_a_command_both_engines_heard(engine):
     assert out == [] and len(lis.take_unclear()) == 1
     # no wake phrase: nobody asked, so no second opinion is sought
     x = with_silence(espeak("show fascia", "en-us+f3"), seed=1)
-    out, lis = listen(engine, x, min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None, second_opinion=True)
+    out, lis = listen(engine, x, **STRICT, second_opinion=True)
     assert out == [] and lis.take_unclear() == []
     # ... unless every utterance is addressed: always listening with second_opinion_always
-    out, lis = listen(engine, x, "always", min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None)
+    out, lis = listen(engine, x, "always", **STRICT)
     assert out == [] and lis.take_unclear() == []
-    out, lis = listen(engine, x, "always", min_kws_prob=1.0, min_cmd_fused_prob=None,
-                      min_cmd_head_alone=None, min_cmd_head_joined=None, second_opinion_always=True)
+    out, lis = listen(engine, x, "always", **STRICT, second_opinion_always=True)
     assert [h.command for h in out] == ["show.fascia"] and lis.take_unclear() == []
 
 
