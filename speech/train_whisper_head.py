@@ -266,6 +266,7 @@ def build_cuts(args) -> tuple[np.ndarray, list[str]]:
     run through the shipped listener (wake activation). Every utterance on which the
     listener computes the command head gives one example: the pooled encoder output the
     head saw, labelled by time (``cut_label``). Returns (features, labels)."""
+    import subprocess
     from .audio import chunks
     from .engines import make_engine
     from .listener import CommandListener
@@ -316,7 +317,7 @@ def build_cuts(args) -> tuple[np.ndarray, list[str]]:
             sp, pi = int(rng.integers(110, 221)), int(rng.integers(15, 86))
             try:
                 x, xw, xc = (synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
-            except Exception:  # a variant eSpeak NG cannot speak: its base voice
+            except subprocess.CalledProcessError:  # a variant eSpeak NG lacks: its base voice
                 v = v.split("+")[0]
                 x, xw, xc = (synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
             lead, tail = int(CUT_LEAD_S * SR), int(CUT_TAIL_S * SR)
