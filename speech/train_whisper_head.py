@@ -25,7 +25,12 @@ draws its noise anywhere in them) at a random SNR, or kept as recorded:
 ``--kind commands`` trains the command head instead (speech/whisper_cmd_head_en.npz, every
 command id, the wake phrase said alone and "other"; docs/SPEECH.md, "The command head"):
 SYNTHETIC voices only (``build_commands``), so no real speaker is in it and every
-real-word figure stays held out.
+real-word figure stays held out. Since rule HC2 (docs/SPEECH.md) it also learns from
+``--cuts-per-command`` clips per multi-word command as the shipped listener itself cuts them
+in noise (``build_cuts``: the follow-up after a wake phrase said alone, short and clipped at
+10 dB, is what the head is asked about), each weighted ``--cut-weight``. The cuts depend on
+the listener that makes them, so the shipped file's were made with the head before it
+(commit d4b3310); ``--cut-features`` keeps them.
 """
 from __future__ import annotations
 
@@ -223,6 +228,121 @@ def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     return audio, labels, ["synthetic"] * len(audio)
 
 
+CUT_SNRS = ((40.0, 0.2), (20.0, 0.2), (10.0, 0.3), (5.0, 0.2), (0.0, 0.1))  # (dB, p)
+CUT_LEAD_S, CUT_TAIL_S = 0.6, 0.8  # as the benchmark's multi-word clips
+
+
+def _mix_at(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``x`` in ``noise`` at ``snr_db`` (the speech power: speech.audio.active_power)."""
+    from .audio import active_power
+    y = x.astype(np.float64)
+    g = np.sqrt(active_power(x) / ((float((noise ** 2).mean()) + 1e-9) * 10 ** (snr_db / 10)))
+    y = y + g * noise[: len(y)]
+    peak = np.abs(y).max()
+    if peak > 32000:
+        y *= 32000 / peak
+    return np.round(y).astype(np.int16)
+
+
+def cut_label(s0: float, s1: float, wake_end: float, cmd: tuple[float, float],
+              cid: str) -> str | None:
+    """The label of an utterance whose speech runs ``s0``-``s1`` (s) in a clip "<wake
+    phrase>, <command>" whose wake phrase ends at ``wake_end`` and whose command's speech
+    runs ``cmd``: the command where the utterance holds >= 40 % of the command's speech;
+    the wake phrase where it holds under 0.1 s of it and ends by the wake phrase's end +
+    0.1 s; otherwise None (left out: a piece of either)."""
+    ov = max(0.0, min(s1, cmd[1]) - max(s0, cmd[0]))
+    if ov >= 0.4 * (cmd[1] - cmd[0]):
+        return cid
+    if ov < 0.1 and s1 <= wake_end + 0.1:
+        return WAKE
+    return None
+
+
+def build_cuts(args) -> tuple[np.ndarray, list[str]]:
+    """The command head's inputs as the listener itself cuts them (rule HC, docs/SPEECH.md):
+    "<wake phrase>, <phrase>" for every multi-word command, ``--cuts-per-command`` clips each,
+    SYNTHETIC training voices in the training part of the real noise at 40/20/10/5/0 dB,
+    run through the shipped listener (wake activation). Every utterance on which the
+    listener computes the command head gives one example: the pooled encoder output the
+    head saw, labelled by time (``cut_label``). Returns (features, labels)."""
+    import subprocess
+    from .audio import chunks
+    from .engines import make_engine
+    from .listener import CommandListener
+    from .settings import SpeechSettings
+    from .train_kws import Mixer, Synth, train_voices
+    rng = np.random.default_rng(args.seed + 1)
+    mixer = Mixer(Path(args.data) / "noise", rng)
+    commands = load_commands(args.commands or None)
+    synth, voices = Synth(Path(args.cache)), train_voices()
+    wake = commands.wake_phrases[0]
+    settings = SpeechSettings(activation="wake")
+    engine = make_engine(settings, commands)
+    seen: dict[float, tuple[float, float, np.ndarray]] = {}
+    cur: list = [None]
+
+    def listener() -> CommandListener:
+        """A fresh listener (as the benchmark makes one per clip) that notes the pooled
+        encoder output of every utterance the command head is asked about."""
+        lis = CommandListener(settings, commands=commands, engine=engine, log_size=None)
+        for name in ("_whisper_check", "_cmd_head_sure"):
+            orig = getattr(lis, name)
+
+            def wrap(u, *a, _orig=orig, **k):
+                cur[0] = u
+                return _orig(u, *a, **k)
+            setattr(lis, name, wrap)
+        orig_probs = lis._cmd_probs
+
+        def probs(pooled):
+            u = cur[0]
+            if u is not None:
+                seen[u.speech_start_s] = (u.speech_start_s, u.speech_end_s,
+                                          np.array(pooled, np.float32))
+            return orig_probs(pooled)
+        lis._cmd_probs = probs
+        return lis
+    ids = getattr(args, "cut_ids", None) or [c for c in sorted(commands.commands)
+                                             if c not in SINGLE_WORDS]
+    snrs, ps = zip(*CUT_SNRS)
+    X: list[np.ndarray] = []
+    labels: list[str] = []
+    t0, n_clips = time.time(), 0
+    for cid in ids:
+        phrases = commands.commands[cid].phrases
+        for _ in range(args.cuts_per_command):
+            ph = phrases[int(rng.integers(len(phrases)))]
+            v = voices[int(rng.integers(len(voices)))]
+            sp, pi = int(rng.integers(110, 221)), int(rng.integers(15, 86))
+            try:
+                x, xw, xc = (synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
+            except subprocess.CalledProcessError:  # a variant eSpeak NG lacks: its base voice
+                v = v.split("+")[0]
+                x, xw, xc = (synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
+            lead, tail = int(CUT_LEAD_S * SR), int(CUT_TAIL_S * SR)
+            body = np.concatenate([np.zeros(lead, np.int16), x, np.zeros(tail, np.int16)])
+            snr = float(snrs[int(rng.choice(len(snrs), p=ps))])
+            stream = _mix_at(body, mixer.piece(len(body)), snr)
+            seen.clear()
+            cur[0] = None
+            lis = listener()
+            for c, t in chunks(stream, 20):
+                lis.feed(c, t)
+            lis.flush()
+            wake_end = CUT_LEAD_S + len(xw) / SR
+            cmd = (CUT_LEAD_S + (len(x) - len(xc)) / SR, CUT_LEAD_S + len(x) / SR)
+            for s0, s1, f in seen.values():
+                lab = cut_label(s0, s1, wake_end, cmd, cid)
+                if lab is not None:
+                    X.append(f)
+                    labels.append(lab)
+            n_clips += 1
+        print(f"  cuts: {cid} done, {n_clips} clips, {len(labels)} examples, "
+              f"{time.time() - t0:.0f} s", flush=True)
+    return np.array(X, np.float32), labels
+
+
 def features(audio: list[np.ndarray], model=None, moonshine: bool = False) -> np.ndarray:
     """Pooled encoder output of each example (speech.whisper_head.pool); with ``moonshine``,
     Moonshine tiny's pooled encoder output after it (speech/moonshine.py)."""
@@ -244,9 +364,11 @@ def features(audio: list[np.ndarray], model=None, moonshine: bool = False) -> np
 
 
 def fit(X: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1e-3,
-        iters: int = 600, lr: float = 0.01, other_weight: float = 1.0, seed: int = 0) -> dict:
+        iters: int = 600, lr: float = 0.01, other_weight: float = 1.0, seed: int = 0,
+        weights: np.ndarray | None = None) -> dict:
     """Softmax regression on standardised features, full-batch Adam, L2 on the weights;
-    "other" (the last class) weighted by ``other_weight``, every other class by 1."""
+    "other" (the last class) weighted by ``other_weight``, every other class by 1; each
+    example also by ``weights`` when given."""
     rng = np.random.default_rng(seed)
     mu = X.mean(axis=0)
     sd = X.std(axis=0) + 1e-4
@@ -256,6 +378,8 @@ def fit(X: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1e-3,
     b = np.zeros(n_classes)
     Y = np.eye(n_classes)[y]
     sw = np.where(y == n_classes - 1, other_weight, 1.0)
+    if weights is not None:
+        sw = sw * weights
     sw = sw / sw.sum()
     mW, vW, mb, vb = (np.zeros_like(W), np.zeros_like(W), np.zeros_like(b), np.zeros_like(b))
     for t in range(1, iters + 1):
@@ -311,6 +435,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--other-weight", type=float, default=1.0)
     ap.add_argument("--features", default="", help="reuse/save the pooled features (.npz)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cuts-per-command", type=int, default=None,
+                    help="--kind commands: also this many clips per multi-word command cut "
+                         "by the listener itself (rule HC, docs/SPEECH.md; default 36; 0: none)")
+    ap.add_argument("--cut-weight", type=float, default=5.0,
+                    help="each listener-cut example's weight in the fit (default 5, rule HC)")
+    ap.add_argument("--cut-features", default="",
+                    help="reuse/save the listener-cut examples' features (.npz)")
     ap.add_argument("--moonshine", action="store_true",
                     help="read Moonshine tiny's pooled encoder output after Whisper's "
                          "(speech/moonshine.py; docs/SPEECH.md, \"Moonshine's ears\")")
@@ -323,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     args.per_word = args.per_word if args.per_word is not None else 120
     args.n_other = args.n_other if args.n_other is not None else (6000 if cmds else 3000)
     args.n_noise = args.n_noise if args.n_noise is not None else (900 if cmds else 400)
+    # --kind commands: and the listener's own cuts, weighted 5 (rule HC2)
+    args.cuts_per_command = (args.cuts_per_command if args.cuts_per_command is not None
+                             else (36 if cmds else 0))
     if args.kind == "commands":
         classes = sorted(load_commands(args.commands or None).commands) + [WAKE, OTHER]
     else:
@@ -332,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                                else "whisper_head_en.npz"))
     key = {k: v for k, v in vars(args).items()
            if k not in ("out", "l2", "iters", "other_weight", "features", "cache",
-                        "real_speakers")}
+                        "real_speakers", "cuts_per_command", "cut_features", "cut_weight")}
     if args.kind == "words":  # the single-word head's key as before these options
         key = {k: v for k, v in key.items() if k not in ("kind", "per_command", "n_wake")}
     if not args.moonshine:  # the key as before that option
@@ -352,8 +486,25 @@ def main(argv: list[str] | None = None) -> int:
     synthetic = np.array([s in ("synthetic", "noise") for s in src])
     use = synthetic | np.array([keep(s) for s in src])
     X, y, real = X[use], y[use], ~synthetic[use]
+    if cmds and args.cuts_per_command > 0:
+        ckey = json.dumps({"seed": args.seed, "cuts_per_command": args.cuts_per_command,
+                           "commands": args.commands})
+        cp = Path(args.cut_features) if args.cut_features else None
+        if cp and cp.is_file() and str(np.load(cp)["key"]) == ckey:
+            Xc, yc = np.load(cp)["X"], np.load(cp)["y"]
+            print(f"cut features reused from {cp}: {len(yc)} examples", flush=True)
+        else:
+            Xc, lc = build_cuts(args)
+            yc = np.array([classes.index(lab) for lab in lc])
+            if cp:
+                np.savez(cp, X=Xc, y=yc, key=ckey)
+        X, y = np.concatenate([X, Xc]), np.concatenate([y, yc])
+        real = np.concatenate([real, np.zeros(len(yc), bool)])
+        weights = np.concatenate([np.ones(len(y) - len(yc)), np.full(len(yc), args.cut_weight)])
+    else:
+        weights = None
     res = fit(X, y, len(classes), l2=args.l2, iters=args.iters, lr=0.01,
-              other_weight=args.other_weight, seed=args.seed)
+              other_weight=args.other_weight, seed=args.seed, weights=weights)
     pred = np.argmax(((X - res["mu"]) / res["sd"]) @ res["W"] + res["b"], axis=1)
     print(f"fit: loss {res['loss']:.4f}; training accuracy {np.mean(pred == y):.3f} "
           + (f" (real {np.mean(pred[real] == y[real]):.3f})" if real.any() else ""), flush=True)
@@ -364,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "other_weight": args.other_weight,
                                           "extra_features": "moonshine" if args.moonshine
                                           else "",
+                                          "cuts_per_command": args.cuts_per_command,
+                                          "cut_weight": args.cut_weight,
                                           "examples": int(len(y)), "real": int(real.sum())}))
     print(f"wrote {out} ({out.stat().st_size // 1024} kB)", flush=True)
     return 0

@@ -5,6 +5,7 @@ and a listener that acts on it and refuses with it."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from speech.whisper import shared_model
 from speech.whisper_head import CMD_HEAD_FILE, OTHER, WAKE, HeadError, WhisperHead
 
 COMMANDS = load_commands()
+SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 
 
 def head_p(**p: float) -> dict:
@@ -308,6 +310,37 @@ def test_the_shipped_head_names_commands_of_voices_it_never_heard():
     for text in ("assistant", "could you pass me the gel please, thank you"):
         x = with_silence(espeak(text, voice="en-us+m2", speed_wpm=150), 0.15, 0.2)
         assert head(enc.context_pooled(x)[1]).command in (WAKE, OTHER), text
+
+
+def test_a_listener_cut_is_labelled_by_the_speech_it_holds():
+    """Rule HC's labels (speech/train_whisper_head.py cut_label): a clip "assistant, show
+    fascia" whose wake phrase ends at 1.2 s and whose command's speech runs 1.4-2.0 s."""
+    from speech.train_whisper_head import cut_label
+    cmd = (1.4, 2.0)
+    assert cut_label(0.6, 2.0, 1.2, cmd, "show.fascia") == "show.fascia"  # one breath
+    assert cut_label(1.5, 1.9, 1.2, cmd, "show.fascia") == "show.fascia"  # the follow-up, cut
+    assert cut_label(0.6, 1.25, 1.2, cmd, "show.fascia") == WAKE  # the wake phrase alone
+    assert cut_label(1.75, 1.9, 1.2, cmd, "show.fascia") is None  # a quarter of the command
+    assert cut_label(0.6, 1.55, 1.2, cmd, "show.fascia") is None  # the wake phrase and a piece
+
+
+@pytest.mark.skipif(not (SPEECH / "noise").is_dir(), reason="shared speech data not present")
+def test_the_listener_cut_examples_are_what_the_head_is_asked_about():
+    """Rule HC's examples come from the shipped listener itself: SYNTHETIC training voices
+    saying "assistant, show fascia" in REAL noise; each example is the pooled encoder output
+    of an utterance the head was asked about, labelled the command or the wake phrase."""
+    import argparse
+    import os
+    from speech.train_whisper_head import build_cuts
+    args = argparse.Namespace(seed=3, data=str(SPEECH), commands="", cuts_per_command=10,
+                              cut_ids=["show.fascia"], cache=os.path.expanduser(
+                                  "~/.cache/usra-assistant/kws_synth"))
+    X, labels = build_cuts(args)
+    assert X.shape == (len(labels), 2 * shared_model().d) and set(labels) <= {"show.fascia", WAKE}
+    assert "show.fascia" in labels
+    head = WhisperHead(CMD_HEAD_FILE)
+    right = [head(x).command == lab for x, lab in zip(X, labels)]
+    assert sum(right) >= len(right) // 2, (labels, right)
 
 
 def test_a_head_file_that_does_not_know_a_command_is_not_used(tmp_path, caplog):
