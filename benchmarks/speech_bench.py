@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, noise_piece,  # noqa: E402
-                          read_wav, speech_end_s, strip_padding, to_internal)
+from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, mix,  # noqa: E402
+                          noise_piece, read_wav, speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
 from speech.listen_eval import LEAD_S, padded  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
@@ -103,19 +103,6 @@ QUIET_SNR_DB = 40.0
 
 
 # ----------------------------------------------------------------------------- audio helpers
-
-def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None) -> np.ndarray:
-    s = speech.astype(np.float64)
-    if snr_db is None:
-        return speech
-    ps, pn = active_power(speech), float((noise ** 2).mean()) + 1e-9
-    g = np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
-    y = s + g * noise[: len(s)]
-    peak = np.abs(y).max()
-    if peak > 32000:  # keep the mix in range, SNR unchanged
-        y *= 32000 / peak
-    return np.round(y).astype(np.int16)
-
 
 def synth(text: str, voice: str, speed: int, pitch: int, cache: Path) -> np.ndarray:
     """eSpeak NG's 16 kHz audio of ``text``, cached in ``cache`` by text, voice, speed and

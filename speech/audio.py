@@ -263,6 +263,22 @@ def active_power(x: np.ndarray) -> float:
     return float(p.mean()) + 1e-9
 
 
+def mix(speech: np.ndarray, noise: np.ndarray, snr_db: float | None) -> np.ndarray:
+    """``speech`` (int16) in ``noise`` (float, at least as long) at ``snr_db`` over the
+    speech's ``active_power`` (None: the speech as it is); scaled down as a whole where the
+    sum would clip, so the SNR stays."""
+    s = speech.astype(np.float64)
+    if snr_db is None:
+        return speech
+    ps, pn = active_power(speech), float((noise ** 2).mean()) + 1e-9
+    g = np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
+    y = s + g * noise[: len(s)]
+    peak = np.abs(y).max()
+    if peak > 32000:  # keep the mix in range, SNR unchanged
+        y *= 32000 / peak
+    return np.round(y).astype(np.int16)
+
+
 def noise_piece(noises: list[np.ndarray], n: int, seed: int) -> np.ndarray:
     """``n`` samples (float64) of one of ``noises``, the recording and the offset drawn from
     ``seed``; a recording shorter than ``n`` is repeated."""

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -238,6 +239,9 @@ class CommandListener:
         self._t = 0.0  # stream time fed so far
         #: the last ``log_size`` utterances and their decisions (None: all, for benchmarks)
         self.log: deque[UtteranceLog] = deque(maxlen=log_size)
+        #: called with (utterance, pooled encoder output) whenever the command head is asked
+        #: (the command head's trainer learns from what it saw: train_whisper_head.build_cuts)
+        self.on_cmd_head: Callable[[Utterance, np.ndarray], None] | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -695,9 +699,11 @@ class CommandListener:
             self._whisper = None
             return None
 
-    def _cmd_probs(self, pooled: np.ndarray) -> dict:
-        """The command head's probabilities on Whisper's pooled encoder output (rounded:
-        they go into the diagnostics as they are)."""
+    def _cmd_probs(self, u: Utterance, pooled: np.ndarray) -> dict:
+        """The command head's probabilities on utterance ``u``'s pooled encoder output
+        (rounded: they go into the diagnostics as they are)."""
+        if self.on_cmd_head is not None:
+            self.on_cmd_head(u, pooled)
         return {c: round(float(v), 5) for c, v in self._cmd_head(pooled).probs.items()}
 
     def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool,
@@ -721,7 +727,7 @@ class CommandListener:
             ctx = self._whisper_result(job.enc)
             if ctx is None:  # the encoder pass failed (logged)
                 return d, asked, None
-            cp = self._cmd_probs(ctx[1])
+            cp = self._cmd_probs(u, ctx[1])
             e = cmd_early(d, r.all_probs, cp, self.commands, addressed=addressed,
                           needs_wake=self._needs_wake(joined, reply_open),
                           th=self.thresholds, joined=joined, speech_s=speech)
@@ -755,7 +761,7 @@ class CommandListener:
         if d3 is not None and self._may_act(d3, joined, reply_open):
             d2, again = replace(d3, joined=d.joined, wake_prob=d.wake_prob), False
         if cp is None and self._cmd_head is not None and w.pooled is not None:
-            cp = self._cmd_probs(w.pooled)  # (rule X computed them already when it ran)
+            cp = self._cmd_probs(u, w.pooled)  # (rule X computed them already when it ran)
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
                 "reason": wd.reason, "text": b.text if b else None,
@@ -826,7 +832,7 @@ class CommandListener:
         asked): one encoder pass; diagnostics with kind "sure" and the head's
         probabilities (rule M's refusal reads them), or None when it failed."""
         try:
-            cp = self._cmd_probs(self._whisper.model.context_pooled(u.samples)[1])
+            cp = self._cmd_probs(u, self._whisper.model.context_pooled(u.samples)[1])
         except Exception as e:  # an extra check: never lose the stream
             log.error("speech: command head failed (%s); off from now on", e)
             self._cmd_head = None

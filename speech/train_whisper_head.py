@@ -232,18 +232,6 @@ CUT_SNRS = ((40.0, 0.2), (20.0, 0.2), (10.0, 0.3), (5.0, 0.2), (0.0, 0.1))  # (d
 CUT_LEAD_S, CUT_TAIL_S = 0.6, 0.8  # as the benchmark's multi-word clips
 
 
-def _mix_at(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``x`` in ``noise`` at ``snr_db`` (the speech power: speech.audio.active_power)."""
-    from .audio import active_power
-    y = x.astype(np.float64)
-    g = np.sqrt(active_power(x) / ((float((noise ** 2).mean()) + 1e-9) * 10 ** (snr_db / 10)))
-    y = y + g * noise[: len(y)]
-    peak = np.abs(y).max()
-    if peak > 32000:
-        y *= 32000 / peak
-    return np.round(y).astype(np.int16)
-
-
 def cut_label(s0: float, s1: float, wake_end: float, cmd: tuple[float, float],
               cid: str) -> str | None:
     """The label of an utterance whose speech runs ``s0``-``s1`` (s) in a clip "<wake
@@ -267,7 +255,7 @@ def build_cuts(args) -> tuple[np.ndarray, list[str]]:
     listener computes the command head gives one example: the pooled encoder output the
     head saw, labelled by time (``cut_label``). Returns (features, labels)."""
     import subprocess
-    from .audio import chunks
+    from .audio import chunks, mix
     from .engines import make_engine
     from .listener import CommandListener
     from .settings import SpeechSettings
@@ -279,30 +267,15 @@ def build_cuts(args) -> tuple[np.ndarray, list[str]]:
     wake = commands.wake_phrases[0]
     settings = SpeechSettings(activation="wake")
     engine = make_engine(settings, commands)
-    seen: dict[float, tuple[float, float, np.ndarray]] = {}
-    cur: list = [None]
+    seen: dict[float, tuple[float, float, np.ndarray]] = {}  # one per utterance, the last
 
-    def listener() -> CommandListener:
-        """A fresh listener (as the benchmark makes one per clip) that notes the pooled
-        encoder output of every utterance the command head is asked about."""
-        lis = CommandListener(settings, commands=commands, engine=engine, log_size=None)
-        for name in ("_whisper_check", "_cmd_head_sure"):
-            orig = getattr(lis, name)
+    def saw(u, pooled) -> None:
+        seen[u.speech_start_s] = (u.speech_start_s, u.speech_end_s, np.array(pooled, np.float32))
 
-            def wrap(u, *a, _orig=orig, **k):
-                cur[0] = u
-                return _orig(u, *a, **k)
-            setattr(lis, name, wrap)
-        orig_probs = lis._cmd_probs
+    def say(ph: str, v: str, sp: int, pi: int) -> tuple[np.ndarray, ...]:
+        """The clip, its wake phrase and its command, each said alone, by one voice."""
+        return tuple(synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
 
-        def probs(pooled):
-            u = cur[0]
-            if u is not None:
-                seen[u.speech_start_s] = (u.speech_start_s, u.speech_end_s,
-                                          np.array(pooled, np.float32))
-            return orig_probs(pooled)
-        lis._cmd_probs = probs
-        return lis
     ids = getattr(args, "cut_ids", None) or [c for c in sorted(commands.commands)
                                              if c not in SINGLE_WORDS]
     snrs, ps = zip(*CUT_SNRS)
@@ -316,17 +289,17 @@ def build_cuts(args) -> tuple[np.ndarray, list[str]]:
             v = voices[int(rng.integers(len(voices)))]
             sp, pi = int(rng.integers(110, 221)), int(rng.integers(15, 86))
             try:
-                x, xw, xc = (synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
+                x, xw, xc = say(ph, v, sp, pi)
             except subprocess.CalledProcessError:  # a variant eSpeak NG lacks: its base voice
-                v = v.split("+")[0]
-                x, xw, xc = (synth(t, v, sp, pi) for t in (f"{wake}, {ph}", wake, ph))
+                x, xw, xc = say(ph, v.split("+")[0], sp, pi)
             lead, tail = int(CUT_LEAD_S * SR), int(CUT_TAIL_S * SR)
             body = np.concatenate([np.zeros(lead, np.int16), x, np.zeros(tail, np.int16)])
             snr = float(snrs[int(rng.choice(len(snrs), p=ps))])
-            stream = _mix_at(body, mixer.piece(len(body)), snr)
+            stream = mix(body, mixer.piece(len(body)), snr)
             seen.clear()
-            cur[0] = None
-            lis = listener()
+            # a fresh listener per clip, as the benchmark makes one
+            lis = CommandListener(settings, commands=commands, engine=engine, log_size=None)
+            lis.on_cmd_head = saw
             for c, t in chunks(stream, 20):
                 lis.feed(c, t)
             lis.flush()
@@ -490,8 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         ckey = json.dumps({"seed": args.seed, "cuts_per_command": args.cuts_per_command,
                            "commands": args.commands})
         cp = Path(args.cut_features) if args.cut_features else None
-        if cp and cp.is_file() and str(np.load(cp)["key"]) == ckey:
-            Xc, yc = np.load(cp)["X"], np.load(cp)["y"]
+        z = np.load(cp) if cp and cp.is_file() else None
+        if z is not None and str(z["key"]) == ckey:
+            Xc, yc = z["X"], z["y"]
             print(f"cut features reused from {cp}: {len(yc)} examples", flush=True)
         else:
             Xc, lc = build_cuts(args)
