@@ -1,7 +1,8 @@
 """Simulate rule M7 (the command head alone where Whisper's check heard no command), M7b
-(where it heard the wake phrase alone) or M8 (in an utterance that follows a wake phrase said
-alone) on the ``--dump`` of ``speech_bench.py`` runs made with them off, as docs/SPEECH.md
-"Rule M7" and "Rule M8" report.
+(where it heard the wake phrase alone), M7w (M7 where Whisper refused only with the wake
+phrase this sure: each ``--wake-grid`` value with each ``--grid`` value of M7) or M8 (in an
+utterance that follows a wake phrase said alone) on the ``--dump`` of ``speech_bench.py`` runs
+made with them off, as docs/SPEECH.md "Rule M7", "Rule M8" and "Rule M7w" report.
 
 Each dumped utterance that Whisper's check ran on carries the classifier's probabilities and
 the command head's; ``decision.cmd_fuse`` (the pipeline's own function) is called again on
@@ -13,6 +14,7 @@ is (the real single words). Prints one line per value; asserts nothing.
     python benchmarks/speech_bench.py --part all --split tune --dump tune.jsonl
     python benchmarks/speech_bench.py --part talk --split tune --dump talk.jsonl
     python benchmarks/cmd_rule_sim.py tune.jsonl talk.jsonl [--rule m7b|m8] [--grid 0.6 0.7 0.8]
+    python benchmarks/cmd_rule_sim.py tune.jsonl talk.jsonl --rule m7w --grid 0.8 --wake-grid 0.98
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from speech.settings import SpeechSettings  # noqa: E402
 
 
 RULES = {"m7": "min_cmd_head_unheard", "m7b": "min_cmd_head_wake_alone",
-         "m8": "min_cmd_head_joined"}
+         "m8": "min_cmd_head_joined", "m7w": "min_cmd_head_unheard"}
 
 
 def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
@@ -41,7 +43,7 @@ def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
     if row["kind"] == "accept" or not w.get("cmd_probs") or not w.get("clf_all"):
         return None
     d = Decision(row["kind"], row.get("command"), row.get("heard") or "", row.get("post"),
-                 row.get("reason") or "", wake=bool(row.get("wake")))
+                 row.get("reason") or "", wake=bool(row.get("wake")), wake_prob=row.get("wp"))
     m = cmd_fuse(d, w["clf_all"], w["cmd_probs"], commands, addressed=bool(w.get("addressed")),
                  th=th, unconfirmed=w.get("kind") not in ("accept", "sure"),
                  whisper_kind=w.get("kind"), joined=bool(row.get("joined")),
@@ -80,15 +82,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dumps", nargs="+", type=Path, help="speech_bench.py --dump files")
     ap.add_argument("--grid", nargs="+", type=float, default=[0.6, 0.7, 0.8])
     ap.add_argument("--rule", choices=sorted(RULES), default="m7")
+    ap.add_argument("--wake-grid", nargs="+", type=float, default=[0.95, 0.98, 0.99],
+                    help="--rule m7w: the values of min_wake_head_unheard")
     a = ap.parse_args(argv)
     rows = [json.loads(line) for f in a.dumps for line in f.read_text().splitlines() if line]
     s = SpeechSettings()
     commands = load_commands(s.commands_file or None)  # the shipped command file
     base = DecisionThresholds.from_settings(s)
     print(f"{len(rows)} utterances from {', '.join(str(f) for f in a.dumps)}")
+    # rule M7w (on since 2026-12-07: M7 at 0.8 with a wake-phrase floor) is in the shipped
+    # thresholds: --rule m7 simulates M7 as it was, without the floor; --rule m7w takes the
+    # floor from --wake-grid; m7b and m8 leave M7 off, as the dumps they were chosen on had it
+    # (on a dump made with M7w on, its acts are accepted already, so nothing changes)
+    wakes = a.wake_grid if a.rule == "m7w" else [None]
     for v in a.grid:
-        r = simulate(rows, commands, dataclasses.replace(base, **{RULES[a.rule]: v}))
-        print(f"{RULES[a.rule]}={v}: {json.dumps(r)}")
+        for w in wakes:
+            extra = ({"min_wake_head_unheard": w} if a.rule == "m7w" else
+                     {"min_wake_head_unheard": None} if a.rule == "m7" else
+                     {"min_cmd_head_unheard": None})
+            r = simulate(rows, commands, dataclasses.replace(base, **{RULES[a.rule]: v}, **extra))
+            name = "" if w is None else f" min_wake_head_unheard={w}"
+            print(f"{RULES[a.rule]}={v}{name}: {json.dumps(r)}")
     return 0
 
 

@@ -105,7 +105,10 @@ class DecisionThresholds:
     min_cmd_head_alone: float | None = 0.97
     min_cmd_fused_unconfirmed: float | None = 0.3
     min_cmd_fused_agreed: float | None = 0.4
-    min_cmd_head_unheard: float | None = None
+    min_cmd_head_unheard: float | None = 0.8
+    # rule M7w: rule M7's act where Whisper's check refused needs the classifier's wake
+    # phrase this sure (None: no such floor)
+    min_wake_head_unheard: float | None = 0.95
     min_cmd_head_wake_alone: float | None = 0.6
     # rule M8: after a wake phrase said alone, the head alone at this (None: off; on since
     # 2026-12-07)
@@ -604,8 +607,10 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
     acted on, where nothing was, at ``min_cmd_fused_agreed`` when it is the fused first too;
     and, where nothing was acted on and Whisper's check heard no command (``whisper_kind``,
     its decision's kind: "reject", or "wake_only" for the wake phrase alone), the head alone
-    acts at ``min_cmd_head_unheard`` (rule M7), or, where Whisper heard the wake phrase
-    alone, at ``min_cmd_head_wake_alone`` (rule M7b), or, in an utterance that follows a
+    acts at ``min_cmd_head_unheard`` (rule M7; where Whisper refused, only with the wake
+    phrase's probability >= ``min_wake_head_unheard`` in speech of ``min_joined_speech_ms``
+    or more, rule M7w), or, where Whisper heard the wake phrase alone, at
+    ``min_cmd_head_wake_alone`` (rule M7b), or, in an utterance that follows a
     wake phrase said alone (``joined``) and whose speech lasts ``speech_s`` >=
     ``min_joined_speech_ms``, at ``min_cmd_head_joined`` (rule M8). Where the wake phrase
     is needed (``needs_wake``) and below ``min_wake_cmd_head`` and Whisper's check heard no
@@ -640,7 +645,7 @@ def cmd_fuse(d: Decision, clf_all: dict | None, head_probs: dict | None, command
                 v is not None and head_probs[h] >= v
                 for v, kinds in ((th.min_cmd_head_unheard, ("reject", "wake_only")),
                                  (th.min_cmd_head_wake_alone, ("wake_only",)))
-                if whisper_kind in kinds):
+                if whisper_kind in kinds) and not _m7w_refuses(d, whisper_kind, speech_s, th):
             act = h, head_probs[h], "head alone, Whisper heard no command, "
         elif _joined_command(commands, head_probs, joined, speech_s, th):
             act = h, head_probs[h], "head alone after the wake phrase said alone, "
@@ -716,6 +721,18 @@ def wake_below(d: Decision, floor: float | None) -> bool:
     """Rules U and V (pure): the classifier's wake-phrase probability in ``d`` is below
     ``floor`` (unknown counts as below; False when the rule is off, ``floor`` None)."""
     return floor is not None and (d.wake_prob is None or d.wake_prob < floor)
+
+
+def _m7w_refuses(d: Decision, whisper_kind: str | None, speech_s: float | None,
+                 th: DecisionThresholds) -> bool:
+    """Rule M7w (pure): where Whisper's check refused, rule M7 does not act with the wake
+    phrase's probability below ``min_wake_head_unheard`` or in speech shorter than
+    ``min_joined_speech_ms`` (a fragment holds no wake phrase and command); False when the
+    rule is off."""
+    if whisper_kind != "reject" or th.min_wake_head_unheard is None:
+        return False
+    short = speech_s is not None and speech_s * 1000 < th.min_joined_speech_ms
+    return short or wake_below(d, th.min_wake_head_unheard)
 
 
 def _multi_word(commands: CommandSet, c: str) -> bool:

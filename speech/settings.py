@@ -153,7 +153,10 @@ class SpeechSettings:
     min_cmd_fused_agreed: float | None = 0.4
     # rule M7: where Whisper's check heard no command (refused, or the wake phrase alone) and
     # nothing was acted on, a multi-word command the command head alone gives this
-    min_cmd_head_unheard: float | None = None
+    min_cmd_head_unheard: float | None = 0.8
+    # rule M7w: where Whisper's check refused, rule M7 acts only with the classifier's wake
+    # phrase probability this high (None: no such floor)
+    min_wake_head_unheard: float | None = 0.95
     # rule M7b: the same where Whisper's check heard the wake phrase alone
     min_cmd_head_wake_alone: float | None = 0.6
     # rule M8: in an utterance that follows a wake phrase said alone (wake activation) and
@@ -199,7 +202,8 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_fused_prob", "min_fused_veto", "fuse_weight", "cmd_fuse_weight",
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
-                      "min_cmd_head_unheard", "min_cmd_head_wake_alone", "min_cmd_head_joined",
+                      "min_cmd_head_unheard", "min_wake_head_unheard", "min_cmd_head_wake_alone",
+                      "min_cmd_head_joined",
                       "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure",
                       "min_confidence", "min_word_posterior",
                       "min_vosk_confidence", "min_kws_prob", "min_kws_wake", "min_unclear_wake",

@@ -78,8 +78,8 @@ def test_listen_says_which_commands_came_through_the_second_opinion(tmp_path, ca
     assert d["command"] == "show.fascia" and "via" not in d  # the classifier alone: as before
     # a classifier too strict to act: PocketSphinx's agreeing decode acts, and says so
     strict = replace(SpeechSettings(), min_kws_prob=1.0, min_cmd_fused_prob=None,
-                     min_cmd_head_alone=None,
-                     min_cmd_head_joined=None)  # nor the command head (rules M, X, M8)
+                     min_cmd_head_alone=None, min_cmd_head_joined=None,
+                     min_cmd_head_unheard=None)  # nor the command head (rules M, X, M8, M7w)
     assert listen_cli.main([str(p), "--json"], settings=strict) == 0
     (d,) = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
     assert d["command"] == "show.fascia" and d["via"] == "second opinion"

@@ -157,7 +157,8 @@ def test_the_head_alone_acts_where_whisper_heard_no_command():
     below rule M's 0.6, so nothing acts, unless min_cmd_head_unheard is set; not when Whisper
     heard a command, not for a single word, not when not addressed."""
     th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.9,
-                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=None)
+                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=None,
+                            min_cmd_head_unheard=None)
     alone = Decision("wake_only", reason="whisper: wake phrase alone", wake=True)
     clf, head = {"_none_": 0.7, "show.pleura": 0.1}, head_p(**{"show.pleura": 0.8})
     f = cmd_fused_probs(clf, head, 0.5)
@@ -183,16 +184,46 @@ def test_the_head_alone_where_whisper_heard_the_wake_phrase_alone():
     """Rule M7b: as M7, but only where Whisper's check heard the wake phrase alone; an
     utterance Whisper refused outright (read speech: "freeze" at 0.83) is left alone."""
     th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.9,
-                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=0.6)
+                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=0.6,
+                            min_cmd_head_unheard=None)
     rej = Decision("reject", reason="not a command", wake=True)
     clf, head = {"_none_": 0.6, "freeze": 0.1}, head_p(freeze=0.83)
     d, again = cmd_fuse(rej, clf, head, COMMANDS, addressed=True, th=th, whisper_kind="wake_only")
     assert d.kind == "accept" and d.command == "freeze" and not again
     assert cmd_fuse(rej, clf, head, COMMANDS, addressed=True, th=th,
                     whisper_kind="reject") is None
-    both = replace(th, min_cmd_head_unheard=0.8)  # M7 on too: Whisper's refusal counts
+    both = replace(th, min_cmd_head_unheard=0.8,  # M7 on too, without M7w's floor:
+                   min_wake_head_unheard=None)        # Whisper's refusal counts
     assert cmd_fuse(rej, clf, head, COMMANDS, addressed=True, th=both,
                     whisper_kind="reject")[0].command == "freeze"
+
+
+def test_where_whisper_refused_the_head_alone_needs_a_clear_wake_phrase():
+    """Rule M7w: "assistant, record stop" at 10 dB in one breath: the classifier no command
+    with the wake phrase at 0.987, Whisper refused, the head record_stop 0.81. With M7 on
+    and min_wake_head_unheard 0.98 it acts; with the wake phrase at 0.9 (a sentence in which
+    "assistant" was half heard), or in a 0.09 s fragment, or with Whisper hearing the wake
+    phrase alone (rule M7b's ground, untouched) the floor does not apply or refuses."""
+    th = DecisionThresholds(min_cmd_fused_prob=0.6, min_cmd_head_alone=0.97,
+                            min_cmd_fused_agreed=None, min_cmd_head_wake_alone=None,
+                            min_cmd_head_unheard=0.8, min_wake_head_unheard=0.98)
+    clf, head = {"_none_": 0.5, "record_start": 0.03}, head_p(record_stop=0.81)
+    said = Decision("reject", reason="not a command", wake=True, wake_prob=0.987)
+    d, again = cmd_fuse(said, clf, head, COMMANDS, addressed=True, th=th,
+                        whisper_kind="reject", speech_s=0.83)
+    assert d.kind == "accept" and d.command == "record_stop" and not again
+    half = replace(said, wake_prob=0.9)
+    assert cmd_fuse(half, clf, head, COMMANDS, addressed=True, th=th,
+                    whisper_kind="reject", speech_s=0.83) is None  # the wake phrase unsure
+    assert cmd_fuse(replace(said, wake_prob=None), clf, head, COMMANDS, addressed=True, th=th,
+                    whisper_kind="reject", speech_s=0.83) is None  # unknown counts as below
+    assert cmd_fuse(said, clf, head, COMMANDS, addressed=True, th=th,
+                    whisper_kind="reject", speech_s=0.09) is None  # a fragment
+    assert cmd_fuse(half, clf, head, COMMANDS, addressed=True, th=th, whisper_kind="wake_only",
+                    speech_s=0.83)[0].command == "record_stop"  # M7's other ground: no floor
+    off = replace(th, min_wake_head_unheard=None)  # M7 as it was
+    assert cmd_fuse(half, clf, head, COMMANDS, addressed=True, th=off,
+                    whisper_kind="reject", speech_s=0.09)[0].command == "record_stop"
 
 
 def test_the_head_alone_after_a_wake_phrase_said_alone():
@@ -373,7 +404,7 @@ def test_listener_acts_on_the_command_head_and_refuses_with_it():
     x = with_silence(espeak("assistant, show fascia", voice="en-gb+f1", speed_wpm=150))
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
                    cmd_fuse_weight=0.35, min_cmd_fused_prob=None, min_cmd_fused_veto=None,
-                   min_cmd_head_alone=None, cmd_head_sure=False)
+                   min_cmd_head_alone=None, cmd_head_sure=False, min_cmd_head_unheard=None)
     p = {"_none_": 0.6, "show.fascia": 0.3}
 
     def unsure(r):
@@ -398,6 +429,31 @@ def test_listener_acts_on_the_command_head_and_refuses_with_it():
     switched, _ = listen(replace(base, min_cmd_fused_veto=0.7, cmd_head_sure=True), x, sure)
     assert [(h.command, h.heard, h.via) for h in switched] == [
         ("show.fascia", "assistant show fascia", "command head")]
+
+
+def test_where_whisper_refused_the_head_alone_acts_on_a_clear_wake_phrase():
+    """Rule M7w through the listener, the shipped defaults: SYNTHETIC "assistant, show
+    fascia" in one breath, the classifier made to hear no command (and every rule that
+    could act before it off), Whisper's phrase scores not allowed to accept: the real command
+    head on the real audio acts alone where the classifier heard the wake phrase at 0.99, not
+    where it heard it at 0.9, nor with M7 off."""
+    x = with_silence(espeak("assistant, show fascia", voice="en-gb+f1", speed_wpm=150))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
+                   min_cmd_fused_prob=None, min_cmd_fused_veto=None, min_cmd_head_alone=None,
+                   min_cmd_fused_agreed=None, cmd_head_sure=False)
+    assert (base.min_cmd_head_unheard, base.min_wake_head_unheard) == (0.8, 0.95)
+    p = {"_none_": 0.9, "show.fascia": 0.05}
+
+    def heard_none(wake):
+        return lambda r: replace(r, top="_none_", top_prob=0.9, probs=p, wake_prob=wake,
+                                 all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    clear, logs = listen(base, x, heard_none(0.99))
+    assert [(h.command, h.via) for h in clear] == [("show.fascia", "command head")]
+    (u,) = [u for u in logs if u.decision.kind == "accept"]
+    assert u.whisper["kind"] == "reject" and u.whisper["cmd_probs"]["show.fascia"] >= 0.8
+    assert "Whisper heard no command" in u.decision.reason
+    assert listen(base, x, heard_none(0.9))[0] == []
+    assert listen(replace(base, min_cmd_head_unheard=None), x, heard_none(0.99))[0] == []
 
 
 def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():
