@@ -5,13 +5,16 @@ changes nothing.)
 For every multi-word item of a ``speech_bench.py --part all|multi --dump`` whose follow-up
 utterance (``joined``) the command head was asked about, the item's stream is rebuilt as the
 benchmark builds it (``multi_item``: the same voice, speed, pitch, noise and SNR) and the
-shipped command head is run on four windows of it, from the dumped utterance times:
-the follow-up (its ``start`` to ``start + dur``), the same + 0.3 s, the held wake phrase's
-start to the follow-up's end, and the same + 0.3 s. Prints, per SNR and window, how often the
+shipped command head is run on four windows of it, from the dumped utterance times (the
+detected speech: a dump's ``start`` and ``dur`` leave out the pre-roll and the hangover):
+the follow-up's speech, the same + 0.3 s, the held wake phrase's speech start to the
+follow-up's speech end, and the same + 0.3 s. Prints, per SNR and window, how often the
 head's first answer is the command said, at >= 0.6, and another command at >= 0.6.
-The follow-up window is the utterance as the endpointer closed it; the listener itself may
-have read less (the audio to the pause, where Whisper's check starts: "Rule P"), so the
-first window's figures are not the pipeline's ("dumped" in each line is).
+The listener itself reads the utterance's samples (150 ms of pre-roll and the hangover
+around the speech) or, at a pause, less ("Rule P"), so the first window's figures are not the
+pipeline's ("dumped" in each --verbose line is); rule J2's setting
+(``speech.cmd_head_joined_wake``) reads the held wake phrase's first sample to the
+follow-up's last.
 
     python benchmarks/speech_bench.py --part all --split tune --dump tune_all.jsonl
     python benchmarks/joined_window.py tune_all.jsonl [--split tune] [--verbose]

@@ -52,6 +52,9 @@ _KWS_LEAD_S = 1.28  # quiet lead-in before a stream (kws engine): one classifier
 _KWS_TAIL_S = 0.32  # quiet tail after it
 # Whisper's scores from the pause stand if the speech ended no later than this after it
 _PAUSE_SLACK_S = 0.15
+# rule J2: the stream kept for the command head's look back at a wake phrase said alone
+# (longer than the join gap, a wake phrase and a command together)
+_RING_SAMPLES = 8 * 16000
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,10 @@ class CommandListener:
         # drained by take_unclear(); bounded for a caller that never asks
         self._unclear: deque[Unclear] = deque(maxlen=64)
         self._held: Utterance | None = None  # a wake phrase said alone
+        # rule J2 (cmd_head_joined_wake): the last seconds of the stream, and the wake phrase
+        # said alone that the utterance being decided follows
+        self._ring = np.zeros(0, np.int16)
+        self._joined_held: Utterance | None = None
         self._prev_end: float | None = None  # speech end of the utterance before (not_speech)
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
         self._speaking_since: float | None = None
@@ -329,6 +336,8 @@ class CommandListener:
                             f"(convert with speech.audio.to_internal)")
         self._t = float(start_s) + len(a) / 16000.0
         self._out = []
+        if self.settings.cmd_head_joined_wake:
+            self._ring = np.concatenate([self._ring, a])[-_RING_SAMPLES:]
         if self._kws is not None:
             if self._t0 is None:
                 # a quiet lead-in, so that a command at the very start of a recording
@@ -526,6 +535,7 @@ class CommandListener:
         if not self._gate(u, ms):
             return []
         joined = held is not None and s.activation == "wake"
+        self._joined_held = held if joined else None
         reply_open = self._reply_open(u.speech_start_s)
         d = decide_kws(r, self.commands, require_wake=s.activation == "wake",
                        reply_open=reply_open, th=self.thresholds, joined=joined)
@@ -702,9 +712,23 @@ class CommandListener:
     def _cmd_probs(self, u: Utterance, pooled: np.ndarray) -> dict:
         """The command head's probabilities on utterance ``u``'s pooled encoder output
         (rounded: they go into the diagnostics as they are)."""
+        h = self._joined_held
+        if self.settings.cmd_head_joined_wake and h is not None:
+            x = self._stream_audio(h.start_s, u.start_s + len(u.samples) / 16000.0)
+            if x is not None:  # rule J2: the wake phrase said alone and the follow-up
+                pooled = self._whisper.model.context_pooled(x)[1]
         if self.on_cmd_head is not None:
             self.on_cmd_head(u, pooled)
         return {c: round(float(v), 5) for c, v in self._cmd_head(pooled).probs.items()}
+
+    def _stream_audio(self, a_s: float, b_s: float) -> np.ndarray | None:
+        """The stream's samples from ``a_s`` to ``b_s`` (media time) out of the last seconds
+        kept (rule J2), or None where they are no longer all kept."""
+        t_ring = self._t - len(self._ring) / 16000.0
+        i, j = round((a_s - t_ring) * 16000), round((b_s - t_ring) * 16000)
+        if i < 0 or j > len(self._ring) or j <= i:
+            return None
+        return self._ring[i:j]
 
     def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool,
                        r=None, addressed: bool = False) -> tuple[Decision, bool, dict | None]:

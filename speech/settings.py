@@ -185,6 +185,11 @@ class SpeechSettings:
     # rule S: PocketSphinx's second opinion is not asked where rule M acts on the utterance
     # without it (it could only have mattered by accepting a command itself)
     cmd_before_second_opinion: bool = True
+    # rule J2 (measured on TUNE only: more wrong commands; off): after a wake phrase said
+    # alone, the command head reads the stream from the wake phrase's start to the
+    # follow-up's end (the head was trained on "assistant, <command>"), not the follow-up
+    # alone (one more encoder pass)
+    cmd_head_joined_wake: bool = False
     whisper_cmd_head_file: str = ""
     whisper_shortlist: int = 10000  # softmax over this many token ids (0: all 51,864)
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most

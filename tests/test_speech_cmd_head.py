@@ -456,6 +456,38 @@ def test_where_whisper_refused_the_head_alone_acts_on_a_clear_wake_phrase():
     assert listen(replace(base, min_cmd_head_unheard=None), x, heard_none(0.99))[0] == []
 
 
+def test_after_a_wake_phrase_said_alone_the_head_can_read_it_too(monkeypatch):
+    """Rule J2 (``cmd_head_joined_wake``, off by default): SYNTHETIC "assistant" <pause> "show
+    fascia", wake activation. The follow-up is decided as one that follows a wake phrase said
+    alone; with the setting on, the command head reads the stream from the wake phrase's start
+    to the follow-up's end (the very samples fed), its probabilities are logged, and the
+    command is still acted on; with it off, the stream is not asked for."""
+    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
+    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
+    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd]))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, cmd_head_sure=True)
+    asked = []
+    real = CommandListener._stream_audio
+
+    def spy(self, a_s, b_s):
+        got = real(self, a_s, b_s)
+        asked.append((a_s, b_s, got))
+        return got
+    monkeypatch.setattr(CommandListener, "_stream_audio", spy)
+    heard, logs = listen(replace(base, cmd_head_joined_wake=True), x, lambda r: r)
+    assert [h.command for h in heard] == ["show.fascia"]
+    (held,) = [u for u in logs if u.decision.kind == "wake_only"]
+    (u,) = [u for u in logs if u.decision.joined and u.whisper and u.whisper.get("cmd_probs")]
+    ((a_s, b_s, window),) = asked
+    assert a_s < held.start_s < held.end_s < u.start_s < u.end_s < b_s  # wake phrase + follow-up
+    assert np.array_equal(window, x[round(a_s * 16000):round(b_s * 16000)])  # the samples fed
+    want = WhisperHead(CMD_HEAD_FILE)(shared_model().context_pooled(window)[1]).probs
+    assert u.whisper["cmd_probs"] == pytest.approx(want, abs=2e-5)
+    asked.clear()
+    heard, _ = listen(base, x, lambda r: r)
+    assert [h.command for h in heard] == ["show.fascia"] and asked == []
+
+
 def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():
     """Rule U, after the search: the head and classifier fused at 0.8 on "block.axillary"
     (read speech, wake phrase 0.58, Whisper heard no command) are not acted on where the
