@@ -35,6 +35,12 @@ from speech.settings import SpeechSettings  # noqa: E402
 
 RULES = {"m7": "min_cmd_head_unheard", "m7b": "min_cmd_head_wake_alone",
          "m8": "min_cmd_head_joined", "m7w": "min_cmd_head_unheard"}
+# rule M7w (on since 2026-12-07: M7 at 0.8 with a wake-phrase floor) is in the shipped
+# thresholds: m7 simulates M7 as it was, without the floor; m7b and m8 leave M7 off, as the
+# dumps they were chosen on had it (on a dump made with M7w on its acts are accepted already,
+# so nothing changes); m7w takes the floor from --wake-grid
+HELD = {"m7": {"min_wake_head_unheard": None}, "m7b": {"min_cmd_head_unheard": None},
+        "m8": {"min_cmd_head_unheard": None}, "m7w": {}}
 
 
 def new_act(row: dict, commands, th: DecisionThresholds) -> str | None:
@@ -90,16 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = load_commands(s.commands_file or None)  # the shipped command file
     base = DecisionThresholds.from_settings(s)
     print(f"{len(rows)} utterances from {', '.join(str(f) for f in a.dumps)}")
-    # rule M7w (on since 2026-12-07: M7 at 0.8 with a wake-phrase floor) is in the shipped
-    # thresholds: --rule m7 simulates M7 as it was, without the floor; --rule m7w takes the
-    # floor from --wake-grid; m7b and m8 leave M7 off, as the dumps they were chosen on had it
-    # (on a dump made with M7w on, its acts are accepted already, so nothing changes)
     wakes = a.wake_grid if a.rule == "m7w" else [None]
     for v in a.grid:
         for w in wakes:
-            extra = ({"min_wake_head_unheard": w} if a.rule == "m7w" else
-                     {"min_wake_head_unheard": None} if a.rule == "m7" else
-                     {"min_cmd_head_unheard": None})
+            extra = {**HELD[a.rule], **({} if w is None else {"min_wake_head_unheard": w})}
             r = simulate(rows, commands, dataclasses.replace(base, **{RULES[a.rule]: v}, **extra))
             name = "" if w is None else f" min_wake_head_unheard={w}"
             print(f"{RULES[a.rule]}={v}{name}: {json.dumps(r)}")

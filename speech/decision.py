@@ -113,7 +113,7 @@ class DecisionThresholds:
     # rule M8: after a wake phrase said alone, the head alone at this (None: off; on since
     # 2026-12-07)
     min_cmd_head_joined: float | None = 0.6
-    min_joined_speech_ms: int = 200  # rule M8: a multi-word command is no shorter
+    min_joined_speech_ms: int = 200  # rules M8, M7w: a multi-word command is no shorter
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
     min_wake_unheard: float | None = 0.9
@@ -711,7 +711,7 @@ def _joined_command(commands: CommandSet, head_probs: dict, joined: bool,
     (``joined``) with speech of ``min_joined_speech_ms`` or more (a fragment holds no
     multi-word command); else None."""
     if (not joined or th.min_cmd_head_joined is None or speech_s is None
-            or speech_s * 1000 < th.min_joined_speech_ms):
+            or _fragment(speech_s, th)):
         return None
     h = max(head_probs, key=head_probs.get)
     return h if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_joined else None
@@ -731,8 +731,13 @@ def _m7w_refuses(d: Decision, whisper_kind: str | None, speech_s: float | None,
     rule is off."""
     if whisper_kind != "reject" or th.min_wake_head_unheard is None:
         return False
-    short = speech_s is not None and speech_s * 1000 < th.min_joined_speech_ms
-    return short or wake_below(d, th.min_wake_head_unheard)
+    return _fragment(speech_s, th) or wake_below(d, th.min_wake_head_unheard)
+
+
+def _fragment(speech_s: float | None, th: DecisionThresholds) -> bool:
+    """Rules M8 and M7w (pure): speech known to be shorter than ``min_joined_speech_ms``,
+    too short to hold a multi-word command."""
+    return speech_s is not None and speech_s * 1000 < th.min_joined_speech_ms
 
 
 def _multi_word(commands: CommandSet, c: str) -> bool:

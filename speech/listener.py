@@ -360,6 +360,7 @@ class CommandListener:
         self._vad.flush()
         self._flush_tail = 0.0
         self._held = None
+        self._ring = self._ring[:0]  # rule J2's look back ends with the stream
         out, self._out = self._out, []
         return out
 
