@@ -115,8 +115,8 @@ class DecisionThresholds:
     min_cmd_head_joined: float | None = 0.6
     min_joined_speech_ms: int = 200  # rules M8, M7w: a multi-word command is no shorter
     # rule J3: after a wake phrase said alone, where nothing was acted on, the head on the
-    # wake phrase and the follow-up together at this (None: off)
-    min_cmd_head_joined_window: float | None = None
+    # wake phrase and the follow-up together at this (None: off; on since 2026-12-07)
+    min_cmd_head_joined_window: float | None = 0.8
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
     min_wake_unheard: float | None = 0.9

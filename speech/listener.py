@@ -217,7 +217,8 @@ class CommandListener:
             "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
             (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
              s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed, s.min_cmd_head_unheard,
-             s.min_cmd_head_wake_alone, s.min_cmd_head_joined, s.min_cmd_head_joined_window),
+             s.min_cmd_head_wake_alone, s.min_cmd_head_joined,
+             s.min_cmd_head_joined_window),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -236,6 +237,9 @@ class CommandListener:
         # rule J2 (cmd_head_joined_wake): the last seconds of the stream, and the wake phrase
         # said alone that the utterance being decided follows
         self._ring = np.zeros(0, np.int16)
+        # ... which rule J3 (min_cmd_head_joined_window) reads too, after a wake phrase
+        self._keeps_ring = s.cmd_head_joined_wake or (
+            s.min_cmd_head_joined_window is not None and s.activation == "wake")
         self._joined_held: Utterance | None = None
         self._prev_end: float | None = None  # speech end of the utterance before (not_speech)
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
@@ -336,7 +340,7 @@ class CommandListener:
                             f"(convert with speech.audio.to_internal)")
         self._t = float(start_s) + len(a) / 16000.0
         self._out = []
-        if self.settings.cmd_head_joined_wake or self.thresholds.min_cmd_head_joined_window:
+        if self._keeps_ring:
             self._ring = np.concatenate([self._ring, a])[-_RING_SAMPLES:]
         if self._kws is not None:
             if self._t0 is None:
@@ -589,7 +593,7 @@ class CommandListener:
             v = whisper_single_veto(d, wdiag.get("command"), wdiag.get("head"), self.thresholds)
             if v is not None:
                 d, asked = v, True
-        if (joined and d.kind != "accept" and self.thresholds.min_cmd_head_joined_window
+        if (joined and d.kind != "accept" and self.thresholds.min_cmd_head_joined_window is not None
                 and self._cmd_head is not None and self._whisper is not None):
             d3 = self._joined_window(held, u, d, speech, wdiag)
             if d3 is not None:  # rule J3, the last resort
@@ -737,7 +741,11 @@ class CommandListener:
         x = self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
         if x is None:
             return None
-        pooled = self._whisper.model.context_pooled(x)[1]
+        try:
+            pooled = self._whisper.model.context_pooled(x)[1]
+        except Exception as e:  # an extra reading: never lose the stream over it
+            log.error("speech: the command head's joined reading failed (%s)", e)
+            return None
         probs = self._cmd_head(pooled).probs
         if wdiag is not None:
             wdiag["joined_window_probs"] = {c: round(float(v), 5) for c, v in probs.items()}

@@ -519,7 +519,7 @@ def test_after_a_wake_phrase_said_alone_the_head_can_read_it_too(monkeypatch):
 
 
 def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
-    """Rule J3 (``min_cmd_head_joined_window``, off by default): SYNTHETIC "assistant" <pause>
+    """Rule J3 (``min_cmd_head_joined_window``, 0.8 by default): SYNTHETIC "assistant" <pause>
     "show fascia", wake activation, the follow-up made unheard by every model that reads it
     alone (the classifier hears no command, the command head "other", Whisper's phrase scores
     may not accept). With the rule on, the real command head on the stream from the wake
@@ -537,7 +537,7 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
         p = {"_none_": 0.9}
         return replace(r, top="_none_", top_prob=0.9, probs=p,
                        all_probs={**{c: 0.0 for c in r.all_probs}, **p})
-    assert listen(base, x, unheard)[0] == []
+    assert listen(replace(base, min_cmd_head_joined_window=None), x, unheard)[0] == []
     heard, logs = listen(replace(base, min_cmd_head_joined_window=0.3), x, unheard)
     assert [h.command for h in heard] == ["show.fascia"]
     (u,) = [u for u in logs if u.decision.kind == "accept"]
@@ -548,6 +548,38 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
     assert u.decision.confidence == pytest.approx(q, abs=1e-3)
     assert listen(replace(base, min_cmd_head_joined_window=min(1.0, q + 0.01)), x,
                   unheard)[0] == []
+
+
+def test_a_failed_joined_reading_loses_nothing(monkeypatch, caplog):
+    """Rule J3's extra encoder pass failing (here made to raise) is logged as an error; the
+    follow-up is still decided and logged, and the stream goes on."""
+    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
+    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
+    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd,
+                                     np.zeros(int(0.7 * 16000), np.int16), wake]))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
+                   min_cmd_head_joined_window=0.3)
+    monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
+    monkeypatch.setattr(CommandListener, "_stream_audio",
+                        lambda self, a_s, b_s: np.full(16000, 12345, np.int16))
+    model = type(shared_model())
+    real = model.context_pooled
+
+    def failing(self, samples):
+        if len(samples) and samples[0] == 12345:
+            raise RuntimeError("onnxruntime: out of memory")
+        return real(self, samples)
+    monkeypatch.setattr(model, "context_pooled", failing)
+
+    def unheard(r):
+        if r.top == "_wake_":
+            return r
+        p = {"_none_": 0.9}
+        return replace(r, top="_none_", top_prob=0.9, probs=p,
+                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    heard, logs = listen(base, x, unheard)
+    assert heard == [] and "joined reading failed" in caplog.text
+    assert [u.decision.kind for u in logs] == ["wake_only", "reject", "wake_only"]
 
 
 def test_the_last_resort_acts_only_where_nothing_was_and_on_no_fragment():
@@ -566,7 +598,7 @@ def test_the_last_resort_acts_only_where_nothing_was_and_on_no_fragment():
     ok = Decision("accept", command="show.bone", reason="ok", joined=True)
     assert act(ok, head_p(**{"show.all": 0.93}), COMMANDS, speech_s=0.36, th=th) is None
     assert act(rej, head_p(**{"show.all": 0.93}), COMMANDS, speech_s=0.36,
-               th=DecisionThresholds()) is None
+               th=DecisionThresholds(min_cmd_head_joined_window=None)) is None
 
 
 def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():
