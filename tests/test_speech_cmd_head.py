@@ -471,7 +471,7 @@ def test_where_whisper_refused_the_head_alone_acts_on_a_clear_wake_phrase():
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
                    min_cmd_fused_prob=None, min_cmd_fused_veto=None, min_cmd_head_alone=None,
                    min_cmd_fused_agreed=None, cmd_head_sure=False)
-    assert (base.min_cmd_head_unheard, base.min_wake_head_unheard) == (0.8, 0.95)
+    assert (base.min_cmd_head_unheard, base.min_wake_head__unheard) == (0.8, 0.95)
     p = {"_none_": 0.9, "show.fascia": 0.05}
 
     def heard_none(wake):
@@ -518,6 +518,16 @@ def test_after_a_wake_phrase_said_alone_the_head_can_read_it_too(monkeypatch):
     assert [h.command for h in heard] == ["show.fascia"] and asked == []
 
 
+def _unheard(r):
+    """The kws classifier's result made deaf to a command (the wake phrase said alone stands:
+    rule J3's tests)."""
+    if r.top == "_wake_":
+        return r
+    p = {"_none_": 0.9}
+    return replace(r, top="_none_", top_prob=0.9, probs=p,
+                   all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+
+
 def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
     """Rule J3 (``min_cmd_head_joined_window``, 0.8 by default): SYNTHETIC "assistant" <pause>
     "show fascia", wake activation, the follow-up made unheard by every model that reads it
@@ -530,15 +540,8 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
     x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd]))
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0)
     monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
-
-    def unheard(r):
-        if r.top == "_wake_":
-            return r
-        p = {"_none_": 0.9}
-        return replace(r, top="_none_", top_prob=0.9, probs=p,
-                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
-    assert listen(replace(base, min_cmd_head_joined_window=None), x, unheard)[0] == []
-    heard, logs = listen(replace(base, min_cmd_head_joined_window=0.3), x, unheard)
+    assert listen(replace(base, min_cmd_head_joined_window=None), x, _unheard)[0] == []
+    heard, logs = listen(replace(base, min_cmd_head_joined_window=0.3), x, _unheard)
     assert [h.command for h in heard] == ["show.fascia"]
     (u,) = [u for u in logs if u.decision.kind == "accept"]
     assert u.decision.joined and u.decision.reason.startswith("cmdjoined: show.fascia")
@@ -547,7 +550,7 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
     assert max(probs, key=probs.get) == "show.fascia" and q >= 0.3  # 0.40 (a 0.7 s pause)
     assert u.decision.confidence == pytest.approx(q, abs=1e-3)
     assert listen(replace(base, min_cmd_head_joined_window=min(1.0, q + 0.01)), x,
-                  unheard)[0] == []
+                  _unheard)[0] == []
 
 
 def test_a_failed_joined_reading_loses_nothing(monkeypatch, caplog):
@@ -570,14 +573,7 @@ def test_a_failed_joined_reading_loses_nothing(monkeypatch, caplog):
             raise RuntimeError("onnxruntime: out of memory")
         return real(self, samples)
     monkeypatch.setattr(model, "context_pooled", failing)
-
-    def unheard(r):
-        if r.top == "_wake_":
-            return r
-        p = {"_none_": 0.9}
-        return replace(r, top="_none_", top_prob=0.9, probs=p,
-                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
-    heard, logs = listen(base, x, unheard)
+    heard, logs = listen(base, x, _unheard)
     assert heard == [] and "joined reading failed" in caplog.text
     assert [u.decision.kind for u in logs] == ["wake_only", "reject", "wake_only"]
 
