@@ -571,6 +571,7 @@ class CommandListener:
         second = (self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure", "early")
                   else None)
         last = None  # rules F and M (the last word), when worked out before the second opinion
+        second_named = False  # PocketSphinx named another command than the one accepted
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
             pre = (self._last_word(d, asked, wdiag, r, speech, joined, reply_open, spoken_to)
@@ -586,7 +587,7 @@ class CommandListener:
             other = self._decode_second(u, joined)
             d2 = vetoed(d, other) if other is not None else None
             if d2 is not None:  # a command was asked for: ask for it again
-                d, asked = d2, True
+                d, asked, second_named = d2, True, True
         d, asked, _ = last or self._last_word(d, asked, wdiag, r, speech, joined, reply_open,
                                               spoken_to)
         if wdiag is not None and wdiag["kind"] not in ("sure", "early"):  # Whisper's check ran
@@ -594,7 +595,7 @@ class CommandListener:
             if v is not None:
                 d, asked = v, True
         if (joined and d.kind != "accept" and self.thresholds.min_cmd_head_joined_window is not None
-                and self._cmd_head is not None and self._whisper is not None):
+                and not second_named and self._cmd_head is not None and self._whisper is not None):
             d3 = self._joined_window(held, u, d, speech, wdiag)
             if d3 is not None:  # rule J3, the last resort
                 d, asked = d3, False

@@ -471,7 +471,7 @@ def test_where_whisper_refused_the_head_alone_acts_on_a_clear_wake_phrase():
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
                    min_cmd_fused_prob=None, min_cmd_fused_veto=None, min_cmd_head_alone=None,
                    min_cmd_fused_agreed=None, cmd_head_sure=False)
-    assert (base.min_cmd_head_unheard, base.min_wake_head__unheard) == (0.8, 0.95)
+    assert (base.min_cmd_head_unheard, base.min_wake_head_unheard) == (0.8, 0.95)
     p = {"_none_": 0.9, "show.fascia": 0.05}
 
     def heard_none(wake):
