@@ -114,6 +114,9 @@ class DecisionThresholds:
     # 2026-12-07)
     min_cmd_head_joined: float | None = 0.6
     min_joined_speech_ms: int = 200  # rules M8, M7w: a multi-word command is no shorter
+    # rule J3: after a wake phrase said alone, where nothing was acted on, the head on the
+    # wake phrase and the follow-up together at this (None: off; on since 2026-12-07)
+    min_cmd_head_joined_window: float | None = 0.8
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
     min_wake_unheard: float | None = 0.9
@@ -715,6 +718,28 @@ def _joined_command(commands: CommandSet, head_probs: dict, joined: bool,
         return None
     h = max(head_probs, key=head_probs.get)
     return h if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_joined else None
+
+
+def joined_window_act(d: Decision, head_probs: dict | None, commands: CommandSet, *,
+                      speech_s: float | None, th: DecisionThresholds = DecisionThresholds()
+                      ) -> Decision | None:
+    """Rule J3 (pure), the last resort after a wake phrase said alone: ``head_probs`` are
+    the command head's on the stream from that wake phrase's start to the end of the
+    follow-up ``d`` was decided on (``speech_s`` of speech). Where ``d`` accepted nothing
+    and the follow-up is no fragment (``min_joined_speech_ms``), the head's first is acted
+    on when it is a multi-word command at ``min_cmd_head_joined_window`` or more; else None
+    (``d`` stands)."""
+    if (th.min_cmd_head_joined_window is None or head_probs is None or d.kind == "accept"
+            or speech_s is None or _fragment(speech_s, th)):
+        return None
+    h = max(head_probs, key=head_probs.get)
+    q = head_probs[h]
+    if not _multi_word(commands, h) or q < th.min_cmd_head_joined_window:
+        return None
+    return Decision("accept", command=h, heard=said(commands, h, d.wake), confidence=round(q, 3),
+                    reason=f"cmdjoined: {h} {q:.2f}, the head on the wake phrase said alone "
+                           f"and this follow-up (was {d.kind}: {d.reason})",
+                    wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob, joined=d.joined)
 
 
 def wake_below(d: Decision, floor: float | None) -> bool:

@@ -35,9 +35,9 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
-                       decide_whisper, head_check, head_fuse, head_veto, not_speech,
-                       second_opinion, unclear_after_wake, vetoed, wake_below, whisper_check,
-                       whisper_single_veto)
+                       decide_whisper, head_check, head_fuse, head_veto, joined_window_act,
+                       not_speech, second_opinion, unclear_after_wake, vetoed, wake_below,
+                       whisper_check, whisper_single_veto)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
@@ -217,7 +217,8 @@ class CommandListener:
             "command head", s.whisper_cmd_head_file or CMD_HEAD_FILE, s.whisper_cmd_head_file,
             (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
              s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed, s.min_cmd_head_unheard,
-             s.min_cmd_head_wake_alone, s.min_cmd_head_joined),
+             s.min_cmd_head_wake_alone, s.min_cmd_head_joined,
+             s.min_cmd_head_joined_window),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -236,6 +237,9 @@ class CommandListener:
         # rule J2 (cmd_head_joined_wake): the last seconds of the stream, and the wake phrase
         # said alone that the utterance being decided follows
         self._ring = np.zeros(0, np.int16)
+        # ... which rule J3 (min_cmd_head_joined_window) reads too, after a wake phrase
+        self._keeps_ring = s.cmd_head_joined_wake or (
+            s.min_cmd_head_joined_window is not None and s.activation == "wake")
         self._joined_held: Utterance | None = None
         self._prev_end: float | None = None  # speech end of the utterance before (not_speech)
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
@@ -336,7 +340,7 @@ class CommandListener:
                             f"(convert with speech.audio.to_internal)")
         self._t = float(start_s) + len(a) / 16000.0
         self._out = []
-        if self.settings.cmd_head_joined_wake:
+        if self._keeps_ring:
             self._ring = np.concatenate([self._ring, a])[-_RING_SAMPLES:]
         if self._kws is not None:
             if self._t0 is None:
@@ -567,6 +571,7 @@ class CommandListener:
         second = (self._second if wdiag is None or wdiag["kind"] not in ("accept", "sure", "early")
                   else None)
         last = None  # rules F and M (the last word), when worked out before the second opinion
+        second_named = False  # PocketSphinx named another command than the one accepted
         if second is not None and d.kind != "accept" and (
                 asked or unclear_after_wake(d, speech, self._second_th, pedal=addressed)):
             pre = (self._last_word(d, asked, wdiag, r, speech, joined, reply_open, spoken_to)
@@ -582,13 +587,18 @@ class CommandListener:
             other = self._decode_second(u, joined)
             d2 = vetoed(d, other) if other is not None else None
             if d2 is not None:  # a command was asked for: ask for it again
-                d, asked = d2, True
+                d, asked, second_named = d2, True, True
         d, asked, _ = last or self._last_word(d, asked, wdiag, r, speech, joined, reply_open,
                                               spoken_to)
         if wdiag is not None and wdiag["kind"] not in ("sure", "early"):  # Whisper's check ran
             v = whisper_single_veto(d, wdiag.get("command"), wdiag.get("head"), self.thresholds)
             if v is not None:
                 d, asked = v, True
+        if (joined and d.kind != "accept" and self.thresholds.min_cmd_head_joined_window is not None
+                and not second_named and self._cmd_head is not None and self._whisper is not None):
+            d3 = self._joined_window(held, u, d, speech, wdiag)
+            if d3 is not None:  # rule J3, the last resort
+                d, asked = d3, False
         ms += 1000.0 * (time.perf_counter() - t1)
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear, wdiag)
@@ -721,6 +731,26 @@ class CommandListener:
         if self.on_cmd_head is not None:
             self.on_cmd_head(u, pooled)
         return {c: round(float(v), 5) for c, v in self._cmd_head(pooled).probs.items()}
+
+    def _joined_window(self, held: Utterance, u: Utterance, d: Decision, speech: float,
+                       wdiag: dict | None) -> Decision | None:
+        """Rule J3: the command head on the stream from the wake phrase said alone
+        (``held``) to the end of its follow-up ``u``, on which ``d`` accepted nothing; its
+        probabilities go into the diagnostics (``joined_window_probs``)."""
+        if d.kind == "accept" or speech * 1000 < self.thresholds.min_joined_speech_ms:
+            return None
+        x = self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
+        if x is None:
+            return None
+        try:
+            pooled = self._whisper.model.context_pooled(x)[1]
+        except Exception as e:  # an extra reading: never lose the stream over it
+            log.error("speech: the command head's joined reading failed (%s)", e)
+            return None
+        probs = self._cmd_head(pooled).probs
+        if wdiag is not None:
+            wdiag["joined_window_probs"] = {c: round(float(v), 5) for c, v in probs.items()}
+        return joined_window_act(d, probs, self.commands, speech_s=speech, th=self.thresholds)
 
     def _stream_audio(self, a_s: float, b_s: float) -> np.ndarray | None:
         """The stream's samples from ``a_s`` to ``b_s`` (media time) out of the last seconds

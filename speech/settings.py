@@ -163,6 +163,10 @@ class SpeechSettings:
     # where nothing was acted on, a multi-word command the command head alone gives this
     min_cmd_head_joined: float | None = 0.6
     min_joined_speech_ms: int = 200  # ... in speech this long at least (a fragment is no command)
+    # rule J3: where even so nothing was acted on, the head reads the wake phrase said alone
+    # and the follow-up together, and acts on a multi-word command it gives this (None: off;
+    # 0.8 since rule J3 held on TEST, docs/SPEECH.md "Rules HJ and J3")
+    min_cmd_head_joined_window: float | None = 0.8
     # rule W: in wake activation, a command the classifier accepted with the wake phrase's
     # probability below this is not acted on where Whisper's check heard no command
     # (0.9 since rule W2, docs/SPEECH.md)
@@ -208,7 +212,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
                       "min_cmd_head_unheard", "min_wake_head_unheard", "min_cmd_head_wake_alone",
-                      "min_cmd_head_joined",
+                      "min_cmd_head_joined", "min_cmd_head_joined_window",
                       "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure",
                       "min_confidence", "min_word_posterior",
                       "min_vosk_confidence", "min_kws_prob", "min_kws_wake", "min_unclear_wake",

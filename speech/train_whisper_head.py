@@ -265,7 +265,11 @@ def build_cuts(args) -> tuple[np.ndarray, list[str]]:
     commands = load_commands(args.commands or None)
     synth, voices = Synth(Path(args.cache)), train_voices()
     wake = commands.wake_phrases[0]
-    settings = SpeechSettings(activation="wake")
+    # rule HJ: with --cuts-joined the listener runs rule J2, so a command after a wake
+    # phrase said alone gives the window the head reads there (the wake phrase's start to
+    # the follow-up's end), labelled by the follow-up's times
+    settings = SpeechSettings(activation="wake",
+                              cmd_head_joined_wake=bool(getattr(args, "cuts_joined", False)))
     engine = make_engine(settings, commands)
     seen: dict[float, tuple[float, float, np.ndarray]] = {}  # one per utterance, the last
 
@@ -413,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                          "by the listener itself (rule HC, docs/SPEECH.md; default 36; 0: none)")
     ap.add_argument("--cut-weight", type=float, default=5.0,
                     help="each listener-cut example's weight in the fit (default 5, rule HC)")
+    ap.add_argument("--cuts-joined", action="store_true",
+                    help="cut with rule J2 on: a command after a wake phrase said alone is "
+                         "read from the wake phrase's start (rule HJ, docs/SPEECH.md)")
     ap.add_argument("--cut-features", default="",
                     help="reuse/save the listener-cut examples' features (.npz)")
     ap.add_argument("--moonshine", action="store_true",
@@ -439,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                                else "whisper_head_en.npz"))
     key = {k: v for k, v in vars(args).items()
            if k not in ("out", "l2", "iters", "other_weight", "features", "cache",
-                        "real_speakers", "cuts_per_command", "cut_features", "cut_weight")}
+                        "real_speakers", "cuts_per_command", "cut_features", "cut_weight",
+                        "cuts_joined")}
     if args.kind == "words":  # the single-word head's key as before these options
         key = {k: v for k, v in key.items() if k not in ("kind", "per_command", "n_wake")}
     if not args.moonshine:  # the key as before that option
@@ -461,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     X, y, real = X[use], y[use], ~synthetic[use]
     if cmds and args.cuts_per_command > 0:
         ckey = json.dumps({"seed": args.seed, "cuts_per_command": args.cuts_per_command,
-                           "commands": args.commands})
+                           "commands": args.commands}
+                          | ({"joined": True} if args.cuts_joined else {}))
         cp = Path(args.cut_features) if args.cut_features else None
         z = np.load(cp) if cp and cp.is_file() else None
         if z is not None and str(z["key"]) == ckey:
@@ -491,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                                           else "",
                                           "cuts_per_command": args.cuts_per_command,
                                           "cut_weight": args.cut_weight,
+                                          **({"cuts_joined": True} if args.cuts_joined
+                                             else {}),
                                           "examples": int(len(y)), "real": int(real.sum())}))
     print(f"wrote {out} ({out.stat().st_size // 1024} kB)", flush=True)
     return 0

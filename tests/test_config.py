@@ -78,6 +78,10 @@ def test_cross_field_checks():
                           "c.yaml").speech.min_cmd_head_unheard == 0.7
     with pytest.raises(ConfigError, match=r"speech.min_wake_head_unheard is a probability"):
         parse_settings("speech:\n  min_wake_head_unheard: 1.01\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"speech.min_cmd_head_joined_window is a probability"):
+        parse_settings("speech:\n  min_cmd_head_joined_window: 2\n", "c.yaml")
+    assert parse_settings("speech:\n  min_cmd_head_joined_window: 0.8\n",
+                          "c.yaml").speech.min_cmd_head_joined_window == 0.8
     s = parse_settings("speech:\n  min_cmd_fused_unconfirmed: null\n  cmd_early: false\n",
                        "c.yaml")
     assert s.speech.min_cmd_fused_unconfirmed is None and s.speech.cmd_early is False

@@ -374,6 +374,36 @@ def test_the_listener_cut_examples_are_what_the_head_is_asked_about():
     assert sum(right) >= len(right) // 2, (labels, right)
 
 
+@pytest.mark.skipif(not (SPEECH / "noise").is_dir(), reason="shared speech data not present")
+def test_joined_cuts_are_the_windows_rule_j2_reads(monkeypatch):
+    """Rule HJ (``--cuts-joined``): the cuts are made by a listener running rule J2, so a
+    command said after a wake phrase said alone gives the window J2 reads (the stream from
+    the wake phrase's start to the follow-up's end), labelled the command; without the flag
+    the stream is never asked for."""
+    import argparse
+    import os
+    from speech.train_whisper_head import build_cuts
+    windows = []
+    real = CommandListener._stream_audio
+
+    def spy(self, a_s, b_s):
+        got = real(self, a_s, b_s)
+        windows.append(got)
+        return got
+    monkeypatch.setattr(CommandListener, "_stream_audio", spy)
+    args = argparse.Namespace(seed=4, data=str(SPEECH), commands="", cuts_per_command=10,
+                              cut_ids=["show.fascia"], cuts_joined=True, cache=os.path.expanduser(
+                                  "~/.cache/usra-assistant/kws_synth"))
+    X, labels = build_cuts(args)
+    assert set(labels) <= {"show.fascia", WAKE} and windows and all(w is not None for w in windows)
+    cmd = [x for x, lab in zip(X, labels) if lab == "show.fascia"]
+    read = [shared_model().context_pooled(w)[1] for w in windows]
+    assert any(np.allclose(x, r, atol=1e-4) for x in cmd for r in read)  # a window, labelled
+    windows.clear()
+    build_cuts(argparse.Namespace(**{**vars(args), "cuts_joined": False}))
+    assert windows == []
+
+
 def test_a_head_file_that_does_not_know_a_command_is_not_used(tmp_path, caplog):
     z = np.load(CMD_HEAD_FILE)
     keep = [i for i, c in enumerate(z["classes"]) if str(c) != "show.fascia"]
@@ -486,6 +516,85 @@ def test_after_a_wake_phrase_said_alone_the_head_can_read_it_too(monkeypatch):
     asked.clear()
     heard, _ = listen(base, x, lambda r: r)
     assert [h.command for h in heard] == ["show.fascia"] and asked == []
+
+
+def _unheard(r):
+    """The kws classifier's result made deaf to a command (the wake phrase said alone stands:
+    rule J3's tests)."""
+    if r.top == "_wake_":
+        return r
+    p = {"_none_": 0.9}
+    return replace(r, top="_none_", top_prob=0.9, probs=p,
+                   all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+
+
+def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
+    """Rule J3 (``min_cmd_head_joined_window``, 0.8 by default): SYNTHETIC "assistant" <pause>
+    "show fascia", wake activation, the follow-up made unheard by every model that reads it
+    alone (the classifier hears no command, the command head "other", Whisper's phrase scores
+    may not accept). With the rule on, the real command head on the stream from the wake
+    phrase's start to the follow-up's end names "show fascia" first and it is acted on at a bar
+    under what the head gives; off, or above it, nothing is."""
+    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
+    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
+    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd]))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0)
+    monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
+    assert listen(replace(base, min_cmd_head_joined_window=None), x, _unheard)[0] == []
+    heard, logs = listen(replace(base, min_cmd_head_joined_window=0.3), x, _unheard)
+    assert [h.command for h in heard] == ["show.fascia"]
+    (u,) = [u for u in logs if u.decision.kind == "accept"]
+    assert u.decision.joined and u.decision.reason.startswith("cmdjoined: show.fascia")
+    probs = u.whisper["joined_window_probs"]
+    q = probs["show.fascia"]
+    assert max(probs, key=probs.get) == "show.fascia" and q >= 0.3  # 0.40 (a 0.7 s pause)
+    assert u.decision.confidence == pytest.approx(q, abs=1e-3)
+    assert listen(replace(base, min_cmd_head_joined_window=min(1.0, q + 0.01)), x,
+                  _unheard)[0] == []
+
+
+def test_a_failed_joined_reading_loses_nothing(monkeypatch, caplog):
+    """Rule J3's extra encoder pass failing (here made to raise) is logged as an error; the
+    follow-up is still decided and logged, and the stream goes on."""
+    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
+    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
+    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd,
+                                     np.zeros(int(0.7 * 16000), np.int16), wake]))
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
+                   min_cmd_head_joined_window=0.3)
+    monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
+    monkeypatch.setattr(CommandListener, "_stream_audio",
+                        lambda self, a_s, b_s: np.full(16000, 12345, np.int16))
+    model = type(shared_model())
+    real = model.context_pooled
+
+    def failing(self, samples):
+        if len(samples) and samples[0] == 12345:
+            raise RuntimeError("onnxruntime: out of memory")
+        return real(self, samples)
+    monkeypatch.setattr(model, "context_pooled", failing)
+    heard, logs = listen(base, x, _unheard)
+    assert heard == [] and "joined reading failed" in caplog.text
+    assert [u.decision.kind for u in logs] == ["wake_only", "reject", "wake_only"]
+
+
+def test_the_last_resort_acts_only_where_nothing_was_and_on_no_fragment():
+    """Rule J3, pure: a multi-word command the head gives at the bar on the joined window;
+    not where a command was accepted, not on a fragment, not a single word, not the wake
+    phrase, not below the bar, not with the rule off."""
+    th = DecisionThresholds(min_cmd_head_joined_window=0.8)
+    rej = Decision("reject", reason="not a command", joined=True)
+    from speech.decision import joined_window_act as act
+    d = act(rej, head_p(**{"show.all": 0.93}), COMMANDS, speech_s=0.36, th=th)
+    assert d.kind == "accept" and d.command == "show.all" and d.joined
+    assert act(rej, head_p(**{"show.all": 0.79}), COMMANDS, speech_s=0.36, th=th) is None
+    assert act(rej, head_p(**{"show.all": 0.93}), COMMANDS, speech_s=0.15, th=th) is None
+    assert act(rej, head_p(up=0.95), COMMANDS, speech_s=0.36, th=th) is None
+    assert act(rej, head_p(**{WAKE: 0.95}), COMMANDS, speech_s=0.36, th=th) is None
+    ok = Decision("accept", command="show.bone", reason="ok", joined=True)
+    assert act(ok, head_p(**{"show.all": 0.93}), COMMANDS, speech_s=0.36, th=th) is None
+    assert act(rej, head_p(**{"show.all": 0.93}), COMMANDS, speech_s=0.36,
+               th=DecisionThresholds(min_cmd_head_joined_window=None)) is None
 
 
 def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():

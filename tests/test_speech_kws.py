@@ -31,9 +31,10 @@ def engine():
 
 
 # the classifier too strict to act, and the command head's rules that would act instead off
-# (rules M, X, M8, M7w): what is left to act is the second opinion
+# (rules M, X, M8, M7w, J3): what is left to act is the second opinion
 STRICT = dict(min_kws_prob=1.0, min_cmd_fused_prob=None, min_cmd_head_alone=None,
-              min_cmd_head_joined=None, min_cmd_head_unheard=None)
+              min_cmd_head_joined=None, min_cmd_head_unheard=None,
+              min_cmd_head_joined_window=None)
 
 
 def listen(engine, x, activation="wake", chunk_ms=20, **over):
@@ -223,6 +224,7 @@ def test_a_command_the_second_engine_heard_otherwise_is_asked_again(engine):
     assert got + lis.flush() == []
     (u,) = lis.take_unclear()
     assert u.guess == "show.fascia" and "vetoed: pocketsphinx heard hide.all" in u.reason
+    # (rule J3, the last resort after a wake phrase said alone, does not overrule that veto)
     # off (the default): the classifier alone decides
     lis = CommandListener(SpeechSettings(engine="kws"), commands=load_commands(), engine=engine)
     lis._decode_second = lambda u, joined: Decision("accept", "hide.all", "hide everything", 0.8)
