@@ -759,7 +759,7 @@ class CommandListener:
     def _j3_done(self, wait: bool) -> list[Heard]:
         """The utterance waiting for rule J3's reading, decided once the reading is done
         (``wait``: now, waiting for it): the command head on the stream from the wake phrase
-        said alone to the end of its follow-up, on which nothing was accepted, its
+        said alone to the end of its follow-up, decided "not a command" so far, its
         probabilities in the diagnostics (``joined_window_probs``); a reading that failed
         is logged and leaves the decision as it was."""
         if self._j3_wait is None or not (wait or self._j3_wait[0].done()):
@@ -968,7 +968,7 @@ class CommandListener:
                else "whisper" if d.reason.startswith("whisper")
                else "head" if d.reason.startswith("head")
                else "fused" if d.reason.startswith("fused")
-               else "command head" if d.reason.startswith("cmdfused") else "")
+               else "command head" if d.reason.startswith(("cmdfused", "cmdjoined")) else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
                   d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,
