@@ -180,6 +180,9 @@ class CommandListener:
         self._spec = None  # Whisper's scores started at the last pause (on_pause)
         self._pool = None  # its worker thread, made when first needed
         self._moon_pool = None  # Moonshine's encoder beside it (head_moonshine), the same
+        # rule J3's reading, on a thread of its own, and the utterance waiting for it
+        self._j3_pool = None
+        self._j3_wait: tuple | None = None
         if self._kws is not None and s.whisper:
             from .whisper import PhraseScorer, WhisperError
             try:
@@ -328,8 +331,9 @@ class CommandListener:
 
     @property
     def check_pending(self) -> bool:
-        """Whisper's check, started at a pause (``on_pause``), is waiting for the close."""
-        return self._spec is not None
+        """Whisper's check, started at a pause (``on_pause``), is waiting for the close, or
+        rule J3's reading for its utterance's decision."""
+        return self._spec is not None or self._j3_wait is not None
 
     def feed(self, samples: np.ndarray, start_s: float) -> list[Heard]:
         """Feed 16 kHz mono int16 samples starting at media time ``start_s``; returns
@@ -350,6 +354,7 @@ class CommandListener:
                 self._kws.feed(_floor_noise(_KWS_LEAD_S, 1))
             self._kws.feed(a)
         self._vad.feed(a, start_s)  # calls on_open/on_audio/on_close below, in order
+        self._out += self._j3_done(wait=False)
         out, self._out = self._out, []
         return out
 
@@ -362,6 +367,7 @@ class CommandListener:
             self._kws.feed(_floor_noise(_KWS_TAIL_S, 2))
             self._flush_tail = _KWS_TAIL_S
         self._vad.flush()
+        self._out += self._j3_done(wait=True)
         self._flush_tail = 0.0
         self._held = None
         self._ring = self._ring[:0]  # rule J2's look back ends with the stream
@@ -402,6 +408,7 @@ class CommandListener:
             self._frames = []
 
     def on_close(self, u: Utterance) -> None:
+        self._out += self._j3_done(wait=True)  # decisions come out in the order of speech
         self._out += self._handle(u)
 
     def _push(self) -> None:
@@ -594,12 +601,21 @@ class CommandListener:
             v = whisper_single_veto(d, wdiag.get("command"), wdiag.get("head"), self.thresholds)
             if v is not None:
                 d, asked = v, True
-        if (joined and d.kind != "accept" and self.thresholds.min_cmd_head_joined_window is not None
-                and not second_named and self._cmd_head is not None and self._whisper is not None):
-            d3 = self._joined_window(held, u, d, speech, wdiag)
-            if d3 is not None:  # rule J3, the last resort
-                d, asked = d3, False
         ms += 1000.0 * (time.perf_counter() - t1)
+        if (joined and d.kind == "reject" and self.thresholds.min_cmd_head_joined_window is not None
+                and not second_named and self._cmd_head is not None and self._whisper is not None
+                and speech * 1000 >= self.thresholds.min_joined_speech_ms):
+            x = self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
+            if x is not None:  # rule J3, the last resort: decided when its reading is done
+                self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
+                                                      speech))
+                return []
+        return self._conclude(u, d, asked, wdiag, ms, r, joined, held)
+
+    def _conclude(self, u: Utterance, d: Decision, asked: bool, wdiag: dict | None, ms: float,
+                  r, joined: bool, held: Utterance | None) -> list[Heard]:
+        """The decision ``d`` on utterance ``u`` recorded and acted on (the kws path)."""
+        s = self.settings
         unclear = s.unclear_prompt and asked
         self._record(u, d, ms, unclear, wdiag)
         if unclear:
@@ -732,25 +748,37 @@ class CommandListener:
             self.on_cmd_head(u, pooled)
         return {c: round(float(v), 5) for c, v in self._cmd_head(pooled).probs.items()}
 
-    def _joined_window(self, held: Utterance, u: Utterance, d: Decision, speech: float,
-                       wdiag: dict | None) -> Decision | None:
-        """Rule J3: the command head on the stream from the wake phrase said alone
-        (``held``) to the end of its follow-up ``u``, on which ``d`` accepted nothing; its
-        probabilities go into the diagnostics (``joined_window_probs``)."""
-        if d.kind == "accept" or speech * 1000 < self.thresholds.min_joined_speech_ms:
-            return None
-        x = self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
-        if x is None:
-            return None
+    def _submit_j3(self, x: np.ndarray):
+        """Rule J3's encoder pass over ``x`` (the wake phrase said alone and its follow-up)
+        on a thread of its own, so that the stream is not held up while it runs."""
+        from concurrent.futures import ThreadPoolExecutor
+        if self._j3_pool is None:
+            self._j3_pool = ThreadPoolExecutor(1, thread_name_prefix="joined-window")
+        return self._j3_pool.submit(self._whisper.model.context_pooled, x.copy())
+
+    def _j3_done(self, wait: bool) -> list[Heard]:
+        """The utterance waiting for rule J3's reading, decided once the reading is done
+        (``wait``: now, waiting for it): the command head on the stream from the wake phrase
+        said alone to the end of its follow-up, decided "not a command" so far, its
+        probabilities in the diagnostics (``joined_window_probs``); a reading that failed
+        is logged and leaves the decision as it was."""
+        if self._j3_wait is None or not (wait or self._j3_wait[0].done()):
+            return []
+        fut, (u, d, asked, wdiag, ms, r, joined, held, speech) = self._j3_wait
+        self._j3_wait = None
         try:
-            pooled = self._whisper.model.context_pooled(x)[1]
+            pooled = fut.result()[1]
         except Exception as e:  # an extra reading: never lose the stream over it
             log.error("speech: the command head's joined reading failed (%s)", e)
-            return None
-        probs = self._cmd_head(pooled).probs
-        if wdiag is not None:
-            wdiag["joined_window_probs"] = {c: round(float(v), 5) for c, v in probs.items()}
-        return joined_window_act(d, probs, self.commands, speech_s=speech, th=self.thresholds)
+            pooled = None
+        if pooled is not None:
+            probs = self._cmd_head(pooled).probs
+            if wdiag is not None:
+                wdiag["joined_window_probs"] = {c: round(float(v), 5) for c, v in probs.items()}
+            d3 = joined_window_act(d, probs, self.commands, speech_s=speech, th=self.thresholds)
+            if d3 is not None:
+                d, asked = d3, False
+        return self._conclude(u, d, asked, wdiag, ms, r, joined, held)
 
     def _stream_audio(self, a_s: float, b_s: float) -> np.ndarray | None:
         """The stream's samples from ``a_s`` to ``b_s`` (media time) out of the last seconds
@@ -940,7 +968,7 @@ class CommandListener:
                else "whisper" if d.reason.startswith("whisper")
                else "head" if d.reason.startswith("head")
                else "fused" if d.reason.startswith("fused")
-               else "command head" if d.reason.startswith("cmdfused") else "")
+               else "command head" if d.reason.startswith(("cmdfused", "cmdjoined")) else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
                   d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,

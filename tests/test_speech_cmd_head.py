@@ -542,7 +542,7 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
     monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
     assert listen(replace(base, min_cmd_head_joined_window=None), x, _unheard)[0] == []
     heard, logs = listen(replace(base, min_cmd_head_joined_window=0.3), x, _unheard)
-    assert [h.command for h in heard] == ["show.fascia"]
+    assert [(h.command, h.via) for h in heard] == [("show.fascia", "command head")]
     (u,) = [u for u in logs if u.decision.kind == "accept"]
     assert u.decision.joined and u.decision.reason.startswith("cmdjoined: show.fascia")
     probs = u.whisper["joined_window_probs"]
@@ -576,6 +576,49 @@ def test_a_failed_joined_reading_loses_nothing(monkeypatch, caplog):
     heard, logs = listen(base, x, _unheard)
     assert heard == [] and "joined reading failed" in caplog.text
     assert [u.decision.kind for u in logs] == ["wake_only", "reject", "wake_only"]
+
+
+def test_the_joined_reading_does_not_hold_up_the_stream(monkeypatch):
+    """Rule J3's encoder pass runs on a thread of its own: while it has not finished (here it
+    waits for an event), the stream is still fed and the follow-up's decision waits
+    (``check_pending``); once it is done the decision comes out, acted on, with the
+    utterances after it decided in the order they were said."""
+    import threading
+    from speech.audio import chunks
+    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
+    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
+    gap = np.zeros(int(0.7 * 16000), np.int16)
+    x = with_silence(np.concatenate([wake, gap, cmd, gap, gap, wake]))
+    s = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
+                min_cmd_head_joined_window=0.3)
+    monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
+    go, started = threading.Event(), threading.Event()
+    model = type(shared_model())
+    real = model.context_pooled
+
+    def held_back(self, samples):
+        if threading.current_thread().name.startswith("joined-window"):
+            started.set()
+            assert go.wait(30), "never let go"
+        return real(self, samples)
+    monkeypatch.setattr(model, "context_pooled", held_back)
+    from speech import kws
+    monkeypatch.setattr(kws.KwsRecognizer, "classify",
+                        lambda self, *a, real=kws.KwsRecognizer.classify, **k: _unheard(
+                            real(self, *a, **k)))
+    lis = CommandListener(s)
+    out, fed_while_reading = [], 0
+    for c, t in chunks(x, 20):
+        out += lis.feed(c, t)
+        if started.is_set() and not go.is_set():
+            fed_while_reading += 1
+            assert lis.check_pending and [u.decision.kind for u in lis.log] == ["wake_only"]
+            if fed_while_reading == 10:  # 200 ms of the stream went by meanwhile
+                go.set()
+    out += lis.flush()
+    assert fed_while_reading == 10 and [h.command for h in out] == ["show.fascia"]
+    assert [u.decision.kind for u in lis.log] == ["wake_only", "accept", "wake_only"]
+    assert not lis.check_pending
 
 
 def test_the_last_resort_acts_only_where_nothing_was_and_on_no_fragment():
