@@ -713,11 +713,18 @@ def _joined_command(commands: CommandSet, head_probs: dict, joined: bool,
     ``min_cmd_head_joined`` in an utterance that follows a wake phrase said alone
     (``joined``) with speech of ``min_joined_speech_ms`` or more (a fragment holds no
     multi-word command); else None."""
-    if (not joined or th.min_cmd_head_joined is None or speech_s is None
-            or _fragment(speech_s, th)):
+    if not joined or speech_s is None or _fragment(speech_s, th):
+        return None
+    return _head_command(commands, head_probs, th.min_cmd_head_joined)
+
+
+def _head_command(commands: CommandSet, head_probs: dict, bar: float | None) -> str | None:
+    """Rules M8 and J3 (pure): the command head's first, where it is a multi-word command
+    at ``bar`` or more; else None (and with the rule off, ``bar`` None)."""
+    if bar is None:
         return None
     h = max(head_probs, key=head_probs.get)
-    return h if _multi_word(commands, h) and head_probs[h] >= th.min_cmd_head_joined else None
+    return h if _multi_word(commands, h) and head_probs[h] >= bar else None
 
 
 def joined_window_act(d: Decision, head_probs: dict | None, commands: CommandSet, *,
@@ -729,13 +736,12 @@ def joined_window_act(d: Decision, head_probs: dict | None, commands: CommandSet
     and the follow-up is no fragment (``min_joined_speech_ms``), the head's first is acted
     on when it is a multi-word command at ``min_cmd_head_joined_window`` or more; else None
     (``d`` stands)."""
-    if (th.min_cmd_head_joined_window is None or head_probs is None or d.kind == "accept"
-            or speech_s is None or _fragment(speech_s, th)):
+    if head_probs is None or d.kind == "accept" or speech_s is None or _fragment(speech_s, th):
         return None
-    h = max(head_probs, key=head_probs.get)
+    h = _head_command(commands, head_probs, th.min_cmd_head_joined_window)
+    if h is None:
+        return None
     q = head_probs[h]
-    if not _multi_word(commands, h) or q < th.min_cmd_head_joined_window:
-        return None
     return Decision("accept", command=h, heard=said(commands, h, d.wake), confidence=round(q, 3),
                     reason=f"cmdjoined: {h} {q:.2f}, the head on the wake phrase said alone "
                            f"and this follow-up (was {d.kind}: {d.reason})",

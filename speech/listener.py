@@ -57,6 +57,32 @@ _PAUSE_SLACK_S = 0.15
 _RING_SAMPLES = 8 * 16000
 
 
+class _Ring:
+    """The last ``n`` samples of a stream, kept in place: a feed costs its own length,
+    not the buffer's."""
+
+    def __init__(self, n: int) -> None:
+        self._buf = np.zeros(n, np.int16)
+        self._total = 0  # samples ever appended
+
+    def __len__(self) -> int:
+        return min(self._total, len(self._buf))
+
+    def append(self, a: np.ndarray) -> None:
+        n, k = len(self._buf), len(a)
+        keep = a[-n:]
+        self._buf[np.arange(self._total + k - len(keep), self._total + k) % n] = keep
+        self._total += k
+
+    def clear(self) -> None:
+        self._total = 0
+
+    def span(self, i: int, j: int) -> np.ndarray:
+        """A copy of kept samples ``i`` to ``j`` (0: the oldest kept)."""
+        first = self._total - len(self)
+        return self._buf[np.arange(first + i, first + j) % len(self._buf)]
+
+
 @dataclass(frozen=True)
 class _WhisperJob:
     """Whisper's check of one stretch of audio on the listener's worker thread: the
@@ -239,7 +265,7 @@ class CommandListener:
         self._held: Utterance | None = None  # a wake phrase said alone
         # rule J2 (cmd_head_joined_wake): the last seconds of the stream, and the wake phrase
         # said alone that the utterance being decided follows
-        self._ring = np.zeros(0, np.int16)
+        self._ring = _Ring(_RING_SAMPLES)
         # ... which rule J3 (min_cmd_head_joined_window) reads too, after a wake phrase
         self._keeps_ring = s.cmd_head_joined_wake or (
             s.min_cmd_head_joined_window is not None and s.activation == "wake")
@@ -345,7 +371,7 @@ class CommandListener:
         self._t = float(start_s) + len(a) / 16000.0
         self._out = []
         if self._keeps_ring:
-            self._ring = np.concatenate([self._ring, a])[-_RING_SAMPLES:]
+            self._ring.append(a)
         if self._kws is not None:
             if self._t0 is None:
                 # a quiet lead-in, so that a command at the very start of a recording
@@ -370,7 +396,7 @@ class CommandListener:
         self._out += self._j3_done(wait=True)
         self._flush_tail = 0.0
         self._held = None
-        self._ring = self._ring[:0]  # rule J2's look back ends with the stream
+        self._ring.clear()  # rules J2 and J3's look back ends with the stream
         out, self._out = self._out, []
         return out
 
@@ -605,7 +631,7 @@ class CommandListener:
         if (joined and d.kind == "reject" and self.thresholds.min_cmd_head_joined_window is not None
                 and not second_named and self._cmd_head is not None and self._whisper is not None
                 and speech * 1000 >= self.thresholds.min_joined_speech_ms):
-            x = self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
+            x = self._joined_audio(held, u)
             if x is not None:  # rule J3, the last resort: decided when its reading is done
                 self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
                                                       speech))
@@ -741,7 +767,7 @@ class CommandListener:
         (rounded: they go into the diagnostics as they are)."""
         h = self._joined_held
         if self.settings.cmd_head_joined_wake and h is not None:
-            x = self._stream_audio(h.start_s, u.start_s + len(u.samples) / 16000.0)
+            x = self._joined_audio(h, u)
             if x is not None:  # rule J2: the wake phrase said alone and the follow-up
                 pooled = self._whisper.model.context_pooled(x)[1]
         if self.on_cmd_head is not None:
@@ -754,7 +780,7 @@ class CommandListener:
         from concurrent.futures import ThreadPoolExecutor
         if self._j3_pool is None:
             self._j3_pool = ThreadPoolExecutor(1, thread_name_prefix="joined-window")
-        return self._j3_pool.submit(self._whisper.model.context_pooled, x.copy())
+        return self._j3_pool.submit(self._whisper.model.context_pooled, x)
 
     def _j3_done(self, wait: bool) -> list[Heard]:
         """The utterance waiting for rule J3's reading, decided once the reading is done
@@ -780,6 +806,11 @@ class CommandListener:
                 d, asked = d3, False
         return self._conclude(u, d, asked, wdiag, ms, r, joined, held)
 
+    def _joined_audio(self, held: Utterance, u: Utterance) -> np.ndarray | None:
+        """Rules J2 and J3: the stream from the wake phrase said alone (``held``) to the end
+        of its follow-up ``u``, or None where it is no longer all kept."""
+        return self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
+
     def _stream_audio(self, a_s: float, b_s: float) -> np.ndarray | None:
         """The stream's samples from ``a_s`` to ``b_s`` (media time) out of the last seconds
         kept (rule J2), or None where they are no longer all kept."""
@@ -787,7 +818,7 @@ class CommandListener:
         i, j = round((a_s - t_ring) * 16000), round((b_s - t_ring) * 16000)
         if i < 0 or j > len(self._ring) or j <= i:
             return None
-        return self._ring[i:j]
+        return self._ring.span(i, j)
 
     def _whisper_check(self, u: Utterance, d: Decision, asked: bool, joined: bool,
                        r=None, addressed: bool = False) -> tuple[Decision, bool, dict | None]:

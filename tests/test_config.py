@@ -68,20 +68,14 @@ def test_cross_field_checks():
     assert s.speech.cmd_head_sure_for == ("freeze", "record_stop")
     with pytest.raises(ConfigError, match=r"c.yaml:2: speech.cmd_head_sure_for"):
         parse_settings("speech:\n  cmd_head_sure_for: freeze\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_unconfirmed is a probability"):
-        parse_settings("speech:\n  min_cmd_fused_unconfirmed: 3\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"speech.min_cmd_fused_agreed is a probability"):
-        parse_settings("speech:\n  min_cmd_fused_agreed: -1\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"speech.min_cmd_head_unheard is a probability"):
-        parse_settings("speech:\n  min_cmd_head_unheard: 1.5\n", "c.yaml")
-    assert parse_settings("speech:\n  min_cmd_head_unheard: 0.7\n",
-                          "c.yaml").speech.min_cmd_head_unheard == 0.7
-    with pytest.raises(ConfigError, match=r"speech.min_wake_head_unheard is a probability"):
-        parse_settings("speech:\n  min_wake_head_unheard: 1.01\n", "c.yaml")
-    with pytest.raises(ConfigError, match=r"speech.min_cmd_head_joined_window is a probability"):
-        parse_settings("speech:\n  min_cmd_head_joined_window: 2\n", "c.yaml")
-    assert parse_settings("speech:\n  min_cmd_head_joined_window: 0.8\n",
-                          "c.yaml").speech.min_cmd_head_joined_window == 0.8
+    for key, bad in (("min_cmd_fused_unconfirmed", "3"), ("min_cmd_fused_agreed", "-1"),
+                     ("min_cmd_head_unheard", "1.5"), ("min_wake_head_unheard", "1.01"),
+                     ("min_cmd_head_joined_window", "2")):
+        with pytest.raises(ConfigError, match=rf"speech.{key} is a probability"):
+            parse_settings(f"speech:\n  {key}: {bad}\n", "c.yaml")
+    for key, good in (("min_cmd_head_unheard", 0.7), ("min_cmd_head_joined_window", 0.8)):
+        assert getattr(parse_settings(f"speech:\n  {key}: {good}\n", "c.yaml").speech,
+                       key) == good
     s = parse_settings("speech:\n  min_cmd_fused_unconfirmed: null\n  cmd_early: false\n",
                        "c.yaml")
     assert s.speech.min_cmd_fused_unconfirmed is None and s.speech.cmd_early is False

@@ -486,15 +486,21 @@ def test_where_whisper_refused_the_head_alone_acts_on_a_clear_wake_phrase():
     assert listen(replace(base, min_cmd_head_unheard=None), x, heard_none(0.99))[0] == []
 
 
+def _said(*parts) -> np.ndarray:
+    """SYNTHETIC speech (eSpeak NG en-gb+f1, 150 words a minute) of each text in ``parts``,
+    with a pause of each number of seconds, in silence (rules J2 and J3's tests)."""
+    return with_silence(np.concatenate([
+        np.zeros(int(p * 16000), np.int16) if isinstance(p, float)
+        else espeak(p, voice="en-gb+f1", speed_wpm=150) for p in parts]))
+
+
 def test_after_a_wake_phrase_said_alone_the_head_can_read_it_too(monkeypatch):
     """Rule J2 (``cmd_head_joined_wake``, off by default): SYNTHETIC "assistant" <pause> "show
     fascia", wake activation. The follow-up is decided as one that follows a wake phrase said
     alone; with the setting on, the command head reads the stream from the wake phrase's start
     to the follow-up's end (the very samples fed), its probabilities are logged, and the
     command is still acted on; with it off, the stream is not asked for."""
-    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
-    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
-    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd]))
+    x = _said("assistant", 0.7, "show fascia")
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, cmd_head_sure=True)
     asked = []
     real = CommandListener._stream_audio
@@ -535,9 +541,7 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
     may not accept). With the rule on, the real command head on the stream from the wake
     phrase's start to the follow-up's end names "show fascia" first and it is acted on at a bar
     under what the head gives; off, or above it, nothing is."""
-    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
-    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
-    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd]))
+    x = _said("assistant", 0.7, "show fascia")
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0)
     monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
     assert listen(replace(base, min_cmd_head_joined_window=None), x, _unheard)[0] == []
@@ -556,10 +560,7 @@ def test_the_last_resort_after_a_wake_phrase_said_alone_reads_both(monkeypatch):
 def test_a_failed_joined_reading_loses_nothing(monkeypatch, caplog):
     """Rule J3's extra encoder pass failing (here made to raise) is logged as an error; the
     follow-up is still decided and logged, and the stream goes on."""
-    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
-    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
-    x = with_silence(np.concatenate([wake, np.zeros(int(0.7 * 16000), np.int16), cmd,
-                                     np.zeros(int(0.7 * 16000), np.int16), wake]))
+    x = _said("assistant", 0.7, "show fascia", 0.7, "assistant")
     base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
                    min_cmd_head_joined_window=0.3)
     monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
@@ -585,10 +586,7 @@ def test_the_joined_reading_does_not_hold_up_the_stream(monkeypatch):
     utterances after it decided in the order they were said."""
     import threading
     from speech.audio import chunks
-    wake = espeak("assistant", voice="en-gb+f1", speed_wpm=150)
-    cmd = espeak("show fascia", voice="en-gb+f1", speed_wpm=150)
-    gap = np.zeros(int(0.7 * 16000), np.int16)
-    x = with_silence(np.concatenate([wake, gap, cmd, gap, gap, wake]))
+    x = _said("assistant", 0.7, "show fascia", 1.4, "assistant")
     s = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
                 min_cmd_head_joined_window=0.3)
     monkeypatch.setattr(CommandListener, "_cmd_probs", lambda self, u, pooled: head_p())
@@ -619,6 +617,25 @@ def test_the_joined_reading_does_not_hold_up_the_stream(monkeypatch):
     assert fed_while_reading == 10 and [h.command for h in out] == ["show.fascia"]
     assert [u.decision.kind for u in lis.log] == ["wake_only", "accept", "wake_only"]
     assert not lis.check_pending
+
+
+def test_the_look_back_keeps_the_last_samples_of_the_stream():
+    """Rules J2 and J3's look back (speech/listener.py ``_Ring``): after feeds of any size,
+    past its length too, it holds exactly the stream's last samples, and nothing after
+    ``clear``."""
+    from speech.listener import _Ring
+    rng = np.random.default_rng(5)
+    ring, fed = _Ring(1000), np.zeros(0, np.int16)
+    for k in (0, 320, 700, 1, 2500, 320, 999):
+        a = rng.integers(-2000, 2000, k).astype(np.int16)
+        ring.append(a)
+        fed = np.concatenate([fed, a])
+        kept = fed[-1000:]
+        assert len(ring) == len(kept) and np.array_equal(ring.span(0, len(ring)), kept)
+        assert np.array_equal(ring.span(len(ring) // 3, len(ring) // 2),
+                              kept[len(kept) // 3:len(kept) // 2])
+    ring.clear()
+    assert len(ring) == 0
 
 
 def test_the_last_resort_acts_only_where_nothing_was_and_on_no_fragment():
