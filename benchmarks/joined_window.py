@@ -23,19 +23,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
-import json
 import sys
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import speech_bench as sb  # noqa: E402
-from speech.audio import read_wav  # noqa: E402
 from speech.commands import load_commands  # noqa: E402
 from speech.decision import SINGLE_WORDS  # noqa: E402
 from speech.whisper import shared_model  # noqa: E402
@@ -65,17 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     cs = load_commands(None)
     ids = [c for c in sorted(cs.commands) if c not in SINGLE_WORDS]
     voices = sb.VOICES_TUNE if a.split == "tune" else sb.VOICES_TEST
-    noises = [read_wav(f)[0].astype(np.float64)
-              for f in sorted(glob.glob(str(a.data / "noise" / "*.wav")))]
-    if not noises:
-        ap.error(f"--data {a.data}: no noise recordings in {a.data / 'noise'}")
+    noises = sb.load_noises(a.data, ap)
     a.cache.mkdir(parents=True, exist_ok=True)
     model, head = shared_model(), WhisperHead(CMD_HEAD_FILE)
-    by: dict[tuple, list[dict]] = collections.defaultdict(list)
-    for line in a.dump.read_text().splitlines():
-        r = json.loads(line)
-        if r.get("part") == "multi":
-            by[(r["snr"], r["voice"], r["cmd"])].append(r)
+    by = sb.read_multi_dump(a.dump)
     count: collections.Counter = collections.Counter()
     for (snr, voice, cmd), us in by.items():
         follow = [u for u in us if u.get("joined") and (u.get("whisper") or {}).get("cmd_probs")]

@@ -263,6 +263,28 @@ def bench_noise(r: Runner, data: Path) -> dict:
             "per_hour": round(fa * 3600 / total_s, 1)}
 
 
+def load_noises(data: Path, ap: argparse.ArgumentParser) -> list[np.ndarray]:
+    """The real noise recordings under ``data``/noise (float64), or the parser's error
+    naming the folder (here and in the scripts that rebuild this benchmark's items)."""
+    noises = [read_wav(f)[0].astype(np.float64)
+              for f in sorted(glob.glob(str(data / "noise" / "*.wav")))]
+    if not noises:
+        ap.error(f"--data {data}: no noise recordings in {data / 'noise'} "
+                 "(the shared speech data: ../shared/data/speech)")
+    return noises
+
+
+def read_multi_dump(path: Path, snrs=None) -> dict[tuple, list[dict]]:
+    """A ``--dump``'s multi-word items: (snr, voice, command) -> its utterances' rows, in the
+    order decided (only the SNRs in ``snrs``, None for every one; quiet is None)."""
+    by: dict[tuple, list[dict]] = {}
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        if r.get("part") == "multi" and (snrs is None or r.get("snr") in snrs):
+            by.setdefault((r["snr"], r["voice"], r["cmd"]), []).append(r)
+    return by
+
+
 def multi_item(cs, cid: str, ci: int, voice: str, vi: int, snr: float | None, noises,
                cache: Path) -> tuple[np.ndarray, np.ndarray, int, str]:
     """Command ``cid`` (the ``ci``-th multi-word one) said by voice ``vi``: "assistant,
@@ -590,11 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     over = parse_sets(args.set)
     settings = replace(SpeechSettings(engine=args.engine), **over)
     snrs = [float(s) for s in args.snrs.split(",") if s]
-    noises = [read_wav(f)[0].astype(np.float64)
-              for f in sorted(glob.glob(str(args.data / "noise" / "*.wav")))]
-    if not noises:
-        ap.error(f"--data {args.data}: no noise recordings in {args.data / 'noise'} "
-                 "(the shared speech data: ../shared/data/speech)")
+    noises = load_noises(args.data, ap)
     voices = ([v for v in args.voices.split(",") if v] if args.voices else
               {"tune": VOICES_TUNE, "test": VOICES_TEST, "all": VOICES_TUNE + VOICES_TEST}[args.split])
     r = Runner(settings, args.chunk_ms, args.pace_pauses)

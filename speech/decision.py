@@ -117,6 +117,13 @@ class DecisionThresholds:
     # rule J3: after a wake phrase said alone, where nothing was acted on, the head on the
     # wake phrase and the follow-up together at this (None: off; on since 2026-12-07)
     min_cmd_head_joined_window: float | None = 0.8
+    # rule J4: a rejected utterance the command head takes for the wake phrase (its _wake_
+    # at min_soft_wake_head, the classifier's at min_soft_wake_classifier) is a soft wake
+    # phrase; the head on it and the next utterance, where nothing else acted, at
+    # min_cmd_head_soft_window (None: off)
+    min_soft_wake_head: float | None = 0.99
+    min_soft_wake_classifier: float = 0.05
+    min_cmd_head_soft_window: float | None = 0.95
     # rule W: a command the classifier accepted in wake activation is not acted on when
     # Whisper's check heard no command and the wake phrase's probability is below this
     min_wake_unheard: float | None = 0.9
@@ -719,7 +726,7 @@ def _joined_command(commands: CommandSet, head_probs: dict, joined: bool,
 
 
 def _head_command(commands: CommandSet, head_probs: dict, bar: float | None) -> str | None:
-    """Rules M8 and J3 (pure): the command head's first, where it is a multi-word command
+    """Rules M8, J3 and J4 (pure): the command head's first, where it is a multi-word command
     at ``bar`` or more; else None (and with the rule off, ``bar`` None)."""
     if bar is None:
         return None
@@ -746,6 +753,45 @@ def joined_window_act(d: Decision, head_probs: dict | None, commands: CommandSet
                     reason=f"cmdjoined: {h} {q:.2f}, the head on the wake phrase said alone "
                            f"and this follow-up (was {d.kind}: {d.reason})",
                     wake=d.wake, posterior=d.posterior, wake_prob=d.wake_prob, joined=d.joined)
+
+
+def soft_wake(d: Decision, head_probs: dict | None, clf_all: dict | None, *,
+              speech_s: float, th: DecisionThresholds = DecisionThresholds()) -> bool:
+    """Rule J4 (pure): whether an utterance decided ``d`` is held as a soft wake phrase:
+    nothing accepted ("reject"), the command head (``head_probs``) gives the wake phrase
+    ``min_soft_wake_head`` or more, the classifier (``clf_all``, its probabilities by class)
+    ``min_soft_wake_classifier`` or more, in ``speech_s`` seconds of speech from
+    ``min_joined_speech_ms`` to ``max_wake_ms``. The caller asks only in wake activation,
+    with no wake phrase held before the utterance and no "say again"."""
+    if th.min_soft_wake_head is None or th.min_cmd_head_soft_window is None:
+        return False
+    if d.kind != "reject" or not head_probs or not clf_all:
+        return False
+    from .kws import WAKE  # the classifier's class; a name only
+    return (head_probs.get(HEAD_WAKE, 0.0) >= th.min_soft_wake_head
+            and clf_all.get(WAKE, 0.0) >= th.min_soft_wake_classifier
+            and th.min_joined_speech_ms <= speech_s * 1000 <= th.max_wake_ms)
+
+
+def soft_window_act(d: Decision, head_probs: dict | None, commands: CommandSet, *,
+                    th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
+    """Rule J4 (pure), after a soft wake phrase (:func:`soft_wake`): ``head_probs`` are the
+    command head's on the stream from the soft wake phrase's start to the end of the next
+    utterance, decided ``d``. Where ``d`` is a "reject" (not a wake phrase said alone: the
+    command is still to come, and the wake phrase is held for it as ever), the head's first
+    is acted on, as said after the wake phrase, when it is a multi-word command at
+    ``min_cmd_head_soft_window`` or more; else None (``d`` stands)."""
+    if head_probs is None or d.kind != "reject":
+        return None
+    h = _head_command(commands, head_probs, th.min_cmd_head_soft_window)
+    if h is None:
+        return None
+    q = head_probs[h]
+    return Decision("accept", command=h, heard=said(commands, h, True), confidence=round(q, 3),
+                    reason=f"cmdsoftwake: {h} {q:.2f}, the head on the utterance before, "
+                           f"which it took for the wake phrase, and this one (was {d.kind}: "
+                           f"{d.reason})",
+                    wake=True, posterior=d.posterior, wake_prob=d.wake_prob)
 
 
 def wake_below(d: Decision, floor: float | None) -> bool:

@@ -36,8 +36,9 @@ import numpy as np
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
                        decide_whisper, head_check, head_fuse, head_veto, joined_window_act,
-                       not_speech, second_opinion, unclear_after_wake, vetoed, wake_below,
-                       whisper_check, whisper_single_veto)
+                       not_speech, second_opinion, soft_wake, soft_window_act,
+                       unclear_after_wake, vetoed, wake_below, whisper_check,
+                       whisper_single_veto)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
@@ -247,7 +248,7 @@ class CommandListener:
             (s.min_cmd_fused_prob, s.min_cmd_fused_veto, s.min_cmd_head_alone,
              s.min_cmd_fused_unconfirmed, s.min_cmd_fused_agreed, s.min_cmd_head_unheard,
              s.min_cmd_head_wake_alone, s.min_cmd_head_joined,
-             s.min_cmd_head_joined_window),
+             s.min_cmd_head_joined_window, s.min_cmd_head_soft_window),
             need=commands.commands, retrain=" --kind commands")
         # whom the second opinion is asked about: as "say again", with its own wake floor
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
@@ -266,9 +267,14 @@ class CommandListener:
         # rule J2 (cmd_head_joined_wake): the last seconds of the stream, and the wake phrase
         # said alone that the utterance being decided follows
         self._ring = _Ring(_RING_SAMPLES)
-        # ... which rule J3 (min_cmd_head_joined_window) reads too, after a wake phrase
-        self._keeps_ring = s.cmd_head_joined_wake or (
-            s.min_cmd_head_joined_window is not None and s.activation == "wake")
+        # ... which rules J3 (min_cmd_head_joined_window) and J4 (min_cmd_head_soft_window)
+        # read too, after a wake phrase
+        self._keeps_ring = s.cmd_head_joined_wake or s.activation == "wake" and (
+            s.min_cmd_head_joined_window is not None or (
+                s.min_cmd_head_soft_window is not None and s.min_soft_wake_head is not None))
+        # rule J4: an utterance decided "not a command" that the command head took for the
+        # wake phrase, for the utterance after it
+        self._soft: Utterance | None = None
         self._joined_held: Utterance | None = None
         self._prev_end: float | None = None  # speech end of the utterance before (not_speech)
         self._mutes: deque[tuple[float, float]] = deque(maxlen=64)
@@ -395,8 +401,8 @@ class CommandListener:
         self._vad.flush()
         self._out += self._j3_done(wait=True)
         self._flush_tail = 0.0
-        self._held = None
-        self._ring.clear()  # rules J2 and J3's look back ends with the stream
+        self._held = self._soft = None
+        self._ring.clear()  # rules J2, J3 and J4's look back ends with the stream
         out, self._out = self._out, []
         return out
 
@@ -557,11 +563,15 @@ class CommandListener:
         held, self._held = self._held, None
         if held is not None and u.speech_start_s - held.speech_end_s > s.wake_join_gap_ms / 1000:
             held = None
+        soft, self._soft = self._soft, None
+        if soft is not None and u.speech_start_s - soft.speech_end_s > s.wake_join_gap_ms / 1000:
+            soft = None
         if u.too_long:
             self._prev_end = u.speech_end_s
             self._record(u, Decision("reject", reason="too long for a command"))
             return []
         if self._not_speech(u, held):
+            self._soft = soft  # kept, as a wake phrase said alone is
             return []
         self._recent.append((u.speech_start_s, u.speech_end_s))
         t0 = time.perf_counter()
@@ -634,15 +644,29 @@ class CommandListener:
             x = self._joined_audio(held, u)
             if x is not None:  # rule J3, the last resort: decided when its reading is done
                 self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
-                                                      speech))
+                                                      speech, None))
+                return []
+        if (soft is not None and not joined and d.kind == "reject" and not second_named
+                and self._cmd_head is not None and self._whisper is not None):
+            x = self._joined_audio(soft, u)
+            if x is not None:  # rule J4, after a soft wake phrase: the same, on J3's thread
+                self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
+                                                      speech, soft))
                 return []
         return self._conclude(u, d, asked, wdiag, ms, r, joined, held)
 
     def _conclude(self, u: Utterance, d: Decision, asked: bool, wdiag: dict | None, ms: float,
-                  r, joined: bool, held: Utterance | None) -> list[Heard]:
-        """The decision ``d`` on utterance ``u`` recorded and acted on (the kws path)."""
+                  r, joined: bool, held: Utterance | None, soft: Utterance | None = None
+                  ) -> list[Heard]:
+        """The decision ``d`` on utterance ``u`` recorded and acted on (the kws path);
+        ``soft``: rule J4 acted on ``u`` with the soft wake phrase before it."""
         s = self.settings
         unclear = s.unclear_prompt and asked
+        if (s.activation == "wake" and not joined and not asked and wdiag is not None
+                and soft_wake(d, wdiag.get("cmd_probs"), r.all_probs,
+                              speech_s=u.speech_end_s - u.speech_start_s, th=self.thresholds)):
+            self._soft = u  # rule J4: for the next utterance
+            wdiag["soft_wake"] = True
         self._record(u, d, ms, unclear, wdiag)
         if unclear:
             self._unclear.append(Unclear(
@@ -654,6 +678,9 @@ class CommandListener:
         if d.kind != "accept":
             return []
         self._last_command_end = u.speech_end_s
+        if soft is not None:  # the command starts with the soft wake phrase
+            return [self._heard(Utterance(u.samples, soft.start_s, soft.speech_start_s,
+                                          u.speech_end_s, u.closed_at_s), d)]
         if d.wake and r.wake_end_s is not None and r.wake_end_s < u.speech_start_s:
             # the wake phrase was in an earlier utterance: the command starts with it
             # the speech it ends in, or just after (its best window may end in the
@@ -786,29 +813,35 @@ class CommandListener:
         """The utterance waiting for rule J3's reading, decided once the reading is done
         (``wait``: now, waiting for it): the command head on the stream from the wake phrase
         said alone to the end of its follow-up, decided "not a command" so far, its
-        probabilities in the diagnostics (``joined_window_probs``); a reading that failed
-        is logged and leaves the decision as it was."""
+        probabilities in the diagnostics (``joined_window_probs``; rule J4's, from the soft
+        wake phrase, ``soft_window_probs``); a reading that failed is logged and leaves the
+        decision as it was."""
         if self._j3_wait is None or not (wait or self._j3_wait[0].done()):
             return []
-        fut, (u, d, asked, wdiag, ms, r, joined, held, speech) = self._j3_wait
+        fut, (u, d, asked, wdiag, ms, r, joined, held, speech, soft) = self._j3_wait
         self._j3_wait = None
         try:
             pooled = fut.result()[1]
         except Exception as e:  # an extra reading: never lose the stream over it
             log.error("speech: the command head's joined reading failed (%s)", e)
             pooled = None
+        acted = None
         if pooled is not None:
             probs = self._cmd_head(pooled).probs
             if wdiag is not None:
-                wdiag["joined_window_probs"] = {c: round(float(v), 5) for c, v in probs.items()}
-            d3 = joined_window_act(d, probs, self.commands, speech_s=speech, th=self.thresholds)
+                wdiag["soft_window_probs" if soft is not None else "joined_window_probs"] = {
+                    c: round(float(v), 5) for c, v in probs.items()}
+            d3 = (soft_window_act(d, probs, self.commands, th=self.thresholds)
+                  if soft is not None else
+                  joined_window_act(d, probs, self.commands, speech_s=speech, th=self.thresholds))
             if d3 is not None:
-                d, asked = d3, False
-        return self._conclude(u, d, asked, wdiag, ms, r, joined, held)
+                d, asked, acted = d3, False, soft
+        return self._conclude(u, d, asked, wdiag, ms, r, joined, held, acted)
 
     def _joined_audio(self, held: Utterance, u: Utterance) -> np.ndarray | None:
-        """Rules J2 and J3: the stream from the wake phrase said alone (``held``) to the end
-        of its follow-up ``u``, or None where it is no longer all kept."""
+        """Rules J2 and J3: the stream from the wake phrase said alone (``held``; rule J4: the
+        soft wake phrase) to the end of its follow-up ``u``, or None where it is no longer
+        all kept."""
         return self._stream_audio(held.start_s, u.start_s + len(u.samples) / 16000.0)
 
     def _stream_audio(self, a_s: float, b_s: float) -> np.ndarray | None:
@@ -999,7 +1032,8 @@ class CommandListener:
                else "whisper" if d.reason.startswith("whisper")
                else "head" if d.reason.startswith("head")
                else "fused" if d.reason.startswith("fused")
-               else "command head" if d.reason.startswith(("cmdfused", "cmdjoined")) else "")
+               else "command head" if d.reason.startswith(("cmdfused", "cmdjoined", "cmdsoftwake"))
+               else "")
         h = Heard(d.heard, d.command, round(u.speech_start_s, 3), round(u.speech_end_s, 3),
                   d.confidence, cmd.confirm, via)
         log.info("heard %r -> %s (%.2f-%.2f s, confidence %.2f)", h.heard, h.command,

@@ -167,6 +167,16 @@ class SpeechSettings:
     # and the follow-up together, and acts on a multi-word command it gives this (None: off;
     # 0.8 since rule J3 held on TEST, docs/SPEECH.md "Rules HJ and J3")
     min_cmd_head_joined_window: float | None = 0.8
+    # rule J4: an utterance decided "not a command" (wake activation, no wake phrase held
+    # before it) that the command head takes for the wake phrase (its _wake_ this sure) and
+    # the classifier does not rule out (its _wake_ at min_soft_wake_classifier), in speech
+    # from min_joined_speech_ms to max_wake_ms, is a "soft" wake phrase: where the next
+    # utterance (within wake_join_gap_ms) is decided "not a command" too, the head reads the
+    # two together and acts on a multi-word command it gives min_cmd_head_soft_window
+    # (None: off; docs/SPEECH.md "Rule J4")
+    min_soft_wake_head: float | None = 0.99
+    min_soft_wake_classifier: float = 0.05
+    min_cmd_head_soft_window: float | None = 0.95
     # rule W: in wake activation, a command the classifier accepted with the wake phrase's
     # probability below this is not acted on where Whisper's check heard no command
     # (0.9 since rule W2, docs/SPEECH.md)
@@ -213,6 +223,8 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
                       "min_cmd_head_unheard", "min_wake_head_unheard", "min_cmd_head_wake_alone",
                       "min_cmd_head_joined", "min_cmd_head_joined_window",
+                      "min_soft_wake_head", "min_soft_wake_classifier",
+                      "min_cmd_head_soft_window",
                       "min_wake_unheard", "min_wake_cmd_head", "min_wake_sure",
                       "min_confidence", "min_word_posterior",
                       "min_vosk_confidence", "min_kws_prob", "min_kws_wake", "min_unclear_wake",

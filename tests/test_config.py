@@ -70,10 +70,12 @@ def test_cross_field_checks():
         parse_settings("speech:\n  cmd_head_sure_for: freeze\n", "c.yaml")
     for key, bad in (("min_cmd_fused_unconfirmed", "3"), ("min_cmd_fused_agreed", "-1"),
                      ("min_cmd_head_unheard", "1.5"), ("min_wake_head_unheard", "1.01"),
-                     ("min_cmd_head_joined_window", "2")):
+                     ("min_cmd_head_joined_window", "2"), ("min_soft_wake_head", "1.2"),
+                     ("min_soft_wake_classifier", "-0.1"), ("min_cmd_head_soft_window", "5")):
         with pytest.raises(ConfigError, match=rf"speech.{key} is a probability"):
             parse_settings(f"speech:\n  {key}: {bad}\n", "c.yaml")
-    for key, good in (("min_cmd_head_unheard", 0.7), ("min_cmd_head_joined_window", 0.8)):
+    for key, good in (("min_cmd_head_unheard", 0.7), ("min_cmd_head_joined_window", 0.8),
+                      ("min_soft_wake_head", 0.99), ("min_cmd_head_soft_window", 0.9)):
         assert getattr(parse_settings(f"speech:\n  {key}: {good}\n", "c.yaml").speech,
                        key) == good
     s = parse_settings("speech:\n  min_cmd_fused_unconfirmed: null\n  cmd_early: false\n",

@@ -657,6 +657,108 @@ def test_the_last_resort_acts_only_where_nothing_was_and_on_no_fragment():
                th=DecisionThresholds(min_cmd_head_joined_window=None)) is None
 
 
+def _deaf(wake: float):
+    """The kws classifier's result made deaf to the wake phrase and to every command: "not
+    a command" (``_none_`` 0.6) with the wake phrase at ``wake`` and no wake phrase found
+    before the utterance (rule J4's tests)."""
+    def f(r):
+        p = {"_none_": 0.6, "_wake_": wake}
+        return replace(r, top="_none_", top_prob=0.6, probs=p, wake_prob=0.0,
+                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    return f
+
+
+def test_a_wake_phrase_only_the_command_head_heard_is_read_with_the_command(monkeypatch):
+    """Rule J4 (``min_soft_wake_head`` 0.99; the window's bar here 0.5, under what the head
+    gives this clean voice with its pause: 0.95 by default): SYNTHETIC "assistant" <pause>
+    "show fascia", wake activation, with the classifier deaf to both (the wake phrase at 0.3
+    under "not a command") and Whisper accepting nothing. The real command head takes the
+    first utterance for the wake phrase: it is held as a soft wake phrase, and the
+    follow-up, rejected, is read together with it from the first sample of the one to the
+    last of the other; the command is acted on, its start the wake phrase's. Off, above the
+    head's reading, or with the classifier ruling the wake phrase out, nothing is."""
+    x = _said("assistant", 0.3, "show fascia")
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
+                   min_cmd_head_soft_window=0.5)
+    asked = []
+    real = CommandListener._stream_audio
+
+    def spy(self, a_s, b_s):
+        got = real(self, a_s, b_s)
+        asked.append((a_s, b_s))
+        return got
+    monkeypatch.setattr(CommandListener, "_stream_audio", spy)
+    heard, logs = listen(base, x, _deaf(0.3))
+    assert [(h.command, h.via) for h in heard] == [("show.fascia", "command head")]
+    wake, cmd = logs
+    assert wake.decision.kind == "reject" and wake.whisper["soft_wake"]
+    assert wake.whisper["cmd_probs"][WAKE] >= 0.99
+    assert cmd.decision.reason.startswith("cmdsoftwake: show.fascia") and cmd.decision.wake
+    probs = cmd.whisper["soft_window_probs"]
+    q = probs["show.fascia"]
+    assert max(probs, key=probs.get) == "show.fascia" and q >= 0.5  # 0.78
+    assert cmd.decision.confidence == pytest.approx(q, abs=1e-3)
+    ((a_s, b_s),) = asked
+    assert a_s <= wake.start_s < wake.end_s < cmd.start_s < cmd.end_s <= b_s
+    assert heard[0].start_s < cmd.start_s and heard[0].heard == "assistant show fascia"
+    assert listen(replace(base, min_cmd_head_soft_window=min(1.0, q + 0.01)), x,
+                  _deaf(0.3))[0] == []
+    for off in (replace(base, min_soft_wake_head=None), replace(base, min_cmd_head_soft_window=None)):
+        asked.clear()
+        assert listen(off, x, _deaf(0.3))[0] == [] and asked == []
+    heard, logs = listen(base, x, _deaf(0.01))  # the classifier rules the wake phrase out
+    assert heard == [] and asked == [] and not logs[0].whisper.get("soft_wake")
+
+
+def test_a_soft_wake_phrase_is_not_held_past_the_pause_a_wake_phrase_is():
+    """Rule J4: the soft wake phrase waits for the next utterance no longer than a wake
+    phrase said alone does (``wake_join_gap_ms``): SYNTHETIC "assistant" <2 s> "show
+    fascia", the classifier deaf to both: nothing is acted on."""
+    x = _said("assistant", 2.0, "show fascia")
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False, min_whisper_regret=100.0,
+                   min_cmd_head_soft_window=0.5)
+    heard, logs = listen(base, x, _deaf(0.3))
+    assert heard == [] and logs[0].whisper["soft_wake"]
+    assert [u.decision.kind for u in logs] == ["reject", "reject"]
+    assert "soft_window_probs" not in logs[1].whisper
+
+
+def test_a_soft_wake_phrase_is_the_wake_phrase_the_head_is_sure_of():
+    """Rule J4, pure: an utterance decided "not a command" is a soft wake phrase with the
+    command head's wake phrase at the bar, the classifier's at its floor, in speech from
+    0.2 s to the wake phrase's longest; no other decision, no other reading, and not with
+    the rule off; then, on the two utterances read together, a multi-word command at the
+    window's bar is acted on (said after the wake phrase) where the second was decided "not
+    a command", and nothing else (not after a wake phrase said alone, whose command is
+    still to come)."""
+    from speech.decision import soft_wake, soft_window_act
+    th = DecisionThresholds()
+    rej = Decision("reject", reason="not a command (_none_ 0.38, _wake_ 0.37)")
+    clf, head = {"_none_": 0.38, "_wake_": 0.37}, head_p(**{WAKE: 0.9999})
+    assert soft_wake(rej, head, clf, speech_s=0.43, th=th)
+    assert not soft_wake(rej, head_p(**{WAKE: 0.98}), clf, speech_s=0.43, th=th)
+    assert not soft_wake(rej, head, {"_none_": 0.9, "_wake_": 0.04}, speech_s=0.43, th=th)
+    assert not soft_wake(rej, head, clf, speech_s=0.15, th=th)
+    assert not soft_wake(rej, head, clf, speech_s=1.7, th=th)
+    assert not soft_wake(replace(rej, kind="wake_only"), head, clf, speech_s=0.43, th=th)
+    assert not soft_wake(rej, None, clf, speech_s=0.43, th=th)
+    assert not soft_wake(rej, head, clf, speech_s=0.43,
+                         th=replace(th, min_soft_wake_head=None))
+    act = soft_window_act
+    d = act(rej, head_p(**{"repeat": 0.98}), COMMANDS, th=th)
+    assert d.kind == "accept" and d.command == "repeat" and d.wake
+    assert d.heard == "assistant repeat" and d.confidence == pytest.approx(0.98)
+    assert act(Decision("wake_only", reason="wake phrase alone"), head_p(unmute=0.99),
+               COMMANDS, th=th) is None  # the command is still to come
+    assert act(rej, head_p(**{"repeat": 0.94}), COMMANDS, th=th) is None
+    assert act(rej, head_p(up=0.99), COMMANDS, th=th) is None
+    assert act(rej, head_p(**{WAKE: 0.99}), COMMANDS, th=th) is None
+    ok = Decision("accept", command="show.bone", reason="ok")
+    assert act(ok, head_p(**{"repeat": 0.98}), COMMANDS, th=th) is None
+    assert act(rej, head_p(**{"repeat": 0.98}), COMMANDS,
+               th=replace(th, min_cmd_head_soft_window=None)) is None
+
+
 def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():
     """Rule U, after the search: the head and classifier fused at 0.8 on "block.axillary"
     (read speech, wake phrase 0.58, Whisper heard no command) are not acted on where the

@@ -31,10 +31,10 @@ def engine():
 
 
 # the classifier too strict to act, and the command head's rules that would act instead off
-# (rules M, X, M8, M7w, J3): what is left to act is the second opinion
+# (rules M, X, M8, M7w, J3, J4): what is left to act is the second opinion
 STRICT = dict(min_kws_prob=1.0, min_cmd_fused_prob=None, min_cmd_head_alone=None,
               min_cmd_head_joined=None, min_cmd_head_unheard=None,
-              min_cmd_head_joined_window=None)
+              min_cmd_head_joined_window=None, min_cmd_head_soft_window=None)
 
 
 def listen(engine, x, activation="wake", chunk_ms=20, **over):
