@@ -794,6 +794,21 @@ def soft_window_act(d: Decision, head_probs: dict | None, commands: CommandSet, 
                     wake=True, posterior=d.posterior, wake_prob=d.wake_prob)
 
 
+def same_command_again(d: Decision, last_command: str | None, gap_s: float | None,
+                       commands: CommandSet, *, max_gap_ms: int) -> Decision | None:
+    """Rule D (pure): ``d``, accepted, refused where it is the multi-word command
+    ``last_command`` acted on last, its utterance starting ``gap_s`` after that one's
+    speech ended, less than ``max_gap_ms`` (0: off): a phrase cut in two, acted on twice (a
+    second command needs its own wake phrase, longer than that). Else None (``d``
+    stands). Single words are left alone (a deliberate "up ... up")."""
+    if (max_gap_ms <= 0 or d.kind != "accept" or d.command != last_command or gap_s is None
+            or not _multi_word(commands, d.command) or gap_s * 1000 >= max_gap_ms):
+        return None
+    return dataclasses.replace(
+        d, kind="reject", reason=f"the same command again, {gap_s * 1000:.0f} ms after the "
+                                 f"last ({d.reason})")
+
+
 def wake_below(d: Decision, floor: float | None) -> bool:
     """Rules U and V (pure): the classifier's wake-phrase probability in ``d`` is below
     ``floor`` (unknown counts as below; False when the rule is off, ``floor`` None)."""

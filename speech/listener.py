@@ -36,8 +36,8 @@ import numpy as np
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
                        decide_whisper, head_check, head_fuse, head_veto, joined_window_act,
-                       not_speech, second_opinion, soft_wake, soft_window_act,
-                       unclear_after_wake, vetoed, wake_below, whisper_check,
+                       not_speech, same_command_again, second_opinion, soft_wake,
+                       soft_window_act, unclear_after_wake, vetoed, wake_below, whisper_check,
                        whisper_single_veto)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
@@ -254,6 +254,7 @@ class CommandListener:
         self._second_th = replace(self.thresholds, min_unclear_wake=s.min_second_opinion_wake)
         self._t0: float | None = None  # media time of the first sample fed
         self._last_command_end: float | None = None  # a wake phrase must come after it
+        self._last_command: str | None = None  # ... and what it was (rule D)
         self._flush_tail = 0.0
         self._recent: deque[tuple[float, float]] = deque(maxlen=16)  # speech spans (kws)
         if own_engine:
@@ -661,6 +662,12 @@ class CommandListener:
         """The decision ``d`` on utterance ``u`` recorded and acted on (the kws path);
         ``soft``: rule J4 acted on ``u`` with the soft wake phrase before it."""
         s = self.settings
+        if s.activation == "wake" and self._last_command_end is not None:
+            again = same_command_again(d, self._last_command,
+                                       u.speech_start_s - self._last_command_end, self.commands,
+                                       max_gap_ms=s.same_command_gap_ms)
+            if again is not None:  # rule D: one phrase cut in two, not acted on twice
+                d = again
         unclear = s.unclear_prompt and asked
         if (s.activation == "wake" and not joined and not asked and wdiag is not None
                 and soft_wake(d, wdiag.get("cmd_probs"), r.all_probs,
@@ -677,7 +684,7 @@ class CommandListener:
             return []
         if d.kind != "accept":
             return []
-        self._last_command_end = u.speech_end_s
+        self._last_command_end, self._last_command = u.speech_end_s, d.command
         if soft is not None:  # the command starts with the soft wake phrase
             return [self._heard(Utterance(u.samples, soft.start_s, soft.speech_start_s,
                                           u.speech_end_s, u.closed_at_s), d)]

@@ -209,6 +209,10 @@ class SpeechSettings:
     whisper_max_expansions: int = 64  # decoder steps per utterance, at most
     # a wake phrase alone is held this long for the command that follows a pause
     wake_join_gap_ms: int = 1500
+    # rule D: in wake activation, a multi-word command whose utterance starts less than this
+    # after the end of the one the same command was acted on is not acted on again (one
+    # phrase cut in two: a second command needs its own wake phrase); 0: off
+    same_command_gap_ms: int = 300
     # yes/no (commands marked reply) need no wake phrase this long after expect_reply()
     reply_window_ms: int = 8000
     # push-to-talk: speech that ends this long after the pedal is released still counts
@@ -241,6 +245,8 @@ def settings_problem(s: SpeechSettings) -> str | None:
             return f"speech.{name} is a probability (0 to 1) or null, got {v!r}"
     if s.tail_gap_ms < 0:
         return f"speech.tail_gap_ms must be >= 0, got {s.tail_gap_ms!r}"
+    if s.same_command_gap_ms < 0:
+        return f"speech.same_command_gap_ms must be >= 0 (0 = off), got {s.same_command_gap_ms!r}"
     if s.min_joined_speech_ms < 0:
         return f"speech.min_joined_speech_ms must be >= 0, got {s.min_joined_speech_ms!r}"
     if s.vad_neural_reset_ms < 0:

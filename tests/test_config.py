@@ -53,6 +53,10 @@ def test_cross_field_checks():
         parse_settings("speech:\n  min_fused_veto: 7\n", "c.yaml")
     with pytest.raises(ConfigError, match=r"c.yaml:2: speech.tail_gap_ms must be >= 0"):
         parse_settings("speech:\n  tail_gap_ms: -1\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"c.yaml:2: speech.same_command_gap_ms must be >= 0"):
+        parse_settings("speech:\n  same_command_gap_ms: -300\n", "c.yaml")
+    assert parse_settings("speech:\n  same_command_gap_ms: 0\n",
+                          "c.yaml").speech.same_command_gap_ms == 0
     for bad in ("0", "400"):
         with pytest.raises(ConfigError, match=r"c.yaml:2: speech.block_ms must be .* 5 to 200"):
             parse_settings(f"speech:\n  block_ms: {bad}\n", "c.yaml")

@@ -759,6 +759,53 @@ def test_a_soft_wake_phrase_is_the_wake_phrase_the_head_is_sure_of():
                th=replace(th, min_cmd_head_soft_window=None)) is None
 
 
+def _sure_of(cmd: str):
+    """The kws classifier's result made sure of ``cmd``, its wake phrase too, whatever was
+    said (rule D's tests)."""
+    def f(r):
+        p = {cmd: 0.99}
+        return replace(r, top=cmd, top_prob=0.99, probs=p, wake_prob=0.99,
+                       all_probs={**{c: 0.0 for c in r.all_probs}, **p})
+    return f
+
+
+def test_one_phrase_cut_in_two_is_not_acted_on_twice():
+    """Rule D (``same_command_gap_ms``, 300 by default): SYNTHETIC "assistant, mute feedback"
+    <1 s> "assistant, mute feedback", wake activation; the endpointer cuts each at the comma
+    (its pieces 180 ms apart), and the classifier, made sure of "mute" with its wake phrase,
+    accepts every piece. Each phrase is acted on once, its second piece refused as the same
+    command again; with the rule off, every piece is acted on, and so is every piece of a
+    single word (a deliberate "up ... up" is not swallowed)."""
+    x = _said("assistant, mute feedback", 1.0, "assistant, mute feedback")
+    base = replace(SpeechSettings(engine="kws"), second_opinion=False)
+    heard, logs = listen(base, x, _sure_of("mute"))
+    assert [h.command for h in heard] == ["mute", "mute"]
+    kinds = [(u.decision.kind, u.decision.reason.split(",")[0]) for u in logs]
+    assert kinds == [("accept", "ok"), ("reject", "the same command again"),
+                     ("accept", "ok"), ("reject", "the same command again")]
+    assert logs[1].start_s - logs[0].end_s < 0.3 < logs[2].start_s - logs[1].end_s
+    assert [h.command for h in listen(replace(base, same_command_gap_ms=0), x,
+                                      _sure_of("mute"))[0]] == ["mute"] * 4
+    assert [h.command for h in listen(base, x, _sure_of("up"))[0]] == ["up"] * 4
+
+
+def test_the_same_command_again_is_refused_only_close_behind():
+    """Rule D, pure: the multi-word command acted on last, again less than the gap after
+    it, is refused; not at the gap, not another command, not a single word, not a
+    decision that accepted nothing, not with the rule off (0)."""
+    from speech.decision import same_command_again as again
+    ok = Decision("accept", command="block_next", heard="assistant next block", reason="ok")
+    d = again(ok, "block_next", 0.18, COMMANDS, max_gap_ms=300)
+    assert d.kind == "reject" and d.reason.startswith("the same command again, 180 ms")
+    assert again(ok, "block_next", 0.30, COMMANDS, max_gap_ms=300) is None
+    assert again(ok, "block_previous", 0.18, COMMANDS, max_gap_ms=300) is None
+    assert again(replace(ok, command="up"), "up", 0.18, COMMANDS, max_gap_ms=300) is None
+    assert again(replace(ok, kind="reject"), "block_next", 0.18, COMMANDS,
+                 max_gap_ms=300) is None
+    assert again(ok, "block_next", 0.18, COMMANDS, max_gap_ms=0) is None
+    assert again(ok, None, None, COMMANDS, max_gap_ms=300) is None
+
+
 def test_rule_m_does_not_stand_in_for_an_unsure_wake_phrase_whisper_did_not_hear():
     """Rule U, after the search: the head and classifier fused at 0.8 on "block.axillary"
     (read speech, wake phrase 0.58, Whisper heard no command) are not acted on where the
