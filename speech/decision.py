@@ -119,8 +119,8 @@ class DecisionThresholds:
     min_cmd_head_joined_window: float | None = 0.8
     # rule J4: a rejected utterance the command head takes for the wake phrase (its _wake_
     # at min_soft_wake_head, the classifier's at min_soft_wake_classifier) is a soft wake
-    # phrase; the head on it and the next utterance, where nothing else acted, at
-    # min_cmd_head_soft_window (None: off)
+    # phrase; the head on it and the next utterance, where that is decided "not a command"
+    # too, at min_cmd_head_soft_window (None: off)
     min_soft_wake_head: float | None = 0.99
     min_soft_wake_classifier: float = 0.05
     min_cmd_head_soft_window: float | None = 0.95
