@@ -38,9 +38,7 @@ GAINS = (1.0, 4.0)  # as recorded and 12 dB louder
 def upper95(k: int, n: int) -> float:
     """The exact (Clopper-Pearson) 95 % upper bound on a proportion seen ``k`` times in
     ``n``: the p at which P(X <= k) = 0.025."""
-    if n == 0:
-        return 1.0
-    if k >= n:
+    if k >= n:  # n == 0 too
         return 1.0
 
     def cdf(p: float) -> float:
@@ -50,6 +48,15 @@ def upper95(k: int, n: int) -> float:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if cdf(mid) > 0.025 else (lo, mid)
     return hi
+
+
+def tally(rows: list[dict]) -> dict:
+    """listen-eval's rows of clips without a command: how many were acted on, the share,
+    its bound, and what was heard."""
+    acted = [(r["file"], r["heard"]) for r in rows if r["verdict"] == "false command"]
+    k, n = len(acted), len(rows)
+    return {"clips": n, "acted_on": k, "share_pct": round(100 * k / max(n, 1), 2),
+            "upper95_pct": round(100 * upper95(k, n), 2), "heard": acted}
 
 
 def cut_clips(data: Path, out: Path, clip_s: float) -> int:
@@ -93,21 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             if rc != 0:
                 return rc
             rows = json.loads(res.read_text())["files"]
-            fig = {}
-            for folder in ("_noise_", "_silence_"):
-                mine = [r for r in rows if r["file"].startswith(folder + "/")]
-                k = sum(r["verdict"] == "false command" for r in mine)
-                fig[folder] = {"clips": len(mine), "acted_on": k,
-                               "share_pct": round(100 * k / max(len(mine), 1), 2),
-                               "upper95_pct": round(100 * upper95(k, len(mine)), 2),
-                               "heard": [(r["file"], r["heard"]) for r in mine
-                                         if r["verdict"] == "false command"]}
-            both = [r for r in rows if r["file"].startswith(("_noise_/", "_silence_/"))]
-            k = sum(r["verdict"] == "false command" for r in both)
-            fig["all"] = {"clips": len(both), "acted_on": k,
-                          "share_pct": round(100 * k / max(len(both), 1), 2),
-                          "upper95_pct": round(100 * upper95(k, len(both)), 2)}
-            out[act] = fig
+            out[act] = {name: tally([r for r in rows if r["file"].startswith(prefixes)])
+                        for name, prefixes in (("_noise_", "_noise_/"),
+                                               ("_silence_", "_silence_/"),
+                                               ("all", ("_noise_/", "_silence_/")))}
     print(json.dumps(out, indent=1))
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))

@@ -639,21 +639,22 @@ class CommandListener:
             if v is not None:
                 d, asked = v, True
         ms += 1000.0 * (time.perf_counter() - t1)
-        if (joined and d.kind == "reject" and self.thresholds.min_cmd_head_joined_window is not None
-                and not second_named and self._cmd_head is not None and self._whisper is not None
-                and speech * 1000 >= self.thresholds.min_joined_speech_ms):
-            x = self._joined_audio(held, u)
-            if x is not None:  # rule J3, the last resort: decided when its reading is done
-                self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
-                                                      speech, None))
-                return []
-        if (soft is not None and not joined and d.kind == "reject" and not second_named
-                and self._cmd_head is not None and self._whisper is not None):
-            x = self._joined_audio(soft, u)
-            if x is not None:  # rule J4, after a soft wake phrase: the same, on J3's thread
-                self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
-                                                      speech, soft))
-                return []
+        # the last resort, where nothing was accepted: the command head reads the stream from
+        # the wake phrase said alone (rule J3) or the soft one (rule J4) to this utterance's end
+        start = None
+        if (d.kind == "reject" and not second_named and self._cmd_head is not None
+                and self._whisper is not None):
+            if joined:
+                if (self.thresholds.min_cmd_head_joined_window is not None
+                        and speech * 1000 >= self.thresholds.min_joined_speech_ms):
+                    start = held
+            elif soft is not None:
+                start = soft
+        x = self._joined_audio(start, u) if start is not None else None
+        if x is not None:  # decided when its reading is done, on a thread of its own
+            self._j3_wait = (self._submit_j3(x), (u, d, asked, wdiag, ms, r, joined, held,
+                                                  speech, None if joined else soft))
+            return []
         return self._conclude(u, d, asked, wdiag, ms, r, joined, held)
 
     def _conclude(self, u: Utterance, d: Decision, asked: bool, wdiag: dict | None, ms: float,
