@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, mix,  # noqa: E402
                           noise_piece, read_wav, speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
-from speech.listen_eval import LEAD_S, SILENCE_REF_POWER, padded, with_wake  # noqa: E402
+from speech.listen_eval import (LEAD_S, SILENCE_REF_POWER, WAKE_GAP_S, padded,  # noqa: E402
+                                with_wake)
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listen_cli import add_pace_pauses_option  # noqa: E402
 from speech.listener import CommandListener, feed_live  # noqa: E402
@@ -204,14 +205,16 @@ def wake_prefix_for(k: int, voices: list[str], cache: Path) -> np.ndarray:
 
 def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 lat_all: dict[str, list[float]] | None = None,
-                wake_voices: list[str] | None = None, cache: Path | None = None) -> dict:
+                wake_voices: list[str] | None = None, cache: Path | None = None,
+                wake_gap_s: float = WAKE_GAP_S) -> dict:
     """REAL human single words (--activation always). The time from the end of speech
     to the command of each word acted on as said (the end estimated from the clean
     recording's energy, ``speech_end_s``, so approximate) is summarised in the result's
     ``latency_ms_end_of_speech_to_command`` and added to ``lat_all`` (per condition), to
     pool over several calls. With ``wake_voices`` the words are scored in wake activation
     (the default) instead: each clip after a SYNTHETIC wake phrase (wake_prefix_for, cached
-    in ``cache``; speech.listen_eval.with_wake), the SNR against the word."""
+    in ``cache``; speech.listen_eval.with_wake, ``wake_gap_s`` of room tone between), the SNR
+    against the word."""
     res = {}
     lat_here: dict[str, list[float]] = {}
     files = {w: sorted(glob.glob(str(data / "speech_commands" / w / "*.wav")))
@@ -229,7 +232,7 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 if wake_voices:  # "assistant, <word>" (listen-eval --wake-prefix)
                     power = SILENCE_REF_POWER if w == "_silence_" else active_power(x)
                     said, start_s = with_wake(
-                        x, w, wake_prefix_for(k * 31 + len(w), wake_voices, cache))
+                        x, w, wake_prefix_for(k * 31 + len(w), wake_voices, cache), wake_gap_s)
                 # its room tone around it, or the noise at the SNR (as listen-eval streams it)
                 stream = padded(said, w, noises, snr, seed=k * 31 + len(w), power=power)
                 got = r.run(stream, "wake" if wake_voices else "always",
