@@ -198,9 +198,10 @@ def latency_summary(lat: dict[str, list[float]]) -> dict:
 def wake_prefix_for(k: int, voices: list[str], cache: Path) -> np.ndarray:
     """The wake phrase said before the ``k``-th real clip when real words are scored in
     wake activation: eSpeak NG's "assistant" in ``voices[k % len]`` (SYNTHETIC), speed and
-    pitch varied with k as in multi_item."""
-    return synth("assistant", voices[k % len(voices)], 140 + 10 * (k % 6), 30 + 8 * (k % 5),
-                 cache)
+    pitch varied with k as in multi_item, without the digital silence eSpeak writes around
+    it (up to 0.4 s: it would lengthen the pause after it; listen-eval's load_wake alike)."""
+    return strip_padding(synth("assistant", voices[k % len(voices)], 140 + 10 * (k % 6),
+                               30 + 8 * (k % 5), cache))
 
 
 def bench_words(r: Runner, data: Path, split: str, snrs, noises,

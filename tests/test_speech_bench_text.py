@@ -3,6 +3,7 @@ folder of .txt files, such as the Python language reference it writes itself (a 
 rule was tuned on; docs/SPEECH.md, "Rule W")."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import benchmarks.speech_bench as sb
@@ -132,3 +133,6 @@ def test_real_words_can_be_scored_after_a_wake_phrase(tmp_path):
     # timed from the end of the word, not of the wake phrase
     assert 0 < got["latency_ms_end_of_speech_to_command"]["clean"]["p95"] < 1000
     assert sb.bench_words(r, data, "all", [], None)["clean"]["commands_right"].endswith("(1/1)")
+    # the wake phrase without eSpeak's digital silence around it (it would lengthen the pause)
+    w = sb.wake_prefix_for(1, sb.VOICES_TEST, tmp_path)
+    assert np.any(w[:160]) and np.any(w[-160:]) and len(w) > 0.3 * sb.SAMPLE_RATE_HZ
