@@ -85,7 +85,9 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises,
         over["whisper_head_file"] = str(head)
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20,
                   a.pace_pauses)
-    res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises, lat)
+    res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises, lat,
+                         wake_voices=sb.VOICES_TEST if a.wake_prefix else None, cache=a.cache,
+                         wake_gap_s=a.wake_gap_ms / 1000)
     if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold
         with open(a.dump, "a") as f:
             for d in r.dump:
@@ -124,12 +126,22 @@ def main(argv=None) -> int:
                     help="train the single-word head of each fold without its speakers "
                          "(python -m speech.train_whisper_head --features F, --over all)")
     ap.add_argument("--head-args", default="", help="more train_whisper_head arguments")
+    ap.add_argument("--wake-prefix", action="store_true",
+                    help="score the held-out words in wake activation (the default): each "
+                         "after a SYNTHETIC wake phrase in the test voices (speech_bench.py "
+                         "--words-wake)")
+    ap.add_argument("--wake-gap-ms", type=int, default=round(sb.WAKE_GAP_S * 1000),
+                    help="--wake-prefix: the pause after the wake phrase (default %(default)s)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"),
+                    help="--wake-prefix: eSpeak NG cache")
     add_pace_pauses_option(ap)
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)
     if a.k < 2:
         ap.error(f"--k must be at least 2, got {a.k}")
+    if a.wake_prefix:
+        a.cache.mkdir(parents=True, exist_ok=True)
     if a.fold == "all":
         held = list(range(a.k))
     elif a.fold in ("A", "B") and a.k == 2:
@@ -160,6 +172,8 @@ def main(argv=None) -> int:
     for fold in held:
         res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises, lat)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
+                          "activation": f"wake (synthetic wake phrase, {a.wake_gap_ms} ms, "
+                          f"first)" if a.wake_prefix else "always",
                           "none_scale": a.none_scale,
                           "real_speed": a.real_speed, "held_out": res}), flush=True)
         for cond, v in res.items():

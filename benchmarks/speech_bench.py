@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, mix,  # noqa: E402
                           noise_piece, read_wav, speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
-from speech.listen_eval import LEAD_S, padded  # noqa: E402
+from speech.listen_eval import (LEAD_S, SILENCE_REF_POWER, WAKE_GAP_S, padded,  # noqa: E402
+                                with_wake)
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listen_cli import add_pace_pauses_option  # noqa: E402
 from speech.listener import CommandListener, feed_live  # noqa: E402
@@ -194,13 +195,27 @@ def latency_summary(lat: dict[str, list[float]]) -> dict:
     return out
 
 
+def wake_prefix_for(k: int, voices: list[str], cache: Path) -> np.ndarray:
+    """The wake phrase said before the ``k``-th real clip when real words are scored in
+    wake activation: eSpeak NG's "assistant" in ``voices[k % len]`` (SYNTHETIC), speed and
+    pitch varied with k as in multi_item, without the digital silence eSpeak writes around
+    it (up to 0.4 s: it would lengthen the pause after it; listen-eval's load_wake alike)."""
+    return strip_padding(synth("assistant", voices[k % len(voices)], 140 + 10 * (k % 6),
+                               30 + 8 * (k % 5), cache))
+
+
 def bench_words(r: Runner, data: Path, split: str, snrs, noises,
-                lat_all: dict[str, list[float]] | None = None) -> dict:
+                lat_all: dict[str, list[float]] | None = None,
+                wake_voices: list[str] | None = None, cache: Path | None = None,
+                wake_gap_s: float = WAKE_GAP_S) -> dict:
     """REAL human single words (--activation always). The time from the end of speech
     to the command of each word acted on as said (the end estimated from the clean
     recording's energy, ``speech_end_s``, so approximate) is summarised in the result's
     ``latency_ms_end_of_speech_to_command`` and added to ``lat_all`` (per condition), to
-    pool over several calls."""
+    pool over several calls. With ``wake_voices`` the words are scored in wake activation
+    (the default) instead: each clip after a SYNTHETIC wake phrase (wake_prefix_for, cached
+    in ``cache``; speech.listen_eval.with_wake, ``wake_gap_s`` of room tone between), the SNR
+    against the word."""
     res = {}
     lat_here: dict[str, list[float]] = {}
     files = {w: sorted(glob.glob(str(data / "speech_commands" / w / "*.wav")))
@@ -214,10 +229,16 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 if split != "all" and split_of(os.path.basename(f)) != split:
                     continue
                 x = strip_padding(read_wav(f)[0])  # no file padding: as a microphone gives it
+                start_s, said, power = 0.0, x, None
+                if wake_voices:  # "assistant, <word>" (listen-eval --wake-prefix)
+                    power = SILENCE_REF_POWER if w == "_silence_" else active_power(x)
+                    said, start_s = with_wake(
+                        x, w, wake_prefix_for(k * 31 + len(w), wake_voices, cache), wake_gap_s)
                 # its room tone around it, or the noise at the SNR (as listen-eval streams it)
-                stream = padded(x, w, noises, snr, seed=k * 31 + len(w))
-                got = r.run(stream, "always", {"part": "words", "snr": snr, "word": w,
-                                               "file": os.path.basename(f)})
+                stream = padded(said, w, noises, snr, seed=k * 31 + len(w), power=power)
+                got = r.run(stream, "wake" if wake_voices else "always",
+                            {"part": "words", "snr": snr, "word": w,
+                             "file": os.path.basename(f)})
                 cmds = [h.command for h, _, _ in got]
                 if w == "_unknown_":
                     n_unk += 1
@@ -233,7 +254,8 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                         ok_cut += cmds == [w]
                     wrong += bool(cmds) and cmds != [w]  # acted on, but not as said
                     if cmds == [w]:
-                        lat.append(1000 * (got[0][1] - LEAD_S - speech_end_s(x)) + got[0][2])
+                        lat.append(1000 * (got[0][1] - LEAD_S - start_s - speech_end_s(x))
+                                   + got[0][2])
                         acc = [row for row, _ in r.last_pairs if row["kind"] == "accept"]
                         if acc:  # --dump: each word's time, to pool over runs
                             acc[-1]["lat_ms"] = round(lat[-1], 1)
@@ -587,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated eSpeak NG voices for the synthetic parts instead of "
                          "the split's (e.g. a third set to design a rule on, keeping TEST "
                          "unread); the real words still follow --split")
+    ap.add_argument("--words-wake", action="store_true",
+                    help="score the real words in wake activation (the default) instead of "
+                         "always listening: each after the wake phrase in the split's voices "
+                         "(SYNTHETIC wake phrase, REAL word)")
     ap.add_argument("--snrs", default="20,10,5,0")
     ap.add_argument("--engine", default=SpeechSettings().engine,
                     choices=["kws", "pocketsphinx", "vosk"])
@@ -624,9 +650,12 @@ def main(argv: list[str] | None = None) -> int:
     if note := latency_note_for(settings):
         out["latency_note"] = note
     if args.part in ("all", "words"):
-        out["real_single_words_always"] = bench_words(r, args.data, args.split, snrs, noises)
+        key = "real_single_words_after_wake" if args.words_wake else "real_single_words_always"
+        out[key] = bench_words(r, args.data, args.split, snrs, noises,
+                               wake_voices=voices if args.words_wake else None,
+                               cache=args.cache)
         if r.engine.name == "kws" and kws_real_speakers(r.engine.model.meta) == "all":
-            out["real_single_words_always"]["note"] = (
+            out[key]["note"] = (
                 "IN-SAMPLE: this kws classifier was trained on every real speaker; the "
                 "held-out estimate is benchmarks/kws_speaker_folds.py --over all")
     if args.part in ("all", "noise"):

@@ -89,6 +89,9 @@ class DecisionThresholds:
     # under whisper_skip_above, after Whisper's check ran, is not acted on (asked again) when
     # Whisper's best phrase names another command and the head another word
     whisper_single_veto: bool = False
+    # rule V1w: the same, only for a word said after the wake phrase (the same utterance or
+    # one said alone just before), never for a bare word in always listening
+    whisper_single_veto_after_wake: bool = False
     whisper_skip_above: float = 0.7
     # the classifier and the head together (head_fuse): their log-probabilities over the
     # ten single words and "other", weighted fuse_weight (the classifier's) and 1 - that;
@@ -504,8 +507,11 @@ def whisper_single_veto(d: Decision, whisper_best: str | None, head_word: str | 
     under ``whisper_skip_above`` (the band where Whisper is asked), when Whisper's best phrase
     names another command (``whisper_best``, whether or not Whisper accepted it) and the
     single-word head's word (``head_word``) is not the command: neither of the two models on
-    Whisper's encoder backs it. The caller asks the speaker again."""
-    if (not th.whisper_single_veto or d.kind != "accept" or d.command not in SINGLE_WORDS
+    Whisper's encoder backs it. The caller asks the speaker again. Rule V1w
+    (``whisper_single_veto_after_wake``) does the same only for a word said after the wake
+    phrase (``d.wake``: in its utterance; ``d.joined``: said alone just before)."""
+    on = th.whisper_single_veto or (th.whisper_single_veto_after_wake and (d.wake or d.joined))
+    if (not on or d.kind != "accept" or d.command not in SINGLE_WORDS
             or (d.posterior or 0.0) >= th.whisper_skip_above or whisper_best is None
             or whisper_best == d.command or head_word == d.command):
         return None

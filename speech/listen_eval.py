@@ -1,4 +1,5 @@
-"""``assistant listen-eval DIR [--activation wake|always] [--noise DIR --snr DB] [--json FILE]``
+"""``assistant listen-eval DIR [--activation wake|always] [--noise DIR --snr DB]
+[--wake-prefix WAV] [--json FILE]``
 
 Scores the recognizer on a lab's own recordings, as ``assistant seg-eval`` scores the
 segmentation on its images: every audio file under ``DIR/<LABEL>/`` is streamed through the
@@ -18,7 +19,10 @@ noise recordings in DIR at DB against the file's speech power (``_silence_`` fil
 typical clip's). For each command acted on as said it also gives the time from the end of the
 speech (estimated from the recording's own energy) to the command, the file streamed as a live
 one would be (each chunk processed once spoken, after the ones before it), on this host; the
-p50 and p95 are printed. Unreadable files are listed and the rest still scored; the exit
+p50 and p95 are printed. ``--wake-prefix WAV`` plays a recording of the wake phrase before
+every file (scaled to the file's speech power, then 300 ms of its room tone; the SNR still
+against the file), so recordings of bare words are scored in wake activation, the default;
+their latency is timed from the end of the file's speech. Unreadable files are listed and the rest still scored; the exit
 status is then 2 (also for a folder that names no command), else 0.
 """
 from __future__ import annotations
@@ -41,6 +45,7 @@ from .settings import SpeechSettings
 NO_COMMAND = ("_none_", "_unknown_", "_silence_", "_noise_", "_talk_")
 LEAD_S, TAIL_S = 0.5, 0.6
 SILENCE_REF_POWER = 1000.0 ** 2  # a typical clip's speech power, for _silence_ files
+WAKE_GAP_S = 0.3  # --wake-prefix: the pause after the wake phrase (a comma's)
 
 
 class EvalInputError(ValueError):
@@ -92,15 +97,49 @@ def load_noise(folder: Path) -> list[np.ndarray]:
     return out
 
 
+def with_wake(x: np.ndarray, folder: str, wake: np.ndarray, gap_s: float = WAKE_GAP_S
+              ) -> tuple[np.ndarray, float]:
+    """A bare-word recording ``x`` with the wake-phrase recording ``wake`` said before it
+    (pure): the wake phrase scaled to the recording's speech power (``_silence_`` files: a
+    typical clip's, as the noise is mixed), ``gap_s`` of the recording's own room tone, then
+    the recording. Returns (stream, where the recording starts in it, s): a lab's recordings
+    of bare words (Speech Commands') scored in wake activation, the default."""
+    if gap_s < 0:
+        raise EvalInputError(f"the gap after the wake phrase must be >= 0 s, got {gap_s:g}")
+    if len(wake) < SR // 10:
+        raise EvalInputError(f"the wake-phrase recording is {len(wake) / SR:.3f} s long: "
+                             f"it must hold at least 0.1 s")
+    ref = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
+    w = np.clip(wake.astype(np.float64) * np.sqrt(ref / active_power(wake)),
+                -32768, 32767).astype(np.int16)
+    gap = room_tone(x, int(round(gap_s * SR)))
+    return np.concatenate([w, gap, x]), (len(w) + len(gap)) / SR
+
+
+def load_wake(path: Path) -> np.ndarray:
+    """--wake-prefix: the wake-phrase recording, 16 kHz mono, its file padding stripped."""
+    try:
+        x = strip_padding(read_audio(str(path))[0])
+    except AudioFileError as exc:
+        raise EvalInputError(f"--wake-prefix: {exc}") from None
+    if len(x) < SR // 10 or not np.any(x):
+        raise EvalInputError(f"--wake-prefix {path}: holds no wake phrase (under 0.1 s of "
+                             f"sound)")
+    return x
+
+
 def padded(x: np.ndarray, folder: str, noises: list[np.ndarray] | None, snr_db: float | None,
-           seed: int) -> np.ndarray:
-    """The file as streamed: room tone before and after, and the noise at ``snr_db``."""
+           seed: int, power: float | None = None) -> np.ndarray:
+    """The file as streamed: room tone before and after, and the noise at ``snr_db`` against
+    ``power`` (default: the file's speech power, ``active_power``; ``_silence_`` files: a
+    typical clip's)."""
     if not noises or snr_db is None:
         return np.concatenate([room_tone(x, int(LEAD_S * SR)), x, room_tone(x, int(TAIL_S * SR))])
     body = np.concatenate([np.zeros(int(LEAD_S * SR), np.int16), x,
                            np.zeros(int(TAIL_S * SR), np.int16)])
     piece = noise_piece(noises, len(body), seed)
-    ref = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
+    ref = (power if power is not None
+           else SILENCE_REF_POWER if folder == "_silence_" else active_power(x))
     gain = np.sqrt(ref / (max((piece ** 2).mean(), 1e-9) * 10 ** (snr_db / 10)))
     return np.clip(body + gain * piece, -32768, 32767).astype(np.int16)
 
@@ -161,10 +200,19 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     ap.add_argument("--json", help="also write the figures and every file's result here")
     ap.add_argument("--chunk-ms", type=positive_ms,
                     help="stream chunk size (default: speech.block_ms, 20)")
+    ap.add_argument("--wake-prefix", metavar="WAV",
+                    help="a recording of the wake phrase, played before every file (scaled to "
+                         "its speech power, then a pause of its room tone): recordings of bare "
+                         "words scored in wake activation, the default (implies --activation "
+                         "wake unless given)")
+    ap.add_argument("--wake-gap-ms", type=positive_ms, default=round(WAKE_GAP_S * 1000),
+                    help="the pause after --wake-prefix's wake phrase (default %(default)s ms)")
     add_pace_pauses_option(ap)
     args = ap.parse_args(argv)
     if (args.noise is None) != (args.snr is None):
         ap.error("--noise and --snr go together")
+    if args.wake_prefix and not args.activation:
+        args.activation = "wake"
     s = settings or SpeechSettings()
     s = replace(s, **{k: v for k, v in (("activation", args.activation), ("engine", args.engine),
                                         ("commands_file", args.commands)) if v})
@@ -176,6 +224,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
                                  cmudict_words() if s.engine == "pocketsphinx" else None)
         items = collect(Path(args.dir), commands)
         noises = load_noise(Path(args.noise)) if args.noise else None
+        wake = load_wake(Path(args.wake_prefix)) if args.wake_prefix else None
     except (CommandFileError, EvalInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -193,7 +242,13 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
         except AudioFileError as exc:
             unreadable.append(str(exc))
             continue
-        stream = padded(x, folder, noises, args.snr, seed=k)
+        start_s, power = 0.0, None
+        if wake is not None:  # the wake phrase, then the file; the SNR against the file's
+            power = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
+            x_said, start_s = with_wake(x, folder, wake, args.wake_gap_ms / 1000)
+        else:
+            x_said = x
+        stream = padded(x_said, folder, noises, args.snr, seed=k, power=power)
         lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
         got = feed_live(lis, stream, args.chunk_ms or s.block_ms, args.pace_pauses)
         heard = [h for h, _ in got]
@@ -204,7 +259,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
         if expected is not None:  # the recording may have cut the word: said apart
             row["cut_at_edge"] = cut_at_edge(x)
         if verdict == "right":
-            row["latency_ms"] = round(1000 * (got[0][1] - LEAD_S - speech_end_s(x)), 1)
+            row["latency_ms"] = round(1000 * (got[0][1] - LEAD_S - start_s - speech_end_s(x)),
+                                      1)
             latencies.append(row["latency_ms"])
         rows.append(row)
 
@@ -213,6 +269,9 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     non = Tally(**{f: sum(getattr(t, f) for n, t in per.items() if n in NO_COMMAND)
                    for f in ("files", "acted")})
     cond = f"{args.snr:g} dB of {args.noise}" if args.noise else "as recorded (no noise added)"
+    if wake is not None:
+        cond += (f"; each file after the wake phrase of {args.wake_prefix} and "
+                 f"{args.wake_gap_ms} ms")
     print(f"listen-eval: {len(rows)} files in {len(per)} folders of {args.dir}, activation "
           f"{s.activation}, engine {s.engine}, {cond}")
     print(f"{'folder':<22}{'files':>6}{'right':>7}{'wrong':>7}{'missed':>8}{'acted on':>10}")
@@ -261,6 +320,8 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
     if args.json:
         summary = {"dir": str(args.dir), "activation": s.activation, "engine": s.engine,
                    "noise": args.noise, "snr_db": args.snr,
+                   "wake_prefix": args.wake_prefix,
+                   "wake_gap_ms": args.wake_gap_ms if args.wake_prefix else None,
                    "commands": {k: getattr(cmd, k) for k in ("files", "right", "wrong", "missed")},
                    "without_command": {"files": non.files, "acted_on": non.acted},
                    "commands_cut_at_edge": cut_tally,

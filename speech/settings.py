@@ -118,6 +118,9 @@ class SpeechSettings:
     # acted on under whisper_skip_above, after Whisper's check, is refused (say again) when
     # Whisper's best phrase names another command and the head another word
     whisper_single_veto: bool = False
+    # rule V1w (docs/SPEECH.md "Real words after the wake phrase"): the same, only for a word
+    # said after the wake phrase
+    whisper_single_veto_after_wake: bool = False
     # the classifier and the head together (decision.py head_fuse, rule F in docs/SPEECH.md):
     # their log-probabilities weighted fuse_weight : 1 - fuse_weight; a single word not
     # otherwise accepted is acted on at min_fused_prob, an accepted single word refused

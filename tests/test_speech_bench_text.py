@@ -3,6 +3,7 @@ folder of .txt files, such as the Python language reference it writes itself (a 
 rule was tuned on; docs/SPEECH.md, "Rule W")."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import benchmarks.speech_bench as sb
@@ -109,3 +110,29 @@ def test_a_data_folder_without_noise_is_a_clear_error(tmp_path, capsys):
         sb.main(["--part", "multi", "--data", str(tmp_path), "--cache", str(tmp_path / "c")])
     err = capsys.readouterr().err
     assert f"--data {tmp_path}: no noise recordings in {tmp_path / 'noise'}" in err
+
+
+def test_real_words_can_be_scored_after_a_wake_phrase(tmp_path):
+    """--words-wake / kws_speaker_folds.py --wake-prefix: each clip after eSpeak's
+    "assistant", in wake activation (the default); the same clips bare are not acted on
+    there, and are in always listening (the figures so far)."""
+    from speech.audio import write_wav
+    from speech.settings import SpeechSettings
+    from speech.synth import espeak, with_silence
+    data = tmp_path / "speech"
+    for word, text in (("yes", "yes"), ("_unknown_", "banana")):
+        (data / "speech_commands" / word).mkdir(parents=True)
+        write_wav(data / "speech_commands" / word / "a.wav", with_silence(espeak(text)))
+    r = sb.Runner(SpeechSettings(), 20)
+    got = sb.bench_words(r, data, "all", [], None, wake_voices=["en-gb"], cache=tmp_path)
+    assert got["clean"]["commands_right"].endswith("(1/1)")
+    assert got["clean"]["unknown_accepted"].endswith("(0/1)")
+    assert [d["word"] for d in r.dump if d["kind"] == "accept"] == ["yes"]
+    for w in ("yes", "_unknown_"):  # the wake phrase was heard before each
+        assert any(d["kind"] == "wake_only" or d["wake"] for d in r.dump if d["word"] == w)
+    # timed from the end of the word, not of the wake phrase
+    assert 0 < got["latency_ms_end_of_speech_to_command"]["clean"]["p95"] < 1000
+    assert sb.bench_words(r, data, "all", [], None)["clean"]["commands_right"].endswith("(1/1)")
+    # the wake phrase without eSpeak's digital silence around it (it would lengthen the pause)
+    w = sb.wake_prefix_for(1, sb.VOICES_TEST, tmp_path)
+    assert np.any(w[:160]) and np.any(w[-160:]) and len(w) > 0.3 * sb.SAMPLE_RATE_HZ

@@ -94,6 +94,62 @@ def test_bare_words_heard_with_wake_activation_get_a_hint(tmp_path, capsys):
     assert "right 1 (100.0 %)" in out and "--activation always for" not in out
 
 
+def test_bare_words_after_a_recorded_wake_phrase_are_scored_in_wake_activation(tmp_path,
+                                                                              capsys):
+    """--wake-prefix: a lab's recordings of bare words (Speech Commands') scored in the
+    default activation: each after the wake-phrase recording, which alone acts on nothing."""
+    root = tmp_path / "rec"
+    for folder, text in (("freeze", "freeze"), ("_unknown_", "banana")):
+        (root / folder).mkdir(parents=True)
+        write_wav(root / folder / "a.wav", with_silence(espeak(text)))
+    wake = tmp_path / "wake.wav"
+    write_wav(wake, with_silence(espeak("assistant", voice="en-gb")))
+    out = tmp_path / "r.json"
+    assert listen_eval.main([str(root), "--wake-prefix", str(wake), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["activation"] == "wake"  # implied
+    assert r["commands"] == {"files": 1, "right": 1, "wrong": 0, "missed": 0}
+    assert r["without_command"] == {"files": 1, "acted_on": 0}
+    assert r["wake_prefix"] == str(wake) and r["wake_gap_ms"] == 300
+    # timed from the end of the word, not of the wake phrase before it
+    right = next(row for row in r["files"] if row["verdict"] == "right")
+    assert 0 < right["latency_ms"] < 1000
+    assert "after the wake phrase of" in capsys.readouterr().out
+    # the same files without it: nothing is acted on in wake activation
+    assert listen_eval.main([str(root), "--activation", "wake", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["commands"]["missed"] == 1
+    # a recording that holds no wake phrase is refused, by name
+    write_wav(tmp_path / "empty.wav", np.zeros(16000, np.int16))
+    assert listen_eval.main([str(root), "--wake-prefix", str(tmp_path / "empty.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "--wake-prefix" in err and "empty.wav" in err and "no wake phrase" in err
+
+
+def test_the_wake_phrase_is_put_before_the_word_at_its_speech_power():
+    rng = np.random.default_rng(0)
+    word = np.concatenate([(rng.standard_normal(1600) * 30).astype(np.int16),  # room tone
+                           (rng.standard_normal(8000) * 3000).astype(np.int16)])
+    wake = (rng.standard_normal(12000) * 300).astype(np.int16)
+    y, start_s = listen_eval.with_wake(word, "yes", wake, gap_s=0.25)
+    n_gap = int(0.25 * 16000)
+    assert start_s == (len(wake) + n_gap) / 16000
+    assert np.array_equal(y[len(wake) + n_gap:], word)  # the word untouched, where it says
+    said = y[:len(wake)]
+    ratio = 10 * np.log10(listen_eval.active_power(said) / listen_eval.active_power(word))
+    assert abs(ratio) < 0.5
+    gap = y[len(wake):len(wake) + n_gap].astype(np.float64)
+    assert np.sqrt((gap ** 2).mean()) < 60  # the word's room tone, not its speech
+    # a silent clip: the wake phrase at a typical clip's speech power, as the noise is mixed
+    quiet = (rng.standard_normal(16000) * 5).astype(np.int16)
+    y, _ = listen_eval.with_wake(quiet, "_silence_", wake)
+    p = listen_eval.active_power(y[:len(wake)])
+    assert abs(10 * np.log10(p / listen_eval.SILENCE_REF_POWER)) < 0.5
+    with pytest.raises(listen_eval.EvalInputError, match="0.1 s"):
+        listen_eval.with_wake(word, "yes", wake[:800])
+    with pytest.raises(listen_eval.EvalInputError, match=">= 0 s"):
+        listen_eval.with_wake(word, "yes", wake, gap_s=-0.1)
+
+
 def test_folder_names_are_command_ids_phrases_or_no_command():
     cs = load_commands()
     assert listen_eval.label_of("yes", cs) == "yes"

@@ -307,3 +307,24 @@ def test_rule_v1_refuses_a_single_word_neither_whisper_model_backs():
     multi = Decision("accept", "freeze", "freeze", 0.4, posterior=0.4)
     assert whisper_single_veto(multi, "unfreeze", "_other_", th) is None
     assert whisper_single_veto(up, "off", "off", DecisionThresholds()) is None  # off
+
+
+def test_rule_v1w_refuses_such_a_word_only_after_the_wake_phrase():
+    """whisper_single_veto_after_wake (pure): rule V1 for a word said after the wake phrase,
+    in its utterance (``wake``) or said alone just before (``joined``); a bare word in always
+    listening stands."""
+    from speech.decision import whisper_single_veto
+
+    th = DecisionThresholds(whisper_single_veto_after_wake=True)
+    bare = Decision("accept", "up", "up", 0.4, posterior=0.4)
+    after = Decision("accept", "up", "assistant up", 0.4, posterior=0.4, wake=True)
+    joined = Decision("accept", "up", "up", 0.4, posterior=0.4, joined=True)
+    assert whisper_single_veto(bare, "off", "off", th) is None
+    for d in (after, joined):
+        v = whisper_single_veto(d, "off", "off", th)
+        assert v is not None and v.kind == "reject" and "say again" in v.reason
+        assert whisper_single_veto(d, "up", "off", th) is None  # Whisper backs it
+        assert whisper_single_veto(d, "off", "up", th) is None  # the head backs it
+        assert whisper_single_veto(d, "off", "off", DecisionThresholds()) is None  # off
+    sure = Decision("accept", "up", "assistant up", 0.8, posterior=0.8, wake=True)
+    assert whisper_single_veto(sure, "off", "off", th) is None  # Whisper was not asked
