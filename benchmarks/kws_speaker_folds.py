@@ -86,7 +86,8 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises,
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20,
                   a.pace_pauses)
     res = sb.bench_words(r, a.data, "test", [20.0, 10.0, 5.0], noises, lat,
-                         wake_voices=sb.VOICES_TEST if a.wake_prefix else None, cache=a.cache,
+                         wake_voices=((sb.VOICES_TUNE if a.wake_voices == "tune" else sb.VOICES_TEST)
+                                      if a.wake_prefix else None), cache=a.cache,
                          wake_gap_s=a.wake_gap_ms / 1000)
     if a.dump:  # every utterance's decision, as speech_bench.py --dump, with its fold
         with open(a.dump, "a") as f:
@@ -130,6 +131,8 @@ def main(argv=None) -> int:
                     help="score the held-out words in wake activation (the default): each "
                          "after a SYNTHETIC wake phrase in the test voices (speech_bench.py "
                          "--words-wake)")
+    ap.add_argument("--wake-voices", choices=["test", "tune"], default="test",
+                    help="--wake-prefix: speech_bench.py's eSpeak voices for the wake phrase")
     ap.add_argument("--wake-gap-ms", type=int, default=round(sb.WAKE_GAP_S * 1000),
                     help="--wake-prefix: the pause after the wake phrase (default %(default)s)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"),
@@ -172,8 +175,8 @@ def main(argv=None) -> int:
     for fold in held:
         res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises, lat)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
-                          "activation": f"wake (synthetic wake phrase, {a.wake_gap_ms} ms, "
-                          f"first)" if a.wake_prefix else "always",
+                          "activation": f"wake (synthetic wake phrase, {a.wake_voices} voices, "
+                          f"{a.wake_gap_ms} ms, first)" if a.wake_prefix else "always",
                           "none_scale": a.none_scale,
                           "real_speed": a.real_speed, "held_out": res}), flush=True)
         for cond, v in res.items():
