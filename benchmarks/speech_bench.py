@@ -33,11 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from speech.audio import (SAMPLE_RATE_HZ, active_power, cut_at_edge, mix,  # noqa: E402
+from speech.audio import (SAMPLE_RATE_HZ, cut_at_edge, mix,  # noqa: E402
                           noise_piece, read_wav, speech_end_s, strip_padding, to_internal)
 from speech.commands import SINGLE_WORDS, load_commands  # noqa: E402
-from speech.listen_eval import (LEAD_S, SILENCE_REF_POWER, WAKE_GAP_S, padded,  # noqa: E402
-                                with_wake)
+from speech.listen_eval import LEAD_S, WAKE_GAP_S, streamed  # noqa: E402
 from speech.engines import cmudict_words, make_engine  # noqa: E402
 from speech.listen_cli import add_pace_pauses_option  # noqa: E402
 from speech.listener import CommandListener, feed_live  # noqa: E402
@@ -229,13 +228,11 @@ def bench_words(r: Runner, data: Path, split: str, snrs, noises,
                 if split != "all" and split_of(os.path.basename(f)) != split:
                     continue
                 x = strip_padding(read_wav(f)[0])  # no file padding: as a microphone gives it
-                start_s, said, power = 0.0, x, None
-                if wake_voices:  # "assistant, <word>" (listen-eval --wake-prefix)
-                    power = SILENCE_REF_POWER if w == "_silence_" else active_power(x)
-                    said, start_s = with_wake(
-                        x, w, wake_prefix_for(k * 31 + len(w), wake_voices, cache), wake_gap_s)
-                # its room tone around it, or the noise at the SNR (as listen-eval streams it)
-                stream = padded(said, w, noises, snr, seed=k * 31 + len(w), power=power)
+                seed = k * 31 + len(w)
+                # "assistant, <word>" with --words-wake (listen-eval --wake-prefix); its room
+                # tone around it, or the noise at the SNR (as listen-eval streams it)
+                wake = wake_prefix_for(seed, wake_voices, cache) if wake_voices else None
+                stream, start_s = streamed(x, w, noises, snr, seed, wake, wake_gap_s)
                 got = r.run(stream, "wake" if wake_voices else "always",
                             {"part": "words", "snr": snr, "word": w,
                              "file": os.path.basename(f)})

@@ -97,6 +97,12 @@ def load_noise(folder: Path) -> list[np.ndarray]:
     return out
 
 
+def speech_power(x: np.ndarray, folder: str) -> float:
+    """The power a file's SNR and wake phrase refer to: its speech's (``active_power``), or a
+    typical clip's for a ``_silence_`` file."""
+    return SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
+
+
 def with_wake(x: np.ndarray, folder: str, wake: np.ndarray, gap_s: float = WAKE_GAP_S
               ) -> tuple[np.ndarray, float]:
     """A bare-word recording ``x`` with the wake-phrase recording ``wake`` said before it
@@ -109,8 +115,7 @@ def with_wake(x: np.ndarray, folder: str, wake: np.ndarray, gap_s: float = WAKE_
     if len(wake) < SR // 10:
         raise EvalInputError(f"the wake-phrase recording is {len(wake) / SR:.3f} s long: "
                              f"it must hold at least 0.1 s")
-    ref = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
-    w = np.clip(wake.astype(np.float64) * np.sqrt(ref / active_power(wake)),
+    w = np.clip(wake.astype(np.float64) * np.sqrt(speech_power(x, folder) / active_power(wake)),
                 -32768, 32767).astype(np.int16)
     gap = room_tone(x, int(round(gap_s * SR)))
     return np.concatenate([w, gap, x]), (len(w) + len(gap)) / SR
@@ -138,10 +143,21 @@ def padded(x: np.ndarray, folder: str, noises: list[np.ndarray] | None, snr_db: 
     body = np.concatenate([np.zeros(int(LEAD_S * SR), np.int16), x,
                            np.zeros(int(TAIL_S * SR), np.int16)])
     piece = noise_piece(noises, len(body), seed)
-    ref = (power if power is not None
-           else SILENCE_REF_POWER if folder == "_silence_" else active_power(x))
+    ref = power if power is not None else speech_power(x, folder)
     gain = np.sqrt(ref / (max((piece ** 2).mean(), 1e-9) * 10 ** (snr_db / 10)))
     return np.clip(body + gain * piece, -32768, 32767).astype(np.int16)
+
+
+def streamed(x: np.ndarray, folder: str, noises: list[np.ndarray] | None, snr_db: float | None,
+             seed: int, wake: np.ndarray | None = None, gap_s: float = WAKE_GAP_S
+             ) -> tuple[np.ndarray, float]:
+    """The file as the listener hears it (``padded``), after the wake phrase ``wake`` when
+    given (``with_wake``; the SNR still against the file's speech). Returns (stream, where
+    the file starts after the lead-in, s)."""
+    if wake is None:
+        return padded(x, folder, noises, snr_db, seed), 0.0
+    said, start_s = with_wake(x, folder, wake, gap_s)
+    return padded(said, folder, noises, snr_db, seed, power=speech_power(x, folder)), start_s
 
 
 @dataclass
@@ -242,13 +258,7 @@ def main(argv: list[str] | None = None, settings: SpeechSettings | None = None) 
         except AudioFileError as exc:
             unreadable.append(str(exc))
             continue
-        start_s, power = 0.0, None
-        if wake is not None:  # the wake phrase, then the file; the SNR against the file's
-            power = SILENCE_REF_POWER if folder == "_silence_" else active_power(x)
-            x_said, start_s = with_wake(x, folder, wake, args.wake_gap_ms / 1000)
-        else:
-            x_said = x
-        stream = padded(x_said, folder, noises, args.snr, seed=k, power=power)
+        stream, start_s = streamed(x, folder, noises, args.snr, k, wake, args.wake_gap_ms / 1000)
         lis = CommandListener(s, commands=commands, engine=engine, log_size=None)
         got = feed_live(lis, stream, args.chunk_ms or s.block_ms, args.pace_pauses)
         heard = [h for h, _ in got]
