@@ -100,6 +100,10 @@ class DecisionThresholds:
     fuse_weight: float = 0.35
     min_fused_prob: float | None = 0.6
     min_fused_veto: float | None = 0.7
+    # rule B2: rule F's veto (at min_fused_veto) also on a word the classifier accepted with
+    # the wake phrase, where a bare word is not a command (wake activation, Whisper's check
+    # ran); a rival single word at that bar is acted on instead of asking again
+    fused_veto_in_wake: bool = True
     # the command head (rule M): the same over every command, for multi-word commands
     cmd_fuse_weight: float = 0.5
     min_cmd_fused_prob: float | None = 0.6
@@ -586,6 +590,36 @@ def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speec
         return (dataclasses.replace(d, kind="reject", reason=f"fused: {heard} {p:.2f}, not "
                                     f"{d.command}"), top != OTHER)
     return None
+
+
+def head_fuse_in_wake(d: Decision, clf_words: dict | None, head, commands: CommandSet, *,
+                      bare_ok: bool, th: DecisionThresholds = DecisionThresholds()
+                      ) -> Decision | None:
+    """Rule B2 (pure): the single word ``d`` accepted with the wake phrase (``d.wake``: the
+    classifier found "assistant" in the utterance or in the stream just before it) where a
+    bare word is not a command (``bare_ok`` false: wake activation, no wake phrase said alone
+    just before, no reply awaited), and the single-word head ran on the utterance (Whisper's
+    check did), judged as rule F judges a bare word, with rule F's weight and veto bar: when
+    the fused probabilities (fused_probs) give another class ``min_fused_veto`` or more,
+    "other" refuses the word (nothing is said: talk or noise), another single word is acted
+    on instead. None: ``d`` stands (the rule off, not such a decision, or the fused first is
+    ``d``'s word or under the bar)."""
+    if (not th.fused_veto_in_wake or th.min_fused_veto is None or head is None
+            or not clf_words or bare_ok or not d.wake or d.kind != "accept"
+            or d.command not in SINGLE_WORDS):
+        return None
+    f = fused_probs(clf_words, head.probs, th.fuse_weight)
+    top = max(f, key=f.get)
+    p = f[top]
+    if top == d.command or p < th.min_fused_veto:
+        return None
+    if top == OTHER:
+        return dataclasses.replace(d, kind="reject", reason=f"fused after the wake phrase: "
+                                   f"something else {p:.2f}, not {d.command}")
+    return dataclasses.replace(d, command=top, heard=said(commands, top, True),
+                               confidence=round(p, 3),
+                               reason=f"fused after the wake phrase: {top} {p:.2f}, not "
+                                      f"{d.command} (acted on instead)")
 
 
 def cmd_fused_probs(clf_all: dict, head_probs: dict, weight: float) -> dict:

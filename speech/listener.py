@@ -35,7 +35,7 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
-                       decide_whisper, head_check, head_fuse, head_veto, joined_window_act,
+                       decide_whisper, head_check, head_fuse, head_fuse_in_wake, head_veto, joined_window_act,
                        not_speech, same_command_again, second_opinion, soft_wake,
                        soft_window_act, unclear_after_wake, vetoed, wake_below, whisper_check,
                        whisper_single_veto)
@@ -718,6 +718,13 @@ class CommandListener:
                           bare_ok=wdiag["bare_ok"], speech_s=speech, th=self.thresholds)
             if f is not None and self._may_act(f[0], joined, reply_open):
                 d, asked = f
+            else:  # rule B2: the same judgement on a word accepted with the wake phrase
+                b2 = head_fuse_in_wake(  # (speech.fused_veto_in_wake, on by default)
+                    d, r.all_probs, HeadResult(wdiag["head"], wdiag["head_p"],
+                                               wdiag["head_probs"]),
+                    self.commands, bare_ok=wdiag["bare_ok"], th=self.thresholds)
+                if b2 is not None and self._may_act(b2, joined, reply_open):
+                    d = b2
         acted = False
         if wdiag is not None and wdiag.get("cmd_probs") is not None:  # rule M
             wdiag["addressed"] = spoken_to

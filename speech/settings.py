@@ -128,6 +128,10 @@ class SpeechSettings:
     fuse_weight: float = 0.35
     min_fused_prob: float | None = 0.6
     min_fused_veto: float | None = 0.7
+    # rule B2 (decision.py head_fuse_in_wake; docs/SPEECH.md "Rule B2"): rule F's veto also
+    # on a single word the classifier accepted with the wake phrase ("assistant, left"); a
+    # rival word at min_fused_veto is acted on instead
+    fused_veto_in_wake: bool = True
     whisper_head_file: str = ""
     # rules MH, MH2 (docs/SPEECH.md, "Moonshine's ears"; measured, failed, off): the
     # single-word head that reads Moonshine tiny's encoder beside Whisper's
