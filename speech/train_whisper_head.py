@@ -129,7 +129,7 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     the file name for them: ``keeper`` chooses the speakers at fit time)."""
     import glob
     from .audio import read_wav
-    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer
+    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer, speed
     rng = np.random.default_rng(args.seed)
     mixer = Mixer(Path(args.data) / "noise", rng)
     audio: list[np.ndarray] = []
@@ -147,12 +147,15 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
             x0, _ = read_wav(f)
             lab = w if w in SINGLE_WORDS else OTHER
             for k in range(args.real_repeats):
+                xs = x0  # --real-speed: the noisy copies played faster or slower
+                if k and args.real_speed > 0 and w != "_silence_":
+                    xs = speed(x0, float(rng.uniform(1 - args.real_speed, 1 + args.real_speed)))
                 if w == "_silence_":
                     n = int(rng.uniform(0.3, 1.0) * SR)
                     off = int(rng.integers(0, max(1, len(x0) - n)))
                     x, ref = x0[off: off + n], np.full(SR, 1000, np.int16)
                 else:
-                    x, ref = cut_real(x0, rng)
+                    x, ref = cut_real(xs, rng)
                 # as recorded first, then in noise (a real room already: no reverberation)
                 add(x, ref, lab, os.path.basename(f), room=None if k == 0 else False)
                 n_real += 1
@@ -192,7 +195,7 @@ def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     said alone), each single word ``--per-word`` times (the same halves), the wake
     phrase alone ``--n-wake`` times, ``--n-other`` others (as the single-word head's, the
     multi-word phrases left out) and ``--n-noise`` noise alone."""
-    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer
+    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer, speed
     rng = np.random.default_rng(args.seed)
     mixer = Mixer(Path(args.data) / "noise", rng)
     commands = load_commands(args.commands or None)
@@ -422,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
                          "read from the wake phrase's start (rule HJ, docs/SPEECH.md)")
     ap.add_argument("--cut-features", default="",
                     help="reuse/save the listener-cut examples' features (.npz)")
+    ap.add_argument("--real-speed", type=float, default=0.0,
+                    help="play the noisy copies of real clips up to this much faster or "
+                         "slower (0.15: x0.85-1.15; rule HS, docs/SPEECH.md); 0 = as recorded")
     ap.add_argument("--moonshine", action="store_true",
                     help="read Moonshine tiny's pooled encoder output after Whisper's "
                          "(speech/moonshine.py; docs/SPEECH.md, \"Moonshine's ears\")")
@@ -452,6 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         key = {k: v for k, v in key.items() if k not in ("kind", "per_command", "n_wake")}
     if not args.moonshine:  # the key as before that option
         key.pop("moonshine")
+    if not args.real_speed:  # likewise
+        key.pop("real_speed")
+    elif args.kind != "words":
+        ap.error("--real-speed: only for the single-word head (--kind words)")
     fp = Path(args.features) if args.features else None
     if fp and fp.is_file() and json.loads(str(np.load(fp)["key"])) == key:
         z = np.load(fp)

@@ -400,3 +400,12 @@ def test_listener_judges_a_word_accepted_with_the_wake_phrase_by_the_head():
     (u,) = [u for u in logs[True] if u.decision.kind == "accept"]
     assert u.decision.wake and not u.decision.joined and not u.whisper["bare_ok"]
     assert u.decision.reason.startswith("fused after the wake phrase: yes")
+
+
+def test_real_speed_is_refused_for_the_command_head(capsys):
+    """--real-speed perturbs the real single-word clips of the single-word head; the command
+    head has none, so asking for it there is refused by name before anything is built."""
+    from speech import train_whisper_head as th
+    with pytest.raises(SystemExit):
+        th.main(["--kind", "commands", "--real-speed", "0.15", "--out", "/nonexistent/x.npz"])
+    assert "--real-speed" in capsys.readouterr().err
