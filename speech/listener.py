@@ -35,8 +35,8 @@ import numpy as np
 
 from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
-                       decide_whisper, head_check, head_fuse, head_fuse_in_wake, head_veto, joined_window_act,
-                       not_speech, same_command_again, second_opinion, soft_wake,
+                       decide_whisper, head_check, head_fuse, head_fuse_in_wake, head_veto,
+                       joined_window_act, not_speech, same_command_again, second_opinion, soft_wake,
                        soft_window_act, unclear_after_wake, vetoed, wake_below, whisper_check,
                        whisper_single_veto)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine

@@ -195,7 +195,7 @@ def build_commands(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     said alone), each single word ``--per-word`` times (the same halves), the wake
     phrase alone ``--n-wake`` times, ``--n-other`` others (as the single-word head's, the
     multi-word phrases left out) and ``--n-noise`` noise alone."""
-    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer, speed
+    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer
     rng = np.random.default_rng(args.seed)
     mixer = Mixer(Path(args.data) / "noise", rng)
     commands = load_commands(args.commands or None)
@@ -462,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         key.pop("real_speed")
     elif args.kind != "words":
         ap.error("--real-speed: only for the single-word head (--kind words)")
+    elif not 0.0 < args.real_speed < 1.0:
+        ap.error(f"--real-speed must be in [0, 1), got {args.real_speed:g}")
     fp = Path(args.features) if args.features else None
     if fp and fp.is_file() and json.loads(str(np.load(fp)["key"])) == key:
         z = np.load(fp)

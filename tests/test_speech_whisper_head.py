@@ -402,10 +402,13 @@ def test_listener_judges_a_word_accepted_with_the_wake_phrase_by_the_head():
     assert u.decision.reason.startswith("fused after the wake phrase: yes")
 
 
-def test_real_speed_is_refused_for_the_command_head(capsys):
-    """--real-speed perturbs the real single-word clips of the single-word head; the command
-    head has none, so asking for it there is refused by name before anything is built."""
+@pytest.mark.parametrize("args", [["--kind", "commands", "--real-speed", "0.15"],
+                                  ["--real-speed", "1.5"], ["--real-speed", "-0.1"]])
+def test_a_bad_real_speed_is_refused_by_name(args, capsys):
+    """--real-speed perturbs the real single-word clips of the single-word head: the command
+    head has none, and a factor outside [0, 1) would play a clip backwards or not at all;
+    either is refused by name before anything is built."""
     from speech import train_whisper_head as th
     with pytest.raises(SystemExit):
-        th.main(["--kind", "commands", "--real-speed", "0.15", "--out", "/nonexistent/x.npz"])
+        th.main(args + ["--out", "/nonexistent/x.npz"])
     assert "--real-speed" in capsys.readouterr().err
