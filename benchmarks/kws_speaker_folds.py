@@ -49,7 +49,7 @@ from speech.listen_cli import add_pace_pauses_option  # noqa: E402
 from speech.settings import SpeechSettings  # noqa: E402
 
 
-from speech.train_whisper_head import speaker_fold  # noqa: E402  (k=2: the inner folds
+from speech.train_whisper_head import clip_index, speaker_fold  # noqa: E402  (k=2: the inner folds
 # "A" = 0 and "B" = 1 used inside the tune half)
 
 
@@ -58,10 +58,10 @@ def in_set(name: str, over: str) -> bool:
 
 
 def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises,
-                   lat: dict[str, list[float]] | None = None) -> dict:
+                   lat: dict[str, list[float]] | None = None, enrolled=None) -> dict:
     """Train on the synthetic part (Xs, ys) plus every real clip not in fold ``fold``;
     the listener's figures on that fold (its words' latencies appended to ``lat``)."""
-    keep = folds != fold
+    keep = None if folds is None else (folds != fold) | (enrolled < a.enrol)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     out = a.out_dir / f"{a.tag}{fold}.npz"
     if not (a.reuse and out.is_file()):
@@ -74,14 +74,15 @@ def held_out_score(a, Xs, ys, n_classes, Xr, yr, folds, fold: int, noises,
         meta["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
         out.with_suffix(".json").write_text(json.dumps(meta))
     sb.split_of = lambda n: ("test" if in_set(n, a.over) and speaker_fold(n, a.k) == fold
-                             else "x")
+                             and clip_index(n) >= a.enrol else "x")
     over = sb.parse_sets(a.set)  # as speech_bench.py --set
     if a.head_features:  # the single-word head, retrained without the held-out speakers
         from speech import train_whisper_head as th
         head = a.out_dir / f"{a.tag}head{fold}.npz"
         if not (a.reuse and head.is_file()):
             th.main(["--data", str(a.data), "--features", a.head_features, "--out", str(head),
-                     "--real-speakers", f"fold:{a.k}:{fold}"] + a.head_args.split())
+                     "--real-speakers", f"fold:{a.k}:{fold}" + (f":{a.enrol}" if a.enrol else "")]
+                    + a.head_args.split())
         over["whisper_head_file"] = str(head)
     r = sb.Runner(SpeechSettings(kws_model=str(out), kws_none_scale=a.none_scale, **over), 20,
                   a.pace_pauses)
@@ -138,11 +139,18 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/speech_bench_cache"),
                     help="--wake-prefix: eSpeak NG cache")
     add_pace_pauses_option(ap)
+    ap.add_argument("--enrol", type=int, default=0,
+                    help="a speaker heard before: each held-out speaker's first N recordings "
+                         "of a word (Speech Commands' _nohash_<i>, i < N) join the training "
+                         "of the classifier and the head, and only the others are scored "
+                         "(docs/SPEECH.md, 'A speaker the models have heard')")
     ap.add_argument("--tag", default="run")
     ap.add_argument("--out-dir", type=Path, default=Path("/tmp/kws_folds"))
     a = ap.parse_args(argv)
     if a.k < 2:
         ap.error(f"--k must be at least 2, got {a.k}")
+    if a.enrol < 0:
+        ap.error(f"--enrol must be >= 0, got {a.enrol}")
     if a.wake_prefix:
         a.cache.mkdir(parents=True, exist_ok=True)
     if a.fold == "all":
@@ -157,7 +165,7 @@ def main(argv=None) -> int:
     X, y, classes = z["X"], z["y"], list(z["classes"])
     n_real = json.loads(str(z["info"]))["n_real"]
     Xs, ys = X[: len(X) - n_real], y[: len(y) - n_real]  # the synthetic part
-    Xr = yr = folds = None
+    Xr = yr = folds = enrolled = None
     if not (a.reuse and all((a.out_dir / f"{a.tag}{f}.npz").is_file() for f in held)):
         cidx = {c: i for i, c in enumerate(classes)}
         rng = np.random.default_rng(1)
@@ -168,12 +176,14 @@ def main(argv=None) -> int:
         Xr = tk.featurise(Embedder(threads=1), np.stack(aud))
         yr = np.array([cidx[w if w in cidx else tk.NONE] for w in lab])
         folds = np.array([speaker_fold(n, a.k) for n in names])
+        enrolled = np.array([clip_index(n) for n in names])  # --enrol: < N joins training
     noises = [read_wav(f)[0].astype(np.float64)
               for f in sorted(glob.glob(str(a.data / "noise" / "*.wav")))]
     total: dict[str, dict[str, list[int]]] = {}
     lat: dict[str, list[float]] = {}  # every fold's words, pooled
     for fold in held:
-        res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises, lat)
+        res = held_out_score(a, Xs, ys, len(classes), Xr, yr, folds, fold, noises, lat,
+                             enrolled)
         print(json.dumps({"over": a.over, "k": a.k, "held_out_fold": fold,
                           "activation": f"wake (synthetic wake phrase, {a.wake_voices} voices, "
                           f"{a.wake_gap_ms} ms, first)" if a.wake_prefix else "always",

@@ -58,18 +58,29 @@ def speaker_fold(name: str, k: int = 2) -> int:
     return int(hashlib.md5((spk + "inner").encode()).hexdigest(), 16) % k
 
 
+def clip_index(name: str) -> int:
+    """The repetition number of a Speech Commands file name (``..._nohash_<i>.wav``): the
+    i-th recording of that word by that speaker (0 if the name has none)."""
+    tail = name.rsplit("_nohash_", 1)[-1].split(".")[0] if "_nohash_" in name else ""
+    return int(tail) if tail.isdigit() else 0
+
+
 def keeper(spec: str):
-    """File-name filter for the real speakers: 'all', 'tune' or 'fold:K:F' (all but F)."""
+    """File-name filter for the real speakers: 'all', 'tune', 'fold:K:F' (all but F) or
+    'fold:K:F:N' (all but F, plus F's first N recordings of each word: a speaker enrolled,
+    benchmarks/kws_speaker_folds.py --enrol)."""
     from .train_kws import split_of
     if spec == "all":
         return lambda n: True
     if spec == "tune":
         return lambda n: split_of(n) == "tune"
     parts = spec.split(":")
-    if len(parts) != 3 or parts[0] != "fold" or not parts[1].isdigit() or not parts[2].isdigit():
-        raise SystemExit(f"--real-speakers {spec!r}: want all, tune or fold:K:F")
+    if (len(parts) not in (3, 4) or parts[0] != "fold"
+            or not all(p.isdigit() for p in parts[1:])):
+        raise SystemExit(f"--real-speakers {spec!r}: want all, tune, fold:K:F or fold:K:F:N")
     k, f = int(parts[1]), int(parts[2])
-    return lambda n: speaker_fold(n, k) != f
+    n_enrol = int(parts[3]) if len(parts) == 4 else 0
+    return lambda n: speaker_fold(n, k) != f or clip_index(n) < n_enrol
 
 
 def cut_real(x: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -412,3 +412,25 @@ def test_a_bad_real_speed_is_refused_by_name(args, capsys):
     with pytest.raises(SystemExit):
         th.main(args + ["--out", "/nonexistent/x.npz"])
     assert "--real-speed" in capsys.readouterr().err
+
+
+def test_an_enrolled_speaker_s_first_recordings_join_the_training_set():
+    """keeper('fold:K:F:N') (pure): every speaker outside fold F, and a speaker of F only
+    for their first N recordings of a word (Speech Commands' _nohash_<i>, i < N): what
+    benchmarks/kws_speaker_folds.py --enrol trains on; 'fold:K:F' keeps no one of F."""
+    from speech.train_whisper_head import clip_index, keeper, speaker_fold
+
+    assert [clip_index(n) for n in ("0cb74144_nohash_3.wav", "bed_0ea0e2f4_nohash_0.wav",
+                                    "1060.wav")] == [3, 0, 0]
+    names = [f"{s}_nohash_{i}.wav" for s in ("0cb74144", "18f8afd5", "189cbabe", "0d53e045")
+             for i in range(3)]
+    f = speaker_fold(names[0], 4)
+    inside = [n for n in names if speaker_fold(n, 4) == f]
+    outside = [n for n in names if speaker_fold(n, 4) != f]
+    assert inside and outside
+    plain, enrol = keeper(f"fold:4:{f}"), keeper(f"fold:4:{f}:1")
+    assert all(plain(n) and enrol(n) for n in outside)
+    assert not any(plain(n) for n in inside)
+    assert [enrol(n) for n in inside] == [clip_index(n) < 1 for n in inside]
+    with pytest.raises(SystemExit, match="fold:K:F:N"):
+        keeper("fold:4:x:1")
