@@ -9,9 +9,9 @@ the clips the trainers read.
 The operator reads ``--words`` (default: the ten single words, in the order printed by
 ``--prompts``) ``--times`` times over, each word alone with a pause of about a second after
 it. The recording (a WAV, or any audio or video file with a sound track; any rate, mono or
-stereo) is cut where the speech is (the listener's energy endpointer); there must be exactly
-one stretch of speech per word said, else nothing is written and the error says how many
-were found and where. Each word becomes a 1 s clip centred on its speech, written as
+stereo) is cut where the speech is (the listener's endpointer and voice model); there must
+be exactly one stretch of speech per word said, else nothing is written and the error says
+how many were found and where. Each word becomes a 1 s clip centred on its speech, written as
 ``DIR/speech_commands/<word>/<speaker>_nohash_<i>.wav`` (16 kHz mono, Speech Commands'
 layout; ``i`` continues after the speaker's existing clips). Then, on a copy of the shared
 data folder that holds these clips (and its ``noise/``)::
@@ -34,10 +34,13 @@ import numpy as np
 
 from .audio import SAMPLE_RATE_HZ as SR, AudioFileError, read_audio, room_tone, write_wav
 from .commands import SINGLE_WORDS
-from .vad import Endpointer, VadSettings
+from .vad import Endpointer, NeuralVad, VadSettings
 
 CLIP_S = 1.0  # Speech Commands' clip length
 MIN_WORD_S = 0.08  # shorter is a click or a breath, not a word
+NOT_SPEECH = 0.5  # a stretch the voice model never gives this much is noise, not a word
+JOIN_GAP_S = 0.3  # pieces closer than this are one word (the closure before the burst of
+# "up" or "stop" can end a stretch of speech; the pause between words is about a second)
 SPEAKER = re.compile(r"^[A-Za-z0-9]+$")  # the trainers read the speaker from the file name
 
 
@@ -55,16 +58,29 @@ class Clip:
 
 def word_spans(x: np.ndarray) -> list[tuple[float, float]]:
     """(start, end) in seconds of each stretch of speech in the recording ``x`` (16 kHz mono
-    int16), as the listener's energy endpointer cuts a stream; stretches shorter than
-    MIN_WORD_S are dropped."""
-    ep = Endpointer(VadSettings(max_utterance_ms=60_000))
+    int16), as the listener's energy endpointer cuts a stream; pieces less than JOIN_GAP_S
+    apart are one stretch, and stretches shorter than MIN_WORD_S are dropped."""
+    neural = None
+    try:  # the listener's end-of-speech model, where its wheel is installed
+        neural = NeuralVad()
+    except (FileNotFoundError, OSError, RuntimeError):
+        pass
+    ep = Endpointer(VadSettings(max_utterance_ms=60_000, neural_hangover_ms=128,
+                                neural_reset_idle_ms=1000), neural=neural)
     utts = []
     step = SR // 50
     for i in range(0, len(x), step):
         utts += ep.feed(x[i:i + step], i / SR)
     utts += ep.flush()
-    return [(u.speech_start_s, u.speech_end_s) for u in utts
-            if u.speech_end_s - u.speech_start_s >= MIN_WORD_S]
+    if neural is not None:  # stretches the voice model heard no speech in are noise
+        utts = [u for u in utts if (u.voice_prob or 0.0) >= NOT_SPEECH]
+    spans: list[tuple[float, float]] = []
+    for u in utts:
+        if spans and u.speech_start_s - spans[-1][1] < JOIN_GAP_S:
+            spans[-1] = (spans[-1][0], u.speech_end_s)
+        else:
+            spans.append((u.speech_start_s, u.speech_end_s))
+    return [(a, b) for a, b in spans if b - a >= MIN_WORD_S]
 
 
 def cut_words(x: np.ndarray, words: list[str], source: str = "the recording") -> list[Clip]:

@@ -2,6 +2,8 @@
 into the training clips of the trainers' layout, and inputs it cannot use refused by name."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,27 @@ def test_a_missing_or_silent_recording_is_refused_by_name(tmp_path, capsys):
     assert "0 stretches of speech" in capsys.readouterr().err
     with pytest.raises(EnrolError, match="no words"):
         cut_words(np.zeros(SR, np.int16), [])
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "speech_commands"
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="shared speech data not present")
+def test_a_real_speaker_reading_the_words_is_cut_word_by_word():
+    """One REAL speaker's ten words (Speech Commands, each with a second of its own room
+    tone after it, as a reading with pauses): ten clips, each with its word's loudest
+    moment inside it, in the order read."""
+    from speech.audio import room_tone
+
+    parts, peaks, t = [], [], 0
+    for w in SINGLE_WORDS:
+        x, _ = read_wav(REAL / w / "0cb74144_nohash_0.wav")
+        f = x[: len(x) // 160 * 160].astype(np.float64).reshape(-1, 160)
+        peaks.append((t + 160 * int(np.argmax((f * f).mean(axis=1))) + 80) / SR)
+        parts += [x, room_tone(x, SR)]
+        t += len(x) + SR
+    clips = cut_words(np.concatenate(parts), list(SINGLE_WORDS))
+    assert [c.word for c in clips] == list(SINGLE_WORDS)
+    for c, p in zip(clips, peaks):
+        centre = (c.start_s + c.end_s) / 2
+        assert c.start_s - 0.05 <= p <= c.end_s + 0.05 and abs(p - centre) < CLIP_S / 2
