@@ -24,6 +24,9 @@ LAB_TOOLS = {
                     "marked tips (lab tool)"),
     "seg-eval": ("models.seg_eval:main",
                  "score the shipped segmentation model on a folder of images and masks"),
+    "enrol": ("speech.enrol:main",
+              "cut a recording of an operator reading the single words into training clips, "
+              "so the models can be retrained on a site's own voices"),
     "report": ("assistant.report:main",
                "write an HTML teaching report for a session or an operator"),
 }

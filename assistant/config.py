@@ -338,6 +338,11 @@ def config_warnings(s: "Settings") -> list[str]:
         except MoonshineError as e:
             out.append(f"speech.head_moonshine is true but {e}: the single-word head will "
                        f"read Whisper's encoder alone")
+    for key, what in (("kws_model", "the classifier: the speech process will use PocketSphinx"),
+                      ("whisper_head_file", "the single-word head: it will be off")):
+        path = getattr(sp, key)
+        if path and not Path(path).is_file():  # e.g. a site's retrained model not yet there
+            out.append(f"speech.{key} {path!r} is not a file ({what})")
     spec = sp.input
     if spec not in ("", "none", "mic") and not spec.startswith("mic:") and not Path(spec).is_file():
         out.append(f"speech.input {spec!r} is not a file (nor 'mic', 'mic:N' or 'none'): "

@@ -126,6 +126,7 @@ def test_check_config_warns_of_what_will_not_work_but_does_not_stop(tmp_path, ca
     assert config_warnings(parse_settings("", "x.yaml")) == []  # the defaults work
     site = tmp_path / "site.yaml"
     site.write_text("speech:\n  engine: vosk\n  input: /nonexist/a.wav\n"
+                    "  kws_model: /nonexist/kws.npz\n  whisper_head_file: /nonexist/h.npz\n"
                     "source:\n  kind: video\n  path: /nonexist/v.mp4\n")
     assert main(["--config", str(site), "check-config"]) == 0
     got = capsys.readouterr()
@@ -133,6 +134,8 @@ def test_check_config_warns_of_what_will_not_work_but_does_not_stop(tmp_path, ca
     assert "speech.engine is vosk but speech.vosk_model_dir (not set) is not a folder" in got.err
     assert "speech.input '/nonexist/a.wav' is not a file" in got.err
     assert "source.path '/nonexist/v.mp4' does not exist" in got.err
+    assert "speech.kws_model '/nonexist/kws.npz' is not a file" in got.err  # a site's model
+    assert "speech.whisper_head_file '/nonexist/h.npz' is not a file" in got.err
 
 
 def test_check_config_warns_of_saturating_int8_weights_where_they_saturate(monkeypatch):
