@@ -1,9 +1,10 @@
 """``assistant enrol RECORDING --speaker NAME --out DIR [--words yes,no,...] [--times K]``
 
 A site's operators, recorded once, are recognised better: one recording of each of the ten
-single words from a speaker, added to the training set, raised that speaker's other words
-from 87.5 to 91.3 % right clean and from 76.9 to 82.7 % at 10 dB (docs/SPEECH.md, "A speaker
-the models have heard"). This tool turns one recording of an operator reading the words into
+single words from a speaker, added to the training set, raised that speaker's other
+recordings from 87.5 to 91.3 % right clean and from 76.9 to 82.7 % at 10 dB, always
+listening; more of their other words were acted on after the wake phrase (docs/SPEECH.md,
+"A speaker the models have heard"). This tool turns one recording of an operator reading the words into
 the clips the trainers read.
 
 The operator reads ``--words`` (default: the ten single words, in the order printed by
