@@ -563,6 +563,13 @@ def fused_probs(clf_words: dict, head_probs: dict, weight: float) -> dict:
     return dict(zip(words + [OTHER], _log_pool(pc, ph, weight)))
 
 
+def _fused_first(clf_words: dict, head, th: DecisionThresholds) -> tuple[str, float]:
+    """Rule F's first class and its probability: the classifier and the head fused."""
+    f = fused_probs(clf_words, head.probs, th.fuse_weight)
+    top = max(f, key=f.get)
+    return top, f[top]
+
+
 def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speech_s: float,
               th: DecisionThresholds = DecisionThresholds()
               ) -> tuple[Decision, bool] | None:
@@ -574,9 +581,7 @@ def head_fuse(d: Decision, clf_words: dict | None, head, *, bare_ok: bool, speec
     to ask again)."""
     if head is None or not clf_words or not bare_ok:
         return None
-    f = fused_probs(clf_words, head.probs, th.fuse_weight)
-    top = max(f, key=f.get)
-    p = f[top]
+    top, p = _fused_first(clf_words, head, th)
     if (d.kind != "accept" and th.min_fused_prob is not None and top != OTHER
             and p >= th.min_fused_prob and round(speech_s, 3) >= th.min_whisper_bare_s):
         return (Decision("accept", command=top, heard=top, confidence=round(p, 3),
@@ -608,9 +613,7 @@ def head_fuse_in_wake(d: Decision, clf_words: dict | None, head, commands: Comma
             or not clf_words or bare_ok or not d.wake or d.kind != "accept"
             or d.command not in SINGLE_WORDS):
         return None
-    f = fused_probs(clf_words, head.probs, th.fuse_weight)
-    top = max(f, key=f.get)
-    p = f[top]
+    top, p = _fused_first(clf_words, head, th)
     if top == d.command or p < th.min_fused_veto:
         return None
     if top == OTHER:

@@ -4,8 +4,8 @@ A site's operators, recorded once, are recognised better: one recording of each 
 single words from a speaker, added to the training set, raised that speaker's other
 recordings from 87.5 to 91.3 % right clean and from 76.9 to 82.7 % at 10 dB, always
 listening; more of their other words were acted on after the wake phrase (docs/SPEECH.md,
-"A speaker the models have heard"). This tool turns one recording of an operator reading the words into
-the clips the trainers read.
+"A speaker the models have heard"). This tool turns one recording of an operator reading
+the words into the clips the trainers read.
 
 The operator reads ``--words`` (default: the ten single words, in the order printed by
 ``--prompts``) ``--times`` times over, each word alone with a pause of about a second after
@@ -35,7 +35,8 @@ import numpy as np
 
 from .audio import SAMPLE_RATE_HZ as SR, AudioFileError, read_audio, room_tone, write_wav
 from .commands import SINGLE_WORDS
-from .vad import Endpointer, NeuralVad, VadSettings
+from .settings import SpeechSettings
+from .vad import endpointer_for
 
 CLIP_S = 1.0  # Speech Commands' clip length
 MIN_WORD_S = 0.08  # shorter is a click or a breath, not a word
@@ -59,21 +60,15 @@ class Clip:
 
 def word_spans(x: np.ndarray) -> list[tuple[float, float]]:
     """(start, end) in seconds of each stretch of speech in the recording ``x`` (16 kHz mono
-    int16), as the listener's energy endpointer cuts a stream; pieces less than JOIN_GAP_S
+    int16), as the listener's endpointer cuts a stream; pieces less than JOIN_GAP_S
     apart are one stretch, and stretches shorter than MIN_WORD_S are dropped."""
-    neural = None
-    try:  # the listener's end-of-speech model, where its wheel is installed
-        neural = NeuralVad()
-    except (FileNotFoundError, OSError, RuntimeError):
-        pass
-    ep = Endpointer(VadSettings(max_utterance_ms=60_000, neural_hangover_ms=128,
-                                neural_reset_idle_ms=1000), neural=neural)
+    ep = endpointer_for(SpeechSettings(), max_utterance_ms=60_000)  # the listener's, unlimited
     utts = []
     step = SR // 50
     for i in range(0, len(x), step):
         utts += ep.feed(x[i:i + step], i / SR)
     utts += ep.flush()
-    if neural is not None:  # stretches the voice model heard no speech in are noise
+    if ep.neural is not None:  # stretches the voice model heard no speech in are noise
         utts = [u for u in utts if (u.voice_prob or 0.0) >= NOT_SPEECH]
     spans: list[tuple[float, float]] = []
     for u in utts:
@@ -119,12 +114,16 @@ def next_index(folder: Path, speaker: str) -> int:
     return max(taken, default=-1) + 1
 
 
-def write_clips(clips: list[Clip], out: Path, speaker: str) -> list[Path]:
-    """Each clip as ``out/speech_commands/<word>/<speaker>_nohash_<i>.wav``, after the
-    speaker's clips already there. Returns the files written."""
+def check_speaker(speaker: str) -> None:
     if not SPEAKER.match(speaker):
         raise EnrolError(f"--speaker {speaker!r}: use letters and digits only (the trainers "
                          f"read the speaker from the file name)")
+
+
+def write_clips(clips: list[Clip], out: Path, speaker: str) -> list[Path]:
+    """Each clip as ``out/speech_commands/<word>/<speaker>_nohash_<i>.wav``, after the
+    speaker's clips already there. Returns the files written."""
+    check_speaker(speaker)
     written = []
     for c in clips:
         folder = out / "speech_commands" / c.word
@@ -167,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not a.recording or not a.speaker or a.out is None:
             raise EnrolError("give the recording, --speaker and --out (or --prompts)")
-        if not SPEAKER.match(a.speaker):
-            raise EnrolError(f"--speaker {a.speaker!r}: use letters and digits only (the "
-                             f"trainers read the speaker from the file name)")
+        check_speaker(a.speaker)  # before the recording is read
         try:
             x, _ = read_audio(a.recording)
         except AudioFileError as exc:

@@ -42,7 +42,7 @@ from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
-from .vad import Endpointer, NeuralVad, Utterance, VadSettings
+from .vad import Utterance, endpointer_for
 from .whisper_head import (CMD_HEAD_FILE, HEAD_FILE, HEAD_MOON_FILE, HeadError, HeadResult,
                            WhisperHead)
 
@@ -179,18 +179,7 @@ class CommandListener:
         own_engine = engine is None
         self.engine = engine or make_engine(s, commands)
         self.thresholds = DecisionThresholds.from_settings(s)
-        neural = None
-        if s.vad_neural_hangover_ms > 0:
-            try:
-                neural = NeuralVad()
-            except (FileNotFoundError, OSError, RuntimeError) as e:
-                log.warning("speech: no neural end-of-speech detection, energy only (%s)", e)
-        self._vad = Endpointer(VadSettings(
-            on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
-            min_speech_ms=s.vad_min_speech_ms, max_utterance_ms=s.max_utterance_ms,
-            neural_hangover_ms=s.vad_neural_hangover_ms,
-            neural_off_prob=s.vad_neural_off_prob,
-            neural_reset_idle_ms=s.vad_neural_reset_ms), sink=self, neural=neural)
+        self._vad = endpointer_for(s, sink=self)
         # decode while the user speaks when the engine can (see engines.py)
         self._streaming = bool(getattr(self.engine, "streaming", False))
         # neural classifier: embeddings computed as the audio streams in (speech/kws.py)

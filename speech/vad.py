@@ -333,3 +333,23 @@ class Endpointer:
         if self.sink is not None:
             self.sink.on_close(u)
         return u
+
+
+def endpointer_for(s, sink=None, max_utterance_ms: int | None = None) -> Endpointer:
+    """The listener's endpointer for the speech settings ``s`` (a
+    :class:`speech.settings.SpeechSettings`), with the neural voice model where its wheel is
+    installed (logged and energy only where it is not); ``max_utterance_ms`` overrides the
+    settings' (a tool that cuts a long reading, speech/enrol.py)."""
+    neural = None
+    if s.vad_neural_hangover_ms > 0:
+        try:
+            neural = NeuralVad()
+        except (FileNotFoundError, OSError, RuntimeError) as e:
+            log.warning("speech: no neural end-of-speech detection, energy only (%s)", e)
+    return Endpointer(VadSettings(
+        on_db=s.vad_on_db, off_db=s.vad_off_db, hangover_ms=s.vad_hangover_ms,
+        min_speech_ms=s.vad_min_speech_ms,
+        max_utterance_ms=s.max_utterance_ms if max_utterance_ms is None else max_utterance_ms,
+        neural_hangover_ms=s.vad_neural_hangover_ms,
+        neural_off_prob=s.vad_neural_off_prob,
+        neural_reset_idle_ms=s.vad_neural_reset_ms), sink=sink, neural=neural)
