@@ -3,10 +3,12 @@ committed encoder graph, its training on REAL speakers and its accuracy on REAL 
 never heard, the pure decision that uses it, and a listener that acts on it."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from conftest import listen_patched
@@ -412,6 +414,36 @@ def test_a_bad_real_speed_is_refused_by_name(args, capsys):
     with pytest.raises(SystemExit):
         th.main(args + ["--out", "/nonexistent/x.npz"])
     assert "--real-speed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--kind", "commands", "--flite-per-word", "40"],
+                                  ["--flite-other", "-1", "--flite-per-word", "40"]])
+def test_a_bad_flite_option_is_refused_by_name(args, capsys):
+    """--flite-per-word / --flite-other add Flite-voiced examples to the single-word head
+    (rule HF): the command head is refused, and so is a negative count, by name, before
+    anything is built."""
+    from speech import train_whisper_head as th
+    with pytest.raises(SystemExit):
+        th.main(args + ["--out", "/nonexistent/x.npz"])
+    assert "--flite" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="Flite (Debian flite) not installed")
+def test_the_flite_talker_speaks_with_flite_s_voices(tmp_path):
+    """Rule HF's talker: each example in one of Flite's four voices (never eSpeak NG's), a
+    word said in well under a second and as speech (not silence), and its "other" texts
+    drawn from the head's mix, never a single-word command said alone."""
+    from speech.commands import SINGLE_WORDS, load_commands
+    from speech.train_kws import FLITE_VOICES
+    from speech.train_whisper_head import Talker
+    commands = load_commands(None)
+    t = Talker(np.random.default_rng(0), str(tmp_path), commands, flite=True)
+    assert t.voices == FLITE_VOICES
+    x = t.say("stop")
+    assert 0.15 < len(x) / 16000 < 1.0 and np.abs(x.astype(np.float64)).max() > 1000
+    multi = [p for c in commands.commands.values() for p in c.phrases if p not in SINGLE_WORDS]
+    texts = [t.other_text(multi) for _ in range(200)]
+    assert not set(texts) & set(SINGLE_WORDS) and commands.wake_phrases[0] in texts
 
 
 def test_an_enrolled_speaker_s_first_recordings_join_the_training_set():
