@@ -4,7 +4,7 @@ manifest gets: one threshold 0.5, speckle removal for nerve/vessel) and after (t
 shipped manifest's ``post_process``), plus the time post-processing takes at 562x542.
 
     .venv/bin/python benchmarks/seg_postproc_cv.py --data ../shared/data --fold-models /tmp/segcv
-        [--manifest models/pecs_seg.json] [--tta] [--nested] [--sim] [--timing-n 200]
+        [--manifest models/pecs_seg.json] [--tta] [--nested [--grid wide]] [--sim] [--timing-n 200]
         [--folds 0] [--int8-weights auto|s8|u8|s7]
 
 The fold models come from ``python -m models.train --cv 3 ... --cv-save DIR`` (fold0.onnx,
@@ -14,8 +14,9 @@ manifest); ``--folds 0`` scores only those folds (a folder holding just fold0.on
 a longer training of one fold). ``--tta``: also the horizontal-flip test-time
 augmentation. ``--nested``: leave-one-fold-out choice among a small grid (the settings
 chosen on two folds, scored on the third), the honest figure for settings tuned on these
-folds. ``--sim``: the same rules on held-out SIMULATED PECS II frames (seeds 99999 and
-88888; the shipped model and the fold models), where the fascia is thin and broken: a rule
+folds; ``--grid wide`` chooses each class's threshold too (rule PP16). ``--sim``: the same
+rules on held-out SIMULATED PECS II frames (seeds 99999 and 88888; the shipped model and
+the fold models), where the fascia is thin and broken: a rule
 that gains on the REAL aponeuroses can lose there. One CPU thread throughout.
 Decision support research tool, not for clinical use.
 """
@@ -116,22 +117,46 @@ def with_rule(post: PostProcess, name: str, **kw) -> PostProcess:
     return dataclasses.replace(post, rules=rules)
 
 
-def nested(folds_data: list, start: PostProcess) -> list[str]:
-    """Leave-one-fold-out choice of each class's settings among a small grid."""
-    grids = {
-        ("usgra", "vessel"): [dict(min_blob_mean_prob=b, keep_largest=b > 0)
-                              for b in (0.0, 0.7, 0.75, 0.8, 0.85, 0.9)],
-        ("usgra", "nerve"): [dict(min_blob_mean_prob=b, keep_largest=b > 0)
-                             for b in (0.0, 0.7, 0.75, 0.8, 0.85, 0.9)],
-        ("dltrack", "fascia"): [dict(threshold=t, min_blob_frac=f) for t in (0.4, 0.5)
-                                for f in (0.0, 0.001, 0.002, 0.003, 0.004)],
-    }
+def grids(name: str) -> dict:
+    """The settings ``--nested`` chooses among, per (dataset, class). "small": v7's choice
+    (model card, "Post-processing, chosen by cross-validation"); "wide": rule PP16's (model
+    card, "Post-processing chosen again for v16i8"), the class's threshold too."""
+    if name == "small":
+        return {
+            ("usgra", "vessel"): [dict(min_blob_mean_prob=b, keep_largest=b > 0)
+                                  for b in (0.0, 0.7, 0.75, 0.8, 0.85, 0.9)],
+            ("usgra", "nerve"): [dict(min_blob_mean_prob=b, keep_largest=b > 0)
+                                 for b in (0.0, 0.7, 0.75, 0.8, 0.85, 0.9)],
+            ("dltrack", "fascia"): [dict(threshold=t, min_blob_frac=f) for t in (0.4, 0.5)
+                                    for f in (0.0, 0.001, 0.002, 0.003, 0.004)],
+        }
+    if name == "wide":
+        return {
+            ("usgra", "nerve"): [dict(threshold=t, min_blob_frac=0.0002, min_blob_mean_prob=b,
+                                      keep_largest=b > 0)
+                                 for t in (0.4, 0.5, 0.6, 0.7) for b in (0.0, 0.7, 0.8)],
+            ("usgra", "vessel"): [dict(threshold=t, min_blob_frac=0.0002, min_blob_mean_prob=b,
+                                       keep_largest=b > 0)
+                                  for t in (0.4, 0.5, 0.6) for b in (0.0, 0.7, 0.8, 0.85, 0.9)],
+            ("dltrack", "fascia"): [dict(threshold=t, min_blob_frac=f) for t in (0.3, 0.4, 0.5)
+                                    for f in (0.0005, 0.001)],
+        }
+    raise ValueError(f"grid must be 'small' or 'wide', got {name!r}")
+
+
+def nested(folds_data: list, start: PostProcess, grid_name: str = "small") -> list[str]:
+    """Leave-one-fold-out choice of each class's settings among a grid (``grids``), beside
+    the starting (shipped) settings on the same folds."""
     lines = []
-    for (src, name), grid in grids.items():
+    for (src, name), grid in grids(grid_name).items():
         M = np.array([score(folds_data, with_rule(start, name, **g), (src,))[name] for g in grid])
+        base = score(folds_data, start, (src,))[name]
+        lines.append(f"  {name}: the starting settings {start.rules.get(name, BlobRule())} "
+                     f"(threshold {start.threshold_for(name)}): {msd(base)} per fold "
+                     + " ".join(f"{x:.3f}" for x in base))
         lines += lofo(name, grid, M)
-        if name == "fascia":  # only the rules that do not lower the SIMULATED fascia (--sim)
-            ok = [i for i, g in enumerate(grid) if g["min_blob_frac"] <= 0.001]
+        if name == "fascia" and grid_name == "small":  # only the rules that do not lower
+            ok = [i for i, g in enumerate(grid) if g["min_blob_frac"] <= 0.001]  # SIM fascia
             lines += lofo(name + " (min_blob_frac <= 0.001)", [grid[i] for i in ok], M[ok])
     return lines
 
@@ -212,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", default=str(Path(__file__).resolve().parents[1] / "models" / "pecs_seg.json"),
                     help="manifest whose post_process is 'after' (default: the shipped one)")
     ap.add_argument("--tta", action="store_true", help="also score horizontal-flip TTA")
-    ap.add_argument("--nested", action="store_true", help="leave-one-fold-out choice on a small grid")
+    ap.add_argument("--nested", action="store_true", help="leave-one-fold-out choice on a grid")
+    ap.add_argument("--grid", choices=("small", "wide"), default="small",
+                    help="--nested: v7's small grid (default) or rule PP16's wide one, with "
+                         "each class's threshold")
     ap.add_argument("--sim", action="store_true", help="also held-out simulated frames")
     ap.add_argument("--timing-n", type=int, default=200, help="frames to time (0: no timing)")
     ap.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -272,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         result["tta_before"], result["tta_after"] = dict(result_tta[0]), dict(result_tta[1])
     if args.nested:
         print("\nleave-one-fold-out selection (settings chosen on two folds, scored on the third)")
-        lines = nested(folds_data, after)
+        lines = nested(folds_data, after, args.grid)
         print("\n".join(lines))
         result["nested"] = lines
     if args.sim:

@@ -104,6 +104,10 @@ class DecisionThresholds:
     # the wake phrase, where a bare word is not a command (wake activation, Whisper's check
     # ran); a rival single word at that bar is acted on instead of asking again
     fused_veto_in_wake: bool = True
+    # rule WW: where Whisper's check decided "the wake phrase alone" and the command head gives
+    # the wake phrase alone this much, an unsure command the classifier accepted is not acted
+    # on: the utterance is held as a wake phrase said alone (None: off; on since 2026-12-08)
+    min_wake_alone_heard: float | None = 0.9
     # the command head (rule M): the same over every command, for multi-word commands
     cmd_fuse_weight: float = 0.5
     min_cmd_fused_prob: float | None = 0.6
@@ -469,6 +473,24 @@ def whisper_check(d: Decision, wd: Decision, speech_s: float | None = None,
         return d, False  # a word cut out of talk, as often as a command said alone
     return dataclasses.replace(wd, reason=f"{wd.reason} (classifier: {d.reason})",
                                joined=d.joined, wake_prob=d.wake_prob), False
+
+
+def wake_alone_heard(d: Decision, wd: Decision, cmd_probs: dict | None,
+                     th: DecisionThresholds = DecisionThresholds()) -> Decision | None:
+    """Rule WW (pure): the classifier's accepted command ``d``, which Whisper's check was asked
+    about (the classifier unsure), where Whisper's own decision ``wd`` is the wake phrase said
+    alone and the command head (``cmd_probs``, on the same encoder output) gives the wake
+    phrase alone ``min_wake_alone_heard`` or more: both models on Whisper's encoder hear
+    "assistant" and nothing after it, so the command is not acted on and the utterance is held
+    as a wake phrase said alone (Whisper's decision), for a command that follows. None: ``d``
+    stands (the rule off, or not such a decision)."""
+    if (th.min_wake_alone_heard is None or d.kind != "accept" or wd.kind != "wake_only"
+            or not cmd_probs or cmd_probs.get(HEAD_WAKE, 0.0) < th.min_wake_alone_heard):
+        return None
+    return dataclasses.replace(
+        wd, wake_prob=d.wake_prob, joined=d.joined,
+        reason=f"{wd.reason}; the command head too ({cmd_probs[HEAD_WAKE]:.2f}): not "
+               f"{d.command} ({d.confidence:.2f})")
 
 
 def head_check(d: Decision, classifier_top: str | None, whisper_best: str | None, head,

@@ -37,8 +37,8 @@ from .commands import SINGLE_WORDS, CommandSet, load_commands
 from .decision import (Decision, DecisionThresholds, cmd_early, cmd_fuse, decide, decide_kws,
                        decide_whisper, head_check, head_fuse, head_fuse_in_wake, head_veto,
                        joined_window_act, not_speech, same_command_again, second_opinion, soft_wake,
-                       soft_window_act, unclear_after_wake, vetoed, wake_below, whisper_check,
-                       whisper_single_veto)
+                       soft_window_act, unclear_after_wake, vetoed, wake_alone_heard, wake_below,
+                       whisper_check, whisper_single_veto)
 from .engines import Engine, EngineError, PocketSphinxEngine, make_engine
 from .kws import NONE
 from .settings import SpeechSettings, settings_problem
@@ -913,6 +913,10 @@ class CommandListener:
             d2, again = replace(d3, joined=d.joined, wake_prob=d.wake_prob), False
         if cp is None and self._cmd_head is not None and w.pooled is not None:
             cp = self._cmd_probs(u, w.pooled)  # (rule X computed them already when it ran)
+        if d2.kind == "accept" and d2.command == d.command:  # the classifier's, standing
+            ww = wake_alone_heard(d, wd, cp, self.thresholds)  # rule WW
+            if ww is not None:
+                d2, again = ww, False
         diag = {"classifier": d.kind, "classifier_command": d.command,
                 "classifier_post": d.posterior, "kind": wd.kind, "command": wd.command,
                 "reason": wd.reason, "text": b.text if b else None,

@@ -132,6 +132,11 @@ class SpeechSettings:
     # on a single word the classifier accepted with the wake phrase ("assistant, left"); a
     # rival word at min_fused_veto is acted on instead
     fused_veto_in_wake: bool = True
+    # rule WW (decision.py wake_alone_heard; docs/SPEECH.md "Rule WW"): where Whisper's check
+    # decided "the wake phrase alone" and the command head gives it this much, an unsure
+    # command the classifier accepted is held as a wake phrase said alone (null: off; on
+    # since 2026-12-08)
+    min_wake_alone_heard: float | None = 0.9
     whisper_head_file: str = ""
     # rules MH, MH2 (docs/SPEECH.md, "Moonshine's ears"; measured, failed, off): the
     # single-word head that reads Moonshine tiny's encoder beside Whisper's
@@ -233,6 +238,7 @@ PROBABILITY_FIELDS = ("vad_neural_off_prob", "min_voice_prob", "tail_voice_prob"
                       "min_cmd_fused_prob", "min_cmd_fused_veto", "min_cmd_fused_switch",
                       "min_cmd_head_alone", "min_cmd_fused_unconfirmed", "min_cmd_fused_agreed",
                       "min_cmd_head_unheard", "min_wake_head_unheard", "min_cmd_head_wake_alone",
+                      "min_wake_alone_heard",
                       "min_cmd_head_joined", "min_cmd_head_joined_window",
                       "min_soft_wake_head", "min_soft_wake_classifier",
                       "min_cmd_head_soft_window",

@@ -22,6 +22,10 @@ draws its noise anywhere in them) at a random SNR, or kept as recorded:
   words but has never heard a sentence: it names a single word in talk and in multi-word
   commands (docs/SPEECH.md, "The single-word head").
 
+``--flite-per-word N --flite-other M`` add N examples of each single word and M "other" said
+by Flite's voices (rule HF, docs/SPEECH.md: tried, not adopted; Debian ``flite``), after every
+other example and from a random stream of their own, so those are unchanged.
+
 ``--kind commands`` trains the command head instead (speech/whisper_cmd_head_en.npz, every
 command id, the wake phrase said alone and "other"; docs/SPEECH.md, "The command head"):
 SYNTHETIC voices only (``build_commands``), so no real speaker is in it and every
@@ -38,6 +42,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -100,10 +105,11 @@ class Talker:
     classifier's, never the benchmark's), speed and pitch, cut as the listener cuts an
     utterance; and the words that are no command (CMU dictionary and common words)."""
 
-    def __init__(self, rng, cache: str, commands) -> None:
+    def __init__(self, rng, cache: str, commands, flite: bool = False) -> None:
         from .engines import cmudict_words
-        from .train_kws import COMMON_WORDS, Synth, train_voices
-        self.rng, self.synth, self.voices = rng, Synth(Path(cache)), train_voices()
+        from .train_kws import COMMON_WORDS, FLITE_VOICES, Synth, train_voices
+        self.rng, self.synth = rng, Synth(Path(cache))
+        self.voices = list(FLITE_VOICES) if flite else train_voices()
         self.wake = commands.wake_phrases[0]
         cmd_words = set(commands.words) | set(self.wake.split())
         self.cmu = sorted(w for w in cmudict_words() if w.isalpha() and 2 <= len(w) <= 12
@@ -112,6 +118,17 @@ class Talker:
 
     def pick(self, seq):
         return seq[int(self.rng.integers(len(seq)))]
+
+    def other_text(self, multi: list[str]) -> str:
+        """What the single-word head's "other" examples say: a multi-word command phrase, the
+        wake phrase, a dictionary or common word, a partial command, a wake sound-alike or
+        operating-room talk."""
+        from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES
+        r = self.rng.random()
+        return (self.pick(multi) if r < 0.3 else self.wake if r < 0.4
+                else self.pick(self.cmu) if r < 0.6 else self.pick(self.other) if r < 0.7
+                else self.pick(PARTIALS) if r < 0.8 else self.pick(WAKE_SOUNDALIKES) if r < 0.85
+                else self.pick(TALK))
 
     def say(self, text: str) -> np.ndarray:
         import subprocess
@@ -140,7 +157,7 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
     the file name for them: ``keeper`` chooses the speakers at fit time)."""
     import glob
     from .audio import read_wav
-    from .train_kws import PARTIALS, TALK, WAKE_SOUNDALIKES, Mixer, speed
+    from .train_kws import Mixer, speed
     rng = np.random.default_rng(args.seed)
     mixer = Mixer(Path(args.data) / "noise", rng)
     audio: list[np.ndarray] = []
@@ -184,15 +201,21 @@ def build(args) -> tuple[list[np.ndarray], list[str], list[str]]:
             s = say(w)
             add(utter(s), s, w, "synthetic")
     for _ in range(args.n_other):
-        r = rng.random()
-        t = (tk.pick(multi) if r < 0.3 else wake if r < 0.4 else tk.pick(tk.cmu) if r < 0.6
-             else tk.pick(tk.other) if r < 0.7 else tk.pick(PARTIALS) if r < 0.8
-             else tk.pick(WAKE_SOUNDALIKES) if r < 0.85 else tk.pick(TALK))
-        s = tk.piece(say(t))
+        s = tk.piece(say(tk.other_text(multi)))
         add(utter(s), s, OTHER, "synthetic")
     for _ in range(args.n_noise):  # noise alone
         add(np.zeros(int(rng.uniform(0.3, 1.2) * SR), np.int16), np.full(SR, 1000, np.int16),
             OTHER, "noise")
+    if args.flite_per_word or args.flite_other:  # rule HF: after everything else, own RNG
+        fl = Talker(np.random.default_rng(args.seed + 7), args.cache, commands, flite=True)
+        mixer.rng = fl.rng
+        for w in SINGLE_WORDS:
+            for _ in range(args.flite_per_word):
+                s = fl.say(w)
+                add(fl.utter(s), s, w, "synthetic")
+        for _ in range(args.flite_other):
+            s = fl.piece(fl.say(fl.other_text(multi)))
+            add(fl.utter(s), s, OTHER, "synthetic")
     print(f"synthetic and noise: {len(audio) - n_real} examples, {time.time() - t0:.0f} s",
           flush=True)
     return audio, labels, source
@@ -439,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-speed", type=float, default=0.0,
                     help="play the noisy copies of real clips up to this much faster or "
                          "slower (0.15: x0.85-1.15; rule HS, docs/SPEECH.md); 0 = as recorded")
+    ap.add_argument("--flite-per-word", type=int, default=0,
+                    help="also this many examples of each single word said by Flite's voices "
+                         "(Debian flite; rule HF, docs/SPEECH.md); 0 = eSpeak NG only")
+    ap.add_argument("--flite-other", type=int, default=0,
+                    help="also this many 'other' examples said by Flite's voices (rule HF)")
     ap.add_argument("--moonshine", action="store_true",
                     help="read Moonshine tiny's pooled encoder output after Whisper's "
                          "(speech/moonshine.py; docs/SPEECH.md, \"Moonshine's ears\")")
@@ -475,6 +503,16 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--real-speed: only for the single-word head (--kind words)")
     elif not 0.0 < args.real_speed < 1.0:
         ap.error(f"--real-speed must be in [0, 1), got {args.real_speed:g}")
+    if not (args.flite_per_word or args.flite_other):  # likewise
+        key.pop("flite_per_word")
+        key.pop("flite_other")
+    elif args.kind != "words":
+        ap.error("--flite-per-word / --flite-other: only for the single-word head (--kind words)")
+    elif min(args.flite_per_word, args.flite_other) < 0:
+        ap.error("--flite-per-word and --flite-other must be >= 0")
+    elif shutil.which("flite") is None:
+        ap.error("--flite-per-word / --flite-other need Flite (Debian package flite, "
+                 "scripts/setup.sh train)")
     fp = Path(args.features) if args.features else None
     if fp and fp.is_file() and json.loads(str(np.load(fp)["key"])) == key:
         z = np.load(fp)

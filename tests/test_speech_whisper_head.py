@@ -3,10 +3,12 @@ committed encoder graph, its training on REAL speakers and its accuracy on REAL 
 never heard, the pure decision that uses it, and a listener that acts on it."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 
 from conftest import listen_patched
@@ -414,6 +416,36 @@ def test_a_bad_real_speed_is_refused_by_name(args, capsys):
     assert "--real-speed" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args", [["--kind", "commands", "--flite-per-word", "40"],
+                                  ["--flite-other", "-1", "--flite-per-word", "40"]])
+def test_a_bad_flite_option_is_refused_by_name(args, capsys):
+    """--flite-per-word / --flite-other add Flite-voiced examples to the single-word head
+    (rule HF): the command head is refused, and so is a negative count, by name, before
+    anything is built."""
+    from speech import train_whisper_head as th
+    with pytest.raises(SystemExit):
+        th.main(args + ["--out", "/nonexistent/x.npz"])
+    assert "--flite" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="Flite (Debian flite) not installed")
+def test_the_flite_talker_speaks_with_flite_s_voices(tmp_path):
+    """Rule HF's talker: each example in one of Flite's four voices (never eSpeak NG's), a
+    word said in well under a second and as speech (not silence), and its "other" texts
+    drawn from the head's mix, never a single-word command said alone."""
+    from speech.commands import SINGLE_WORDS, load_commands
+    from speech.train_kws import FLITE_VOICES
+    from speech.train_whisper_head import Talker
+    commands = load_commands(None)
+    t = Talker(np.random.default_rng(0), str(tmp_path), commands, flite=True)
+    assert t.voices == FLITE_VOICES
+    x = t.say("stop")
+    assert 0.15 < len(x) / 16000 < 1.0 and np.abs(x.astype(np.float64)).max() > 1000
+    multi = [p for c in commands.commands.values() for p in c.phrases if p not in SINGLE_WORDS]
+    texts = [t.other_text(multi) for _ in range(200)]
+    assert not set(texts) & set(SINGLE_WORDS) and commands.wake_phrases[0] in texts
+
+
 def test_an_enrolled_speaker_s_first_recordings_join_the_training_set():
     """keeper('fold:K:F:N') (pure): every speaker outside fold F, and a speaker of F only
     for their first N recordings of a word (Speech Commands' _nohash_<i>, i < N): what
@@ -434,3 +466,59 @@ def test_an_enrolled_speaker_s_first_recordings_join_the_training_set():
     assert [enrol(n) for n in inside] == [clip_index(n) < 1 for n in inside]
     with pytest.raises(SystemExit, match="fold:K:F:N"):
         keeper("fold:4:x:1")
+
+
+def test_rule_ww_holds_an_unsure_command_both_ears_heard_as_the_wake_phrase_alone():
+    """wake_alone_heard (pure): an accepted command, Whisper's decision "the wake phrase
+    alone" and the command head's wake phrase alone at min_wake_alone_heard or more: the
+    command is not acted on and Whisper's wake_only is held instead; any one of them
+    otherwise (the head under the bar, Whisper not wake_only, nothing accepted, no command
+    head, the rule off) leaves the decision as it was."""
+    from speech.decision import wake_alone_heard
+
+    th = DecisionThresholds(min_wake_alone_heard=0.9)
+    helpme = Decision("accept", "help", "assistant help", 0.4, wake=True, posterior=0.4,
+                      wake_prob=0.8)
+    alone = Decision("wake_only", heard="assistant", reason="whisper: wake phrase alone",
+                     wake=True)
+    held = wake_alone_heard(helpme, alone, {"_wake_": 0.99, "help": 0.0}, th)
+    assert held.kind == "wake_only" and held.command is None and held.wake_prob == 0.8
+    assert "not help (0.40)" in held.reason
+    assert wake_alone_heard(helpme, alone, {"_wake_": 0.8, "help": 0.1}, th) is None
+    assert wake_alone_heard(helpme, replace(alone, kind="reject"), {"_wake_": 0.99}, th) is None
+    assert wake_alone_heard(replace(helpme, kind="reject"), alone, {"_wake_": 0.99}, th) is None
+    assert wake_alone_heard(helpme, alone, None, th) is None
+    assert wake_alone_heard(helpme, alone, {"_wake_": 0.99}, DecisionThresholds(
+        min_wake_alone_heard=None)) is None
+    assert DecisionThresholds().min_wake_alone_heard == 0.9  # on by default since 2026-12-08
+
+
+@needs_real
+def test_listener_holds_a_wake_phrase_alone_that_the_classifier_took_for_a_command():
+    """Wake activation: eSpeak's "assistant" followed by a REAL clip of room noise, the
+    classifier made to hear "help" in it (0.4, unsure, so Whisper's check runs). Whisper's
+    decision and the command head both hear the wake phrase alone. Without rule WW "help"
+    is acted on; with it nothing is, and the utterance is held as a wake phrase said alone."""
+    from speech.audio import strip_padding
+    from speech.listen_eval import streamed
+    from speech.synth import espeak
+
+    x, _ = read_wav(sorted((REAL / "_silence_").glob("*.wav"))[2])
+    stream, _ = streamed(x, "_silence_", None, None, 0,
+                         wake=strip_padding(espeak("assistant")), gap_s=0.0)
+    p = {"help": 0.4, "_none_": 0.3, "_wake_": 0.1}
+
+    def unsure(r):  # "help", with the wake phrase heard before it
+        return replace(r, top="help", top_prob=0.4, probs=p, wake_prob=max(r.wake_prob, 0.9),
+                       all_probs={**(r.all_probs or {}), **p})
+
+    base = replace(SpeechSettings(engine="kws"), activation="wake", second_opinion=False)
+    got, logs = {}, {}
+    for on in (None, 0.9):
+        got[on], logs[on] = listen_patched(replace(base, min_wake_alone_heard=on), stream,
+                                           unsure)
+    assert [h.command for h in got[None]] == ["help"]
+    assert got[0.9] == []
+    (u,) = [u for u in logs[0.9] if u.whisper and u.whisper["kind"] == "wake_only"]
+    assert u.decision.kind == "wake_only" and "not help (0.40)" in u.decision.reason
+    assert u.whisper["cmd_probs"]["_wake_"] >= 0.9
